@@ -1,0 +1,47 @@
+# billingd — make targets. `make run` shows billingd's main job on its built-in
+# defaults (no Klavi account, no network); `make test` runs every test with -race.
+
+GO       ?= go
+PKGS     := ./...
+BIN      := bin/billingd
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+# BENCH selects benchmarks for `make bench` (a regexp); BENCHTIME their length.
+BENCH     ?= .
+BENCHTIME ?= 1s
+
+.PHONY: all build test test-short lint bench run demo fuzz clean
+
+all: lint test build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/billingd
+
+test:
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+test-short:
+	$(GO) test -race -short -count=1 $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	 if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem $(PKGS)
+
+# Short fuzzing of every fuzz target (FUZZTIME each).
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDate$$' -fuzztime $(FUZZTIME) ./cycle
+	$(GO) test -run '^$$' -fuzz '^FuzzPlan$$' -fuzztime $(FUZZTIME) ./retry
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./consent
+	$(GO) test -run '^$$' -fuzz '^FuzzParseAmount$$' -fuzztime $(FUZZTIME) ./klavi
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./internal/problem
+
+run demo: build
+	@for f in examples/consents/*.json; do ./$(BIN) preview --consent-file $$f --cycles 4; echo; done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+)
+
+// defaultConfigPath is where `billingd run` looks without --config; BILLINGD_CONFIG
+// overrides it.
+const defaultConfigPath = "/etc/billingd/billingd.yaml"
+
+// Config is billingd's whole configuration. config.example.yaml lists every key with
+// its default; DefaultConfig is the same in code.
+type Config struct {
+	Billing   BillingConfig   `yaml:"billing"`
+	Storage   StorageConfig   `yaml:"storage"`
+	Klavi     KlaviConfig     `yaml:"klavi"`
+	Scheduler SchedulerConfig `yaml:"scheduler"`
+	HTTP      HTTPConfig      `yaml:"http"`
+	Log       LogConfig       `yaml:"log"`
+
+	undefinedEnv []string // ${VARS} the file used that were not set
+}
+
+// BillingConfig holds the billing rules every consent shares unless its own billing
+// object overrides them.
+type BillingConfig struct {
+	LeadDays         int      `yaml:"lead_days"`
+	SubmitTime       string   `yaml:"submit_time"`
+	RetryMode        string   `yaml:"retry_mode"`
+	DueDateAdjust    string   `yaml:"due_date_adjust"`
+	ExtraHolidays    []string `yaml:"extra_holidays"`
+	RetryableReasons []string `yaml:"retryable_reasons"`
+}
+
+// StorageConfig locates the bbolt database.
+type StorageConfig struct {
+	Path        string        `yaml:"path"`
+	OpenTimeout time.Duration `yaml:"open_timeout"`
+}
+
+// KlaviConfig is how billingd reaches Klavi.
+type KlaviConfig struct {
+	BaseURL            string        `yaml:"base_url"`
+	AccessKey          string        `yaml:"access_key"`
+	SecretKey          string        `yaml:"secret_key"`
+	Timeout            time.Duration `yaml:"timeout"`
+	MaxAttempts        int           `yaml:"max_attempts"`
+	BackoffMin         time.Duration `yaml:"backoff_min"`
+	BackoffMax         time.Duration `yaml:"backoff_max"`
+	RateLimit          float64       `yaml:"rate_limit"`
+	RateBurst          int           `yaml:"rate_burst"`
+	TokenRefreshBefore time.Duration `yaml:"token_refresh_before"`
+}
+
+// SchedulerConfig drives the due scan and the status poll.
+type SchedulerConfig struct {
+	ScanSchedule    string        `yaml:"scan_schedule"`
+	PollSchedule    string        `yaml:"poll_schedule"`
+	Workers         int           `yaml:"workers"`
+	PollMinInterval time.Duration `yaml:"poll_min_interval"`
+	PollMaxInterval time.Duration `yaml:"poll_max_interval"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// HTTPConfig is the one listener: /metrics, /healthz, /readyz and the admin API.
+type HTTPConfig struct {
+	Listen     string `yaml:"listen"`
+	AdminToken string `yaml:"admin_token"`
+}
+
+// LogConfig sets the slog handler.
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// DefaultConfig returns the configuration billingd uses for every key a file leaves out.
+func DefaultConfig() Config {
+	reasons := make([]string, len(klavi.DefaultRetryableReasons))
+	for i, r := range klavi.DefaultRetryableReasons {
+		reasons[i] = string(r)
+	}
+	return Config{
+		Billing: BillingConfig{
+			LeadDays:         3,
+			SubmitTime:       "09:00",
+			RetryMode:        string(consent.Attach),
+			DueDateAdjust:    cycle.AdjustNone.String(),
+			ExtraHolidays:    []string{},
+			RetryableReasons: reasons,
+		},
+		Storage: StorageConfig{Path: "/var/lib/billingd/billingd.db", OpenTimeout: 5 * time.Second},
+		Klavi: KlaviConfig{
+			BaseURL:            "https://api-sandbox.klavi.ai",
+			Timeout:            15 * time.Second,
+			MaxAttempts:        4,
+			BackoffMin:         500 * time.Millisecond,
+			BackoffMax:         10 * time.Second,
+			RateLimit:          50,
+			RateBurst:          100,
+			TokenRefreshBefore: 60 * time.Second,
+		},
+		Scheduler: SchedulerConfig{
+			ScanSchedule:    "@every 1m",
+			PollSchedule:    "@every 1m",
+			Workers:         16,
+			PollMinInterval: 5 * time.Minute,
+			PollMaxInterval: 6 * time.Hour,
+			ShutdownTimeout: 30 * time.Second,
+		},
+		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
+		Log:  LogConfig{Level: "info", Format: "auto"},
+	}
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// expandEnv replaces ${NAME} and ${NAME:-default} in raw config bytes. A plain $ is
+// left alone (a secret may contain one). It returns the names that were not set and
+// had no default; they expand to "".
+func expandEnv(raw []byte, getenv func(string) string) ([]byte, []string) {
+	var undefined []string
+	out := envRef.ReplaceAllFunc(raw, func(m []byte) []byte {
+		sub := envRef.FindSubmatch(m)
+		name := string(sub[1])
+		if v := getenv(name); v != "" {
+			return []byte(v)
+		}
+		if sub[2] != nil {
+			return sub[3]
+		}
+		undefined = append(undefined, name)
+		return nil
+	})
+	return out, undefined
+}
+
+// LoadConfig reads the configuration at path through the pipeline DefaultConfig →
+// ${ENV} expansion → YAML (unknown keys are errors) → Validate. An empty path returns
+// the defaults.
+func LoadConfig(path string, getenv func(string) string) (Config, error) {
+	cfg := DefaultConfig()
+	if path == "" {
+		return cfg, cfg.Validate()
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	expanded, undefined := expandEnv(raw, getenv)
+	cfg.undefinedEnv = undefined
+	dec := yaml.NewDecoder(bytes.NewReader(expanded))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("config %s: %w", path, cleanYAMLError(err))
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func cleanYAMLError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return errors.New(strings.Join(te.Errors, "; "))
+	}
+	return err
+}
+
+// Validate names every key whose value cannot work.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, key+": "+fmt.Sprintf(format, args...))
+	}
+	b := c.Billing
+	if b.LeadDays < 2 || b.LeadDays > 10 {
+		bad("billing.lead_days", "%d is outside 2..10: a payment must be created 2 to 10 days before its date", b.LeadDays)
+	}
+	if _, _, err := parseClock(b.SubmitTime); err != nil {
+		bad("billing.submit_time", "%v", err)
+	}
+	if _, err := consent.ParseRetryMode(b.RetryMode); err != nil {
+		bad("billing.retry_mode", "%v", err)
+	}
+	if _, err := cycle.ParseDueAdjust(b.DueDateAdjust); err != nil {
+		bad("billing.due_date_adjust", "%v", err)
+	}
+	for i, h := range b.ExtraHolidays {
+		if _, err := cycle.ParseDate(h); err != nil {
+			bad(fmt.Sprintf("billing.extra_holidays[%d]", i), "%v", err)
+		}
+	}
+	for i, r := range b.RetryableReasons {
+		var code klavi.ReasonCode
+		_ = code.UnmarshalText([]byte(r))
+		if !code.Valid() {
+			bad(fmt.Sprintf("billing.retryable_reasons[%d]", i), "%q is not a Klavi status reason code", r)
+		} else if code.ConsentGone() {
+			bad(fmt.Sprintf("billing.retryable_reasons[%d]", i), "%s means the consent is revoked; it cannot be retried", code)
+		}
+	}
+	if c.Storage.Path == "" {
+		bad("storage.path", "is empty")
+	}
+	if c.Storage.OpenTimeout <= 0 {
+		bad("storage.open_timeout", "must be more than 0")
+	}
+	k := c.Klavi
+	if u, err := url.Parse(k.BaseURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		bad("klavi.base_url", "%q must be an absolute http(s) URL", k.BaseURL)
+	}
+	if k.Timeout <= 0 {
+		bad("klavi.timeout", "must be more than 0")
+	}
+	if k.MaxAttempts < 1 || k.MaxAttempts > 10 {
+		bad("klavi.max_attempts", "%d is outside 1..10", k.MaxAttempts)
+	}
+	if k.BackoffMin <= 0 || k.BackoffMax < k.BackoffMin {
+		bad("klavi.backoff_min", "must be more than 0 and at most klavi.backoff_max")
+	}
+	if k.RateLimit <= 0 {
+		bad("klavi.rate_limit", "must be more than 0 requests per second")
+	}
+	if k.RateBurst < 1 {
+		bad("klavi.rate_burst", "must be at least 1")
+	}
+	if k.TokenRefreshBefore < 0 {
+		bad("klavi.token_refresh_before", "must not be negative")
+	}
+	s := c.Scheduler
+	for key, spec := range map[string]string{"scheduler.scan_schedule": s.ScanSchedule, "scheduler.poll_schedule": s.PollSchedule} {
+		if _, err := cronParser.Parse(spec); err != nil {
+			bad(key, "%q is not a cron schedule: %v", spec, err)
+		}
+	}
+	if s.Workers < 1 || s.Workers > 1024 {
+		bad("scheduler.workers", "%d is outside 1..1024", s.Workers)
+	}
+	if s.PollMinInterval <= 0 || s.PollMaxInterval < s.PollMinInterval {
+		bad("scheduler.poll_min_interval", "must be more than 0 and at most scheduler.poll_max_interval")
+	}
+	if s.ShutdownTimeout <= 0 {
+		bad("scheduler.shutdown_timeout", "must be more than 0")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+		bad("http.listen", "%q is not host:port", c.HTTP.Listen)
+	}
+	if t := c.HTTP.AdminToken; t != "" && len(t) < 16 {
+		bad("http.admin_token", "is shorter than 16 characters; use a long random token")
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q must be debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "auto", "json", "text":
+	default:
+		bad("log.format", "%q must be auto, json or text", c.Log.Format)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	sort.Strings(errs)
+	if len(c.undefinedEnv) > 0 {
+		errs = append(errs, "note: these environment variables are not set: "+strings.Join(c.undefinedEnv, ", "))
+	}
+	return errors.New(strings.Join(errs, "; "))
+}
+
+// validateForRun adds what only the daemon needs: Klavi credentials.
+func (c *Config) validateForRun() error {
+	var errs []string
+	if c.Klavi.AccessKey == "" {
+		errs = append(errs, "klavi.access_key: is empty")
+	}
+	if c.Klavi.SecretKey == "" {
+		errs = append(errs, "klavi.secret_key: is empty")
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	if len(c.undefinedEnv) > 0 {
+		errs = append(errs, "note: these environment variables are not set: "+strings.Join(c.undefinedEnv, ", "))
+	}
+	return errors.New(strings.Join(errs, "; "))
+}
+
+// cronParser accepts standard 5-field specs and descriptors (@every 1m, @hourly).
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// parseClock parses "HH:MM" (24-hour).
+func parseClock(s string) (hour, minute int, err error) {
+	t, perr := time.Parse("15:04", s)
+	if perr != nil || len(s) != 5 {
+		return 0, 0, fmt.Errorf("%q must be HH:MM (24-hour, Brasília time)", s)
+	}
+	return t.Hour(), t.Minute(), nil
+}
+
+// calendar builds the business calendar of the config's extra holidays.
+func (c *Config) calendar() *cycle.Calendar {
+	extra := make([]cycle.Date, 0, len(c.Billing.ExtraHolidays))
+	for _, h := range c.Billing.ExtraHolidays {
+		if d, err := cycle.ParseDate(h); err == nil {
+			extra = append(extra, d)
+		}
+	}
+	return cycle.NewCalendar(extra...)
+}
+
+// configPath picks --config, else $BILLINGD_CONFIG, else fallback.
+func configPath(flagValue string, getenv func(string) string, fallback string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if p := getenv("BILLINGD_CONFIG"); p != "" {
+		return p
+	}
+	return fallback
+}

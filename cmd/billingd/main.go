@@ -1,0 +1,126 @@
+// Command billingd runs recurring billing for Klavi Automatic Pix consents: a daemon
+// that charges every cycle of every authorized consent exactly once, and the tools
+// around it (preview, simulate, sandbox, operator commands).
+//
+// Usage: billingd <command> [flags]; billingd help lists the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/klavi-billing/billingd/clock"
+)
+
+// env is what a command may touch of the outside world; tests give their own.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	clock          clock.Clock
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+// commands lists every subcommand, in the order help shows them.
+var commands = []command{
+	{"preview", "show the cycles, submit days and retry dates of a consent (dry run)", cmdPreview},
+	{"version", "print the version and build information", cmdVersion},
+}
+
+func main() {
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, clock: clock.Real{}}
+	os.Exit(Main(context.Background(), e, os.Args[1:]))
+}
+
+// Main runs the command line args and returns the process exit code: 0 on success,
+// 2 on a usage error or invalid input, 1 on any other failure.
+func Main(ctx context.Context, e *env, args []string) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(e.stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return exitCode(e, c.run(ctx, e, args[1:]))
+		}
+	}
+	fmt.Fprintf(e.stderr, "billingd: unknown command %q\n", args[0])
+	usage(e.stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: billingd <command> [flags]")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'billingd <command> -h' for the flags of a command.")
+}
+
+// errUsage marks an error as the caller's: bad flags or invalid input (exit 2).
+var errUsage = errors.New("usage")
+
+// usageErrorf returns an error that exits 2.
+func usageErrorf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
+}
+
+func exitCode(e *env, err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errSilent):
+		return 2
+	case errors.Is(err, errUsage):
+		msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
+		fmt.Fprintf(e.stderr, "billingd: %s\n", msg)
+		return 2
+	}
+	fmt.Fprintf(e.stderr, "billingd: %v\n", err)
+	return 1
+}
+
+// errSilent is an invalid-input error already reported in full on stderr.
+var errSilent = errors.New("invalid input")
+
+// newFlagSet returns a FlagSet that reports errors instead of exiting, with a usage
+// line for the subcommand.
+func newFlagSet(e *env, name, args, summary string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "usage: billingd %s %s\n\n%s\n\nflags:\n", name, args, summary)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args, turning a flag error into a usage error (exit 2) and
+// refusing stray positional arguments unless allowed.
+func parseFlags(fs *flag.FlagSet, args []string, positional bool) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %s %v (see 'billingd %s -h')", errSilent, fs.Name(), err, fs.Name())
+	}
+	if !positional && fs.NArg() > 0 {
+		return usageErrorf("%s: unexpected argument %q (see 'billingd %s -h')", fs.Name(), fs.Arg(0), fs.Name())
+	}
+	return nil
+}

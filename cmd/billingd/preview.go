@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/internal/problem"
+	"github.com/klavi-billing/billingd/scheduler"
+)
+
+func cmdPreview(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "preview", "--consent-file FILE [--from YYYY-MM-DD] [--cycles N] [--lead-days N] [--format table|json]",
+		"Show the next cycles of a consent: due dates, the day billingd submits each one, and\n"+
+			"the retry dates of a failed charge. It is a dry run of the daemon's own plan.")
+	file := fs.String("consent-file", "", "consent `FILE` (JSON: Klavi's consent plus id, status and billing)")
+	from := fs.String("from", "", "first due date to show, `YYYY-MM-DD` (default: today in Brasília)")
+	n := fs.Int("cycles", 12, "number of cycles to show")
+	lead := fs.Int("lead-days", 0, "submit `N` days before the due date, 2..10 (default: billing.lead_days of the config, 3)")
+	format := fs.String("format", "table", "output format: table or json")
+	cfgFile := fs.String("config", "", "config `FILE` for billing defaults (default: $BILLINGD_CONFIG, else built-in defaults)")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	if *file == "" {
+		return usageErrorf("preview: --consent-file is required (see 'billingd preview -h')")
+	}
+	if *format != "table" && *format != "json" {
+		return usageErrorf("preview: --format %q: want table or json", *format)
+	}
+	if *n < 1 || *n > 10000 {
+		return usageErrorf("preview: --cycles %d: want 1..10000", *n)
+	}
+	cfg, err := LoadConfig(configPath(*cfgFile, e.getenv, ""), e.getenv)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	pol, err := cfg.policy()
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	if *lead != 0 {
+		if *lead < scheduler.WindowClosesDays || *lead > scheduler.WindowOpensDays {
+			return usageErrorf("preview: --lead-days %d: want 2..10 (a payment is created 2 to 10 days before its date)", *lead)
+		}
+		pol.LeadDays = *lead
+	}
+	day := cycle.DateOf(e.clock.Now())
+	if *from != "" {
+		if day, err = cycle.ParseDate(*from); err != nil {
+			return usageErrorf("preview: --from: %v", err)
+		}
+	}
+	c, err := readConsentFile(e, *file)
+	if err != nil {
+		return err
+	}
+	pv := pol.Preview(c, day, *n, nil)
+	if *format == "json" {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(pv)
+	}
+	return writePreviewTable(e.stdout, pv)
+}
+
+// readConsentFile decodes and validates one consent file. Invalid content prints every
+// problem on stderr and returns errSilent (exit 2).
+func readConsentFile(e *env, path string) (*consent.Consent, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usageErrorf("read consent: %v", err)
+	}
+	c, err := consent.Decode(data)
+	if err != nil {
+		reportProblems(e.stderr, path, err)
+		return nil, errSilent
+	}
+	return c, nil
+}
+
+// reportProblems prints an invalid-input error: each problem on its own line.
+func reportProblems(w io.Writer, what string, err error) {
+	var l problem.List
+	if !errors.As(err, &l) {
+		fmt.Fprintf(w, "billingd: %s: %v\n", what, err)
+		return
+	}
+	noun := "problems"
+	if len(l) == 1 {
+		noun = "problem"
+	}
+	fmt.Fprintf(w, "billingd: %s: %d %s:\n", what, len(l), noun)
+	for _, p := range l {
+		fmt.Fprintf(w, "  %s\n", p)
+	}
+}
+
+// policy returns the billing policy of the config (Validate has passed).
+func (c *Config) policy() (scheduler.Policy, error) {
+	mode, err := consent.ParseRetryMode(c.Billing.RetryMode)
+	if err != nil {
+		return scheduler.Policy{}, err
+	}
+	adj, err := cycle.ParseDueAdjust(c.Billing.DueDateAdjust)
+	if err != nil {
+		return scheduler.Policy{}, err
+	}
+	p := scheduler.Policy{LeadDays: c.Billing.LeadDays, RetryMode: mode, DueAdjust: adj, Calendar: c.calendar()}
+	return p, p.Validate()
+}
+
+func weekdayDate(d cycle.Date) string {
+	if d.IsZero() {
+		return "-"
+	}
+	return d.Weekday().String()[:3] + " " + d.String()
+}
+
+func writePreviewTable(w io.Writer, pv scheduler.Preview) error {
+	fmt.Fprintf(w, "consent %s: %s, retry mode %s, submitted %d days before the due date; seen from %s\n\n",
+		pv.ConsentID, pv.Interval, pv.RetryMode, pv.LeadDays, weekdayDate(pv.From))
+	if len(pv.Cycles) == 0 {
+		fmt.Fprintln(w, "no cycles: the consent expires before any cycle is due on or after that day")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CYCLE\tSTART\tEND\tDUE\tSUBMIT ON\tSTATE\tAMOUNT\tRETRIES")
+	for _, c := range pv.Cycles {
+		amount := "(variable, not set)"
+		if c.Amount != nil {
+			amount = c.Amount.BRL()
+		}
+		var rs []string
+		for _, r := range c.Retries {
+			rs = append(rs, fmt.Sprintf("+%d %s", r.Day, weekdayDate(r.Date)))
+		}
+		for _, d := range c.Dropped {
+			rs = append(rs, fmt.Sprintf("+%d dropped: %s", d.Day, d.Reason))
+		}
+		retries := "-"
+		if len(rs) > 0 {
+			retries = strings.Join(rs, ", ")
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Index, weekdayDate(c.Start), weekdayDate(c.End),
+			weekdayDate(c.Due), weekdayDate(c.SubmitOn), c.State, amount, retries)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,245 @@
+package klavi
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/retry"
+)
+
+// Currency is the only currency the API takes.
+const Currency = "BRL"
+
+// DateTimeLayout is the API's date-time form: RFC 3339 in UTC, to the second.
+const DateTimeLayout = "2006-01-02T15:04:05Z"
+
+// A DateTime is an instant in the API's strict form, YYYY-MM-DDThh:mm:ssZ (20 chars,
+// UTC). The zero DateTime is "not set".
+type DateTime struct{ time.Time }
+
+// ParseDateTime parses the strict YYYY-MM-DDThh:mm:ssZ form.
+func ParseDateTime(s string) (DateTime, error) {
+	t, err := time.Parse(DateTimeLayout, s)
+	if err != nil || len(s) != len(DateTimeLayout) {
+		return DateTime{}, fmt.Errorf("invalid date-time %q: want YYYY-MM-DDThh:mm:ssZ in UTC", s)
+	}
+	return DateTime{t}, nil
+}
+
+// MarshalText formats t in UTC to the second.
+func (t DateTime) MarshalText() ([]byte, error) {
+	return []byte(t.UTC().Format(DateTimeLayout)), nil
+}
+
+// MarshalJSON formats t as a JSON string in UTC to the second. (Defined here so the
+// embedded time.Time's own JSON methods are not used.)
+func (t DateTime) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + t.UTC().Format(DateTimeLayout) + `"`), nil
+}
+
+// UnmarshalJSON parses a JSON string with ParseDateTime.
+func (t *DateTime) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid date-time %s: want a string YYYY-MM-DDThh:mm:ssZ", b)
+	}
+	return t.UnmarshalText([]byte(s))
+}
+
+// UnmarshalText parses with ParseDateTime.
+func (t *DateTime) UnmarshalText(b []byte) error {
+	v, err := ParseDateTime(string(b))
+	if err != nil {
+		return err
+	}
+	*t = v
+	return nil
+}
+
+// A Person is a customer, an account holder or a contract debtor: who, by tax id.
+// Every field is personal data: never log it (see Mask).
+type Person struct {
+	IdentifierType IdentifierType `json:"identifierType"`
+	Identifier     string         `json:"identifier"`
+	Name           string         `json:"name,omitempty"`
+}
+
+// A Customer is the paying user of an initiation.
+type Customer struct {
+	IdentifierType IdentifierType `json:"identifierType"`
+	Identifier     string         `json:"identifier"`
+	Name           string         `json:"name,omitempty"`
+	Phone          string         `json:"phone,omitempty"`
+	Email          string         `json:"email,omitempty"`
+}
+
+// An Account is a Pix account (personal data).
+type Account struct {
+	ISPB        string      `json:"ispb"`
+	Issuer      string      `json:"issuer,omitempty"`
+	Number      string      `json:"number"`
+	AccountType AccountType `json:"accountType"`
+	Holder      *Person     `json:"holder,omitempty"`
+}
+
+// ClientMetadata describes the device of the user who starts a flow.
+type ClientMetadata struct {
+	Platform  Platform `json:"platform"`
+	OS        OS       `json:"os"`
+	OSVersion string   `json:"osVersion"`
+}
+
+// A FirstPayment is the sign-up payment of a consent, paid on authorization. It is
+// not a billing cycle and billingd never bills it.
+type FirstPayment struct {
+	RemittanceInformation string     `json:"remittanceInformation,omitempty"`
+	Date                  cycle.Date `json:"date,omitzero"`
+	Amount                Cents      `json:"amount"`
+	Currency              string     `json:"currency"`
+}
+
+// PaymentMethodConfig is the recurring-payment part of a consent.
+type PaymentMethodConfig struct {
+	ContractID            string         `json:"contractId"`
+	FixedAmount           *Cents         `json:"fixedAmount,omitempty"`
+	MinimumVariableAmount *Cents         `json:"minimumVariableAmount,omitempty"`
+	MaximumVariableAmount *Cents         `json:"maximumVariableAmount,omitempty"`
+	Currency              string         `json:"currency"`
+	Interval              cycle.Interval `json:"interval"`
+	ReferenceStartDate    cycle.Date     `json:"referenceStartDate"`
+	ContractDebtor        *Person        `json:"contractDebtor"`
+	IsRetryAccepted       *bool          `json:"isRetryAccepted"`
+	FirstPayment          *FirstPayment  `json:"firstPayment,omitempty"`
+}
+
+// CreateConsentRequest is the body of POST /automatic/consents.
+type CreateConsentRequest struct {
+	ClientRequestID       string               `json:"clientRequestId"`
+	InstitutionID         string               `json:"institutionId"`
+	Customer              *Customer            `json:"customer,omitempty"`
+	LoggedUserCPF         string               `json:"loggedUserCpf,omitempty"`
+	RedirectURL           string               `json:"redirectUrl,omitempty"`
+	AdditionalInformation string               `json:"additionalInformation,omitempty"`
+	DebtorAccount         *Account             `json:"debtorAccount,omitempty"`
+	CreditorAccount       *Account             `json:"creditorAccount,omitempty"`
+	ExternalInfo          map[string]string    `json:"externalInfo,omitempty"`
+	ExpirationDateTime    *DateTime            `json:"expirationDateTime,omitempty"`
+	ClientMetadata        *ClientMetadata      `json:"clientMetadata"`
+	PaymentMethodConfig   *PaymentMethodConfig `json:"paymentMethodConfig"`
+}
+
+// StatusReason explains a status.
+type StatusReason struct {
+	Code    ReasonCode `json:"code"`
+	Message string     `json:"message,omitempty"`
+}
+
+// Consent is the response to a consent creation.
+type Consent struct {
+	ID                 string        `json:"id"`
+	ClientRequestID    string        `json:"clientRequestId"`
+	Status             ConsentStatus `json:"status"`
+	StatusReason       *StatusReason `json:"statusReason,omitempty"`
+	ConsentRedirectURL string        `json:"consentRedirectUrl,omitempty"`
+}
+
+// CreatePaymentRequest is the body of POST /automatic/consents/{consentId}/payments.
+type CreatePaymentRequest struct {
+	ClientRequestID       string            `json:"clientRequestId"`
+	Date                  cycle.Date        `json:"date"`
+	Amount                Cents             `json:"amount"`
+	Currency              string            `json:"currency"`
+	CreditorAccount       *Account          `json:"creditorAccount,omitempty"`
+	RemittanceInformation string            `json:"remittanceInformation,omitempty"`
+	IBGETownCode          string            `json:"ibgeTownCode,omitempty"`
+	ExternalInfo          map[string]string `json:"externalInfo,omitempty"`
+	AutoRetryStrategy     *retry.Strategy   `json:"autoRetryStrategy,omitempty"`
+}
+
+// RetryPaymentRequest is the body of POST .../payments/{paymentId}/retry.
+type RetryPaymentRequest struct {
+	ClientRequestID string     `json:"clientRequestId"`
+	Date            cycle.Date `json:"date"`
+}
+
+// PaymentMethodInfo is paymentMethodConfig of a payment resource.
+type PaymentMethodInfo struct {
+	FirstPayment      bool   `json:"firstPayment"`
+	OriginalPaymentID string `json:"originalPaymentId,omitempty"`
+}
+
+// Cancellation says who canceled a payment.
+type Cancellation struct {
+	CancelledFrom string    `json:"cancelledFrom,omitempty"`
+	CancelledAt   time.Time `json:"cancelledAt,omitzero"`
+	CancelledBy   *Person   `json:"cancelledBy,omitempty"`
+}
+
+// Payment is a payment resource: the response to a payment or retry creation (which
+// carries the first few fields) and to GET .../payments/{paymentId} (all of them).
+type Payment struct {
+	ID                    string             `json:"id"`
+	AppID                 string             `json:"appId,omitempty"`
+	ClientRequestID       string             `json:"clientRequestId"`
+	InstitutionID         string             `json:"institutionId,omitempty"`
+	ConsentID             string             `json:"consentId,omitempty"`
+	Date                  cycle.Date         `json:"date,omitzero"`
+	EndToEndID            string             `json:"endToEndId,omitempty"`
+	Amount                Cents              `json:"amount"`
+	Currency              string             `json:"currency"`
+	RemittanceInformation string             `json:"remittanceInformation,omitempty"`
+	Status                PaymentStatus      `json:"status"`
+	StatusReason          *StatusReason      `json:"statusReason,omitempty"`
+	Cancellation          *Cancellation      `json:"cancellation,omitempty"`
+	CreateAt              time.Time          `json:"createAt,omitzero"`
+	StatusUpdateAt        time.Time          `json:"statusUpdateAt,omitzero"`
+	PaymentMethod         string             `json:"paymentMethod,omitempty"`
+	PaymentMethodConfig   *PaymentMethodInfo `json:"paymentMethodConfig,omitempty"`
+	Customer              *Customer          `json:"customer,omitempty"`
+	DebtorAccount         *Account           `json:"debtorAccount,omitempty"`
+	CreditorAccount       *Account           `json:"creditorAccount,omitempty"`
+	ExternalInfo          map[string]string  `json:"externalInfo,omitempty"`
+}
+
+// PaymentStatusInfo is the response to GET .../payments/{paymentId}/status.
+type PaymentStatusInfo struct {
+	ID             string        `json:"id,omitempty"`
+	Status         PaymentStatus `json:"status"`
+	StatusReason   *StatusReason `json:"statusReason,omitempty"`
+	StatusUpdateAt time.Time     `json:"statusUpdateAt,omitzero"`
+}
+
+// InstantPaymentRequest is the body of POST /instant/payments: an immediate payment,
+// or a scheduled one when Date is set.
+type InstantPaymentRequest struct {
+	ClientRequestID       string            `json:"clientRequestId"`
+	InstitutionID         string            `json:"institutionId"`
+	InitType              InitType          `json:"initType"`
+	Customer              *Customer         `json:"customer"`
+	LoggedUserCPF         string            `json:"loggedUserCpf,omitempty"`
+	IBGETownCode          string            `json:"ibgeTownCode,omitempty"`
+	Proxy                 string            `json:"proxy,omitempty"`
+	QRCode                string            `json:"qrCode,omitempty"`
+	Date                  cycle.Date        `json:"date,omitzero"`
+	Amount                Cents             `json:"amount"`
+	Currency              string            `json:"currency"`
+	RedirectURL           string            `json:"redirectUrl"`
+	RemittanceInformation string            `json:"remittanceInformation,omitempty"`
+	DebtorAccount         *Account          `json:"debtorAccount,omitempty"`
+	CreditorAccount       *Account          `json:"creditorAccount,omitempty"`
+	ExternalInfo          map[string]string `json:"externalInfo,omitempty"`
+	ClientMetadata        *ClientMetadata   `json:"clientMetadata"`
+}
+
+// InstantPayment is the response to an instant payment creation.
+type InstantPayment struct {
+	ID                 string        `json:"id"`
+	ClientRequestID    string        `json:"clientRequestId"`
+	Amount             Cents         `json:"amount"`
+	Currency           string        `json:"currency"`
+	Status             PaymentStatus `json:"status"`
+	StatusReason       *StatusReason `json:"statusReason,omitempty"`
+	ConsentRedirectURL string        `json:"consentRedirectUrl,omitempty"`
+}

@@ -1,0 +1,116 @@
+package klavi
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/internal/problem"
+	"github.com/klavi-billing/billingd/retry"
+)
+
+func has(l problem.List, path, msg string) bool {
+	for _, p := range l {
+		if p.Path == path && strings.Contains(p.Message, msg) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCreatePaymentRequest_Validate(t *testing.T) {
+	ok := CreatePaymentRequest{ClientRequestID: "billingd-abc-1-0", Date: cycle.MustDate(2026, 3, 5), Amount: 9990, Currency: "BRL"}
+	require.Empty(t, ok.Validate())
+
+	bad := CreatePaymentRequest{
+		ClientRequestID:       "has space",
+		Amount:                0,
+		Currency:              "brl",
+		RemittanceInformation: strings.Repeat("é", 141),
+		IBGETownCode:          "123",
+		AutoRetryStrategy:     &retry.Strategy{Days: []int{2, 1, 8, 9}},
+		CreditorAccount:       &Account{ISPB: "1", Number: "x", AccountType: "CACC"},
+	}
+	l := bad.Validate()
+	for _, w := range [][2]string{
+		{"clientRequestId", "printable ASCII"},
+		{"date", "is required"},
+		{"amount", "more than 0.00"},
+		{"currency", "3 upper-case letters"},
+		{"remittanceInformation", "141 characters"},
+		{"ibgeTownCode", "7-digit"},
+		{"autoRetryStrategy.days", "got 4"},
+		{"autoRetryStrategy.days[1]", "does not follow"},
+		{"autoRetryStrategy.days[2]", "past the 7-day"},
+		{"creditorAccount.ispb", "8 digits"},
+		{"creditorAccount.number", "1 to 20 digits"},
+		{"creditorAccount.issuer", "required for a CACC account"},
+	} {
+		assert.True(t, has(l, w[0], w[1]), "want %s: %s in %v", w[0], w[1], l)
+	}
+}
+
+func TestInstantPaymentRequest_Validate(t *testing.T) {
+	base := func() InstantPaymentRequest {
+		return InstantPaymentRequest{
+			ClientRequestID: "order-1", InstitutionID: "bank", InitType: PixDict, Proxy: "+5511999998888",
+			Customer: &Customer{IdentifierType: CPF, Identifier: "52998224725"},
+			Amount:   1000, Currency: "BRL", RedirectURL: "https://m.example/r",
+			ClientMetadata: &ClientMetadata{Platform: Browser, OS: Linux, OSVersion: "6"},
+		}
+	}
+	r := base()
+	require.Empty(t, r.Validate())
+
+	r = base()
+	r.InitType = PixManu
+	l := r.Validate()
+	assert.True(t, has(l, "proxy", "must not be set for PIX_MANU"))
+	assert.True(t, has(l, "creditorAccount", "required for PIX_MANU"))
+
+	r = base()
+	r.InitType = PixQRCode
+	r.QRCode = strings.Repeat("0", 513)
+	assert.True(t, has(r.Validate(), "qrCode", "513 bytes"))
+
+	r = base()
+	r.Customer = &Customer{IdentifierType: CNPJ, Identifier: "11222333000181"}
+	assert.True(t, has(r.Validate(), "loggedUserCpf", "required when the customer is a CNPJ"))
+
+	r = base()
+	r.Proxy = ""
+	r.RedirectURL = ""
+	r.ClientMetadata = nil
+	l = r.Validate()
+	assert.True(t, has(l, "proxy", "required for PIX_DICT"))
+	assert.True(t, has(l, "redirectUrl", "is required"))
+	assert.True(t, has(l, "clientMetadata", "is required"))
+}
+
+func TestEnums_Tolerant(t *testing.T) {
+	var s PaymentStatus
+	require.NoError(t, s.UnmarshalText([]byte("payment completed")))
+	assert.Equal(t, PaymentCompleted, s)
+	assert.True(t, s.Final())
+	require.NoError(t, s.UnmarshalText([]byte("Payment-Cancelled")))
+	assert.Equal(t, PaymentCanceled, s)
+	require.NoError(t, s.UnmarshalText([]byte("SOMETHING_NEW")))
+	assert.False(t, s.Valid(), "unknown values are kept, not refused")
+	var r ReasonCode
+	require.NoError(t, r.UnmarshalText([]byte("revoked-user")))
+	assert.True(t, r.ConsentGone())
+	var cs ConsentStatus
+	require.NoError(t, cs.UnmarshalText([]byte("consent revoked")))
+	assert.True(t, cs.Terminal())
+}
+
+func TestValidResourceID(t *testing.T) {
+	assert.True(t, ValidResourceID("urn:bancoex:C1DD33123"))
+	assert.True(t, ValidResourceID("urn:klavi:consent-monthly-31st-0001"))
+	assert.False(t, ValidResourceID("C1DD33123"))
+	assert.False(t, ValidResourceID("urn:-bad:x"))
+	assert.False(t, ValidResourceID("urn:x:"+strings.Repeat("a", 256)))
+}
