@@ -244,8 +244,14 @@ func (d Date) MarshalText() ([]byte, error) {
 	return []byte(d.String()), nil
 }
 
-// UnmarshalText implements encoding.TextUnmarshaler with ParseDate's strict rules.
+// UnmarshalText implements encoding.TextUnmarshaler with ParseDate's strict rules,
+// except that the empty string decodes to the zero Date, so that a zero Date
+// round-trips through JSON ("") and validation can report a missing date as missing.
 func (d *Date) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*d = Date{}
+		return nil
+	}
 	dt, err := ParseDate(string(b))
 	if err != nil {
 		return err

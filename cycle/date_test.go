@@ -124,6 +124,14 @@ func TestDate_JSON(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"d":"2024-02-29"}`, string(b))
 	require.Error(t, json.Unmarshal([]byte(`{"d":"2023-02-29"}`), &v))
+	// The zero Date round-trips as "".
+	v.D = Date{}
+	b, err = json.Marshal(v)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"d":""}`, string(b))
+	v.D = MustDate(2020, 1, 1)
+	require.NoError(t, json.Unmarshal(b, &v))
+	assert.True(t, v.D.IsZero())
 }
 
 func TestDate_Rata(t *testing.T) {

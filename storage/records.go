@@ -1,0 +1,220 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/retry"
+)
+
+// ConsentState is where a consent stands in billingd's billing.
+type ConsentState string
+
+// Consent states.
+const (
+	// Active: billed on its cycles.
+	ConsentActive ConsentState = "active"
+	// AwaitingAuthorization: created at Klavi, the payer has not authorized it yet.
+	ConsentAwaiting ConsentState = "awaiting_authorization"
+	// Revoked: by the operator, the payer or the merchant. Nothing more is billed.
+	ConsentRevoked ConsentState = "revoked"
+	// Rejected: the payer refused it. Nothing is billed.
+	ConsentRejected ConsentState = "rejected"
+	// Expired: its expiry has passed, or it has no cycle left. Nothing more is billed.
+	ConsentExpired ConsentState = "expired"
+)
+
+// ConsentStates lists every state, for metrics and listings.
+var ConsentStates = []ConsentState{ConsentActive, ConsentAwaiting, ConsentRevoked, ConsentRejected, ConsentExpired}
+
+// StateFor maps a Klavi consent status to the state billingd starts a consent in.
+func StateFor(s klavi.ConsentStatus) ConsentState {
+	switch s {
+	case klavi.ConsentAuthorized:
+		return ConsentActive
+	case klavi.ConsentRevoked:
+		return ConsentRevoked
+	case klavi.ConsentRejected:
+		return ConsentRejected
+	case klavi.ConsentExpired, klavi.ConsentPeriodExpired:
+		return ConsentExpired
+	}
+	return ConsentAwaiting
+}
+
+// A ConsentRecord is a stored consent and its billing cursor.
+type ConsentRecord struct {
+	Consent *consent.Consent `json:"consent"`
+	State   ConsentState     `json:"state"`
+	// StateReason says why a consent stopped being billed.
+	StateReason string    `json:"stateReason,omitempty"`
+	AddedAt     time.Time `json:"addedAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+	// BillFrom is the first date billingd is responsible for: cycles due before it
+	// were never billingd's to bill and are neither submitted nor reported missed.
+	BillFrom cycle.Date `json:"billFrom"`
+	// NextCycle is the index of the next cycle whose original attempt is to be
+	// submitted; NextDue is the instant of its entry in the due index (zero: none).
+	NextCycle int       `json:"nextCycle"`
+	NextDue   time.Time `json:"nextDue,omitzero"`
+	// RedirectURL is where the payer authorizes a consent created through billingd.
+	RedirectURL string `json:"redirectUrl,omitempty"`
+}
+
+// ID returns the consent id.
+func (r *ConsentRecord) ID() string { return r.Consent.ID }
+
+// AttemptState is where one payment attempt stands.
+type AttemptState string
+
+// Attempt states. SUBMITTING is written (and synced) before a request is sent, so a
+// crash at any point leaves either no attempt (nothing was sent) or a SUBMITTING one
+// that is re-sent with the same clientRequestId.
+const (
+	// Submitting: about to be, or being, sent; the outcome is not yet known.
+	AttemptSubmitting AttemptState = "SUBMITTING"
+	// Submitted: Klavi accepted it (payment id known); its status is polled.
+	AttemptSubmitted AttemptState = "SUBMITTED"
+	// Completed: settled.
+	AttemptCompleted AttemptState = "COMPLETED"
+	// Rejected: Klavi or the payer's bank rejected it (or it was canceled).
+	AttemptRejected AttemptState = "REJECTED"
+	// Unconfirmed: Klavi already had this clientRequestId (409) or the window closed
+	// with the outcome unknown. Never re-sent with a new key; an operator looks.
+	AttemptUnconfirmed AttemptState = "UNCONFIRMED"
+	// Failed: Klavi refused the request (a 4xx): nothing was created.
+	AttemptFailed AttemptState = "FAILED"
+	// Missed: the submission window closed before billingd could submit.
+	AttemptMissed AttemptState = "MISSED"
+	// Skipped: not submitted on purpose (a variable cycle with no amount set).
+	AttemptSkipped AttemptState = "SKIPPED"
+	// Planned: a local retry waiting for its request day.
+	AttemptPlanned AttemptState = "PLANNED"
+	// Dropped: a planned local retry that could not be sent (its request day had
+	// passed, or the cycle was already paid or stopped).
+	AttemptDropped AttemptState = "DROPPED"
+)
+
+// Final reports whether the attempt will not change by itself anymore.
+func (s AttemptState) Final() bool {
+	switch s {
+	case AttemptSubmitting, AttemptSubmitted, AttemptPlanned:
+		return false
+	}
+	return true
+}
+
+// needsAttention lists the states kept in the attention index for operators.
+func (s AttemptState) needsAttention() bool {
+	switch s {
+	case AttemptUnconfirmed, AttemptMissed, AttemptFailed, AttemptSkipped:
+		return true
+	}
+	return false
+}
+
+// An AttemptKey names one attempt: attempt 0 of a cycle is its original payment,
+// attempt n ≥ 1 the local retry for the n-th planned retry date.
+type AttemptKey struct {
+	ConsentID string `json:"consentId"`
+	Cycle     int    `json:"cycle"`
+	Attempt   int    `json:"attempt"`
+}
+
+func (k AttemptKey) String() string { return fmt.Sprintf("%s/%d/%d", k.ConsentID, k.Cycle, k.Attempt) }
+
+// An Attempt is one payment request billingd makes (or decided not to make) for a
+// cycle, and everything it learned about it.
+type Attempt struct {
+	AttemptKey
+	State           AttemptState      `json:"state"`
+	ClientRequestID string            `json:"clientRequestId"`
+	Date            cycle.Date        `json:"date"`
+	Amount          klavi.Cents       `json:"amount"`
+	Mode            consent.RetryMode `json:"mode,omitempty"`
+	Strategy        *retry.Strategy   `json:"strategy,omitempty"`
+	// PaymentID is Klavi's id once known; OriginalPaymentID the payment a retry retries.
+	PaymentID         string              `json:"paymentId,omitempty"`
+	OriginalPaymentID string              `json:"originalPaymentId,omitempty"`
+	Status            klavi.PaymentStatus `json:"status,omitempty"`
+	Reason            string              `json:"reason,omitempty"`
+	Sends             int                 `json:"sends,omitempty"`
+	Polls             int                 `json:"polls,omitempty"`
+	// DueAt is the instant of the attempt's entry in the due index (planned retries
+	// and submissions waiting for a re-send); NextPoll of its poll index entry.
+	DueAt     time.Time `json:"dueAt,omitzero"`
+	NextPoll  time.Time `json:"nextPoll,omitzero"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	// LastRetryDate bounds polling of an attach-mode payment whose Klavi-run retries
+	// may still change its outcome.
+	LastRetryDate cycle.Date `json:"lastRetryDate,omitzero"`
+}
+
+// A DueItem is an entry of the due index: attempt Key is to be acted on at At.
+type DueItem struct {
+	At  time.Time
+	Key AttemptKey
+}
+
+// A PollItem is an entry of the poll index: attempt Key's status is fetched at At.
+type PollItem struct {
+	At  time.Time
+	Key AttemptKey
+}
+
+// Key encodings. Consent ids never contain NUL (they are URNs), so NUL separates an
+// id from what follows and keeps one consent's keys together and in cycle order.
+
+func attemptKeyBytes(k AttemptKey) []byte {
+	b := make([]byte, 0, len(k.ConsentID)+1+4+2)
+	b = append(b, k.ConsentID...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(k.Cycle))
+	return binary.BigEndian.AppendUint16(b, uint16(k.Attempt))
+}
+
+var errBadKey = errors.New("malformed key")
+
+func parseAttemptKey(b []byte) (AttemptKey, error) {
+	if len(b) < 7 || b[len(b)-7] != 0 {
+		return AttemptKey{}, errBadKey
+	}
+	n := len(b)
+	return AttemptKey{
+		ConsentID: string(b[:n-7]),
+		Cycle:     int(binary.BigEndian.Uint32(b[n-6 : n-2])),
+		Attempt:   int(binary.BigEndian.Uint16(b[n-2:])),
+	}, nil
+}
+
+func consentPrefix(id string) []byte { return append([]byte(id), 0) }
+
+// timeKey prefixes an attempt key with an instant (Unix nanoseconds, big-endian), so
+// the due and poll indexes iterate in time order and a scan stops at "now".
+func timeKey(t time.Time, k AttemptKey) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(k.ConsentID)+7), uint64(t.UnixNano()))
+	return append(b, attemptKeyBytes(k)...)
+}
+
+func parseTimeKey(b []byte) (time.Time, AttemptKey, error) {
+	if len(b) < 8 {
+		return time.Time{}, AttemptKey{}, errBadKey
+	}
+	k, err := parseAttemptKey(b[8:])
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b[:8]))), k, err
+}
+
+func attentionKey(s AttemptState, k AttemptKey) []byte {
+	b := append([]byte(s), 0)
+	return append(b, attemptKeyBytes(k)...)
+}
+
+func amountKey(id string, k int) []byte {
+	return binary.BigEndian.AppendUint32(consentPrefix(id), uint32(k))
+}

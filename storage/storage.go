@@ -1,0 +1,664 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/klavi-billing/billingd/klavi"
+)
+
+// SchemaVersion is the layout this code reads and writes. A database with a higher
+// version was written by a newer billingd and is refused, never rewritten.
+const SchemaVersion = 1
+
+// Sentinel errors. Callers branch with errors.Is.
+var (
+	// ErrNotFound: no such consent, attempt or amount.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a consent with that id is already stored.
+	ErrExists = errors.New("already exists")
+	// ErrLocked: another process (usually a running billingd) holds the file.
+	ErrLocked = errors.New("database is locked by another process")
+	// ErrNotBillingd: a valid bbolt file that billingd did not create.
+	ErrNotBillingd = errors.New("not a billingd database")
+	// ErrCorrupt: the file is not a bbolt database or is damaged.
+	ErrCorrupt = errors.New("database file is corrupt")
+	// ErrSchema: written by a newer billingd.
+	ErrSchema = errors.New("unsupported schema version")
+)
+
+var (
+	bucketMeta      = []byte("meta")
+	bucketConsents  = []byte("consents")
+	bucketDue       = []byte("due")
+	bucketAttempts  = []byte("attempts")
+	bucketPoll      = []byte("poll")
+	bucketAmounts   = []byte("amounts")
+	bucketAttention = []byte("attention")
+
+	allBuckets = [][]byte{bucketMeta, bucketConsents, bucketDue, bucketAttempts, bucketPoll, bucketAmounts, bucketAttention}
+
+	keySchema = []byte("schema")
+	keyCounts = []byte("consent_counts")
+	keyMagic  = []byte("application")
+	magic     = []byte("billingd")
+)
+
+// Options tune Open. The zero value is the production setting.
+type Options struct {
+	// Timeout bounds the wait for the file lock (default 5s); then Open fails with ErrLocked.
+	Timeout time.Duration
+	// ReadOnly opens with a shared lock and never writes (db check, offline reads).
+	ReadOnly bool
+	// NoSync skips fsync on commit. Only for throwaway databases (simulations).
+	NoSync bool
+	// MaxBatchDelay and MaxBatchSize tune the group commit of Apply (defaults 2ms, 1000).
+	MaxBatchDelay time.Duration
+	MaxBatchSize  int
+	// Logger receives open/close notes; nil is slog.Default().
+	Logger *slog.Logger
+}
+
+// DB is billingd's store: one bbolt file with the buckets of DESIGN.md.
+type DB struct {
+	bolt *bolt.DB
+	path string
+	log  *slog.Logger
+}
+
+// Open opens (creating if needed) the billingd database at path. It never hangs on a
+// file another process holds (ErrLocked after Options.Timeout), refuses a file that is
+// not a billingd database (ErrNotBillingd, ErrCorrupt) or comes from a newer version
+// (ErrSchema), and in those cases leaves the file untouched.
+func Open(path string, opts Options) (*DB, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("open %s: is a directory", path)
+	} else if err != nil && opts.ReadOnly {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      opts.Timeout,
+		ReadOnly:     opts.ReadOnly,
+		NoSync:       opts.NoSync,
+		FreelistType: bolt.FreelistMapType,
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("open %s: %w (waited %s; is billingd already running?)", path, ErrLocked, opts.Timeout)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, fmt.Errorf("open %s: %w: %v (not a bbolt database, or its header is damaged)", path, ErrCorrupt, err)
+	default:
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	bdb.MaxBatchDelay = 2 * time.Millisecond
+	if opts.MaxBatchDelay > 0 {
+		bdb.MaxBatchDelay = opts.MaxBatchDelay
+	}
+	if opts.MaxBatchSize > 0 {
+		bdb.MaxBatchSize = opts.MaxBatchSize
+	}
+	db := &DB{bolt: bdb, path: path, log: log}
+	if err := db.init(opts.ReadOnly); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// init checks the schema of an existing database, or lays out a new one.
+func (db *DB) init(readOnly bool) error {
+	check := func(tx *bolt.Tx) (fresh bool, err error) {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			var names []string
+			_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+				names = append(names, string(name))
+				return nil
+			})
+			if len(names) == 0 {
+				return true, nil
+			}
+			if len(names) > 5 {
+				names = append(names[:5], "…")
+			}
+			return false, fmt.Errorf("%w: it has buckets %s and no billingd meta bucket", ErrNotBillingd, strings.Join(names, ", "))
+		}
+		if !bytes.Equal(meta.Get(keyMagic), magic) {
+			return false, fmt.Errorf("%w: its meta bucket was not written by billingd", ErrNotBillingd)
+		}
+		v := meta.Get(keySchema)
+		if len(v) != 4 {
+			return false, fmt.Errorf("%w: no schema version", ErrCorrupt)
+		}
+		if n := binary.BigEndian.Uint32(v); n > SchemaVersion {
+			return false, fmt.Errorf("%w %d: this billingd reads version %d; use a newer billingd", ErrSchema, n, SchemaVersion)
+		}
+		for _, b := range allBuckets {
+			if tx.Bucket(b) == nil {
+				return false, fmt.Errorf("%w: bucket %s is missing", ErrCorrupt, b)
+			}
+		}
+		return false, nil
+	}
+	if readOnly {
+		return guard(func() error {
+			return db.bolt.View(func(tx *bolt.Tx) error {
+				fresh, err := check(tx)
+				if fresh {
+					return fmt.Errorf("%w: the file is empty", ErrNotBillingd)
+				}
+				return err
+			})
+		})
+	}
+	return guard(func() error {
+		return db.bolt.Update(func(tx *bolt.Tx) error {
+			fresh, err := check(tx)
+			if err != nil || !fresh {
+				return err
+			}
+			for _, b := range allBuckets {
+				if _, err := tx.CreateBucket(b); err != nil {
+					return err
+				}
+			}
+			meta := tx.Bucket(bucketMeta)
+			if err := meta.Put(keyMagic, magic); err != nil {
+				return err
+			}
+			return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
+		})
+	})
+}
+
+// guard turns a panic inside bbolt (which is how it meets a damaged page) into
+// ErrCorrupt. bbolt rolls the transaction back before the panic reaches here.
+func guard(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v (run 'billingd db check')", ErrCorrupt, r)
+		}
+	}()
+	return fn()
+}
+
+func (db *DB) view(fn func(tx *bolt.Tx) error) error {
+	return guard(func() error { return db.bolt.View(fn) })
+}
+
+func (db *DB) update(fn func(tx *bolt.Tx) error) error {
+	return guard(func() error { return db.bolt.Update(fn) })
+}
+
+// Path returns the database file's path.
+func (db *DB) Path() string { return db.path }
+
+// Close closes the database. It waits for open transactions to end.
+func (db *DB) Close() error { return db.bolt.Close() }
+
+func getJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw := b.Get(key)
+	if raw == nil {
+		return ErrNotFound
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("%w: record %q: %v", ErrCorrupt, key, err)
+	}
+	return nil
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
+
+// GetConsent returns the stored consent id, or ErrNotFound.
+func (db *DB) GetConsent(id string) (*ConsentRecord, error) {
+	var r ConsentRecord
+	err := db.view(func(tx *bolt.Tx) error {
+		return getJSON(tx.Bucket(bucketConsents), []byte(id), &r)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consent %s: %w", id, err)
+	}
+	return &r, nil
+}
+
+// ListConsents returns up to limit consents with ids after the id after (""
+// starts at the beginning), in id order; state "" matches every state.
+func (db *DB) ListConsents(after string, limit int, state ConsentState) ([]*ConsentRecord, error) {
+	var out []*ConsentRecord
+	err := db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketConsents).Cursor()
+		k, v := c.First()
+		if after != "" {
+			k, v = c.Seek([]byte(after))
+			if k != nil && string(k) == after {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && len(out) < limit; k, v = c.Next() {
+			var r ConsentRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("%w: consent %q: %v", ErrCorrupt, k, err)
+			}
+			if state == "" || r.State == state {
+				out = append(out, &r)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// GetAttempt returns one attempt, or ErrNotFound.
+func (db *DB) GetAttempt(k AttemptKey) (*Attempt, error) {
+	var a Attempt
+	err := db.view(func(tx *bolt.Tx) error {
+		return getJSON(tx.Bucket(bucketAttempts), attemptKeyBytes(k), &a)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("attempt %s: %w", k, err)
+	}
+	return &a, nil
+}
+
+// Attempts returns every attempt of a consent, in cycle and attempt order.
+func (db *DB) Attempts(consentID string) ([]*Attempt, error) {
+	var out []*Attempt
+	err := db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketAttempts).Cursor()
+		prefix := consentPrefix(consentID)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+6; k, v = c.Next() {
+			var a Attempt
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("%w: attempt %q: %v", ErrCorrupt, k, err)
+			}
+			out = append(out, &a)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Attention returns up to limit attempts in state s (UNCONFIRMED, MISSED, FAILED or
+// SKIPPED), the items an operator must look at, from an index (no full scan).
+func (db *DB) Attention(s AttemptState, limit int) ([]*Attempt, error) {
+	var out []*Attempt
+	err := db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketAttention).Cursor()
+		attempts := tx.Bucket(bucketAttempts)
+		prefix := append([]byte(s), 0)
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Next() {
+			var a Attempt
+			if err := getJSON(attempts, k[len(prefix):], &a); err != nil {
+				return err
+			}
+			out = append(out, &a)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DueBefore returns up to limit entries of the due index at or before t, oldest
+// first. It reads only those entries.
+func (db *DB) DueBefore(t time.Time, limit int) ([]DueItem, error) {
+	var out []DueItem
+	err := db.view(func(tx *bolt.Tx) error {
+		return scanTimeIndex(tx.Bucket(bucketDue), t, limit, func(at time.Time, k AttemptKey) {
+			out = append(out, DueItem{At: at, Key: k})
+		})
+	})
+	return out, err
+}
+
+// PollBefore returns up to limit entries of the poll index at or before t.
+func (db *DB) PollBefore(t time.Time, limit int) ([]PollItem, error) {
+	var out []PollItem
+	err := db.view(func(tx *bolt.Tx) error {
+		return scanTimeIndex(tx.Bucket(bucketPoll), t, limit, func(at time.Time, k AttemptKey) {
+			out = append(out, PollItem{At: at, Key: k})
+		})
+	})
+	return out, err
+}
+
+func scanTimeIndex(b *bolt.Bucket, t time.Time, limit int, fn func(time.Time, AttemptKey)) error {
+	end := uint64(t.UnixNano())
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && limit > 0; k, _ = c.Next() {
+		if len(k) < 8 || binary.BigEndian.Uint64(k[:8]) > end {
+			break
+		}
+		at, key, err := parseTimeKey(k)
+		if err != nil {
+			return fmt.Errorf("%w: index key %x", ErrCorrupt, k)
+		}
+		fn(at, key)
+		limit--
+	}
+	return nil
+}
+
+// DueBounds returns the oldest entry of the due index at or before now (the oldest
+// work not yet done) and the first entry after now (the next scheduled work). Either
+// is zero when there is none.
+func (db *DB) DueBounds(now time.Time) (oldest, next time.Time, err error) {
+	err = db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDue).Cursor()
+		k, _ := c.First()
+		if k == nil {
+			return nil
+		}
+		first := time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])))
+		if !first.After(now) {
+			oldest = first
+			k, _ = c.Seek(binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano())+1))
+			if k == nil {
+				return nil
+			}
+			first = time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])))
+		}
+		next = first
+		return nil
+	})
+	return oldest, next, err
+}
+
+// Amount returns the amount set for cycle k of a variable consent.
+func (db *DB) Amount(id string, k int) (klavi.Cents, bool, error) {
+	var (
+		c  klavi.Cents
+		ok bool
+	)
+	err := db.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketAmounts).Get(amountKey(id, k)); len(v) == 8 {
+			c, ok = klavi.Cents(binary.BigEndian.Uint64(v)), true
+		}
+		return nil
+	})
+	return c, ok, err
+}
+
+// Amounts returns every amount set for a consent's cycles.
+func (db *DB) Amounts(id string) (map[int]klavi.Cents, error) {
+	out := map[int]klavi.Cents{}
+	err := db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketAmounts).Cursor()
+		prefix := consentPrefix(id)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if len(k) == len(prefix)+4 && len(v) == 8 {
+				out[int(binary.BigEndian.Uint32(k[len(prefix):]))] = klavi.Cents(binary.BigEndian.Uint64(v))
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SetAmount stores the amount of cycle k of a variable consent. The caller checks the
+// consent's limits.
+func (db *DB) SetAmount(id string, k int, c klavi.Cents) error {
+	return db.update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketConsents).Get([]byte(id)) == nil {
+			return fmt.Errorf("consent %s: %w", id, ErrNotFound)
+		}
+		return tx.Bucket(bucketAmounts).Put(amountKey(id, k), binary.BigEndian.AppendUint64(nil, uint64(c)))
+	})
+}
+
+// Counts returns the number of consents in each state, kept up to date by every
+// write (no scan).
+func (db *DB) Counts() (map[ConsentState]int, error) {
+	out := map[ConsentState]int{}
+	err := db.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyCounts); v != nil {
+			return json.Unmarshal(v, &out)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// A Change is one atomic write: a consent, attempts, and index entries. Apply commits
+// it durably (fsync) in a group commit with concurrent changes.
+type Change struct {
+	Consent  *ConsentRecord
+	Attempts []*Attempt
+	DelDue   []DueItem
+	PutDue   []DueItem
+	DelPoll  []PollItem
+	PutPoll  []PollItem
+	// NewConsent makes the change fail with ErrExists when the consent is already stored.
+	NewConsent bool
+}
+
+// Apply commits ch atomically and durably. Concurrent calls share one transaction and
+// one fsync (bbolt's DB.Batch); the write is idempotent, as Batch may run it twice.
+func (db *DB) Apply(ch *Change) error {
+	err := guard(func() error { return db.bolt.Batch(func(tx *bolt.Tx) error { return applyTx(tx, ch) }) })
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// ApplyAll commits many changes in one transaction (bulk loads).
+func (db *DB) ApplyAll(chs []*Change) error {
+	return db.update(func(tx *bolt.Tx) error {
+		for _, ch := range chs {
+			if err := applyTx(tx, ch); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func applyTx(tx *bolt.Tx, ch *Change) error {
+	if r := ch.Consent; r != nil {
+		if err := putConsent(tx, r, ch.NewConsent); err != nil {
+			return err
+		}
+	}
+	attempts, attention := tx.Bucket(bucketAttempts), tx.Bucket(bucketAttention)
+	for _, a := range ch.Attempts {
+		key := attemptKeyBytes(a.AttemptKey)
+		if old := attempts.Get(key); old != nil {
+			var prev Attempt
+			if err := json.Unmarshal(old, &prev); err == nil && prev.State.needsAttention() && prev.State != a.State {
+				if err := attention.Delete(attentionKey(prev.State, a.AttemptKey)); err != nil {
+					return err
+				}
+			}
+		}
+		if err := putJSON(attempts, key, a); err != nil {
+			return err
+		}
+		if a.State.needsAttention() {
+			if err := attention.Put(attentionKey(a.State, a.AttemptKey), nil); err != nil {
+				return err
+			}
+		}
+	}
+	due, poll := tx.Bucket(bucketDue), tx.Bucket(bucketPoll)
+	for _, d := range ch.DelDue {
+		if err := due.Delete(timeKey(d.At, d.Key)); err != nil {
+			return err
+		}
+	}
+	for _, d := range ch.PutDue {
+		if err := due.Put(timeKey(d.At, d.Key), nil); err != nil {
+			return err
+		}
+	}
+	for _, p := range ch.DelPoll {
+		if err := poll.Delete(timeKey(p.At, p.Key)); err != nil {
+			return err
+		}
+	}
+	for _, p := range ch.PutPoll {
+		if err := poll.Put(timeKey(p.At, p.Key), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putConsent writes a consent record and keeps the per-state counts in step.
+func putConsent(tx *bolt.Tx, r *ConsentRecord, mustBeNew bool) error {
+	b, meta := tx.Bucket(bucketConsents), tx.Bucket(bucketMeta)
+	key := []byte(r.Consent.ID)
+	counts := map[ConsentState]int{}
+	if v := meta.Get(keyCounts); v != nil {
+		if err := json.Unmarshal(v, &counts); err != nil {
+			return fmt.Errorf("%w: consent counts: %v", ErrCorrupt, err)
+		}
+	}
+	if old := b.Get(key); old != nil {
+		if mustBeNew {
+			return fmt.Errorf("consent %s: %w", r.Consent.ID, ErrExists)
+		}
+		var prev struct {
+			State ConsentState `json:"state"`
+		}
+		if err := json.Unmarshal(old, &prev); err == nil {
+			counts[prev.State]--
+		}
+	}
+	counts[r.State]++
+	if err := putJSON(b, key, r); err != nil {
+		return err
+	}
+	return putJSON(meta, keyCounts, counts)
+}
+
+// Stats are the file's size and how much of it holds data.
+type Stats struct {
+	SizeBytes  int64 // file size
+	InUseBytes int64 // size minus free pages
+	FreePages  int
+}
+
+// Stats returns the database's size figures.
+func (db *DB) Stats() (Stats, error) {
+	var s Stats
+	err := db.view(func(tx *bolt.Tx) error {
+		s.SizeBytes = tx.Size()
+		return nil
+	})
+	bs := db.bolt.Stats()
+	s.FreePages = bs.FreePageN + bs.PendingPageN
+	s.InUseBytes = s.SizeBytes - int64(s.FreePages)*int64(db.bolt.Info().PageSize)
+	return s, err
+}
+
+// Backup writes a consistent copy of the database to w (bbolt's Tx.WriteTo inside a
+// read transaction): safe while the daemon runs and writes.
+func (db *DB) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := db.view(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// Check verifies every page and index of the database and returns what it found
+// wrong (nil when sound): bbolt's structural check, then billingd's own invariants
+// (records decode, every index entry points at a stored attempt, counts match).
+func (db *DB) Check() error {
+	var problems []string
+	err := db.view(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			problems = append(problems, err.Error())
+			if len(problems) > 20 {
+				break
+			}
+		}
+		if len(problems) > 0 {
+			return nil
+		}
+		counts := map[ConsentState]int{}
+		if err := tx.Bucket(bucketConsents).ForEach(func(k, v []byte) error {
+			var r ConsentRecord
+			if err := json.Unmarshal(v, &r); err != nil || r.Consent == nil || r.Consent.ID != string(k) {
+				problems = append(problems, fmt.Sprintf("consent %q: record does not decode", k))
+				return nil
+			}
+			counts[r.State]++
+			return nil
+		}); err != nil {
+			return err
+		}
+		var stored map[ConsentState]int
+		if v := tx.Bucket(bucketMeta).Get(keyCounts); v != nil {
+			_ = json.Unmarshal(v, &stored)
+		}
+		for _, s := range ConsentStates {
+			if stored[s] != counts[s] {
+				problems = append(problems, fmt.Sprintf("consent count of %s: %d stored, %d counted", s, stored[s], counts[s]))
+			}
+		}
+		attempts := tx.Bucket(bucketAttempts)
+		if err := attempts.ForEach(func(k, v []byte) error {
+			var a Attempt
+			if _, err := parseAttemptKey(k); err != nil || json.Unmarshal(v, &a) != nil {
+				problems = append(problems, fmt.Sprintf("attempt %x: record does not decode", k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, idx := range [][]byte{bucketDue, bucketPoll} {
+			if err := tx.Bucket(idx).ForEach(func(k, _ []byte) error {
+				_, key, err := parseTimeKey(k)
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("%s index key %x is malformed", idx, k))
+					return nil
+				}
+				if idx[0] == 'p' && attempts.Get(attemptKeyBytes(key)) == nil {
+					problems = append(problems, fmt.Sprintf("poll index entry for %s has no attempt", key))
+				}
+				if idx[0] == 'd' && tx.Bucket(bucketConsents).Get([]byte(key.ConsentID)) == nil {
+					problems = append(problems, fmt.Sprintf("due index entry for %s has no consent", key))
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrCorrupt, strings.Join(problems, "; "))
+	}
+	return nil
+}
