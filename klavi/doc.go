@@ -5,10 +5,62 @@
 // Contracts:
 //   - Money is Cents (integer centavos) in this package's API and the "1234.56" string
 //     form only on the wire. Dates are cycle.Date (Brasília civil dates).
-//   - Every request is validated before it is sent (Validate methods); a request that
-//     breaks a rule is never sent, and the error names each field and rule.
+//   - Every request is validated before it is sent (Validate methods, and
+//     ValidResourceID for the ids in a path); a request that breaks a rule is never
+//     sent, and the error (ErrInvalidRequest, with the problem.List) names each field
+//     and rule.
 //   - Enum values from Klavi are decoded tolerantly (case, '_', ' ' and '-' alike) and
 //     unknown values are kept, not refused; values are sent in UPPER_SNAKE_CASE.
+//     Unknown fields in answers are ignored.
 //   - Nothing this package logs or puts in an error carries personal data (tax ids,
-//     account numbers, names, phones, e-mails) or a secret (keys, tokens).
+//     account numbers, names, phones, e-mails) or a secret (keys, tokens). Klavi's
+//     own error message is kept only truncated, with digit runs, e-mails and
+//     credentials masked.
+//
+// # The client
+//
+// New builds a Client from a Config; it is safe for concurrent use. The access token
+// is bought with the access keys on first use, cached, and renewed
+// TokenRefreshBefore before it expires; one renewal runs at a time and concurrent
+// callers wait for it. A 401 renews the token once and sends the request again.
+//
+// Each attempt is bounded by Config.Timeout and by the caller's context. An answer
+// of 408, 429 or 5xx, or a transport error (including a timeout), is retried up to
+// MaxAttempts times with capped exponential backoff and jitter, waiting at least
+// what Retry-After asks (seconds or an HTTP date). Every call is safe to repeat: GETs
+// are, the auth POST is, and every create POST is re-sent with the very same body,
+// so with the same clientRequestId: a re-send can never make a second payment. A
+// client-side rate limit (RateLimit requests/s, RateBurst) applies to every attempt.
+//
+// # What an error from a create means
+//
+// The creates are CreatePayment, RetryPayment, CreateConsent and
+// CreateInstantPayment. Their result is exactly one of:
+//
+//   - nil: Klavi created it; the result holds its id.
+//   - errors.Is(err, ErrDuplicateRequest): Klavi answered 409: this clientRequestId
+//     was already used, so Klavi already has what was created for it (most often by
+//     an earlier attempt whose answer was lost). Do not send it again under a new key.
+//   - IsOutcomeUnknown(err) (errors.Is(err, ErrOutcomeUnknown)): Klavi may or may not
+//     have created it: an attempt was sent and its answer was lost (transport error,
+//     timeout, "commit then drop"), the last answer was 408/429/5xx (then
+//     errors.Is(err, ErrUnavailable) holds too), a 2xx answer could not be read, or
+//     the caller's context ended while an attempt was in flight. Keep the submission
+//     pending and send it again later with the same clientRequestId: a 2xx then
+//     finishes it, a 409 says it had been created.
+//     A definitive refusal that follows a lost attempt within one call is reported as
+//     outcome unknown too: the lost attempt may have been committed. For the same
+//     reason, a caller re-sending a submission whose earlier outcome was unknown must
+//     not read a refusal (Klavi may check its rules before the clientRequestId, and
+//     the window may have closed meanwhile) as proof that nothing exists.
+//   - anything else: nothing was created. errors.Is(err, ErrRefused) is a definitive
+//     4xx from Klavi (an *APIError with its status, Klavi's error code and message);
+//     ErrBusinessRule (416) is a rule of the payment arrangement (window, cycle,
+//     amount, retry limits); ErrAuth is a credentials problem. ErrInvalidRequest was
+//     never sent. A context error without ErrOutcomeUnknown ended the call before
+//     any attempt was sent. ErrUnavailable without ErrOutcomeUnknown means the token
+//     could not be obtained, so the create itself was never sent.
+//
+// For the GETs, ErrUnavailable means "no answer; ask again later", ErrRefused a
+// definitive 4xx (404: no such payment under that consent).
 package klavi

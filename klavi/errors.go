@@ -1,0 +1,183 @@
+package klavi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/klavi-billing/billingd/internal/problem"
+	"github.com/klavi-billing/billingd/internal/redact"
+)
+
+// The errors the client returns, for errors.Is. Which of them mean what for a
+// create call is the contract spelled out in the package documentation.
+var (
+	// ErrInvalidRequest: the request broke a rule of the API (Validate, or a path id
+	// that is not a valid resource id). It was never sent. The error also holds the
+	// problem.List (errors.As).
+	ErrInvalidRequest = errors.New("invalid request")
+
+	// ErrDuplicateRequest: Klavi answered 409 to a create: this clientRequestId was
+	// already used, so Klavi already holds whatever it created for it.
+	ErrDuplicateRequest = errors.New("duplicate clientRequestId")
+
+	// ErrRefused: Klavi answered a definitive 4xx (any but 408, 409 and 429): it
+	// refused the request and created nothing for it.
+	ErrRefused = errors.New("refused by klavi")
+
+	// ErrBusinessRule: Klavi answered 416, a business-rule refusal (window, cycle,
+	// amount, retry limits). It is also an ErrRefused.
+	ErrBusinessRule = errors.New("business rule")
+
+	// ErrAuth: Klavi refused the access keys, or still answered 401 after the token
+	// was renewed. It is also an ErrRefused.
+	ErrAuth = errors.New("klavi authentication")
+
+	// ErrUnavailable: no definitive answer from Klavi after the last attempt: a
+	// transport error, a timeout, 408, 429 or 5xx.
+	ErrUnavailable = errors.New("klavi unavailable")
+
+	// ErrMalformedResponse: Klavi answered 2xx with a body that cannot be read.
+	ErrMalformedResponse = errors.New("malformed response")
+
+	// ErrOutcomeUnknown: a create may or may not have been committed by Klavi (an
+	// attempt was sent and its answer was lost, or unreadable). Keep the submission
+	// and send it again later with the same clientRequestId.
+	ErrOutcomeUnknown = errors.New("outcome unknown")
+)
+
+// IsOutcomeUnknown reports whether err leaves it unknown whether a create was
+// committed (errors.Is(err, ErrOutcomeUnknown)).
+func IsOutcomeUnknown(err error) bool { return errors.Is(err, ErrOutcomeUnknown) }
+
+// An APIError is a non-2xx answer from Klavi.
+type APIError struct {
+	// StatusCode is the HTTP status.
+	StatusCode int
+	// Code is Klavi's "error" field ("Conflict", "Bad Request"); it may be empty.
+	Code string
+	// Message is Klavi's "message", truncated and with anything that looks like a tax
+	// id, an account number, an e-mail or a credential masked.
+	Message string
+	// Endpoint is the low-cardinality name of the call ("create_payment").
+	Endpoint string
+	// Retryable: the status is one the client retries (408, 429, 5xx). An APIError
+	// returned with Retryable set came after the last attempt.
+	Retryable bool
+	// RetryAfter is the server's Retry-After, zero when absent.
+	RetryAfter time.Duration
+	// Attempt is the attempt (1-based) that got this answer.
+	Attempt int
+}
+
+// Error formats e without personal data: endpoint, status, Klavi's code and message.
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "klavi %s: %d", e.Endpoint, e.StatusCode)
+	if e.Code != "" {
+		b.WriteString(" " + e.Code)
+	} else if t := http.StatusText(e.StatusCode); t != "" {
+		b.WriteString(" " + t)
+	}
+	if e.Message != "" {
+		b.WriteString(": " + e.Message)
+	}
+	return b.String()
+}
+
+// Is makes errors.Is see ErrDuplicateRequest (409 on a create), ErrRefused (a
+// definitive 4xx), ErrBusinessRule (416), ErrAuth (401, 403), ErrUnavailable
+// (Retryable) and, for a create, ErrOutcomeUnknown (any answer that is neither a 409
+// nor a definitive refusal: Klavi may have committed it).
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrDuplicateRequest:
+		return e.StatusCode == http.StatusConflict && isCreate(e.Endpoint)
+	case ErrRefused:
+		return refusal(e.StatusCode)
+	case ErrBusinessRule:
+		return e.StatusCode == http.StatusRequestedRangeNotSatisfiable
+	case ErrAuth:
+		return e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden
+	case ErrUnavailable:
+		return e.Retryable
+	case ErrOutcomeUnknown:
+		return isCreate(e.Endpoint) && !definitive(e.StatusCode)
+	}
+	return false
+}
+
+// retryableStatus reports the statuses worth another attempt: the request was not
+// processed, or may not have been, and Klavi may answer later.
+func retryableStatus(code int) bool {
+	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
+}
+
+// refusal reports a definitive 4xx: nothing was created.
+func refusal(code int) bool {
+	return code >= 400 && code < 500 && code != http.StatusConflict && !retryableStatus(code)
+}
+
+// An InvalidRequestError is a request that was not sent because it breaks the API's
+// rules. errors.Is(err, ErrInvalidRequest) holds, and errors.As finds Problems.
+type InvalidRequestError struct {
+	Op       string // "create payment"
+	Problems problem.List
+}
+
+func (e *InvalidRequestError) Error() string {
+	return fmt.Sprintf("%s: %v: %v", e.Op, ErrInvalidRequest, e.Problems)
+}
+
+// Unwrap returns ErrInvalidRequest and the problem list.
+func (e *InvalidRequestError) Unwrap() []error { return []error{ErrInvalidRequest, e.Problems} }
+
+// maxMessageLen bounds the part of Klavi's message kept in an APIError.
+const maxMessageLen = 200
+
+var (
+	reEmail  = regexp.MustCompile(`[^\s@"'<>(),;:]+@[^\s@"'<>(),;:]+`)
+	reDate   = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
+	reDigits = regexp.MustCompile(`\d[\d.\-/]*\d`)
+	reBearer = regexp.MustCompile(`(?i)bearer\s+\S+`)
+)
+
+// sanitize makes Klavi's message safe for logs and error strings: Klavi may echo
+// parts of the request, so e-mails and runs of 6 or more digits (tax ids, account
+// numbers, phones; dates are kept) are masked, a bearer token or one of secrets is
+// hidden, control characters are dropped and the text is truncated.
+func sanitize(msg string, secrets ...string) string {
+	for _, s := range secrets {
+		if len(s) >= 4 {
+			msg = strings.ReplaceAll(msg, s, "[redacted]")
+		}
+	}
+	msg = reBearer.ReplaceAllString(msg, "Bearer [redacted]")
+	msg = reEmail.ReplaceAllStringFunc(msg, redact.Email)
+	msg = reDigits.ReplaceAllStringFunc(msg, func(s string) string {
+		if reDate.MatchString(s) {
+			return s
+		}
+		n := 0
+		for _, c := range s {
+			if c >= '0' && c <= '9' {
+				n++
+			}
+		}
+		if n < 6 {
+			return s
+		}
+		return redact.ID(s)
+	})
+	msg = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, msg)
+	return truncate(strings.TrimSpace(msg), maxMessageLen)
+}

@@ -1,0 +1,89 @@
+// Package sandbox is an in-process fake Klavi: an http.Handler that serves the API
+// endpoints the klavi package calls, with Klavi's rules and a payment state machine,
+// for tests (mount it on an httptest.Server), simulations and `billingd sandbox`.
+//
+// It is deterministic: its state lives in memory and moves only with its Clock, and
+// is brought up to date lazily (on every request and every Ledger or Stats call), so
+// a test moves a clock.Fake and then looks, with no goroutine and no sleep involved.
+// Payment outcomes come from a Scenario; faults are drawn from a seeded generator.
+// It is for local use only: /_sandbox/* needs no token.
+//
+// # Endpoints
+//
+//	POST /payment/customer/v1/auth                                   {accessKey, secretKey} → {accessToken, expireIn}
+//	POST /payment/customer/v1/instant/payments                       instant (or, with date, scheduled) payment
+//	POST /payment/customer/v1/automatic/consents                     consent, CONSENT_AWAITING_AUTHORIZATION
+//	POST /payment/customer/v1/automatic/consents/{consentId}/payments
+//	GET  /payment/customer/v1/automatic/consents/{consentId}/payments/{paymentId}[/status]
+//	POST /payment/customer/v1/automatic/consents/{consentId}/payments/{paymentId}/retry
+//	GET|POST /_sandbox/authorize/{id}   the consentRedirectUrl: authorizes a consent or instant payment
+//	POST /_sandbox/consents             seed consents: one consent file JSON, or an array of them
+//	GET  /_sandbox/consents/{consentId} a consent's status
+//	GET  /_sandbox/ledger, /_sandbox/stats
+//
+// Errors have Klavi's shape, {"statusCode":409,"error":"Conflict","message":"..."},
+// plus "rule" (one of the Rule* constants, also the start of the message) and, for a
+// 400, "problems" (every problem with its JSON path).
+//
+// # Rules
+//
+// Every API call needs a bearer token from the auth endpoint (401 when missing,
+// unknown or expired at the sandbox's clock). Request bodies are decoded strictly
+// (unknown fields are problems) and validated with the klavi package's Validate
+// (400). A clientRequestId is usable once across every create: consents (seeded ones
+// included), payments, retries and instant payments (409). By default the 409 check
+// comes before the business rules (Options.RulesBeforeIdempotency reverses them).
+// The business rules answer 416:
+//
+//   - a payment needs a CONSENT_AUTHORIZED consent; a consent awaiting authorization
+//     for more than 60 minutes becomes CONSENT_REJECTED (AUTHORIZATION_EXPIRED_TIME),
+//     an authorized one past its expirationDateTime CONSENT_PERIOD_EXPIRED;
+//   - its date is within today+2..today+10 (Brasília, from the clock), not before the
+//     referenceStartDate and not after the consent's expiry date;
+//   - a fixed consent bills exactly fixedAmount; a variable one between
+//     minimumVariableAmount and maximumVariableAmount;
+//   - autoRetryStrategy must be valid for the consent's interval (5-day window for
+//     WEEKLY, 7 otherwise) and needs isRetryAccepted;
+//   - one payment per cycle (cycle = Schedule.Index of the date): a payment in a cycle
+//     that already holds one that is not REJECTED or CANCELED is refused;
+//   - a retry is refused when the original carried an autoRetryStrategy, when the
+//     consent does not accept retries, when the original is not PAYMENT_REJECTED,
+//     after 3 retries, past the 5/7-day window after the original's date, on or after
+//     the next cycle's start, when not dated after today (a retry is requested by
+//     23:59 of the day before its date), on a day that already has a retry of it, and
+//     while another payment of the cycle is live.
+//
+// # Payment life
+//
+// A payment is PAYMENT_PENDING when created and PAYMENT_SCHEDULED once the clock has
+// moved past its creation. At SettleHour (Brasília) on its date it ends
+// PAYMENT_COMPLETED, PAYMENT_REJECTED (with the scenario's statusReason) or CANCELED,
+// as the Scenario says for (consent, cycle, attempt). A rejection whose reason means
+// the consent is gone (REVOKED_USER, REVOKED_MERCHANT) revokes the consent; a payment
+// settling under a revoked consent is rejected with that reason.
+//
+// Retries requested through the retry endpoint are payments of their own
+// (paymentMethodConfig.originalPaymentId = the original; attempt 1, 2, 3) that live
+// the same life. The original keeps its own status.
+//
+// An original that carried an autoRetryStrategy is retried by the sandbox itself when
+// it fails, on the dates retry.Plan gives (bounded by the retry window, the next
+// cycle's start and the consent's expiry), each retry a new payment of kind
+// auto_retry created when the previous attempt failed. The digest does not say what
+// the original shows meanwhile; this model: while Klavi-run retries remain, the
+// original is PAYMENT_SCHEDULED with the last failure's statusReason; it ends
+// PAYMENT_COMPLETED when a retry completes, or PAYMENT_REJECTED (with the last
+// reason) when the plan is used up, a retry is canceled, or the consent is revoked.
+//
+// Instant payments await authorization at /_sandbox/authorize/{id} (60 minutes);
+// then an immediate one settles at once and a scheduled one on its date. The sign-up
+// firstPayment of a consent is not modelled.
+//
+// # Ledger and faults
+//
+// Ledger lists every payment accepted, in creation order, with its kind (original,
+// retry, auto_retry, instant), cycle, attempt, status and whether a "drop" fault ate
+// the answer to the request that created it. Faults (latency, 5xx, 429 with
+// Retry-After, timeouts that hang until the client gives up, and "commit, then drop
+// the connection") apply to API endpoints only; ScriptFaults queues exact ones.
+package sandbox

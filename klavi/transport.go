@@ -1,0 +1,238 @@
+package klavi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxResponseBytes bounds what is read of an answer.
+const maxResponseBytes = 1 << 20
+
+// An attempt is what one HTTP exchange gave: a response, or a transport error.
+type attempt struct {
+	status int
+	header http.Header
+	body   []byte
+	err    error
+}
+
+// do sends one API call and decodes a 2xx answer into out. The body is encoded once,
+// so every attempt sends the same bytes: a re-sent create carries the same
+// clientRequestId, never a new one. 408, 429, 5xx and transport errors are retried
+// up to MaxAttempts with backoff (or Retry-After, if longer); a 401 renews the token
+// once and re-sends without using up an attempt. Every error names the call.
+func (c *Client) do(ctx context.Context, ep endpoint, method, path string, body, out any) error {
+	var payload []byte
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("%s: %w: %v", ep.op, ErrInvalidRequest, err)
+		}
+		payload = b
+	}
+	// maybeCommitted: an attempt was sent and no definitive answer came back for it,
+	// so a create may exist at Klavi even if a later attempt is refused.
+	var maybeCommitted, renewed bool
+	fail := func(err error) error {
+		if ep.create && maybeCommitted && !errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err, ErrDuplicateRequest) {
+			return fmt.Errorf("%s: %w (%w: an earlier attempt was sent and its answer lost)", ep.op, err, ErrOutcomeUnknown)
+		}
+		return fmt.Errorf("%s: %w", ep.op, err)
+	}
+	token := ""
+	for n := 1; ; n++ {
+		if err := c.limiter.Wait(ctx); err != nil {
+			return fail(fmt.Errorf("rate limit: %w", err))
+		}
+		if ep != epAuth && token == "" {
+			tok, err := c.token(ctx, "")
+			if err != nil {
+				return fail(err)
+			}
+			token = tok
+		}
+		a := c.send(ctx, ep, method, path, payload, token)
+		if a.err != nil {
+			maybeCommitted = true
+			if ctx.Err() != nil { // the caller gave up; the attempt may have been sent
+				return fail(ctx.Err())
+			}
+			err := fmt.Errorf("%w: %w", ErrUnavailable, a.err)
+			if n >= c.cfg.MaxAttempts {
+				return fail(err)
+			}
+			if err := c.wait(ctx, ep, n, 0, a.err.Error()); err != nil {
+				return fail(err)
+			}
+			continue
+		}
+		if a.status >= 200 && a.status < 300 {
+			if err := decode(a.body, out); err != nil {
+				maybeCommitted = true
+				return fail(err)
+			}
+			return nil
+		}
+		apiErr := c.apiError(ep, a, n)
+		if a.status == http.StatusUnauthorized && ep != epAuth && !renewed {
+			renewed = true
+			c.log.Info("klavi refused the access token; renewing it", "endpoint", ep.name)
+			tok, err := c.token(ctx, token)
+			if err != nil {
+				return fail(err)
+			}
+			token = tok
+			n-- // the re-send with a fresh token is not a new attempt
+			continue
+		}
+		if !apiErr.Retryable {
+			if !definitive(a.status) {
+				maybeCommitted = true // a 1xx or 3xx: not an answer Klavi documents
+			}
+			return fail(apiErr)
+		}
+		maybeCommitted = true
+		if n >= c.cfg.MaxAttempts {
+			return fail(apiErr)
+		}
+		if dl, ok := ctx.Deadline(); ok && apiErr.RetryAfter > 0 && c.clock.Now().Add(apiErr.RetryAfter).After(dl) {
+			return fail(apiErr) // Klavi asks for a longer wait than the caller allows
+		}
+		if err := c.wait(ctx, ep, n, apiErr.RetryAfter, strconv.Itoa(a.status)); err != nil {
+			return fail(err)
+		}
+	}
+}
+
+// definitive reports an answer that settles a create: 409 (it exists) or a refusal
+// (nothing was created).
+func definitive(status int) bool { return status == http.StatusConflict || refusal(status) }
+
+// wait sleeps before attempt n+1: the backoff, or retryAfter when longer.
+func (c *Client) wait(ctx context.Context, ep endpoint, n int, retryAfter time.Duration, why string) error {
+	d := c.backoff(n)
+	if retryAfter > d {
+		d = retryAfter
+	}
+	c.log.Warn("klavi request failed; retrying", "endpoint", ep.name, "attempt", n, "cause", why, "wait", d)
+	return c.sleep(ctx, d)
+}
+
+// send makes one HTTP exchange, bounded by the configured Timeout.
+func (c *Client) send(ctx context.Context, ep endpoint, method, path string, payload []byte, token string) attempt {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(actx, method, c.base+path, rd)
+	if err != nil {
+		return attempt{err: err}
+	}
+	req.Header.Set("Accept", "application/json")
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	start := c.clock.Now()
+	a := attempt{}
+	resp, err := c.hc.Do(req)
+	if err == nil {
+		a.status, a.header = resp.StatusCode, resp.Header
+		a.body, err = io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+		resp.Body.Close()
+		if err == nil && len(a.body) > maxResponseBytes {
+			err = fmt.Errorf("answer is larger than %d bytes", maxResponseBytes)
+		}
+	}
+	code := "error"
+	if err != nil {
+		a.err = transportError(err, actx, c.cfg.Timeout)
+	} else {
+		code = strconv.Itoa(a.status)
+	}
+	if h := c.hooks.OnRequest; h != nil {
+		h(ep.name, code, c.clock.Now().Sub(start))
+	}
+	c.log.Debug("klavi request", "endpoint", ep.name, "code", code)
+	return a
+}
+
+// transportError drops the URL from a net/http error (it adds nothing the endpoint
+// does not say) and names a per-attempt timeout as such.
+func transportError(err error, actx context.Context, timeout time.Duration) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if errors.Is(actx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("no answer within %s: %w", timeout, context.DeadlineExceeded)
+	}
+	return err
+}
+
+// decode reads a 2xx body into out, ignoring unknown fields.
+func decode(body []byte, out any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return fmt.Errorf("%w: empty body", ErrMalformedResponse)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("%w: %s", ErrMalformedResponse, truncate(strings.TrimPrefix(err.Error(), "json: "), 160))
+	}
+	return nil
+}
+
+// errorBody is Klavi's error shape: {"statusCode":409,"error":"Conflict","message":"..."}.
+// message is sometimes a list of strings.
+type errorBody struct {
+	Error   string          `json:"error"`
+	Message json.RawMessage `json:"message"`
+}
+
+func (c *Client) apiError(ep endpoint, a attempt, n int) *APIError {
+	e := &APIError{StatusCode: a.status, Endpoint: ep.name, Retryable: retryableStatus(a.status), Attempt: n}
+	var eb errorBody
+	if json.Unmarshal(a.body, &eb) == nil {
+		e.Code = sanitize(eb.Error, c.cfg.AccessKey, c.cfg.SecretKey)
+		var msg string
+		var msgs []string
+		switch {
+		case json.Unmarshal(eb.Message, &msg) == nil:
+		case json.Unmarshal(eb.Message, &msgs) == nil:
+			msg = strings.Join(msgs, "; ")
+		}
+		e.Message = sanitize(msg, c.cfg.AccessKey, c.cfg.SecretKey)
+	}
+	if v := a.header.Get("Retry-After"); v != "" {
+		e.RetryAfter = parseRetryAfter(v, c.clock.Now())
+	}
+	return e
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date; anything else, or a time in
+// the past, is zero.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if s <= 0 {
+			return 0
+		}
+		return time.Duration(min(s, 24*3600)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
