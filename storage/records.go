@@ -147,10 +147,11 @@ type Attempt struct {
 	Polls             int                 `json:"polls,omitempty"`
 	// DueAt is the instant of the attempt's entry in the due index (planned retries
 	// and submissions waiting for a re-send); NextPoll of its poll index entry.
-	DueAt     time.Time `json:"dueAt,omitzero"`
-	NextPoll  time.Time `json:"nextPoll,omitzero"`
-	CreatedAt time.Time `json:"createdAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
+	DueAt       time.Time `json:"dueAt,omitzero"`
+	NextPoll    time.Time `json:"nextPoll,omitzero"`
+	CreatedAt   time.Time `json:"createdAt"`
+	SubmittedAt time.Time `json:"submittedAt,omitzero"`
+	UpdatedAt   time.Time `json:"updatedAt"`
 	// LastRetryDate bounds polling of an attach-mode payment whose Klavi-run retries
 	// may still change its outcome.
 	LastRetryDate cycle.Date `json:"lastRetryDate,omitzero"`

@@ -388,6 +388,25 @@ func (db *DB) DueBounds(now time.Time) (oldest, next time.Time, err error) {
 	return oldest, next, err
 }
 
+// NextWork returns the earliest entry of the due or poll index after t, or the zero
+// time when there is none. A virtual clock jumps there (billingd simulate).
+func (db *DB) NextWork(t time.Time) (time.Time, error) {
+	var next time.Time
+	err := db.view(func(tx *bolt.Tx) error {
+		from := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano())+1)
+		for _, b := range [][]byte{bucketDue, bucketPoll} {
+			if k, _ := tx.Bucket(b).Cursor().Seek(from); k != nil {
+				at := time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])))
+				if next.IsZero() || at.Before(next) {
+					next = at
+				}
+			}
+		}
+		return nil
+	})
+	return next, err
+}
+
 // Amount returns the amount set for cycle k of a variable consent.
 func (db *DB) Amount(id string, k int) (klavi.Cents, bool, error) {
 	var (

@@ -1,0 +1,135 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// runner is a started scheduler: cron and the contexts of its jobs.
+type runner struct {
+	cron    *cron.Cron
+	jobs    sync.WaitGroup // every scan and poll run, cron's and the catch-up ones
+	stopNew context.CancelFunc // no new entries are started once called
+	abandon context.CancelFunc // in-flight Klavi calls are canceled once called
+}
+
+// cronLogger adapts slog to cron's logger, quietly: only errors are worth a line.
+type cronLogger struct{ log *slog.Logger }
+
+func (l cronLogger) Info(string, ...any) {}
+func (l cronLogger) Error(err error, msg string, kv ...any) {
+	l.log.Error("cron: "+msg, append(kv, "err", err)...)
+}
+
+// Start runs the due scan and the status poll on their cron schedules, evaluated in
+// America/Sao_Paulo, each with SkipIfStillRunning (a slow scan is never run twice at
+// once), plus one scan and one poll right away to catch up after downtime. Hooks, when
+// not nil, are called after every scan and poll with their duration (metrics).
+func (s *Scheduler) Start(scanSpec, pollSpec string, hooks Hooks) error {
+	s.cronMu.Lock()
+	defer s.cronMu.Unlock()
+	if s.running != nil {
+		return errors.New("scheduler: already started")
+	}
+	stop, stopNew := context.WithCancel(context.Background())
+	req, abandon := context.WithCancel(context.Background())
+	logger := cronLogger{s.log}
+	c := cron.New(
+		cron.WithParser(cron.NewParser(cron.Minute|cron.Hour|cron.Dom|cron.Month|cron.Dow|cron.Descriptor)),
+		cron.WithChain(cron.Recover(logger)),
+		cron.WithLogger(logger),
+	)
+	scan := func() {
+		start := time.Now()
+		res, err := s.scan(stop, req)
+		if err != nil {
+			s.log.Error("due scan failed", "err", err)
+		}
+		if hooks.AfterScan != nil {
+			hooks.AfterScan(time.Since(start), res, err)
+		}
+	}
+	poll := func() {
+		start := time.Now()
+		res, err := s.poll(stop, req)
+		if err != nil {
+			s.log.Error("status poll failed", "err", err)
+		}
+		if hooks.AfterPoll != nil {
+			hooks.AfterPoll(time.Since(start), res, err)
+		}
+	}
+	r := &runner{cron: c, stopNew: stopNew, abandon: abandon}
+	// Every run is counted in r.jobs so Stop can wait for it. Cron's own runs are
+	// counted from inside (cron.Stop waits for them first); the catch-up runs are
+	// counted before their goroutine starts.
+	guarded := func(inner cron.Job) func() {
+		return func() {
+			defer r.jobs.Done()
+			if stop.Err() == nil {
+				inner.Run()
+			}
+		}
+	}
+	skip := cron.NewChain(cron.SkipIfStillRunning(logger))
+	scanRun, pollRun := guarded(skip.Then(cron.FuncJob(scan))), guarded(skip.Then(cron.FuncJob(poll)))
+	scanJob := cron.FuncJob(func() { r.jobs.Add(1); scanRun() })
+	pollJob := cron.FuncJob(func() { r.jobs.Add(1); pollRun() })
+	if _, err := c.AddJob("CRON_TZ=America/Sao_Paulo "+scanSpec, scanJob); err != nil {
+		stopNew()
+		abandon()
+		return fmt.Errorf("scheduler: scan schedule %q: %w", scanSpec, err)
+	}
+	if _, err := c.AddJob("CRON_TZ=America/Sao_Paulo "+pollSpec, pollJob); err != nil {
+		stopNew()
+		abandon()
+		return fmt.Errorf("scheduler: poll schedule %q: %w", pollSpec, err)
+	}
+	s.running = r
+	c.Start()
+	// Catch up at once rather than at the first tick; the same wrapped jobs, so a
+	// tick that comes while these run is skipped, not doubled.
+	r.jobs.Add(2)
+	go scanRun()
+	go pollRun()
+	return nil
+}
+
+// Hooks observe the daemon's scans and polls.
+type Hooks struct {
+	AfterScan func(d time.Duration, res ScanResult, err error)
+	AfterPoll func(d time.Duration, res PollResult, err error)
+}
+
+// Stop stops the cron schedules and waits for running scans and polls: they start no
+// new entry, and submissions already in flight finish. If ctx ends first, in-flight
+// Klavi calls are canceled; their attempts stay SUBMITTING and are re-sent with the
+// same key after restart. Stop returns ctx's error in that case.
+func (s *Scheduler) Stop(ctx context.Context) error {
+	s.cronMu.Lock()
+	r := s.running
+	s.running = nil
+	s.cronMu.Unlock()
+	if r == nil {
+		return nil
+	}
+	r.stopNew()
+	<-r.cron.Stop().Done() // no new ticks
+	done := make(chan struct{})
+	go func() { r.jobs.Wait(); close(done) }()
+	select {
+	case <-done:
+		r.abandon()
+		return nil
+	case <-ctx.Done():
+		r.abandon()
+		<-done
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,302 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+// handleDue acts on one due entry. It returns an error only when the store failed;
+// the entry then stays and the next scan tries again.
+func (s *Scheduler) handleDue(ctx context.Context, it storage.DueItem, now time.Time) error {
+	defer s.locks.lock(it.Key.ConsentID)()
+	rec, err := s.store.GetConsent(it.Key.ConsentID)
+	if errors.Is(err, storage.ErrNotFound) {
+		s.log.Warn("due entry without a consent removed", "consent_id", it.Key.ConsentID, "cycle", it.Key.Cycle)
+		return s.store.Apply(&storage.Change{DelDue: []storage.DueItem{it}})
+	}
+	if err != nil {
+		return err
+	}
+	att, err := s.store.GetAttempt(it.Key)
+	if errors.Is(err, storage.ErrNotFound) {
+		att = nil
+	} else if err != nil {
+		return err
+	}
+	if it.Key.Attempt == 0 {
+		return s.handleOriginal(ctx, rec, att, it, now)
+	}
+	return s.handleRetry(ctx, rec, att, it, now)
+}
+
+// handleOriginal decides and acts on cycle k's original payment.
+func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentRecord, att *storage.Attempt, it storage.DueItem, now time.Time) error {
+	c, k, today := rec.Consent, it.Key.Cycle, cycle.DateOf(now)
+	pol := s.cfg.Policy
+	sched := pol.Schedule(c)
+
+	if att != nil && att.State != storage.AttemptSubmitting {
+		// Already decided (a repeated entry): make sure the cursor moved on.
+		ch := &storage.Change{DelDue: []storage.DueItem{it}}
+		if rec.NextCycle == k && rec.State == storage.ConsentActive {
+			s.advance(rec, sched, k, now, ch)
+		}
+		return s.store.Apply(ch)
+	}
+	if rec.State != storage.ConsentActive {
+		ch := &storage.Change{DelDue: []storage.DueItem{it}}
+		if att != nil { // in flight when the consent stopped: the outcome is unknown
+			s.finish(att, storage.AttemptUnconfirmed, now,
+				fmt.Sprintf("consent became %s while a submission's outcome was unknown", rec.State))
+			ch.Attempts = append(ch.Attempts, att)
+			s.emit(EventUnconfirmed, now, c, att, att.Reason)
+		}
+		return s.store.Apply(ch)
+	}
+	if att == nil && k != rec.NextCycle {
+		s.log.Warn("stale due entry removed", "consent_id", c.ID, "cycle", k, "next_cycle", rec.NextCycle)
+		return s.store.Apply(&storage.Change{DelDue: []storage.DueItem{it}})
+	}
+	if !sched.Exists(k) {
+		ch := &storage.Change{DelDue: []storage.DueItem{it}}
+		s.stop(rec, storage.ConsentExpired, fmt.Sprintf("no cycle is due on or before the expiry date %s", sched.Expiry), now, ch)
+		return s.store.Apply(ch)
+	}
+
+	var amount *klavi.Cents
+	if _, fixed := c.FixedAmount(); !fixed {
+		a, ok, err := s.store.Amount(c.ID, k)
+		if err != nil {
+			return err
+		}
+		if ok {
+			amount = &a
+		}
+	}
+	plan := pol.Plan(c, sched, k, today, amount)
+
+	if att != nil { // SUBMITTING: a crash or an unknown outcome; same key again
+		if today.After(plan.Deadline) {
+			s.finish(att, storage.AttemptUnconfirmed, now, fmt.Sprintf(
+				"outcome unknown after %d sends and the submission window closed on %s; check Klavi for clientRequestId %s",
+				att.Sends, plan.Deadline, att.ClientRequestID))
+			ch := &storage.Change{Attempts: []*storage.Attempt{att}, DelDue: []storage.DueItem{it}}
+			s.advance(rec, sched, k, now, ch)
+			s.emit(EventUnconfirmed, now, c, att, att.Reason)
+			return s.store.Apply(ch)
+		}
+		return s.send(ctx, rec, sched, att, it, now)
+	}
+
+	newAttempt := func(state storage.AttemptState, reason string) *storage.Attempt {
+		a := &storage.Attempt{
+			AttemptKey:      it.Key,
+			State:           state,
+			ClientRequestID: consent.ClientRequestID(c.ID, k, 0),
+			Date:            plan.Due,
+			Mode:            pol.RetryModeOf(c),
+			Reason:          reason,
+			CreatedAt:       now,
+			UpdatedAt:       now,
+		}
+		if plan.Amount != nil {
+			a.Amount = *plan.Amount
+		}
+		return a
+	}
+	switch {
+	case plan.State == StateMissed:
+		a := newAttempt(storage.AttemptMissed, fmt.Sprintf(
+			"the submission window for due date %s closed on %s before billingd could submit", plan.Due, plan.Deadline))
+		ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: []storage.DueItem{it}}
+		s.advance(rec, sched, k, now, ch)
+		s.log.Error("cycle missed", "consent_id", c.ID, "cycle", k, "due", plan.Due.String(), "deadline", plan.Deadline.String())
+		s.emit(EventMissed, now, c, a, a.Reason)
+		return s.store.Apply(ch)
+	case plan.State == StatePlanned && plan.SubmitOn.After(today):
+		// Early (the lead days changed): move the entry to the submit day.
+		at := s.submitAt(plan.SubmitOn)
+		rec.NextDue, rec.UpdatedAt = at, now
+		return s.store.Apply(&storage.Change{Consent: rec, DelDue: []storage.DueItem{it}, PutDue: []storage.DueItem{{At: at, Key: it.Key}}})
+	case plan.Amount == nil:
+		a := newAttempt(storage.AttemptSkipped, fmt.Sprintf(
+			"variable consent: no amount was set for cycle %d (due %s) by its submission day", k, plan.Due))
+		ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: []storage.DueItem{it}}
+		s.advance(rec, sched, k, now, ch)
+		s.log.Warn("cycle skipped", "consent_id", c.ID, "cycle", k, "reason", a.Reason)
+		s.emit(EventSkipped, now, c, a, a.Reason)
+		return s.store.Apply(ch)
+	}
+	a := newAttempt(storage.AttemptSubmitting, "")
+	if a.Mode == consent.Attach && len(plan.Retries) > 0 {
+		a.Strategy = c.Strategy()
+		a.LastRetryDate = plan.Retries[len(plan.Retries)-1].Date
+	}
+	return s.send(ctx, rec, sched, a, it, now)
+}
+
+// send records the attempt as SUBMITTING (durably), sends it, and records the answer.
+// The order is the exactly-once protocol: if the process dies after the first write,
+// the attempt is found SUBMITTING and sent again with the same clientRequestId, and
+// Klavi refuses a second payment for it (409 → UNCONFIRMED, never a new key).
+func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched cycle.Schedule, a *storage.Attempt, it storage.DueItem, now time.Time) error {
+	c := rec.Consent
+	a.State, a.Sends, a.UpdatedAt = storage.AttemptSubmitting, a.Sends+1, now
+	if err := s.store.Apply(&storage.Change{Attempts: []*storage.Attempt{a}}); err != nil {
+		return err
+	}
+	var (
+		p   *klavi.Payment
+		err error
+	)
+	if a.Attempt == 0 {
+		p, err = s.klavi.CreatePayment(ctx, c.ID, &klavi.CreatePaymentRequest{
+			ClientRequestID:       a.ClientRequestID,
+			Date:                  a.Date,
+			Amount:                a.Amount,
+			Currency:              klavi.Currency,
+			RemittanceInformation: c.Billing.RemittanceInformation,
+			AutoRetryStrategy:     a.Strategy,
+		})
+	} else {
+		p, err = s.klavi.RetryPayment(ctx, c.ID, a.OriginalPaymentID, &klavi.RetryPaymentRequest{
+			ClientRequestID: a.ClientRequestID,
+			Date:            a.Date,
+		})
+	}
+	// The answer is recorded even if ctx was canceled meanwhile (shutdown): bbolt
+	// writes do not take a context, and a known outcome must not be lost.
+	ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: []storage.DueItem{it}}
+	switch classify(err) {
+	case created:
+		a.State, a.PaymentID, a.Status, a.SubmittedAt = storage.AttemptSubmitted, p.ID, p.Status, now
+		if p.StatusReason != nil {
+			a.Reason = string(p.StatusReason.Code)
+		}
+		a.NextPoll = s.nextPoll(a, now)
+		ch.PutPoll = []storage.PollItem{{At: a.NextPoll, Key: a.AttemptKey}}
+		kind := EventSubmitted
+		if a.Attempt > 0 {
+			kind = EventRetrySubmitted
+		}
+		s.log.Info("payment submitted", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
+			"client_request_id", a.ClientRequestID, "payment_id", a.PaymentID, "date", a.Date.String(), "amount", a.Amount.String())
+		s.emit(kind, now, c, a, "")
+	case duplicate:
+		s.finish(a, storage.AttemptUnconfirmed, now, fmt.Sprintf(
+			"Klavi already has clientRequestId %s (409): a payment exists for it but its id is unknown; check it at Klavi", a.ClientRequestID))
+		s.log.Error("submission unconfirmed", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
+			"client_request_id", a.ClientRequestID, "sends", a.Sends)
+		s.emit(EventUnconfirmed, now, c, a, a.Reason)
+	case refused:
+		s.finish(a, storage.AttemptFailed, now, "refused by Klavi: "+err.Error())
+		s.log.Error("submission refused", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
+			"client_request_id", a.ClientRequestID, "err", err)
+		s.emit(EventFailed, now, c, a, a.Reason)
+	default:
+		// Unknown: keep SUBMITTING and send again later with the same key.
+		at := now.Add(backoff(a.Sends, s.cfg.ResendMin, s.cfg.ResendMax))
+		if ctx.Err() != nil {
+			at = now // shutting down: pick it up first thing on restart
+		}
+		a.DueAt, a.Reason = at, "outcome unknown, will re-send with the same key: "+err.Error()
+		ch.PutDue = []storage.DueItem{{At: at, Key: a.AttemptKey}}
+		if a.Attempt == 0 {
+			rec.NextDue, rec.UpdatedAt = at, now
+			ch.Consent = rec
+		}
+		s.log.Warn("submission outcome unknown; will re-send", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
+			"client_request_id", a.ClientRequestID, "resend_at", at, "err", err)
+		s.emit(EventResend, now, c, a, a.Reason)
+		return s.store.Apply(ch)
+	}
+	if a.Attempt == 0 {
+		s.advance(rec, sched, a.Cycle, now, ch)
+	} else if a.State == storage.AttemptFailed {
+		if err := s.planRetry(rec, sched, a, now, ch); err != nil {
+			return err
+		}
+	}
+	return s.store.Apply(ch)
+}
+
+// finish moves an attempt to a final state.
+func (s *Scheduler) finish(a *storage.Attempt, st storage.AttemptState, now time.Time, reason string) {
+	a.State, a.Reason, a.UpdatedAt, a.DueAt = st, reason, now, time.Time{}
+}
+
+// advance moves the consent's cursor past cycle k and schedules the next cycle, or
+// stops billing when there is none. It adds to ch.
+func (s *Scheduler) advance(rec *storage.ConsentRecord, sched cycle.Schedule, k int, now time.Time, ch *storage.Change) {
+	rec.NextCycle, rec.UpdatedAt, rec.NextDue = k+1, now, time.Time{}
+	ch.Consent = rec
+	if !sched.Exists(k + 1) {
+		s.stop(rec, storage.ConsentExpired, fmt.Sprintf("cycle %d was the last one due on or before the expiry date %s", k, sched.Expiry), now, ch)
+		return
+	}
+	at := s.submitAt(sched.Due(k + 1).AddDays(-s.cfg.Policy.LeadDays))
+	rec.NextDue = at
+	ch.PutDue = append(ch.PutDue, storage.DueItem{At: at, Key: storage.AttemptKey{ConsentID: rec.Consent.ID, Cycle: k + 1}})
+}
+
+// stop ends billing of a consent, keeping its history. It adds to ch.
+func (s *Scheduler) stop(rec *storage.ConsentRecord, st storage.ConsentState, reason string, now time.Time, ch *storage.Change) {
+	if !rec.NextDue.IsZero() {
+		ch.DelDue = append(ch.DelDue, storage.DueItem{At: rec.NextDue, Key: storage.AttemptKey{ConsentID: rec.Consent.ID, Cycle: rec.NextCycle}})
+	}
+	rec.State, rec.StateReason, rec.NextDue, rec.UpdatedAt = st, reason, time.Time{}, now
+	ch.Consent = rec
+	s.log.Info("consent billing stopped", "consent_id", rec.Consent.ID, "state", string(st), "reason", reason)
+	s.emit(EventConsentStopped, now, rec.Consent, nil, reason)
+}
+
+// handleRetry acts on a local retry (attempt ≥ 1): planned, or in flight.
+func (s *Scheduler) handleRetry(ctx context.Context, rec *storage.ConsentRecord, att *storage.Attempt, it storage.DueItem, now time.Time) error {
+	c, today := rec.Consent, cycle.DateOf(now)
+	sched := s.cfg.Policy.Schedule(c)
+	ch := &storage.Change{DelDue: []storage.DueItem{it}}
+	switch {
+	case att == nil || att.State.Final() || att.State == storage.AttemptSubmitted:
+		return s.store.Apply(ch) // a repeated entry
+	case rec.State != storage.ConsentActive:
+		st, reason := storage.AttemptDropped, fmt.Sprintf("consent is %s", rec.State)
+		if att.State == storage.AttemptSubmitting {
+			st, reason = storage.AttemptUnconfirmed, fmt.Sprintf("consent became %s while a retry's outcome was unknown", rec.State)
+		}
+		s.finish(att, st, now, reason)
+		ch.Attempts = []*storage.Attempt{att}
+		s.emit(eventFor(st), now, c, att, reason)
+		return s.store.Apply(ch)
+	case today.After(att.Date.AddDays(-1)): // its request day has passed
+		if att.State == storage.AttemptSubmitting {
+			s.finish(att, storage.AttemptUnconfirmed, now, fmt.Sprintf(
+				"retry outcome unknown after %d sends and its request day %s has passed; check Klavi for clientRequestId %s",
+				att.Sends, att.Date.AddDays(-1), att.ClientRequestID))
+			ch.Attempts = []*storage.Attempt{att}
+			s.emit(EventUnconfirmed, now, c, att, att.Reason)
+			return s.store.Apply(ch)
+		}
+		s.finish(att, storage.AttemptDropped, now, fmt.Sprintf("its request day %s has passed", att.Date.AddDays(-1)))
+		ch.Attempts = []*storage.Attempt{att}
+		s.emit(EventRetryDropped, now, c, att, att.Reason)
+		if err := s.planRetry(rec, sched, att, now, ch); err != nil {
+			return err
+		}
+		return s.store.Apply(ch)
+	}
+	return s.send(ctx, rec, sched, att, it, now)
+}
+
+func eventFor(st storage.AttemptState) EventKind {
+	if st == storage.AttemptUnconfirmed {
+		return EventUnconfirmed
+	}
+	return EventRetryDropped
+}

@@ -1,0 +1,46 @@
+package scheduler
+
+import (
+	"time"
+
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+)
+
+// EventKind names something the scheduler did or learned.
+type EventKind string
+
+// Event kinds. The first seven are the timeline of `billingd simulate`.
+const (
+	EventSubmitted      EventKind = "submitted"       // a cycle's payment was accepted by Klavi
+	EventRetrySubmitted EventKind = "retry_submitted" // a local retry was accepted by Klavi
+	EventCompleted      EventKind = "completed"       // a payment settled
+	EventRejected       EventKind = "rejected"        // a payment was rejected (final)
+	EventMissed         EventKind = "missed"          // the window closed before submission
+	EventSkipped        EventKind = "skipped"         // not submitted on purpose (no variable amount)
+	EventUnconfirmed    EventKind = "unconfirmed"     // Klavi has it (409) or the outcome is unknown for good
+	EventFailed         EventKind = "failed"          // Klavi refused the request; nothing was created
+	EventResend         EventKind = "resend_pending"  // outcome unknown for now; it will be re-sent, same key
+	EventRetryPlanned   EventKind = "retry_planned"   // a local retry is scheduled
+	EventRetryDropped   EventKind = "retry_dropped"   // a planned local retry cannot be sent
+	EventConsentStopped EventKind = "consent_stopped" // revoked or expired: billing stopped
+)
+
+// An Event is one thing the scheduler did or learned, for metrics, logs and the
+// simulation's timeline. It carries no personal data.
+type Event struct {
+	Kind            EventKind
+	At              time.Time
+	ConsentID       string
+	Interval        cycle.Interval
+	Mode            consent.RetryMode
+	Cycle           int
+	Attempt         int
+	Date            cycle.Date
+	Amount          klavi.Cents
+	ClientRequestID string
+	PaymentID       string
+	Status          klavi.PaymentStatus
+	Reason          string
+}

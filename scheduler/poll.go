@@ -1,0 +1,138 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+// handlePoll fetches one payment's status and acts on it.
+func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now time.Time) error {
+	defer s.locks.lock(it.Key.ConsentID)()
+	ch := &storage.Change{DelPoll: []storage.PollItem{it}}
+	att, err := s.store.GetAttempt(it.Key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return s.store.Apply(ch)
+	}
+	if err != nil {
+		return err
+	}
+	if att.State != storage.AttemptSubmitted || att.PaymentID == "" {
+		return s.store.Apply(ch) // a stale entry
+	}
+	rec, err := s.store.GetConsent(it.Key.ConsentID)
+	if err != nil {
+		return err
+	}
+	c, today := rec.Consent, cycle.DateOf(now)
+	ch.Attempts = []*storage.Attempt{att}
+	att.Polls, att.UpdatedAt = att.Polls+1, now
+
+	p, perr := s.klavi.GetPayment(ctx, c.ID, att.PaymentID)
+	if perr != nil {
+		att.NextPoll = s.nextPoll(att, now)
+		ch.PutPoll = []storage.PollItem{{At: att.NextPoll, Key: att.AttemptKey}}
+		if err := s.store.Apply(ch); err != nil {
+			return err
+		}
+		return fmt.Errorf("get payment %s: %w", att.PaymentID, perr)
+	}
+	att.Status = p.Status
+	var code klavi.ReasonCode
+	if p.StatusReason != nil {
+		code = p.StatusReason.Code
+		att.Reason = string(code)
+	}
+	switch {
+	case p.Status == klavi.PaymentCompleted:
+		s.finish(att, storage.AttemptCompleted, now, "")
+		s.log.Info("payment completed", "consent_id", c.ID, "cycle", att.Cycle, "attempt", att.Attempt, "payment_id", att.PaymentID)
+		s.emit(EventCompleted, now, c, att, "")
+	case p.Status.Final() && att.Strategy != nil && !today.After(att.LastRetryDate):
+		// Attach mode: Klavi itself retries within the cycle, so a rejection may
+		// still turn into a settled payment. Follow it until the last retry day.
+		att.NextPoll = s.nextPoll(att, now)
+		ch.PutPoll = []storage.PollItem{{At: att.NextPoll, Key: att.AttemptKey}}
+	case p.Status.Final():
+		reason := string(p.Status)
+		if code != "" {
+			reason = string(code)
+		}
+		s.finish(att, storage.AttemptRejected, now, reason)
+		s.log.Warn("payment rejected", "consent_id", c.ID, "cycle", att.Cycle, "attempt", att.Attempt,
+			"payment_id", att.PaymentID, "status", string(p.Status), "reason", string(code))
+		s.emit(EventRejected, now, c, att, reason)
+		switch {
+		case code.ConsentGone():
+			if rec.State == storage.ConsentActive {
+				s.stop(rec, storage.ConsentRevoked, fmt.Sprintf("payment %s was rejected with %s", att.PaymentID, code), now, ch)
+			}
+		case p.Status == klavi.PaymentRejected && s.retryable[code]:
+			if err := s.planRetry(rec, s.cfg.Policy.Schedule(c), att, now, ch); err != nil {
+				return err
+			}
+		}
+	default:
+		att.NextPoll = s.nextPoll(att, now)
+		ch.PutPoll = []storage.PollItem{{At: att.NextPoll, Key: att.AttemptKey}}
+	}
+	return s.store.Apply(ch)
+}
+
+// planRetry schedules the local retry that follows attempt prev of its cycle: the next
+// date of the cycle's retry plan (the one the preview shows) whose request day (the
+// day before the date) has not passed. Dates whose request day has passed are
+// recorded as dropped. Only local mode retries; attach leaves it to Klavi.
+func (s *Scheduler) planRetry(rec *storage.ConsentRecord, sched cycle.Schedule, prev *storage.Attempt, now time.Time, ch *storage.Change) error {
+	c := rec.Consent
+	if rec.State != storage.ConsentActive || prev.Mode != consent.Local {
+		return nil
+	}
+	today := cycle.DateOf(now)
+	plan := s.cfg.Policy.Plan(c, sched, prev.Cycle, today, nil)
+	orig := prev.OriginalPaymentID
+	if prev.Attempt == 0 {
+		orig = prev.PaymentID
+	}
+	for i := prev.Attempt; i < len(plan.Retries); i++ {
+		r, n := plan.Retries[i], i+1
+		key := storage.AttemptKey{ConsentID: c.ID, Cycle: prev.Cycle, Attempt: n}
+		if _, err := s.store.GetAttempt(key); err == nil {
+			return nil // already planned (a repeated poll)
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		a := &storage.Attempt{
+			AttemptKey:        key,
+			ClientRequestID:   consent.ClientRequestID(c.ID, prev.Cycle, n),
+			Date:              r.Date,
+			Amount:            prev.Amount,
+			Mode:              consent.Local,
+			OriginalPaymentID: orig,
+			CreatedAt:         now,
+			UpdatedAt:         now,
+		}
+		ch.Attempts = append(ch.Attempts, a)
+		if reqDay := r.Date.AddDays(-1); reqDay.Before(today) {
+			s.finish(a, storage.AttemptDropped, now, fmt.Sprintf("its request day %s had passed when the rejection was seen", reqDay))
+			s.emit(EventRetryDropped, now, c, a, a.Reason)
+			continue
+		}
+		at := s.submitAt(r.Date.AddDays(-1))
+		if at.Before(now) {
+			at = now
+		}
+		a.State, a.DueAt = storage.AttemptPlanned, at
+		ch.PutDue = append(ch.PutDue, storage.DueItem{At: at, Key: key})
+		s.log.Info("local retry planned", "consent_id", c.ID, "cycle", prev.Cycle, "attempt", n, "date", r.Date.String(), "request_at", at)
+		s.emit(EventRetryPlanned, now, c, a, "")
+		return nil
+	}
+	return nil
+}

@@ -1,0 +1,338 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/klavi-billing/billingd/clock"
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+// Store is what the scheduler needs of storage. *storage.DB implements it.
+type Store interface {
+	GetConsent(id string) (*storage.ConsentRecord, error)
+	GetAttempt(k storage.AttemptKey) (*storage.Attempt, error)
+	Amount(id string, k int) (klavi.Cents, bool, error)
+	DueBefore(t time.Time, limit int) ([]storage.DueItem, error)
+	PollBefore(t time.Time, limit int) ([]storage.PollItem, error)
+	Apply(ch *storage.Change) error
+	SetAmount(id string, k int, c klavi.Cents) error
+}
+
+var _ Store = (*storage.DB)(nil)
+
+// Klavi is what the scheduler needs of the Klavi client. *klavi.Client implements it.
+type Klavi interface {
+	CreatePayment(ctx context.Context, consentID string, req *klavi.CreatePaymentRequest) (*klavi.Payment, error)
+	RetryPayment(ctx context.Context, consentID, paymentID string, req *klavi.RetryPaymentRequest) (*klavi.Payment, error)
+	GetPayment(ctx context.Context, consentID, paymentID string) (*klavi.Payment, error)
+}
+
+// Config holds the scheduler's settings.
+type Config struct {
+	Policy Policy
+	// SubmitHour and SubmitMinute: the Brasília time of day a submit day's work is due.
+	SubmitHour, SubmitMinute int
+	// Workers bounds concurrent Klavi calls of one scan or poll (default 16).
+	Workers int
+	// PollMin and PollMax bound the interval between status polls of one payment
+	// (defaults 5m and 6h). The interval grows with the time since the payment was
+	// submitted, or since its date began.
+	PollMin, PollMax time.Duration
+	// ResendMin and ResendMax bound the wait before a submission whose outcome is
+	// unknown is sent again with the same key (defaults 1m and 30m).
+	ResendMin, ResendMax time.Duration
+	// RetryableReasons: rejections after which local retries are made
+	// (default klavi.DefaultRetryableReasons).
+	RetryableReasons []klavi.ReasonCode
+	// Batch is how many index entries one scan or poll pass reads at a time (default 1000).
+	Batch int
+}
+
+func (c *Config) defaults() {
+	if c.Workers <= 0 {
+		c.Workers = 16
+	}
+	if c.PollMin <= 0 {
+		c.PollMin = 5 * time.Minute
+	}
+	if c.PollMax < c.PollMin {
+		c.PollMax = max(6*time.Hour, c.PollMin)
+	}
+	if c.ResendMin <= 0 {
+		c.ResendMin = time.Minute
+	}
+	if c.ResendMax < c.ResendMin {
+		c.ResendMax = max(30*time.Minute, c.ResendMin)
+	}
+	if c.RetryableReasons == nil {
+		c.RetryableReasons = klavi.DefaultRetryableReasons
+	}
+	if c.Batch <= 0 {
+		c.Batch = 1000
+	}
+}
+
+// A Scheduler bills consents: the due scan submits what is due, the poll follows
+// payments to their final status and plans local retries. Scan and Poll are plain
+// functions of (clock, store, client): tests and `billingd simulate` call them
+// directly on a virtual clock; Start drives them with cron in the daemon.
+type Scheduler struct {
+	cfg     Config
+	store   Store
+	klavi   Klavi
+	clock   clock.Clock
+	log     *slog.Logger
+	observe func(Event)
+
+	retryable map[klavi.ReasonCode]bool
+	locks     *consentLocks
+
+	cronMu  sync.Mutex
+	running *runner
+}
+
+// Option configures a Scheduler.
+type Option func(*Scheduler)
+
+// WithClock sets the clock (default: the system clock).
+func WithClock(c clock.Clock) Option { return func(s *Scheduler) { s.clock = clock.Or(c) } }
+
+// WithLogger sets the logger (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Scheduler) {
+		if l != nil {
+			s.log = l
+		}
+	}
+}
+
+// WithObserver registers a function called for every Event, synchronously and possibly
+// from several goroutines at once (metrics, the simulation's timeline).
+func WithObserver(fn func(Event)) Option {
+	return func(s *Scheduler) {
+		prev := s.observe
+		s.observe = func(e Event) { prev(e); fn(e) }
+	}
+}
+
+// New returns a Scheduler. It starts nothing; call Scan and Poll, or Start.
+func New(cfg Config, store Store, kc Klavi, opts ...Option) (*Scheduler, error) {
+	cfg.defaults()
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
+	if cfg.SubmitHour < 0 || cfg.SubmitHour > 23 || cfg.SubmitMinute < 0 || cfg.SubmitMinute > 59 {
+		return nil, fmt.Errorf("scheduler: submit time %02d:%02d is not a time of day", cfg.SubmitHour, cfg.SubmitMinute)
+	}
+	s := &Scheduler{
+		cfg: cfg, store: store, klavi: kc,
+		clock: clock.Real{}, log: slog.Default(), observe: func(Event) {},
+		retryable: map[klavi.ReasonCode]bool{},
+		locks:     newConsentLocks(),
+	}
+	for _, r := range cfg.RetryableReasons {
+		s.retryable[r] = true
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// Policy returns the planning policy (shared with the preview).
+func (s *Scheduler) Policy() Policy { return s.cfg.Policy }
+
+// submitAt is the instant a submit day's work becomes due.
+func (s *Scheduler) submitAt(d cycle.Date) time.Time {
+	return d.At(s.cfg.SubmitHour, s.cfg.SubmitMinute)
+}
+
+// ScanResult counts what one scan did.
+type ScanResult struct {
+	Handled int // due entries acted on
+	Errors  int // entries left for the next scan because of a store error
+}
+
+// Scan acts on every entry of the due index at or before now: it submits cycles on
+// their submit day (or late, while the window is open), records missed and skipped
+// cycles, sends planned local retries, and re-sends submissions whose outcome is
+// unknown. At most Config.Workers Klavi calls run at once.
+func (s *Scheduler) Scan(ctx context.Context) (ScanResult, error) { return s.scan(ctx, ctx) }
+
+// scan is Scan with two contexts: once stop is done no new entry is started; req
+// is the context of Klavi calls, canceled only when in-flight calls must be abandoned.
+func (s *Scheduler) scan(stop, ctx context.Context) (ScanResult, error) {
+	now := s.clock.Now()
+	var (
+		res  ScanResult
+		mu   sync.Mutex
+		seen = map[storage.AttemptKey]bool{}
+	)
+	for stop.Err() == nil {
+		items, err := s.store.DueBefore(now, s.cfg.Batch)
+		if err != nil {
+			return res, fmt.Errorf("due scan: %w", err)
+		}
+		var fresh []storage.DueItem
+		for _, it := range items {
+			if !seen[it.Key] {
+				seen[it.Key] = true
+				fresh = append(fresh, it)
+			}
+		}
+		if len(fresh) == 0 {
+			break
+		}
+		s.each(stop, len(fresh), func(i int) {
+			err := s.handleDue(ctx, fresh[i], now)
+			mu.Lock()
+			defer mu.Unlock()
+			res.Handled++
+			if err != nil {
+				res.Errors++
+				s.log.Error("due entry left for the next scan", "consent_id", fresh[i].Key.ConsentID,
+					"cycle", fresh[i].Key.Cycle, "attempt", fresh[i].Key.Attempt, "err", err)
+			}
+		})
+	}
+	return res, nil
+}
+
+// PollResult counts what one poll did.
+type PollResult struct {
+	Polled int
+	Errors int
+}
+
+// Poll fetches the status of every payment whose poll entry is at or before now.
+func (s *Scheduler) Poll(ctx context.Context) (PollResult, error) { return s.poll(ctx, ctx) }
+
+func (s *Scheduler) poll(stop, ctx context.Context) (PollResult, error) {
+	now := s.clock.Now()
+	var (
+		res  PollResult
+		mu   sync.Mutex
+		seen = map[storage.AttemptKey]bool{}
+	)
+	for stop.Err() == nil {
+		items, err := s.store.PollBefore(now, s.cfg.Batch)
+		if err != nil {
+			return res, fmt.Errorf("status poll: %w", err)
+		}
+		var fresh []storage.PollItem
+		for _, it := range items {
+			if !seen[it.Key] {
+				seen[it.Key] = true
+				fresh = append(fresh, it)
+			}
+		}
+		if len(fresh) == 0 {
+			break
+		}
+		s.each(stop, len(fresh), func(i int) {
+			err := s.handlePoll(ctx, fresh[i], now)
+			mu.Lock()
+			defer mu.Unlock()
+			res.Polled++
+			if err != nil {
+				res.Errors++
+				s.log.Warn("status poll failed", "consent_id", fresh[i].Key.ConsentID,
+					"cycle", fresh[i].Key.Cycle, "attempt", fresh[i].Key.Attempt, "err", err)
+			}
+		})
+	}
+	return res, nil
+}
+
+// each runs fn(0..n-1) on at most Config.Workers goroutines. It stops starting new
+// calls once ctx is done; calls already started finish.
+func (s *Scheduler) each(ctx context.Context, n int, fn func(i int)) {
+	if n == 1 || s.cfg.Workers == 1 {
+		for i := 0; i < n && ctx.Err() == nil; i++ {
+			fn(i)
+		}
+		return
+	}
+	sem := make(chan struct{}, s.cfg.Workers)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		select {
+		case <-ctx.Done():
+		case sem <- struct{}{}:
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				fn(i)
+			}()
+			continue
+		}
+		break
+	}
+	wg.Wait()
+}
+
+// classify sorts a Klavi error by what it means for a payment that was being created.
+type outcome int
+
+const (
+	created    outcome = iota
+	duplicate          // 409: Klavi already has this clientRequestId
+	refused            // a definitive 4xx, or a request that was never sent
+	unknownOut         // anything else: it may or may not exist at Klavi
+)
+
+func classify(err error) outcome {
+	switch {
+	case err == nil:
+		return created
+	case errors.Is(err, klavi.ErrDuplicateRequest):
+		return duplicate
+	case errors.Is(err, klavi.ErrInvalidRequest), errors.Is(err, klavi.ErrRefused):
+		return refused
+	}
+	return unknownOut
+}
+
+// backoff returns min·2^(n-1) capped at max, for n ≥ 1.
+func backoff(n int, lo, hi time.Duration) time.Duration {
+	d := lo
+	for i := 1; i < n && d < hi; i++ {
+		d *= 2
+	}
+	return min(d, hi)
+}
+
+// nextPoll is when to fetch the status of a submitted payment next: after an interval
+// as long as the time since it was submitted (or since its date began, once it has),
+// within [PollMin, PollMax], and never later than the start of its date, when
+// settlement can happen.
+func (s *Scheduler) nextPoll(a *storage.Attempt, now time.Time) time.Time {
+	dateStart := a.Date.At(0, 0)
+	base := a.SubmittedAt
+	if now.After(dateStart) && dateStart.After(base) {
+		base = dateStart
+	}
+	wait := min(max(now.Sub(base), s.cfg.PollMin), s.cfg.PollMax)
+	next := now.Add(wait)
+	if now.Before(dateStart) && next.After(dateStart) {
+		next = dateStart
+	}
+	return next
+}
+
+func (s *Scheduler) emit(kind EventKind, now time.Time, c *consent.Consent, a *storage.Attempt, reason string) {
+	e := Event{Kind: kind, At: now, ConsentID: c.ID, Interval: c.Interval(), Reason: reason}
+	if a != nil {
+		e.Cycle, e.Attempt, e.Date, e.Amount = a.Cycle, a.Attempt, a.Date, a.Amount
+		e.ClientRequestID, e.Status, e.Mode, e.PaymentID = a.ClientRequestID, a.Status, a.Mode, a.PaymentID
+	}
+	s.observe(e)
+}
