@@ -14,7 +14,7 @@ import (
 // runner is a started scheduler: cron and the contexts of its jobs.
 type runner struct {
 	cron    *cron.Cron
-	jobs    sync.WaitGroup // every scan and poll run, cron's and the catch-up ones
+	jobs    sync.WaitGroup     // every scan and poll run, cron's and the catch-up ones
 	stopNew context.CancelFunc // no new entries are started once called
 	abandon context.CancelFunc // in-flight Klavi calls are canceled once called
 }

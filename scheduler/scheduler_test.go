@@ -228,7 +228,7 @@ func TestScheduler_CatchUpAfterDowntime(t *testing.T) {
 		h := newHarness(t, at("2026-01-01", 8, 0), nil)
 		c := loadExample(t, "weekly-retries.json") // Mondays from 5 Jan, lead 3 → Fridays
 		h.add(c)
-		h.runUntil(at("2026-01-08", 23, 0)) // cycle 0 submitted 2 Jan; down before Fri 9 Jan
+		h.runUntil(at("2026-01-08", 23, 0))  // cycle 0 submitted 2 Jan; down before Fri 9 Jan
 		h.clock.Set(at("2026-01-21", 9, 30)) // back on Wed 21 Jan
 		h.runUntil(at("2026-02-10", 0, 0))
 		assert.Equal(t, storage.AttemptMissed, h.attempt(c.ID, 1, 0).State) // due 12 Jan
