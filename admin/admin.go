@@ -1,0 +1,514 @@
+// Package admin is billingd's operator API, served under /v1/ on the daemon's one
+// listener. Every request needs the configured bearer token; with no token configured
+// the API is off (Handler returns nil).
+//
+// Routes:
+//
+//	GET    /v1/consents?state=&after=&limit=      list consents (summaries)
+//	POST   /v1/consents?billFrom=YYYY-MM-DD        add a consent (body: a consent file)
+//	POST   /v1/klavi/consents                       create a consent at Klavi; returns the redirect URL
+//	GET    /v1/consents/{id}                        one consent with its billing state
+//	POST   /v1/consents/{id}/authorize              the payer authorized it
+//	POST   /v1/consents/{id}/revoke                 stop billing ({"reason": "..."})
+//	PUT    /v1/consents/{id}/cycles/{k}/amount      amount of a variable cycle ({"amount": "123.45"})
+//	GET    /v1/consents/{id}/attempts               its attempts and payments
+//	GET    /v1/consents/{id}/preview?from=&cycles=  its plan (the preview JSON contract)
+//	GET    /v1/attempts?state=UNCONFIRMED&limit=    items needing an operator (UNCONFIRMED, MISSED, FAILED, SKIPPED)
+//	GET    /v1/backup                               a consistent copy of the database
+//
+// Errors are JSON {"error": "...", "problems": [{"path", "message"}]} with a 4xx for
+// the caller's mistakes: 400 invalid input, 401 no or wrong token, 404 unknown id, 409
+// a state conflict, 413 a body over 1 MiB, 415 not JSON.
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/klavi-billing/billingd/clock"
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/internal/problem"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/scheduler"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+// Store is what the API reads.
+type Store interface {
+	GetConsent(id string) (*storage.ConsentRecord, error)
+	ListConsents(after string, limit int, state storage.ConsentState) ([]*storage.ConsentRecord, error)
+	Attempts(consentID string) ([]*storage.Attempt, error)
+	Attention(s storage.AttemptState, limit int) ([]*storage.Attempt, error)
+	Amounts(id string) (map[int]klavi.Cents, error)
+	Backup(w io.Writer) (int64, error)
+	Apply(ch *storage.Change) error
+}
+
+var _ Store = (*storage.DB)(nil)
+
+// Scheduler is what the API changes through: every write goes through the scheduler,
+// which serializes it with the billing of the same consent.
+type Scheduler interface {
+	AddConsent(c *consent.Consent, billFrom cycle.Date) (*storage.ConsentRecord, error)
+	Authorize(id string) (*storage.ConsentRecord, error)
+	Revoke(id, reason string) (*storage.ConsentRecord, error)
+	SetAmount(id string, k int, a klavi.Cents) error
+	Policy() scheduler.Policy
+}
+
+var _ Scheduler = (*scheduler.Scheduler)(nil)
+
+// Klavi is what the API calls at Klavi.
+type Klavi interface {
+	CreateConsent(ctx context.Context, req *klavi.CreateConsentRequest) (*klavi.Consent, error)
+}
+
+// Server is the admin API.
+type Server struct {
+	Token     string
+	Store     Store
+	Scheduler Scheduler
+	Klavi     Klavi // nil: consent creation at Klavi is unavailable
+	Clock     clock.Clock
+	Log       *slog.Logger
+}
+
+const maxBody = 1 << 20
+
+// Handler returns the API's handler, or nil when no token is configured (the API is
+// off). Mount it at "/v1/".
+func (s *Server) Handler() http.Handler {
+	if s.Token == "" {
+		return nil
+	}
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	s.Clock = clock.Or(s.Clock)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/consents", s.listConsents)
+	mux.HandleFunc("POST /v1/consents", s.addConsent)
+	mux.HandleFunc("POST /v1/klavi/consents", s.createAtKlavi)
+	mux.HandleFunc("GET /v1/consents/{id}", s.getConsent)
+	mux.HandleFunc("POST /v1/consents/{id}/authorize", s.authorize)
+	mux.HandleFunc("POST /v1/consents/{id}/revoke", s.revoke)
+	mux.HandleFunc("PUT /v1/consents/{id}/cycles/{k}/amount", s.setAmount)
+	mux.HandleFunc("GET /v1/consents/{id}/attempts", s.attempts)
+	mux.HandleFunc("GET /v1/consents/{id}/preview", s.preview)
+	mux.HandleFunc("GET /v1/attempts", s.attention)
+	mux.HandleFunc("GET /v1/backup", s.backup)
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no route %s %s", r.Method, r.URL.Path), nil)
+	})
+	return s.auth(mux)
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	want := []byte("Bearer " + s.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="billingd"`)
+			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"), nil)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// apiError is the JSON body of every error.
+type apiError struct {
+	Error    string            `json:"error"`
+	Problems []problem.Problem `json:"problems,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error, probs problem.List) {
+	writeJSON(w, code, apiError{Error: err.Error(), Problems: probs})
+}
+
+// fail maps an error to its status: the caller's mistakes are 4xx, the rest 500.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var probs problem.List
+	code := http.StatusInternalServerError
+	switch {
+	case errors.As(err, &probs):
+		code = http.StatusBadRequest
+	case errors.Is(err, storage.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, storage.ErrExists), errors.Is(err, scheduler.ErrConflict):
+		code = http.StatusConflict
+	case errors.Is(err, scheduler.ErrInvalid):
+		code = http.StatusBadRequest
+	case errors.Is(err, klavi.ErrInvalidRequest), errors.Is(err, klavi.ErrRefused), errors.Is(err, klavi.ErrDuplicateRequest):
+		code = http.StatusBadGateway
+	case errors.Is(err, klavi.ErrUnavailable), errors.Is(err, klavi.ErrOutcomeUnknown):
+		code = http.StatusGatewayTimeout
+	}
+	if code >= 500 {
+		s.Log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeError(w, code, err, probs)
+}
+
+// readBody reads a JSON body of at most 1 MiB.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q: want application/json", ct), nil)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("body is larger than %d bytes", maxBody), nil)
+		return nil, false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, fmt.Errorf("read body: %v", err), nil)
+		return nil, false
+	}
+	return body, true
+}
+
+// ConsentSummary is a consent in a list: no personal data.
+type ConsentSummary struct {
+	ID          string               `json:"id"`
+	State       storage.ConsentState `json:"state"`
+	StateReason string               `json:"stateReason,omitempty"`
+	Interval    cycle.Interval       `json:"interval"`
+	Amount      *klavi.Cents         `json:"amount"`
+	NextCycle   int                  `json:"nextCycle"`
+	NextDue     *time.Time           `json:"nextDue"`
+}
+
+func summarize(r *storage.ConsentRecord) ConsentSummary {
+	sum := ConsentSummary{ID: r.ID(), State: r.State, StateReason: r.StateReason, Interval: r.Consent.Interval(), NextCycle: r.NextCycle}
+	if a, ok := r.Consent.FixedAmount(); ok {
+		sum.Amount = &a
+	}
+	if !r.NextDue.IsZero() {
+		t := r.NextDue
+		sum.NextDue = &t
+	}
+	return sum
+}
+
+func (s *Server) listConsents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := intParam(q.Get("limit"), 100, 1, 10000)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %v", err), nil)
+		return
+	}
+	state := storage.ConsentState(q.Get("state"))
+	if state != "" && !validState(state) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want one of %v", state, storage.ConsentStates), nil)
+		return
+	}
+	recs, err := s.Store.ListConsents(q.Get("after"), limit, state)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]ConsentSummary, len(recs))
+	for i, rec := range recs {
+		out[i] = summarize(rec)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"consents": out})
+}
+
+func validState(s storage.ConsentState) bool {
+	for _, x := range storage.ConsentStates {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func intParam(v string, def, lo, hi int) (int, error) {
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%q: want a number from %d to %d", v, lo, hi)
+	}
+	return n, nil
+}
+
+func dateParam(v string) (cycle.Date, error) {
+	if v == "" {
+		return cycle.Date{}, nil
+	}
+	return cycle.ParseDate(v)
+}
+
+func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
+	billFrom, err := dateParam(r.URL.Query().Get("billFrom"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("billFrom: %v", err), nil)
+		return
+	}
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	c, err := consent.Decode(body)
+	if err != nil {
+		var l problem.List
+		errors.As(err, &l)
+		writeError(w, http.StatusBadRequest, fmt.Errorf("invalid consent: %d problems", len(l)), l)
+		return
+	}
+	rec, err := s.Scheduler.AddConsent(c, billFrom)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, rec)
+}
+
+// createRequest is the body of POST /v1/klavi/consents: Klavi's create-consent body
+// and billingd's billing settings.
+type createRequest struct {
+	klavi.CreateConsentRequest
+	Billing consent.Billing `json:"billing"`
+}
+
+// createResponse answers it.
+type createResponse struct {
+	ID          string              `json:"id"`
+	Status      klavi.ConsentStatus `json:"status"`
+	RedirectURL string              `json:"consentRedirectUrl"`
+}
+
+func (s *Server) createAtKlavi(w http.ResponseWriter, r *http.Request) {
+	if s.Klavi == nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("no Klavi client is configured"), nil)
+		return
+	}
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var req createRequest
+	if l := problem.DecodeJSON(body, &req); len(l) > 0 {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("invalid consent request: %d problems", len(l)), l)
+		return
+	}
+	// Check billingd's own rules before asking Klavi: the consent must be one billingd
+	// can bill once the payer authorizes it.
+	probe := &consent.Consent{ID: "urn:billingd:pending", Status: klavi.ConsentAwaitingAuthorization, CreateConsentRequest: req.CreateConsentRequest, Billing: req.Billing}
+	if l := probe.Validate(); len(l) > 0 {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("invalid consent request: %d problems", len(l)), l)
+		return
+	}
+	res, err := s.Klavi.CreateConsent(r.Context(), &req.CreateConsentRequest)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("create consent at Klavi: %w", err))
+		return
+	}
+	c := &consent.Consent{ID: res.ID, Status: res.Status, CreateConsentRequest: req.CreateConsentRequest, Billing: req.Billing}
+	if c.Status == "" {
+		c.Status = klavi.ConsentAwaitingAuthorization
+	}
+	rec, err := s.Scheduler.AddConsent(c, cycle.Date{})
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("store consent %s created at Klavi: %w", res.ID, err))
+		return
+	}
+	if res.ConsentRedirectURL != "" {
+		rec.RedirectURL = res.ConsentRedirectURL
+		if err := s.Store.Apply(&storage.Change{Consent: rec}); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusCreated, createResponse{ID: res.ID, Status: c.Status, RedirectURL: res.ConsentRedirectURL})
+}
+
+func (s *Server) getConsent(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.Store.GetConsent(r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.Scheduler.Authorize(r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, summarize(rec))
+}
+
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if body, ok := readBody(w, r); !ok {
+		return
+	} else if len(strings.TrimSpace(string(body))) > 0 {
+		if l := problem.DecodeJSON(body, &req); len(l) > 0 {
+			writeError(w, http.StatusBadRequest, errors.New("invalid revoke request"), l)
+			return
+		}
+	}
+	if len(req.Reason) > 200 {
+		writeError(w, http.StatusBadRequest, errors.New("reason is longer than 200 characters"), nil)
+		return
+	}
+	rec, err := s.Scheduler.Revoke(r.PathValue("id"), req.Reason)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, summarize(rec))
+}
+
+func (s *Server) setAmount(w http.ResponseWriter, r *http.Request) {
+	k, err := intParam(r.PathValue("k"), 0, 0, 1<<20)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("cycle: %v", err), nil)
+		return
+	}
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		Amount *klavi.Cents `json:"amount"`
+	}
+	if l := problem.DecodeJSON(body, &req); len(l) > 0 {
+		writeError(w, http.StatusBadRequest, errors.New("invalid amount request"), l)
+		return
+	}
+	if req.Amount == nil {
+		writeError(w, http.StatusBadRequest, errors.New("amount is required, e.g. {\"amount\": \"123.45\"}"), nil)
+		return
+	}
+	if err := s.Scheduler.SetAmount(r.PathValue("id"), k, *req.Amount); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"consentId": r.PathValue("id"), "cycle": k, "amount": *req.Amount})
+}
+
+func (s *Server) attempts(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := s.Store.GetConsent(id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, err := s.Store.Attempts(id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []*storage.Attempt{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"attempts": list})
+}
+
+func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	n, err := intParam(q.Get("cycles"), 12, 1, 10000)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("cycles: %v", err), nil)
+		return
+	}
+	from, err := dateParam(q.Get("from"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("from: %v", err), nil)
+		return
+	}
+	if from.IsZero() {
+		from = cycle.DateOf(s.Clock.Now())
+	}
+	rec, err := s.Store.GetConsent(r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	amounts, err := s.Store.Amounts(rec.ID())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pv := s.Scheduler.Policy().Preview(rec.Consent, from, n, func(k int) *klavi.Cents {
+		if a, ok := amounts[k]; ok {
+			return &a
+		}
+		return nil
+	})
+	writeJSON(w, http.StatusOK, pv)
+}
+
+func (s *Server) attention(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := intParam(q.Get("limit"), 100, 1, 10000)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %v", err), nil)
+		return
+	}
+	states := []storage.AttemptState{storage.AttemptUnconfirmed, storage.AttemptMissed, storage.AttemptFailed, storage.AttemptSkipped}
+	if v := q.Get("state"); v != "" {
+		st := storage.AttemptState(strings.ToUpper(v))
+		found := false
+		for _, x := range states {
+			found = found || x == st
+		}
+		if !found {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want one of %v", v, states), nil)
+			return
+		}
+		states = []storage.AttemptState{st}
+	}
+	out := []*storage.Attempt{}
+	for _, st := range states {
+		list, err := s.Store.Attention(st, limit-len(out))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		out = append(out, list...)
+		if len(out) >= limit {
+			break
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"attempts": out})
+}
+
+func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="billingd.db"`)
+	n, err := s.Store.Backup(w)
+	if err != nil {
+		// Headers are gone; the client sees a short body and must not trust it.
+		s.Log.Error("backup failed", "bytes", n, "err", err)
+		return
+	}
+	s.Log.Info("backup served", "bytes", n)
+}

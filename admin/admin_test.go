@@ -1,0 +1,279 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/clock"
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/scheduler"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+const token = "test-token-0123456789"
+
+type fakeKlavi struct{ calls int }
+
+func (f *fakeKlavi) CreateConsent(_ context.Context, req *klavi.CreateConsentRequest) (*klavi.Consent, error) {
+	f.calls++
+	return &klavi.Consent{ID: "urn:klavi:created-1", ClientRequestID: req.ClientRequestID, Status: klavi.ConsentAwaitingAuthorization,
+		ConsentRedirectURL: "https://klavi.example/authorize/created-1"}, nil
+}
+
+type env struct {
+	t   *testing.T
+	srv *httptest.Server
+	db  *storage.DB
+	kl  *fakeKlavi
+}
+
+func newEnv(t *testing.T) *env {
+	db, err := storage.Open(filepath.Join(t.TempDir(), "b.db"), storage.Options{NoSync: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	clk := clock.NewFake(cycle.MustDate(2026, 1, 2).At(10, 0))
+	sch, err := scheduler.New(scheduler.Config{Policy: scheduler.Policy{LeadDays: 3, RetryMode: consent.Attach}, SubmitHour: 9}, db, nil, scheduler.WithClock(clk))
+	require.NoError(t, err)
+	kl := &fakeKlavi{}
+	s := &Server{Token: token, Store: db, Scheduler: sch, Klavi: kl, Clock: clk}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return &env{t: t, srv: srv, db: db, kl: kl}
+}
+
+func (e *env) do(method, path, body string, hdr ...string) (int, map[string]any) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	require.NoError(e.t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if len(raw) > 0 && raw[0] == '{' {
+		require.NoError(e.t, json.Unmarshal(raw, &out), string(raw))
+	}
+	return resp.StatusCode, out
+}
+
+func example(t *testing.T, name string) string {
+	data, err := os.ReadFile("../examples/consents/" + name)
+	require.NoError(t, err)
+	return string(data)
+}
+
+func TestAdmin_Auth(t *testing.T) {
+	e := newEnv(t)
+	for _, h := range []string{"", "Bearer wrong", "Basic " + token, "bearer " + token} {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/v1/consents", nil)
+		if h != "" {
+			req.Header.Set("Authorization", h)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "header %q", h)
+		assert.Contains(t, resp.Header.Get("WWW-Authenticate"), "Bearer")
+	}
+	assert.Nil(t, (&Server{}).Handler(), "no token: the API is off")
+}
+
+func TestAdmin_ConsentLifecycle(t *testing.T) {
+	e := newEnv(t)
+	code, body := e.do("POST", "/v1/consents", example(t, "monthly-31st.json"))
+	require.Equal(t, http.StatusCreated, code, body)
+	assert.Equal(t, "active", body["state"])
+
+	code, body = e.do("POST", "/v1/consents", example(t, "monthly-31st.json"))
+	assert.Equal(t, http.StatusConflict, code)
+	assert.Contains(t, body["error"], "already exists")
+
+	code, body = e.do("GET", "/v1/consents", "")
+	require.Equal(t, http.StatusOK, code)
+	list := body["consents"].([]any)
+	require.Len(t, list, 1)
+	first := list[0].(map[string]any)
+	assert.Equal(t, "urn:klavi:consent-monthly-31st-0001", first["id"])
+	assert.Equal(t, "99.90", first["amount"])
+	assert.NotContains(t, first, "consent", "lists carry no personal data")
+
+	id := "urn:klavi:consent-monthly-31st-0001"
+	code, body = e.do("GET", "/v1/consents/"+id, "")
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, float64(3), body["nextCycle"], "31 Jan 2026 is the first cycle due from 2 Jan")
+
+	code, body = e.do("GET", "/v1/consents/"+id+"/preview?from=2026-01-02&cycles=2", "")
+	require.Equal(t, http.StatusOK, code)
+	cycles := body["cycles"].([]any)
+	require.Len(t, cycles, 2)
+	assert.Equal(t, "2026-01-31", cycles[0].(map[string]any)["dueDate"])
+
+	code, body = e.do("GET", "/v1/consents/"+id+"/attempts", "")
+	require.Equal(t, http.StatusOK, code)
+	assert.Empty(t, body["attempts"])
+
+	code, body = e.do("POST", "/v1/consents/"+id+"/revoke", `{"reason":"plan cancelled"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	assert.Equal(t, "revoked", body["state"])
+	code, _ = e.do("POST", "/v1/consents/"+id+"/revoke", ``)
+	assert.Equal(t, http.StatusConflict, code)
+
+	code, body = e.do("GET", "/v1/consents?state=revoked", "")
+	require.Equal(t, http.StatusOK, code)
+	assert.Len(t, body["consents"], 1)
+}
+
+func TestAdmin_CreateAtKlaviAndAuthorize(t *testing.T) {
+	e := newEnv(t)
+	var file map[string]any
+	require.NoError(t, json.Unmarshal([]byte(example(t, "weekly-retries.json")), &file))
+	delete(file, "id")
+	delete(file, "status")
+	body, _ := json.Marshal(file)
+	code, out := e.do("POST", "/v1/klavi/consents", string(body))
+	require.Equal(t, http.StatusCreated, code, out)
+	assert.Equal(t, "https://klavi.example/authorize/created-1", out["consentRedirectUrl"])
+	assert.Equal(t, "CONSENT_AWAITING_AUTHORIZATION", out["status"])
+
+	code, out = e.do("GET", "/v1/consents/urn:klavi:created-1", "")
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "awaiting_authorization", out["state"])
+	assert.Equal(t, "https://klavi.example/authorize/created-1", out["redirectUrl"])
+
+	code, out = e.do("POST", "/v1/consents/urn:klavi:created-1/authorize", "")
+	require.Equal(t, http.StatusOK, code, out)
+	assert.Equal(t, "active", out["state"])
+	code, _ = e.do("POST", "/v1/consents/urn:klavi:created-1/authorize", "")
+	assert.Equal(t, http.StatusConflict, code)
+
+	// An invalid request never reaches Klavi.
+	code, out = e.do("POST", "/v1/klavi/consents", `{"clientRequestId": "x"}`)
+	assert.Equal(t, http.StatusBadRequest, code)
+	assert.NotEmpty(t, out["problems"])
+	assert.Equal(t, 1, e.kl.calls)
+}
+
+func TestAdmin_VariableAmount(t *testing.T) {
+	e := newEnv(t)
+	code, _ := e.do("POST", "/v1/consents", example(t, "variable-amount.json"))
+	require.Equal(t, http.StatusCreated, code)
+	id := "urn:klavi:consent-variable-0004"
+	code, out := e.do("PUT", "/v1/consents/"+id+"/cycles/1/amount", `{"amount":"123.45"}`)
+	require.Equal(t, http.StatusOK, code, out)
+	code, out = e.do("GET", "/v1/consents/"+id+"/preview?from=2026-01-02&cycles=2", "")
+	require.Equal(t, http.StatusOK, code)
+	cycles := out["cycles"].([]any)
+	assert.Nil(t, cycles[0].(map[string]any)["amount"])
+	assert.Equal(t, "123.45", cycles[1].(map[string]any)["amount"])
+
+	tests := []struct {
+		path, body string
+		code       int
+		msg        string
+	}{
+		{"/cycles/1/amount", `{"amount":"600.00"}`, 400, "above the consent's maximumVariableAmount"},
+		{"/cycles/1/amount", `{"amount":123.45}`, 400, "invalid amount request"},
+		{"/cycles/1/amount", `{}`, 400, "amount is required"},
+		{"/cycles/x/amount", `{"amount":"1.00"}`, 400, "cycle"},
+		{"/cycles/1/amount", `{"amount":"1.00","extra":1}`, 400, "invalid amount request"},
+	}
+	for _, tt := range tests {
+		code, out := e.do("PUT", "/v1/consents/"+id+tt.path, tt.body)
+		assert.Equal(t, tt.code, code, tt.body)
+		assert.Contains(t, out["error"], tt.msg, tt.body)
+	}
+}
+
+func TestAdmin_BadRequests(t *testing.T) {
+	e := newEnv(t)
+	broken, err := os.ReadFile("../consent/testdata/broken.json")
+	require.NoError(t, err)
+	tests := []struct {
+		name, method, path, body string
+		hdr                      []string
+		code                     int
+		msg                      string
+	}{
+		{"invalid consent lists every problem", "POST", "/v1/consents", string(broken), nil, 400, "invalid consent: 27 problems"},
+		{"not json", "POST", "/v1/consents", "{{", nil, 400, "invalid consent"},
+		{"empty body", "POST", "/v1/consents", "", nil, 400, "invalid consent"},
+		{"wrong content type", "POST", "/v1/consents", "{}", []string{"Content-Type", "text/plain"}, 415, "want application/json"},
+		{"body too large", "POST", "/v1/consents", `{"x":"` + strings.Repeat("a", 2<<20) + `"}`, nil, 413, "larger than"},
+		{"bad billFrom", "POST", "/v1/consents?billFrom=2026-02-30", "{}", nil, 400, "billFrom"},
+		{"unknown consent", "GET", "/v1/consents/urn:x:nope", "", nil, 404, "not found"},
+		{"unknown consent attempts", "GET", "/v1/consents/urn:x:nope/attempts", "", nil, 404, "not found"},
+		{"bad limit", "GET", "/v1/consents?limit=0", "", nil, 400, "limit"},
+		{"bad state", "GET", "/v1/consents?state=happy", "", nil, 400, "state"},
+		{"bad attention state", "GET", "/v1/attempts?state=COMPLETED", "", nil, 400, "state"},
+		{"bad preview from", "GET", "/v1/consents/urn:x:nope/preview?from=tomorrow", "", nil, 400, "from"},
+		{"unknown route", "GET", "/v1/nothing", "", nil, 404, "no route"},
+		{"wrong method", "DELETE", "/v1/consents/urn:x:a", "", nil, 404, "no route"},
+		{"revoke body not json", "POST", "/v1/consents/urn:x:a/revoke", "{", nil, 400, "invalid revoke"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := e.do(tt.method, tt.path, tt.body, tt.hdr...)
+			assert.Equal(t, tt.code, code)
+			assert.Contains(t, out["error"], tt.msg)
+		})
+	}
+	// Nothing was stored by any of them.
+	list, err := e.db.ListConsents("", 10, "")
+	require.NoError(t, err)
+	assert.Empty(t, list)
+}
+
+func TestAdmin_NothingLostOnBadInput(t *testing.T) {
+	e := newEnv(t)
+	code, _ := e.do("POST", "/v1/consents", example(t, "monthly-31st.json"))
+	require.Equal(t, http.StatusCreated, code)
+	before, err := e.db.GetConsent("urn:klavi:consent-monthly-31st-0001")
+	require.NoError(t, err)
+	// A second, broken copy of the same consent changes nothing.
+	code, _ = e.do("POST", "/v1/consents", strings.Replace(example(t, "monthly-31st.json"), `"99.90"`, `"99.9"`, 1))
+	require.Equal(t, http.StatusBadRequest, code)
+	after, err := e.db.GetConsent("urn:klavi:consent-monthly-31st-0001")
+	require.NoError(t, err)
+	assert.Equal(t, before, after)
+}
+
+func TestAdmin_Backup(t *testing.T) {
+	e := newEnv(t)
+	code, _ := e.do("POST", "/v1/consents", example(t, "monthly-31st.json"))
+	require.Equal(t, http.StatusCreated, code)
+	req, _ := http.NewRequest("GET", e.srv.URL+"/v1/backup", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, err = io.Copy(&buf, resp.Body)
+	require.NoError(t, err)
+	p := filepath.Join(t.TempDir(), "copy.db")
+	require.NoError(t, os.WriteFile(p, buf.Bytes(), 0o600))
+	cp, err := storage.Open(p, storage.Options{ReadOnly: true, Timeout: time.Second})
+	require.NoError(t, err)
+	defer cp.Close()
+	require.NoError(t, cp.Check())
+	_, err = cp.GetConsent("urn:klavi:consent-monthly-31st-0001")
+	require.NoError(t, err)
+}
