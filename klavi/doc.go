@@ -49,17 +49,24 @@
 //     pending and send it again later with the same clientRequestId: a 2xx then
 //     finishes it, a 409 says it had been created.
 //     A definitive refusal that follows a lost attempt within one call is reported as
-//     outcome unknown too: the lost attempt may have been committed. For the same
-//     reason, a caller re-sending a submission whose earlier outcome was unknown must
-//     not read a refusal (Klavi may check its rules before the clientRequestId, and
-//     the window may have closed meanwhile) as proof that nothing exists.
-//   - anything else: nothing was created. errors.Is(err, ErrRefused) is a definitive
-//     4xx from Klavi (an *APIError with its status, Klavi's error code and message);
-//     ErrBusinessRule (416) is a rule of the payment arrangement (window, cycle,
-//     amount, retry limits); ErrAuth is a credentials problem. ErrInvalidRequest was
-//     never sent. A context error without ErrOutcomeUnknown ended the call before
-//     any attempt was sent. ErrUnavailable without ErrOutcomeUnknown means the token
-//     could not be obtained, so the create itself was never sent.
+//     outcome unknown, and then does not satisfy ErrRefused, ErrBusinessRule or
+//     ErrAuth (errors.As still finds the *APIError): the lost attempt may have been
+//     committed, and the refusal may be caused by it. For the same reason a caller
+//     re-sending a submission whose earlier outcome was unknown must not read a
+//     refusal as proof that nothing exists: Klavi may check its rules before the
+//     clientRequestId, and the window may have closed meanwhile.
+//   - anything else: nothing was created.
+//     errors.Is(err, ErrRefused): a definitive 4xx about the request (an *APIError
+//     with the status, Klavi's error code and message); ErrBusinessRule (416) is a
+//     rule of the payment arrangement (window, cycle, amount, retry limits).
+//     ErrInvalidRequest: it broke a documented rule and was never sent.
+//     ErrAuth: the keys were refused, or the request was refused with a renewed
+//     token; the request may succeed once the credentials are fixed.
+//     ErrUnavailable without ErrOutcomeUnknown: the token could not be obtained, so
+//     the create was never sent. A context error without ErrOutcomeUnknown: the call
+//     ended before any attempt was sent.
+//     Of these, only ErrRefused and ErrInvalidRequest say the request itself is
+//     wrong; after the others the same request may be sent again later.
 //
 // For the GETs, ErrUnavailable means "no answer; ask again later", ErrRefused a
 // definitive 4xx (404: no such payment under that consent).

@@ -1,6 +1,7 @@
 package klavi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -25,16 +26,17 @@ var (
 	// already used, so Klavi already holds whatever it created for it.
 	ErrDuplicateRequest = errors.New("duplicate clientRequestId")
 
-	// ErrRefused: Klavi answered a definitive 4xx (any but 408, 409 and 429): it
-	// refused the request and created nothing for it.
+	// ErrRefused: Klavi answered a definitive 4xx (any but 401, 403, 408, 409 and
+	// 429): it refused the request and created nothing for it.
 	ErrRefused = errors.New("refused by klavi")
 
 	// ErrBusinessRule: Klavi answered 416, a business-rule refusal (window, cycle,
 	// amount, retry limits). It is also an ErrRefused.
 	ErrBusinessRule = errors.New("business rule")
 
-	// ErrAuth: Klavi refused the access keys, or still answered 401 after the token
-	// was renewed. It is also an ErrRefused.
+	// ErrAuth: Klavi refused the access keys, or answered 401 or 403 even with a
+	// freshly renewed token. Nothing was created, but the request itself may be fine:
+	// it is not an ErrRefused.
 	ErrAuth = errors.New("klavi authentication")
 
 	// ErrUnavailable: no definitive answer from Klavi after the last attempt: a
@@ -102,7 +104,7 @@ func (e *APIError) Is(target error) bool {
 	case ErrBusinessRule:
 		return e.StatusCode == http.StatusRequestedRangeNotSatisfiable
 	case ErrAuth:
-		return e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden
+		return authStatus(e.StatusCode)
 	case ErrUnavailable:
 		return e.Retryable
 	case ErrOutcomeUnknown:
@@ -117,10 +119,49 @@ func retryableStatus(code int) bool {
 	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
 }
 
-// refusal reports a definitive 4xx: nothing was created.
-func refusal(code int) bool {
-	return code >= 400 && code < 500 && code != http.StatusConflict && !retryableStatus(code)
+// authStatus reports 401 and 403.
+func authStatus(code int) bool {
+	return code == http.StatusUnauthorized || code == http.StatusForbidden
 }
+
+// refusal reports a definitive 4xx about the request itself: nothing was created.
+func refusal(code int) bool {
+	return code >= 400 && code < 500 && code != http.StatusConflict && !authStatus(code) && !retryableStatus(code)
+}
+
+// definitive reports an answer that settles a create: 409 (it exists), or a refusal
+// or an authentication failure (nothing was created).
+func definitive(code int) bool {
+	return code == http.StatusConflict || refusal(code) || authStatus(code)
+}
+
+// outcomeUnknownError is the error of a create that may have been committed: an
+// attempt was sent and its answer lost, and the call then ended some other way (a
+// refusal, a context error, an unreadable answer). It answers errors.Is only for
+// ErrOutcomeUnknown, ErrUnavailable, ErrMalformedResponse and the context errors,
+// never for ErrRefused, ErrBusinessRule, ErrAuth or ErrInvalidRequest, so no order
+// of checks can read it as "nothing was created". errors.As still reaches the last
+// answer's *APIError.
+type outcomeUnknownError struct {
+	op  string
+	err error
+}
+
+func (e *outcomeUnknownError) Error() string {
+	return fmt.Sprintf("%s: %v (%v: an earlier attempt was sent and its answer lost)", e.op, e.err, ErrOutcomeUnknown)
+}
+
+func (e *outcomeUnknownError) Is(target error) bool {
+	switch target {
+	case ErrOutcomeUnknown:
+		return true
+	case ErrUnavailable, ErrMalformedResponse, context.Canceled, context.DeadlineExceeded:
+		return errors.Is(e.err, target)
+	}
+	return false
+}
+
+func (e *outcomeUnknownError) As(target any) bool { return errors.As(e.err, target) }
 
 // An InvalidRequestError is a request that was not sent because it breaks the API's
 // rules. errors.Is(err, ErrInvalidRequest) holds, and errors.As finds Problems.

@@ -44,7 +44,7 @@ func (c *Client) do(ctx context.Context, ep endpoint, method, path string, body,
 	var maybeCommitted, renewed bool
 	fail := func(err error) error {
 		if ep.create && maybeCommitted && !errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err, ErrDuplicateRequest) {
-			return fmt.Errorf("%s: %w (%w: an earlier attempt was sent and its answer lost)", ep.op, err, ErrOutcomeUnknown)
+			return &outcomeUnknownError{op: ep.op, err: err}
 		}
 		return fmt.Errorf("%s: %w", ep.op, err)
 	}
@@ -112,10 +112,6 @@ func (c *Client) do(ctx context.Context, ep endpoint, method, path string, body,
 		}
 	}
 }
-
-// definitive reports an answer that settles a create: 409 (it exists) or a refusal
-// (nothing was created).
-func definitive(status int) bool { return status == http.StatusConflict || refusal(status) }
 
 // wait sleeps before attempt n+1: the backoff, or retryAfter when longer.
 func (c *Client) wait(ctx context.Context, ep endpoint, n int, retryAfter time.Duration, why string) error {
