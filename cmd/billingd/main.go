@@ -32,7 +32,12 @@ type command struct {
 
 // commands lists every subcommand, in the order help shows them.
 var commands = []command{
+	{"run", "run the billing daemon", cmdRun},
 	{"preview", "show the cycles, submit days and retry dates of a consent (dry run)", cmdPreview},
+	{"consent", "add, list, show, revoke, authorize, create or import consents", cmdConsent},
+	{"payments", "list a consent's attempts and payments, or the items needing an operator", cmdPayments},
+	{"db", "check or back up the database", cmdDB},
+	{"healthcheck", "exit 0 when the daemon answers its health URL", cmdHealthcheck},
 	{"version", "print the version and build information", cmdVersion},
 }
 

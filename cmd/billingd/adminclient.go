@@ -1,0 +1,129 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// adminClient calls a running daemon's admin API for the operator commands.
+type adminClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// adminFlags are the flags every operator command takes.
+type adminFlags struct {
+	addr, token, config *string
+}
+
+func addAdminFlags(fs interface {
+	String(name, value, usage string) *string
+}) adminFlags {
+	return adminFlags{
+		addr:   fs.String("addr", "", "admin API `URL` (default: $BILLINGD_ADDR, else http:// + http.listen of the config)"),
+		token:  fs.String("token", "", "admin bearer token (default: $BILLINGD_ADMIN_TOKEN, else http.admin_token of the config)"),
+		config: fs.String("config", "", "config `FILE` (default: $BILLINGD_CONFIG, else "+defaultConfigPath+" if it exists)"),
+	}
+}
+
+// client resolves the daemon's address and token from flags, environment and config.
+func (f adminFlags) client(e *env) (*adminClient, error) {
+	cfg := DefaultConfig()
+	path := configPath(*f.config, e.getenv, "")
+	if path == "" {
+		if _, err := os.Stat(defaultConfigPath); err == nil {
+			path = defaultConfigPath
+		}
+	}
+	if path != "" {
+		var err error
+		if cfg, err = LoadConfig(path, e.getenv); err != nil {
+			return nil, usageErrorf("%v", err)
+		}
+	}
+	addr := firstNonEmpty(*f.addr, e.getenv("BILLINGD_ADDR"), "http://"+cfg.HTTP.Listen)
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	if u, err := url.Parse(addr); err != nil || u.Host == "" {
+		return nil, usageErrorf("admin address %q is not a URL", addr)
+	}
+	token := firstNonEmpty(*f.token, e.getenv("BILLINGD_ADMIN_TOKEN"), cfg.HTTP.AdminToken)
+	if token == "" {
+		return nil, usageErrorf("no admin token: set --token, $BILLINGD_ADMIN_TOKEN or http.admin_token")
+	}
+	return &adminClient{base: strings.TrimRight(addr, "/"), token: token, http: &http.Client{Timeout: 60 * time.Second}}, nil
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// apiErr is an error answer of the admin API.
+type apiErr struct {
+	Status   int
+	Message  string `json:"error"`
+	Problems []struct {
+		Path    string `json:"path"`
+		Message string `json:"message"`
+	} `json:"problems"`
+}
+
+func (e *apiErr) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (HTTP %d)", e.Message, e.Status)
+	for _, p := range e.Problems {
+		fmt.Fprintf(&b, "\n  %s: %s", p.Path, p.Message)
+	}
+	return b.String()
+}
+
+// do sends a request and decodes a JSON answer into out (when not nil). A 4xx answer
+// is a usage error (exit 2): the operator's input was wrong.
+func (c *adminClient) do(method, path string, body io.Reader, out any) error {
+	req, err := http.NewRequest(method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w (is billingd running?)", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		ae := &apiErr{Status: resp.StatusCode}
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(raw, ae) != nil || ae.Message == "" {
+			ae.Message = strings.TrimSpace(string(raw))
+		}
+		if resp.StatusCode < 500 {
+			return fmt.Errorf("%w: %w", errUsage, ae)
+		}
+		return ae
+	}
+	if out == nil {
+		return nil
+	}
+	if w, ok := out.(io.Writer); ok {
+		_, err := io.Copy(w, resp.Body)
+		return err
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+

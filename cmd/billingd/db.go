@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/klavi-billing/billingd/storage"
+)
+
+func cmdDB(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		return usageErrorf("db: want a subcommand: check or backup (see 'billingd db check -h')")
+	}
+	switch args[0] {
+	case "check":
+		return cmdDBCheck(ctx, e, args[1:])
+	case "backup":
+		return cmdDBBackup(ctx, e, args[1:])
+	}
+	return usageErrorf("db: unknown subcommand %q: want check or backup", args[0])
+}
+
+// dbPath picks --db, else storage.path of the config.
+func dbPath(e *env, dbFlag, cfgFlag string) (string, Config, error) {
+	cfg := DefaultConfig()
+	path := configPath(cfgFlag, e.getenv, "")
+	if path == "" {
+		if _, err := os.Stat(defaultConfigPath); err == nil {
+			path = defaultConfigPath
+		}
+	}
+	if path != "" {
+		var err error
+		if cfg, err = LoadConfig(path, e.getenv); err != nil {
+			return "", cfg, usageErrorf("%v", err)
+		}
+	}
+	if dbFlag != "" {
+		return dbFlag, cfg, nil
+	}
+	return cfg.Storage.Path, cfg, nil
+}
+
+func cmdDBCheck(_ context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "db check", "[--db PATH]", "Verify every page and index of the database (read-only; works while billingd runs\nonly through a backup: check the backup file).")
+	dbFlag := fs.String("db", "", "database `PATH` (default: storage.path of the config)")
+	cfgFlag := fs.String("config", "", "config `FILE`")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	path, _, err := dbPath(e, *dbFlag, *cfgFlag)
+	if err != nil {
+		return err
+	}
+	db, err := storage.Open(path, storage.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, storage.ErrLocked) {
+			return fmt.Errorf("%w; take a backup with 'billingd db backup FILE' and check that file", err)
+		}
+		return err
+	}
+	defer db.Close()
+	if err := db.Check(); err != nil {
+		return err
+	}
+	counts, err := db.Counts()
+	if err != nil {
+		return err
+	}
+	st, err := db.Stats()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: ok (schema %d, %d bytes, %d in use", path, storage.SchemaVersion, st.SizeBytes, st.InUseBytes)
+	for _, s := range storage.ConsentStates {
+		if counts[s] > 0 {
+			fmt.Fprintf(e.stdout, ", %d %s", counts[s], s)
+		}
+	}
+	fmt.Fprintln(e.stdout, ")")
+	return nil
+}
+
+func cmdDBBackup(_ context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "db backup", "[--db PATH] [--force] FILE",
+		"Write a consistent copy of the database to FILE. Works while billingd runs: the file\n"+
+			"is locked then, and the copy is taken through the admin API (GET /v1/backup).\n"+
+			"The copy is verified before it is put in place.")
+	dbFlag := fs.String("db", "", "database `PATH` (default: storage.path of the config)")
+	force := fs.Bool("force", false, "overwrite FILE if it exists")
+	af := addAdminFlags(fs)
+	if err := parseFlags(fs, args, true); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErrorf("db backup: want exactly one FILE (see 'billingd db backup -h')")
+	}
+	out := fs.Arg(0)
+	if _, err := os.Stat(out); err == nil && !*force {
+		return usageErrorf("db backup: %s exists; use --force to overwrite it", out)
+	}
+	path, _, err := dbPath(e, *dbFlag, *af.config)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), ".billingd-backup-*")
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	via := "file"
+	db, err := storage.Open(path, storage.Options{ReadOnly: true, Timeout: time.Second})
+	switch {
+	case err == nil:
+		_, err = db.Backup(tmp)
+		_ = db.Close()
+	case errors.Is(err, storage.ErrLocked):
+		via = "admin API"
+		var c *adminClient
+		if c, err = af.client(e); err == nil {
+			err = c.do("GET", "/v1/backup", nil, tmp)
+		}
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("backup of %s: %w", path, err)
+	}
+	// Verify the copy before it replaces anything.
+	cp, err := storage.Open(tmp.Name(), storage.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return fmt.Errorf("backup copy does not open: %w", err)
+	}
+	err = cp.Check()
+	_ = cp.Close()
+	if err != nil {
+		return fmt.Errorf("backup copy fails its check: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	fi, _ := os.Stat(out)
+	fmt.Fprintf(e.stdout, "backed up %s to %s (%d bytes, via the %s, verified)\n", path, out, fi.Size(), via)
+	return nil
+}

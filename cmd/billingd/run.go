@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/klavi-billing/billingd/admin"
+	"github.com/klavi-billing/billingd/clock"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/scheduler"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+func cmdRun(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "run", "[--config FILE]",
+		"Run the billing daemon: bill every authorized consent on its cycles, serve /metrics,\n"+
+			"/healthz, /readyz and the admin API. SIGINT or SIGTERM stops it gracefully; a\n"+
+			"second signal forces the exit.")
+	cfgFlag := fs.String("config", "", "config `FILE` (default: $BILLINGD_CONFIG, else "+defaultConfigPath+")")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	cfg, err := LoadConfig(configPath(*cfgFlag, e.getenv, defaultConfigPath), e.getenv)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	if err := cfg.validateForRun(); err != nil {
+		return usageErrorf("config: %v", err)
+	}
+	log := newLogger(cfg.Log, e.stderr)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d, err := startDaemon(cfg, log, e.clock)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	stop()
+	// A second signal forces the exit; the attempts in flight stay SUBMITTING and are
+	// re-sent with the same key on the next start.
+	force := make(chan os.Signal, 1)
+	signal.Notify(force, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-force
+		log.Error("second signal: exiting now")
+		os.Exit(1)
+	}()
+	log.Info("shutting down", "timeout", cfg.Scheduler.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Scheduler.ShutdownTimeout)
+	defer cancel()
+	if err := d.Close(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// daemon is a running billingd: store, Klavi client, scheduler and HTTP listener.
+type daemon struct {
+	cfg   Config
+	log   *slog.Logger
+	db    *storage.DB
+	sched *scheduler.Scheduler
+	srv   *http.Server
+	ln    net.Listener
+	ready atomic.Bool
+}
+
+// startDaemon opens everything and starts serving and scheduling. On error, whatever
+// was opened is closed again.
+func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err error) {
+	d := &daemon{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			_ = d.Close(context.Background())
+		}
+	}()
+	started := time.Now()
+	d.db, err = storage.Open(cfg.Storage.Path, storage.Options{Timeout: cfg.Storage.OpenTimeout, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	kc, err := klavi.New(klavi.Config{
+		BaseURL:            cfg.Klavi.BaseURL,
+		AccessKey:          cfg.Klavi.AccessKey,
+		SecretKey:          cfg.Klavi.SecretKey,
+		Timeout:            cfg.Klavi.Timeout,
+		MaxAttempts:        cfg.Klavi.MaxAttempts,
+		BackoffMin:         cfg.Klavi.BackoffMin,
+		BackoffMax:         cfg.Klavi.BackoffMax,
+		RateLimit:          cfg.Klavi.RateLimit,
+		RateBurst:          cfg.Klavi.RateBurst,
+		TokenRefreshBefore: cfg.Klavi.TokenRefreshBefore,
+	}, klavi.WithLogger(log), klavi.WithClock(clk))
+	if err != nil {
+		return nil, fmt.Errorf("klavi client: %w", err)
+	}
+	sc, err := cfg.schedulerConfig()
+	if err != nil {
+		return nil, err
+	}
+	d.sched, err = scheduler.New(sc, d.db, kc, scheduler.WithClock(clk), scheduler.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !d.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	api := &admin.Server{Token: cfg.HTTP.AdminToken, Store: d.db, Scheduler: d.sched, Klavi: kc, Clock: clk, Log: log}
+	if h := api.Handler(); h != nil {
+		mux.Handle("/v1/", h)
+	} else {
+		mux.HandleFunc("/v1/", func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, `{"error":"the admin API is off: no http.admin_token is configured"}`, http.StatusNotFound)
+		})
+	}
+	d.ln, err = net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen: %w", err)
+	}
+	d.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	go func() {
+		if err := d.srv.Serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	if err := d.sched.Start(cfg.Scheduler.ScanSchedule, cfg.Scheduler.PollSchedule, scheduler.Hooks{}); err != nil {
+		return nil, err
+	}
+	d.ready.Store(true)
+	log.Info("billingd started", "version", version, "db", cfg.Storage.Path, "listen", d.ln.Addr().String(),
+		"admin_api", cfg.HTTP.AdminToken != "", "klavi", cfg.Klavi.BaseURL, "startup", time.Since(started).String())
+	return d, nil
+}
+
+// Addr is the HTTP listener's address.
+func (d *daemon) Addr() string { return d.ln.Addr().String() }
+
+// Close stops the daemon: HTTP first (no new admin changes), then the scheduler
+// (in-flight submissions finish within ctx), then the store.
+func (d *daemon) Close(ctx context.Context) error {
+	d.ready.Store(false)
+	var errs []error
+	if d.srv != nil {
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		errs = append(errs, d.srv.Shutdown(hctx))
+		cancel()
+	} else if d.ln != nil {
+		errs = append(errs, d.ln.Close())
+	}
+	if d.sched != nil {
+		errs = append(errs, d.sched.Stop(ctx))
+	}
+	if d.db != nil {
+		errs = append(errs, d.db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// schedulerConfig is the scheduler's share of the config.
+func (c *Config) schedulerConfig() (scheduler.Config, error) {
+	pol, err := c.policy()
+	if err != nil {
+		return scheduler.Config{}, err
+	}
+	h, m, err := parseClock(c.Billing.SubmitTime)
+	if err != nil {
+		return scheduler.Config{}, err
+	}
+	reasons := make([]klavi.ReasonCode, len(c.Billing.RetryableReasons))
+	for i, r := range c.Billing.RetryableReasons {
+		_ = reasons[i].UnmarshalText([]byte(r))
+	}
+	return scheduler.Config{
+		Policy:           pol,
+		SubmitHour:       h,
+		SubmitMinute:     m,
+		Workers:          c.Scheduler.Workers,
+		PollMin:          c.Scheduler.PollMinInterval,
+		PollMax:          c.Scheduler.PollMaxInterval,
+		RetryableReasons: reasons,
+	}, nil
+}
+
+func cmdHealthcheck(_ context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "healthcheck", "[--url URL]", "Exit 0 when the daemon answers its health URL (container HEALTHCHECK).")
+	u := fs.String("url", "http://127.0.0.1:8080/healthz", "health `URL`")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(*u)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %s", *u, resp.Status)
+	}
+	return nil
+}
