@@ -126,4 +126,3 @@ func (c *adminClient) do(method, path string, body io.Reader, out any) error {
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }
-
