@@ -196,6 +196,17 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 			"client_request_id", a.ClientRequestID, "sends", a.Sends)
 		s.emit(EventUnconfirmed, now, c, a, a.Reason)
 	case refused:
+		if a.Sends > 1 {
+			// An earlier send's answer was lost: it may have been committed, and Klavi
+			// may check its business rules (a closed window) before the key. A refusal
+			// of the re-send proves nothing about the first.
+			s.finish(a, storage.AttemptUnconfirmed, now, fmt.Sprintf(
+				"an earlier send's outcome is unknown and Klavi refused the re-send (%v); check Klavi for clientRequestId %s", err, a.ClientRequestID))
+			s.log.Error("submission unconfirmed", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
+				"client_request_id", a.ClientRequestID, "sends", a.Sends, "err", err)
+			s.emit(EventUnconfirmed, now, c, a, a.Reason)
+			break
+		}
 		s.finish(a, storage.AttemptFailed, now, "refused by Klavi: "+err.Error())
 		s.log.Error("submission refused", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
 			"client_request_id", a.ClientRequestID, "err", err)
@@ -220,6 +231,7 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 	if a.Attempt == 0 {
 		s.advance(rec, sched, a.Cycle, now, ch)
 	} else if a.State == storage.AttemptFailed {
+		// Only a retry Klavi provably did not create lets the next one be planned.
 		if err := s.planRetry(rec, sched, a, now, ch); err != nil {
 			return err
 		}

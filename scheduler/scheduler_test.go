@@ -510,6 +510,23 @@ func TestScheduler_ExactlyOnce(t *testing.T) {
 			assert.LessOrEqual(t, call.Day.String(), "2026-01-08", "never sent after D−2")
 		}
 	})
+	t.Run("re-send refused after a lost answer", func(t *testing.T) {
+		// Klavi may check its business rules before the key: the re-send of a
+		// committed payment can meet a 416 instead of the 409. That is not FAILED.
+		h, c := setup(t)
+		n := 0
+		h.kl.inject = func(op, crid string) (error, bool) {
+			if n++; n == 1 {
+				return fmt.Errorf("create payment: timeout: %w", klavi.ErrOutcomeUnknown), true
+			}
+			return fmt.Errorf("create payment: 416 window: %w", klavi.ErrRefused), false
+		}
+		h.runUntil(at("2026-01-20", 0, 0))
+		a := h.attempt(c.ID, 0, 0)
+		assert.Equal(t, storage.AttemptUnconfirmed, a.State)
+		assert.Contains(t, a.Reason, "an earlier send's outcome is unknown")
+		assert.Len(t, h.kl.originals(c.ID), 1)
+	})
 	t.Run("refused", func(t *testing.T) {
 		h, c := setup(t)
 		h.kl.inject = func(op, crid string) (error, bool) {
