@@ -182,14 +182,14 @@ const maxMessageLen = 200
 
 var (
 	reEmail  = regexp.MustCompile(`[^\s@"'<>(),;:]+@[^\s@"'<>(),;:]+`)
-	reDate   = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
+	reKeep   = regexp.MustCompile(`^(\d{4}-\d{2}-\d{2}|\d{1,16}\.\d{2})$`) // a date, an amount
 	reDigits = regexp.MustCompile(`\d[\d.\-/]*\d`)
 	reBearer = regexp.MustCompile(`(?i)bearer\s+\S+`)
 )
 
 // sanitize makes Klavi's message safe for logs and error strings: Klavi may echo
 // parts of the request, so e-mails and runs of 6 or more digits (tax ids, account
-// numbers, phones; dates are kept) are masked, a bearer token or one of secrets is
+// numbers, phones; dates and amounts are kept) are masked, a bearer token or one of secrets is
 // hidden, control characters are dropped and the text is truncated.
 func sanitize(msg string, secrets ...string) string {
 	for _, s := range secrets {
@@ -200,7 +200,7 @@ func sanitize(msg string, secrets ...string) string {
 	msg = reBearer.ReplaceAllString(msg, "Bearer [redacted]")
 	msg = reEmail.ReplaceAllStringFunc(msg, redact.Email)
 	msg = reDigits.ReplaceAllStringFunc(msg, func(s string) string {
-		if reDate.MatchString(s) {
+		if reKeep.MatchString(s) {
 			return s
 		}
 		n := 0
