@@ -34,6 +34,7 @@ type command struct {
 var commands = []command{
 	{"run", "run the billing daemon", cmdRun},
 	{"preview", "show the cycles, submit days and retry dates of a consent (dry run)", cmdPreview},
+	{"sandbox", "run a fake Klavi (rules, payment state machine, faults) on a local port", cmdSandbox},
 	{"consent", "add, list, show, revoke, authorize, create or import consents", cmdConsent},
 	{"payments", "list a consent's attempts and payments, or the items needing an operator", cmdPayments},
 	{"db", "check or back up the database", cmdDB},

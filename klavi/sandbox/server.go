@@ -764,7 +764,7 @@ func (s *Server) handleSeed(w http.ResponseWriter, r *http.Request) {
 		writeReply(w, errReply(&refusal{status: 400, rule: RuleInvalidRequest, msg: "read body: " + err.Error()}))
 		return
 	}
-	cs, l := ParseConsents(data)
+	cs, l := parseConsents(data)
 	if len(l) > 0 {
 		writeReply(w, invalid(l))
 		return
@@ -788,9 +788,9 @@ func (s *Server) handleSeed(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 201, map[string]int{"added": len(cs)})
 }
 
-// ParseConsents decodes one consent (the consent file format) or a JSON array of
+// parseConsents decodes one consent (the consent file format) or a JSON array of
 // them, validating each; problems carry the index of their consent ("[2].id").
-func ParseConsents(data []byte) ([]*consent.Consent, problem.List) {
+func parseConsents(data []byte) ([]*consent.Consent, problem.List) {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 || trimmed[0] != '[' {
 		c, err := consent.Decode(data)

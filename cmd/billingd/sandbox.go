@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/klavi-billing/billingd/klavi/sandbox"
+)
+
+// sandboxShutdown bounds how long the sandbox waits for requests in flight at exit.
+const sandboxShutdown = 5 * time.Second
+
+func cmdSandbox(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "sandbox", "[--addr HOST:PORT] [--scenario FILE] [--faults SPEC] [--access-key K --secret-key S] [--consents FILE|DIR] [--ledger FILE]",
+		"Run a fake Klavi on a local port: the API billingd calls, with Klavi's rules, a payment\n"+
+			"state machine on the real clock, scripted outcomes and injected faults. Seed consents\n"+
+			"with --consents or POST /_sandbox/consents; read GET /_sandbox/ledger and /_sandbox/stats.\n"+
+			"SIGINT or SIGTERM stops it (and writes --ledger); a second signal kills it.")
+	addr := fs.String("addr", "127.0.0.1:8089", "listen on `HOST:PORT`")
+	scenarioFile := fs.String("scenario", "", "scenario `FILE` (JSON) deciding payment outcomes (default: every payment completes)")
+	faultsSpec := fs.String("faults", "", "faults to inject, e.g. `latency=20ms,5xx=0.05,429=0.02,timeout=0.01,drop=0.01,seed=42`")
+	accessKey := fs.String("access-key", "", "the only access key accepted (default: any non-empty keys)")
+	secretKey := fs.String("secret-key", "", "the only secret key accepted, with --access-key")
+	consents := fs.String("consents", "", "seed authorized consents from `FILE` or DIR (*.json; one consent or an array per file)")
+	ledger := fs.String("ledger", "", "write the ledger as JSON to `FILE` at exit")
+	ttl := fs.Duration("token-ttl", time.Hour, "lifetime of an access token")
+	settleHour := fs.Int("settle-hour", 6, "Brasília hour (1..23) at which payments settle on their date")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	if (*accessKey == "") != (*secretKey == "") {
+		return usageErrorf("sandbox: --access-key and --secret-key go together")
+	}
+	if *settleHour < 1 || *settleHour > 23 {
+		return usageErrorf("sandbox: --settle-hour %d: want 1..23", *settleHour)
+	}
+	if *ttl <= 0 {
+		return usageErrorf("sandbox: --token-ttl must be more than 0")
+	}
+	log := newLogger(LogConfig{Level: "info", Format: "auto"}, e.stderr)
+	opts := sandbox.Options{
+		Clock: e.clock, AccessKey: *accessKey, SecretKey: *secretKey, TokenTTL: *ttl,
+		Logger: log, SettleHour: *settleHour,
+	}
+	var err error
+	if opts.Faults, err = sandbox.ParseFaults(*faultsSpec); err != nil {
+		return usageErrorf("sandbox: --faults: %v", err)
+	}
+	if *scenarioFile != "" {
+		if opts.Scenario, err = sandbox.LoadScenario(*scenarioFile); err != nil {
+			reportProblems(e.stderr, *scenarioFile, errors.Unwrap(err))
+			return errSilent
+		}
+	}
+	sb := sandbox.New(opts)
+	if *consents != "" {
+		cs, err := readConsents(e, []string{*consents})
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if err := sb.AddConsent(c); err != nil {
+				return usageErrorf("sandbox: %v", err)
+			}
+		}
+	}
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("sandbox listening", "addr", "http://"+ln.Addr().String(),
+		"consents", sb.Stats().Consents, "faults", opts.Faults.String(), "scenario", *scenarioFile)
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("sandbox: %w", err)
+	case <-ctx.Done():
+	}
+	stop() // from here a second signal kills the process
+	log.Info("sandbox shutting down")
+	sb.Close() // requests held by a timeout fault return now
+	sctx, cancel := context.WithTimeout(context.Background(), sandboxShutdown)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	<-served
+	l := sb.Ledger()
+	if *ledger != "" {
+		if err := writeLedger(*ledger, l); err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		log.Info("sandbox ledger written", "file", *ledger)
+	}
+	log.Info("sandbox stopped", "requests", sb.Stats().Requests, "payments", len(l))
+	return nil
+}
+
+// writeLedger writes the ledger as indented JSON, atomically (a temporary file
+// renamed over path).
+func writeLedger(path string, l []sandbox.LedgerEntry) error {
+	if l == nil {
+		l = []sandbox.LedgerEntry{}
+	}
+	data, err := json.MarshalIndent(l, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write ledger: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".ledger-*.json")
+	if err != nil {
+		return fmt.Errorf("write ledger: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write ledger: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write ledger: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write ledger: %w", err)
+	}
+	return nil
+}

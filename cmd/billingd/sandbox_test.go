@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/clock"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/klavi/sandbox"
+)
+
+// lockedBuffer is an io.Writer safe for a command writing while a test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestSandbox_Command(t *testing.T) {
+	dir := t.TempDir()
+	ledgerFile := filepath.Join(dir, "ledger.json")
+	scenarioFile := filepath.Join(dir, "scenario.json")
+	require.NoError(t, os.WriteFile(scenarioFile, []byte(`{"rules":[{"consentId":"*","attempt":0,"outcome":"rejected","reason":"NOT_INFORMED"}]}`), 0o600))
+
+	// The command logs to a pipe; the test reads the address it listens on.
+	pr, pw := io.Pipe()
+	var stderr lockedBuffer
+	clk := clock.NewFake(cycle.MustDate(2026, 2, 25).At(10, 0))
+	e := &env{stdout: io.Discard, stderr: io.MultiWriter(pw, &stderr), getenv: func(string) string { return "" }, clock: clk}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	code := make(chan int, 1)
+	go func() {
+		code <- Main(ctx, e, []string{"sandbox", "--addr", "127.0.0.1:0", "--consents", "../../examples/consents",
+			"--scenario", scenarioFile, "--faults", "seed=3", "--access-key", "ak-1", "--secret-key", "sk-1", "--ledger", ledgerFile})
+		pw.Close()
+	}()
+	var addr string
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		var line struct{ Msg, Addr string }
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "sandbox listening" {
+			addr = line.Addr
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	require.NotEmpty(t, addr, "stderr: %s", stderr.String())
+
+	kc, err := klavi.New(klavi.Config{BaseURL: addr, AccessKey: "ak-1", SecretKey: "sk-1", Timeout: 5 * time.Second,
+		MaxAttempts: 1, BackoffMin: time.Millisecond, BackoffMax: time.Millisecond, RateLimit: 100, RateBurst: 10}, klavi.WithClock(clk))
+	require.NoError(t, err)
+	const id = "urn:klavi:consent-monthly-31st-0001"
+	p, err := kc.CreatePayment(ctx, id, &klavi.CreatePaymentRequest{
+		ClientRequestID: "cmd-1", Date: cycle.MustDate(2026, 2, 28), Amount: 9990, Currency: klavi.Currency})
+	require.NoError(t, err, "the consents were seeded")
+	clk.Set(cycle.MustDate(2026, 2, 28).At(7, 0))
+	got, err := kc.GetPayment(ctx, id, p.ID)
+	require.NoError(t, err)
+	assert.Equal(t, klavi.PaymentRejected, got.Status, "the scenario file was read")
+
+	cancel()
+	select {
+	case c := <-code:
+		require.Equal(t, 0, c, "stderr: %s", stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sandbox did not stop")
+	}
+	data, err := os.ReadFile(ledgerFile)
+	require.NoError(t, err)
+	var l []sandbox.LedgerEntry
+	require.NoError(t, json.Unmarshal(data, &l))
+	require.Len(t, l, 1)
+	assert.Equal(t, "cmd-1", l[0].ClientRequestID)
+	assert.Equal(t, klavi.PaymentRejected, l[0].Status)
+	assert.NotContains(t, stderr.String(), "sk-1", "keys are never logged")
+}
+
+func TestSandbox_CommandUsage(t *testing.T) {
+	dir := t.TempDir()
+	badScenario := filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(badScenario, []byte(`{"rules":[{"consentId":"*","outcome":"maybe"}]}`), 0o600))
+	badConsent := filepath.Join(dir, "consent.json")
+	require.NoError(t, os.WriteFile(badConsent, []byte(`{"id":"nope"}`), 0o600))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--faults", "5xx=2"}, "--faults"},
+		{[]string{"--access-key", "only"}, "go together"},
+		{[]string{"--settle-hour", "0"}, "--settle-hour"},
+		{[]string{"--scenario", badScenario}, "rules[0].outcome"},
+		{[]string{"--scenario", filepath.Join(dir, "missing.json")}, "missing.json"},
+		{[]string{"--consents", badConsent}, "id:"},
+		{[]string{"stray"}, "unexpected argument"},
+	} {
+		code, _, stderr := runCLI(t, nil, append([]string{"sandbox"}, tc.args...)...)
+		assert.Equal(t, 2, code, "%v: %s", tc.args, stderr)
+		assert.Contains(t, stderr, tc.want, tc.args)
+	}
+	code, _, stderr := runCLI(t, nil, "sandbox", "--addr", "256.0.0.1:1")
+	assert.Equal(t, 1, code, stderr)
+	code, _, stderr = runCLI(t, nil, "sandbox", "-h")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, stderr, "/_sandbox/ledger")
+}
