@@ -40,8 +40,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAmount$$' -fuzztime $(FUZZTIME) ./klavi
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./internal/problem
 
+# The main job on built-in defaults: the real scheduler and store billing the example
+# consents against the in-process Klavi sandbox, 120 simulated days.
 run demo: build
-	@for f in examples/consents/*.json; do ./$(BIN) preview --consent-file $$f --cycles 4; echo; done
+	./$(BIN) simulate
 
 clean:
 	rm -rf bin

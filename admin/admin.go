@@ -15,6 +15,7 @@
 //	GET    /v1/consents/{id}/preview?from=&cycles=  its plan (the preview JSON contract)
 //	GET    /v1/attempts?state=UNCONFIRMED&limit=    items needing an operator (UNCONFIRMED, MISSED, FAILED, SKIPPED)
 //	GET    /v1/backup                               a consistent copy of the database
+//	POST   /v1/scheduler/scan, /v1/scheduler/poll   run a due scan or a status poll now
 //
 // Errors are JSON {"error": "...", "problems": [{"path", "message"}]} with a 4xx for
 // the caller's mistakes: 400 invalid input, 401 no or wrong token, 404 unknown id, 409
@@ -64,6 +65,8 @@ type Scheduler interface {
 	Revoke(id, reason string) (*storage.ConsentRecord, error)
 	SetAmount(id string, k int, a klavi.Cents) error
 	Policy() scheduler.Policy
+	Scan(ctx context.Context) (scheduler.ScanResult, error)
+	Poll(ctx context.Context) (scheduler.PollResult, error)
 }
 
 var _ Scheduler = (*scheduler.Scheduler)(nil)
@@ -107,6 +110,22 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/consents/{id}/preview", s.preview)
 	mux.HandleFunc("GET /v1/attempts", s.attention)
 	mux.HandleFunc("GET /v1/backup", s.backup)
+	mux.HandleFunc("POST /v1/scheduler/scan", func(w http.ResponseWriter, r *http.Request) {
+		res, err := s.Scheduler.Scan(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST /v1/scheduler/poll", func(w http.ResponseWriter, r *http.Request) {
+		res, err := s.Scheduler.Poll(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route %s %s", r.Method, r.URL.Path), nil)
 	})

@@ -157,8 +157,8 @@ func (s *Scheduler) submitAt(d cycle.Date) time.Time {
 
 // ScanResult counts what one scan did.
 type ScanResult struct {
-	Handled int // due entries acted on
-	Errors  int // entries left for the next scan because of a store error
+	Handled int `json:"handled"` // due entries acted on
+	Errors  int `json:"errors"`  // entries left for the next scan because of a store error
 }
 
 // Scan acts on every entry of the due index at or before now: it submits cycles on
@@ -208,8 +208,8 @@ func (s *Scheduler) scan(stop, ctx context.Context) (ScanResult, error) {
 
 // PollResult counts what one poll did.
 type PollResult struct {
-	Polled int
-	Errors int
+	Polled int `json:"polled"`
+	Errors int `json:"errors"`
 }
 
 // Poll fetches the status of every payment whose poll entry is at or before now.

@@ -395,7 +395,7 @@ func cmdConsentImport(_ context.Context, e *env, args []string) error {
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
-	db, err := storage.Open(path, storage.Options{Timeout: 2 * time.Second})
+	db, err := storage.Open(path, storage.Options{Timeout: time.Second})
 	if err != nil {
 		if errors.Is(err, storage.ErrLocked) {
 			return fmt.Errorf("%w; while billingd runs, add consents with 'billingd consent add'", err)

@@ -33,6 +33,7 @@ type command struct {
 // commands lists every subcommand, in the order help shows them.
 var commands = []command{
 	{"run", "run the billing daemon", cmdRun},
+	{"simulate", "run the real scheduler against the sandbox on a virtual clock (a year in seconds)", cmdSimulate},
 	{"preview", "show the cycles, submit days and retry dates of a consent (dry run)", cmdPreview},
 	{"sandbox", "run a fake Klavi (rules, payment state machine, faults) on a local port", cmdSandbox},
 	{"consent", "add, list, show, revoke, authorize, create or import consents", cmdConsent},

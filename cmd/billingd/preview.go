@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -17,10 +19,13 @@ import (
 )
 
 func cmdPreview(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "preview", "--consent-file FILE [--from YYYY-MM-DD] [--cycles N] [--lead-days N] [--format table|json]",
+	fs := newFlagSet(e, "preview", "--consent-file FILE | --consent ID [--from YYYY-MM-DD] [--cycles N] [--lead-days N] [--format table|json]",
 		"Show the next cycles of a consent: due dates, the day billingd submits each one, and\n"+
-			"the retry dates of a failed charge. It is a dry run of the daemon's own plan.")
+			"the retry dates of a failed charge. It is a dry run of the daemon's own plan. With\n"+
+			"--consent it asks the running daemon about a stored consent (amounts set included).")
 	file := fs.String("consent-file", "", "consent `FILE` (JSON: Klavi's consent plus id, status and billing)")
+	id := fs.String("consent", "", "`ID` of a consent stored in the running daemon")
+	af := adminFlags{addr: fs.String("addr", "", "admin API `URL` (with --consent)"), token: fs.String("token", "", "admin bearer token (with --consent)")}
 	from := fs.String("from", "", "first due date to show, `YYYY-MM-DD` (default: today in Brasília)")
 	n := fs.Int("cycles", 12, "number of cycles to show")
 	lead := fs.Int("lead-days", 0, "submit `N` days before the due date, 2..10 (default: billing.lead_days of the config, 3)")
@@ -29,14 +34,18 @@ func cmdPreview(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
-	if *file == "" {
-		return usageErrorf("preview: --consent-file is required (see 'billingd preview -h')")
+	if (*file == "") == (*id == "") {
+		return usageErrorf("preview: want --consent-file FILE or --consent ID (see 'billingd preview -h')")
 	}
 	if *format != "table" && *format != "json" {
 		return usageErrorf("preview: --format %q: want table or json", *format)
 	}
 	if *n < 1 || *n > 10000 {
 		return usageErrorf("preview: --cycles %d: want 1..10000", *n)
+	}
+	af.config = cfgFile
+	if *id != "" {
+		return previewStored(e, af, *id, *from, *n, *lead, *format)
 	}
 	cfg, err := LoadConfig(configPath(*cfgFile, e.getenv, ""), e.getenv)
 	if err != nil {
@@ -68,6 +77,39 @@ func cmdPreview(ctx context.Context, e *env, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(pv)
 	}
+	return writePreviewTable(e.stdout, pv)
+}
+
+// previewStored previews a consent stored in the running daemon.
+func previewStored(e *env, af adminFlags, id, from string, n, lead int, format string) error {
+	if lead != 0 {
+		return usageErrorf("preview: --lead-days applies to --consent-file; the daemon uses its own billing.lead_days")
+	}
+	day := cycle.DateOf(e.clock.Now())
+	if from != "" {
+		var err error
+		if day, err = cycle.ParseDate(from); err != nil {
+			return usageErrorf("preview: --from: %v", err)
+		}
+	}
+	cl, err := af.client(e)
+	if err != nil {
+		return err
+	}
+	q := url.Values{"from": {day.String()}, "cycles": {strconv.Itoa(n)}}
+	var raw json.RawMessage
+	if err := cl.do("GET", "/v1/consents/"+url.PathEscape(id)+"/preview?"+q.Encode(), nil, &raw); err != nil {
+		return err
+	}
+	if format == "json" {
+		_, err := fmt.Fprintf(e.stdout, "%s\n", raw)
+		return err
+	}
+	var pv scheduler.Preview
+	if err := json.Unmarshal(raw, &pv); err != nil {
+		return fmt.Errorf("preview from the daemon: %w", err)
+	}
+	pv.From = day
 	return writePreviewTable(e.stdout, pv)
 }
 
@@ -125,8 +167,12 @@ func weekdayDate(d cycle.Date) string {
 }
 
 func writePreviewTable(w io.Writer, pv scheduler.Preview) error {
-	fmt.Fprintf(w, "consent %s: %s, retry mode %s, submitted %d days before the due date; seen from %s\n\n",
-		pv.ConsentID, pv.Interval, pv.RetryMode, pv.LeadDays, weekdayDate(pv.From))
+	lead := ""
+	if pv.LeadDays > 0 {
+		lead = fmt.Sprintf(", submitted %d days before the due date", pv.LeadDays)
+	}
+	fmt.Fprintf(w, "consent %s: %s, retry mode %s%s; seen from %s\n\n",
+		pv.ConsentID, pv.Interval, pv.RetryMode, lead, weekdayDate(pv.From))
 	if len(pv.Cycles) == 0 {
 		fmt.Fprintln(w, "no cycles: the consent expires before any cycle is due on or after that day")
 		return nil

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/clock"
+	"github.com/klavi-billing/billingd/cycle"
+)
+
+// runCLI runs billingd's command line in-process and returns the exit code, stdout
+// and stderr.
+func runCLI(t *testing.T, getenv func(string) string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	e := &env{stdout: &out, stderr: &errb, getenv: getenv, clock: clock.NewFake(cycle.MustDate(2026, 11, 26).At(10, 0))}
+	code := Main(context.Background(), e, args)
+	return code, out.String(), errb.String()
+}
+
+func TestMain_Usage(t *testing.T) {
+	code, _, stderr := runCLI(t, nil)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "usage: billingd <command>")
+	code, _, stderr = runCLI(t, nil, "frobnicate")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, `unknown command "frobnicate"`)
+	code, _, _ = runCLI(t, nil, "help")
+	assert.Equal(t, 0, code)
+	code, _, stderr = runCLI(t, nil, "preview", "--bogus")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "flag provided but not defined")
+	code, _, _ = runCLI(t, nil, "preview", "-h")
+	assert.Equal(t, 0, code)
+	code, stdout, _ := runCLI(t, nil, "version")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, stdout, "billingd ")
+}
+
+func TestPreview_Command(t *testing.T) {
+	t.Run("json contract", func(t *testing.T) {
+		code, stdout, stderr := runCLI(t, nil, "preview", "--consent-file", "../../examples/consents/monthly-31st.json",
+			"--from", "2025-10-25", "--cycles", "5", "--format", "json")
+		require.Equal(t, 0, code, stderr)
+		var pv struct {
+			ConsentID string `json:"consentId"`
+			Interval  string `json:"interval"`
+			RetryMode string `json:"retryMode"`
+			Cycles    []struct {
+				Index          int               `json:"index"`
+				Start          string            `json:"start"`
+				End            string            `json:"end"`
+				DueDate        string            `json:"dueDate"`
+				SubmitOn       string            `json:"submitOn"`
+				State          string            `json:"state"`
+				Amount         *string           `json:"amount"`
+				Retries        []json.RawMessage `json:"retries"`
+				DroppedRetries []json.RawMessage `json:"droppedRetries"`
+			} `json:"cycles"`
+		}
+		dec := json.NewDecoder(strings.NewReader(stdout))
+		dec.DisallowUnknownFields()
+		require.NoError(t, dec.Decode(&pv))
+		assert.Equal(t, "MONTHLY", pv.Interval)
+		assert.Equal(t, "attach", pv.RetryMode)
+		require.Len(t, pv.Cycles, 5)
+		var got []string
+		for _, c := range pv.Cycles {
+			got = append(got, c.Start[8:]+"/"+c.Start[5:7]+"–"+c.End[8:]+"/"+c.End[5:7])
+			assert.Equal(t, "99.90", *c.Amount)
+			assert.Len(t, c.Retries, 3)
+			assert.NotNil(t, c.DroppedRetries)
+		}
+		assert.Equal(t, []string{"31/10–29/11", "30/11–30/12", "31/12–30/01", "31/01–27/02", "28/02–30/03"}, got)
+		assert.Equal(t, "2025-10-28", pv.Cycles[0].SubmitOn)
+	})
+	t.Run("table with weekdays", func(t *testing.T) {
+		code, stdout, _ := runCLI(t, nil, "preview", "--consent-file", "../../examples/consents/weekly-retries.json", "--cycles", "2")
+		require.Equal(t, 0, code)
+		assert.Contains(t, stdout, "Mon 2026-11-30")
+		assert.Contains(t, stdout, "seen from Thu 2026-11-26")
+	})
+	t.Run("late and missed states", func(t *testing.T) {
+		code, stdout, _ := runCLI(t, nil, "preview", "--consent-file", "../../examples/consents/monthly-31st.json", "--from", "2025-10-29", "--cycles", "1", "--format", "json")
+		require.Equal(t, 0, code)
+		assert.Contains(t, stdout, `"state": "late"`)
+		assert.Contains(t, stdout, `"submitOn": "2025-10-29"`)
+		_, stdout, _ = runCLI(t, nil, "preview", "--consent-file", "../../examples/consents/monthly-31st.json", "--from", "2025-10-30", "--cycles", "1", "--format", "json")
+		assert.Contains(t, stdout, `"state": "missed"`)
+	})
+	bad := []struct {
+		name string
+		args []string
+		msg  string
+	}{
+		{"no file", []string{}, "want --consent-file FILE or --consent ID"},
+		{"missing file", []string{"--consent-file", "nope.json"}, "no such file"},
+		{"invalid consent", []string{"--consent-file", "../../consent/testdata/broken.json"}, "27 problems"},
+		{"bad from", []string{"--consent-file", "../../examples/consents/monthly-31st.json", "--from", "2025-2-3"}, "want YYYY-MM-DD"},
+		{"bad lead", []string{"--consent-file", "../../examples/consents/monthly-31st.json", "--lead-days", "11"}, "want 2..10"},
+		{"bad format", []string{"--consent-file", "../../examples/consents/monthly-31st.json", "--format", "xml"}, "want table or json"},
+		{"bad cycles", []string{"--consent-file", "../../examples/consents/monthly-31st.json", "--cycles", "0"}, "want 1..10000"},
+		{"stray argument", []string{"--consent-file", "../../examples/consents/monthly-31st.json", "extra"}, "unexpected argument"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, nil, append([]string{"preview"}, tt.args...)...)
+			assert.Equal(t, 2, code)
+			assert.Contains(t, stderr, tt.msg)
+		})
+	}
+	t.Run("broken config", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		require.NoError(t, os.WriteFile(p, []byte("billing:\n  lead_days: 12\n"), 0o600))
+		code, _, stderr := runCLI(t, func(k string) string {
+			if k == "BILLINGD_CONFIG" {
+				return p
+			}
+			return ""
+		}, "preview", "--consent-file", "../../examples/consents/monthly-31st.json")
+		assert.Equal(t, 2, code)
+		assert.Contains(t, stderr, "billing.lead_days: 12 is outside 2..10")
+	})
+}
+
+func TestSimulate_Command(t *testing.T) {
+	t.Run("default run", func(t *testing.T) {
+		code, stdout, stderr := runCLI(t, nil, "simulate", "--days", "60")
+		require.Equal(t, 0, code, stderr)
+		for _, want := range []string{"submitted", "completed", "rejected", "retry_submitted", "skipped", "klavi_retry", "summary", "0 cycles charged more than once"} {
+			assert.Contains(t, stdout, want)
+		}
+	})
+	t.Run("json events", func(t *testing.T) {
+		code, stdout, stderr := runCLI(t, nil, "simulate", "--days", "45", "--format", "json", "--from", "2026-11-26")
+		require.Equal(t, 0, code, stderr)
+		lines := strings.Split(strings.TrimSpace(stdout), "\n")
+		require.NotEmpty(t, lines)
+		kinds := map[string]int{}
+		for _, l := range lines {
+			var ev map[string]any
+			require.NoError(t, json.Unmarshal([]byte(l), &ev), l)
+			for _, k := range []string{"day", "event", "consentId", "cycle", "attempt", "date", "amount", "clientRequestId", "status", "reason"} {
+				assert.Contains(t, ev, k)
+			}
+			kinds[ev["event"].(string)]++
+		}
+		assert.Positive(t, kinds["submitted"])
+		assert.Positive(t, kinds["completed"])
+	})
+	t.Run("bad input", func(t *testing.T) {
+		code, _, stderr := runCLI(t, nil, "simulate", "--days", "0")
+		assert.Equal(t, 2, code)
+		assert.Contains(t, stderr, "--days 0")
+		code, _, stderr = runCLI(t, nil, "simulate", "--consents", "../../consent/testdata/broken.json")
+		assert.Equal(t, 2, code)
+		assert.Contains(t, stderr, "problems")
+		code, _, _ = runCLI(t, nil, "simulate", "--scenario", "nope.json")
+		assert.Equal(t, 2, code)
+	})
+}
+
+var _ = time.Second

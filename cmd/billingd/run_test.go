@@ -1,0 +1,325 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/klavi-billing/billingd/clock"
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi/sandbox"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+const testToken = "admin-token-0123456789abcdef"
+
+// daemonEnv is a daemon started in-process against a sandbox, both on one fake clock.
+type daemonEnv struct {
+	t      *testing.T
+	clock  *clock.Fake
+	sb     *sandbox.Server
+	d      *daemon
+	cfg    Config
+	getenv func(string) string
+}
+
+func startTestDaemon(t *testing.T, now time.Time) *daemonEnv {
+	t.Helper()
+	clk := clock.NewFake(now)
+	sb := sandbox.New(sandbox.Options{Clock: clk, AccessKey: "ak", SecretKey: "sk", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv := httptest.NewServer(sb)
+	t.Cleanup(srv.Close)
+	cfg := DefaultConfig()
+	cfg.Storage.Path = filepath.Join(t.TempDir(), "billingd.db")
+	cfg.Klavi.BaseURL, cfg.Klavi.AccessKey, cfg.Klavi.SecretKey = srv.URL, "ak", "sk"
+	cfg.Klavi.BackoffMin, cfg.Klavi.BackoffMax = time.Millisecond, 5*time.Millisecond
+	cfg.HTTP.Listen, cfg.HTTP.AdminToken = "127.0.0.1:0", testToken
+	cfg.Scheduler.ScanSchedule, cfg.Scheduler.PollSchedule = "@every 1h", "@every 1h"
+	cfg.Scheduler.ShutdownTimeout = 5 * time.Second
+	require.NoError(t, cfg.Validate())
+	d, err := startDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), clk)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	de := &daemonEnv{t: t, clock: clk, sb: sb, d: d, cfg: cfg}
+	de.getenv = func(k string) string {
+		switch k {
+		case "BILLINGD_ADDR":
+			return "http://" + d.Addr()
+		case "BILLINGD_ADMIN_TOKEN":
+			return testToken
+		}
+		return ""
+	}
+	return de
+}
+
+func (de *daemonEnv) cli(args ...string) (int, string, string) {
+	de.t.Helper()
+	var out, errb bytes.Buffer
+	e := &env{stdout: &out, stderr: &errb, getenv: de.getenv, clock: de.clock}
+	code := Main(context.Background(), e, args)
+	return code, out.String(), errb.String()
+}
+
+func (de *daemonEnv) post(path string) {
+	de.t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+de.d.Addr()+path, nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(de.t, err)
+	resp.Body.Close()
+	require.Equal(de.t, 200, resp.StatusCode)
+}
+
+// tick moves the clock and runs a scan and a poll through the admin API.
+func (de *daemonEnv) tick(at time.Time) {
+	de.clock.Set(at)
+	de.post("/v1/scheduler/scan")
+	de.post("/v1/scheduler/poll")
+}
+
+func TestDaemon_EndToEnd(t *testing.T) {
+	de := startTestDaemon(t, cycle.MustDate(2026, 1, 1).At(8, 0))
+
+	// Health and readiness.
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		resp, err := http.Get("http://" + de.d.Addr() + p)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, 200, resp.StatusCode, p)
+	}
+
+	// An operator adds a consent (the weekly example: Mondays from 5 Jan, local retries).
+	file := "../../examples/consents/weekly-retries.json"
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	c, err := consent.Decode(data)
+	require.NoError(t, err)
+	require.NoError(t, de.sb.AddConsent(c))
+	code, stdout, stderr := de.cli("consent", "add", file)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "added urn:klavi:consent-weekly-0002: active, next cycle 0, submitted Fri 2026-01-02 09:00")
+
+	de.tick(cycle.MustDate(2026, 1, 2).At(9, 0))
+	de.tick(cycle.MustDate(2026, 1, 5).At(7, 0))
+	code, stdout, stderr = de.cli("payments", "list", "--consent", c.ID)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "COMPLETED")
+	assert.Contains(t, stdout, consent.ClientRequestID(c.ID, 0, 0))
+
+	code, stdout, _ = de.cli("consent", "list")
+	require.Equal(t, 0, code)
+	assert.Contains(t, stdout, "urn:klavi:consent-weekly-0002  active")
+
+	code, stdout, _ = de.cli("preview", "--consent", c.ID, "--cycles", "2")
+	require.Equal(t, 0, code)
+	assert.Contains(t, stdout, "Mon 2026-01-12")
+
+	// A backup while the daemon runs goes through the admin API and is verified.
+	out := filepath.Join(t.TempDir(), "backup.db")
+	code, stdout, stderr = de.cli("db", "backup", "--db", de.cfg.Storage.Path, out)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "via the admin API, verified")
+	code, stdout, stderr = de.cli("db", "check", "--db", out)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "ok (schema 1")
+
+	// Offline commands refuse the locked live database clearly.
+	code, _, stderr = de.cli("db", "check", "--db", de.cfg.Storage.Path)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "database is locked by another process")
+	code, _, stderr = de.cli("consent", "import", "--db", de.cfg.Storage.Path, "../../examples/consents")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "add consents with 'billingd consent add'")
+
+	code, stdout, _ = de.cli("consent", "revoke", "--reason", "moved away", c.ID)
+	require.Equal(t, 0, code)
+	assert.Contains(t, stdout, "revoked")
+	code, _, stderr = de.cli("consent", "revoke", c.ID)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "already revoked")
+
+	// Graceful stop: readiness goes away, the store is closed and reopens cleanly.
+	require.NoError(t, de.d.Close(context.Background()))
+	db, err := storage.Open(de.cfg.Storage.Path, storage.Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer db.Close()
+	rec, err := db.GetConsent(c.ID)
+	require.NoError(t, err)
+	assert.Equal(t, storage.ConsentRevoked, rec.State)
+	atts, err := db.Attempts(c.ID)
+	require.NoError(t, err)
+	assert.Equal(t, storage.AttemptCompleted, atts[0].State)
+}
+
+func TestDaemon_AdminCLIBadInput(t *testing.T) {
+	de := startTestDaemon(t, cycle.MustDate(2026, 1, 1).At(8, 0))
+	tests := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"consent", "add", "../../consent/testdata/broken.json"}, 2, "27 problems"},
+		{[]string{"consent", "show", "urn:x:nope"}, 2, "not found (HTTP 404)"},
+		{[]string{"consent", "amount", "urn:x:nope", "1", "12.3"}, 2, "invalid amount"},
+		{[]string{"consent", "amount", "urn:x:nope", "-1", "12.30"}, 2, "is not a cycle index"},
+		{[]string{"consent", "amount", "urn:x:nope", "1", "12.30"}, 2, "not found"},
+		{[]string{"consent", "authorize"}, 2, "want exactly one consent ID"},
+		{[]string{"consent", "frob"}, 2, "unknown subcommand"},
+		{[]string{"payments", "list", "--state", "COMPLETED"}, 2, "state"},
+	}
+	for _, tt := range tests {
+		code, _, stderr := de.cli(tt.args...)
+		assert.Equal(t, tt.code, code, "%v", tt.args)
+		assert.Contains(t, stderr, tt.msg, "%v", tt.args)
+	}
+	// A wrong token is refused.
+	var out, errb bytes.Buffer
+	e := &env{stdout: &out, stderr: &errb, clock: de.clock, getenv: func(k string) string {
+		if k == "BILLINGD_ADMIN_TOKEN" {
+			return "wrong-token-0123456789"
+		}
+		return de.getenv(k)
+	}}
+	assert.Equal(t, 2, Main(context.Background(), e, []string{"consent", "list"}))
+	assert.Contains(t, errb.String(), "missing or wrong bearer token (HTTP 401)")
+}
+
+func TestRun_BadStarts(t *testing.T) {
+	writeCfg := func(t *testing.T, body string) string {
+		p := filepath.Join(t.TempDir(), "billingd.yaml")
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+		return p
+	}
+	base := func(db string) string {
+		return fmt.Sprintf("storage:\n  path: %s\n  open_timeout: 200ms\nklavi:\n  access_key: ak\n  secret_key: sk\nhttp:\n  listen: 127.0.0.1:0\n", db)
+	}
+	t.Run("broken config", func(t *testing.T) {
+		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, "billing:\n  lead_days: [\n"))
+		assert.Equal(t, 2, code)
+		assert.Contains(t, stderr, "billingd: config")
+	})
+	t.Run("missing secrets", func(t *testing.T) {
+		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, "klavi:\n  access_key: ${KLAVI_ACCESS_KEY}\n"))
+		assert.Equal(t, 2, code)
+		assert.Contains(t, stderr, "klavi.access_key: is empty")
+		assert.Contains(t, stderr, "KLAVI_ACCESS_KEY")
+	})
+	t.Run("missing config file", func(t *testing.T) {
+		code, _, stderr := runCLI(t, nil, "run", "--config", filepath.Join(t.TempDir(), "none.yaml"))
+		assert.Equal(t, 2, code)
+		assert.Contains(t, stderr, "no such file")
+	})
+	t.Run("locked database", func(t *testing.T) {
+		dbPath := filepath.Join(t.TempDir(), "b.db")
+		holder, err := storage.Open(dbPath, storage.Options{})
+		require.NoError(t, err)
+		defer holder.Close()
+		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, base(dbPath)))
+		assert.Equal(t, 1, code)
+		assert.Contains(t, stderr, "database is locked by another process")
+	})
+	t.Run("foreign database", func(t *testing.T) {
+		dbPath := filepath.Join(t.TempDir(), "other.db")
+		bdb, err := bolt.Open(dbPath, 0o600, nil)
+		require.NoError(t, err)
+		require.NoError(t, bdb.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("orders")); return err }))
+		require.NoError(t, bdb.Close())
+		before, _ := os.ReadFile(dbPath)
+		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, base(dbPath)))
+		assert.Equal(t, 1, code)
+		assert.Contains(t, stderr, "not a billingd database")
+		after, _ := os.ReadFile(dbPath)
+		assert.True(t, bytes.Equal(before, after), "the foreign file is untouched")
+	})
+	t.Run("corrupt database", func(t *testing.T) {
+		dbPath := filepath.Join(t.TempDir(), "b.db")
+		require.NoError(t, os.WriteFile(dbPath, bytes.Repeat([]byte("garbage!"), 2048), 0o600))
+		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, base(dbPath)))
+		assert.Equal(t, 1, code)
+		assert.Contains(t, stderr, "database file is corrupt")
+	})
+	t.Run("port in use", func(t *testing.T) {
+		ln := httptest.NewServer(http.NotFoundHandler())
+		defer ln.Close()
+		addr := strings.TrimPrefix(ln.URL, "http://")
+		dbPath := filepath.Join(t.TempDir(), "b.db")
+		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, strings.Replace(base(dbPath), "127.0.0.1:0", addr, 1)))
+		assert.Equal(t, 1, code)
+		assert.Contains(t, stderr, "address already in use")
+		// The store opened before the listener failed is closed again: reopen works.
+		db, err := storage.Open(dbPath, storage.Options{Timeout: 200 * time.Millisecond})
+		require.NoError(t, err)
+		db.Close()
+	})
+}
+
+func TestImportAndDBCommands(t *testing.T) {
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "b.db")
+	code, stdout, stderr := runCLI(t, nil, "consent", "import", "--db", dbPath, "../../examples/consents")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "imported 6 consents")
+	code, stdout, _ = runCLI(t, nil, "consent", "import", "--db", dbPath, "../../examples/consents/monthly-31st.json")
+	require.Equal(t, 0, code)
+	assert.Contains(t, stdout, "imported 0 consents", "already there: skipped")
+	assert.Contains(t, stdout, "1 already there")
+
+	// An array file with one bad element imports nothing and names the element.
+	var arr []json.RawMessage
+	for _, n := range []string{"weekly-retries.json", "variable-amount.json"} {
+		b, _ := os.ReadFile("../../examples/consents/" + n)
+		arr = append(arr, b)
+	}
+	arr[1] = bytes.Replace(arr[1], []byte(`"10.00"`), []byte(`"10"`), 1)
+	bulk, _ := json.Marshal(arr)
+	bulkPath := filepath.Join(dir, "bulk.json")
+	require.NoError(t, os.WriteFile(bulkPath, bulk, 0o600))
+	other := filepath.Join(dir, "other.db")
+	code, _, stderr = runCLI(t, nil, "consent", "import", "--db", other, bulkPath)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "[1].paymentMethodConfig.minimumVariableAmount")
+	_, err := os.Stat(other)
+	assert.True(t, os.IsNotExist(err), "nothing was created")
+
+	code, stdout, stderr = runCLI(t, nil, "db", "check", "--db", dbPath)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "6 active")
+	backup := filepath.Join(dir, "copy.db")
+	code, stdout, stderr = runCLI(t, nil, "db", "backup", "--db", dbPath, backup)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "via the file, verified")
+	code, _, stderr = runCLI(t, nil, "db", "backup", "--db", dbPath, backup)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "use --force")
+
+	// A damaged file: check says so, exit 1.
+	raw, _ := os.ReadFile(backup)
+	for i := 3 * 4096; i < len(raw); i += 4096 {
+		copy(raw[i:i+64], bytes.Repeat([]byte{0xAB}, 64))
+	}
+	require.NoError(t, os.WriteFile(backup, raw, 0o600))
+	code, _, stderr = runCLI(t, nil, "db", "check", "--db", backup)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "corrupt")
+	code, _, stderr = runCLI(t, nil, "db", "check", "--db", filepath.Join(dir, "missing.db"))
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "no such file")
+	code, _, _ = runCLI(t, nil, "db")
+	assert.Equal(t, 2, code)
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/examples"
+	"github.com/klavi-billing/billingd/klavi/sandbox"
+	"github.com/klavi-billing/billingd/simulation"
+)
+
+func cmdSimulate(ctx context.Context, e *env, args []string) error {
+	fl := newFlagSet(e, "simulate", "[--consents FILE|DIR] [--from YYYY-MM-DD] [--days N] [--scenario FILE] [--format text|json]",
+		"Run the real scheduler and store against the in-process Klavi sandbox on a virtual\n"+
+			"clock: a day-by-day timeline of what billingd submits, what settles, what is retried,\n"+
+			"missed or skipped, then a summary. With no flags it runs the example consents for\n"+
+			"120 days from today with a demo scenario (one failure per consent, variable\n"+
+			"amounts set by a simulated operator).")
+	consentsFlag := fl.String("consents", "", "consent `FILE` or DIR (default: the embedded examples)")
+	from := fl.String("from", "", "first simulated day, `YYYY-MM-DD` (default: today in Brasília)")
+	days := fl.Int("days", 120, "days to simulate")
+	scenarioFlag := fl.String("scenario", "", "sandbox scenario `FILE` (JSON) deciding payment outcomes (default: the demo scenario)")
+	faultsFlag := fl.String("faults", "", "sandbox faults, e.g. 5xx=0.05,drop=0.02,seed=7 (see 'billingd sandbox -h')")
+	format := fl.String("format", "text", "text (timeline and summary) or json (one event per line)")
+	cfgFlag := fl.String("config", "", "config `FILE` for billing defaults (default: $BILLINGD_CONFIG, else built-in defaults)")
+	if err := parseFlags(fl, args, false); err != nil {
+		return err
+	}
+	if *format != "text" && *format != "json" {
+		return usageErrorf("simulate: --format %q: want text or json", *format)
+	}
+	if *days < 1 || *days > 3660 {
+		return usageErrorf("simulate: --days %d: want 1..3660", *days)
+	}
+	cfg, err := LoadConfig(configPath(*cfgFlag, e.getenv, ""), e.getenv)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	sc, err := cfg.schedulerConfig()
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	start := cycle.DateOf(e.clock.Now())
+	if *from != "" {
+		if start, err = cycle.ParseDate(*from); err != nil {
+			return usageErrorf("simulate: --from: %v", err)
+		}
+	}
+	var cs []*consent.Consent
+	if *consentsFlag != "" {
+		if cs, err = readConsents(e, []string{*consentsFlag}); err != nil {
+			return err
+		}
+	} else if cs, err = embeddedConsents(); err != nil {
+		return err
+	}
+	opts := simulation.Options{Consents: cs, From: start, Days: *days, Scheduler: sc}
+	if *scenarioFlag != "" {
+		if opts.Scenario, err = sandbox.LoadScenario(*scenarioFlag); err != nil {
+			return usageErrorf("%v", err)
+		}
+	} else {
+		opts.Scenario, opts.Amounts = simulation.Demo(cs, start, sc.Policy)
+	}
+	if *faultsFlag != "" {
+		if opts.Faults, err = sandbox.ParseFaults(*faultsFlag); err != nil {
+			return usageErrorf("simulate: --faults: %v", err)
+		}
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(e.stdout)
+		opts.OnEvent = func(ev simulation.Event) { _ = enc.Encode(ev) }
+		_, err := simulation.Run(ctx, opts)
+		return err
+	}
+	fmt.Fprintf(e.stdout, "billingd simulate: %d consents, %s → %s (%d days); charges submitted %d days before the due date at %02d:%02d Brasília\n",
+		len(cs), weekdayDate(start), weekdayDate(start.AddDays(*days-1)), *days, sc.Policy.LeadDays, sc.SubmitHour, sc.SubmitMinute)
+	res, err := simulation.Run(ctx, opts)
+	if err != nil {
+		return err
+	}
+	writeTimeline(e.stdout, res)
+	writeSummary(e.stdout, res)
+	return nil
+}
+
+// writeTimeline prints the events day by day, with the retries Klavi ran itself for
+// attach-mode payments (from the sandbox's ledger) in their place.
+func writeTimeline(w io.Writer, res *simulation.Result) {
+	type line struct {
+		at   time.Time
+		text string
+	}
+	var lines []line
+	for _, ev := range res.Events {
+		lines = append(lines, line{ev.At, describe(ev)})
+	}
+	for _, l := range res.Ledger {
+		if l.Kind == sandbox.KindAutoRetry {
+			lines = append(lines, line{l.CreatedAt, fmt.Sprintf("%-15s %s cycle %d retry %d, dated %s, %s: %s (run by Klavi for an attach-mode payment)",
+				"klavi_retry", l.ConsentID, l.Cycle, l.Attempt, weekdayDate(l.Date), l.Amount.BRL(), l.Status)})
+		}
+	}
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].at.Before(lines[j].at) })
+	var day cycle.Date
+	for _, l := range lines {
+		if d := cycle.DateOf(l.at); d != day {
+			day = d
+			fmt.Fprintf(w, "\n%s\n", weekdayDate(day))
+		}
+		fmt.Fprintf(w, "  %s  %s\n", l.at.In(cycle.Brasilia).Format("15:04"), l.text)
+	}
+}
+
+// embeddedConsents decodes the example consents built into the binary.
+func embeddedConsents() ([]*consent.Consent, error) {
+	names, err := fs.Glob(examples.Consents, "consents/*.json")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var out []*consent.Consent
+	for _, n := range names {
+		data, err := examples.Consents.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		c, err := consent.Decode(data)
+		if err != nil {
+			return nil, fmt.Errorf("embedded %s: %w", path.Base(n), err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// describe is one timeline line.
+func describe(ev simulation.Event) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-15s %s cycle %d", ev.Event, ev.ConsentID, ev.Cycle)
+	if ev.Attempt > 0 {
+		fmt.Fprintf(&b, " retry %d", ev.Attempt)
+	}
+	fmt.Fprintf(&b, ", dated %s", weekdayDate(ev.Date))
+	if ev.Amount != nil {
+		fmt.Fprintf(&b, ", %s", ev.Amount.BRL())
+	}
+	switch ev.Event {
+	case "submitted":
+		fmt.Fprintf(&b, " (%s, %s)", ev.Mode, ev.ClientRequestID)
+	case "retry_submitted":
+		fmt.Fprintf(&b, " (%s)", ev.ClientRequestID)
+	case "rejected", "missed", "skipped", "unconfirmed", "failed":
+		fmt.Fprintf(&b, ": %s", ev.Reason)
+	}
+	return b.String()
+}
+
+func writeSummary(w io.Writer, res *simulation.Result) {
+	fmt.Fprintln(w, "\nsummary")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "consent\tinterval\tmode\tsubmitted\tcompleted\trejected\tretries\tKlavi retries\tmissed\tskipped\tunconfirmed\tfailed\tbilled\tstate\t")
+	var tot simulation.Summary
+	for _, s := range res.Summaries {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", s.ConsentID, s.Interval, s.Mode, s.Submitted, s.Completed,
+			s.Rejected, s.Retries, s.KlaviRetries, s.Missed, s.Skipped, s.Unconfirmed, s.Failed, s.Billed.BRL(), s.State)
+		tot.Submitted += s.Submitted
+		tot.Completed += s.Completed
+		tot.Rejected += s.Rejected
+		tot.Retries += s.Retries
+		tot.KlaviRetries += s.KlaviRetries
+		tot.Missed += s.Missed
+		tot.Skipped += s.Skipped
+		tot.Unconfirmed += s.Unconfirmed
+		tot.Failed += s.Failed
+		tot.Billed += s.Billed
+	}
+	fmt.Fprintf(tw, "total\t\t\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\t\n", tot.Submitted, tot.Completed, tot.Rejected, tot.Retries,
+		tot.KlaviRetries, tot.Missed, tot.Skipped, tot.Unconfirmed, tot.Failed, tot.Billed.BRL())
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\nsandbox ledger: %d payments (%d retries by billingd, %d by Klavi); %d cycles charged more than once; %d requests; simulated in %s\n",
+		res.Payments, res.Stats.Accepted[sandbox.KindRetry], res.Stats.Accepted[sandbox.KindAutoRetry], res.Duplicates, res.Stats.Requests, res.Elapsed.Round(1e6))
+}

@@ -1,0 +1,270 @@
+// Package simulation runs billingd's real scheduler and store against the in-process
+// Klavi sandbox on a virtual clock: months of billing in seconds, with no Klavi
+// account and no network beyond loopback. It is `billingd simulate` and the README's
+// main command.
+//
+// The clock jumps from one piece of scheduled work to the next (the earliest entry of
+// the due or poll index), the way cron ticks would find it, so the timeline is the
+// daemon's own. Scans run with one worker so the output order is deterministic.
+package simulation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/klavi-billing/billingd/clock"
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/klavi/sandbox"
+	"github.com/klavi-billing/billingd/scheduler"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+// Options describe a simulation.
+type Options struct {
+	Consents []*consent.Consent
+	// From is the first simulated day; Days how many days run.
+	From cycle.Date
+	Days int
+	// Scheduler is the scheduler's config (policy, submit time, polling).
+	Scheduler scheduler.Config
+	// Scenario decides payment outcomes at the sandbox (nil: every payment completes).
+	Scenario *sandbox.Scenario
+	// Faults to inject at the sandbox.
+	Faults sandbox.Faults
+	// Amounts sets the amounts of variable cycles, as an operator would, when the
+	// consent is added: consent id → cycle → amount.
+	Amounts map[string]map[int]klavi.Cents
+	// OnEvent, when set, receives each event as it happens.
+	OnEvent func(Event)
+	// Dir holds the temporary database (default: a new temporary directory, removed
+	// at the end).
+	Dir string
+	// Log receives the daemon's logs (nil: discarded).
+	Log *slog.Logger
+}
+
+// Event is one line of the timeline (the JSON of `billingd simulate --format json`).
+type Event struct {
+	Day             cycle.Date          `json:"day"`
+	Event           string              `json:"event"`
+	ConsentID       string              `json:"consentId"`
+	Cycle           int                 `json:"cycle"`
+	Attempt         int                 `json:"attempt"`
+	Date            cycle.Date          `json:"date"`
+	Amount          *klavi.Cents        `json:"amount"`
+	ClientRequestID string              `json:"clientRequestId"`
+	Status          klavi.PaymentStatus `json:"status"`
+	Reason          string              `json:"reason"`
+	// At is the simulated instant; Mode and Interval say more for the text timeline.
+	At       time.Time         `json:"-"`
+	Mode     consent.RetryMode `json:"-"`
+	Interval cycle.Interval    `json:"-"`
+}
+
+// timelineKinds are the scheduler events the timeline shows.
+var timelineKinds = map[scheduler.EventKind]bool{
+	scheduler.EventSubmitted: true, scheduler.EventRetrySubmitted: true, scheduler.EventCompleted: true,
+	scheduler.EventRejected: true, scheduler.EventMissed: true, scheduler.EventSkipped: true,
+	scheduler.EventUnconfirmed: true, scheduler.EventFailed: true,
+}
+
+// Summary counts what happened to one consent.
+type Summary struct {
+	ConsentID    string
+	Interval     cycle.Interval
+	Mode         consent.RetryMode
+	Submitted    int
+	Completed    int
+	Rejected     int
+	Retries      int // local retries sent by billingd
+	KlaviRetries int // retries run by Klavi (attach mode), from the sandbox's ledger
+	Missed       int
+	Skipped      int
+	Unconfirmed  int
+	Failed       int
+	Billed       klavi.Cents // completed amount
+	State        storage.ConsentState
+}
+
+// Result is the outcome of a simulation.
+type Result struct {
+	Events    []Event
+	Summaries []*Summary
+	Ledger    []sandbox.LedgerEntry
+	// Payments counts the original payments at the sandbox; Duplicates the
+	// (consent, cycle) pairs holding more than one.
+	Payments   int
+	Duplicates int
+	Stats      sandbox.Stats
+	Elapsed    time.Duration
+	From, To   cycle.Date
+}
+
+// Run runs a simulation to its end.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	if len(opts.Consents) == 0 {
+		return nil, errors.New("simulation: no consents")
+	}
+	if opts.Days < 1 {
+		return nil, fmt.Errorf("simulation: %d days: want at least 1", opts.Days)
+	}
+	started := time.Now()
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	dir := opts.Dir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "billingd-simulate-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	clk := clock.NewFake(opts.From.At(0, 0))
+	end := opts.From.AddDays(opts.Days).At(0, 0)
+
+	sb := sandbox.New(sandbox.Options{Clock: clk, AccessKey: "simulate", SecretKey: "simulate", Scenario: opts.Scenario, Faults: opts.Faults, Logger: log})
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	defer sb.Close()
+	kc, err := klavi.New(klavi.Config{
+		BaseURL: srv.URL, AccessKey: "simulate", SecretKey: "simulate",
+		Timeout: 10 * time.Second, MaxAttempts: 4, BackoffMin: time.Millisecond, BackoffMax: 10 * time.Millisecond,
+		RateLimit: 1e6, RateBurst: 1000, TokenRefreshBefore: time.Minute,
+	}, klavi.WithClock(clk), klavi.WithLogger(log),
+		klavi.WithSleep(func(ctx context.Context, _ time.Duration) error { return ctx.Err() }))
+	if err != nil {
+		return nil, err
+	}
+	db, err := storage.Open(filepath.Join(dir, "billingd.db"), storage.Options{NoSync: true, MaxBatchDelay: 10 * time.Microsecond, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+
+	res := &Result{From: opts.From, To: opts.From.AddDays(opts.Days - 1)}
+	sums := map[string]*Summary{}
+	cfg := opts.Scheduler
+	cfg.Workers = 1
+	sch, err := scheduler.New(cfg, db, kc, scheduler.WithClock(clk), scheduler.WithLogger(log), scheduler.WithObserver(func(e scheduler.Event) {
+		count(sums[e.ConsentID], e)
+		if !timelineKinds[e.Kind] {
+			return
+		}
+		ev := Event{
+			Day: cycle.DateOf(e.At), Event: string(e.Kind), ConsentID: e.ConsentID, Cycle: e.Cycle, Attempt: e.Attempt,
+			Date: e.Date, ClientRequestID: e.ClientRequestID, Status: e.Status, Reason: e.Reason,
+			At: e.At, Mode: e.Mode, Interval: e.Interval,
+		}
+		if e.Kind != scheduler.EventSkipped {
+			a := e.Amount
+			ev.Amount = &a
+		}
+		res.Events = append(res.Events, ev)
+		if opts.OnEvent != nil {
+			opts.OnEvent(ev)
+		}
+	}))
+	if err != nil {
+		return nil, err
+	}
+	pol := sch.Policy()
+	for _, c := range opts.Consents {
+		if err := sb.AddConsent(c); err != nil {
+			return nil, fmt.Errorf("seed sandbox with %s: %w", c.ID, err)
+		}
+		if _, err := sch.AddConsent(c, opts.From); err != nil {
+			return nil, fmt.Errorf("add %s: %w", c.ID, err)
+		}
+		for k, a := range opts.Amounts[c.ID] {
+			if err := sch.SetAmount(c.ID, k, a); err != nil {
+				return nil, fmt.Errorf("amount of %s cycle %d: %w", c.ID, k, err)
+			}
+		}
+		sums[c.ID] = &Summary{ConsentID: c.ID, Interval: c.Interval(), Mode: pol.RetryModeOf(c)}
+		res.Summaries = append(res.Summaries, sums[c.ID])
+	}
+
+	for ctx.Err() == nil {
+		if _, err := sch.Scan(ctx); err != nil {
+			return nil, err
+		}
+		if _, err := sch.Poll(ctx); err != nil {
+			return nil, err
+		}
+		next, err := db.NextWork(clk.Now())
+		if err != nil {
+			return nil, err
+		}
+		if next.IsZero() || !next.Before(end) {
+			break
+		}
+		clk.Set(next)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	clk.Set(end)
+
+	res.Ledger = sb.Ledger()
+	res.Stats = sb.Stats()
+	perCycle := map[[2]any]int{}
+	for _, l := range res.Ledger {
+		if l.Kind == sandbox.KindOriginal {
+			res.Payments++
+			if perCycle[[2]any{l.ConsentID, l.Cycle}]++; perCycle[[2]any{l.ConsentID, l.Cycle}] == 2 {
+				res.Duplicates++
+			}
+		}
+		if l.Kind == sandbox.KindAutoRetry && sums[l.ConsentID] != nil {
+			sums[l.ConsentID].KlaviRetries++
+		}
+	}
+	for _, s := range res.Summaries {
+		rec, err := db.GetConsent(s.ConsentID)
+		if err != nil {
+			return nil, err
+		}
+		s.State = rec.State
+	}
+	sort.SliceStable(res.Events, func(i, j int) bool { return res.Events[i].At.Before(res.Events[j].At) })
+	res.Elapsed = time.Since(started)
+	return res, nil
+}
+
+func count(s *Summary, e scheduler.Event) {
+	if s == nil {
+		return
+	}
+	switch e.Kind {
+	case scheduler.EventSubmitted:
+		s.Submitted++
+	case scheduler.EventRetrySubmitted:
+		s.Retries++
+	case scheduler.EventCompleted:
+		s.Completed++
+		s.Billed += e.Amount
+	case scheduler.EventRejected:
+		s.Rejected++
+	case scheduler.EventMissed:
+		s.Missed++
+	case scheduler.EventSkipped:
+		s.Skipped++
+	case scheduler.EventUnconfirmed:
+		s.Unconfirmed++
+	case scheduler.EventFailed:
+		s.Failed++
+	}
+}
