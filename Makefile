@@ -10,7 +10,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build test test-short lint bench run demo fuzz clean
+.PHONY: all build test test-short crash lint bench run demo fuzz clean
 
 all: lint test build
 
@@ -19,6 +19,12 @@ build:
 
 test:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# The crash test: billingd killed with SIGKILL many times while it submits thousands
+# of payments to a sandbox process; the sandbox's ledger must show exactly one payment
+# per cycle. CRASH_CONSENTS, CRASH_KILLS, CRASH_SEED, CRASH_RACE tune it.
+crash:
+	$(GO) test -tags crash -count=1 -v -timeout 10m ./test/crash/
 
 test-short:
 	$(GO) test -race -short -count=1 $(PKGS)

@@ -71,12 +71,14 @@ type KlaviConfig struct {
 
 // SchedulerConfig drives the due scan and the status poll.
 type SchedulerConfig struct {
-	ScanSchedule    string        `yaml:"scan_schedule"`
-	PollSchedule    string        `yaml:"poll_schedule"`
-	Workers         int           `yaml:"workers"`
-	PollMinInterval time.Duration `yaml:"poll_min_interval"`
-	PollMaxInterval time.Duration `yaml:"poll_max_interval"`
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	ScanSchedule      string        `yaml:"scan_schedule"`
+	PollSchedule      string        `yaml:"poll_schedule"`
+	Workers           int           `yaml:"workers"`
+	PollMinInterval   time.Duration `yaml:"poll_min_interval"`
+	PollMaxInterval   time.Duration `yaml:"poll_max_interval"`
+	ResendMinInterval time.Duration `yaml:"resend_min_interval"`
+	ResendMaxInterval time.Duration `yaml:"resend_max_interval"`
+	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
 }
 
 // HTTPConfig is the one listener: /metrics, /healthz, /readyz and the admin API.
@@ -118,12 +120,14 @@ func DefaultConfig() Config {
 			TokenRefreshBefore: 60 * time.Second,
 		},
 		Scheduler: SchedulerConfig{
-			ScanSchedule:    "@every 1m",
-			PollSchedule:    "@every 1m",
-			Workers:         16,
-			PollMinInterval: 5 * time.Minute,
-			PollMaxInterval: 6 * time.Hour,
-			ShutdownTimeout: 30 * time.Second,
+			ScanSchedule:      "@every 1m",
+			PollSchedule:      "@every 1m",
+			Workers:           16,
+			PollMinInterval:   5 * time.Minute,
+			PollMaxInterval:   6 * time.Hour,
+			ResendMinInterval: time.Minute,
+			ResendMaxInterval: 30 * time.Minute,
+			ShutdownTimeout:   30 * time.Second,
 		},
 		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
 		Log:  LogConfig{Level: "info", Format: "auto"},
@@ -257,6 +261,9 @@ func (c *Config) Validate() error {
 	}
 	if s.PollMinInterval <= 0 || s.PollMaxInterval < s.PollMinInterval {
 		bad("scheduler.poll_min_interval", "must be more than 0 and at most scheduler.poll_max_interval")
+	}
+	if s.ResendMinInterval <= 0 || s.ResendMaxInterval < s.ResendMinInterval {
+		bad("scheduler.resend_min_interval", "must be more than 0 and at most scheduler.resend_max_interval")
 	}
 	if s.ShutdownTimeout <= 0 {
 		bad("scheduler.shutdown_timeout", "must be more than 0")

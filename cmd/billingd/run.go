@@ -208,6 +208,8 @@ func (c *Config) schedulerConfig() (scheduler.Config, error) {
 		Workers:          c.Scheduler.Workers,
 		PollMin:          c.Scheduler.PollMinInterval,
 		PollMax:          c.Scheduler.PollMaxInterval,
+		ResendMin:        c.Scheduler.ResendMinInterval,
+		ResendMax:        c.Scheduler.ResendMaxInterval,
 		RetryableReasons: reasons,
 	}, nil
 }
