@@ -123,6 +123,9 @@ func TestServer_CreatePaymentRules(t *testing.T) {
 	h.seed("urn:test:expiring", cycle.Monthly, "2026-02-05", 9990, func(c *consent.Consent) {
 		c.ExpirationDateTime = &klavi.DateTime{Time: day("2026-03-04").At(23, 0)}
 	})
+	h.seed("urn:test:expired", cycle.Monthly, "2026-02-05", 9990, func(c *consent.Consent) {
+		c.ExpirationDateTime = &klavi.DateTime{Time: day("2026-02-25").At(9, 0)} // an hour ago
+	})
 	h.seed("urn:test:future", cycle.Monthly, "2026-03-06", 9990)
 	h.seed("urn:test:revoked", cycle.Monthly, "2026-02-05", 9990, func(c *consent.Consent) {
 		c.Status = klavi.ConsentRevoked
@@ -149,6 +152,7 @@ func TestServer_CreatePaymentRules(t *testing.T) {
 		{"strategy past the weekly 5-day window", weekly, "2026-03-02", 2500, &retry.Strategy{Days: []int{1, 6}}, 416, sandbox.RuleAutoRetryStrategy},
 		{"strategy without isRetryAccepted", "urn:test:noretry", "2026-03-05", 9990, &retry.Strategy{Days: []int{1}}, 416, sandbox.RuleAutoRetryStrategy},
 		{"revoked consent", "urn:test:revoked", "2026-03-05", 9990, nil, 416, sandbox.RuleConsentNotAuthorized},
+		{"consent past its expirationDateTime", "urn:test:expired", "2026-02-28", 9990, nil, 416, sandbox.RuleConsentNotAuthorized},
 		{"unknown consent", "urn:test:nobody", "2026-03-05", 9990, nil, 404, sandbox.RuleNotFound},
 	}
 	for _, tc := range cases {
