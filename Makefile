@@ -53,3 +53,39 @@ run demo: build
 
 clean:
 	rm -rf bin
+
+# Container image (deploy/docker/Dockerfile): static, non-root, tzdata embedded.
+.PHONY: docker install
+docker:
+	docker build -f deploy/docker/Dockerfile --build-arg VERSION=$(VERSION) -t billingd:$(VERSION) .
+
+# Install under systemd: binary, unit, config (kept if present) and secrets file
+# (kept if present), and the billingd system user. With DESTDIR set (packaging),
+# only files are staged: no user is created and systemd is not told.
+DESTDIR ?=
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)/usr/local/bin/billingd
+	install -D -m 0644 deploy/systemd/billingd.service $(DESTDIR)/etc/systemd/system/billingd.service
+	install -d -m 0755 $(DESTDIR)/etc/billingd
+	@if [ -e $(DESTDIR)/etc/billingd/billingd.yaml ]; then \
+	   echo "keeping $(DESTDIR)/etc/billingd/billingd.yaml"; \
+	 else \
+	   echo "install -m 0640 config.example.yaml $(DESTDIR)/etc/billingd/billingd.yaml"; \
+	   install -m 0640 config.example.yaml $(DESTDIR)/etc/billingd/billingd.yaml; \
+	 fi
+	@if [ -e $(DESTDIR)/etc/billingd/billingd.env ]; then \
+	   echo "keeping $(DESTDIR)/etc/billingd/billingd.env"; \
+	 else \
+	   echo "install -m 0600 deploy/systemd/billingd.env.example $(DESTDIR)/etc/billingd/billingd.env"; \
+	   install -m 0600 deploy/systemd/billingd.env.example $(DESTDIR)/etc/billingd/billingd.env; \
+	 fi
+	@if [ -z "$(DESTDIR)" ]; then \
+	   if ! getent passwd billingd >/dev/null; then \
+	     echo "useradd --system billingd"; \
+	     useradd --system --user-group --no-create-home --home-dir /var/lib/billingd --shell /usr/sbin/nologin billingd; \
+	   fi; \
+	   chgrp billingd /etc/billingd/billingd.yaml; \
+	   if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	   echo "next: put the Klavi keys in /etc/billingd/billingd.env, review /etc/billingd/billingd.yaml,"; \
+	   echo "      then: systemctl enable --now billingd (see docs/OPERATIONS.md)"; \
+	 fi
