@@ -124,7 +124,7 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 		// Early (the lead days changed): move the entry to the submit day.
 		at := s.submitAt(plan.SubmitOn)
 		rec.NextDue, rec.UpdatedAt = at, now
-		return s.store.Apply(&storage.Change{Consent: rec, DelDue: []storage.DueItem{it}, PutDue: []storage.DueItem{{At: at, Key: it.Key}}})
+		return s.store.Apply(&storage.Change{Cursor: rec, DelDue: []storage.DueItem{it}, PutDue: []storage.DueItem{{At: at, Key: it.Key}}})
 	case plan.Amount == nil:
 		a := newAttempt(storage.AttemptSkipped, fmt.Sprintf(
 			"variable consent: no amount was set for cycle %d (due %s) by its submission day", k, plan.Due))
@@ -221,7 +221,7 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 		ch.PutDue = []storage.DueItem{{At: at, Key: a.AttemptKey}}
 		if a.Attempt == 0 {
 			rec.NextDue, rec.UpdatedAt = at, now
-			ch.Consent = rec
+			ch.Cursor = rec
 		}
 		s.log.Warn("submission outcome unknown; will re-send", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
 			"client_request_id", a.ClientRequestID, "resend_at", at, "err", err)
@@ -248,7 +248,7 @@ func (s *Scheduler) finish(a *storage.Attempt, st storage.AttemptState, now time
 // stops billing when there is none. It adds to ch.
 func (s *Scheduler) advance(rec *storage.ConsentRecord, sched cycle.Schedule, k int, now time.Time, ch *storage.Change) {
 	rec.NextCycle, rec.UpdatedAt, rec.NextDue = k+1, now, time.Time{}
-	ch.Consent = rec
+	ch.Cursor = rec
 	if !sched.Exists(k + 1) {
 		s.stop(rec, storage.ConsentExpired, fmt.Sprintf("cycle %d was the last one due on or before the expiry date %s", k, sched.Expiry), now, ch)
 		return

@@ -3,7 +3,8 @@
 // Buckets (schema version 1):
 //
 //	meta       application marker, schema version, consent counts per state
-//	consents   consent id → ConsentRecord (JSON): the consent and its billing cursor
+//	consents   consent id → the consent (JSON), written when added or its status changes
+//	cursors    consent id → its billing state and cursor (JSON), rewritten every cycle
 //	attempts   consent id ‖ 0 ‖ cycle ‖ attempt → Attempt (JSON)
 //	due        instant ‖ attempt key → nil: work to do at that instant
 //	poll       instant ‖ attempt key → nil: a payment status to fetch at that instant

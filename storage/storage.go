@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 )
 
@@ -41,13 +42,14 @@ var (
 var (
 	bucketMeta      = []byte("meta")
 	bucketConsents  = []byte("consents")
+	bucketCursors   = []byte("cursors")
 	bucketDue       = []byte("due")
 	bucketAttempts  = []byte("attempts")
 	bucketPoll      = []byte("poll")
 	bucketAmounts   = []byte("amounts")
 	bucketAttention = []byte("attention")
 
-	allBuckets = [][]byte{bucketMeta, bucketConsents, bucketDue, bucketAttempts, bucketPoll, bucketAmounts, bucketAttention}
+	allBuckets = [][]byte{bucketMeta, bucketConsents, bucketCursors, bucketDue, bucketAttempts, bucketPoll, bucketAmounts, bucketAttention}
 
 	keySchema = []byte("schema")
 	keyCounts = []byte("consent_counts")
@@ -170,6 +172,17 @@ func (db *DB) init(readOnly bool) error {
 			})
 		})
 	}
+	// Check with a read transaction: opening an existing database writes nothing.
+	fresh := false
+	if err := guard(func() error {
+		return db.bolt.View(func(tx *bolt.Tx) error {
+			var err error
+			fresh, err = check(tx)
+			return err
+		})
+	}); err != nil || !fresh {
+		return err
+	}
 	return guard(func() error {
 		return db.bolt.Update(func(tx *bolt.Tx) error {
 			fresh, err := check(tx)
@@ -234,16 +247,65 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 	return b.Put(key, raw)
 }
 
+// A consent record is stored in two parts: the consent itself, written when it is
+// added or its status changes, and its billing cursor, rewritten at every cycle. The
+// hot path never re-encodes the (larger) consent.
+type consentBody struct {
+	Consent     json.RawMessage `json:"consent"`
+	AddedAt     time.Time       `json:"addedAt"`
+	RedirectURL string          `json:"redirectUrl,omitempty"`
+}
+
+type consentCursor struct {
+	State       ConsentState `json:"state"`
+	StateReason string       `json:"stateReason,omitempty"`
+	UpdatedAt   time.Time    `json:"updatedAt"`
+	BillFrom    cycle.Date   `json:"billFrom"`
+	NextCycle   int          `json:"nextCycle"`
+	NextDue     time.Time    `json:"nextDue,omitzero"`
+}
+
+func cursorOf(r *ConsentRecord) consentCursor {
+	return consentCursor{State: r.State, StateReason: r.StateReason, UpdatedAt: r.UpdatedAt, BillFrom: r.BillFrom, NextCycle: r.NextCycle, NextDue: r.NextDue}
+}
+
+// readConsent assembles a record from its two parts.
+func readConsent(tx *bolt.Tx, id []byte, body []byte) (*ConsentRecord, error) {
+	var (
+		b   consentBody
+		cur consentCursor
+		r   ConsentRecord
+	)
+	if err := json.Unmarshal(body, &b); err != nil {
+		return nil, fmt.Errorf("%w: consent %q: %v", ErrCorrupt, id, err)
+	}
+	if err := json.Unmarshal(b.Consent, &r.Consent); err != nil || r.Consent == nil {
+		return nil, fmt.Errorf("%w: consent %q does not decode", ErrCorrupt, id)
+	}
+	if err := getJSON(tx.Bucket(bucketCursors), id, &cur); err != nil {
+		return nil, fmt.Errorf("%w: consent %q has no billing cursor", ErrCorrupt, id)
+	}
+	r.AddedAt, r.RedirectURL = b.AddedAt, b.RedirectURL
+	r.State, r.StateReason, r.UpdatedAt, r.BillFrom, r.NextCycle, r.NextDue = cur.State, cur.StateReason, cur.UpdatedAt, cur.BillFrom, cur.NextCycle, cur.NextDue
+	return &r, nil
+}
+
 // GetConsent returns the stored consent id, or ErrNotFound.
 func (db *DB) GetConsent(id string) (*ConsentRecord, error) {
-	var r ConsentRecord
+	var r *ConsentRecord
 	err := db.view(func(tx *bolt.Tx) error {
-		return getJSON(tx.Bucket(bucketConsents), []byte(id), &r)
+		body := tx.Bucket(bucketConsents).Get([]byte(id))
+		if body == nil {
+			return ErrNotFound
+		}
+		var err error
+		r, err = readConsent(tx, []byte(id), body)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consent %s: %w", id, err)
 	}
-	return &r, nil
+	return r, nil
 }
 
 // ListConsents returns up to limit consents with ids after the id after (""
@@ -259,14 +321,19 @@ func (db *DB) ListConsents(after string, limit int, state ConsentState) ([]*Cons
 				k, v = c.Next()
 			}
 		}
+		cursors := tx.Bucket(bucketCursors)
 		for ; k != nil && len(out) < limit; k, v = c.Next() {
-			var r ConsentRecord
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("%w: consent %q: %v", ErrCorrupt, k, err)
+			if state != "" {
+				var cur consentCursor
+				if err := getJSON(cursors, k, &cur); err != nil || cur.State != state {
+					continue
+				}
 			}
-			if state == "" || r.State == state {
-				out = append(out, &r)
+			r, err := readConsent(tx, k, v)
+			if err != nil {
+				return err
 			}
+			out = append(out, r)
 		}
 		return nil
 	})
@@ -465,7 +532,10 @@ func (db *DB) Counts() (map[ConsentState]int, error) {
 // A Change is one atomic write: a consent, attempts, and index entries. Apply commits
 // it durably (fsync) in a group commit with concurrent changes.
 type Change struct {
+	// Consent writes the whole record; Cursor only its billing state (State,
+	// StateReason, UpdatedAt, BillFrom, NextCycle, NextDue). Consent wins if both are set.
 	Consent  *ConsentRecord
+	Cursor   *ConsentRecord
 	Attempts []*Attempt
 	DelDue   []DueItem
 	PutDue   []DueItem
@@ -500,6 +570,10 @@ func (db *DB) ApplyAll(chs []*Change) error {
 func applyTx(tx *bolt.Tx, ch *Change) error {
 	if r := ch.Consent; r != nil {
 		if err := putConsent(tx, r, ch.NewConsent); err != nil {
+			return err
+		}
+	} else if r := ch.Cursor; r != nil {
+		if err := putCursor(tx, r); err != nil {
 			return err
 		}
 	}
@@ -547,32 +621,53 @@ func applyTx(tx *bolt.Tx, ch *Change) error {
 	return nil
 }
 
-// putConsent writes a consent record and keeps the per-state counts in step.
+// putConsent writes a whole consent record.
 func putConsent(tx *bolt.Tx, r *ConsentRecord, mustBeNew bool) error {
-	b, meta := tx.Bucket(bucketConsents), tx.Bucket(bucketMeta)
 	key := []byte(r.Consent.ID)
-	counts := map[ConsentState]int{}
-	if v := meta.Get(keyCounts); v != nil {
-		if err := json.Unmarshal(v, &counts); err != nil {
-			return fmt.Errorf("%w: consent counts: %v", ErrCorrupt, err)
-		}
+	b := tx.Bucket(bucketConsents)
+	if mustBeNew && b.Get(key) != nil {
+		return fmt.Errorf("consent %s: %w", r.Consent.ID, ErrExists)
 	}
-	if old := b.Get(key); old != nil {
-		if mustBeNew {
-			return fmt.Errorf("consent %s: %w", r.Consent.ID, ErrExists)
-		}
-		var prev struct {
-			State ConsentState `json:"state"`
-		}
-		if err := json.Unmarshal(old, &prev); err == nil {
-			counts[prev.State]--
-		}
-	}
-	counts[r.State]++
-	if err := putJSON(b, key, r); err != nil {
+	raw, err := json.Marshal(r.Consent)
+	if err != nil {
 		return err
 	}
-	return putJSON(meta, keyCounts, counts)
+	if err := putJSON(b, key, consentBody{Consent: raw, AddedAt: r.AddedAt, RedirectURL: r.RedirectURL}); err != nil {
+		return err
+	}
+	return putCursor(tx, r)
+}
+
+// putCursor writes a consent's billing state and keeps the per-state counts in step.
+func putCursor(tx *bolt.Tx, r *ConsentRecord) error {
+	key := []byte(r.Consent.ID)
+	cursors, meta := tx.Bucket(bucketCursors), tx.Bucket(bucketMeta)
+	if tx.Bucket(bucketConsents).Get(key) == nil {
+		return fmt.Errorf("consent %s: %w", r.Consent.ID, ErrNotFound)
+	}
+	var prev consentCursor
+	old := cursors.Get(key)
+	if old != nil {
+		if err := json.Unmarshal(old, &prev); err != nil {
+			return fmt.Errorf("%w: cursor of consent %q: %v", ErrCorrupt, key, err)
+		}
+	}
+	if old == nil || prev.State != r.State {
+		counts := map[ConsentState]int{}
+		if v := meta.Get(keyCounts); v != nil {
+			if err := json.Unmarshal(v, &counts); err != nil {
+				return fmt.Errorf("%w: consent counts: %v", ErrCorrupt, err)
+			}
+		}
+		if old != nil {
+			counts[prev.State]--
+		}
+		counts[r.State]++
+		if err := putJSON(meta, keyCounts, counts); err != nil {
+			return err
+		}
+	}
+	return putJSON(cursors, key, cursorOf(r))
 }
 
 // Stats are the file's size and how much of it holds data.
@@ -624,8 +719,8 @@ func (db *DB) Check() error {
 		}
 		counts := map[ConsentState]int{}
 		if err := tx.Bucket(bucketConsents).ForEach(func(k, v []byte) error {
-			var r ConsentRecord
-			if err := json.Unmarshal(v, &r); err != nil || r.Consent == nil || r.Consent.ID != string(k) {
+			r, err := readConsent(tx, k, v)
+			if err != nil || r.Consent.ID != string(k) {
 				problems = append(problems, fmt.Sprintf("consent %q: record does not decode", k))
 				return nil
 			}
@@ -633,6 +728,9 @@ func (db *DB) Check() error {
 			return nil
 		}); err != nil {
 			return err
+		}
+		if n, m := tx.Bucket(bucketCursors).Stats().KeyN, tx.Bucket(bucketConsents).Stats().KeyN; n != m {
+			problems = append(problems, fmt.Sprintf("%d billing cursors for %d consents", n, m))
 		}
 		var stored map[ConsentState]int
 		if v := tx.Bucket(bucketMeta).Get(keyCounts); v != nil {

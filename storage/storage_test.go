@@ -284,3 +284,23 @@ func TestKeys_RoundTrip(t *testing.T) {
 	_, err = parseAttemptKey([]byte("short"))
 	assert.Error(t, err)
 }
+
+func TestApply_CursorOnly(t *testing.T) {
+	db, _ := openTemp(t)
+	r := record(t, "urn:t:c", ConsentActive)
+	require.NoError(t, db.Apply(&Change{Consent: r, NewConsent: true}))
+	r.NextCycle, r.NextDue, r.State = 7, t0.Add(time.Hour), ConsentExpired
+	r.Consent.Billing.RemittanceInformation = "changed in memory only"
+	require.NoError(t, db.Apply(&Change{Cursor: r}))
+	got, err := db.GetConsent("urn:t:c")
+	require.NoError(t, err)
+	assert.Equal(t, 7, got.NextCycle)
+	assert.True(t, got.NextDue.Equal(t0.Add(time.Hour)))
+	assert.Equal(t, "Plano Premium", got.Consent.Billing.RemittanceInformation, "a cursor write leaves the consent alone")
+	counts, _ := db.Counts()
+	assert.Equal(t, map[ConsentState]int{ConsentActive: 0, ConsentExpired: 1}, counts)
+	require.NoError(t, db.Check())
+	// A cursor for an unknown consent is refused.
+	err = db.Apply(&Change{Cursor: record(t, "urn:t:none", ConsentActive)})
+	require.ErrorIs(t, err, ErrNotFound)
+}

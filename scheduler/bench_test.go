@@ -1,0 +1,70 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/klavi-billing/billingd/clock"
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/klavi/sandbox"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+// BenchmarkScanSubmit measures end-to-end submissions: each op is one consent's cycle
+// submitted by a due scan (SUBMITTING synced, POST to the sandbox on loopback, answer
+// recorded and synced), 64 workers, durable bbolt writes.
+func BenchmarkScanSubmit(b *testing.B) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	now := cycle.MustDate(2026, 3, 2).At(9, 0)
+	clk := clock.NewFake(now)
+	sb := sandbox.New(sandbox.Options{Clock: clk, AccessKey: "ak", SecretKey: "sk", Logger: quiet})
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	kc, err := klavi.New(klavi.Config{BaseURL: srv.URL, AccessKey: "ak", SecretKey: "sk", Timeout: 10 * time.Second,
+		MaxAttempts: 3, BackoffMin: time.Millisecond, BackoffMax: 10 * time.Millisecond, RateLimit: 1e6, RateBurst: 10000},
+		klavi.WithClock(clk), klavi.WithLogger(quiet))
+	if err != nil {
+		b.Fatal(err)
+	}
+	db, err := storage.Open(filepath.Join(b.TempDir(), "b.db"), storage.Options{Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	s, err := New(Config{Policy: Policy{LeadDays: 3, RetryMode: consent.Off}, SubmitHour: 0, Workers: 64, Batch: 100000},
+		db, kc, WithClock(clk), WithLogger(quiet))
+	if err != nil {
+		b.Fatal(err)
+	}
+	due := cycle.DateOf(now).AddDays(3)
+	var cs []*consent.Consent
+	for i := 0; i < b.N; i++ {
+		c := sandbox.SampleConsent(fmt.Sprintf("urn:bench:c-%07d", i), cycle.Monthly, due, 99_90)
+		c.Billing.RetryMode = consent.Off
+		if err := sb.AddConsent(c); err != nil {
+			b.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	if _, _, err := s.AddConsents(cs, cycle.DateOf(now), db.ApplyAll); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	res, err := s.Scan(context.Background())
+	if err != nil || res.Handled != b.N || res.Errors != 0 {
+		b.Fatalf("scan: %+v %v", res, err)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "submissions/s")
+	if got := sb.Stats().Accepted[sandbox.KindOriginal]; got != b.N {
+		b.Fatalf("sandbox accepted %d of %d", got, b.N)
+	}
+}

@@ -1,0 +1,243 @@
+//go:build scale
+
+// Package scale is the scale harness of docs/BENCHMARKS.md: a store of a million
+// consents of which ten thousand are due, then billingd run against a sandbox process
+// on loopback with durable writes. It reports, never asserts, wall-clock figures.
+//
+//	go test -tags scale -v -count=1 -timeout 60m ./test/scale/
+//
+// SCALE_CONSENTS (default 1000000) and SCALE_DUE (default 10000) size it;
+// SCALE_DIR keeps the generated database between runs (it is reused when present).
+package scale
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/klavi/sandbox"
+	"github.com/klavi-billing/billingd/scheduler"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+const token = "scale-harness-admin-token-0123456789"
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func report(t *testing.T, format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	t.Log(line)
+	fmt.Println("SCALE:", line)
+}
+
+// build writes a database of n consents, the first due of them with a submission due
+// today (their cycle falls in 3 days, lead 3, submit time 00:00) and the rest spread
+// over the coming year.
+func build(t *testing.T, path string, n, due int, today cycle.Date) []*consent.Consent {
+	db, err := storage.Open(path, storage.Options{NoSync: true, Timeout: time.Second})
+	require.NoError(t, err)
+	defer db.Close()
+	sch, err := scheduler.New(scheduler.Config{Policy: scheduler.Policy{LeadDays: 3, RetryMode: consent.Off}}, db, nil)
+	require.NoError(t, err)
+	var seed []*consent.Consent
+	started := time.Now()
+	const chunk = 20000
+	for from := 0; from < n; from += chunk {
+		var cs []*consent.Consent
+		for i := from; i < min(from+chunk, n); i++ {
+			ref := today.AddDays(3)
+			if i >= due {
+				ref = today.AddDays(4 + i%360)
+			}
+			c := sandbox.SampleConsent(fmt.Sprintf("urn:scale:consent-%07d", i), cycle.Monthly, ref, klavi.Cents(99_90))
+			c.Billing.RetryMode = consent.Off
+			cs = append(cs, c)
+			if i < due {
+				seed = append(seed, c)
+			}
+		}
+		_, _, err := sch.AddConsents(cs, today, db.ApplyAll)
+		require.NoError(t, err)
+	}
+	st, err := db.Stats()
+	require.NoError(t, err)
+	report(t, "built %d consents (%d due) in %s: file %d MiB", n, due, time.Since(started).Round(time.Second), st.SizeBytes>>20)
+	return seed
+}
+
+func TestScale(t *testing.T) {
+	n, due := envInt("SCALE_CONSENTS", 1_000_000), envInt("SCALE_DUE", 10_000)
+	dir := os.Getenv("SCALE_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	today := cycle.DateOf(time.Now())
+	master := filepath.Join(dir, fmt.Sprintf("master-%d-%d-%s.db", n, due, today))
+	seedFile := master + ".due.json"
+	if _, err := os.Stat(master); err != nil {
+		seed := build(t, master, n, due, today)
+		raw, err := json.Marshal(seed)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(seedFile, raw, 0o600))
+	}
+	report(t, "machine: %d CPUs, %s", runtime.NumCPU(), runtime.Version())
+
+	// 1. The due scan's selection: read the 10k due entries out of 1M consents.
+	db, err := storage.Open(master, storage.Options{ReadOnly: true})
+	require.NoError(t, err)
+	now := time.Now()
+	var times []time.Duration
+	for i := 0; i < 7; i++ {
+		start := time.Now()
+		items, err := db.DueBefore(now, due+1)
+		times = append(times, time.Since(start))
+		require.NoError(t, err)
+		require.Len(t, items, due)
+	}
+	require.NoError(t, db.Close())
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	report(t, "due scan selection: %d due among %d consents in %s median (min %s, max %s, 7 runs)",
+		due, n, times[3].Round(10*time.Microsecond), times[0].Round(10*time.Microsecond), times[6].Round(10*time.Microsecond))
+
+	// 2. and 3. The daemon on a copy of that store: start-up, memory, submissions/s.
+	work := filepath.Join(dir, "work.db")
+	require.NoError(t, exec.Command("cp", master, work).Run())
+	// Write the copy out now, so the daemon's first commit does not pay for it.
+	require.NoError(t, exec.Command("sync", work).Run())
+	defer os.Remove(work)
+	bin := filepath.Join(dir, "billingd")
+	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/billingd").CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	sbAddr := freePort(t)
+	sb := exec.Command(bin, "sandbox", "--addr", sbAddr, "--access-key", "ak", "--secret-key", "sk", "--consents", seedFile)
+	sbLog, _ := os.Create(filepath.Join(dir, "sandbox.log"))
+	sb.Stdout, sb.Stderr = sbLog, sbLog
+	require.NoError(t, sb.Start())
+	defer func() { _ = sb.Process.Kill(); _ = sb.Wait() }()
+	waitHTTP(t, "http://"+sbAddr+"/_sandbox/stats", 60*time.Second)
+
+	apiAddr := freePort(t)
+	cfg := filepath.Join(dir, "billingd.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+billing:
+  lead_days: 3
+  submit_time: "00:00"
+  retry_mode: "off"
+storage:
+  path: %s
+klavi:
+  base_url: http://%s
+  access_key: ak
+  secret_key: sk
+  rate_limit: 100000
+  rate_burst: 1000
+scheduler:
+  workers: %d
+http:
+  listen: %s
+  admin_token: %s
+log:
+  format: json
+  level: warn
+`, work, sbAddr, envInt("SCALE_WORKERS", 64), apiAddr, token)), 0o600))
+	logf, _ := os.Create(filepath.Join(dir, "billingd.log"))
+	cmd := exec.Command(bin, "run", "--config", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	start := time.Now()
+	require.NoError(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	waitHTTP(t, "http://"+apiAddr+"/readyz", 60*time.Second)
+	startup := time.Since(start)
+	rssReady := procStatus(t, cmd.Process.Pid, "VmRSS")
+	report(t, "start-up to /readyz with %d consents: %s; resident memory when ready %d MiB", n, startup.Round(time.Millisecond), rssReady>>10)
+
+	// The catch-up scan at start submits the due consents; count them at the sandbox.
+	var first, last time.Time
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		var st sandbox.Stats
+		getJSON(t, "http://"+sbAddr+"/_sandbox/stats", &st)
+		got := st.Accepted[sandbox.KindOriginal]
+		if got > 0 && first.IsZero() {
+			first = time.Now()
+		}
+		if got >= due {
+			last = time.Now()
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "only %d of %d submitted", got, due)
+		time.Sleep(20 * time.Millisecond)
+	}
+	burst := last.Sub(start) - startup
+	report(t, "end-to-end: %d submissions (SUBMITTING synced, POST, SUBMITTED synced) in %s after ready: %.0f submissions/s",
+		due, burst.Round(time.Millisecond), float64(due)/burst.Seconds())
+	report(t, "peak resident memory %d MiB, now %d MiB", procStatus(t, cmd.Process.Pid, "VmHWM")>>10, procStatus(t, cmd.Process.Pid, "VmRSS")>>10)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait())
+}
+
+// procStatus reads a kB figure of /proc/PID/status.
+func procStatus(t *testing.T, pid int, key string) int {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, key+":") {
+			f := strings.Fields(line)
+			v, _ := strconv.Atoi(f[1])
+			return v
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", key, pid)
+	return 0
+}
+
+func waitHTTP(t *testing.T, url string, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%s did not come up", url)
+}
+
+func getJSON(t *testing.T, url string, out any) {
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(out))
+}
