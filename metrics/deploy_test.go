@@ -1,0 +1,342 @@
+package metrics
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// The dashboard and the alert rules name metrics by string; these tests hold them to
+// what New registers, so a rename here breaks the build, not a 3 a.m. page.
+
+const (
+	dashboardFile = "../deploy/grafana/billingd.json"
+	alertsFile    = "../deploy/prometheus/alerts.yaml"
+	alertTestFile = "../deploy/prometheus/alerts_test.yaml"
+	operationsDoc = "../docs/OPERATIONS.md"
+	runbookPrefix = "https://github.com/klavi-billing/billingd/blob/main/docs/OPERATIONS.md#"
+)
+
+// metricName matches the metric names an expression can use from billingd's
+// registry: its own, and the Go and process collectors'.
+var metricName = regexp.MustCompile(`\b(?:billingd|go|process)_[a-zA-Z0-9_]*[a-zA-Z0-9]`)
+
+// exposedNames returns every series name the registry of a populated Metrics exposes,
+// with the _bucket, _sum and _count series of histograms.
+func exposedNames(t *testing.T) map[string]bool {
+	t.Helper()
+	mfs, err := populated(t).Registry().Gather()
+	require.NoError(t, err)
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+		if mf.GetType() == dto.MetricType_HISTOGRAM {
+			for _, s := range []string{"_bucket", "_sum", "_count"} {
+				names[mf.GetName()+s] = true
+			}
+		}
+	}
+	return names
+}
+
+type grafanaDS struct {
+	Type string `json:"type"`
+	UID  string `json:"uid"`
+}
+
+type grafanaPanel struct {
+	ID         int             `json:"id"`
+	Type       string          `json:"type"`
+	Title      string          `json:"title"`
+	Datasource *grafanaDS      `json:"datasource"`
+	Panels     []*grafanaPanel `json:"panels"`
+	Targets    []struct {
+		Datasource *grafanaDS `json:"datasource"`
+		Expr       string     `json:"expr"`
+		RefID      string     `json:"refId"`
+	} `json:"targets"`
+}
+
+type grafanaDashboard struct {
+	Title      string          `json:"title"`
+	UID        string          `json:"uid"`
+	Panels     []*grafanaPanel `json:"panels"`
+	Templating struct {
+		List []struct {
+			Name       string     `json:"name"`
+			Type       string     `json:"type"`
+			Query      any        `json:"query"`
+			Datasource *grafanaDS `json:"datasource"`
+		} `json:"list"`
+	} `json:"templating"`
+}
+
+func loadDashboard(t *testing.T) *grafanaDashboard {
+	t.Helper()
+	b, err := os.ReadFile(dashboardFile)
+	require.NoError(t, err)
+	var d grafanaDashboard
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	require.NoError(t, dec.Decode(&d), "the dashboard is valid JSON")
+	require.False(t, dec.More(), "nothing after the dashboard object")
+	return &d
+}
+
+// allPanels flattens rows (collapsed rows nest their panels).
+func allPanels(ps []*grafanaPanel) []*grafanaPanel {
+	var out []*grafanaPanel
+	for _, p := range ps {
+		out = append(out, p)
+		out = append(out, allPanels(p.Panels)...)
+	}
+	return out
+}
+
+func TestDashboard(t *testing.T) {
+	d := loadDashboard(t)
+	panels := allPanels(d.Panels)
+	require.NotEmpty(t, panels)
+	assert.Equal(t, "billingd", d.UID)
+
+	t.Run("datasource variable", func(t *testing.T) {
+		require.NotEmpty(t, d.Templating.List)
+		v := d.Templating.List[0]
+		assert.Equal(t, "datasource", v.Name)
+		assert.Equal(t, "datasource", v.Type)
+		assert.Equal(t, "prometheus", v.Query)
+		for _, v := range d.Templating.List[1:] {
+			require.NotNil(t, v.Datasource, v.Name)
+			assert.Equal(t, grafanaDS{"prometheus", "${datasource}"}, *v.Datasource, "variable %s", v.Name)
+		}
+	})
+
+	t.Run("unique panel ids", func(t *testing.T) {
+		seen := map[int]string{}
+		for _, p := range panels {
+			assert.NotZero(t, p.ID, "panel %q has no id", p.Title)
+			if prev, ok := seen[p.ID]; ok {
+				t.Errorf("panel id %d is used by %q and %q", p.ID, prev, p.Title)
+			}
+			seen[p.ID] = p.Title
+		}
+	})
+
+	t.Run("rows", func(t *testing.T) {
+		var rows []string
+		for _, p := range panels {
+			if p.Type == "row" {
+				rows = append(rows, p.Title)
+			}
+		}
+		assert.Equal(t, []string{"Overview", "Klavi API", "Retries", "Storage and process"}, rows)
+	})
+
+	t.Run("every panel queries $datasource", func(t *testing.T) {
+		for _, p := range panels {
+			if p.Type == "row" {
+				continue
+			}
+			require.NotNil(t, p.Datasource, "panel %q", p.Title)
+			assert.Equal(t, grafanaDS{"prometheus", "${datasource}"}, *p.Datasource, "panel %q", p.Title)
+			require.NotEmpty(t, p.Targets, "panel %q has no query", p.Title)
+			for _, tg := range p.Targets {
+				require.NotNil(t, tg.Datasource, "panel %q target %s", p.Title, tg.RefID)
+				assert.Equal(t, grafanaDS{"prometheus", "${datasource}"}, *tg.Datasource, "panel %q target %s", p.Title, tg.RefID)
+				assert.NotEmpty(t, tg.Expr, "panel %q target %s", p.Title, tg.RefID)
+			}
+		}
+	})
+
+	t.Run("expressions use registered metrics", func(t *testing.T) {
+		names := exposedNames(t)
+		used := map[string]bool{}
+		for _, p := range panels {
+			for _, tg := range p.Targets {
+				for _, n := range metricName.FindAllString(tg.Expr, -1) {
+					used[n] = true
+					assert.True(t, names[n], "panel %q uses %s, which billingd does not export", p.Title, n)
+				}
+			}
+		}
+		// The overview's questions are all asked.
+		for _, n := range []string{
+			"billingd_payments_submitted_total", "billingd_payments_completed_total", "billingd_payments_rejected_total",
+			"billingd_payments_unconfirmed_total", "billingd_payments_missed_total", "billingd_scheduler_lag_seconds",
+			"billingd_klavi_requests_total", "billingd_klavi_request_duration_seconds_bucket", "billingd_klavi_token_refreshes_total",
+			"billingd_retries_planned_total", "billingd_retries_sent_total", "billingd_retries_dropped_total",
+			"billingd_db_size_bytes", "billingd_db_inuse_bytes", "process_resident_memory_bytes", "go_goroutines",
+			"billingd_due_scan_duration_seconds_bucket", "billingd_status_poll_duration_seconds_bucket",
+		} {
+			assert.True(t, used[n], "the dashboard does not show %s", n)
+		}
+	})
+
+	t.Run("expressions parse", func(t *testing.T) {
+		promtool := lookPromtool(t)
+		var rules strings.Builder
+		rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
+		r := strings.NewReplacer("$__rate_interval", "5m", "$__range", "1d", "$job", ".+", "$instance", ".+")
+		n := 0
+		for _, p := range panels {
+			for _, tg := range p.Targets {
+				n++
+				expr, err := json.Marshal(r.Replace(tg.Expr)) // a JSON string is a YAML string
+				require.NoError(t, err)
+				fmt.Fprintf(&rules, "      - record: dashboard:panel%d:%s\n        expr: %s\n", p.ID, tg.RefID, expr)
+			}
+		}
+		f := filepath.Join(t.TempDir(), "dashboard-rules.yaml")
+		require.NoError(t, os.WriteFile(f, []byte(rules.String()), 0o600))
+		out, err := exec.Command(promtool, "check", "rules", f).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Contains(t, string(out), fmt.Sprintf("SUCCESS: %d rules found", n))
+	})
+}
+
+type alertRule struct {
+	Alert       string            `yaml:"alert"`
+	Expr        string            `yaml:"expr"`
+	For         string            `yaml:"for"`
+	Labels      map[string]string `yaml:"labels"`
+	Annotations map[string]string `yaml:"annotations"`
+}
+
+func loadAlerts(t *testing.T) []alertRule {
+	t.Helper()
+	b, err := os.ReadFile(alertsFile)
+	require.NoError(t, err)
+	var f struct {
+		Groups []struct {
+			Name  string      `yaml:"name"`
+			Rules []alertRule `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	require.NoError(t, yaml.Unmarshal(b, &f))
+	var rules []alertRule
+	for _, g := range f.Groups {
+		rules = append(rules, g.Rules...)
+	}
+	require.NotEmpty(t, rules)
+	return rules
+}
+
+// githubAnchors returns the anchors GitHub gives the headings of a Markdown file.
+func githubAnchors(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	drop := regexp.MustCompile(`[^\p{L}\p{N} _-]`)
+	anchors := map[string]bool{}
+	inCode := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "```") {
+			inCode = !inCode
+		}
+		if inCode || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		h := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		h = drop.ReplaceAllString(strings.ToLower(h), "")
+		anchors[strings.ReplaceAll(h, " ", "-")] = true
+	}
+	return anchors
+}
+
+func TestAlerts(t *testing.T) {
+	rules := loadAlerts(t)
+	names := exposedNames(t)
+	anchors := githubAnchors(t, operationsDoc)
+
+	var alerts []string
+	for _, r := range rules {
+		t.Run(r.Alert, func(t *testing.T) {
+			require.NotEmpty(t, r.Alert, "every rule is an alert")
+			alerts = append(alerts, r.Alert)
+			assert.Contains(t, []string{"critical", "warning", "info"}, r.Labels["severity"])
+			for _, a := range []string{"summary", "description", "runbook_url"} {
+				assert.NotEmpty(t, r.Annotations[a], a)
+			}
+			anchor, ok := strings.CutPrefix(r.Annotations["runbook_url"], runbookPrefix)
+			require.True(t, ok, "runbook_url %q points into docs/OPERATIONS.md", r.Annotations["runbook_url"])
+			assert.Equal(t, strings.ToLower(r.Alert), anchor, "the runbook section is named after the alert")
+			assert.True(t, anchors[anchor], "docs/OPERATIONS.md has no section #%s", anchor)
+			for _, n := range metricName.FindAllString(r.Expr, -1) {
+				assert.True(t, names[n], "%s uses %s, which billingd does not export", r.Alert, n)
+			}
+		})
+	}
+	assert.Len(t, slices.Compact(slices.Sorted(slices.Values(alerts))), len(alerts), "alert names are unique")
+
+	t.Run("every alert is tested firing and not firing", func(t *testing.T) {
+		b, err := os.ReadFile(alertTestFile)
+		require.NoError(t, err)
+		var f struct {
+			RuleFiles []string `yaml:"rule_files"`
+			Tests     []struct {
+				AlertRuleTest []struct {
+					Alertname string `yaml:"alertname"`
+					ExpAlerts []any  `yaml:"exp_alerts"`
+				} `yaml:"alert_rule_test"`
+			} `yaml:"tests"`
+		}
+		require.NoError(t, yaml.Unmarshal(b, &f))
+		assert.Equal(t, []string{"alerts.yaml"}, f.RuleFiles)
+		firing, quiet := map[string]bool{}, map[string]bool{}
+		for _, tc := range f.Tests {
+			for _, a := range tc.AlertRuleTest {
+				if len(a.ExpAlerts) > 0 {
+					firing[a.Alertname] = true
+				} else {
+					quiet[a.Alertname] = true
+				}
+			}
+		}
+		for _, a := range alerts {
+			assert.True(t, firing[a], "%s is never tested firing", a)
+			assert.True(t, quiet[a], "%s is never tested not firing", a)
+		}
+	})
+
+	t.Run("promtool", func(t *testing.T) {
+		promtool := lookPromtool(t)
+		out, err := exec.Command(promtool, "check", "rules", alertsFile).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		out, err = exec.Command(promtool, "test", "rules", alertTestFile).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+	})
+}
+
+// lookPromtool returns promtool's path, or skips: deploy/prometheus/check.sh runs the
+// same checks in CI and fails there when promtool is missing.
+func lookPromtool(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (Debian: apt-get install prometheus)")
+	}
+	return p
+}
+
+// TestOperationsDoc_links checks the runbook's own links land on its sections.
+func TestOperationsDoc_links(t *testing.T) {
+	b, err := os.ReadFile(operationsDoc)
+	require.NoError(t, err)
+	anchors := githubAnchors(t, operationsDoc)
+	links := regexp.MustCompile(`\]\(#([^)]+)\)`).FindAllStringSubmatch(string(b), -1)
+	require.NotEmpty(t, links)
+	for _, l := range links {
+		assert.True(t, anchors[l[1]], "docs/OPERATIONS.md links to #%s, which is not a section", l[1])
+	}
+}
