@@ -340,3 +340,15 @@ func TestOperationsDoc_links(t *testing.T) {
 		assert.True(t, anchors[l[1]], "docs/OPERATIONS.md links to #%s, which is not a section", l[1])
 	}
 }
+
+// TestMetrics_promtoolCheckMetrics lints a scrape of the handler with promtool, as
+// Prometheus's own tooling sees it.
+func TestMetrics_promtoolCheckMetrics(t *testing.T) {
+	promtool := lookPromtool(t)
+	body := scrape(t, populated(t))
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Empty(t, strings.TrimSpace(string(out)))
+}
