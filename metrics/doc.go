@@ -7,12 +7,12 @@
 // The package records nothing by itself; the daemon hands its methods to the parts it
 // observes, each of which declares its own hook type:
 //
-//	m := metrics.New(version, revision)
-//	scheduler.New(cfg, db, kc, scheduler.WithObserver(m.Observe))   // payments, retries
+//	m := metrics.New(version, revision)                             // Go, process, build info
+//	kc, _ := klavi.New(cfg, klavi.WithHooks(m.KlaviHooks()))         // API calls, tokens
+//	s, _ := scheduler.New(cfg, db, kc, scheduler.WithObserver(m.Observe)) // payments, retries
 //	s.Start(scan, poll, m.SchedulerHooks())                         // scan and poll runs
-//	klavi.New(cfg, klavi.WithHooks(m.KlaviHooks()))                  // API calls, tokens
-//	m.WatchStore(db, nil)                                            // read at scrape
-//	mux.Handle("/metrics", m.Handler())
+//	m.WatchStore(db, clk.Now)                                        // read at scrape
+//	mux.Handle("GET /metrics", m.Handler())
 //
 // Recording methods are safe for concurrent use and never block on I/O. The store
 // gauges are read from the StoreSource at scrape time, so they are never stale and
