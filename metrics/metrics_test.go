@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,6 +70,7 @@ type fakeStore struct {
 	countsErr      error
 	boundsErr      error
 	statsErr       error
+	mu             sync.Mutex // scrapes may run at once, as on a *storage.DB
 	boundsCalledAt []time.Time
 }
 
@@ -77,7 +79,9 @@ var _ StoreSource = (*fakeStore)(nil)
 func (f *fakeStore) Counts() (map[storage.ConsentState]int, error) { return f.counts, f.countsErr }
 
 func (f *fakeStore) DueBounds(now time.Time) (time.Time, time.Time, error) {
+	f.mu.Lock()
 	f.boundsCalledAt = append(f.boundsCalledAt, now)
+	f.mu.Unlock()
 	return f.oldest, f.next, f.boundsErr
 }
 
@@ -636,4 +640,30 @@ func scrape(t *testing.T, m *Metrics) string {
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return string(b)
+}
+
+// TestMetrics_concurrent records from many goroutines while scraping and re-pointing
+// the store; -race checks the locking, the totals check nothing is lost.
+func TestMetrics_concurrent(t *testing.T) {
+	m := New("v1", "r", WithLogger(slog.New(slog.DiscardHandler)))
+	const workers, each = 8, 200
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				m.Observe(event(scheduler.EventSubmitted, cycle.Monthly, consent.Local))
+				m.KlaviRequest("create_payment", "201", time.Millisecond)
+				if i%50 == 0 {
+					m.WatchStore(&fakeStore{stats: storage.Stats{SizeBytes: int64(w)}}, func() time.Time { return t0 })
+					_, err := m.Registry().Gather()
+					assert.NoError(t, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, float64(workers*each), testutil.ToFloat64(m.submitted.WithLabelValues("MONTHLY", "local")))
+	assert.Equal(t, float64(workers*each), testutil.ToFloat64(m.klaviRequests.WithLabelValues("create_payment", "201")))
 }
