@@ -10,7 +10,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build test test-short crash lint bench run demo fuzz clean
+.PHONY: all build test test-short crash e2e deploy-check lint bench run demo fuzz clean
 
 all: lint test build
 
@@ -25,6 +25,17 @@ test:
 # per cycle. CRASH_CONSENTS, CRASH_KILLS, CRASH_SEED, CRASH_RACE tune it.
 crash:
 	$(GO) test -tags crash -count=1 -v -timeout 10m ./test/crash/
+
+# A real Prometheus server scrapes billingd driving the sandbox (both processes);
+# PromQL over its API must return billingd's payment counts. Needs prometheus and
+# promtool (Debian's prometheus package).
+e2e:
+	$(GO) test -tags e2e -count=1 -v -timeout 5m ./test/e2e/
+
+# Alert rules (promtool check/test rules) and the systemd unit (systemd-analyze verify).
+deploy-check:
+	deploy/prometheus/check.sh
+	deploy/systemd/verify.sh
 
 test-short:
 	$(GO) test -race -short -count=1 $(PKGS)

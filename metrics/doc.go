@@ -43,6 +43,6 @@
 // submissions; "completed" and "rejected" sum every final payment, retries included.
 //
 // billingd_retries_planned_total{mode="local"} counts retries billingd scheduled
-// itself; {mode="attach"} counts attach-mode submissions, each of which may carry an
-// autoRetryStrategy that Klavi runs (an Event does not say how many days it holds).
+// itself; {mode="attach"} counts the retry dates attach-mode payments hand to Klavi
+// in their autoRetryStrategy (Event.Retries), which Klavi runs if they fail.
 package metrics

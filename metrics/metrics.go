@@ -137,7 +137,7 @@ func New(version, revision string, opts ...Option) *Metrics {
 		"Submissions whose outcome is unknown for now (timeout, 5xx) and will be re-sent with the same clientRequestId.")
 
 	m.retriesPlanned = f.counterVec("retries_planned_total",
-		"Retries planned: mode=local counts retries billingd scheduled itself; mode=attach counts attach-mode submissions, whose autoRetryStrategy Klavi runs.", "mode")
+		"Retries planned: mode=local counts retries billingd scheduled itself; mode=attach counts the retry dates attach-mode payments hand to Klavi in their autoRetryStrategy.", "mode")
 	m.retriesSent = f.counterVec("retries_sent_total",
 		"Local retries accepted by Klavi.", "mode")
 	m.retriesDropped = f.counter("retries_dropped_total",
@@ -219,8 +219,8 @@ func (m *Metrics) Observe(e scheduler.Event) {
 		mode := modeLabel(e.Mode)
 		m.submitted.WithLabelValues(iv, mode).Inc()
 		m.amount.WithLabelValues(outcomeSubmitted).Add(float64(e.Amount))
-		if e.Mode == consent.Attach {
-			m.retriesPlanned.WithLabelValues(mode).Inc()
+		if e.Mode == consent.Attach && e.Retries > 0 {
+			m.retriesPlanned.WithLabelValues(mode).Add(float64(e.Retries))
 		}
 	case scheduler.EventRetrySubmitted:
 		mode := string(consent.Local) // only billingd's own retries are sent as retries

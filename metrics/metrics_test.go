@@ -145,10 +145,14 @@ func TestMetrics_Observe(t *testing.T) {
 		event scheduler.Event
 		want  map[string]float64
 	}{
-		{"submitted attach", event(scheduler.EventSubmitted, cycle.Monthly, consent.Attach), map[string]float64{
+		{"submitted attach", withRetries(event(scheduler.EventSubmitted, cycle.Monthly, consent.Attach), 3), map[string]float64{
 			`billingd_payments_submitted_total{interval="MONTHLY",mode="attach"}`: 1,
 			`billingd_amount_centavos_total{outcome="submitted"}`:                 9990,
-			`billingd_retries_planned_total{mode="attach"}`:                       1,
+			`billingd_retries_planned_total{mode="attach"}`:                       3,
+		}},
+		{"submitted attach without a strategy", event(scheduler.EventSubmitted, cycle.Monthly, consent.Attach), map[string]float64{
+			`billingd_payments_submitted_total{interval="MONTHLY",mode="attach"}`: 1,
+			`billingd_amount_centavos_total{outcome="submitted"}`:                 9990,
 		}},
 		{"submitted local", event(scheduler.EventSubmitted, cycle.Weekly, consent.Local), map[string]float64{
 			`billingd_payments_submitted_total{interval="WEEKLY",mode="local"}`: 1,
@@ -666,4 +670,9 @@ func TestMetrics_concurrent(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, float64(workers*each), testutil.ToFloat64(m.submitted.WithLabelValues("MONTHLY", "local")))
 	assert.Equal(t, float64(workers*each), testutil.ToFloat64(m.klaviRequests.WithLabelValues("create_payment", "201")))
+}
+
+func withRetries(e scheduler.Event, n int) scheduler.Event {
+	e.Retries = n
+	return e
 }

@@ -138,6 +138,7 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 	if a.Mode == consent.Attach && len(plan.Retries) > 0 {
 		a.Strategy = c.Strategy()
 		a.LastRetryDate = plan.Retries[len(plan.Retries)-1].Date
+		a.PlannedRetries = len(plan.Retries)
 	}
 	return s.send(ctx, rec, sched, a, it, now)
 }

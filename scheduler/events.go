@@ -43,4 +43,7 @@ type Event struct {
 	PaymentID       string
 	Status          klavi.PaymentStatus
 	Reason          string
+	// Retries is, for a submitted attach-mode payment, how many retry dates its
+	// strategy gives Klavi to run.
+	Retries int
 }

@@ -333,6 +333,7 @@ func (s *Scheduler) emit(kind EventKind, now time.Time, c *consent.Consent, a *s
 	if a != nil {
 		e.Cycle, e.Attempt, e.Date, e.Amount = a.Cycle, a.Attempt, a.Date, a.Amount
 		e.ClientRequestID, e.Status, e.Mode, e.PaymentID = a.ClientRequestID, a.Status, a.Mode, a.PaymentID
+		e.Retries = a.PlannedRetries
 	}
 	s.observe(e)
 }

@@ -155,6 +155,8 @@ type Attempt struct {
 	// LastRetryDate bounds polling of an attach-mode payment whose Klavi-run retries
 	// may still change its outcome.
 	LastRetryDate cycle.Date `json:"lastRetryDate,omitzero"`
+	// PlannedRetries is how many retry dates that strategy gives Klavi to run.
+	PlannedRetries int `json:"plannedRetries,omitempty"`
 }
 
 // A DueItem is an entry of the due index: attempt Key is to be acted on at At.

@@ -13,13 +13,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/klavi-billing/billingd/admin"
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/metrics"
 	"github.com/klavi-billing/billingd/scheduler"
 	"github.com/klavi-billing/billingd/storage"
 )
@@ -94,8 +91,9 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	if err != nil {
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ver, rev := buildVersion()
+	m := metrics.New(ver, rev, metrics.WithClock(clk), metrics.WithLogger(log))
+	m.WatchStore(d.db, clk.Now)
 
 	kc, err := klavi.New(klavi.Config{
 		BaseURL:            cfg.Klavi.BaseURL,
@@ -108,7 +106,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 		RateLimit:          cfg.Klavi.RateLimit,
 		RateBurst:          cfg.Klavi.RateBurst,
 		TokenRefreshBefore: cfg.Klavi.TokenRefreshBefore,
-	}, klavi.WithLogger(log), klavi.WithClock(clk))
+	}, klavi.WithLogger(log), klavi.WithClock(clk), klavi.WithHooks(m.KlaviHooks()))
 	if err != nil {
 		return nil, fmt.Errorf("klavi client: %w", err)
 	}
@@ -116,7 +114,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	if err != nil {
 		return nil, err
 	}
-	d.sched, err = scheduler.New(sc, d.db, kc, scheduler.WithClock(clk), scheduler.WithLogger(log))
+	d.sched, err = scheduler.New(sc, d.db, kc, scheduler.WithClock(clk), scheduler.WithLogger(log), scheduler.WithObserver(m.Observe))
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +128,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /metrics", m.Handler())
 	api := &admin.Server{Token: cfg.HTTP.AdminToken, Store: d.db, Scheduler: d.sched, Klavi: kc, Clock: clk, Log: log}
 	if h := api.Handler(); h != nil {
 		mux.Handle("/v1/", h)
@@ -154,11 +152,11 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 			log.Error("http server stopped", "err", err)
 		}
 	}()
-	if err := d.sched.Start(cfg.Scheduler.ScanSchedule, cfg.Scheduler.PollSchedule, scheduler.Hooks{}); err != nil {
+	if err := d.sched.Start(cfg.Scheduler.ScanSchedule, cfg.Scheduler.PollSchedule, m.SchedulerHooks()); err != nil {
 		return nil, err
 	}
 	d.ready.Store(true)
-	log.Info("billingd started", "version", version, "db", cfg.Storage.Path, "listen", d.ln.Addr().String(),
+	log.Info("billingd started", "version", ver, "revision", rev, "db", cfg.Storage.Path, "listen", d.ln.Addr().String(),
 		"admin_api", cfg.HTTP.AdminToken != "", "klavi", cfg.Klavi.BaseURL, "startup", time.Since(started).String())
 	return d, nil
 }

@@ -39,9 +39,13 @@ type daemonEnv struct {
 }
 
 func startTestDaemon(t *testing.T, now time.Time) *daemonEnv {
+	return startTestDaemonWith(t, now, nil, nil)
+}
+
+func startTestDaemonWith(t *testing.T, now time.Time, sc *sandbox.Scenario, mod func(*Config)) *daemonEnv {
 	t.Helper()
 	clk := clock.NewFake(now)
-	sb := sandbox.New(sandbox.Options{Clock: clk, AccessKey: "ak", SecretKey: "sk", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	sb := sandbox.New(sandbox.Options{Clock: clk, AccessKey: "ak", SecretKey: "sk", Scenario: sc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	srv := httptest.NewServer(sb)
 	t.Cleanup(srv.Close)
 	cfg := DefaultConfig()
@@ -51,6 +55,9 @@ func startTestDaemon(t *testing.T, now time.Time) *daemonEnv {
 	cfg.HTTP.Listen, cfg.HTTP.AdminToken = "127.0.0.1:0", testToken
 	cfg.Scheduler.ScanSchedule, cfg.Scheduler.PollSchedule = "@every 1h", "@every 1h"
 	cfg.Scheduler.ShutdownTimeout = 5 * time.Second
+	if mod != nil {
+		mod(&cfg)
+	}
 	require.NoError(t, cfg.Validate())
 	d, err := startDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), clk)
 	require.NoError(t, err)
