@@ -702,6 +702,48 @@ func (db *DB) Backup(w io.Writer) (int64, error) {
 	return n, err
 }
 
+// Compact writes a compacted copy of the database at src to the new file dst (which
+// must not exist), then verifies the copy. src is opened read-only, so a running
+// daemon (which holds the file) makes it fail with ErrLocked instead of copying a
+// moving target.
+func Compact(dst, src string) (before, after int64, err error) {
+	if _, err := os.Stat(dst); err == nil {
+		return 0, 0, fmt.Errorf("compact: %s exists", dst)
+	}
+	in, err := Open(src, Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer in.Close()
+	out, err := bolt.Open(dst, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact: create %s: %w", dst, err)
+	}
+	err = guard(func() error { return bolt.Compact(out, in.bolt, 64<<20) })
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(dst)
+		return 0, 0, fmt.Errorf("compact: %w", err)
+	}
+	check, err := Open(dst, Options{ReadOnly: true, Timeout: time.Second})
+	if err == nil {
+		err = check.Check()
+		_ = check.Close()
+	}
+	if err != nil {
+		_ = os.Remove(dst)
+		return 0, 0, fmt.Errorf("compact: the copy fails its check: %w", err)
+	}
+	fi, _ := os.Stat(src)
+	fo, _ := os.Stat(dst)
+	return fi.Size(), fo.Size(), nil
+}
+
 // Check verifies every page and index of the database and returns what it found
 // wrong (nil when sound): bbolt's structural check, then billingd's own invariants
 // (records decode, every index entry points at a stored attempt, counts match).

@@ -13,15 +13,17 @@ import (
 
 func cmdDB(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		return usageErrorf("db: want a subcommand: check or backup (see 'billingd db check -h')")
+		return usageErrorf("db: want a subcommand: check, backup or compact (see 'billingd db check -h')")
 	}
 	switch args[0] {
 	case "check":
 		return cmdDBCheck(ctx, e, args[1:])
 	case "backup":
 		return cmdDBBackup(ctx, e, args[1:])
+	case "compact":
+		return cmdDBCompact(ctx, e, args[1:])
 	}
-	return usageErrorf("db: unknown subcommand %q: want check or backup", args[0])
+	return usageErrorf("db: unknown subcommand %q: want check, backup or compact", args[0])
 }
 
 // dbPath picks --db, else storage.path of the config.
@@ -82,6 +84,33 @@ func cmdDBCheck(_ context.Context, e *env, args []string) error {
 		}
 	}
 	fmt.Fprintln(e.stdout, ")")
+	return nil
+}
+
+func cmdDBCompact(_ context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "db compact", "[--db PATH] OUT",
+		"Write a compacted, verified copy of the database to the new file OUT, with billingd\n"+
+			"stopped (the live file is locked while it runs). Then replace the file with OUT.")
+	dbFlag := fs.String("db", "", "database `PATH` (default: storage.path of the config)")
+	cfgFlag := fs.String("config", "", "config `FILE`")
+	if err := parseFlags(fs, args, true); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErrorf("db compact: want exactly one OUT file")
+	}
+	path, _, err := dbPath(e, *dbFlag, *cfgFlag)
+	if err != nil {
+		return err
+	}
+	before, after, err := storage.Compact(fs.Arg(0), path)
+	if err != nil {
+		if errors.Is(err, storage.ErrLocked) {
+			return fmt.Errorf("%w; stop billingd before compacting", err)
+		}
+		return err
+	}
+	fmt.Fprintf(e.stdout, "compacted %s (%d bytes) into %s (%d bytes), verified\n", path, before, fs.Arg(0), after)
 	return nil
 }
 

@@ -38,7 +38,7 @@ var commands = []command{
 	{"sandbox", "run a fake Klavi (rules, payment state machine, faults) on a local port", cmdSandbox},
 	{"consent", "add, list, show, revoke, authorize, create or import consents", cmdConsent},
 	{"payments", "list a consent's attempts and payments, or the items needing an operator", cmdPayments},
-	{"db", "check or back up the database", cmdDB},
+	{"db", "check, back up or compact the database", cmdDB},
 	{"healthcheck", "exit 0 when the daemon answers its health URL", cmdHealthcheck},
 	{"version", "print the version and build information", cmdVersion},
 }

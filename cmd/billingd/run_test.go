@@ -329,4 +329,15 @@ func TestImportAndDBCommands(t *testing.T) {
 	assert.Contains(t, stderr, "no such file")
 	code, _, _ = runCLI(t, nil, "db")
 	assert.Equal(t, 2, code)
+
+	compacted := filepath.Join(dir, "compact.db")
+	code, stdout, stderr = runCLI(t, nil, "db", "compact", "--db", dbPath, compacted)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "verified")
+	code, stdout, stderr = runCLI(t, nil, "db", "check", "--db", compacted)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "6 active")
+	code, _, stderr = runCLI(t, nil, "db", "compact", "--db", dbPath, compacted)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "exists")
 }
