@@ -170,40 +170,18 @@ func (s *Scheduler) Scan(ctx context.Context) (ScanResult, error) { return s.sca
 // scan is Scan with two contexts: once stop is done no new entry is started; req
 // is the context of Klavi calls, canceled only when in-flight calls must be abandoned.
 func (s *Scheduler) scan(stop, ctx context.Context) (ScanResult, error) {
-	now := s.clock.Now()
-	var (
-		res  ScanResult
-		mu   sync.Mutex
-		seen = map[storage.AttemptKey]bool{}
-	)
-	for stop.Err() == nil {
-		items, err := s.store.DueBefore(now, s.cfg.Batch)
+	handled, failed, err := s.drain(stop, s.store.DueBefore, func(it storage.Entry, now time.Time) error {
+		err := s.handleDue(ctx, it, now)
 		if err != nil {
-			return res, fmt.Errorf("due scan: %w", err)
+			s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
+				"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
 		}
-		var fresh []storage.DueItem
-		for _, it := range items {
-			if !seen[it.Key] {
-				seen[it.Key] = true
-				fresh = append(fresh, it)
-			}
-		}
-		if len(fresh) == 0 {
-			break
-		}
-		s.each(stop, len(fresh), func(i int) {
-			err := s.handleDue(ctx, fresh[i], now)
-			mu.Lock()
-			defer mu.Unlock()
-			res.Handled++
-			if err != nil {
-				res.Errors++
-				s.log.Error("due entry left for the next scan", "consent_id", fresh[i].Key.ConsentID,
-					"cycle", fresh[i].Key.Cycle, "attempt", fresh[i].Key.Attempt, "err", err)
-			}
-		})
+		return err
+	})
+	if err != nil {
+		err = fmt.Errorf("due scan: %w", err)
 	}
-	return res, nil
+	return ScanResult{Handled: handled, Errors: failed}, err
 }
 
 // PollResult counts what one poll did.
@@ -216,18 +194,36 @@ type PollResult struct {
 func (s *Scheduler) Poll(ctx context.Context) (PollResult, error) { return s.poll(ctx, ctx) }
 
 func (s *Scheduler) poll(stop, ctx context.Context) (PollResult, error) {
+	polled, failed, err := s.drain(stop, s.store.PollBefore, func(it storage.Entry, now time.Time) error {
+		err := s.handlePoll(ctx, it, now)
+		if err != nil {
+			s.log.Warn("status poll failed", "consent_id", it.Key.ConsentID,
+				"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
+		}
+		return err
+	})
+	if err != nil {
+		err = fmt.Errorf("status poll: %w", err)
+	}
+	return PollResult{Polled: polled, Errors: failed}, err
+}
+
+// drain handles every entry of a time index at or before now, each once, reading
+// Config.Batch entries at a time, with at most Config.Workers handlers at once. An
+// entry a handler leaves in place (a store error) is not retried in the same drain.
+func (s *Scheduler) drain(stop context.Context, read func(time.Time, int) ([]storage.Entry, error),
+	handle func(storage.Entry, time.Time) error) (handled, failed int, err error) {
 	now := s.clock.Now()
 	var (
-		res  PollResult
 		mu   sync.Mutex
 		seen = map[storage.AttemptKey]bool{}
 	)
 	for stop.Err() == nil {
-		items, err := s.store.PollBefore(now, s.cfg.Batch)
+		items, err := read(now, s.cfg.Batch)
 		if err != nil {
-			return res, fmt.Errorf("status poll: %w", err)
+			return handled, failed, err
 		}
-		var fresh []storage.PollItem
+		var fresh []storage.Entry
 		for _, it := range items {
 			if !seen[it.Key] {
 				seen[it.Key] = true
@@ -238,18 +234,16 @@ func (s *Scheduler) poll(stop, ctx context.Context) (PollResult, error) {
 			break
 		}
 		s.each(stop, len(fresh), func(i int) {
-			err := s.handlePoll(ctx, fresh[i], now)
+			err := handle(fresh[i], now)
 			mu.Lock()
 			defer mu.Unlock()
-			res.Polled++
+			handled++
 			if err != nil {
-				res.Errors++
-				s.log.Warn("status poll failed", "consent_id", fresh[i].Key.ConsentID,
-					"cycle", fresh[i].Key.Cycle, "attempt", fresh[i].Key.Attempt, "err", err)
+				failed++
 			}
 		})
 	}
-	return res, nil
+	return handled, failed, nil
 }
 
 // each runs fn(0..n-1) on at most Config.Workers goroutines. It stops starting new

@@ -159,17 +159,17 @@ type Attempt struct {
 	PlannedRetries int `json:"plannedRetries,omitempty"`
 }
 
-// A DueItem is an entry of the due index: attempt Key is to be acted on at At.
-type DueItem struct {
+// An Entry of a time index: attempt Key is to be acted on at At.
+type Entry struct {
 	At  time.Time
 	Key AttemptKey
 }
 
+// A DueItem is an entry of the due index: attempt Key is to be acted on at At.
+type DueItem = Entry
+
 // A PollItem is an entry of the poll index: attempt Key's status is fetched at At.
-type PollItem struct {
-	At  time.Time
-	Key AttemptKey
-}
+type PollItem = Entry
 
 // Key encodings. Consent ids never contain NUL (they are URNs), so NUL separates an
 // id from what follows and keeps one consent's keys together and in cycle order.

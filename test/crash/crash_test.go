@@ -13,16 +13,12 @@ package crash
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -34,23 +30,10 @@ import (
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/test/proc"
 )
 
 const token = "crash-test-admin-token-0123456789"
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // expectation is the cycle a consent must be billed for.
 type expectation struct {
@@ -60,20 +43,17 @@ type expectation struct {
 }
 
 func TestCrash(t *testing.T) {
-	n, kills := envInt("CRASH_CONSENTS", 4000), envInt("CRASH_KILLS", 25)
-	seed := uint64(envInt("CRASH_SEED", int(time.Now().UnixNano()%1e9)))
+	n, kills := proc.EnvInt("CRASH_CONSENTS", 4000), proc.EnvInt("CRASH_KILLS", 25)
+	seed := uint64(proc.EnvInt("CRASH_SEED", int(time.Now().UnixNano()%1e9)))
 	rng := rand.New(rand.NewPCG(seed, 99))
 	dir := t.TempDir()
 	t.Logf("crash test: %d consents, %d kills, seed %d, dir %s", n, kills, seed, dir)
 
-	bin := filepath.Join(dir, "billingd")
-	args := []string{"build", "-o", bin}
+	var flags []string
 	if os.Getenv("CRASH_RACE") != "" {
-		args = append(args, "-race") // the daemon itself under the race detector
+		flags = append(flags, "-race") // the daemon itself under the race detector
 	}
-	build := exec.Command("go", append(args, "../../cmd/billingd")...)
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	require.NoError(t, build.Run())
+	bin := proc.Build(t, dir, flags...)
 
 	// Consents: each has exactly one cycle due in three days, which billingd submits
 	// now (lead 3, submit time 00:00). Half are weekly with cycle 0 in the past (before
@@ -102,7 +82,7 @@ func TestCrash(t *testing.T) {
 	require.NoError(t, os.WriteFile(consentsFile, raw, 0o600))
 
 	// The sandbox: a separate process that outlives every kill and keeps the ledger.
-	sbAddr := freePort(t)
+	sbAddr := proc.FreePort(t)
 	sbLog, err := os.Create(filepath.Join(dir, "sandbox.log"))
 	require.NoError(t, err)
 	defer sbLog.Close()
@@ -111,11 +91,11 @@ func TestCrash(t *testing.T) {
 	sb.Stdout, sb.Stderr = sbLog, sbLog
 	require.NoError(t, sb.Start())
 	defer func() { _ = sb.Process.Kill(); _ = sb.Wait() }()
-	waitHTTP(t, "http://"+sbAddr+"/_sandbox/stats")
+	proc.WaitHTTP(t, "http://"+sbAddr+"/_sandbox/stats", 30*time.Second)
 
 	// billingd's database: the consents imported offline, billed from today.
 	dbPath := filepath.Join(dir, "billingd.db")
-	apiAddr := freePort(t)
+	apiAddr := proc.FreePort(t)
 	cfgPath := filepath.Join(dir, "billingd.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
 billing:
@@ -176,11 +156,11 @@ log:
 
 	// Then let it finish: scan until nothing is left, and stop it gracefully.
 	cmd := start()
-	waitHTTP(t, "http://"+apiAddr+"/readyz")
+	proc.WaitHTTP(t, "http://"+apiAddr+"/readyz", 30*time.Second)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		var res struct{ Handled, Errors int }
-		post(t, "http://"+apiAddr+"/v1/scheduler/scan", &res)
+		proc.Do(t, "POST", "http://"+apiAddr+"/v1/scheduler/scan", token, &res)
 		if res.Handled == 0 && remaining(t, apiAddr) == 0 {
 			break
 		}
@@ -193,9 +173,9 @@ log:
 
 	// The verdict, from the sandbox's ledger and billingd's store.
 	var ledger []sandbox.LedgerEntry
-	get(t, "http://"+sbAddr+"/_sandbox/ledger", &ledger)
+	proc.Do(t, "GET", "http://"+sbAddr+"/_sandbox/ledger", "", &ledger)
 	var stats sandbox.Stats
-	get(t, "http://"+sbAddr+"/_sandbox/stats", &stats)
+	proc.Do(t, "GET", "http://"+sbAddr+"/_sandbox/stats", "", &stats)
 	byPair := map[string][]sandbox.LedgerEntry{}
 	byCRID := map[string]sandbox.LedgerEntry{}
 	for _, l := range ledger {
@@ -285,7 +265,7 @@ func remaining(t *testing.T, apiAddr string) int {
 			NextDue *time.Time `json:"nextDue"`
 		} `json:"consents"`
 	}
-	get(t, "http://"+apiAddr+"/v1/consents?state=active&limit=10000", &res)
+	proc.Do(t, "GET", "http://"+apiAddr+"/v1/consents?state=active&limit=10000", token, &res)
 	left := 0
 	for _, c := range res.Consents {
 		if c.NextDue != nil && !c.NextDue.After(time.Now()) {
@@ -293,39 +273,4 @@ func remaining(t *testing.T, apiAddr string) int {
 		}
 	}
 	return left
-}
-
-func waitHTTP(t *testing.T, url string) {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s did not come up", url)
-}
-
-func get(t *testing.T, url string, out any) {
-	req, _ := http.NewRequestWithContext(context.Background(), "GET", url, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, 200, resp.StatusCode, url)
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(out))
-}
-
-func post(t *testing.T, url string, out any) {
-	req, _ := http.NewRequest("POST", url, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, 200, resp.StatusCode, url)
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(out))
 }

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,28 +24,8 @@ import (
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
+	"github.com/klavi-billing/billingd/test/proc"
 )
-
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitHTTP(t *testing.T, url string) {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s did not come up", url)
-}
 
 func TestPrometheusScrapesBillingd(t *testing.T) {
 	for _, tool := range []string{"prometheus", "promtool"} {
@@ -54,9 +33,7 @@ func TestPrometheusScrapesBillingd(t *testing.T) {
 		require.NoError(t, err, "%s is needed: apt-get install prometheus", tool)
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "billingd")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/billingd").CombinedOutput()
-	require.NoError(t, err, string(out))
+	bin := proc.Build(t, dir)
 
 	// 40 consents with a cycle due in three days (submitted at once: lead 3, submit
 	// time 00:00) and 7 whose cycle is due tomorrow (the window has closed: missed).
@@ -76,13 +53,13 @@ func TestPrometheusScrapesBillingd(t *testing.T) {
 	raw, _ := json.Marshal(cs)
 	require.NoError(t, os.WriteFile(consents, raw, 0o600))
 
-	sbAddr, apiAddr := freePort(t), freePort(t)
+	sbAddr, apiAddr := proc.FreePort(t), proc.FreePort(t)
 	sb := exec.Command(bin, "sandbox", "--addr", sbAddr, "--access-key", "ak", "--secret-key", "sk", "--consents", consents)
 	sbLog, _ := os.Create(filepath.Join(dir, "sandbox.log"))
 	sb.Stdout, sb.Stderr = sbLog, sbLog
 	require.NoError(t, sb.Start())
 	defer func() { _ = sb.Process.Kill(); _ = sb.Wait() }()
-	waitHTTP(t, "http://"+sbAddr+"/_sandbox/stats")
+	proc.WaitHTTP(t, "http://"+sbAddr+"/_sandbox/stats", 30*time.Second)
 
 	cfg := filepath.Join(dir, "billingd.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
@@ -101,7 +78,7 @@ scheduler:
 http:
   listen: %s
 `, dir, sbAddr, apiAddr)), 0o600))
-	out, err = exec.Command(bin, "consent", "import", "--config", cfg, consents).CombinedOutput()
+	out, err := exec.Command(bin, "consent", "import", "--config", cfg, consents).CombinedOutput()
 	require.NoError(t, err, string(out))
 
 	d := exec.Command(bin, "run", "--config", cfg)
@@ -109,7 +86,7 @@ http:
 	d.Stdout, d.Stderr = dLog, dLog
 	require.NoError(t, d.Start())
 	defer func() { _ = d.Process.Kill(); _ = d.Wait() }()
-	waitHTTP(t, "http://"+apiAddr+"/readyz")
+	proc.WaitHTTP(t, "http://"+apiAddr+"/readyz", 30*time.Second)
 
 	check := exec.Command("../../deploy/prometheus/e2e.sh", apiAddr,
 		fmt.Sprintf("sum(billingd_payments_submitted_total)=%d", due),
@@ -119,7 +96,7 @@ http:
 		"sum(billingd_payments_unconfirmed_total)=0",
 		`billingd_build_info{job="billingd"} > bool 0=1`,
 	)
-	check.Env = append(os.Environ(), "E2E_PORT="+portOf(t, freePort(t)))
+	check.Env = append(os.Environ(), "E2E_PORT="+portOf(t, proc.FreePort(t)))
 	check.Stdout, check.Stderr = os.Stdout, os.Stderr
 	err = check.Run()
 	if err != nil {

@@ -15,8 +15,6 @@ package scale
 import (
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,23 +34,10 @@ import (
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/scheduler"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/test/proc"
 )
 
 const token = "scale-harness-admin-token-0123456789"
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func report(t *testing.T, format string, args ...any) {
 	line := fmt.Sprintf(format, args...)
@@ -96,7 +81,7 @@ func build(t *testing.T, path string, n, due int, today cycle.Date) []*consent.C
 }
 
 func TestScale(t *testing.T) {
-	n, due := envInt("SCALE_CONSENTS", 1_000_000), envInt("SCALE_DUE", 10_000)
+	n, due := proc.EnvInt("SCALE_CONSENTS", 1_000_000), proc.EnvInt("SCALE_DUE", 10_000)
 	dir := os.Getenv("SCALE_DIR")
 	if dir == "" {
 		dir = t.TempDir()
@@ -144,19 +129,17 @@ func TestScale(t *testing.T) {
 		}
 	}
 	defer os.Remove(work)
-	bin := filepath.Join(dir, "billingd")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/billingd").CombinedOutput()
-	require.NoError(t, err, string(out))
+	bin := proc.Build(t, dir)
 
-	sbAddr := freePort(t)
+	sbAddr := proc.FreePort(t)
 	sb := exec.Command(bin, "sandbox", "--addr", sbAddr, "--access-key", "ak", "--secret-key", "sk", "--consents", seedFile)
 	sbLog, _ := os.Create(filepath.Join(dir, "sandbox.log"))
 	sb.Stdout, sb.Stderr = sbLog, sbLog
 	require.NoError(t, sb.Start())
 	defer func() { _ = sb.Process.Kill(); _ = sb.Wait() }()
-	waitHTTP(t, "http://"+sbAddr+"/_sandbox/stats", 60*time.Second)
+	proc.WaitHTTP(t, "http://"+sbAddr+"/_sandbox/stats", 60*time.Second)
 
-	apiAddr := freePort(t)
+	apiAddr := proc.FreePort(t)
 	cfg := filepath.Join(dir, "billingd.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
 billing:
@@ -179,14 +162,14 @@ http:
 log:
   format: json
   level: warn
-`, work, sbAddr, envInt("SCALE_WORKERS", 64), apiAddr, token)), 0o600))
+`, work, sbAddr, proc.EnvInt("SCALE_WORKERS", 64), apiAddr, token)), 0o600))
 	logf, _ := os.Create(filepath.Join(dir, "billingd.log"))
 	cmd := exec.Command(bin, "run", "--config", cfg)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	start := time.Now()
 	require.NoError(t, cmd.Start())
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	waitHTTP(t, "http://"+apiAddr+"/readyz", 60*time.Second)
+	proc.WaitHTTP(t, "http://"+apiAddr+"/readyz", 60*time.Second)
 	startup := time.Since(start)
 	rssReady := procStatus(t, cmd.Process.Pid, "VmRSS")
 	report(t, "start-up to /readyz with %d consents (%s): %s; resident memory when ready %d MiB", n, cache, startup.Round(time.Millisecond), rssReady>>10)
@@ -196,7 +179,7 @@ log:
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		var st sandbox.Stats
-		getJSON(t, "http://"+sbAddr+"/_sandbox/stats", &st)
+		proc.Do(t, "GET", "http://"+sbAddr+"/_sandbox/stats", "", &st)
 		got := st.Accepted[sandbox.KindOriginal]
 		if got > 0 && first.IsZero() {
 			first = time.Now()
@@ -229,25 +212,4 @@ func procStatus(t *testing.T, pid int, key string) int {
 	}
 	t.Fatalf("no %s in /proc/%d/status", key, pid)
 	return 0
-}
-
-func waitHTTP(t *testing.T, url string, limit time.Duration) {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("%s did not come up", url)
-}
-
-func getJSON(t *testing.T, url string, out any) {
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(out))
 }
