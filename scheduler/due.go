@@ -259,10 +259,15 @@ func (s *Scheduler) advance(rec *storage.ConsentRecord, sched cycle.Schedule, k 
 	ch.PutDue = append(ch.PutDue, storage.DueItem{At: at, Key: storage.AttemptKey{ConsentID: rec.Consent.ID, Cycle: k + 1}})
 }
 
-// stop ends billing of a consent, keeping its history. It adds to ch.
+// stop ends billing of a consent, keeping its history. It adds to ch. The next
+// cycle's due entry goes, unless that cycle is SUBMITTING with its outcome unknown:
+// its entry stays, and the next scan records it UNCONFIRMED rather than forget it.
 func (s *Scheduler) stop(rec *storage.ConsentRecord, st storage.ConsentState, reason string, now time.Time, ch *storage.Change) {
 	if !rec.NextDue.IsZero() {
-		ch.DelDue = append(ch.DelDue, storage.DueItem{At: rec.NextDue, Key: storage.AttemptKey{ConsentID: rec.Consent.ID, Cycle: rec.NextCycle}})
+		key := storage.AttemptKey{ConsentID: rec.Consent.ID, Cycle: rec.NextCycle}
+		if a, err := s.store.GetAttempt(key); err != nil || a.State != storage.AttemptSubmitting {
+			ch.DelDue = append(ch.DelDue, storage.DueItem{At: rec.NextDue, Key: key})
+		}
 	}
 	rec.State, rec.StateReason, rec.NextDue, rec.UpdatedAt = st, reason, time.Time{}, now
 	ch.Consent = rec

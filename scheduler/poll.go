@@ -71,6 +71,7 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 		switch {
 		case code.ConsentGone():
 			if rec.State == storage.ConsentActive {
+				rec.Consent.Status = klavi.ConsentRevoked
 				s.stop(rec, storage.ConsentRevoked, fmt.Sprintf("payment %s was rejected with %s", att.PaymentID, code), now, ch)
 			}
 		case p.Status == klavi.PaymentRejected && s.retryable[code]:

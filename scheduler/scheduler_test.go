@@ -388,6 +388,25 @@ func TestScheduler_RevocationStopsBilling(t *testing.T) {
 		assert.Equal(t, storage.ConsentRevoked, rec.State)
 		assert.Equal(t, klavi.ConsentRevoked, rec.Consent.Status)
 	})
+	t.Run("while a submission's outcome is unknown", func(t *testing.T) {
+		h := newHarness(t, at("2026-01-01", 8, 0), nil)
+		c := loadExample(t, "monthly-31st.json")
+		c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10")
+		h.add(c)
+		h.kl.inject = func(op, crid string) (error, bool) {
+			return fmt.Errorf("create payment: timeout: %w", klavi.ErrOutcomeUnknown), true
+		}
+		h.runUntil(at("2026-01-07", 9, 0))
+		require.Equal(t, storage.AttemptSubmitting, h.attempt(c.ID, 0, 0).State)
+		_, err := h.s.Revoke(c.ID, "")
+		require.NoError(t, err)
+		h.kl.inject = nil
+		h.runUntil(at("2026-02-28", 0, 0))
+		a := h.attempt(c.ID, 0, 0)
+		assert.Equal(t, storage.AttemptUnconfirmed, a.State, "not left SUBMITTING forever")
+		assert.Contains(t, a.Reason, "consent became revoked")
+		assert.Len(t, h.kl.createCalls(), 1, "and not re-sent for a revoked consent")
+	})
 	t.Run("by the payer", func(t *testing.T) {
 		h := newHarness(t, at("2026-01-01", 8, 0), nil)
 		c := loadExample(t, "weekly-retries.json")
@@ -402,6 +421,7 @@ func TestScheduler_RevocationStopsBilling(t *testing.T) {
 		rec, _ := h.db.GetConsent(c.ID)
 		assert.Equal(t, storage.ConsentRevoked, rec.State)
 		assert.Contains(t, rec.StateReason, "REVOKED_USER")
+		assert.Equal(t, klavi.ConsentRevoked, rec.Consent.Status)
 		assert.Empty(t, h.kl.retryCalls(), "a revoked consent is not retried")
 		// Cycles 0, 1 (5, 12 Jan) paid; 19 Jan rejected as revoked; the cycle of 26 Jan
 		// was submitted before the rejection was seen; nothing after.
