@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/cycle"
@@ -171,5 +170,3 @@ func (f *fakeKlavi) originals(consentID string) []*fakePayment {
 	}
 	return out
 }
-
-var _ = time.Second

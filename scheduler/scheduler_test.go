@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -593,5 +592,3 @@ func TestScheduler_StartStop(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-var _ = sort.Strings

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -171,5 +170,3 @@ func TestSimulate_Command(t *testing.T) {
 		assert.Equal(t, 2, code)
 	})
 }
-
-var _ = time.Second
