@@ -169,6 +169,9 @@ log:
 	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), "graceful stop exits 0")
+	if logs, err := os.ReadFile(logFile.Name()); err == nil && bytes.Contains(logs, []byte("DATA RACE")) {
+		t.Errorf("the race detector reported a data race in billingd (log: %s)", logFile.Name())
+	}
 	elapsed := time.Since(began)
 
 	// The verdict, from the sandbox's ledger and billingd's store.
