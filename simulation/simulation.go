@@ -141,7 +141,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	defer sb.Close()
 	kc, err := klavi.New(klavi.Config{
 		BaseURL: srv.URL, AccessKey: "simulate", SecretKey: "simulate",
-		Timeout: 10 * time.Second, MaxAttempts: 4, BackoffMin: time.Millisecond, BackoffMax: 10 * time.Millisecond,
+		Timeout: time.Second, MaxAttempts: 4, BackoffMin: time.Millisecond, BackoffMax: 10 * time.Millisecond,
 		RateLimit: 1e6, RateBurst: 1000, TokenRefreshBefore: time.Minute,
 	}, klavi.WithClock(clk), klavi.WithLogger(log),
 		klavi.WithSleep(func(ctx context.Context, _ time.Duration) error { return ctx.Err() }))
