@@ -52,7 +52,6 @@ type Store interface {
 	Attention(s storage.AttemptState, limit int) ([]*storage.Attempt, error)
 	Amounts(id string) (map[int]klavi.Cents, error)
 	Backup(w io.Writer) (int64, error)
-	Apply(ch *storage.Change) error
 }
 
 var _ Store = (*storage.DB)(nil)
@@ -61,6 +60,7 @@ var _ Store = (*storage.DB)(nil)
 // which serializes it with the billing of the same consent.
 type Scheduler interface {
 	AddConsent(c *consent.Consent, billFrom cycle.Date) (*storage.ConsentRecord, error)
+	AddCreatedConsent(c *consent.Consent, redirectURL string) (*storage.ConsentRecord, error)
 	Authorize(id string) (*storage.ConsentRecord, error)
 	Revoke(id, reason string) (*storage.ConsentRecord, error)
 	SetAmount(id string, k int, a klavi.Cents) error
@@ -349,17 +349,9 @@ func (s *Server) createAtKlavi(w http.ResponseWriter, r *http.Request) {
 	if c.Status == "" {
 		c.Status = klavi.ConsentAwaitingAuthorization
 	}
-	rec, err := s.Scheduler.AddConsent(c, cycle.Date{})
-	if err != nil {
+	if _, err := s.Scheduler.AddCreatedConsent(c, res.ConsentRedirectURL); err != nil {
 		s.fail(w, r, fmt.Errorf("store consent %s created at Klavi: %w", res.ID, err))
 		return
-	}
-	if res.ConsentRedirectURL != "" {
-		rec.RedirectURL = res.ConsentRedirectURL
-		if err := s.Store.Apply(&storage.Change{Consent: rec}); err != nil {
-			s.fail(w, r, err)
-			return
-		}
 	}
 	writeJSON(w, http.StatusCreated, createResponse{ID: res.ID, Status: c.Status, RedirectURL: res.ConsentRedirectURL})
 }

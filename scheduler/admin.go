@@ -43,6 +43,16 @@ func (l *consentLocks) lock(id string) func() {
 // billingd's to bill. Other statuses are stored as they are (awaiting authorization,
 // or history). It fails with storage.ErrExists for a known id.
 func (s *Scheduler) AddConsent(c *consent.Consent, billFrom cycle.Date) (*storage.ConsentRecord, error) {
+	return s.addConsent(c, billFrom, "")
+}
+
+// AddCreatedConsent stores a consent just created at Klavi, with the URL where the
+// payer authorizes it, in the same write.
+func (s *Scheduler) AddCreatedConsent(c *consent.Consent, redirectURL string) (*storage.ConsentRecord, error) {
+	return s.addConsent(c, cycle.Date{}, redirectURL)
+}
+
+func (s *Scheduler) addConsent(c *consent.Consent, billFrom cycle.Date, redirectURL string) (*storage.ConsentRecord, error) {
 	if l := c.Validate(); len(l) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, l)
 	}
@@ -51,7 +61,7 @@ func (s *Scheduler) AddConsent(c *consent.Consent, billFrom cycle.Date) (*storag
 	if billFrom.IsZero() {
 		billFrom = cycle.DateOf(now)
 	}
-	rec := &storage.ConsentRecord{Consent: c, State: storage.StateFor(c.Status), AddedAt: now, UpdatedAt: now, BillFrom: billFrom}
+	rec := &storage.ConsentRecord{Consent: c, State: storage.StateFor(c.Status), AddedAt: now, UpdatedAt: now, BillFrom: billFrom, RedirectURL: redirectURL}
 	ch := &storage.Change{Consent: rec, NewConsent: true}
 	if rec.State == storage.ConsentActive {
 		s.scheduleFirst(rec, now, ch)
@@ -175,6 +185,11 @@ func (s *Scheduler) SetAmount(id string, k int, a klavi.Cents) error {
 	}
 	if k < rec.NextCycle {
 		return fmt.Errorf("%w: cycle %d of consent %s is already decided (the next cycle to bill is %d)", ErrConflict, k, id, rec.NextCycle)
+	}
+	if a, err := s.store.GetAttempt(storage.AttemptKey{ConsentID: id, Cycle: k}); err == nil {
+		return fmt.Errorf("%w: cycle %d of consent %s was already sent with %s (%s)", ErrConflict, k, id, a.Amount, a.State)
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return err
 	}
 	if rec.State != storage.ConsentActive && rec.State != storage.ConsentAwaiting {
 		return fmt.Errorf("%w: consent %s is %s", ErrConflict, id, rec.State)

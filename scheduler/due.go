@@ -9,6 +9,7 @@ import (
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/retry"
 	"github.com/klavi-billing/billingd/storage"
 )
 
@@ -83,6 +84,7 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 	plan := pol.Plan(c, sched, k, today, amount)
 
 	if att != nil { // SUBMITTING: a crash or an unknown outcome; same key again
+		plan.Deadline = att.Date.AddDays(-WindowClosesDays) // the date that was sent rules
 		if today.After(plan.Deadline) {
 			s.finish(att, storage.AttemptUnconfirmed, now, fmt.Sprintf(
 				"outcome unknown after %d sends and the submission window closed on %s; check Klavi for clientRequestId %s",
@@ -136,7 +138,15 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 	}
 	a := newAttempt(storage.AttemptSubmitting, "")
 	if a.Mode == consent.Attach && len(plan.Retries) > 0 {
-		a.Strategy = c.Strategy()
+		// Only the planned days travel: a day the plan dropped (past the window, on
+		// the next cycle, after expiry) is never sent, and in attach mode the
+		// strategy is the sending. Dropped days are always the last ones, so Klavi
+		// derives the same dates from the kept prefix.
+		st := retry.Strategy{SkipWeekend: c.Strategy().SkipWeekend}
+		for _, r := range plan.Retries {
+			st.Days = append(st.Days, r.Day)
+		}
+		a.Strategy = &st
 		a.LastRetryDate = plan.Retries[len(plan.Retries)-1].Date
 		a.PlannedRetries = len(plan.Retries)
 	}
@@ -232,9 +242,13 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 	if a.Attempt == 0 {
 		s.advance(rec, sched, a.Cycle, now, ch)
 	} else if a.State == storage.AttemptFailed {
-		// Only a retry Klavi provably did not create lets the next one be planned.
-		if err := s.planRetry(rec, sched, a, now, ch); err != nil {
-			return err
+		// Only a retry Klavi provably did not create lets the next one be planned. If
+		// planning fails (a store read), the refusal is still recorded.
+		if perr := s.planRetry(rec, sched, a, now, ch); perr != nil {
+			if err := s.store.Apply(ch); err != nil {
+				return err
+			}
+			return fmt.Errorf("plan the retry after a refused one: %w", perr)
 		}
 	}
 	return s.store.Apply(ch)
@@ -265,9 +279,10 @@ func (s *Scheduler) advance(rec *storage.ConsentRecord, sched cycle.Schedule, k 
 func (s *Scheduler) stop(rec *storage.ConsentRecord, st storage.ConsentState, reason string, now time.Time, ch *storage.Change) {
 	if !rec.NextDue.IsZero() {
 		key := storage.AttemptKey{ConsentID: rec.Consent.ID, Cycle: rec.NextCycle}
-		if a, err := s.store.GetAttempt(key); err != nil || a.State != storage.AttemptSubmitting {
+		a, err := s.store.GetAttempt(key)
+		if errors.Is(err, storage.ErrNotFound) || err == nil && a.State != storage.AttemptSubmitting {
 			ch.DelDue = append(ch.DelDue, storage.DueItem{At: rec.NextDue, Key: key})
-		}
+		} // a store error keeps the entry: the scan that meets it decides again
 	}
 	rec.State, rec.StateReason, rec.NextDue, rec.UpdatedAt = st, reason, time.Time{}, now
 	ch.Consent = rec
@@ -283,7 +298,7 @@ func (s *Scheduler) handleRetry(ctx context.Context, rec *storage.ConsentRecord,
 	switch {
 	case att == nil || att.State.Final() || att.State == storage.AttemptSubmitted:
 		return s.store.Apply(ch) // a repeated entry
-	case rec.State != storage.ConsentActive:
+	case !retriesAllowed(rec):
 		st, reason := storage.AttemptDropped, fmt.Sprintf("consent is %s", rec.State)
 		if att.State == storage.AttemptSubmitting {
 			st, reason = storage.AttemptUnconfirmed, fmt.Sprintf("consent became %s while a retry's outcome was unknown", rec.State)
@@ -310,6 +325,13 @@ func (s *Scheduler) handleRetry(ctx context.Context, rec *storage.ConsentRecord,
 		return s.store.Apply(ch)
 	}
 	return s.send(ctx, rec, sched, att, it, now)
+}
+
+// retriesAllowed reports whether a consent's rejected payments may still be retried:
+// an active consent, or one whose last cycle has been submitted (expired: the retry
+// plan itself stops at the expiry date). Not a revoked or rejected one.
+func retriesAllowed(rec *storage.ConsentRecord) bool {
+	return rec.State == storage.ConsentActive || rec.State == storage.ConsentExpired
 }
 
 func eventFor(st storage.AttemptState) EventKind {

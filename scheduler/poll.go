@@ -54,9 +54,11 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 		s.finish(att, storage.AttemptCompleted, now, "")
 		s.log.Info("payment completed", "consent_id", c.ID, "cycle", att.Cycle, "attempt", att.Attempt, "payment_id", att.PaymentID)
 		s.emit(EventCompleted, now, c, att, "")
-	case p.Status.Final() && att.Strategy != nil && !today.After(att.LastRetryDate):
+	case p.Status == klavi.PaymentRejected && !code.ConsentGone() && att.Strategy != nil && !today.After(att.LastRetryDate):
 		// Attach mode: Klavi itself retries within the cycle, so a rejection may
-		// still turn into a settled payment. Follow it until the last retry day.
+		// still turn into a settled payment. Follow it until the last retry day. Not
+		// a revocation (nothing is retried under a revoked consent), nor a canceled
+		// or failed payment.
 		att.NextPoll = s.nextPoll(att, now)
 		ch.PutPoll = []storage.PollItem{{At: att.NextPoll, Key: att.AttemptKey}}
 	case p.Status.Final():
@@ -70,7 +72,7 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 		s.emit(EventRejected, now, c, att, reason)
 		switch {
 		case code.ConsentGone():
-			if rec.State == storage.ConsentActive {
+			if rec.State == storage.ConsentActive || rec.State == storage.ConsentExpired {
 				rec.Consent.Status = klavi.ConsentRevoked
 				s.stop(rec, storage.ConsentRevoked, fmt.Sprintf("payment %s was rejected with %s", att.PaymentID, code), now, ch)
 			}
@@ -92,7 +94,7 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 // recorded as dropped. Only local mode retries; attach leaves it to Klavi.
 func (s *Scheduler) planRetry(rec *storage.ConsentRecord, sched cycle.Schedule, prev *storage.Attempt, now time.Time, ch *storage.Change) error {
 	c := rec.Consent
-	if rec.State != storage.ConsentActive || prev.Mode != consent.Local {
+	if !retriesAllowed(rec) || prev.Mode != consent.Local {
 		return nil
 	}
 	today := cycle.DateOf(now)

@@ -208,9 +208,12 @@ func (s *Scheduler) poll(stop, ctx context.Context) (PollResult, error) {
 	return PollResult{Polled: polled, Errors: failed}, err
 }
 
-// drain handles every entry of a time index at or before now, each once, reading
-// Config.Batch entries at a time, with at most Config.Workers handlers at once. An
-// entry a handler leaves in place (a store error) is not retried in the same drain.
+// drain handles every entry of a time index at or before the instant it starts, each
+// once, reading Config.Batch entries at a time, with at most Config.Workers handlers
+// at once. Each handler decides on the clock's reading when it runs, not when the
+// drain started: a long pass that crosses midnight must not send on D−1 what it
+// would have sent on D−2. An entry a handler leaves in place (a store error) is not
+// retried in the same drain.
 func (s *Scheduler) drain(stop context.Context, read func(time.Time, int) ([]storage.Entry, error),
 	handle func(storage.Entry, time.Time) error) (handled, failed int, err error) {
 	now := s.clock.Now()
@@ -234,7 +237,7 @@ func (s *Scheduler) drain(stop context.Context, read func(time.Time, int) ([]sto
 			break
 		}
 		s.each(stop, len(fresh), func(i int) {
-			err := handle(fresh[i], now)
+			err := handle(fresh[i], s.clock.Now())
 			mu.Lock()
 			defer mu.Unlock()
 			handled++
