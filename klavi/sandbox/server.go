@@ -208,10 +208,8 @@ func (s *Server) SetConsentStatus(id string, st klavi.ConsentStatus, reason klav
 // Ledger returns every payment the sandbox accepted, in creation order, with its
 // status at the clock's now.
 func (s *Server) Ledger() []LedgerEntry {
-	s.mu.Lock()
+	now := s.lockNow()
 	defer s.mu.Unlock()
-	now := s.clock.Now()
-	s.advance(now)
 	out := make([]LedgerEntry, len(s.ledger))
 	for i, p := range s.ledger {
 		e := LedgerEntry{
@@ -232,10 +230,8 @@ func (s *Server) Ledger() []LedgerEntry {
 
 // Stats returns the sandbox's counters at the clock's now.
 func (s *Server) Stats() Stats {
-	s.mu.Lock()
+	now := s.lockNow()
 	defer s.mu.Unlock()
-	now := s.clock.Now()
-	s.advance(now)
 	st := Stats{
 		Requests: s.requests, TokensIssued: s.tokensGiven, Consents: len(s.consents),
 		Accepted: map[Kind]int{}, Statuses: map[klavi.PaymentStatus]int{},
@@ -387,6 +383,27 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
+// lockNow takes the sandbox's lock and brings its state up to the clock's now, which
+// it returns. The caller unlocks s.mu.
+func (s *Server) lockNow() time.Time {
+	s.mu.Lock()
+	now := s.clock.Now()
+	s.advance(now)
+	return now
+}
+
+// readValid decodes a request body strictly and checks it with the klavi package's
+// rules (Validate), listing every problem.
+func readValid[T any, P interface {
+	*T
+	Validate() problem.List
+}](r *http.Request, req P) problem.List {
+	if l := readJSON(r, req); len(l) > 0 {
+		return l
+	}
+	return req.Validate()
+}
+
 // readJSON decodes a request body into v, listing every problem.
 func readJSON(r *http.Request, v any) problem.List {
 	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
@@ -463,16 +480,11 @@ func redirectURL(r *http.Request, id string) string {
 
 func (s *Server) handleCreateConsent(r *http.Request) reply {
 	var req klavi.CreateConsentRequest
-	if l := readJSON(r, &req); len(l) > 0 {
+	if l := readValid(r, &req); len(l) > 0 {
 		return invalid(l)
 	}
-	if l := req.Validate(); len(l) > 0 {
-		return invalid(l)
-	}
-	s.mu.Lock()
+	now := s.lockNow()
 	defer s.mu.Unlock()
-	now := s.clock.Now()
-	s.advance(now)
 	if rf := s.duplicate(req.ClientRequestID); rf != nil {
 		return errReply(rf)
 	}
@@ -507,17 +519,11 @@ func notFound(format string, args ...any) reply {
 func (s *Server) handleCreatePayment(r *http.Request) reply {
 	ids, l := pathIDs(r, "consentId")
 	var req klavi.CreatePaymentRequest
-	l = append(l, readJSON(r, &req)...)
-	if len(l) == 0 {
-		l = req.Validate()
-	}
-	if len(l) > 0 {
+	if l = append(l, readValid(r, &req)...); len(l) > 0 {
 		return invalid(l)
 	}
-	s.mu.Lock()
+	now := s.lockNow()
 	defer s.mu.Unlock()
-	now := s.clock.Now()
-	s.advance(now)
 	cs := s.consents[ids[0]]
 	if cs == nil {
 		return notFound("no consent %s", ids[0])
@@ -550,17 +556,11 @@ func (s *Server) handleCreatePayment(r *http.Request) reply {
 func (s *Server) handleRetry(r *http.Request) reply {
 	ids, l := pathIDs(r, "consentId", "paymentId")
 	var req klavi.RetryPaymentRequest
-	l = append(l, readJSON(r, &req)...)
-	if len(l) == 0 {
-		l = req.Validate()
-	}
-	if len(l) > 0 {
+	if l = append(l, readValid(r, &req)...); len(l) > 0 {
 		return invalid(l)
 	}
-	s.mu.Lock()
+	now := s.lockNow()
 	defer s.mu.Unlock()
-	now := s.clock.Now()
-	s.advance(now)
 	cs, orig, nf := s.lookup(ids[0], ids[1])
 	if nf != nil {
 		return *nf
@@ -608,10 +608,8 @@ func (s *Server) handleGetPayment(r *http.Request) reply {
 	if len(l) > 0 {
 		return invalid(l)
 	}
-	s.mu.Lock()
+	now := s.lockNow()
 	defer s.mu.Unlock()
-	now := s.clock.Now()
-	s.advance(now)
 	_, p, nf := s.lookup(ids[0], ids[1])
 	if nf != nil {
 		return *nf
@@ -624,10 +622,8 @@ func (s *Server) handleGetStatus(r *http.Request) reply {
 	if len(l) > 0 {
 		return invalid(l)
 	}
-	s.mu.Lock()
+	now := s.lockNow()
 	defer s.mu.Unlock()
-	now := s.clock.Now()
-	s.advance(now)
 	_, p, nf := s.lookup(ids[0], ids[1])
 	if nf != nil {
 		return *nf
@@ -663,16 +659,11 @@ const instantAwaiting = klavi.PaymentStatus(klavi.ConsentAwaitingAuthorization)
 
 func (s *Server) handleInstant(r *http.Request) reply {
 	var req klavi.InstantPaymentRequest
-	if l := readJSON(r, &req); len(l) > 0 {
+	if l := readValid(r, &req); len(l) > 0 {
 		return invalid(l)
 	}
-	if l := req.Validate(); len(l) > 0 {
-		return invalid(l)
-	}
-	s.mu.Lock()
+	now := s.lockNow()
 	defer s.mu.Unlock()
-	now := s.clock.Now()
-	s.advance(now)
 	if rf := s.duplicate(req.ClientRequestID); rf != nil {
 		return errReply(rf)
 	}
@@ -697,10 +688,8 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	s.mu.Lock()
+	now := s.lockNow()
 	defer s.mu.Unlock()
-	now := s.clock.Now()
-	s.advance(now)
 	if cs := s.consents[id]; cs != nil {
 		switch st := s.consentStatus(cs, now); {
 		case st == klavi.ConsentAwaitingAuthorization:
@@ -743,10 +732,8 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleConsentStatus(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("consentId")
-	s.mu.Lock()
+	now := s.lockNow()
 	defer s.mu.Unlock()
-	now := s.clock.Now()
-	s.advance(now)
 	cs := s.consents[id]
 	if cs == nil {
 		writeReply(w, notFound("no consent %s", id))
