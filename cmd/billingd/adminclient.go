@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 )
@@ -35,18 +34,9 @@ func addAdminFlags(fs interface {
 
 // client resolves the daemon's address and token from flags, environment and config.
 func (f adminFlags) client(e *env) (*adminClient, error) {
-	cfg := DefaultConfig()
-	path := configPath(*f.config, e.getenv, "")
-	if path == "" {
-		if _, err := os.Stat(defaultConfigPath); err == nil {
-			path = defaultConfigPath
-		}
-	}
-	if path != "" {
-		var err error
-		if cfg, err = LoadConfig(path, e.getenv); err != nil {
-			return nil, usageErrorf("%v", err)
-		}
+	cfg, err := loadConfigFor(e, *f.config, true)
+	if err != nil {
+		return nil, err
 	}
 	addr := firstNonEmpty(*f.addr, e.getenv("BILLINGD_ADDR"), "http://"+cfg.HTTP.Listen)
 	if !strings.Contains(addr, "://") {

@@ -335,6 +335,24 @@ func (c *Config) calendar() *cycle.Calendar {
 	return cycle.NewCalendar(extra...)
 }
 
+// loadConfigFor loads the config named by --config, else by $BILLINGD_CONFIG. With
+// neither, hostFile says whether to read /etc/billingd/billingd.yaml when it exists
+// (operator commands on the daemon's host) or to use the built-in defaults (preview,
+// simulate). A config that does not load is a usage error (exit 2).
+func loadConfigFor(e *env, flag string, hostFile bool) (Config, error) {
+	path := configPath(flag, e.getenv, "")
+	if path == "" && hostFile {
+		if _, err := os.Stat(defaultConfigPath); err == nil {
+			path = defaultConfigPath
+		}
+	}
+	cfg, err := LoadConfig(path, e.getenv)
+	if err != nil {
+		return cfg, usageErrorf("%v", err)
+	}
+	return cfg, nil
+}
+
 // configPath picks --config, else $BILLINGD_CONFIG, else fallback.
 func configPath(flagValue string, getenv func(string) string, fallback string) string {
 	if flagValue != "" {

@@ -28,18 +28,9 @@ func cmdDB(ctx context.Context, e *env, args []string) error {
 
 // dbPath picks --db, else storage.path of the config.
 func dbPath(e *env, dbFlag, cfgFlag string) (string, Config, error) {
-	cfg := DefaultConfig()
-	path := configPath(cfgFlag, e.getenv, "")
-	if path == "" {
-		if _, err := os.Stat(defaultConfigPath); err == nil {
-			path = defaultConfigPath
-		}
-	}
-	if path != "" {
-		var err error
-		if cfg, err = LoadConfig(path, e.getenv); err != nil {
-			return "", cfg, usageErrorf("%v", err)
-		}
+	cfg, err := loadConfigFor(e, cfgFlag, true)
+	if err != nil {
+		return "", cfg, err
 	}
 	if dbFlag != "" {
 		return dbFlag, cfg, nil

@@ -47,9 +47,9 @@ func cmdPreview(ctx context.Context, e *env, args []string) error {
 	if *id != "" {
 		return previewStored(e, af, *id, *from, *n, *lead, *format)
 	}
-	cfg, err := LoadConfig(configPath(*cfgFile, e.getenv, ""), e.getenv)
+	cfg, err := loadConfigFor(e, *cfgFile, false)
 	if err != nil {
-		return usageErrorf("%v", err)
+		return err
 	}
 	pol, err := cfg.policy()
 	if err != nil {

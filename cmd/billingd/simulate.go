@@ -42,9 +42,9 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 	if *days < 1 || *days > 3660 {
 		return usageErrorf("simulate: --days %d: want 1..3660", *days)
 	}
-	cfg, err := LoadConfig(configPath(*cfgFlag, e.getenv, ""), e.getenv)
+	cfg, err := loadConfigFor(e, *cfgFlag, false)
 	if err != nil {
-		return usageErrorf("%v", err)
+		return err
 	}
 	sc, err := cfg.schedulerConfig()
 	if err != nil {
