@@ -31,6 +31,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -51,7 +52,7 @@ type Store interface {
 	Attempts(consentID string) ([]*storage.Attempt, error)
 	Attention(s storage.AttemptState, limit int) ([]*storage.Attempt, error)
 	Amounts(id string) (map[int]klavi.Cents, error)
-	Backup(w io.Writer) (int64, error)
+	Snapshot() (*os.File, int64, error)
 }
 
 var _ Store = (*storage.DB)(nil)
@@ -512,13 +513,22 @@ func (s *Server) attention(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"attempts": out})
 }
 
+// backup copies the database to a local snapshot first and streams that: the read
+// transaction lasts as long as a local disk write, not as long as the client takes,
+// so a slow client never holds up a write that must grow the file.
 func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
+	f, n, err := s.Store.Snapshot()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="billingd.db"`)
-	n, err := s.Store.Backup(w)
-	if err != nil {
-		// Headers are gone; the client sees a short body and must not trust it.
-		s.Log.Error("backup failed", "bytes", n, "err", err)
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	if sent, err := io.Copy(w, f); err != nil {
+		// Headers are gone; the client sees a short body against Content-Length.
+		s.Log.Error("backup transfer failed", "bytes", sent, "of", n, "err", err)
 		return
 	}
 	s.Log.Info("backup served", "bytes", n)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -700,6 +701,27 @@ func (db *DB) Backup(w io.Writer) (int64, error) {
 		return err
 	})
 	return n, err
+}
+
+// Snapshot writes a consistent copy of the database to a temporary file beside it and
+// returns that file, open and rewound, with its size. The file has no name any more
+// (it is removed once open), so it disappears when closed. The read transaction lasts
+// only as long as the local copy, not as long as whoever reads the snapshot.
+func (db *DB) Snapshot() (*os.File, int64, error) {
+	f, err := os.CreateTemp(filepath.Dir(db.path), ".billingd-snapshot-*")
+	if err != nil {
+		return nil, 0, fmt.Errorf("snapshot: %w", err)
+	}
+	_ = os.Remove(f.Name())
+	n, err := db.Backup(f)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("snapshot: %w", err)
+	}
+	return f, n, nil
 }
 
 // Compact writes a compacted copy of the database at src to the new file dst (which

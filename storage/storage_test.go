@@ -304,3 +304,26 @@ func TestApply_CursorOnly(t *testing.T) {
 	err = db.Apply(&Change{Cursor: record(t, "urn:t:none", ConsentActive)})
 	require.ErrorIs(t, err, ErrNotFound)
 }
+
+func TestSnapshot(t *testing.T) {
+	db, path := openTemp(t)
+	require.NoError(t, db.Apply(&Change{Consent: record(t, "urn:t:s", ConsentActive)}))
+	f, n, err := db.Snapshot()
+	require.NoError(t, err)
+	defer f.Close()
+	entries, err := os.ReadDir(filepath.Dir(path))
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "the snapshot leaves no file behind, only the database")
+	var buf bytes.Buffer
+	got, err := buf.ReadFrom(f)
+	require.NoError(t, err)
+	assert.Equal(t, n, got)
+	cp := filepath.Join(t.TempDir(), "snap.db")
+	require.NoError(t, os.WriteFile(cp, buf.Bytes(), 0o600))
+	sdb, err := Open(cp, Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer sdb.Close()
+	require.NoError(t, sdb.Check())
+	_, err = sdb.GetConsent("urn:t:s")
+	require.NoError(t, err)
+}
