@@ -256,7 +256,7 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 
 // finish moves an attempt to a final state.
 func (s *Scheduler) finish(a *storage.Attempt, st storage.AttemptState, now time.Time, reason string) {
-	a.State, a.Reason, a.UpdatedAt, a.DueAt = st, reason, now, time.Time{}
+	a.State, a.Reason, a.UpdatedAt, a.DueAt, a.NextPoll = st, reason, now, time.Time{}, time.Time{}
 }
 
 // advance moves the consent's cursor past cycle k and schedules the next cycle, or
