@@ -43,6 +43,9 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 	pol := s.cfg.Policy
 	sched := pol.Schedule(c)
 
+	if att != nil && att.State == storage.AttemptUnconfirmed {
+		return s.reconcileDue(ctx, rec, att, it, now) // looked up again every ReconcileEvery
+	}
 	if att != nil && att.State != storage.AttemptSubmitting {
 		// Already decided (a repeated entry): make sure the cursor moved on.
 		ch := &storage.Change{DelDue: []storage.DueItem{it}}
@@ -52,14 +55,10 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 		return s.store.Apply(ch)
 	}
 	if rec.State != storage.ConsentActive {
-		ch := &storage.Change{DelDue: []storage.DueItem{it}}
-		if att != nil { // in flight when the consent stopped: the outcome is unknown
-			s.finish(att, storage.AttemptUnconfirmed, now,
-				fmt.Sprintf("consent became %s while a submission's outcome was unknown", rec.State))
-			ch.Attempts = append(ch.Attempts, att)
-			s.emit(EventUnconfirmed, now, c, att, att.Reason)
+		if att != nil { // in flight when the consent stopped: never re-sent, looked up
+			return s.reconcileDue(ctx, rec, att, it, now)
 		}
-		return s.store.Apply(ch)
+		return s.store.Apply(&storage.Change{DelDue: []storage.DueItem{it}})
 	}
 	if att == nil && k != rec.NextCycle {
 		s.log.Warn("stale due entry removed", "consent_id", c.ID, "cycle", k, "next_cycle", rec.NextCycle)
@@ -83,18 +82,13 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 	}
 	plan := pol.Plan(c, sched, k, today, amount)
 
-	if att != nil { // SUBMITTING: a crash or an unknown outcome; same key again
-		plan.Deadline = att.Date.AddDays(-WindowClosesDays) // the date that was sent rules
-		if today.After(plan.Deadline) {
-			s.finish(att, storage.AttemptUnconfirmed, now, fmt.Sprintf(
-				"outcome unknown after %d sends and the submission window closed on %s; check Klavi for clientRequestId %s",
-				att.Sends, plan.Deadline, att.ClientRequestID))
-			ch := &storage.Change{Attempts: []*storage.Attempt{att}, DelDue: []storage.DueItem{it}}
-			s.advance(rec, sched, k, now, ch)
-			s.emit(EventUnconfirmed, now, c, att, att.Reason)
-			return s.store.Apply(ch)
+	if att != nil { // SUBMITTING: a crash or an unknown outcome
+		if att.Confirm != "" || !windowOpen(att, today) {
+			// A second look, or the window (of the date that was sent) has closed:
+			// one lookup decides, nothing is sent.
+			return s.reconcileDue(ctx, rec, att, it, now)
 		}
-		return s.send(ctx, rec, sched, att, it, now)
+		return s.send(ctx, rec, sched, att, it, now) // the same key again
 	}
 
 	newAttempt := func(state storage.AttemptState, reason string) *storage.Attempt {
@@ -185,71 +179,43 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 	// The answer is recorded even if ctx was canceled meanwhile (shutdown): bbolt
 	// writes do not take a context, and a known outcome must not be lost.
 	ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: []storage.DueItem{it}}
-	switch classify(err) {
-	case created:
-		a.State, a.PaymentID, a.Status, a.SubmittedAt = storage.AttemptSubmitted, p.ID, p.Status, now
-		if p.StatusReason != nil {
-			a.Reason = string(p.StatusReason.Code)
+	if ans := answerOf(err); ans != answerCreated {
+		// Anything but a plain "created" is looked up in Klavi's orders list by the
+		// clientRequestId, never guessed (reconcile.go).
+		if _, serr := s.settleUnknown(ctx, rec, sched, a, ans, err, s.maySend(rec, a, now), now, ch); serr != nil {
+			if aerr := s.store.Apply(ch); aerr != nil {
+				return aerr
+			}
+			return serr
 		}
-		a.NextPoll = s.nextPoll(a, now)
-		ch.PutPoll = []storage.PollItem{{At: a.NextPoll, Key: a.AttemptKey}}
-		kind := EventSubmitted
-		if a.Attempt > 0 {
-			kind = EventRetrySubmitted
-		}
-		s.log.Info("payment submitted", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
-			"client_request_id", a.ClientRequestID, "payment_id", a.PaymentID, "date", a.Date.String(), "amount", a.Amount.String())
-		s.emit(kind, now, c, a, "")
-	case duplicate:
-		s.finish(a, storage.AttemptUnconfirmed, now, fmt.Sprintf(
-			"Klavi already has clientRequestId %s (409): a payment exists for it but its id is unknown; check it at Klavi", a.ClientRequestID))
-		s.log.Error("submission unconfirmed", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
-			"client_request_id", a.ClientRequestID, "sends", a.Sends)
-		s.emit(EventUnconfirmed, now, c, a, a.Reason)
-	case refused:
-		if a.Sends > 1 {
-			// An earlier send's answer was lost: it may have been committed, and Klavi
-			// may check its business rules (a closed window) before the key. A refusal
-			// of the re-send proves nothing about the first.
-			s.finish(a, storage.AttemptUnconfirmed, now, fmt.Sprintf(
-				"an earlier send's outcome is unknown and Klavi refused the re-send (%v); check Klavi for clientRequestId %s", err, a.ClientRequestID))
-			s.log.Error("submission unconfirmed", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
-				"client_request_id", a.ClientRequestID, "sends", a.Sends, "err", err)
-			s.emit(EventUnconfirmed, now, c, a, a.Reason)
-			break
-		}
-		s.finish(a, storage.AttemptFailed, now, "refused by Klavi: "+err.Error())
-		s.log.Error("submission refused", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
-			"client_request_id", a.ClientRequestID, "err", err)
-		s.emit(EventFailed, now, c, a, a.Reason)
-	default:
-		// Unknown: keep SUBMITTING and send again later with the same key.
-		at := now.Add(backoff(a.Sends, s.cfg.ResendMin, s.cfg.ResendMax))
-		if ctx.Err() != nil {
-			at = now // shutting down: pick it up first thing on restart
-		}
-		a.DueAt, a.Reason = at, "outcome unknown, will re-send with the same key: "+err.Error()
-		ch.PutDue = []storage.DueItem{{At: at, Key: a.AttemptKey}}
-		if a.Attempt == 0 {
-			rec.NextDue, rec.UpdatedAt = at, now
-			ch.Cursor = rec
-		}
-		s.log.Warn("submission outcome unknown; will re-send", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
-			"client_request_id", a.ClientRequestID, "resend_at", at, "err", err)
-		s.emit(EventResend, now, c, a, a.Reason)
 		return s.store.Apply(ch)
 	}
-	if a.Attempt == 0 {
-		s.advance(rec, sched, a.Cycle, now, ch)
-	} else if a.State == storage.AttemptFailed {
-		// Only a retry Klavi provably did not create lets the next one be planned. If
-		// planning fails (a store read), the refusal is still recorded.
-		if perr := s.planRetry(rec, sched, a, now, ch); perr != nil {
-			if err := s.store.Apply(ch); err != nil {
-				return err
+	if p.ID == "" {
+		// A 2xx without an id: the payment exists; its id is in the orders list.
+		if _, serr := s.settleUnknown(ctx, rec, sched, a, answerUnknown, errors.New("created, but the answer has no payment id"), s.maySend(rec, a, now), now, ch); serr != nil {
+			if aerr := s.store.Apply(ch); aerr != nil {
+				return aerr
 			}
-			return fmt.Errorf("plan the retry after a refused one: %w", perr)
+			return serr
 		}
+		return s.store.Apply(ch)
+	}
+	a.State, a.PaymentID, a.Status, a.SubmittedAt, a.Confirm = storage.AttemptSubmitted, p.ID, p.Status, now, ""
+	a.Reason = ""
+	if p.StatusReason != nil {
+		a.Reason = string(p.StatusReason.Code)
+	}
+	a.NextPoll = s.nextPoll(a, now)
+	ch.PutPoll = []storage.PollItem{{At: a.NextPoll, Key: a.AttemptKey}}
+	kind := EventSubmitted
+	if a.Attempt > 0 {
+		kind = EventRetrySubmitted
+	}
+	s.log.Info("payment submitted", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
+		"client_request_id", a.ClientRequestID, "payment_id", a.PaymentID, "date", a.Date.String(), "amount", a.Amount.String())
+	s.emit(kind, now, c, a, "")
+	if a.Attempt == 0 && rec.NextCycle == a.Cycle && rec.State == storage.ConsentActive {
+		s.advance(rec, sched, a.Cycle, now, ch)
 	}
 	return s.store.Apply(ch)
 }
@@ -296,26 +262,21 @@ func (s *Scheduler) handleRetry(ctx context.Context, rec *storage.ConsentRecord,
 	sched := s.cfg.Policy.Schedule(c)
 	ch := &storage.Change{DelDue: []storage.DueItem{it}}
 	switch {
-	case att == nil || att.State.Final() || att.State == storage.AttemptSubmitted:
+	case att != nil && att.State == storage.AttemptUnconfirmed:
+		return s.reconcileDue(ctx, rec, att, it, now) // looked up again every ReconcileEvery
+	case att == nil || att.State.Final() || att.State == storage.AttemptSubmitted || att.State == storage.AttemptStuck:
 		return s.store.Apply(ch) // a repeated entry
+	case att.State == storage.AttemptSubmitting && (att.Confirm != "" || !s.maySend(rec, att, now)):
+		// A second look, its request day has passed, or the consent stopped: one
+		// lookup decides, nothing is sent.
+		return s.reconcileDue(ctx, rec, att, it, now)
 	case !retriesAllowed(rec):
-		st, reason := storage.AttemptDropped, fmt.Sprintf("consent is %s", rec.State)
-		if att.State == storage.AttemptSubmitting {
-			st, reason = storage.AttemptUnconfirmed, fmt.Sprintf("consent became %s while a retry's outcome was unknown", rec.State)
-		}
-		s.finish(att, st, now, reason)
+		reason := fmt.Sprintf("consent is %s", rec.State)
+		s.finish(att, storage.AttemptDropped, now, reason)
 		ch.Attempts = []*storage.Attempt{att}
-		s.emit(eventFor(st), now, c, att, reason)
+		s.emit(EventRetryDropped, now, c, att, reason)
 		return s.store.Apply(ch)
 	case today.After(att.Date.AddDays(-1)): // its request day has passed
-		if att.State == storage.AttemptSubmitting {
-			s.finish(att, storage.AttemptUnconfirmed, now, fmt.Sprintf(
-				"retry outcome unknown after %d sends and its request day %s has passed; check Klavi for clientRequestId %s",
-				att.Sends, att.Date.AddDays(-1), att.ClientRequestID))
-			ch.Attempts = []*storage.Attempt{att}
-			s.emit(EventUnconfirmed, now, c, att, att.Reason)
-			return s.store.Apply(ch)
-		}
 		s.finish(att, storage.AttemptDropped, now, fmt.Sprintf("its request day %s has passed", att.Date.AddDays(-1)))
 		ch.Attempts = []*storage.Attempt{att}
 		s.emit(EventRetryDropped, now, c, att, att.Reason)
@@ -332,11 +293,4 @@ func (s *Scheduler) handleRetry(ctx context.Context, rec *storage.ConsentRecord,
 // plan itself stops at the expiry date). Not a revoked or rejected one.
 func retriesAllowed(rec *storage.ConsentRecord) bool {
 	return rec.State == storage.ConsentActive || rec.State == storage.ConsentExpired
-}
-
-func eventFor(st storage.AttemptState) EventKind {
-	if st == storage.AttemptUnconfirmed {
-		return EventUnconfirmed
-	}
-	return EventRetryDropped
 }

@@ -496,29 +496,36 @@ func TestSchedulerEdge_CrashAroundRetryPOST(t *testing.T) {
 		h.kl.mu.Unlock()
 		h.runUntil(at("2026-03-12", 0, 0))
 		got := h.attempt(c.ID, 0, 1)
-		assert.Equal(t, storage.AttemptUnconfirmed, got.State, "409 on the re-send")
+		assert.Equal(t, storage.AttemptCompleted, got.State, "409 on the re-send: looked up, adopted, polled")
+		assert.Equal(t, 2, got.Sends)
 		_, more := h.attemptOK(c.ID, 0, 2)
-		assert.False(t, more, "an unconfirmed retry may have settled: no further retry")
+		assert.False(t, more, "the adopted retry settled: no further retry")
 		assertExactlyOnce(t, h)
 		assertNoneStuck(t, h, c.ID)
 	})
 }
 
 func TestSchedulerEdge_RetryOutcomes(t *testing.T) {
-	t.Run("409 on a retry: UNCONFIRMED, no further retry", func(t *testing.T) {
+	t.Run("409 on a retry that Klavi does not hold: FAILED, the next one is planned and sent", func(t *testing.T) {
 		h := newHarness(t, at("2026-02-25", 8, 0), nil)
 		c := localWeekly(t, h, nil)
-		h.useKlavi(&retryFaultKlavi{fakeKlavi: h.kl, fault: func(string) (error, bool) {
-			return fmt.Errorf("retry payment: 409: %w", klavi.ErrDuplicateRequest), false
+		first := consent.ClientRequestID(c.ID, 0, 1)
+		h.useKlavi(&retryFaultKlavi{fakeKlavi: h.kl, fault: func(crid string) (error, bool) {
+			if crid == first {
+				return &klavi.APIError{StatusCode: 409, Code: "Conflict", Message: "Insufficient permissions requested", Endpoint: "retry_payment"}, false
+			}
+			return nil, false
 		}})
 		h.add(c)
 		h.runUntil(at("2026-03-12", 0, 0))
-		assert.Equal(t, storage.AttemptUnconfirmed, h.attempt(c.ID, 0, 1).State)
-		_, more := h.attemptOK(c.ID, 0, 2)
-		assert.False(t, more)
-		assert.Len(t, h.kl.retryCalls(), 1)
+		a1 := h.attempt(c.ID, 0, 1)
+		assert.Equal(t, storage.AttemptFailed, a1.State)
+		assert.Contains(t, a1.Reason, "Insufficient permissions requested")
+		assert.Equal(t, 1, a1.Lookups, "a 409 proves nothing by itself: looked up")
+		assert.Equal(t, storage.AttemptCompleted, h.attempt(c.ID, 0, 2).State)
 		un, _ := h.db.Attention(storage.AttemptUnconfirmed, 10)
-		assert.Len(t, un, 1)
+		assert.Empty(t, un)
+		assertExactlyOnce(t, h)
 		assertNoneStuck(t, h, c.ID)
 	})
 	t.Run("refused retry: FAILED, the next one is planned and sent", func(t *testing.T) {
@@ -543,14 +550,18 @@ func TestSchedulerEdge_RetryOutcomes(t *testing.T) {
 	t.Run("retry outcome unknown past its request day: UNCONFIRMED", func(t *testing.T) {
 		h := newHarness(t, at("2026-02-25", 8, 0), nil)
 		c := localWeekly(t, h, nil)
+		committed := false
 		h.useKlavi(&retryFaultKlavi{fakeKlavi: h.kl, fault: func(string) (error, bool) {
-			return unknownErr("retry payment"), true
+			first := !committed
+			committed = true
+			return unknownErr("retry payment"), first
 		}})
+		h.kl.findErr = func(string) error { return fmt.Errorf("list orders: 503: %w", klavi.ErrUnavailable) }
 		h.add(c)
 		h.runUntil(at("2026-03-12", 0, 0))
 		a := h.attempt(c.ID, 0, 1)
-		assert.Equal(t, storage.AttemptUnconfirmed, a.State)
-		assert.Contains(t, a.Reason, "request day 2026-03-05 has passed")
+		assert.Equal(t, storage.AttemptUnconfirmed, a.State, "Klavi's list cannot be read: unknown")
+		assert.Contains(t, a.Reason, "could not be read")
 		crids := map[string]bool{}
 		for _, r := range h.kl.retryCalls() {
 			crids[r.CRID] = true
@@ -560,8 +571,15 @@ func TestSchedulerEdge_RetryOutcomes(t *testing.T) {
 		_, more := h.attemptOK(c.ID, 0, 2)
 		assert.False(t, more)
 		assertExactlyOnce(t, h)
+		h.kl.findErr = nil // the list answers again: the hourly lookup adopts it
+		h.runUntil(at("2026-03-20", 0, 0))
+		assert.Equal(t, storage.AttemptCompleted, h.attempt(c.ID, 0, 1).State)
+		_, more = h.attemptOK(c.ID, 0, 2)
+		assert.False(t, more)
+		assertExactlyOnce(t, h)
+		assertNoneStuck(t, h, c.ID)
 	})
-	t.Run("refused re-send of a retry whose first answer was lost: UNCONFIRMED", func(t *testing.T) {
+	t.Run("refused re-send of a retry whose first answer was lost: looked up and adopted", func(t *testing.T) {
 		h := newHarness(t, at("2026-02-25", 8, 0), nil)
 		c := localWeekly(t, h, nil)
 		n := 0
@@ -571,11 +589,41 @@ func TestSchedulerEdge_RetryOutcomes(t *testing.T) {
 			}
 			return fmt.Errorf("retry payment: 416: %w", klavi.ErrRefused), false
 		}})
+		lookups := 0
+		h.kl.findErr = func(string) error {
+			if lookups++; lookups == 1 {
+				return fmt.Errorf("list orders: 503: %w", klavi.ErrUnavailable)
+			}
+			return nil
+		}
 		h.add(c)
 		h.runUntil(at("2026-03-12", 0, 0))
-		assert.Equal(t, storage.AttemptUnconfirmed, h.attempt(c.ID, 0, 1).State)
+		assert.Equal(t, storage.AttemptCompleted, h.attempt(c.ID, 0, 1).State)
 		_, more := h.attemptOK(c.ID, 0, 2)
-		assert.False(t, more, "the first send may have been committed: no further retry")
+		assert.False(t, more, "the first send was committed and settled: no further retry")
+		assertExactlyOnce(t, h)
+	})
+	t.Run("refused re-send of a retry that Klavi never got: looked at twice, then FAILED", func(t *testing.T) {
+		h := newHarness(t, at("2026-02-25", 8, 0), nil)
+		c := localWeekly(t, h, nil)
+		n := 0
+		first := consent.ClientRequestID(c.ID, 0, 1)
+		h.useKlavi(&retryFaultKlavi{fakeKlavi: h.kl, fault: func(crid string) (error, bool) {
+			if crid != first {
+				return nil, false
+			}
+			if n++; n == 1 {
+				return unknownErr("retry payment"), false // lost before Klavi saw it
+			}
+			return fmt.Errorf("retry payment: 416: %w", klavi.ErrRefused), false
+		}})
+		h.add(c)
+		h.runUntil(at("2026-03-12", 0, 0))
+		a1 := h.attempt(c.ID, 0, 1)
+		assert.Equal(t, storage.AttemptFailed, a1.State)
+		assert.GreaterOrEqual(t, a1.Lookups, 3, "after the lost answer, after the refusal, and once more")
+		assert.Equal(t, storage.AttemptCompleted, h.attempt(c.ID, 0, 2).State, "the next retry goes out")
+		assertExactlyOnce(t, h)
 	})
 }
 
@@ -878,12 +926,28 @@ func TestSchedulerEdge_PollStatuses(t *testing.T) {
 		assert.Equal(t, storage.AttemptRejected, h.attempt(c.ID, 0, 0).State)
 		assert.Equal(t, "ERROR", h.attempt(c.ID, 0, 0).Reason)
 	})
-	t.Run("an unknown status: kept SUBMITTED and polled on", func(t *testing.T) {
+	t.Run("an unknown status past StuckAfter: looked up, then STUCK and polled on", func(t *testing.T) {
 		h, c := run(t, klavi.PaymentStatus("PAYMENT_ON_HOLD"), "")
 		a := h.attempt(c.ID, 0, 0)
-		assert.Equal(t, storage.AttemptSubmitted, a.State)
-		assert.Equal(t, klavi.PaymentStatus("PAYMENT_ON_HOLD"), a.Status)
+		assert.Equal(t, storage.AttemptStuck, a.State)
+		assert.Contains(t, a.Reason, "PAYMENT_ON_HOLD")
+		assert.GreaterOrEqual(t, a.Lookups, 1)
+		stuck, err := h.db.Attention(storage.AttemptStuck, 10)
+		require.NoError(t, err)
+		assert.Len(t, stuck, 1, "an attention item")
+		assert.Len(t, h.eventsOf(EventStuck), 1, "reported once")
 		assertNoneStuck(t, h, c.ID)
+		// Klavi answers a known status again: it leaves STUCK by itself.
+		h.kl.outcome = func(*fakePayment) (klavi.PaymentStatus, klavi.ReasonCode) { return klavi.PaymentCompleted, "" }
+		h.kl.mu.Lock()
+		for _, p := range h.kl.payments {
+			p.Status = klavi.PaymentPending
+		}
+		h.kl.mu.Unlock()
+		h.runUntil(at("2026-03-22", 0, 0))
+		assert.Equal(t, storage.AttemptCompleted, h.attempt(c.ID, 0, 0).State)
+		stuck, _ = h.db.Attention(storage.AttemptStuck, 10)
+		assert.Empty(t, stuck)
 	})
 }
 
@@ -904,10 +968,11 @@ func TestSchedulerEdge_RevokeWithRetries(t *testing.T) {
 		assert.Len(t, h.kl.createCalls(), 1, "cycle 0 only")
 		assertNoneStuck(t, h, c.ID)
 	})
-	t.Run("a retry in flight ends UNCONFIRMED, not re-sent", func(t *testing.T) {
+	t.Run("a retry in flight is looked up, not re-sent", func(t *testing.T) {
 		h := newHarness(t, at("2026-02-25", 8, 0), nil)
 		c := localWeekly(t, h, nil)
 		h.useKlavi(&retryFaultKlavi{fakeKlavi: h.kl, fault: func(string) (error, bool) { return unknownErr("retry payment"), true }})
+		h.kl.findErr = func(string) error { return fmt.Errorf("list orders: 503: %w", klavi.ErrUnavailable) }
 		h.add(c)
 		require.True(t, h.stepUntil(at("2026-03-06", 0, 0), func() bool {
 			a, ok := h.attemptOK(c.ID, 0, 1)
@@ -915,8 +980,10 @@ func TestSchedulerEdge_RevokeWithRetries(t *testing.T) {
 		}))
 		_, err := h.s.Revoke(c.ID, "")
 		require.NoError(t, err)
+		h.kl.findErr = nil
 		h.runUntil(at("2026-03-20", 0, 0))
-		assert.Equal(t, storage.AttemptUnconfirmed, h.attempt(c.ID, 0, 1).State)
+		a := h.attempt(c.ID, 0, 1)
+		assert.Equal(t, storage.AttemptCompleted, a.State, "found at Klavi, adopted and followed")
 		assert.Len(t, h.kl.retryCalls(), 1)
 		assertNoneStuck(t, h, c.ID)
 	})
@@ -1090,8 +1157,8 @@ func TestSchedulerEdge_PayerRevocationWhileNextCycleUnknown(t *testing.T) {
 	rec := mustConsent(t, h, c.ID)
 	assert.Equal(t, storage.ConsentRevoked, rec.State)
 	a := h.attempt(c.ID, 1, 0)
-	assert.Equal(t, storage.AttemptUnconfirmed, a.State)
-	assert.Contains(t, a.Reason, "consent became revoked")
+	assert.Equal(t, storage.AttemptRejected, a.State, "the lost answer was looked up, adopted and polled")
+	assert.Equal(t, string(klavi.ReasonRevokedUser), a.Reason)
 	_, later := h.attemptOK(c.ID, 2, 0)
 	assert.False(t, later)
 	assertExactlyOnce(t, h)

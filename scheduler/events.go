@@ -19,12 +19,17 @@ const (
 	EventRejected       EventKind = "rejected"        // a payment was rejected (final)
 	EventMissed         EventKind = "missed"          // the window closed before submission
 	EventSkipped        EventKind = "skipped"         // not submitted on purpose (no variable amount)
-	EventUnconfirmed    EventKind = "unconfirmed"     // Klavi has it (409) or the outcome is unknown for good
+	EventUnconfirmed    EventKind = "unconfirmed"     // the outcome is unknown and Klavi cannot tell yet
 	EventFailed         EventKind = "failed"          // Klavi refused the request; nothing was created
 	EventResend         EventKind = "resend_pending"  // outcome unknown for now; it will be re-sent, same key
 	EventRetryPlanned   EventKind = "retry_planned"   // a local retry is scheduled
 	EventRetryDropped   EventKind = "retry_dropped"   // a planned local retry cannot be sent
 	EventConsentStopped EventKind = "consent_stopped" // revoked or expired: billing stopped
+	// EventLookup: Klavi's orders list was read for an attempt's clientRequestId
+	// (reconciliation). Reason is "<lookup>:<resolution>": lookup found, not_found or
+	// unavailable; resolution adopted, refused, resent, confirm, lapsed or unresolved.
+	EventLookup EventKind = "lookup"
+	EventStuck  EventKind = "stuck" // a payment's status is unknown past Config.StuckAfter
 )
 
 // An Event is one thing the scheduler did or learned, for metrics, logs and the

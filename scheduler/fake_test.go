@@ -28,6 +28,9 @@ type fakeKlavi struct {
 	creates  []fakeCall
 	retries  []fakeCall
 	gets     int
+	finds    int
+	// findErr, when it returns non-nil, makes that FindOrder call fail.
+	findErr func(crid string) error
 }
 
 type fakePayment struct {
@@ -169,4 +172,22 @@ func (f *fakeKlavi) originals(consentID string) []*fakePayment {
 		}
 	}
 	return out
+}
+
+func (f *fakeKlavi) FindOrder(_ context.Context, consentID, crid string) (*klavi.Order, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.finds++
+	if f.findErr != nil {
+		if err := f.findErr(crid); err != nil {
+			return nil, err
+		}
+	}
+	p, ok := f.byCRID[crid]
+	if !ok || p.ConsentID != consentID {
+		return nil, fmt.Errorf("find order %s: %w", crid, klavi.ErrOrderNotFound)
+	}
+	f.settle(p)
+	return &klavi.Order{ID: p.ID, ClientRequestID: p.CRID, ConsentID: p.ConsentID, Date: p.Date, Amount: p.Amount,
+		Currency: "BRL", Status: p.Status}, nil
 }

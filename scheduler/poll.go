@@ -23,7 +23,7 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 	if err != nil {
 		return err
 	}
-	if att.State != storage.AttemptSubmitted || att.PaymentID == "" {
+	if att.State != storage.AttemptSubmitted && att.State != storage.AttemptStuck || att.PaymentID == "" {
 		return s.store.Apply(ch) // a stale entry
 	}
 	rec, err := s.store.GetConsent(it.Key.ConsentID)
@@ -35,14 +35,35 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 	att.Polls, att.UpdatedAt = att.Polls+1, now
 
 	p, perr := s.klavi.GetPayment(ctx, c.ID, att.PaymentID)
-	if perr != nil {
+	if perr != nil || !p.Status.Valid() {
+		// No status billingd knows. A 404 or an unknown status that lasts past
+		// StuckAfter is looked up in the orders list, and then STUCK if still unknown.
+		unknown := perr == nil || notFound(perr)
+		if unknown && att.UnknownSince.IsZero() {
+			att.UnknownSince = now
+		}
+		if unknown && now.Sub(att.UnknownSince) >= s.cfg.StuckAfter {
+			if err := s.lookupStuck(ctx, rec, att, now, ch); err != nil {
+				return err
+			}
+			return s.store.Apply(ch)
+		}
 		att.NextPoll = s.nextPoll(att, now)
 		ch.PutPoll = []storage.PollItem{{At: att.NextPoll, Key: att.AttemptKey}}
 		if err := s.store.Apply(ch); err != nil {
 			return err
 		}
+		if perr == nil {
+			return fmt.Errorf("get payment %s: unknown status %q", att.PaymentID, p.Status)
+		}
 		return fmt.Errorf("get payment %s: %w", att.PaymentID, perr)
 	}
+	if att.State == storage.AttemptStuck {
+		att.State = storage.AttemptSubmitted
+		s.log.Info("stuck payment answers again", "consent_id", c.ID, "cycle", att.Cycle, "attempt", att.Attempt,
+			"payment_id", att.PaymentID, "status", string(p.Status))
+	}
+	att.UnknownSince = time.Time{}
 	att.Status = p.Status
 	var code klavi.ReasonCode
 	if p.StatusReason != nil {
@@ -86,6 +107,12 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 		ch.PutPoll = []storage.PollItem{{At: att.NextPoll, Key: att.AttemptKey}}
 	}
 	return s.store.Apply(ch)
+}
+
+// notFound reports a 404 answer.
+func notFound(err error) bool {
+	var ae *klavi.APIError
+	return errors.As(err, &ae) && ae.StatusCode == 404
 }
 
 // planRetry schedules the local retry that follows attempt prev of its cycle: the next

@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -24,6 +23,8 @@ type Store interface {
 	PollBefore(t time.Time, limit int) ([]storage.PollItem, error)
 	Apply(ch *storage.Change) error
 	SetAmount(id string, k int, c klavi.Cents) error
+	Attempts(consentID string) ([]*storage.Attempt, error)
+	Attention(s storage.AttemptState, limit int) ([]*storage.Attempt, error)
 }
 
 var _ Store = (*storage.DB)(nil)
@@ -33,6 +34,9 @@ type Klavi interface {
 	CreatePayment(ctx context.Context, consentID string, req *klavi.CreatePaymentRequest) (*klavi.Payment, error)
 	RetryPayment(ctx context.Context, consentID, paymentID string, req *klavi.RetryPaymentRequest) (*klavi.Payment, error)
 	GetPayment(ctx context.Context, consentID, paymentID string) (*klavi.Payment, error)
+	// FindOrder reads the consent's orders list (management API) to its end for a
+	// clientRequestId; klavi.ErrOrderNotFound when it has none.
+	FindOrder(ctx context.Context, consentID, clientRequestID string) (*klavi.Order, error)
 }
 
 // Config holds the scheduler's settings.
@@ -54,6 +58,13 @@ type Config struct {
 	RetryableReasons []klavi.ReasonCode
 	// Batch is how many index entries one scan or poll pass reads at a time (default 1000).
 	Batch int
+	// ReconcileEvery is how often an UNCONFIRMED attempt is looked up again in Klavi's
+	// orders list (default 1h).
+	ReconcileEvery time.Duration
+	// StuckAfter is how long a submitted payment's status poll may answer 404 or a
+	// status billingd does not know before it is looked up and, if still unknown,
+	// becomes a STUCK attention item (default 24h).
+	StuckAfter time.Duration
 }
 
 func (c *Config) defaults() {
@@ -77,6 +88,12 @@ func (c *Config) defaults() {
 	}
 	if c.Batch <= 0 {
 		c.Batch = 1000
+	}
+	if c.ReconcileEvery <= 0 {
+		c.ReconcileEvery = time.Hour
+	}
+	if c.StuckAfter <= 0 {
+		c.StuckAfter = 24 * time.Hour
 	}
 }
 
@@ -274,28 +291,6 @@ func (s *Scheduler) each(ctx context.Context, n int, fn func(i int)) {
 		break
 	}
 	wg.Wait()
-}
-
-// classify sorts a Klavi error by what it means for a payment that was being created.
-type outcome int
-
-const (
-	created    outcome = iota
-	duplicate          // 409: Klavi already has this clientRequestId
-	refused            // a definitive 4xx, or a request that was never sent
-	unknownOut         // anything else: it may or may not exist at Klavi
-)
-
-func classify(err error) outcome {
-	switch {
-	case err == nil:
-		return created
-	case errors.Is(err, klavi.ErrDuplicateRequest):
-		return duplicate
-	case errors.Is(err, klavi.ErrInvalidRequest), errors.Is(err, klavi.ErrRefused):
-		return refused
-	}
-	return unknownOut
 }
 
 // backoff returns min·2^(n-1) capped at max, for n ≥ 1.

@@ -395,15 +395,16 @@ func TestScheduler_RevocationStopsBilling(t *testing.T) {
 		h.kl.inject = func(op, crid string) (error, bool) {
 			return fmt.Errorf("create payment: timeout: %w", klavi.ErrOutcomeUnknown), true
 		}
+		h.kl.findErr = func(string) error { return fmt.Errorf("list orders: 503: %w", klavi.ErrUnavailable) }
 		h.runUntil(at("2026-01-07", 9, 0))
 		require.Equal(t, storage.AttemptSubmitting, h.attempt(c.ID, 0, 0).State)
 		_, err := h.s.Revoke(c.ID, "")
 		require.NoError(t, err)
-		h.kl.inject = nil
+		h.kl.inject, h.kl.findErr = nil, nil
 		h.runUntil(at("2026-02-28", 0, 0))
 		a := h.attempt(c.ID, 0, 0)
-		assert.Equal(t, storage.AttemptUnconfirmed, a.State, "not left SUBMITTING forever")
-		assert.Contains(t, a.Reason, "consent became revoked")
+		assert.Equal(t, storage.AttemptCompleted, a.State, "looked up, adopted and followed: not left SUBMITTING")
+		assert.Equal(t, "urn:fake:pay-1", a.PaymentID)
 		assert.Len(t, h.kl.createCalls(), 1, "and not re-sent for a revoked consent")
 	})
 	t.Run("by the payer", func(t *testing.T) {
@@ -468,18 +469,18 @@ func TestScheduler_ExactlyOnce(t *testing.T) {
 		}
 		h.runUntil(at("2026-01-07", 9, 0))
 		a := h.attempt(c.ID, 0, 0)
-		assert.Equal(t, storage.AttemptSubmitting, a.State, "outcome unknown: kept")
+		assert.Equal(t, storage.AttemptSubmitted, a.State, "the lost answer is looked up and the payment adopted")
+		assert.Equal(t, "urn:fake:pay-1", a.PaymentID)
+		assert.Equal(t, 1, a.Lookups)
 		h.kl.inject = nil
 		h.runUntil(at("2026-01-20", 0, 0))
 		a = h.attempt(c.ID, 0, 0)
-		assert.Equal(t, storage.AttemptUnconfirmed, a.State)
-		assert.Equal(t, 2, a.Sends)
-		creates := h.kl.createCalls()
-		require.Len(t, creates, 2)
-		assert.Equal(t, creates[0].CRID, creates[1].CRID, "re-sent with the same key")
+		assert.Equal(t, storage.AttemptCompleted, a.State)
+		assert.Equal(t, 1, a.Sends, "found: never re-sent")
+		require.Len(t, h.kl.createCalls(), 1)
 		assert.Len(t, h.kl.originals(c.ID), 1, "never a second payment")
 		un, _ := h.db.Attention(storage.AttemptUnconfirmed, 10)
-		assert.Len(t, un, 1)
+		assert.Empty(t, un)
 		// The next cycle goes on normally.
 		h.runUntil(at("2026-02-12", 0, 0))
 		assert.Equal(t, storage.AttemptCompleted, h.attempt(c.ID, 1, 0).State)
@@ -516,22 +517,52 @@ func TestScheduler_ExactlyOnce(t *testing.T) {
 		assert.Equal(t, 2, got.Sends)
 		assert.Len(t, h.kl.originals(c.ID), 1)
 	})
-	t.Run("outcome unknown until the window closes", func(t *testing.T) {
+	t.Run("outcome unknown until the window closes, Klavi has nothing", func(t *testing.T) {
 		h, c := setup(t)
 		h.kl.inject = func(op, crid string) (error, bool) {
 			return fmt.Errorf("create payment: 503: %w", klavi.ErrOutcomeUnknown), false
 		}
 		h.runUntil(at("2026-01-09", 12, 0))
 		a := h.attempt(c.ID, 0, 0)
-		assert.Equal(t, storage.AttemptUnconfirmed, a.State)
-		assert.Contains(t, a.Reason, "window closed on 2026-01-08")
+		assert.Equal(t, storage.AttemptMissed, a.State, "the list, read twice after the window closed, has no payment")
+		assert.Contains(t, a.Reason, "its window has closed")
 		for _, call := range h.kl.createCalls() {
 			assert.LessOrEqual(t, call.Day.String(), "2026-01-08", "never sent after D−2")
 		}
+		un, _ := h.db.Attention(storage.AttemptUnconfirmed, 10)
+		assert.Empty(t, un)
+	})
+	t.Run("outcome unknown and the list unavailable past the window: UNCONFIRMED, reconciled hourly", func(t *testing.T) {
+		h, c := setup(t)
+		sent := 0
+		h.kl.inject = func(op, crid string) (error, bool) {
+			sent++ // the first send is committed, and no answer ever arrives
+			return fmt.Errorf("create payment: timeout: %w", klavi.ErrOutcomeUnknown), sent == 1
+		}
+		h.kl.findErr = func(string) error { return fmt.Errorf("list orders: 503: %w", klavi.ErrUnavailable) }
+		h.runUntil(at("2026-01-09", 12, 0))
+		a := h.attempt(c.ID, 0, 0)
+		assert.Equal(t, storage.AttemptUnconfirmed, a.State)
+		assert.Contains(t, a.Reason, "could not be read")
+		assert.False(t, a.DueAt.IsZero(), "looked up again later")
+		rec, err := h.db.GetConsent(c.ID)
+		require.NoError(t, err)
+		assert.Equal(t, 1, rec.NextCycle, "the cursor moved on")
+		finds := h.kl.finds
+		h.runUntil(at("2026-01-09", 15, 0))
+		assert.Greater(t, h.kl.finds, finds, "looked up again every hour")
+		assert.Equal(t, storage.AttemptUnconfirmed, h.attempt(c.ID, 0, 0).State)
+		h.kl.findErr = nil // the list answers again
+		h.runUntil(at("2026-01-20", 0, 0))
+		a = h.attempt(c.ID, 0, 0)
+		assert.Equal(t, storage.AttemptCompleted, a.State, "found, adopted and polled to its end")
+		assert.Len(t, h.kl.originals(c.ID), 1)
+		un, _ := h.db.Attention(storage.AttemptUnconfirmed, 10)
+		assert.Empty(t, un)
 	})
 	t.Run("re-send refused after a lost answer", func(t *testing.T) {
 		// Klavi may check its business rules before the key: the re-send of a
-		// committed payment can meet a 416 instead of the 409. That is not FAILED.
+		// committed payment can meet a 416 instead of the 409. The list settles it.
 		h, c := setup(t)
 		n := 0
 		h.kl.inject = func(op, crid string) (error, bool) {
@@ -540,11 +571,30 @@ func TestScheduler_ExactlyOnce(t *testing.T) {
 			}
 			return fmt.Errorf("create payment: 416 window: %w", klavi.ErrRefused), false
 		}
+		lookups := 0
+		h.kl.findErr = func(string) error {
+			if lookups++; lookups == 1 {
+				return fmt.Errorf("list orders: 503: %w", klavi.ErrUnavailable)
+			}
+			return nil
+		}
 		h.runUntil(at("2026-01-20", 0, 0))
 		a := h.attempt(c.ID, 0, 0)
-		assert.Equal(t, storage.AttemptUnconfirmed, a.State)
-		assert.Contains(t, a.Reason, "an earlier send's outcome is unknown")
+		assert.Equal(t, storage.AttemptCompleted, a.State)
+		assert.Equal(t, 2, a.Sends)
 		assert.Len(t, h.kl.originals(c.ID), 1)
+	})
+	t.Run("409 on the first send, Klavi has nothing: a refusal", func(t *testing.T) {
+		h, c := setup(t)
+		h.kl.inject = func(op, crid string) (error, bool) {
+			return &klavi.APIError{StatusCode: 409, Code: "Conflict", Message: "Insufficient permissions requested", Endpoint: "create_payment"}, false
+		}
+		h.runUntil(at("2026-01-20", 0, 0))
+		a := h.attempt(c.ID, 0, 0)
+		assert.Equal(t, storage.AttemptFailed, a.State)
+		assert.Contains(t, a.Reason, "Insufficient permissions requested")
+		assert.Equal(t, 1, a.Sends)
+		assert.Empty(t, h.kl.originals(c.ID))
 	})
 	t.Run("refused", func(t *testing.T) {
 		h, c := setup(t)

@@ -64,6 +64,9 @@ type ConsentRecord struct {
 	NextDue   time.Time `json:"nextDue,omitzero"`
 	// RedirectURL is where the payer authorizes a consent created through billingd.
 	RedirectURL string `json:"redirectUrl,omitempty"`
+	// RefreshedAt is when Klavi's view of the consent (get consent) was last read;
+	// zero: never.
+	RefreshedAt time.Time `json:"refreshedAt,omitzero"`
 }
 
 // ID returns the consent id.
@@ -84,9 +87,14 @@ const (
 	AttemptCompleted AttemptState = "COMPLETED"
 	// Rejected: Klavi or the payer's bank rejected it (or it was canceled).
 	AttemptRejected AttemptState = "REJECTED"
-	// Unconfirmed: Klavi already had this clientRequestId (409) or the window closed
-	// with the outcome unknown. Never re-sent with a new key; an operator looks.
+	// Unconfirmed: the outcome is unknown and Klavi cannot tell (its orders list was
+	// unavailable when the window closed). Never re-sent; reconciled again (every
+	// hour by default) until Klavi's list answers.
 	AttemptUnconfirmed AttemptState = "UNCONFIRMED"
+	// Stuck: a submitted payment whose status Klavi has not told for longer than the
+	// configured time (GET answers 404 or an unknown status) and which its orders
+	// list does not settle either. Still polled; an operator looks.
+	AttemptStuck AttemptState = "STUCK"
 	// Failed: Klavi refused the request (a 4xx): nothing was created.
 	AttemptFailed AttemptState = "FAILED"
 	// Missed: the submission window closed before billingd could submit.
@@ -103,7 +111,7 @@ const (
 // Final reports whether the attempt will not change by itself anymore.
 func (s AttemptState) Final() bool {
 	switch s {
-	case AttemptSubmitting, AttemptSubmitted, AttemptPlanned:
+	case AttemptSubmitting, AttemptSubmitted, AttemptPlanned, AttemptStuck:
 		return false
 	}
 	return true
@@ -112,7 +120,7 @@ func (s AttemptState) Final() bool {
 // needsAttention lists the states kept in the attention index for operators.
 func (s AttemptState) needsAttention() bool {
 	switch s {
-	case AttemptUnconfirmed, AttemptMissed, AttemptFailed, AttemptSkipped:
+	case AttemptUnconfirmed, AttemptMissed, AttemptFailed, AttemptSkipped, AttemptStuck:
 		return true
 	}
 	return false
@@ -157,7 +165,23 @@ type Attempt struct {
 	LastRetryDate cycle.Date `json:"lastRetryDate,omitzero"`
 	// PlannedRetries is how many retry dates that strategy gives Klavi to run.
 	PlannedRetries int `json:"plannedRetries,omitempty"`
+	// Lookups counts the reads of Klavi's orders list for this attempt's
+	// clientRequestId (reconciliation). Confirm is set when the list did not have the
+	// payment but an earlier send may still be in flight at Klavi: the next pass
+	// looks again, without sending, before deciding. It names what the last send
+	// got: ConfirmRefused (a refusal) or ConfirmLost (no answer; window closed).
+	Lookups int    `json:"lookups,omitempty"`
+	Confirm string `json:"confirm,omitempty"`
+	// UnknownSince is when Klavi first answered a status poll with 404 or a status
+	// billingd does not know, for a payment not yet final; zero once it answers.
+	UnknownSince time.Time `json:"unknownSince,omitzero"`
 }
+
+// Causes of a second look (Attempt.Confirm).
+const (
+	ConfirmRefused = "refused"
+	ConfirmLost    = "lost"
+)
 
 // An Entry of a time index: attempt Key is to be acted on at At.
 type Entry struct {
@@ -171,7 +195,7 @@ type DueItem = Entry
 // A PollItem is an entry of the poll index: attempt Key's status is fetched at At.
 type PollItem = Entry
 
-// Key encodings. Consent ids never contain NUL (they are URNs), so NUL separates an
+// Key encodings. Consent ids never contain NUL (klavi.CheckID: printable, 1..256), so NUL separates an
 // id from what follows and keeps one consent's keys together and in cycle order.
 
 func attemptKeyBytes(k AttemptKey) []byte {

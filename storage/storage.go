@@ -264,10 +264,11 @@ type consentCursor struct {
 	BillFrom    cycle.Date   `json:"billFrom"`
 	NextCycle   int          `json:"nextCycle"`
 	NextDue     time.Time    `json:"nextDue,omitzero"`
+	RefreshedAt time.Time    `json:"refreshedAt,omitzero"`
 }
 
 func cursorOf(r *ConsentRecord) consentCursor {
-	return consentCursor{State: r.State, StateReason: r.StateReason, UpdatedAt: r.UpdatedAt, BillFrom: r.BillFrom, NextCycle: r.NextCycle, NextDue: r.NextDue}
+	return consentCursor{State: r.State, StateReason: r.StateReason, UpdatedAt: r.UpdatedAt, BillFrom: r.BillFrom, NextCycle: r.NextCycle, NextDue: r.NextDue, RefreshedAt: r.RefreshedAt}
 }
 
 // readConsent assembles a record from its two parts.
@@ -287,7 +288,7 @@ func readConsent(tx *bolt.Tx, id []byte, body []byte) (*ConsentRecord, error) {
 		return nil, fmt.Errorf("%w: consent %q has no billing cursor", ErrCorrupt, id)
 	}
 	r.AddedAt, r.RedirectURL = b.AddedAt, b.RedirectURL
-	r.State, r.StateReason, r.UpdatedAt, r.BillFrom, r.NextCycle, r.NextDue = cur.State, cur.StateReason, cur.UpdatedAt, cur.BillFrom, cur.NextCycle, cur.NextDue
+	r.State, r.StateReason, r.UpdatedAt, r.BillFrom, r.NextCycle, r.NextDue, r.RefreshedAt = cur.State, cur.StateReason, cur.UpdatedAt, cur.BillFrom, cur.NextCycle, cur.NextDue, cur.RefreshedAt
 	return &r, nil
 }
 
@@ -534,7 +535,7 @@ func (db *DB) Counts() (map[ConsentState]int, error) {
 // it durably (fsync) in a group commit with concurrent changes.
 type Change struct {
 	// Consent writes the whole record; Cursor only its billing state (State,
-	// StateReason, UpdatedAt, BillFrom, NextCycle, NextDue). Consent wins if both are set.
+	// StateReason, UpdatedAt, BillFrom, NextCycle, NextDue, RefreshedAt). Consent wins if both are set.
 	Consent  *ConsentRecord
 	Cursor   *ConsentRecord
 	Attempts []*Attempt
