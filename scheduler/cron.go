@@ -91,13 +91,41 @@ func (s *Scheduler) Start(scanSpec, pollSpec string, hooks Hooks) error {
 		abandon()
 		return fmt.Errorf("scheduler: poll schedule %q: %w", pollSpec, err)
 	}
+	// The consent refresh (get consent at Klavi) on its own schedule; and, once at
+	// start, a reconciliation of attempts left UNCONFIRMED or STUCK (also by earlier
+	// versions, which left them with no due entry).
+	refresh := func() {
+		res, err := s.Refresh(req)
+		if err != nil {
+			s.log.Error("consent refresh failed", "err", err)
+		} else if res.Authorized+res.Stopped+res.Errors > 0 {
+			s.log.Info("consents refreshed", "read", res.Read, "authorized", res.Authorized, "stopped", res.Stopped, "errors", res.Errors)
+		}
+	}
+	refreshRun := guarded(skip.Then(cron.FuncJob(refresh)))
+	if spec := s.cfg.RefreshSchedule; spec != "off" {
+		if _, err := c.AddJob("CRON_TZ=America/Sao_Paulo "+spec, cron.FuncJob(func() { r.jobs.Add(1); refreshRun() })); err != nil {
+			stopNew()
+			abandon()
+			return fmt.Errorf("scheduler: refresh schedule %q: %w", spec, err)
+		}
+	}
+	reconcileRun := guarded(cron.FuncJob(func() {
+		res, err := s.Reconcile(req, "")
+		if err != nil {
+			s.log.Error("start-up reconciliation failed", "err", err)
+		} else if res.Looked > 0 {
+			s.log.Info("start-up reconciliation", "looked", res.Looked, "resolved", res.Resolved, "errors", res.Errors)
+		}
+	}))
 	s.running = r
 	c.Start()
 	// Catch up at once rather than at the first tick; the same wrapped jobs, so a
 	// tick that comes while these run is skipped, not doubled.
-	r.jobs.Add(2)
+	r.jobs.Add(3)
 	go scanRun()
 	go pollRun()
+	go reconcileRun()
 	return nil
 }
 

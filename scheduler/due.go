@@ -130,6 +130,9 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 		s.emit(EventSkipped, now, c, a, a.Reason)
 		return s.store.Apply(ch)
 	}
+	if ok, err := s.freshBeforeSubmit(ctx, rec, now); err != nil || !ok {
+		return err // stopped at Klavi (revoked, rejected, expired): nothing is sent
+	}
 	a := newAttempt(storage.AttemptSubmitting, "")
 	if a.Mode == consent.Attach && len(plan.Retries) > 0 {
 		// Only the planned days travel: a day the plan dropped (past the window, on

@@ -28,8 +28,9 @@ const (
 	// EventLookup: Klavi's orders list was read for an attempt's clientRequestId
 	// (reconciliation). Reason is "<lookup>:<resolution>": lookup found, not_found or
 	// unavailable; resolution adopted, refused, resent, confirm, lapsed or unresolved.
-	EventLookup EventKind = "lookup"
-	EventStuck  EventKind = "stuck" // a payment's status is unknown past Config.StuckAfter
+	EventLookup   EventKind = "lookup"
+	EventStuck    EventKind = "stuck"    // a payment's status is unknown past Config.StuckAfter
+	EventCanceled EventKind = "canceled" // a scheduled payment was canceled at Klavi
 )
 
 // An Event is one thing the scheduler did or learned, for metrics, logs and the

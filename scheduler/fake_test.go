@@ -31,6 +31,10 @@ type fakeKlavi struct {
 	finds    int
 	// findErr, when it returns non-nil, makes that FindOrder call fail.
 	findErr func(crid string) error
+	// consentStatus is Klavi's status of each consent (absent: authorized).
+	consentStatus map[string]klavi.ConsentStatus
+	consentGets   int
+	cancels       []string // payment ids
 }
 
 type fakePayment struct {
@@ -190,4 +194,30 @@ func (f *fakeKlavi) FindOrder(_ context.Context, consentID, crid string) (*klavi
 	f.settle(p)
 	return &klavi.Order{ID: p.ID, ClientRequestID: p.CRID, ConsentID: p.ConsentID, Date: p.Date, Amount: p.Amount,
 		Currency: "BRL", Status: p.Status}, nil
+}
+
+func (f *fakeKlavi) GetConsent(_ context.Context, consentID string) (*klavi.Consent, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.consentGets++
+	st, ok := f.consentStatus[consentID]
+	if !ok {
+		st = klavi.ConsentAuthorized
+	}
+	return &klavi.Consent{ID: consentID, Status: st}, nil
+}
+
+func (f *fakeKlavi) CancelPayment(_ context.Context, consentID, paymentID string, r *klavi.CancelPaymentRequest) (*klavi.Payment, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.payments[paymentID]
+	if !ok || p.ConsentID != consentID {
+		return nil, &klavi.APIError{StatusCode: 404, Endpoint: "cancel_payment"}
+	}
+	if p.Status.Final() || !p.Date.After(cycle.DateOf(f.clock.Now())) {
+		return nil, &klavi.APIError{StatusCode: 422, Endpoint: "cancel_payment", Message: "only a payment scheduled for a later date can be canceled"}
+	}
+	p.Status = klavi.PaymentCanceled
+	f.cancels = append(f.cancels, paymentID)
+	return &klavi.Payment{ID: p.ID, ClientRequestID: p.CRID, Status: p.Status}, nil
 }

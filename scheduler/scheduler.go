@@ -25,6 +25,7 @@ type Store interface {
 	SetAmount(id string, k int, c klavi.Cents) error
 	Attempts(consentID string) ([]*storage.Attempt, error)
 	Attention(s storage.AttemptState, limit int) ([]*storage.Attempt, error)
+	ListConsents(after string, limit int, state storage.ConsentState) ([]*storage.ConsentRecord, error)
 }
 
 var _ Store = (*storage.DB)(nil)
@@ -37,6 +38,8 @@ type Klavi interface {
 	// FindOrder reads the consent's orders list (management API) to its end for a
 	// clientRequestId; klavi.ErrOrderNotFound when it has none.
 	FindOrder(ctx context.Context, consentID, clientRequestID string) (*klavi.Order, error)
+	GetConsent(ctx context.Context, consentID string) (*klavi.Consent, error)
+	CancelPayment(ctx context.Context, consentID, paymentID string, r *klavi.CancelPaymentRequest) (*klavi.Payment, error)
 }
 
 // Config holds the scheduler's settings.
@@ -61,6 +64,19 @@ type Config struct {
 	// ReconcileEvery is how often an UNCONFIRMED attempt is looked up again in Klavi's
 	// orders list (default 1h).
 	ReconcileEvery time.Duration
+	// RefreshEvery is how often an active consent is read again at Klavi (get
+	// consent), so that a revocation made at the bank stops billing (default 24h).
+	RefreshEvery time.Duration
+	// RefreshBeforeSubmit reads a consent at Klavi before submitting its cycle when
+	// its last read is older than RefreshEvery.
+	RefreshBeforeSubmit bool
+	// RefreshSchedule is the cron spec of the consent refresh (default "@every 5m":
+	// consents awaiting authorization are read every pass, active ones every
+	// RefreshEvery); "off" disables it.
+	RefreshSchedule string
+	// Canceller is the document payments are canceled in the name of (cancel payment's
+	// cancelledBy); nil: the consent's creditorAccount holder.
+	Canceller *klavi.Person
 	// StuckAfter is how long a submitted payment's status poll may answer 404 or a
 	// status billingd does not know before it is looked up and, if still unknown,
 	// becomes a STUCK attention item (default 24h).
@@ -91,6 +107,12 @@ func (c *Config) defaults() {
 	}
 	if c.ReconcileEvery <= 0 {
 		c.ReconcileEvery = time.Hour
+	}
+	if c.RefreshEvery <= 0 {
+		c.RefreshEvery = 24 * time.Hour
+	}
+	if c.RefreshSchedule == "" {
+		c.RefreshSchedule = "@every 5m"
 	}
 	if c.StuckAfter <= 0 {
 		c.StuckAfter = 24 * time.Hour

@@ -1,0 +1,246 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+// Consent lifecycle from Klavi (klavi-api.md sections 6 and 7): a consent awaiting
+// authorization is followed with get-consent until the payer authorizes it (billing
+// starts by itself), rejects it or lets it expire; an active consent is read again
+// every Config.RefreshEvery, and before a submission when its last read is older, so
+// that a revocation made at the bank stops billing before the next charge. On a
+// revocation, payments already scheduled for later dates are canceled at Klavi.
+
+// consentChange is what Klavi's status of a consent means for billingd's record.
+type consentChange int
+
+const (
+	consentUnchanged consentChange = iota
+	consentAuthorized
+	consentStopped
+)
+
+// judgeConsent decides what Klavi's status st means for a consent in state cur. It
+// is pure. It returns the state to stop in when the change is consentStopped.
+func judgeConsent(cur storage.ConsentState, st klavi.ConsentStatus) (consentChange, storage.ConsentState) {
+	next := storage.StateFor(st)
+	switch {
+	case !st.Valid():
+		return consentUnchanged, cur // a status billingd does not know changes nothing
+	case cur == storage.ConsentAwaiting && next == storage.ConsentActive:
+		return consentAuthorized, next
+	case cur == storage.ConsentAwaiting && (next == storage.ConsentRejected || next == storage.ConsentExpired || next == storage.ConsentRevoked):
+		return consentStopped, next
+	case cur == storage.ConsentActive && (next == storage.ConsentRevoked || next == storage.ConsentRejected || next == storage.ConsentExpired):
+		return consentStopped, next
+	}
+	return consentUnchanged, cur
+}
+
+// RefreshResult counts what one Refresh pass did.
+type RefreshResult struct {
+	Read       int `json:"read"`       // consents read at Klavi
+	Authorized int `json:"authorized"` // awaiting consents the payer authorized
+	Stopped    int `json:"stopped"`    // consents revoked, rejected or expired at Klavi
+	Errors     int `json:"errors"`     // Klavi or store errors (tried again next pass)
+}
+
+// Refresh reads Klavi's view of every consent awaiting authorization, and of every
+// active consent last read more than Config.RefreshEvery ago, and acts on it.
+func (s *Scheduler) Refresh(ctx context.Context) (RefreshResult, error) {
+	var res RefreshResult
+	now := s.clock.Now()
+	for _, st := range []storage.ConsentState{storage.ConsentAwaiting, storage.ConsentActive} {
+		after := ""
+		for ctx.Err() == nil {
+			recs, err := s.store.ListConsents(after, s.cfg.Batch, st)
+			if err != nil {
+				return res, fmt.Errorf("refresh consents: %w", err)
+			}
+			if len(recs) == 0 {
+				break
+			}
+			after = recs[len(recs)-1].ID()
+			var todo []string
+			for _, r := range recs {
+				if st == storage.ConsentAwaiting || now.Sub(r.RefreshedAt) >= s.cfg.RefreshEvery {
+					todo = append(todo, r.ID())
+				}
+			}
+			results := make([]consentChange, len(todo))
+			errs := make([]error, len(todo))
+			s.each(ctx, len(todo), func(i int) {
+				results[i], errs[i] = s.refreshOne(ctx, todo[i])
+			})
+			for i := range todo {
+				res.Read++
+				switch {
+				case errs[i] != nil:
+					res.Errors++
+				case results[i] == consentAuthorized:
+					res.Authorized++
+				case results[i] == consentStopped:
+					res.Stopped++
+				}
+			}
+		}
+	}
+	return res, nil
+}
+
+// refreshOne reads one consent at Klavi and records what its status means.
+func (s *Scheduler) refreshOne(ctx context.Context, id string) (consentChange, error) {
+	kc, err := s.klavi.GetConsent(ctx, id)
+	if err != nil {
+		s.log.Warn("get consent", "consent_id", id, "err", err)
+		return consentUnchanged, err
+	}
+	defer s.locks.lock(id)()
+	rec, err := s.store.GetConsent(id)
+	if err != nil {
+		return consentUnchanged, err
+	}
+	return s.applyConsentStatus(ctx, rec, kc.Status, s.clock.Now())
+}
+
+// applyConsentStatus records Klavi's status of a consent (the caller holds its lock).
+func (s *Scheduler) applyConsentStatus(ctx context.Context, rec *storage.ConsentRecord, st klavi.ConsentStatus, now time.Time) (consentChange, error) {
+	change, next := judgeConsent(rec.State, st)
+	rec.RefreshedAt, rec.UpdatedAt = now, now
+	ch := &storage.Change{Cursor: rec}
+	switch change {
+	case consentAuthorized: // as Authorize: billed from today or its billFrom
+		if today := cycle.DateOf(now); rec.BillFrom.Before(today) {
+			rec.BillFrom = today
+		}
+		rec.Consent.Status = klavi.ConsentAuthorized
+		rec.State, rec.StateReason, rec.RedirectURL = storage.ConsentActive, "", ""
+		ch.Consent = rec
+		s.scheduleFirst(rec, now, ch)
+		s.log.Info("consent authorized at Klavi", "consent_id", rec.ID(), "next_cycle", rec.NextCycle)
+	case consentStopped:
+		rec.Consent.Status = st
+		s.stop(rec, next, fmt.Sprintf("Klavi reports the consent %s", st), now, ch)
+	}
+	if err := s.store.Apply(ch); err != nil {
+		return consentUnchanged, err
+	}
+	if change == consentStopped && next == storage.ConsentRevoked {
+		s.cancelScheduled(ctx, rec, now)
+	}
+	return change, nil
+}
+
+// freshBeforeSubmit reads the consent at Klavi before a submission when its last read
+// is older than Config.RefreshEvery. It reports false when Klavi says billing must
+// stop (the record is then stopped). A failed read does not hold the submission back:
+// the last known status stands, and the error is logged.
+func (s *Scheduler) freshBeforeSubmit(ctx context.Context, rec *storage.ConsentRecord, now time.Time) (bool, error) {
+	if !s.cfg.RefreshBeforeSubmit || now.Sub(rec.RefreshedAt) < s.cfg.RefreshEvery {
+		return true, nil
+	}
+	kc, err := s.klavi.GetConsent(ctx, rec.ID())
+	if err != nil {
+		s.log.Warn("get consent before submission; submitting on the last known status", "consent_id", rec.ID(), "err", err)
+		return true, nil
+	}
+	change, err := s.applyConsentStatus(ctx, rec, kc.Status, now)
+	if err != nil {
+		return false, err
+	}
+	return change != consentStopped, nil
+}
+
+// cancelScheduled cancels at Klavi every payment of a revoked consent that is
+// scheduled for a later date and not final, so none is left to settle. A failed
+// cancellation is logged; the payment is still polled to its final status.
+func (s *Scheduler) cancelScheduled(ctx context.Context, rec *storage.ConsentRecord, now time.Time) {
+	atts, err := s.store.Attempts(rec.ID())
+	if err != nil {
+		s.log.Error("cancel scheduled payments of a revoked consent", "consent_id", rec.ID(), "err", err)
+		return
+	}
+	today := cycle.DateOf(now)
+	for _, a := range atts {
+		if a.State != storage.AttemptSubmitted || a.PaymentID == "" || !a.Date.After(today) {
+			continue
+		}
+		if _, err := s.cancelAttempt(ctx, rec, a, now); err != nil {
+			s.log.Error("cancel payment of a revoked consent", "consent_id", rec.ID(), "cycle", a.Cycle,
+				"attempt", a.Attempt, "payment_id", a.PaymentID, "err", err)
+		}
+	}
+}
+
+// Errors of CancelPayment.
+var (
+	// ErrNoCanceller: no document to cancel in the name of (config klavi.canceller,
+	// or the consent's creditorAccount holder).
+	ErrNoCanceller = errors.New("no canceller document: set klavi.canceller or give the consent's creditorAccount a holder")
+)
+
+// CancelPayment cancels, at Klavi, a payment of a consent scheduled for a later date
+// (`billingd payments cancel`). The attempt ends REJECTED with status CANCELED.
+func (s *Scheduler) CancelPayment(ctx context.Context, consentID, paymentID string) (*storage.Attempt, error) {
+	defer s.locks.lock(consentID)()
+	rec, err := s.store.GetConsent(consentID)
+	if err != nil {
+		return nil, err
+	}
+	atts, err := s.store.Attempts(consentID)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range atts {
+		if a.PaymentID != paymentID {
+			continue
+		}
+		if a.State.Final() {
+			return nil, fmt.Errorf("%w: payment %s is already %s", ErrConflict, paymentID, a.State)
+		}
+		return s.cancelAttempt(ctx, rec, a, s.clock.Now())
+	}
+	return nil, fmt.Errorf("payment %s of consent %s: %w", paymentID, consentID, storage.ErrNotFound)
+}
+
+func (s *Scheduler) cancelAttempt(ctx context.Context, rec *storage.ConsentRecord, a *storage.Attempt, now time.Time) (*storage.Attempt, error) {
+	by := s.cfg.Canceller
+	if by == nil || by.Identifier == "" {
+		by = creditorHolder(rec.Consent)
+	}
+	if by == nil {
+		return nil, ErrNoCanceller
+	}
+	_, err := s.klavi.CancelPayment(ctx, rec.ID(), a.PaymentID, &klavi.CancelPaymentRequest{CancelledBy: by.Identifier, IdentifierType: by.IdentifierType})
+	if err != nil {
+		return nil, fmt.Errorf("cancel payment %s: %w", a.PaymentID, err)
+	}
+	ch := &storage.Change{Attempts: []*storage.Attempt{a}}
+	if !a.NextPoll.IsZero() {
+		ch.DelPoll = []storage.PollItem{{At: a.NextPoll, Key: a.AttemptKey}}
+	}
+	a.Status = klavi.PaymentCanceled
+	s.finish(a, storage.AttemptRejected, now, "canceled at Klavi")
+	if err := s.store.Apply(ch); err != nil {
+		return nil, err
+	}
+	s.log.Info("payment canceled", "consent_id", rec.ID(), "cycle", a.Cycle, "attempt", a.Attempt, "payment_id", a.PaymentID)
+	s.emit(EventCanceled, now, rec.Consent, a, a.Reason)
+	return a, nil
+}
+
+// creditorHolder is the receiver's holder of a consent, who may cancel its payments.
+func creditorHolder(c *consent.Consent) *klavi.Person {
+	if c.CreditorAccount != nil && c.CreditorAccount.Holder != nil && c.CreditorAccount.Holder.Identifier != "" {
+		return c.CreditorAccount.Holder
+	}
+	return nil
+}
