@@ -13,9 +13,14 @@
 //	PUT    /v1/consents/{id}/cycles/{k}/amount      amount of a variable cycle ({"amount": "123.45"})
 //	GET    /v1/consents/{id}/attempts               its attempts and payments
 //	GET    /v1/consents/{id}/preview?from=&cycles=  its plan (the preview JSON contract)
-//	GET    /v1/attempts?state=UNCONFIRMED&limit=    items needing an operator (UNCONFIRMED, MISSED, FAILED, SKIPPED)
+//	POST   /v1/consents/{id}/payments/{pid}/cancel  cancel at Klavi a payment scheduled for a later date
+//	GET    /v1/attempts?state=UNCONFIRMED&limit=    items needing an operator (UNCONFIRMED, STUCK, MISSED, FAILED, SKIPPED)
+//	POST   /v1/reconcile?consent=ID                 look UNCONFIRMED and STUCK attempts up in Klavi's orders list now
 //	GET    /v1/backup                               a consistent copy of the database
 //	POST   /v1/scheduler/scan, /v1/scheduler/poll   run a due scan or a status poll now
+//	POST   /v1/scheduler/refresh                    read consents at Klavi now (authorizations, revocations)
+//
+// Ids ({id}, {pid}) are Klavi's opaque ids (UUIDs or urn: ids), escaped in the path.
 //
 // Errors are JSON {"error": "...", "problems": [{"path", "message"}]} with a 4xx for
 // the caller's mistakes: 400 invalid input, 401 no or wrong token, 404 unknown id, 409
@@ -68,6 +73,9 @@ type Scheduler interface {
 	Policy() scheduler.Policy
 	Scan(ctx context.Context) (scheduler.ScanResult, error)
 	Poll(ctx context.Context) (scheduler.PollResult, error)
+	Refresh(ctx context.Context) (scheduler.RefreshResult, error)
+	Reconcile(ctx context.Context, consentID string) (scheduler.ReconcileResult, error)
+	CancelPayment(ctx context.Context, consentID, paymentID string) (*storage.Attempt, error)
 }
 
 var _ Scheduler = (*scheduler.Scheduler)(nil)
@@ -127,6 +135,37 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, res)
 	})
+	mux.HandleFunc("POST /v1/scheduler/refresh", func(w http.ResponseWriter, r *http.Request) {
+		res, err := s.Scheduler.Refresh(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST /v1/reconcile", func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("consent")
+		if id != "" {
+			if _, err := s.Store.GetConsent(id); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+		}
+		res, err := s.Scheduler.Reconcile(r.Context(), id)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST /v1/consents/{id}/payments/{paymentId}/cancel", func(w http.ResponseWriter, r *http.Request) {
+		a, err := s.Scheduler.CancelPayment(r.Context(), r.PathValue("id"), r.PathValue("paymentId"))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, a)
+	})
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route %s %s", r.Method, r.URL.Path), nil)
 	})
@@ -175,7 +214,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, storage.ErrExists), errors.Is(err, scheduler.ErrConflict):
 		code = http.StatusConflict
-	case errors.Is(err, scheduler.ErrInvalid):
+	case errors.Is(err, scheduler.ErrInvalid), errors.Is(err, scheduler.ErrNoCanceller):
 		code = http.StatusBadRequest
 	case errors.Is(err, klavi.ErrInvalidRequest), errors.Is(err, klavi.ErrRefused), errors.Is(err, klavi.ErrDuplicateRequest):
 		code = http.StatusBadGateway
@@ -485,7 +524,7 @@ func (s *Server) attention(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %v", err), nil)
 		return
 	}
-	states := []storage.AttemptState{storage.AttemptUnconfirmed, storage.AttemptMissed, storage.AttemptFailed, storage.AttemptSkipped}
+	states := []storage.AttemptState{storage.AttemptUnconfirmed, storage.AttemptStuck, storage.AttemptMissed, storage.AttemptFailed, storage.AttemptSkipped}
 	if v := q.Get("state"); v != "" {
 		st := storage.AttemptState(strings.ToUpper(v))
 		found := false

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +61,9 @@ type Metrics struct {
 	skipped     *prometheus.CounterVec // interval
 	failed      *prometheus.CounterVec // interval
 	resent      prometheus.Counter
+	stuck       *prometheus.CounterVec // interval
+	canceled    prometheus.Counter
+	lookups     *prometheus.CounterVec // lookup, outcome
 
 	retriesPlanned *prometheus.CounterVec // mode
 	retriesSent    *prometheus.CounterVec // mode
@@ -126,7 +130,7 @@ func New(version, revision string, opts ...Option) *Metrics {
 	m.rejected = f.counterVec("payments_rejected_total",
 		"Payments, original or local retry, that ended rejected, canceled or in error, by Klavi reason code (or final status when Klavi gave no reason).", "interval", "reason")
 	m.unconfirmed = f.counterVec("payments_unconfirmed_total",
-		"Submissions whose outcome billingd cannot confirm (Klavi answered 409 to a re-send, or the window closed while unknown): check them at Klavi.", "interval")
+		"Submissions left UNCONFIRMED: the outcome unknown and Klavi's orders list unreadable when the window closed; they are looked up again every scheduler.reconcile_every.", "interval")
 	m.missed = f.counterVec("payments_missed_total",
 		"Cycles whose submission window (D-10..D-2) closed before billingd could submit them.", "interval")
 	m.skipped = f.counterVec("payments_skipped_total",
@@ -135,6 +139,13 @@ func New(version, revision string, opts ...Option) *Metrics {
 		"Submissions Klavi refused (4xx other than 409): no payment was created.", "interval")
 	m.resent = f.counter("submissions_resent_total",
 		"Submissions whose outcome is unknown for now (timeout, 5xx) and will be re-sent with the same clientRequestId.")
+
+	m.stuck = f.counterVec("payments_stuck_total",
+		"Payments that became STUCK: their status stayed unknown (404 or an unknown status) past scheduler.stuck_after and Klavi's orders list did not settle it.", "interval")
+	m.canceled = f.counter("payments_canceled_total",
+		"Scheduled payments canceled at Klavi (a consent revoked, or an operator's cancel).")
+	m.lookups = f.counterVec("reconciliation_lookups_total",
+		"Reads of Klavi's orders list for an attempt's clientRequestId, by what the list said (lookup: found, not_found, unavailable) and what the attempt became (outcome: adopted, refused, resent, confirm, lapsed, unresolved).", "lookup", "outcome")
 
 	m.retriesPlanned = f.counterVec("retries_planned_total",
 		"Retries planned: mode=local counts retries billingd scheduled itself; mode=attach counts the retry dates attach-mode payments hand to Klavi in their autoRetryStrategy.", "mode")
@@ -178,7 +189,7 @@ func (m *Metrics) init() {
 		for _, mode := range []consent.RetryMode{consent.Attach, consent.Local, consent.Off} {
 			m.submitted.WithLabelValues(l, string(mode))
 		}
-		for _, v := range []*prometheus.CounterVec{m.completed, m.unconfirmed, m.missed, m.skipped, m.failed} {
+		for _, v := range []*prometheus.CounterVec{m.completed, m.unconfirmed, m.missed, m.skipped, m.failed, m.stuck} {
 			v.WithLabelValues(l)
 		}
 	}
@@ -187,6 +198,10 @@ func (m *Metrics) init() {
 	m.retriesSent.WithLabelValues(string(consent.Local))
 	for _, o := range []string{outcomeSubmitted, outcomeCompleted, outcomeRejected} {
 		m.amount.WithLabelValues(o)
+	}
+	for _, o := range []string{"found:adopted", "not_found:refused", "not_found:resent", "not_found:confirm", "not_found:lapsed", "unavailable:resent", "unavailable:unresolved"} {
+		lookup, outcome, _ := strings.Cut(o, ":")
+		m.lookups.WithLabelValues(lookup, outcome)
 	}
 	m.tokenRefresh.WithLabelValues(outcomeOK)
 	m.tokenRefresh.WithLabelValues(outcomeError)
@@ -248,6 +263,16 @@ func (m *Metrics) Observe(e scheduler.Event) {
 		m.retriesPlanned.WithLabelValues(string(consent.Local)).Inc()
 	case scheduler.EventRetryDropped:
 		m.retriesDropped.Inc()
+	case scheduler.EventStuck:
+		m.stuck.WithLabelValues(iv).Inc()
+	case scheduler.EventCanceled:
+		m.canceled.Inc()
+	case scheduler.EventLookup:
+		lookup, outcome, ok := strings.Cut(e.Reason, ":")
+		if !ok {
+			lookup, outcome = "unknown", "unknown"
+		}
+		m.lookups.WithLabelValues(lookup, outcome).Inc()
 	}
 	// EventConsentStopped shows in billingd_consents{state} at the next scrape.
 }

@@ -58,6 +58,10 @@ var contract = []string{
 	"billingd_due_scan_errors_total",
 	"billingd_db_size_bytes",
 	"billingd_db_inuse_bytes",
+	"billingd_attention_attempts",
+	"billingd_payments_stuck_total",
+	"billingd_payments_canceled_total",
+	"billingd_reconciliation_lookups_total",
 }
 
 var t0 = time.Date(2026, 3, 5, 12, 0, 0, 0, time.UTC)
@@ -70,6 +74,7 @@ type fakeStore struct {
 	countsErr      error
 	boundsErr      error
 	statsErr       error
+	attention      map[storage.AttemptState]int
 	mu             sync.Mutex // scrapes may run at once, as on a *storage.DB
 	boundsCalledAt []time.Time
 }
@@ -86,6 +91,8 @@ func (f *fakeStore) DueBounds(now time.Time) (time.Time, time.Time, error) {
 }
 
 func (f *fakeStore) Stats() (storage.Stats, error) { return f.stats, f.statsErr }
+
+func (f *fakeStore) AttentionCounts() (map[storage.AttemptState]int, error) { return f.attention, nil }
 
 func event(kind scheduler.EventKind, iv cycle.Interval, mode consent.RetryMode) scheduler.Event {
 	return scheduler.Event{
@@ -468,7 +475,7 @@ billingd_scheduler_lag_seconds 90
 		m := New("v1", "r")
 		m.WatchStore(&fakeStore{}, func() time.Time { return t0 })
 		assert.Empty(t, storeGauges(t, m), "lag and next submission are 0")
-		assert.Equal(t, 9, testutil.CollectAndCount(m.store), "5 states, lag, next, size, in use")
+		assert.Equal(t, 14, testutil.CollectAndCount(m.store), "5 states, lag, next, size, in use, 5 attention states")
 	})
 
 	t.Run("oldest in the future reads as no lag", func(t *testing.T) {
@@ -481,7 +488,7 @@ billingd_scheduler_lag_seconds 90
 		m := New("v1", "r")
 		m.WatchStore(&fakeStore{counts: map[storage.ConsentState]int{"paused": 4}}, func() time.Time { return t0 })
 		assert.Equal(t, map[string]float64{`billingd_consents{state="paused"}`: 4}, storeGauges(t, m))
-		assert.Equal(t, 10, testutil.CollectAndCount(m.store))
+		assert.Equal(t, 15, testutil.CollectAndCount(m.store))
 	})
 
 	t.Run("replaced and stopped", func(t *testing.T) {
@@ -675,4 +682,31 @@ func TestMetrics_concurrent(t *testing.T) {
 func withRetries(e scheduler.Event, n int) scheduler.Event {
 	e.Retries = n
 	return e
+}
+
+func TestMetrics_ReconciliationAndStuck(t *testing.T) {
+	m := New("test", "")
+	m.Observe(scheduler.Event{Kind: scheduler.EventLookup, Interval: cycle.Monthly, Reason: "found:adopted"})
+	m.Observe(scheduler.Event{Kind: scheduler.EventLookup, Interval: cycle.Monthly, Reason: "found:adopted"})
+	m.Observe(scheduler.Event{Kind: scheduler.EventLookup, Interval: cycle.Monthly, Reason: "unavailable:unresolved"})
+	m.Observe(scheduler.Event{Kind: scheduler.EventStuck, Interval: cycle.Weekly})
+	m.Observe(scheduler.Event{Kind: scheduler.EventCanceled, Interval: cycle.Weekly})
+	assert.Equal(t, 2.0, testutil.ToFloat64(m.lookups.WithLabelValues("found", "adopted")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.lookups.WithLabelValues("unavailable", "unresolved")))
+	assert.Equal(t, 0.0, testutil.ToFloat64(m.lookups.WithLabelValues("not_found", "refused")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.stuck.WithLabelValues("WEEKLY")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.canceled))
+
+	m.WatchStore(&fakeStore{attention: map[storage.AttemptState]int{storage.AttemptStuck: 3}}, nil)
+	mfs, err := m.Registry().Gather()
+	require.NoError(t, err)
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() == "billingd_attention_attempts" {
+			for _, s := range mf.GetMetric() {
+				got[s.GetLabel()[0].GetValue()] = s.GetGauge().GetValue()
+			}
+		}
+	}
+	assert.Equal(t, map[string]float64{"UNCONFIRMED": 0, "STUCK": 3, "MISSED": 0, "FAILED": 0, "SKIPPED": 0}, got)
 }

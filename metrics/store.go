@@ -20,6 +20,8 @@ type StoreSource interface {
 	DueBounds(now time.Time) (oldest, next time.Time, err error)
 	// Stats returns the database file's size figures.
 	Stats() (storage.Stats, error)
+	// AttentionCounts returns the open attention items by attempt state.
+	AttentionCounts() (map[storage.AttemptState]int, error)
 }
 
 var _ StoreSource = (*storage.DB)(nil)
@@ -45,7 +47,7 @@ func (m *Metrics) WatchStore(src StoreSource, now func() time.Time) {
 
 // storeCollector reads a StoreSource at scrape time.
 type storeCollector struct {
-	consents, lag, next, size, inUse *prometheus.Desc
+	consents, lag, next, size, inUse, attention *prometheus.Desc
 
 	mu  sync.Mutex
 	src StoreSource
@@ -64,11 +66,13 @@ func newStoreCollector() *storeCollector {
 			"Unix time of the next due-index entry (submission, retry or re-send); 0 when none is scheduled."),
 		size:  d("db_size_bytes", "Size of the bbolt database file."),
 		inUse: d("db_inuse_bytes", "Bytes of the bbolt database file in use (size minus free pages)."),
+		attention: d("attention_attempts",
+			"Open attention items: attempts now in state UNCONFIRMED, STUCK, MISSED, FAILED or SKIPPED (a level, not a count of events).", "state"),
 	}
 }
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.consents, c.lag, c.next, c.size, c.inUse} {
+	for _, d := range []*prometheus.Desc{c.consents, c.lag, c.next, c.size, c.inUse, c.attention} {
 		ch <- d
 	}
 }
@@ -111,6 +115,14 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			ts = unixSeconds(next)
 		}
 		ch <- prometheus.MustNewConstMetric(c.next, prometheus.GaugeValue, ts)
+	}
+
+	if counts, err := src.AttentionCounts(); err != nil {
+		ch <- prometheus.NewInvalidMetric(c.attention, err)
+	} else {
+		for _, s := range storage.AttentionStates {
+			ch <- prometheus.MustNewConstMetric(c.attention, prometheus.GaugeValue, float64(counts[s]), string(s))
+		}
 	}
 
 	if st, err := src.Stats(); err != nil {

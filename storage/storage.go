@@ -531,6 +531,29 @@ func (db *DB) Counts() (map[ConsentState]int, error) {
 	return out, err
 }
 
+// AttentionStates lists the attempt states kept in the attention index.
+var AttentionStates = []AttemptState{AttemptUnconfirmed, AttemptStuck, AttemptMissed, AttemptFailed, AttemptSkipped}
+
+// AttentionCounts returns how many attempts are in each attention state (the open
+// items an operator must look at), counting index keys only. Every state of
+// AttentionStates is present, at zero when none.
+func (db *DB) AttentionCounts() (map[AttemptState]int, error) {
+	out := map[AttemptState]int{}
+	for _, s := range AttentionStates {
+		out[s] = 0
+	}
+	err := db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketAttention).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if i := bytes.IndexByte(k, 0); i > 0 {
+				out[AttemptState(k[:i])]++
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // A Change is one atomic write: a consent, attempts, and index entries. Apply commits
 // it durably (fsync) in a group commit with concurrent changes.
 type Change struct {

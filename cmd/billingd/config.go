@@ -67,6 +67,18 @@ type KlaviConfig struct {
 	RateLimit          float64       `yaml:"rate_limit"`
 	RateBurst          int           `yaml:"rate_burst"`
 	TokenRefreshBefore time.Duration `yaml:"token_refresh_before"`
+	// AppID is the merchant application's id in Klavi's management API (the orders
+	// list reconciliation reads); empty: discovered when the keys have exactly one app.
+	AppID string `yaml:"app_id"`
+	// Canceller is the document scheduled payments are canceled in the name of
+	// (cancel payment's cancelledBy); empty: the consent's creditorAccount holder.
+	Canceller CancellerConfig `yaml:"canceller"`
+}
+
+// CancellerConfig is a CPF or CNPJ (personal data: never logged).
+type CancellerConfig struct {
+	IdentifierType string `yaml:"identifier_type"`
+	Identifier     string `yaml:"identifier"`
 }
 
 // SchedulerConfig drives the due scan and the status poll.
@@ -79,6 +91,17 @@ type SchedulerConfig struct {
 	ResendMinInterval time.Duration `yaml:"resend_min_interval"`
 	ResendMaxInterval time.Duration `yaml:"resend_max_interval"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
+	// ReconcileEvery: how often an UNCONFIRMED attempt is looked up again in Klavi's
+	// orders list. StuckAfter: how long a payment's status may stay unknown (404 or
+	// an unknown status) before it is looked up and, if still unknown, STUCK.
+	ReconcileEvery time.Duration `yaml:"reconcile_every"`
+	StuckAfter     time.Duration `yaml:"stuck_after"`
+	// RefreshSchedule drives the consent refresh (get consent at Klavi; "off"
+	// disables it); RefreshEvery is how often an active consent is read again;
+	// RefreshBeforeSubmit reads it before a submission when that is older.
+	RefreshSchedule     string        `yaml:"refresh_schedule"`
+	RefreshEvery        time.Duration `yaml:"refresh_every"`
+	RefreshBeforeSubmit bool          `yaml:"refresh_before_submit"`
 }
 
 // HTTPConfig is the one listener: /metrics, /healthz, /readyz and the admin API.
@@ -120,14 +143,19 @@ func DefaultConfig() Config {
 			TokenRefreshBefore: 60 * time.Second,
 		},
 		Scheduler: SchedulerConfig{
-			ScanSchedule:      "@every 1m",
-			PollSchedule:      "@every 1m",
-			Workers:           16,
-			PollMinInterval:   5 * time.Minute,
-			PollMaxInterval:   6 * time.Hour,
-			ResendMinInterval: time.Minute,
-			ResendMaxInterval: 30 * time.Minute,
-			ShutdownTimeout:   30 * time.Second,
+			ScanSchedule:        "@every 1m",
+			PollSchedule:        "@every 1m",
+			Workers:             16,
+			PollMinInterval:     5 * time.Minute,
+			PollMaxInterval:     6 * time.Hour,
+			ResendMinInterval:   time.Minute,
+			ResendMaxInterval:   30 * time.Minute,
+			ShutdownTimeout:     30 * time.Second,
+			ReconcileEvery:      time.Hour,
+			StuckAfter:          24 * time.Hour,
+			RefreshSchedule:     "@every 5m",
+			RefreshEvery:        24 * time.Hour,
+			RefreshBeforeSubmit: true,
 		},
 		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
 		Log:  LogConfig{Level: "info", Format: "auto"},
@@ -268,6 +296,33 @@ func (c *Config) Validate() error {
 	if s.ShutdownTimeout <= 0 {
 		bad("scheduler.shutdown_timeout", "must be more than 0")
 	}
+	if s.ReconcileEvery < time.Minute {
+		bad("scheduler.reconcile_every", "%s: want at least 1m", s.ReconcileEvery)
+	}
+	if s.StuckAfter < time.Minute {
+		bad("scheduler.stuck_after", "%s: want at least 1m", s.StuckAfter)
+	}
+	if s.RefreshEvery < time.Minute {
+		bad("scheduler.refresh_every", "%s: want at least 1m", s.RefreshEvery)
+	}
+	if s.RefreshSchedule != "off" {
+		if _, err := cronParser.Parse(s.RefreshSchedule); err != nil {
+			bad("scheduler.refresh_schedule", "%q is not a cron schedule (or off): %v", s.RefreshSchedule, err)
+		}
+	}
+	if cn := c.Klavi.Canceller; cn.Identifier != "" || cn.IdentifierType != "" {
+		var it klavi.IdentifierType
+		_ = it.UnmarshalText([]byte(cn.IdentifierType))
+		switch {
+		case it != klavi.CPF && it != klavi.CNPJ:
+			bad("klavi.canceller.identifier_type", "%q must be CPF or CNPJ", cn.IdentifierType)
+		case it == klavi.CPF && !allDigits(cn.Identifier, 11), it == klavi.CNPJ && !allDigits(cn.Identifier, 14):
+			bad("klavi.canceller.identifier", "must be %s digits (the value is not shown)", map[klavi.IdentifierType]string{klavi.CPF: "11", klavi.CNPJ: "14"}[it])
+		}
+	}
+	if strings.ContainsAny(c.Klavi.AppID, "/ \t\n") {
+		bad("klavi.app_id", "must not contain '/' or whitespace")
+	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 		bad("http.listen", "%q is not host:port", c.HTTP.Listen)
 	}
@@ -292,6 +347,18 @@ func (c *Config) Validate() error {
 		errs = append(errs, "note: these environment variables are not set: "+strings.Join(c.undefinedEnv, ", "))
 	}
 	return errors.New(strings.Join(errs, "; "))
+}
+
+func allDigits(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // validateForRun adds what only the daemon needs: Klavi credentials.

@@ -200,16 +200,32 @@ func (c *Config) schedulerConfig() (scheduler.Config, error) {
 		_ = reasons[i].UnmarshalText([]byte(r))
 	}
 	return scheduler.Config{
-		Policy:           pol,
-		SubmitHour:       h,
-		SubmitMinute:     m,
-		Workers:          c.Scheduler.Workers,
-		PollMin:          c.Scheduler.PollMinInterval,
-		PollMax:          c.Scheduler.PollMaxInterval,
-		ResendMin:        c.Scheduler.ResendMinInterval,
-		ResendMax:        c.Scheduler.ResendMaxInterval,
-		RetryableReasons: reasons,
+		Policy:              pol,
+		SubmitHour:          h,
+		SubmitMinute:        m,
+		Workers:             c.Scheduler.Workers,
+		PollMin:             c.Scheduler.PollMinInterval,
+		PollMax:             c.Scheduler.PollMaxInterval,
+		ResendMin:           c.Scheduler.ResendMinInterval,
+		ResendMax:           c.Scheduler.ResendMaxInterval,
+		RetryableReasons:    reasons,
+		ReconcileEvery:      c.Scheduler.ReconcileEvery,
+		StuckAfter:          c.Scheduler.StuckAfter,
+		RefreshSchedule:     c.Scheduler.RefreshSchedule,
+		RefreshEvery:        c.Scheduler.RefreshEvery,
+		RefreshBeforeSubmit: c.Scheduler.RefreshBeforeSubmit,
+		Canceller:           c.canceller(),
 	}, nil
+}
+
+// canceller is klavi.canceller, or nil when unset.
+func (c *Config) canceller() *klavi.Person {
+	if c.Klavi.Canceller.Identifier == "" {
+		return nil
+	}
+	p := &klavi.Person{Identifier: c.Klavi.Canceller.Identifier}
+	_ = p.IdentifierType.UnmarshalText([]byte(c.Klavi.Canceller.IdentifierType))
+	return p
 }
 
 func cmdHealthcheck(_ context.Context, e *env, args []string) error {
