@@ -5,10 +5,13 @@
 // Contracts:
 //   - Money is Cents (integer centavos) in this package's API and the "1234.56" string
 //     form only on the wire. Dates are cycle.Date (Brasília civil dates).
-//   - Every request is validated before it is sent (Validate methods, and
-//     ValidResourceID for the ids in a path); a request that breaks a rule is never
-//     sent, and the error (ErrInvalidRequest, with the problem.List) names each field
-//     and rule.
+//   - Every request is validated before it is sent (Validate methods, and CheckID
+//     for the ids in a path); a request that breaks a rule is never sent, and the
+//     error (ErrInvalidRequest, with the problem.List) names each field and rule.
+//   - Consent, payment and app ids are opaque strings: a UUID
+//     ("06c26b65-497d-431e-8b50-c86ece05114a", the form of every example id in the
+//     seeds) or an Open Finance "urn:" id alike, 1 to 256 printable characters with
+//     no whitespace and no '/' (CheckID). Each id is escaped as one path segment.
 //   - Enum values from Klavi are decoded tolerantly (case, '_', ' ' and '-' alike) and
 //     unknown values are kept, not refused; values are sent in UPPER_SNAKE_CASE.
 //     Unknown fields in answers are ignored.

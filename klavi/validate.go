@@ -1,9 +1,11 @@
 package klavi
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/klavi-billing/billingd/cycle"
@@ -13,7 +15,6 @@ import (
 // The API's field rules (klavi-api.md). Messages never echo personal data: an
 // identifier, account number, name, phone or e-mail is described, not quoted.
 var (
-	reResourceID   = regexp.MustCompile(`^urn:[a-zA-Z0-9][a-zA-Z0-9-]{0,31}:[a-zA-Z0-9()+,\-.:=@;$_!*'%/?#]+$`)
 	reContractID   = regexp.MustCompile(`^[a-zA-Z0-9]{1,35}$`)
 	reCurrency     = regexp.MustCompile(`^[A-Z]{3}$`)
 	reISPB         = regexp.MustCompile(`^[0-9]{8}$`)
@@ -28,24 +29,65 @@ var (
 	reInstitution  = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
 	reExternalKey  = regexp.MustCompile(`^[\x21-\x7e]{1,64}$`)
 	maxTextLen     = 140
-	maxResourceLen = 256
+	maxIDLen       = 256
 	maxProxyLen    = 77
 	maxQRCodeBytes = 512
 	maxNameLen     = 120
 )
 
-// ValidResourceID reports whether id is a valid consent or payment id:
-// a URN of at most 256 characters.
-func ValidResourceID(id string) bool {
-	return len(id) <= maxResourceLen && reResourceID.MatchString(id)
+// CheckID reports whether id can be used as a consent, payment or app id, and says
+// what is wrong when it cannot. Ids are opaque strings to billingd: the seeds' schema
+// gives the Open Finance urn: pattern (maxLength 256), while every example id in the
+// seeds (002, 003, 004) is a plain UUID such as 06c26b65-497d-431e-8b50-c86ece05114a,
+// so both forms, and any other, are accepted within these bounds:
+//
+//   - 1 to 256 characters (the seeds' maxLength 256);
+//   - valid UTF-8, every character printable: no control character, no NUL;
+//   - no whitespace and no '/', and not "." or "..": an id is one path segment,
+//     and such an id would name another resource.
+//
+// Everything else (':', '%', '?', '#', letters of any script) is allowed: the client
+// escapes each id as a path segment (url.PathEscape). The error names the problem
+// and echoes at most 64 characters of the id (ids are not personal data).
+func CheckID(id string) error {
+	if id == "" {
+		return errors.New("id is empty")
+	}
+	if !utf8.ValidString(id) {
+		return fmt.Errorf("id %q is not valid UTF-8", truncate(id, 64))
+	}
+	n := 0
+	for i, r := range id {
+		n++
+		switch {
+		case r == '/':
+			return fmt.Errorf("id %q has a '/' at byte %d: an id is one path segment", truncate(id, 64), i)
+		case unicode.IsSpace(r):
+			return fmt.Errorf("id %q has whitespace (%U) at byte %d", truncate(id, 64), r, i)
+		case !unicode.IsPrint(r):
+			return fmt.Errorf("id %q has a non-printable character (%U) at byte %d", truncate(id, 64), r, i)
+		}
+	}
+	if n > maxIDLen {
+		return fmt.Errorf("id %q is %d characters long, the limit is %d", truncate(id, 64), n, maxIDLen)
+	}
+	if id == "." || id == ".." {
+		return fmt.Errorf("id %q is a relative path segment", id)
+	}
+	return nil
 }
 
+// ValidResourceID reports whether id is a valid consent or payment id
+// (CheckID(id) == nil).
+func ValidResourceID(id string) bool { return CheckID(id) == nil }
+
 func checkResourceID(l *problem.List, path, id string) {
-	switch {
-	case id == "":
+	if id == "" {
 		l.Addf(path, "is required")
-	case !ValidResourceID(id):
-		l.Addf(path, "%q is not a valid id: want urn:<namespace>:<id>, at most %d characters", truncate(id, 80), maxResourceLen)
+		return
+	}
+	if err := CheckID(id); err != nil {
+		l.Addf(path, "%v", err)
 	}
 }
 

@@ -1,8 +1,11 @@
 package klavi
 
 import (
+	"net/url"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -107,10 +110,70 @@ func TestEnums_Tolerant(t *testing.T) {
 	assert.True(t, cs.Terminal())
 }
 
-func TestValidResourceID(t *testing.T) {
-	assert.True(t, ValidResourceID("urn:bancoex:C1DD33123"))
-	assert.True(t, ValidResourceID("urn:klavi:consent-monthly-31st-0001"))
-	assert.False(t, ValidResourceID("C1DD33123"))
-	assert.False(t, ValidResourceID("urn:-bad:x"))
-	assert.False(t, ValidResourceID("urn:x:"+strings.Repeat("a", 256)))
+func TestCheckID(t *testing.T) {
+	tests := []struct {
+		name, id, msg string // msg "" means valid
+	}{
+		// seed 004 example ids are UUIDs; its schema gives the urn: pattern, maxLength 256.
+		{"uuid", "06c26b65-497d-431e-8b50-c86ece05114a", ""},
+		{"seed 004 example payment id", "fcb72e3a-b346-4f71-b044-971dc23232c9", ""},
+		{"urn", "urn:bancoex:C1DD33123", ""},
+		{"urn with the schema's punctuation", "urn:klavi:a(b)+c,d=e@f;g$h!i*j'k%l?m#n", ""},
+		{"256 characters", strings.Repeat("a", 256), ""},
+		{"256 multi-byte characters", strings.Repeat("é", 256), ""},
+		{"empty", "", "empty"},
+		{"257 characters", strings.Repeat("a", 257), "257 characters long, the limit is 256"},
+		{"slash", "a/b", "'/'"},
+		{"space", "a b", "whitespace"},
+		{"tab", "a\tb", "whitespace"},
+		{"newline", "a\nb", "whitespace"},
+		{"no-break space", "a\u00a0b", "whitespace"},
+		{"NUL", "a\x00b", "non-printable"},
+		{"escape", "a\x1bb", "non-printable"},
+		{"non-printable unicode: zero-width space", "a\u200bb", "non-printable"},
+		{"non-printable unicode: bidi override", "a\u202eb", "non-printable"},
+		{"invalid UTF-8", "a\xffb", "UTF-8"},
+		{"dot", ".", "relative path segment"},
+		{"dot dot", "..", "relative path segment"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckID(tt.id)
+			if tt.msg == "" {
+				require.NoError(t, err)
+				assert.True(t, ValidResourceID(tt.id))
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.msg)
+			assert.False(t, ValidResourceID(tt.id))
+			assert.LessOrEqual(t, len(err.Error()), 200, "the id is echoed truncated")
+		})
+	}
+}
+
+func FuzzCheckID(f *testing.F) {
+	for _, s := range []string{"06c26b65-497d-431e-8b50-c86ece05114a", "urn:x:y", "", "a/b", "a b", "\x00", "..", strings.Repeat("z", 300)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		err := CheckID(id)
+		if err != nil {
+			require.LessOrEqual(t, utf8.RuneCountInString(err.Error()), 200, "bounded echo")
+			return
+		}
+		n := utf8.RuneCountInString(id)
+		require.True(t, n >= 1 && n <= 256)
+		require.True(t, utf8.ValidString(id))
+		require.NotContains(t, id, "/")
+		for _, r := range id {
+			require.True(t, unicode.IsPrint(r) && !unicode.IsSpace(r), "%U", r)
+		}
+		// One path segment: escaping and unescaping gives the id back, with no '/'.
+		esc := url.PathEscape(id)
+		require.NotContains(t, esc, "/")
+		back, err := url.PathUnescape(esc)
+		require.NoError(t, err)
+		require.Equal(t, id, back)
+	})
 }
