@@ -20,6 +20,43 @@
 //     own error message is kept only truncated, with digit runs, e-mails and
 //     credentials masked.
 //
+// # Request rules: the seeds', and billingd's own limits
+//
+// Requests follow the seed pages, not stricter guesses: a consent's
+// creditorAccount.holder is optional, and when present needs identifierType,
+// identifier and name (seed 003); in a payment each of the holder's fields is
+// optional (seed 002); PIX_MANU needs the full holder (seed 000). contractDebtor.name
+// uses Open Finance's character set: Latin-1 letters, digits, spaces and
+// , . @ : & * + _ < > ( ) ! ? / \ $ % ' - (seed 003, CheckDebtorName). redirectUrl is
+// any absolute URI, an app's deep link (myapp://return) included. proxy's 77 and the
+// 140 of remittanceInformation and additionalInformation are counted in characters.
+// debtorAccount never carries a holder (the schemas of seeds 000 and 003 have none): a
+// request that sets one is refused with ErrInvalidRequest, never silently stripped.
+//
+// Where the seeds state no limit billingd keeps one of its own, so nothing unbounded
+// is sent; each is a plain ErrInvalidRequest like the seeds' rules:
+//   - clientRequestId: 1 to 100 printable ASCII characters, no spaces;
+//   - institutionId: 1 to 256 printable ASCII characters, no spaces;
+//   - consent, payment and app ids: CheckID (1 to 256 printable characters, no
+//     whitespace, no '/'; the 256 is the seeds' own);
+//   - customer.name and a holder's name: 120 characters (the seeds state 120 only
+//     for contractDebtor.name); customer.email 254 bytes, customer.phone 20 bytes;
+//   - externalInfo: keys of 1 to 64 printable ASCII characters, values of at most
+//     1024 characters;
+//   - an identifier of a payment holder given without identifierType: 11 or 14 digits;
+//   - redirectUrl: no whitespace or control characters;
+//   - ListConsentOrders and ListConsents: pageSize 1 to 200 (section 7's maximum).
+//
+// # Answers
+//
+// Answers are read as the seeds document them, never more strictly: amounts as the
+// string "1234.56" (leading zeros allowed) or as an exact JSON number
+// (ParseAnswerAmount), dates padded or not (ParseAnswerDate), date-times with or
+// without fractional seconds, with 'Z', an offset, or no zone (UTC)
+// (ParseAnswerTime), personal data possibly masked ("***.092.776-**") as opaque
+// strings, externalInfo verbatim. An answer that cannot be read at all is
+// ErrMalformedResponse.
+//
 // # The client
 //
 // New builds a Client from a Config; it is safe for concurrent use. The access token

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -15,16 +16,18 @@ import (
 // The API's field rules (klavi-api.md). Messages never echo personal data: an
 // identifier, account number, name, phone or e-mail is described, not quoted.
 var (
-	reContractID   = regexp.MustCompile(`^[a-zA-Z0-9]{1,35}$`)
-	reCurrency     = regexp.MustCompile(`^[A-Z]{3}$`)
-	reISPB         = regexp.MustCompile(`^[0-9]{8}$`)
-	reIssuer       = regexp.MustCompile(`^[0-9]{1,4}$`)
-	reNumber       = regexp.MustCompile(`^[0-9]{1,20}$`)
-	reIBGE         = regexp.MustCompile(`^[0-9]{7}$`)
-	reCPF          = regexp.MustCompile(`^[0-9]{11}$`)
-	reCNPJ         = regexp.MustCompile(`^[0-9]{14}$`)
-	reCNPJAlnum    = regexp.MustCompile(`^[0-9A-Z]{12}[0-9]{2}$`)
-	reDebtorName   = regexp.MustCompile(`^[\p{L}0-9 ,.@&+<>()!?/\\$%'-]+$`)
+	reContractID = regexp.MustCompile(`^[a-zA-Z0-9]{1,35}$`)
+	reCurrency   = regexp.MustCompile(`^[A-Z]{3}$`)
+	reISPB       = regexp.MustCompile(`^[0-9]{8}$`)
+	reIssuer     = regexp.MustCompile(`^[0-9]{1,4}$`)
+	reNumber     = regexp.MustCompile(`^[0-9]{1,20}$`)
+	reIBGE       = regexp.MustCompile(`^[0-9]{7}$`)
+	reCPF        = regexp.MustCompile(`^[0-9]{11}$`)
+	reCNPJ       = regexp.MustCompile(`^[0-9]{14}$`)
+	reCNPJAlnum  = regexp.MustCompile(`^[0-9A-Z]{12}[0-9]{2}$`)
+	// Open Finance Brasil's contractDebtor.name pattern (seed 003 prints it with the
+	// punctuation lost): Latin-1 letters, digits, space and , . @ : & * + _ < > ( ) ! ? / \ $ % ' -
+	reDebtorName   = regexp.MustCompile(`^[A-Za-zÀ-ÖØ-öø-ÿ0-9 ,.@:&*+_<>()!?/\\$%'-]+$`)
 	reClientReqID  = regexp.MustCompile(`^[\x21-\x7e]{1,100}$`)
 	reInstitution  = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
 	reExternalKey  = regexp.MustCompile(`^[\x21-\x7e]{1,64}$`)
@@ -207,8 +210,25 @@ func checkCustomer(l *problem.List, path string, c *Customer) {
 	}
 }
 
-// checkAccount validates an account; needHolder makes its holder required.
-func checkAccount(l *problem.List, path string, a *Account, needHolder bool) {
+// holderRule says what an account's holder may be in a request.
+type holderRule int
+
+const (
+	// holderForbidden: the schema has no holder here (debtorAccount, seeds 000 and
+	// 003): one set is refused rather than silently dropped.
+	holderForbidden holderRule = iota
+	// holderOptional: may be absent; when present, identifierType, identifier and
+	// name are all required (creditorAccount of a consent, seed 003).
+	holderOptional
+	// holderLoose: may be absent, and so may each of its fields; those present must
+	// be well formed (creditorAccount of a payment, seed 002).
+	holderLoose
+	// holderRequired: identifierType, identifier and name required (PIX_MANU, seed 000).
+	holderRequired
+)
+
+// checkAccount validates an account and its holder by rule.
+func checkAccount(l *problem.List, path string, a *Account, rule holderRule) {
 	if a == nil {
 		return
 	}
@@ -237,8 +257,34 @@ func checkAccount(l *problem.List, path string, a *Account, needHolder bool) {
 	case a.Issuer != "" && !reIssuer.MatchString(a.Issuer):
 		l.Addf(j("issuer"), "must be 1 to 4 digits")
 	}
-	if needHolder || a.Holder != nil {
+	switch {
+	case rule == holderForbidden && a.Holder != nil:
+		l.Addf(j("holder"), "must not be set: the API takes no holder for this account")
+	case rule == holderRequired || (rule == holderOptional && a.Holder != nil):
 		checkPerson(l, j("holder"), a.Holder, false, true)
+	case rule == holderLoose && a.Holder != nil:
+		checkLooseHolder(l, j("holder"), a.Holder)
+	}
+}
+
+// checkLooseHolder checks the fields of a holder that are present (seed 002: each
+// is optional). An identifier without a type must still be 11 or 14 digits.
+func checkLooseHolder(l *problem.List, path string, p *Person) {
+	tp, ip := problem.Join(path, "identifierType"), problem.Join(path, "identifier")
+	if p.IdentifierType != "" && !p.IdentifierType.Valid() {
+		l.Addf(tp, "%q must be CPF or CNPJ", truncate(string(p.IdentifierType), 10))
+	}
+	switch {
+	case p.Identifier == "":
+	case p.IdentifierType == CPF && !reCPF.MatchString(p.Identifier):
+		l.Addf(ip, "must be 11 digits for a CPF (got %d characters)", len(p.Identifier))
+	case p.IdentifierType == CNPJ && !reCNPJ.MatchString(p.Identifier):
+		l.Addf(ip, "must be 14 digits for a CNPJ (got %d characters)", len(p.Identifier))
+	case p.IdentifierType == "" && !reCPF.MatchString(p.Identifier) && !reCNPJ.MatchString(p.Identifier):
+		l.Addf(ip, "must be 11 (CPF) or 14 (CNPJ) digits (got %d characters)", len(p.Identifier))
+	}
+	if n := utf8.RuneCountInString(p.Name); n > maxNameLen {
+		l.Addf(problem.Join(path, "name"), "is %d characters long, the limit is %d", n, maxNameLen)
 	}
 }
 
@@ -264,6 +310,9 @@ func checkClientMetadata(l *problem.List, path string, m *ClientMetadata) {
 	}
 }
 
+// checkRedirectURL: any absolute URI (RFC 3986: a scheme, then anything), so an
+// app's deep link (myapp://return) is as good as an https URL; the seeds set no
+// scheme. No whitespace or control characters.
 func checkRedirectURL(l *problem.List, path, u string, required bool) {
 	if u == "" {
 		if required {
@@ -272,8 +321,11 @@ func checkRedirectURL(l *problem.List, path, u string, required bool) {
 		return
 	}
 	pu, err := url.Parse(u)
-	if err != nil || pu.Host == "" || (pu.Scheme != "https" && pu.Scheme != "http") {
-		l.Addf(path, "must be an absolute http(s) URL")
+	switch {
+	case strings.IndexFunc(u, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0:
+		l.Addf(path, "must be an absolute URI with no spaces or control characters")
+	case err != nil || pu.Scheme == "" || (pu.Opaque == "" && pu.Host == "" && pu.Path == ""):
+		l.Addf(path, "must be an absolute URI (a scheme and a target: https://merchant.example/return, myapp://return)")
 	}
 }
 
@@ -288,8 +340,8 @@ func (r *CreateConsentRequest) Validate() problem.List {
 	checkLoggedUser(&l, r.Customer, r.LoggedUserCPF)
 	checkRedirectURL(&l, "redirectUrl", r.RedirectURL, false)
 	checkText(&l, "additionalInformation", r.AdditionalInformation)
-	checkAccount(&l, "debtorAccount", r.DebtorAccount, false)
-	checkAccount(&l, "creditorAccount", r.CreditorAccount, true)
+	checkAccount(&l, "debtorAccount", r.DebtorAccount, holderForbidden)
+	checkAccount(&l, "creditorAccount", r.CreditorAccount, holderOptional)
 	checkExternalInfo(&l, "externalInfo", r.ExternalInfo)
 	checkClientMetadata(&l, "clientMetadata", r.ClientMetadata)
 	if checkRequired(&l, "paymentMethodConfig", r.PaymentMethodConfig != nil) {
@@ -377,7 +429,7 @@ func (r *CreatePaymentRequest) Validate() problem.List {
 	}
 	checkAmount(&l, "amount", r.Amount, true)
 	checkCurrency(&l, "currency", r.Currency)
-	checkAccount(&l, "creditorAccount", r.CreditorAccount, false)
+	checkAccount(&l, "creditorAccount", r.CreditorAccount, holderLoose)
 	checkText(&l, "remittanceInformation", r.RemittanceInformation)
 	checkIBGE(&l, "ibgeTownCode", r.IBGETownCode)
 	checkExternalInfo(&l, "externalInfo", r.ExternalInfo)
@@ -415,8 +467,8 @@ func (r *InstantPaymentRequest) Validate() problem.List {
 	checkCustomer(&l, "customer", r.Customer)
 	checkLoggedUser(&l, r.Customer, r.LoggedUserCPF)
 	checkIBGE(&l, "ibgeTownCode", r.IBGETownCode)
-	if len(r.Proxy) > maxProxyLen {
-		l.Addf("proxy", "is longer than %d characters", maxProxyLen)
+	if n := utf8.RuneCountInString(r.Proxy); n > maxProxyLen {
+		l.Addf("proxy", "is %d characters long, the limit is %d", n, maxProxyLen)
 	}
 	switch r.InitType {
 	case PixManu:
@@ -426,12 +478,12 @@ func (r *InstantPaymentRequest) Validate() problem.List {
 		if r.CreditorAccount == nil {
 			l.Addf("creditorAccount", "is required for PIX_MANU")
 		}
-		checkAccount(&l, "creditorAccount", r.CreditorAccount, true)
+		checkAccount(&l, "creditorAccount", r.CreditorAccount, holderRequired)
 	case PixInic, PixDict, PixQRCode:
 		if r.Proxy == "" {
 			l.Addf("proxy", "is required for %s", r.InitType)
 		}
-		checkAccount(&l, "creditorAccount", r.CreditorAccount, false)
+		checkAccount(&l, "creditorAccount", r.CreditorAccount, holderOptional)
 	}
 	if r.InitType == PixQRCode && r.QRCode == "" {
 		l.Addf("qrCode", "is required for PIX_QRCODE")
@@ -443,17 +495,19 @@ func (r *InstantPaymentRequest) Validate() problem.List {
 	checkCurrency(&l, "currency", r.Currency)
 	checkRedirectURL(&l, "redirectUrl", r.RedirectURL, true)
 	checkText(&l, "remittanceInformation", r.RemittanceInformation)
-	checkAccount(&l, "debtorAccount", r.DebtorAccount, false)
+	checkAccount(&l, "debtorAccount", r.DebtorAccount, holderForbidden)
 	checkExternalInfo(&l, "externalInfo", r.ExternalInfo)
 	checkClientMetadata(&l, "clientMetadata", r.ClientMetadata)
 	return l
 }
 
-// CheckDebtorName reports whether name fits the contractDebtor name rule
-// (letters, digits, spaces and , . @ & + < > ( ) ! ? / \ $ % ' -).
+// CheckDebtorName reports whether name fits the contractDebtor name rule of Open
+// Finance Brasil (seed 003, maxLength 120 checked separately): Latin-1 letters
+// (A-Z, a-z, À-Ö, Ø-ö, ø-ÿ), digits, spaces and , . @ : & * + _ < > ( ) ! ? / \ $ % ' -.
+// The error never quotes the name.
 func CheckDebtorName(name string) error {
 	if !reDebtorName.MatchString(name) {
-		return fmt.Errorf("name has characters outside letters, digits, spaces and , . @ & + < > ( ) ! ? / \\ $ %% ' -")
+		return fmt.Errorf("name has characters outside Latin-1 letters, digits, spaces and , . @ : & * + _ < > ( ) ! ? / \\ $ %% ' -")
 	}
 	return nil
 }
