@@ -1,6 +1,8 @@
 // Package klavi is a typed client for the parts of Klavi's payments API that billingd
 // uses (see klavi-api.md): authentication, instant and scheduled payments, Automatic
-// Pix consents and payments, retries and payment status.
+// Pix consents and payments, retries, payment status, reading a consent, cancelling
+// a payment, and the management API's lists of apps, consents and a consent's
+// payments.
 //
 // Contracts:
 //   - Money is Cents (integer centavos) in this package's API and the "1234.56" string
@@ -109,5 +111,40 @@
 //     wrong; after the others the same request may be sent again later.
 //
 // For the GETs, ErrUnavailable means "no answer; ask again later", ErrRefused a
-// definitive 4xx (404: no such payment under that consent).
+// definitive 4xx (404: no such payment under that consent). CancelPayment is read
+// the same way: it is safe to repeat, so it is retried like a GET, and its errors
+// never carry ErrOutcomeUnknown.
+//
+// # Looking a payment up by clientRequestId (management API)
+//
+// The create endpoints have no lookup by clientRequestId, and a 409 or a lost answer
+// proves nothing by itself. Klavi's management API (klavi-api.md section 7) lists
+// every payment ("order") created under a consent with its clientRequestId:
+// ListConsentOrders reads one page of it and FindOrder reads it to the end.
+//
+//   - FindOrder returns the order: Klavi holds that payment, under Order.ID. When
+//     two orders share the clientRequestId, the first that did not end
+//     PAYMENT_REJECTED, CANCELED or ERROR is returned (or, if all did, the first).
+//   - errors.Is(err, ErrOrderNotFound): the list, every page of it read and well
+//     formed, has no payment with that clientRequestId. It proves absence only as of
+//     the read: a create still in flight at Klavi may appear later.
+//   - ErrUnavailable, ErrRefused, ErrAuth, ErrMalformedResponse (a page that cannot
+//     be read, a cursor that repeats, more than MaxPages pages), a context error,
+//     ErrNoAppID: the list was not read to its end, so nothing is proven either way.
+//
+// The management paths carry the merchant app's id. Config.AppID sets it; when it
+// is empty the first management call asks ListApps once and keeps the answer when
+// exactly one app is listed, and otherwise fails with ErrNoAppID ("set
+// klavi.app_id"). Pages are asked for with pageSize 200; the next-page cursor is
+// read from nextCursor, next or cursor, at the top of the answer or in its meta,
+// pagination or links object; an answer without a data array is
+// ErrMalformedResponse, never an empty page, so a malformed answer can never be
+// read as "not found".
+//
+// # Endpoint names
+//
+// Hooks.OnRequest, APIError.Endpoint and the logs name each call: auth,
+// create_consent, create_payment, retry_payment, get_payment, get_payment_status,
+// create_instant_payment, get_consent, cancel_payment, list_apps,
+// list_consent_orders, list_consents.
 package klavi
