@@ -51,33 +51,47 @@ var (
 //
 // Everything else (':', '%', '?', '#', letters of any script) is allowed: the client
 // escapes each id as a path segment (url.PathEscape). The error names the problem
-// and echoes at most 64 characters of the id (ids are not personal data).
+// and echoes at most the first 40 characters of the id, non-printable ones replaced
+// (ids are not personal data).
 func CheckID(id string) error {
 	if id == "" {
 		return errors.New("id is empty")
 	}
 	if !utf8.ValidString(id) {
-		return fmt.Errorf("id %q is not valid UTF-8", truncate(id, 64))
+		return fmt.Errorf("id %q is not valid UTF-8", echoID(id))
 	}
 	n := 0
 	for i, r := range id {
 		n++
 		switch {
 		case r == '/':
-			return fmt.Errorf("id %q has a '/' at byte %d: an id is one path segment", truncate(id, 64), i)
+			return fmt.Errorf("id %q has a '/' at byte %d: an id is one path segment", echoID(id), i)
 		case unicode.IsSpace(r):
-			return fmt.Errorf("id %q has whitespace (%U) at byte %d", truncate(id, 64), r, i)
+			return fmt.Errorf("id %q has whitespace (%U) at byte %d", echoID(id), r, i)
 		case !unicode.IsPrint(r):
-			return fmt.Errorf("id %q has a non-printable character (%U) at byte %d", truncate(id, 64), r, i)
+			return fmt.Errorf("id %q has a non-printable character (%U) at byte %d", echoID(id), r, i)
 		}
 	}
 	if n > maxIDLen {
-		return fmt.Errorf("id %q is %d characters long, the limit is %d", truncate(id, 64), n, maxIDLen)
+		return fmt.Errorf("id %q is %d characters long, the limit is %d", echoID(id), n, maxIDLen)
 	}
 	if id == "." || id == ".." {
 		return fmt.Errorf("id %q is a relative path segment", id)
 	}
 	return nil
+}
+
+// echoID is the part of a bad id an error may quote: its first 40 characters, each
+// invalid byte or non-printable character shown as U+FFFD, so that quoting it never
+// grows it past about 80 characters.
+func echoID(id string) string {
+	s := strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, strings.ToValidUTF8(id, string(utf8.RuneError)))
+	return truncate(s, 40)
 }
 
 // ValidResourceID reports whether id is a valid consent or payment id

@@ -159,7 +159,7 @@ func FuzzCheckID(f *testing.F) {
 	f.Fuzz(func(t *testing.T, id string) {
 		err := CheckID(id)
 		if err != nil {
-			require.LessOrEqual(t, utf8.RuneCountInString(err.Error()), 200, "bounded echo")
+			require.LessOrEqual(t, utf8.RuneCountInString(err.Error()), 160, "bounded echo")
 			return
 		}
 		n := utf8.RuneCountInString(id)
