@@ -55,6 +55,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzPlan$$' -fuzztime $(FUZZTIME) ./retry
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./consent
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAmount$$' -fuzztime $(FUZZTIME) ./klavi
+	$(GO) test -run '^$$' -fuzz '^FuzzParseAnswerAmount$$' -fuzztime $(FUZZTIME) ./klavi
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckID$$' -fuzztime $(FUZZTIME) ./klavi
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodePayment$$' -fuzztime $(FUZZTIME) ./klavi
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./internal/problem
 
 # The main job on built-in defaults: the real scheduler and store billing the example

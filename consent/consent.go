@@ -4,7 +4,7 @@
 //
 // The file format (and the admin API body) is that JSON object:
 //
-//	{"id": "urn:...", "status": "CONSENT_AUTHORIZED", "clientRequestId": "...", ...,
+//	{"id": "06c26b65-497d-431e-8b50-c86ece05114a", "status": "CONSENT_AUTHORIZED", "clientRequestId": "...", ...,
 //	 "paymentMethodConfig": {...},
 //	 "billing": {"retryMode": "attach|local|off",
 //	             "autoRetryStrategy": {"days": [1, 3], "skipWeekend": true},
@@ -111,11 +111,10 @@ func Decode(data []byte) (*Consent, error) {
 // status, and the billing settings.
 func (c *Consent) Validate() problem.List {
 	var l problem.List
-	switch {
-	case c.ID == "":
+	if c.ID == "" {
 		l.Addf("id", "is required")
-	case !klavi.ValidResourceID(c.ID):
-		l.Addf("id", "%q is not a valid consent id: want urn:<namespace>:<id>, at most 256 characters", trunc(c.ID))
+	} else if err := klavi.CheckID(c.ID); err != nil {
+		l.Addf("id", "not a valid consent id: %v", err)
 	}
 	switch {
 	case c.Status == "":

@@ -96,7 +96,7 @@ func TestDecode_Rules(t *testing.T) {
 		{"missing interval", `"interval": "MONTHLY",`, ``, "paymentMethodConfig.interval", "is required"},
 		{"lower-case enums", `"interval": "MONTHLY"`, `"interval": "monthly"`, "", ""},
 		{"long remittance", `"remittanceInformation": "Plano Premium"`, `"remittanceInformation": "` + strings.Repeat("x", 141) + `"`, "billing.remittanceInformation", "limit is 140"},
-		{"bad redirect", `"https://merchant.example.com/pix/return"`, `"merchant.example.com"`, "redirectUrl", "absolute http(s) URL"},
+		{"bad redirect", `"https://merchant.example.com/pix/return"`, `"merchant.example.com"`, "redirectUrl", "absolute URI"},
 		{"not json", `{`, `{{`, "", "not valid JSON at line 1"},
 	}
 	for _, tt := range tests {

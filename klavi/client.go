@@ -38,6 +38,11 @@ type Config struct {
 	// TokenRefreshBefore: the token is renewed this long before it expires (at most
 	// half its lifetime, so a short-lived token is not renewed on every call).
 	TokenRefreshBefore time.Duration
+	// AppID is the merchant application's id, the {appId} of the management API
+	// (klavi-api.md section 7). Optional: when empty, the first management call
+	// discovers it with ListApps and keeps it (exactly one app listed: that one;
+	// zero or several: ErrNoAppID).
+	AppID string
 }
 
 func (cfg Config) validate() error {
@@ -70,6 +75,11 @@ func (cfg Config) validate() error {
 	}
 	if cfg.TokenRefreshBefore < 0 {
 		l.Addf("TokenRefreshBefore", "must not be negative")
+	}
+	if cfg.AppID != "" {
+		if err := CheckID(cfg.AppID); err != nil {
+			l.Addf("AppID", "%v", err)
+		}
 	}
 	return l.Err()
 }
@@ -148,6 +158,7 @@ type Client struct {
 	hooks   Hooks
 	limiter *rate.Limiter
 	tokens  tokenCache
+	app     appCache
 }
 
 // New returns a client for cfg, or an error naming every bad field of cfg.
@@ -163,6 +174,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		log:     slog.Default(),
 		sleep:   sleepCtx,
 		limiter: rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst),
+		app:     appCache{lock: make(chan struct{}, 1)},
 	}
 	c.backoff = func(n int) time.Duration {
 		return expBackoff(cfg.BackoffMin, cfg.BackoffMax, n, rand.Float64())
@@ -230,6 +242,11 @@ var (
 	epGetPayment    = endpoint{"get_payment", "get payment", false}
 	epGetStatus     = endpoint{"get_payment_status", "get payment status", false}
 	epInstant       = endpoint{"create_instant_payment", "create instant payment", true}
+	epGetConsent    = endpoint{"get_consent", "get consent", false}
+	epCancelPayment = endpoint{"cancel_payment", "cancel payment", false}
+	epListApps      = endpoint{"list_apps", "list apps", false}
+	epListOrders    = endpoint{"list_consent_orders", "list consent orders", false}
+	epListConsents  = endpoint{"list_consents", "list consents", false}
 )
 
 func isCreate(name string) bool {

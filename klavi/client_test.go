@@ -474,7 +474,7 @@ func TestClient_InvalidRequestIsNeverSent(t *testing.T) {
 	assert.Contains(t, l.Error(), "clientRequestId")
 	assert.Contains(t, l.Error(), "amount")
 
-	_, err = c.CreatePayment(ctx, "consent-1", paymentReq("crid-1"))
+	_, err = c.CreatePayment(ctx, "consent/1", paymentReq("crid-1"))
 	require.ErrorIs(t, err, klavi.ErrInvalidRequest)
 	assert.Contains(t, err.Error(), "consentId")
 	_, err = c.GetPayment(ctx, consentID, "")
@@ -491,11 +491,31 @@ func TestClient_InvalidRequestIsNeverSent(t *testing.T) {
 }
 
 func TestClient_PathIDsAreEscaped(t *testing.T) {
-	f := newFake(t, seq(answer(200, `{"id":"x","status":"PAYMENT_PENDING"}`)))
-	c, _, _ := newClient(t, f, nil)
-	_, err := c.GetPaymentStatus(context.Background(), "urn:bank:a/b?c#d", "urn:bank:p%1")
-	require.NoError(t, err)
-	assert.Equal(t, "/payment/customer/v1/automatic/consents/urn:bank:a%2Fb%3Fc%23d/payments/urn:bank:p%251/status", f.apiCalls()[0].Path)
+	tests := []struct {
+		name, consentID, paymentID, wantPath string
+	}{
+		{"uuid (every example id of seeds 002-004)", "06c26b65-497d-431e-8b50-c86ece05114a", "fcb72e3a-b346-4f71-b044-971dc23232c9",
+			"/payment/customer/v1/automatic/consents/06c26b65-497d-431e-8b50-c86ece05114a/payments/fcb72e3a-b346-4f71-b044-971dc23232c9/status"},
+		{"urn with ? # and %", "urn:bank:a?c#d", "urn:bank:p%1",
+			"/payment/customer/v1/automatic/consents/urn:bank:a%3Fc%23d/payments/urn:bank:p%251/status"},
+		{"non-ASCII", "consentimento-ção", "p;1",
+			"/payment/customer/v1/automatic/consents/consentimento-%C3%A7%C3%A3o/payments/p%3B1/status"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var gotPath, gotEscaped string
+			f := newFake(t, func(_ int, _ call, w http.ResponseWriter, r *http.Request) {
+				gotPath, gotEscaped = r.URL.Path, r.URL.EscapedPath()
+				answer(200, `{"id":"x","status":"PAYMENT_PENDING"}`)(w)
+			})
+			c, _, _ := newClient(t, f, nil)
+			_, err := c.GetPaymentStatus(context.Background(), tt.consentID, tt.paymentID)
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantPath, gotEscaped)
+			assert.Equal(t, "/payment/customer/v1/automatic/consents/"+tt.consentID+"/payments/"+tt.paymentID+"/status", gotPath,
+				"the server decodes each segment back to the id")
+		})
+	}
 }
 
 func TestClient_OneTokenRequestForConcurrentCallers(t *testing.T) {

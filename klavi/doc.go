@@ -1,14 +1,19 @@
 // Package klavi is a typed client for the parts of Klavi's payments API that billingd
 // uses (see klavi-api.md): authentication, instant and scheduled payments, Automatic
-// Pix consents and payments, retries and payment status.
+// Pix consents and payments, retries, payment status, reading a consent, cancelling
+// a payment, and the management API's lists of apps, consents and a consent's
+// payments.
 //
 // Contracts:
 //   - Money is Cents (integer centavos) in this package's API and the "1234.56" string
 //     form only on the wire. Dates are cycle.Date (Brasília civil dates).
-//   - Every request is validated before it is sent (Validate methods, and
-//     ValidResourceID for the ids in a path); a request that breaks a rule is never
-//     sent, and the error (ErrInvalidRequest, with the problem.List) names each field
-//     and rule.
+//   - Every request is validated before it is sent (Validate methods, and CheckID
+//     for the ids in a path); a request that breaks a rule is never sent, and the
+//     error (ErrInvalidRequest, with the problem.List) names each field and rule.
+//   - Consent, payment and app ids are opaque strings: a UUID
+//     ("06c26b65-497d-431e-8b50-c86ece05114a", the form of every example id in the
+//     seeds) or an Open Finance "urn:" id alike, 1 to 256 printable characters with
+//     no whitespace and no '/' (CheckID). Each id is escaped as one path segment.
 //   - Enum values from Klavi are decoded tolerantly (case, '_', ' ' and '-' alike) and
 //     unknown values are kept, not refused; values are sent in UPPER_SNAKE_CASE.
 //     Unknown fields in answers are ignored.
@@ -16,6 +21,43 @@
 //     account numbers, names, phones, e-mails) or a secret (keys, tokens). Klavi's
 //     own error message is kept only truncated, with digit runs, e-mails and
 //     credentials masked.
+//
+// # Request rules: the seeds', and billingd's own limits
+//
+// Requests follow the seed pages, not stricter guesses: a consent's
+// creditorAccount.holder is optional, and when present needs identifierType,
+// identifier and name (seed 003); in a payment each of the holder's fields is
+// optional (seed 002); PIX_MANU needs the full holder (seed 000). contractDebtor.name
+// uses Open Finance's character set: Latin-1 letters, digits, spaces and
+// , . @ : & * + _ < > ( ) ! ? / \ $ % ' - (seed 003, CheckDebtorName). redirectUrl is
+// any absolute URI, an app's deep link (myapp://return) included. proxy's 77 and the
+// 140 of remittanceInformation and additionalInformation are counted in characters.
+// debtorAccount never carries a holder (the schemas of seeds 000 and 003 have none): a
+// request that sets one is refused with ErrInvalidRequest, never silently stripped.
+//
+// Where the seeds state no limit billingd keeps one of its own, so nothing unbounded
+// is sent; each is a plain ErrInvalidRequest like the seeds' rules:
+//   - clientRequestId: 1 to 100 printable ASCII characters, no spaces;
+//   - institutionId: 1 to 256 printable ASCII characters, no spaces;
+//   - consent, payment and app ids: CheckID (1 to 256 printable characters, no
+//     whitespace, no '/'; the 256 is the seeds' own);
+//   - customer.name and a holder's name: 120 characters (the seeds state 120 only
+//     for contractDebtor.name); customer.email 254 bytes, customer.phone 20 bytes;
+//   - externalInfo: keys of 1 to 64 printable ASCII characters, values of at most
+//     1024 characters;
+//   - an identifier of a payment holder given without identifierType: 11 or 14 digits;
+//   - redirectUrl: no whitespace or control characters;
+//   - ListConsentOrders and ListConsents: pageSize 1 to 200 (section 7's maximum).
+//
+// # Answers
+//
+// Answers are read as the seeds document them, never more strictly: amounts as the
+// string "1234.56" (leading zeros allowed) or as an exact JSON number
+// (ParseAnswerAmount), dates padded or not (ParseAnswerDate), date-times with or
+// without fractional seconds, with 'Z', an offset, or no zone (UTC)
+// (ParseAnswerTime), personal data possibly masked ("***.092.776-**") as opaque
+// strings, externalInfo verbatim. An answer that cannot be read at all is
+// ErrMalformedResponse.
 //
 // # The client
 //
@@ -69,5 +111,40 @@
 //     wrong; after the others the same request may be sent again later.
 //
 // For the GETs, ErrUnavailable means "no answer; ask again later", ErrRefused a
-// definitive 4xx (404: no such payment under that consent).
+// definitive 4xx (404: no such payment under that consent). CancelPayment is read
+// the same way: it is safe to repeat, so it is retried like a GET, and its errors
+// never carry ErrOutcomeUnknown.
+//
+// # Looking a payment up by clientRequestId (management API)
+//
+// The create endpoints have no lookup by clientRequestId, and a 409 or a lost answer
+// proves nothing by itself. Klavi's management API (klavi-api.md section 7) lists
+// every payment ("order") created under a consent with its clientRequestId:
+// ListConsentOrders reads one page of it and FindOrder reads it to the end.
+//
+//   - FindOrder returns the order: Klavi holds that payment, under Order.ID. When
+//     two orders share the clientRequestId, the first that did not end
+//     PAYMENT_REJECTED, CANCELED or ERROR is returned (or, if all did, the first).
+//   - errors.Is(err, ErrOrderNotFound): the list, every page of it read and well
+//     formed, has no payment with that clientRequestId. It proves absence only as of
+//     the read: a create still in flight at Klavi may appear later.
+//   - ErrUnavailable, ErrRefused, ErrAuth, ErrMalformedResponse (a page that cannot
+//     be read, a cursor that repeats, more than MaxPages pages), a context error,
+//     ErrNoAppID: the list was not read to its end, so nothing is proven either way.
+//
+// The management paths carry the merchant app's id. Config.AppID sets it; when it
+// is empty the first management call asks ListApps once and keeps the answer when
+// exactly one app is listed, and otherwise fails with ErrNoAppID ("set
+// klavi.app_id"). Pages are asked for with pageSize 200; the next-page cursor is
+// read from nextCursor, next or cursor, at the top of the answer or in its meta,
+// pagination or links object; an answer without a data array is
+// ErrMalformedResponse, never an empty page, so a malformed answer can never be
+// read as "not found".
+//
+// # Endpoint names
+//
+// Hooks.OnRequest, APIError.Endpoint and the logs name each call: auth,
+// create_consent, create_payment, retry_payment, get_payment, get_payment_status,
+// create_instant_payment, get_consent, cancel_payment, list_apps,
+// list_consent_orders, list_consents.
 package klavi

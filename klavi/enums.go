@@ -4,10 +4,13 @@ import (
 	"github.com/klavi-billing/billingd/cycle"
 )
 
-// Enum values are decoded tolerantly: case-insensitive, with '_', ' ' and '-' alike
-// ("payment completed" reads as PAYMENT_COMPLETED), and sent in UPPER_SNAKE_CASE.
-// Unknown values decode without error and are kept (normalized), so a new status
-// from Klavi never breaks decoding; Valid methods tell known values.
+// Enum values are decoded tolerantly with cycle.NormalizeEnum: case-insensitive and
+// Unicode-aware (diacritics dropped: "não informado" reads as NAO_INFORMADO), with
+// '_', '-' and any space alike and runs of them read as one ("payment  completed",
+// "PAYMENT__COMPLETED" and "payment_completed" read as PAYMENT_COMPLETED). Values are
+// sent in UPPER_SNAKE_CASE. Unknown values decode without error and are kept
+// (normalized), so a new status from Klavi never breaks decoding; Valid methods tell
+// known values.
 
 func normalize(b []byte) string { return cycle.NormalizeEnum(string(b)) }
 
@@ -197,6 +200,16 @@ func (r ReasonCode) Valid() bool {
 	return oneOf(r, ReasonNotInformed, ReasonNaoInformado, ReasonInfrastructureFailure, ReasonAuthorizationExpiredTime,
 		ReasonUserRejected, ReasonOriginDestinationAccountsEqual, ReasonAccountDoesNotAllowPayment,
 		ReasonDivergentAuthentication, ReasonRevokedUser, ReasonRevokedMerchant)
+}
+
+// Canonical returns the English code for a reason Klavi also spells in Portuguese:
+// NAO_INFORMADO (seed 004's example, "não informado") is NOT_INFORMED. Every other
+// code, known or not, is returned as it is.
+func (r ReasonCode) Canonical() ReasonCode {
+	if r == ReasonNaoInformado {
+		return ReasonNotInformed
+	}
+	return r
 }
 
 // ConsentGone reports whether r means the payer or the merchant revoked the consent,

@@ -50,6 +50,16 @@ var (
 	// attempt was sent and its answer was lost, or unreadable). Keep the submission
 	// and send it again later with the same clientRequestId.
 	ErrOutcomeUnknown = errors.New("outcome unknown")
+
+	// ErrOrderNotFound: Klavi's list of the consent's payments, read to its end, has
+	// no payment with that clientRequestId (FindOrder). Only a list read completely,
+	// every page a well-formed answer, gives it; any failure to read the list is
+	// ErrUnavailable, ErrRefused, ErrAuth or ErrMalformedResponse instead.
+	ErrOrderNotFound = errors.New("no order with that clientRequestId")
+
+	// ErrNoAppID: Config.AppID is empty and the management API cannot be used
+	// without it: Klavi lists zero apps, or several, for these keys. Set klavi.app_id.
+	ErrNoAppID = errors.New("klavi app id unknown")
 )
 
 // IsOutcomeUnknown reports whether err leaves it unknown whether a create was

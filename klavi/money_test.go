@@ -2,6 +2,7 @@ package klavi
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -30,34 +31,123 @@ func TestCents_Format(t *testing.T) {
 	assert.Equal(t, "R$ 1.000.000,00", Cents(100000000).BRL())
 }
 
-func TestCents_JSON(t *testing.T) {
-	b, err := json.Marshal(struct {
-		A Cents `json:"a"`
-	}{9990})
-	require.NoError(t, err)
-	assert.JSONEq(t, `{"a":"99.90"}`, string(b))
+func TestParseAnswerAmount(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     Cents
+		err      string // "" means no error
+	}{
+		// seed 002 example and every request schema: amount is a string ^\d{1,16}\.\d{2}$.
+		{"string", `"3109.55"`, 310955, ""},
+		{"string, seed 004 example", `"1333.04"`, 133304, ""},
+		{"string with leading zeros (the seed pattern allows them)", `"0099.90"`, 9990, ""},
+		{"string 00.00", `"00.00"`, 0, ""},
+		{"string, largest", `"9999999999999999.99"`, MaxCents, ""},
+		{"string with one decimal is not the documented form", `"1333.4"`, 0, "want digits, a dot and two decimals"},
+		{"string without decimals", `"1333"`, 0, "want digits"},
+		{"string with a comma", `"1333,04"`, 0, "want digits"},
+		// seed 002 response schema: amount typed number.
+		{"number", `3109.55`, 310955, ""},
+		{"number with one decimal", `3109.5`, 310950, ""},
+		{"number without decimals", `3109`, 310900, ""},
+		{"number zero", `0`, 0, ""},
+		{"number with zero decimals past the second", `3109.550`, 310955, ""},
+		{"number finer than a centavo", `3109.555`, 0, "finer than a centavo"},
+		{"number 0.001", `0.001`, 0, "finer than a centavo"},
+		{"exponent", `1e3`, 100000, ""},
+		{"exponent with decimals", `3.10955e3`, 310955, ""},
+		{"negative exponent", `310955E-2`, 310955, ""},
+		{"exponent finer than a centavo", `1e-3`, 0, "finer than a centavo"},
+		{"zero with a huge exponent", `0e999999999`, 0, ""},
+		{"huge exponent", `1e999999999`, 0, "largest amount"},
+		{"number, largest", `9999999999999999.99`, MaxCents, ""},
+		{"number above the largest", `10000000000000000`, 0, "largest amount"},
+		{"negative number", `-1.00`, 0, "never negative"},
+		{"float-unfriendly number read exactly", `0.29`, 29, ""},
+		{"null is not an amount", `null`, 0, "not a JSON number"},
+		{"bool", `true`, 0, "not a JSON number"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseAnswerAmount([]byte(tt.in))
+			if tt.err != "" {
+				require.Error(t, err)
+				assert.ErrorIs(t, err, ErrAmount)
+				assert.Contains(t, err.Error(), tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestCents_UnmarshalJSON(t *testing.T) {
 	var v struct {
 		A Cents `json:"a"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(`{"a":"1333.04"}`), &v))
 	assert.Equal(t, Cents(133304), v.A)
-	assert.Error(t, json.Unmarshal([]byte(`{"a":1333.04}`), &v), "a float is never money")
+	require.NoError(t, json.Unmarshal([]byte(`{"a":"00.00"}`), &v), "leading zeros: the seeds' pattern allows them")
+	assert.Equal(t, Cents(0), v.A)
+	assert.Error(t, json.Unmarshal([]byte(`{"a":1333.04}`), &v), "billingd's own inputs (consent files, admin API) take the string form only")
 	assert.Error(t, json.Unmarshal([]byte(`{"a":"1333.4"}`), &v))
+}
+
+func TestCents_MarshalJSON(t *testing.T) {
+	b, err := json.Marshal(struct {
+		A Cents `json:"a"`
+	}{9990})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"a":"99.90"}`, string(b), "always sent as the string form")
 	_, err = json.Marshal(Cents(-1))
+	assert.Error(t, err)
+	_, err = json.Marshal(MaxCents + 1)
 	assert.Error(t, err)
 }
 
+// FuzzParseAmount checks the round trip stated on ParseAmount: an accepted s
+// formats back to s without the leading zeros of its integer part, and that form
+// parses to the same value.
 func FuzzParseAmount(f *testing.F) {
-	f.Add("99.90")
-	f.Add("0.00")
-	f.Add("1.0")
+	for _, s := range []string{"99.90", "0.00", "00.00", "0099.90", "1.0", "9999999999999999.99", "0000000000000000.01"} {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := ParseAmount(s)
 		if err != nil {
 			return
 		}
-		require.Equal(t, s, c.String())
 		require.GreaterOrEqual(t, c, Cents(0))
 		require.LessOrEqual(t, c, MaxCents)
+		canon := strings.TrimLeft(s[:len(s)-3], "0")
+		if canon == "" {
+			canon = "0"
+		}
+		require.Equal(t, canon+s[len(s)-3:], c.String())
+		back, err := ParseAmount(c.String())
+		require.NoError(t, err)
+		require.Equal(t, c, back)
+	})
+}
+
+// FuzzParseAnswerAmount: any JSON number or string ParseAnswerAmount accepts is an
+// exact amount that re-encodes to the string form and decodes back to the same value.
+func FuzzParseAnswerAmount(f *testing.F) {
+	for _, s := range []string{`"3109.55"`, `3109.55`, `3109.5`, `1e3`, `3.10955e3`, `0.001`, `-1`, `"00.00"`, `null`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		c, err := ParseAnswerAmount([]byte(in))
+		if err != nil {
+			return
+		}
+		require.GreaterOrEqual(t, c, Cents(0))
+		require.LessOrEqual(t, c, MaxCents)
+		b, err := json.Marshal(c)
+		require.NoError(t, err)
+		var back Cents
+		require.NoError(t, json.Unmarshal(b, &back))
+		require.Equal(t, c, back)
 	})
 }

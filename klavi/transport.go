@@ -180,8 +180,22 @@ func transportError(err error, actx context.Context, timeout time.Duration) erro
 	return err
 }
 
-// decode reads a 2xx body into out, ignoring unknown fields.
+// optionalBody is an out for do whose 2xx answer may have no body at all.
+type optionalBody struct {
+	v     any  // where a body is decoded
+	empty bool // the answer had no body
+}
+
+// decode reads a 2xx body into out, ignoring unknown fields. An empty body is
+// ErrMalformedResponse unless out is an *optionalBody.
 func decode(body []byte, out any) error {
+	if o, ok := out.(*optionalBody); ok {
+		if len(bytes.TrimSpace(body)) == 0 {
+			o.empty = true
+			return nil
+		}
+		out = o.v
+	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return fmt.Errorf("%w: empty body", ErrMalformedResponse)
 	}

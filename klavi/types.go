@@ -1,6 +1,7 @@
 package klavi
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -136,13 +137,49 @@ type StatusReason struct {
 	Message string     `json:"message,omitempty"`
 }
 
-// Consent is the response to a consent creation.
+// Consent is a consent as Klavi answers for it: the response to a consent creation
+// (seed 003: id, clientRequestId, status, statusReason, consentRedirectUrl) and to
+// GetConsent and ListConsents (klavi-api.md section 7, whose shape is not published:
+// every other field is optional and read when present). Unknown fields are ignored.
+// Date-times are read as ParseAnswerTime reads them. Customer, accounts and the
+// contract debtor are personal data: never log them.
 type Consent struct {
 	ID                 string        `json:"id"`
 	ClientRequestID    string        `json:"clientRequestId"`
 	Status             ConsentStatus `json:"status"`
 	StatusReason       *StatusReason `json:"statusReason,omitempty"`
 	ConsentRedirectURL string        `json:"consentRedirectUrl,omitempty"`
+
+	AppID                 string          `json:"appId,omitempty"`
+	InstitutionID         string          `json:"institutionId,omitempty"`
+	Customer              *Customer       `json:"customer,omitempty"`
+	LoggedUserCPF         string          `json:"loggedUserCpf,omitempty"`
+	RedirectURL           string          `json:"redirectUrl,omitempty"`
+	AdditionalInformation string          `json:"additionalInformation,omitempty"`
+	DebtorAccount         *Account        `json:"debtorAccount,omitempty"`
+	CreditorAccount       *Account        `json:"creditorAccount,omitempty"`
+	ExternalInfo          json.RawMessage `json:"externalInfo,omitempty"`
+	// ExpirationDateTime is when the consent stops being valid (zero: no expiry given).
+	ExpirationDateTime  time.Time      `json:"expirationDateTime,omitzero"`
+	PaymentMethodConfig *ConsentConfig `json:"paymentMethodConfig,omitempty"`
+	CreateAt            time.Time      `json:"createAt,omitzero"`
+	StatusUpdateAt      time.Time      `json:"statusUpdateAt,omitzero"`
+}
+
+// ConsentConfig is paymentMethodConfig as a consent answer carries it (the fields of
+// PaymentMethodConfig, seed 003, read loosely): dates padded or not, an interval
+// billingd does not know as the zero Interval, amounts as strings or numbers.
+type ConsentConfig struct {
+	ContractID            string         `json:"contractId,omitempty"`
+	FixedAmount           *Cents         `json:"fixedAmount,omitempty"`
+	MinimumVariableAmount *Cents         `json:"minimumVariableAmount,omitempty"`
+	MaximumVariableAmount *Cents         `json:"maximumVariableAmount,omitempty"`
+	Currency              string         `json:"currency,omitempty"`
+	Interval              cycle.Interval `json:"interval,omitzero"`
+	ReferenceStartDate    cycle.Date     `json:"referenceStartDate,omitzero"`
+	ContractDebtor        *Person        `json:"contractDebtor,omitempty"`
+	IsRetryAccepted       *bool          `json:"isRetryAccepted,omitempty"`
+	FirstPayment          *FirstPayment  `json:"firstPayment,omitempty"`
 }
 
 // CreatePaymentRequest is the body of POST /automatic/consents/{consentId}/payments.
@@ -170,37 +207,53 @@ type PaymentMethodInfo struct {
 	OriginalPaymentID string `json:"originalPaymentId,omitempty"`
 }
 
-// Cancellation says who canceled a payment.
+// Cancellation says who canceled a payment (seed 004: present when the status is
+// CANCELED).
 type Cancellation struct {
+	// CancelledFrom is the channel: INITIATOR or HOLDER per the schema, INSTITUTION in
+	// its example; kept as Klavi sends it (normalized to UPPER_SNAKE_CASE).
 	CancelledFrom string    `json:"cancelledFrom,omitempty"`
 	CancelledAt   time.Time `json:"cancelledAt,omitzero"`
-	CancelledBy   *Person   `json:"cancelledBy,omitempty"`
+	// CancelledBy is the canceller's document {identifier, identifierType} (personal
+	// data; it may arrive masked).
+	CancelledBy *Person `json:"cancelledBy,omitempty"`
 }
 
 // Payment is a payment resource: the response to a payment or retry creation (which
-// carries the first few fields) and to GET .../payments/{paymentId} (all of them).
+// carries the first few fields, seed 002) and to GET .../payments/{paymentId} (every
+// field of seed 004). The date is a Brasília date; date-times are read as
+// ParseAnswerTime reads them (with or without fractions, any zone) and held in UTC.
+// Personal data (customer, loggedUserCpf, accounts, cancelledBy) may arrive masked
+// ("***.092.776-**") and is kept as the opaque string Klavi sent: never log it.
 type Payment struct {
-	ID                    string             `json:"id"`
-	AppID                 string             `json:"appId,omitempty"`
-	ClientRequestID       string             `json:"clientRequestId"`
-	InstitutionID         string             `json:"institutionId,omitempty"`
-	ConsentID             string             `json:"consentId,omitempty"`
-	Date                  cycle.Date         `json:"date,omitzero"`
-	EndToEndID            string             `json:"endToEndId,omitempty"`
-	Amount                Cents              `json:"amount"`
-	Currency              string             `json:"currency"`
-	RemittanceInformation string             `json:"remittanceInformation,omitempty"`
-	Status                PaymentStatus      `json:"status"`
-	StatusReason          *StatusReason      `json:"statusReason,omitempty"`
-	Cancellation          *Cancellation      `json:"cancellation,omitempty"`
-	CreateAt              time.Time          `json:"createAt,omitzero"`
-	StatusUpdateAt        time.Time          `json:"statusUpdateAt,omitzero"`
-	PaymentMethod         string             `json:"paymentMethod,omitempty"`
-	PaymentMethodConfig   *PaymentMethodInfo `json:"paymentMethodConfig,omitempty"`
-	Customer              *Customer          `json:"customer,omitempty"`
-	DebtorAccount         *Account           `json:"debtorAccount,omitempty"`
-	CreditorAccount       *Account           `json:"creditorAccount,omitempty"`
-	ExternalInfo          map[string]string  `json:"externalInfo,omitempty"`
+	ID                        string             `json:"id"`
+	AppID                     string             `json:"appId,omitempty"`
+	ClientRequestID           string             `json:"clientRequestId"`
+	InstitutionID             string             `json:"institutionId,omitempty"`
+	ConsentID                 string             `json:"consentId,omitempty"`
+	Date                      cycle.Date         `json:"date,omitzero"`
+	EndToEndID                string             `json:"endToEndId,omitempty"`
+	TransactionIdentification string             `json:"transactionIdentification,omitempty"`
+	LoggedUserCPF             string             `json:"loggedUserCpf,omitempty"`
+	IBGETownCode              string             `json:"ibgeTownCode,omitempty"`
+	Amount                    Cents              `json:"amount"`
+	Currency                  string             `json:"currency"`
+	RedirectURL               string             `json:"redirectUrl,omitempty"`
+	RemittanceInformation     string             `json:"remittanceInformation,omitempty"`
+	Status                    PaymentStatus      `json:"status"`
+	StatusReason              *StatusReason      `json:"statusReason,omitempty"`
+	Cancellation              *Cancellation      `json:"cancellation,omitempty"`
+	CreateAt                  time.Time          `json:"createAt,omitzero"`
+	StatusUpdateAt            time.Time          `json:"statusUpdateAt,omitzero"`
+	PaymentMethod             string             `json:"paymentMethod,omitempty"`
+	PaymentMethodConfig       *PaymentMethodInfo `json:"paymentMethodConfig,omitempty"`
+	Customer                  *Customer          `json:"customer,omitempty"`
+	DebtorAccount             *Account           `json:"debtorAccount,omitempty"`
+	CreditorAccount           *Account           `json:"creditorAccount,omitempty"`
+	// ExternalInfo is the merchant's key/value metadata exactly as Klavi returns it
+	// (a JSON object whose values may be strings, numbers or anything else); nil when
+	// absent. Decode it further with encoding/json if needed.
+	ExternalInfo json.RawMessage `json:"externalInfo,omitempty"`
 }
 
 // PaymentStatusInfo is the response to GET .../payments/{paymentId}/status.
@@ -209,6 +262,25 @@ type PaymentStatusInfo struct {
 	Status         PaymentStatus `json:"status"`
 	StatusReason   *StatusReason `json:"statusReason,omitempty"`
 	StatusUpdateAt time.Time     `json:"statusUpdateAt,omitzero"`
+}
+
+// An Order is one payment in Klavi's management list of a consent's payments
+// (ListConsentOrders, klavi-api.md section 7): the fields the list is documented to
+// carry (id, clientRequestId, date, amount, status) and the ones a payment resource
+// carries when present, read with the same rules as a Payment.
+type Order struct {
+	ID                  string             `json:"id"`
+	ClientRequestID     string             `json:"clientRequestId"`
+	ConsentID           string             `json:"consentId,omitempty"`
+	Date                cycle.Date         `json:"date,omitzero"`
+	Amount              Cents              `json:"amount"`
+	Currency            string             `json:"currency,omitempty"`
+	Status              PaymentStatus      `json:"status"`
+	StatusReason        *StatusReason      `json:"statusReason,omitempty"`
+	EndToEndID          string             `json:"endToEndId,omitempty"`
+	PaymentMethodConfig *PaymentMethodInfo `json:"paymentMethodConfig,omitempty"`
+	CreateAt            time.Time          `json:"createAt,omitzero"`
+	StatusUpdateAt      time.Time          `json:"statusUpdateAt,omitzero"`
 }
 
 // InstantPaymentRequest is the body of POST /instant/payments: an immediate payment,

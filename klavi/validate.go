@@ -1,9 +1,12 @@
 package klavi
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/klavi-billing/billingd/cycle"
@@ -13,39 +16,95 @@ import (
 // The API's field rules (klavi-api.md). Messages never echo personal data: an
 // identifier, account number, name, phone or e-mail is described, not quoted.
 var (
-	reResourceID   = regexp.MustCompile(`^urn:[a-zA-Z0-9][a-zA-Z0-9-]{0,31}:[a-zA-Z0-9()+,\-.:=@;$_!*'%/?#]+$`)
-	reContractID   = regexp.MustCompile(`^[a-zA-Z0-9]{1,35}$`)
-	reCurrency     = regexp.MustCompile(`^[A-Z]{3}$`)
-	reISPB         = regexp.MustCompile(`^[0-9]{8}$`)
-	reIssuer       = regexp.MustCompile(`^[0-9]{1,4}$`)
-	reNumber       = regexp.MustCompile(`^[0-9]{1,20}$`)
-	reIBGE         = regexp.MustCompile(`^[0-9]{7}$`)
-	reCPF          = regexp.MustCompile(`^[0-9]{11}$`)
-	reCNPJ         = regexp.MustCompile(`^[0-9]{14}$`)
-	reCNPJAlnum    = regexp.MustCompile(`^[0-9A-Z]{12}[0-9]{2}$`)
-	reDebtorName   = regexp.MustCompile(`^[\p{L}0-9 ,.@&+<>()!?/\\$%'-]+$`)
+	reContractID = regexp.MustCompile(`^[a-zA-Z0-9]{1,35}$`)
+	reCurrency   = regexp.MustCompile(`^[A-Z]{3}$`)
+	reISPB       = regexp.MustCompile(`^[0-9]{8}$`)
+	reIssuer     = regexp.MustCompile(`^[0-9]{1,4}$`)
+	reNumber     = regexp.MustCompile(`^[0-9]{1,20}$`)
+	reIBGE       = regexp.MustCompile(`^[0-9]{7}$`)
+	reCPF        = regexp.MustCompile(`^[0-9]{11}$`)
+	reCNPJ       = regexp.MustCompile(`^[0-9]{14}$`)
+	reCNPJAlnum  = regexp.MustCompile(`^[0-9A-Z]{12}[0-9]{2}$`)
+	// Open Finance Brasil's contractDebtor.name pattern (seed 003 prints it with the
+	// punctuation lost): Latin-1 letters, digits, space and , . @ : & * + _ < > ( ) ! ? / \ $ % ' -
+	reDebtorName   = regexp.MustCompile(`^[A-Za-zÀ-ÖØ-öø-ÿ0-9 ,.@:&*+_<>()!?/\\$%'-]+$`)
 	reClientReqID  = regexp.MustCompile(`^[\x21-\x7e]{1,100}$`)
 	reInstitution  = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
 	reExternalKey  = regexp.MustCompile(`^[\x21-\x7e]{1,64}$`)
 	maxTextLen     = 140
-	maxResourceLen = 256
+	maxIDLen       = 256
 	maxProxyLen    = 77
 	maxQRCodeBytes = 512
 	maxNameLen     = 120
 )
 
-// ValidResourceID reports whether id is a valid consent or payment id:
-// a URN of at most 256 characters.
-func ValidResourceID(id string) bool {
-	return len(id) <= maxResourceLen && reResourceID.MatchString(id)
+// CheckID reports whether id can be used as a consent, payment or app id, and says
+// what is wrong when it cannot. Ids are opaque strings to billingd: the seeds' schema
+// gives the Open Finance urn: pattern (maxLength 256), while every example id in the
+// seeds (002, 003, 004) is a plain UUID such as 06c26b65-497d-431e-8b50-c86ece05114a,
+// so both forms, and any other, are accepted within these bounds:
+//
+//   - 1 to 256 characters (the seeds' maxLength 256);
+//   - valid UTF-8, every character printable: no control character, no NUL;
+//   - no whitespace and no '/', and not "." or "..": an id is one path segment,
+//     and such an id would name another resource.
+//
+// Everything else (':', '%', '?', '#', letters of any script) is allowed: the client
+// escapes each id as a path segment (url.PathEscape). The error names the problem
+// and echoes at most the first 40 characters of the id, non-printable ones replaced
+// (ids are not personal data).
+func CheckID(id string) error {
+	if id == "" {
+		return errors.New("id is empty")
+	}
+	if !utf8.ValidString(id) {
+		return fmt.Errorf("id %q is not valid UTF-8", echoID(id))
+	}
+	n := 0
+	for i, r := range id {
+		n++
+		switch {
+		case r == '/':
+			return fmt.Errorf("id %q has a '/' at byte %d: an id is one path segment", echoID(id), i)
+		case unicode.IsSpace(r):
+			return fmt.Errorf("id %q has whitespace (%U) at byte %d", echoID(id), r, i)
+		case !unicode.IsPrint(r):
+			return fmt.Errorf("id %q has a non-printable character (%U) at byte %d", echoID(id), r, i)
+		}
+	}
+	if n > maxIDLen {
+		return fmt.Errorf("id %q is %d characters long, the limit is %d", echoID(id), n, maxIDLen)
+	}
+	if id == "." || id == ".." {
+		return fmt.Errorf("id %q is a relative path segment", id)
+	}
+	return nil
 }
 
+// echoID is the part of a bad id an error may quote: its first 40 characters, each
+// invalid byte or non-printable character shown as U+FFFD, so that quoting it never
+// grows it past about 80 characters.
+func echoID(id string) string {
+	s := strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, strings.ToValidUTF8(id, string(utf8.RuneError)))
+	return truncate(s, 40)
+}
+
+// ValidResourceID reports whether id is a valid consent or payment id
+// (CheckID(id) == nil).
+func ValidResourceID(id string) bool { return CheckID(id) == nil }
+
 func checkResourceID(l *problem.List, path, id string) {
-	switch {
-	case id == "":
+	if id == "" {
 		l.Addf(path, "is required")
-	case !ValidResourceID(id):
-		l.Addf(path, "%q is not a valid id: want urn:<namespace>:<id>, at most %d characters", truncate(id, 80), maxResourceLen)
+		return
+	}
+	if err := CheckID(id); err != nil {
+		l.Addf(path, "%v", err)
 	}
 }
 
@@ -165,8 +224,25 @@ func checkCustomer(l *problem.List, path string, c *Customer) {
 	}
 }
 
-// checkAccount validates an account; needHolder makes its holder required.
-func checkAccount(l *problem.List, path string, a *Account, needHolder bool) {
+// holderRule says what an account's holder may be in a request.
+type holderRule int
+
+const (
+	// holderForbidden: the schema has no holder here (debtorAccount, seeds 000 and
+	// 003): one set is refused rather than silently dropped.
+	holderForbidden holderRule = iota
+	// holderOptional: may be absent; when present, identifierType, identifier and
+	// name are all required (creditorAccount of a consent, seed 003).
+	holderOptional
+	// holderLoose: may be absent, and so may each of its fields; those present must
+	// be well formed (creditorAccount of a payment, seed 002).
+	holderLoose
+	// holderRequired: identifierType, identifier and name required (PIX_MANU, seed 000).
+	holderRequired
+)
+
+// checkAccount validates an account and its holder by rule.
+func checkAccount(l *problem.List, path string, a *Account, rule holderRule) {
 	if a == nil {
 		return
 	}
@@ -195,8 +271,34 @@ func checkAccount(l *problem.List, path string, a *Account, needHolder bool) {
 	case a.Issuer != "" && !reIssuer.MatchString(a.Issuer):
 		l.Addf(j("issuer"), "must be 1 to 4 digits")
 	}
-	if needHolder || a.Holder != nil {
+	switch {
+	case rule == holderForbidden && a.Holder != nil:
+		l.Addf(j("holder"), "must not be set: the API takes no holder for this account")
+	case rule == holderRequired || (rule == holderOptional && a.Holder != nil):
 		checkPerson(l, j("holder"), a.Holder, false, true)
+	case rule == holderLoose && a.Holder != nil:
+		checkLooseHolder(l, j("holder"), a.Holder)
+	}
+}
+
+// checkLooseHolder checks the fields of a holder that are present (seed 002: each
+// is optional). An identifier without a type must still be 11 or 14 digits.
+func checkLooseHolder(l *problem.List, path string, p *Person) {
+	tp, ip := problem.Join(path, "identifierType"), problem.Join(path, "identifier")
+	if p.IdentifierType != "" && !p.IdentifierType.Valid() {
+		l.Addf(tp, "%q must be CPF or CNPJ", truncate(string(p.IdentifierType), 10))
+	}
+	switch {
+	case p.Identifier == "":
+	case p.IdentifierType == CPF && !reCPF.MatchString(p.Identifier):
+		l.Addf(ip, "must be 11 digits for a CPF (got %d characters)", len(p.Identifier))
+	case p.IdentifierType == CNPJ && !reCNPJ.MatchString(p.Identifier):
+		l.Addf(ip, "must be 14 digits for a CNPJ (got %d characters)", len(p.Identifier))
+	case p.IdentifierType == "" && !reCPF.MatchString(p.Identifier) && !reCNPJ.MatchString(p.Identifier):
+		l.Addf(ip, "must be 11 (CPF) or 14 (CNPJ) digits (got %d characters)", len(p.Identifier))
+	}
+	if n := utf8.RuneCountInString(p.Name); n > maxNameLen {
+		l.Addf(problem.Join(path, "name"), "is %d characters long, the limit is %d", n, maxNameLen)
 	}
 }
 
@@ -222,6 +324,9 @@ func checkClientMetadata(l *problem.List, path string, m *ClientMetadata) {
 	}
 }
 
+// checkRedirectURL: any absolute URI (RFC 3986: a scheme, then anything), so an
+// app's deep link (myapp://return) is as good as an https URL; the seeds set no
+// scheme. No whitespace or control characters.
 func checkRedirectURL(l *problem.List, path, u string, required bool) {
 	if u == "" {
 		if required {
@@ -230,8 +335,11 @@ func checkRedirectURL(l *problem.List, path, u string, required bool) {
 		return
 	}
 	pu, err := url.Parse(u)
-	if err != nil || pu.Host == "" || (pu.Scheme != "https" && pu.Scheme != "http") {
-		l.Addf(path, "must be an absolute http(s) URL")
+	switch {
+	case strings.IndexFunc(u, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0:
+		l.Addf(path, "must be an absolute URI with no spaces or control characters")
+	case err != nil || pu.Scheme == "" || (pu.Opaque == "" && pu.Host == "" && pu.Path == ""):
+		l.Addf(path, "must be an absolute URI (a scheme and a target: https://merchant.example/return, myapp://return)")
 	}
 }
 
@@ -246,8 +354,8 @@ func (r *CreateConsentRequest) Validate() problem.List {
 	checkLoggedUser(&l, r.Customer, r.LoggedUserCPF)
 	checkRedirectURL(&l, "redirectUrl", r.RedirectURL, false)
 	checkText(&l, "additionalInformation", r.AdditionalInformation)
-	checkAccount(&l, "debtorAccount", r.DebtorAccount, false)
-	checkAccount(&l, "creditorAccount", r.CreditorAccount, true)
+	checkAccount(&l, "debtorAccount", r.DebtorAccount, holderForbidden)
+	checkAccount(&l, "creditorAccount", r.CreditorAccount, holderOptional)
 	checkExternalInfo(&l, "externalInfo", r.ExternalInfo)
 	checkClientMetadata(&l, "clientMetadata", r.ClientMetadata)
 	if checkRequired(&l, "paymentMethodConfig", r.PaymentMethodConfig != nil) {
@@ -335,7 +443,7 @@ func (r *CreatePaymentRequest) Validate() problem.List {
 	}
 	checkAmount(&l, "amount", r.Amount, true)
 	checkCurrency(&l, "currency", r.Currency)
-	checkAccount(&l, "creditorAccount", r.CreditorAccount, false)
+	checkAccount(&l, "creditorAccount", r.CreditorAccount, holderLoose)
 	checkText(&l, "remittanceInformation", r.RemittanceInformation)
 	checkIBGE(&l, "ibgeTownCode", r.IBGETownCode)
 	checkExternalInfo(&l, "externalInfo", r.ExternalInfo)
@@ -373,8 +481,8 @@ func (r *InstantPaymentRequest) Validate() problem.List {
 	checkCustomer(&l, "customer", r.Customer)
 	checkLoggedUser(&l, r.Customer, r.LoggedUserCPF)
 	checkIBGE(&l, "ibgeTownCode", r.IBGETownCode)
-	if len(r.Proxy) > maxProxyLen {
-		l.Addf("proxy", "is longer than %d characters", maxProxyLen)
+	if n := utf8.RuneCountInString(r.Proxy); n > maxProxyLen {
+		l.Addf("proxy", "is %d characters long, the limit is %d", n, maxProxyLen)
 	}
 	switch r.InitType {
 	case PixManu:
@@ -384,12 +492,12 @@ func (r *InstantPaymentRequest) Validate() problem.List {
 		if r.CreditorAccount == nil {
 			l.Addf("creditorAccount", "is required for PIX_MANU")
 		}
-		checkAccount(&l, "creditorAccount", r.CreditorAccount, true)
+		checkAccount(&l, "creditorAccount", r.CreditorAccount, holderRequired)
 	case PixInic, PixDict, PixQRCode:
 		if r.Proxy == "" {
 			l.Addf("proxy", "is required for %s", r.InitType)
 		}
-		checkAccount(&l, "creditorAccount", r.CreditorAccount, false)
+		checkAccount(&l, "creditorAccount", r.CreditorAccount, holderOptional)
 	}
 	if r.InitType == PixQRCode && r.QRCode == "" {
 		l.Addf("qrCode", "is required for PIX_QRCODE")
@@ -401,17 +509,19 @@ func (r *InstantPaymentRequest) Validate() problem.List {
 	checkCurrency(&l, "currency", r.Currency)
 	checkRedirectURL(&l, "redirectUrl", r.RedirectURL, true)
 	checkText(&l, "remittanceInformation", r.RemittanceInformation)
-	checkAccount(&l, "debtorAccount", r.DebtorAccount, false)
+	checkAccount(&l, "debtorAccount", r.DebtorAccount, holderForbidden)
 	checkExternalInfo(&l, "externalInfo", r.ExternalInfo)
 	checkClientMetadata(&l, "clientMetadata", r.ClientMetadata)
 	return l
 }
 
-// CheckDebtorName reports whether name fits the contractDebtor name rule
-// (letters, digits, spaces and , . @ & + < > ( ) ! ? / \ $ % ' -).
+// CheckDebtorName reports whether name fits the contractDebtor name rule of Open
+// Finance Brasil (seed 003, maxLength 120 checked separately): Latin-1 letters
+// (A-Z, a-z, À-Ö, Ø-ö, ø-ÿ), digits, spaces and , . @ : & * + _ < > ( ) ! ? / \ $ % ' -.
+// The error never quotes the name.
 func CheckDebtorName(name string) error {
 	if !reDebtorName.MatchString(name) {
-		return fmt.Errorf("name has characters outside letters, digits, spaces and , . @ & + < > ( ) ! ? / \\ $ %% ' -")
+		return fmt.Errorf("name has characters outside Latin-1 letters, digits, spaces and , . @ : & * + _ < > ( ) ! ? / \\ $ %% ' -")
 	}
 	return nil
 }
