@@ -106,6 +106,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 		RateLimit:          cfg.Klavi.RateLimit,
 		RateBurst:          cfg.Klavi.RateBurst,
 		TokenRefreshBefore: cfg.Klavi.TokenRefreshBefore,
+		AppID:              cfg.Klavi.AppID,
 	}, klavi.WithLogger(log), klavi.WithClock(clk), klavi.WithHooks(m.KlaviHooks()))
 	if err != nil {
 		return nil, fmt.Errorf("klavi client: %w", err)
