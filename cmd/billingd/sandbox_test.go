@@ -55,7 +55,7 @@ func TestSandbox_Command(t *testing.T) {
 	code := make(chan int, 1)
 	go func() {
 		code <- Main(ctx, e, []string{"sandbox", "--addr", "127.0.0.1:0", "--consents", "../../examples/consents",
-			"--scenario", scenarioFile, "--faults", "seed=3", "--access-key", "ak-1", "--secret-key", "sk-1", "--ledger", ledgerFile})
+			"--scenario", scenarioFile, "--faults", "seed=3", "--ids", "urn", "--access-key", "ak-1", "--secret-key", "sk-1", "--ledger", ledgerFile})
 		pw.Close()
 	}()
 	var addr string
@@ -116,6 +116,16 @@ func TestSandbox_CommandUsage(t *testing.T) {
 		{[]string{"--scenario", filepath.Join(dir, "missing.json")}, "missing.json"},
 		{[]string{"--consents", badConsent}, "id:"},
 		{[]string{"stray"}, "unexpected argument"},
+		{[]string{"--ids", "int"}, "ids"},
+		{[]string{"--amounts", "float"}, "amounts"},
+		{[]string{"--status-case", "camel"}, "status case"},
+		{[]string{"--duplicate", "200"}, "duplicate"},
+		{[]string{"--check-order", "random"}, "check order"},
+		{[]string{"--conflict-permissions", "2"}, "conflict permissions"},
+		{[]string{"--cursor-field", "after"}, "cursor field"},
+		{[]string{"--page-size-max", "0"}, "--page-size-max"},
+		{[]string{"--clock-offset", "soon"}, "clock-offset"},
+		{[]string{"--app-id", "a b"}, "app id"},
 	} {
 		code, _, stderr := runCLI(t, nil, append([]string{"sandbox"}, tc.args...)...)
 		assert.Equal(t, 2, code, "%v: %s", tc.args, stderr)
@@ -126,4 +136,7 @@ func TestSandbox_CommandUsage(t *testing.T) {
 	code, _, stderr = runCLI(t, nil, "sandbox", "-h")
 	assert.Equal(t, 0, code)
 	assert.Contains(t, stderr, "/_sandbox/ledger")
+	for _, f := range []string{"ids", "amounts", "status-case", "duplicate", "check-order", "conflict-permissions", "cursor-field", "page-size-max", "clock-offset", "app-id", "seed"} {
+		assert.Contains(t, stderr, "\n  -"+f+" ", "the usage documents --%s", f)
+	}
 }

@@ -13,12 +13,14 @@
 //	POST /payment/customer/v1/auth                                   {accessKey, secretKey} → {accessToken, expireIn}
 //	POST /payment/customer/v1/instant/payments                       instant (or, with date, scheduled) payment
 //	POST /payment/customer/v1/automatic/consents                     consent, CONSENT_AWAITING_AUTHORIZATION
+//	GET  /payment/customer/v1/automatic/consents/{consentId}         the consent, every field
 //	POST /payment/customer/v1/automatic/consents/{consentId}/payments
 //	GET  /payment/customer/v1/automatic/consents/{consentId}/payments/{paymentId}[/status]
 //	POST /payment/customer/v1/automatic/consents/{consentId}/payments/{paymentId}/retry
 //	GET|POST /_sandbox/authorize/{id}   the consentRedirectUrl: authorizes a consent or instant payment
 //	POST /_sandbox/consents             seed consents: one consent file JSON, or an array of them
 //	GET  /_sandbox/consents/{consentId} a consent's status
+//	POST /_sandbox/consents/{consentId}/authorize|reject|revoke|expire   the payer's or the bank's change (see AuthorizeConsent)
 //	GET  /_sandbox/ledger, /_sandbox/stats
 //
 // Errors have Klavi's shape, {"statusCode":409,"error":"Conflict","message":"..."},
@@ -30,10 +32,13 @@
 // Every API call needs a bearer token from the auth endpoint (401 when missing,
 // unknown or expired at the sandbox's clock). Request bodies are decoded strictly
 // (unknown fields are problems) and validated with the klavi package's Validate
-// (400). A clientRequestId is usable once across every create: consents (seeded ones
-// included), payments, retries and instant payments (409). By default the 409 check
-// comes before the business rules (Options.RulesBeforeIdempotency reverses them).
-// The business rules answer 416:
+// (400). Path ids are opaque (ValidID: 1..256 printable characters, no '/' or white
+// space), unescaped from the path. A clientRequestId is usable once across every
+// create: consents (seeded ones included), payments, retries and instant payments
+// (409, or see Options.Duplicate). By default that check comes before the business
+// rules (Options.CheckOrder reverses them; a payment met again under its own
+// clientRequestId does not count against one-per-cycle). The business rules answer
+// 416:
 //
 //   - a payment needs a CONSENT_AUTHORIZED consent; a consent awaiting authorization
 //     for more than 60 minutes becomes CONSENT_REJECTED (AUTHORIZATION_EXPIRED_TIME),
@@ -78,6 +83,34 @@
 // Instant payments await authorization at /_sandbox/authorize/{id} (60 minutes);
 // then an immediate one settles at once and a scheduled one on its date. The sign-up
 // firstPayment of a consent is not modelled.
+//
+// # Readings
+//
+// Where Klavi's documents allow several answers, Options pick one, so a client can
+// be tested against each (`billingd sandbox` has a flag for each):
+//
+//   - IDs (--ids): consent and payment ids are version 4 UUIDs (the default, as in
+//     every example of the reference pages) derived from Options.Seed and a counter,
+//     so a run is reproducible; or urn:sandbox:consent-000001 and
+//     urn:sandbox:payment-00000001 (the schema's URN form).
+//   - Amounts (--amounts): "amount":"3109.55" (default, the examples) or
+//     "amount":3109.55 (seed 002's response schema), written from the centavos.
+//   - StatusCase (--status-case): statuses and statusReason codes as
+//     PAYMENT_COMPLETED (default), payment_completed or Payment Completed.
+//   - Duplicate (--duplicate): a payment or retry create re-using a clientRequestId
+//     answers 409 {"statusCode":409,"error":"Conflict","message":"..."} (default), or
+//     201 with the payment it created when that payment is under the same consent.
+//   - CheckOrder (--check-order): that check before (default) or after the business
+//     rules; after, a re-send whose window closed meets the 416.
+//   - ConflictPermissions (--conflict-permissions): a seeded fraction of creates is
+//     refused with seed 000's only 409 example,
+//     {"statusCode":409,"error":"Conflict","message":"Insufficient permissions requested"}
+//     (no "rule" field), creating nothing: a 409 that is a refusal.
+//   - ClockOffset (--clock-offset): the sandbox's clock is Clock plus the offset.
+//     Every answer carries a Date header from the sandbox's clock.
+//
+// Answers are the sandbox's own structs, written as these readings say; request
+// bodies are decoded and validated with the klavi package's types.
 //
 // # Ledger and faults
 //
