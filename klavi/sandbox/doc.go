@@ -17,6 +17,10 @@
 //	POST /payment/customer/v1/automatic/consents/{consentId}/payments
 //	GET  /payment/customer/v1/automatic/consents/{consentId}/payments/{paymentId}[/status]
 //	POST /payment/customer/v1/automatic/consents/{consentId}/payments/{paymentId}/retry
+//	POST /payment/customer/v1/automatic/consents/{consentId}/payments/{paymentId}/cancel  {cancelledBy, identifierType}
+//	GET  /payment/management/v1/merchants/apps                       {"data":[{"id":"<AppID>","name":"sandbox"}]}
+//	GET  /payment/management/v1/merchants/automatic/{appId}/consents                      paged consents
+//	GET  /payment/management/v1/merchants/automatic/{appId}/consents/{consentId}/orders   paged payments
 //	GET|POST /_sandbox/authorize/{id}   the consentRedirectUrl: authorizes a consent or instant payment
 //	POST /_sandbox/consents             seed consents: one consent file JSON, or an array of them
 //	GET  /_sandbox/consents/{consentId} a consent's status
@@ -83,6 +87,30 @@
 // Instant payments await authorization at /_sandbox/authorize/{id} (60 minutes);
 // then an immediate one settles at once and a scheduled one on its date. The sign-up
 // firstPayment of a consent is not modelled.
+//
+// # Section 7: consent, cancel, management
+//
+// Klavi publishes these paths and parameters, not their answers; the shapes are the
+// sandbox's choices. GET .../consents/{id} answers id, clientRequestId, status,
+// statusReason, paymentMethodConfig, expirationDateTime, createAt, statusUpdateAt
+// and, while awaiting authorization, consentRedirectUrl (404 when unknown).
+//
+// Cancel takes {"cancelledBy":"<CPF or CNPJ digits>","identifierType":"CPF|CNPJ"}
+// (400 when invalid) and cancels a payment that is not final and is dated after
+// the sandbox's today (Brasília): 200 with the payment, CANCELED, with cancellation
+// {cancelledFrom INITIATOR, cancelledAt, cancelledBy{identifier, identifierType}}.
+// A final payment is refused 416 cancel_final, one dated today or earlier 416
+// cancel_too_late. A canceled payment frees its cycle.
+//
+// The management lists answer {"data":[...], "<CursorField>":"<next>"}, the cursor
+// absent on the last page; query pageSize (default 20, 1..PageSizeMax, else 400),
+// cursor (opaque, bound to its list; anything else is 400) and startDate/endDate
+// (YYYY-MM-DD, inclusive). Items come in creation order, and a cursor stays valid
+// as items are added. Orders are every payment under the consent (originals,
+// retries, the retries Klavi runs) as {id, clientRequestId, date, amount, currency,
+// status, statusReason, createAt}, filtered on their date; consents are shown as
+// GET .../consents/{id} shows them, filtered on the Brasília date of createAt. An
+// appId other than Options.AppID is 404.
 //
 // # Readings
 //

@@ -117,6 +117,7 @@ func (s *Server) routes() *http.ServeMux {
 	m.Handle("GET "+pathConsents+"/{consentId}/payments/{paymentId}", s.api(true, s.handleGetPayment))
 	m.Handle("GET "+pathConsents+"/{consentId}/payments/{paymentId}/status", s.api(true, s.handleGetStatus))
 	m.Handle("POST "+pathConsents+"/{consentId}/payments/{paymentId}/retry", s.api(true, s.handleRetry))
+	s.routeManagement(m)
 	m.HandleFunc("GET /_sandbox/ledger", func(w http.ResponseWriter, r *http.Request) { s.writeJSON(w, 200, s.Ledger()) })
 	m.HandleFunc("GET /_sandbox/stats", func(w http.ResponseWriter, r *http.Request) { s.writeJSON(w, 200, s.Stats()) })
 	m.HandleFunc("POST /_sandbox/consents", s.local(s.handleSeed))
@@ -774,7 +775,7 @@ func (s *Server) consentView(cs *consentState, now time.Time, r *http.Request, f
 		w := &wireMethodConfig{
 			ContractID: m.ContractID, FixedAmount: s.optAmount(m.FixedAmount),
 			MinimumVariableAmount: s.optAmount(m.MinimumVariableAmount), MaximumVariableAmount: s.optAmount(m.MaximumVariableAmount),
-			Currency: m.Currency, Interval: string(m.Interval), ReferenceStartDate: m.ReferenceStartDate.String(),
+			Currency: m.Currency, Interval: m.Interval.String(), ReferenceStartDate: m.ReferenceStartDate.String(),
 			IsRetryAccepted: m.IsRetryAccepted,
 		}
 		if d := m.ContractDebtor; d != nil {

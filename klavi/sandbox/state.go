@@ -73,6 +73,8 @@ type consentState struct {
 	sched   cycle.Schedule
 	expires time.Time // expirationDateTime; zero: never
 	byCycle map[int][]*payment
+	// payments holds every payment created under the consent, in creation order.
+	payments []*payment
 }
 
 type payment struct {
@@ -268,6 +270,7 @@ func (s *Server) newPayment(now time.Time, consentID, crid string, kind Kind, k 
 	s.accepted[kind]++
 	if cs := s.consents[consentID]; cs != nil && kind != KindInstant {
 		cs.byCycle[p.cycle] = append(cs.byCycle[p.cycle], p)
+		cs.payments = append(cs.payments, p)
 	}
 	return p
 }
