@@ -66,7 +66,7 @@ func TestServer_GetConsent(t *testing.T) {
 
 func TestServer_ConsentActions(t *testing.T) {
 	for _, tc := range []struct {
-		name, action, from string // from: "awaiting" (created through the API) or "authorized" (seeded)
+		name, action, from     string // from: "awaiting" (created through the API) or "authorized" (seeded)
 		wantCode               int
 		wantStatus, wantReason string
 	}{
