@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 )
 
@@ -29,7 +30,10 @@ func cmdSandbox(ctx context.Context, e *env, args []string) error {
 			"SIGINT or SIGTERM stops it (and writes --ledger); a second signal kills it.\n\n"+
 			"Where Klavi's documents allow several answers, the reading flags pick one, so a client\n"+
 			"can be tested against each: --ids, --amounts, --status-case, --duplicate, --check-order,\n"+
-			"--conflict-permissions, --cursor-field, --page-size-max and --clock-offset.")
+			"--conflict-permissions, --cursor-field, --page-size-max and --clock-offset.\n\n"+
+			"With --journal FILE every consent and payment change is on disk before it is answered;\n"+
+			"a sandbox restarted on the same FILE (even after SIGKILL) knows every clientRequestId\n"+
+			"and payment and goes on from there. --consents already in the journal are skipped.")
 	addr := fs.String("addr", "127.0.0.1:8089", "listen on `HOST:PORT`")
 	scenarioFile := fs.String("scenario", "", "scenario `FILE` (JSON) deciding payment outcomes (default: every payment completes)")
 	faultsSpec := fs.String("faults", "", "faults to inject, e.g. `latency=20ms,5xx=0.05,429=0.02,timeout=0.01,drop=0.01,seed=42`")
@@ -37,6 +41,7 @@ func cmdSandbox(ctx context.Context, e *env, args []string) error {
 	secretKey := fs.String("secret-key", "", "the only secret key accepted, with --access-key")
 	consents := fs.String("consents", "", "seed authorized consents from `FILE` or DIR (*.json; one consent or an array per file)")
 	ledger := fs.String("ledger", "", "write the ledger as JSON to `FILE` at exit")
+	journal := fs.String("journal", "", "append every state change to `FILE`, fsynced before the answer that reveals it, and replay it at start (survives SIGKILL)")
 	ttl := fs.Duration("token-ttl", time.Hour, "lifetime of an access token")
 	settleHour := fs.Int("settle-hour", 6, "Brasília hour (1..23) at which payments settle on their date")
 	seed := fs.Uint64("seed", 0, "seed of the sandbox's draws: the UUIDs it issues and --conflict-permissions")
@@ -71,7 +76,7 @@ func cmdSandbox(ctx context.Context, e *env, args []string) error {
 		Logger: log, SettleHour: *settleHour, Seed: *seed, IDs: *ids, Amounts: *amounts,
 		StatusCase: *statusCase, Duplicate: *duplicate, CheckOrder: *checkOrder,
 		ConflictPermissions: *conflictPermissions, CursorField: *cursorField,
-		PageSizeMax: *pageSizeMax, ClockOffset: *clockOffset, AppID: *appID,
+		PageSizeMax: *pageSizeMax, ClockOffset: *clockOffset, AppID: *appID, Journal: *journal,
 	}
 	var err error
 	if opts.Faults, err = sandbox.ParseFaults(*faultsSpec); err != nil {
@@ -96,7 +101,13 @@ func cmdSandbox(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := sb.AddConsent(cs...); err != nil {
+		var fresh []*consent.Consent
+		for _, c := range cs {
+			if !sb.HasConsent(c.ID) { // a replayed journal holds it already
+				fresh = append(fresh, c)
+			}
+		}
+		if err := sb.AddConsent(fresh...); err != nil {
 			return usageErrorf("sandbox: %v", err)
 		}
 	}

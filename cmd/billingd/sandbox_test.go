@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,4 +140,85 @@ func TestSandbox_CommandUsage(t *testing.T) {
 	for _, f := range []string{"ids", "amounts", "status-case", "duplicate", "check-order", "conflict-permissions", "cursor-field", "page-size-max", "clock-offset", "app-id", "seed"} {
 		assert.Contains(t, stderr, "\n  -"+f+" ", "the usage documents --%s", f)
 	}
+}
+
+// startSandbox runs `billingd sandbox args...` and returns its base URL and a stop
+// function that returns its exit code.
+func startSandbox(t *testing.T, clk clock.Clock, args ...string) (string, func() int) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	var stderr lockedBuffer
+	e := &env{stdout: io.Discard, stderr: io.MultiWriter(pw, &stderr), getenv: func(string) string { return "" }, clock: clk}
+	ctx, cancel := context.WithCancel(context.Background())
+	code := make(chan int, 1)
+	go func() {
+		code <- Main(ctx, e, append([]string{"sandbox", "--addr", "127.0.0.1:0"}, args...))
+		pw.Close()
+	}()
+	var addr string
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		var line struct{ Msg, Addr string }
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "sandbox listening" {
+			addr = line.Addr
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	require.NotEmpty(t, addr, "stderr: %s", stderr.String())
+	return addr, func() int {
+		cancel()
+		select {
+		case c := <-code:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("the sandbox did not stop")
+			return -1
+		}
+	}
+}
+
+// post sends an API request with a fresh token and returns the status and body.
+func post(t *testing.T, base, path, body string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(base+"/payment/customer/v1/auth", "application/json", strings.NewReader(`{"accessKey":"a","secretKey":"s"}`))
+	require.NoError(t, err)
+	var tok struct{ AccessToken string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
+	resp.Body.Close()
+	req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	return resp.StatusCode, out
+}
+
+func TestSandbox_CommandJournal(t *testing.T) {
+	journal := filepath.Join(t.TempDir(), "sandbox.journal")
+	clk := clock.NewFake(cycle.MustDate(2026, 2, 25).At(10, 0))
+	args := []string{"--consents", "../../examples/consents", "--journal", journal, "--amounts", "number", "--status-case", "lower"}
+	const path = "/payment/customer/v1/automatic/consents/urn:klavi:consent-monthly-31st-0001/payments"
+	const body = `{"clientRequestId":"cmd-j-1","date":"2026-02-28","amount":"99.90","currency":"BRL"}`
+
+	addr, stop := startSandbox(t, clk, args...)
+	code, p := post(t, addr, path, body)
+	require.Equal(t, 201, code, "%v", p)
+	assert.Equal(t, 99.9, p["amount"])
+	assert.Equal(t, "payment_pending", p["status"])
+	require.Equal(t, 0, stop())
+
+	addr, stop = startSandbox(t, clk, args...)
+	code, again := post(t, addr, path, body)
+	assert.Equal(t, 409, code, "the restarted sandbox knows the clientRequestId: %v", again)
+	require.Equal(t, 0, stop())
+
+	addr, stop = startSandbox(t, clk, append(args, "--duplicate", "existing")...)
+	code, replayed := post(t, addr, path, body)
+	assert.Equal(t, 201, code, "%v", replayed)
+	assert.Equal(t, p["id"], replayed["id"], "the payment created before both restarts")
+	require.Equal(t, 0, stop())
 }

@@ -2,7 +2,8 @@
 // endpoints the klavi package calls, with Klavi's rules and a payment state machine,
 // for tests (mount it on an httptest.Server), simulations and `billingd sandbox`.
 //
-// It is deterministic: its state lives in memory and moves only with its Clock, and
+// It is deterministic: its state lives in memory (and, with Options.Journal, in a
+// write-ahead journal on disk) and moves only with its Clock, and
 // is brought up to date lazily (on every request and every Ledger or Stats call), so
 // a test moves a clock.Fake and then looks, with no goroutine and no sleep involved.
 // Payment outcomes come from a Scenario; faults are drawn from a seeded generator.
@@ -139,6 +140,19 @@
 //
 // Answers are the sandbox's own structs, written as these readings say; request
 // bodies are decoded and validated with the klavi package's types.
+//
+// # Journal
+//
+// With Options.Journal (`billingd sandbox --journal FILE`) every consent and
+// payment change (creation with its clientRequestId, status changes, settlement,
+// cancellation) is appended as a checksummed JSON line and fsynced before the
+// answer that reveals it is written; concurrent answers share one fsync. Open
+// replays the file, so a sandbox killed with SIGKILL and started again knows every
+// clientRequestId and payment and carries their state machines on. A torn last
+// record is logged and ignored; other damage is an error wrapping
+// ErrJournalCorrupt. The journal holds the consents' personal data (mode 0600).
+// Tokens, fault draws and Stats counters other than payments and consents are
+// not kept. The format is described in journal.go.
 //
 // # Ledger and faults
 //

@@ -252,7 +252,7 @@ func TestServer_PaymentLifecycle(t *testing.T) {
 	assert.Equal(t, sandbox.LedgerEntry{
 		PaymentID: p.ID, ConsentID: monthly, ClientRequestID: "life-1", Kind: sandbox.KindOriginal,
 		Cycle: 1, Attempt: 0, Date: day("2026-03-05"), Amount: 9990, Status: klavi.PaymentCompleted,
-		CreatedAt: start,
+		CreatedAt: start.UTC(),
 	}, e[0])
 }
 

@@ -64,6 +64,10 @@ type Server struct {
 	accepted    map[Kind]int
 	refusals    map[string]int
 	faultCounts map[string]int
+
+	jr            *journal // nil: no Options.Journal
+	dirtyConsents []*consentState
+	dirtyPayments []*payment
 }
 
 // New returns a sandbox with opts. It panics when opts are invalid (see
@@ -76,7 +80,9 @@ func New(opts Options) *Server {
 	return s
 }
 
-// Open returns a sandbox with opts, after checking them (Options.Validate).
+// Open returns a sandbox with opts, after checking them (Options.Validate). With
+// opts.Journal it replays the journal (see journal.go): the error wraps
+// ErrJournalCorrupt when it is damaged other than by a torn last record.
 func Open(opts Options) (*Server, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -102,6 +108,11 @@ func Open(opts Options) (*Server, error) {
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	if opts.Journal != "" {
+		if err := s.openJournal(opts.Journal); err != nil {
+			return nil, err
+		}
 	}
 	s.mux = s.routes()
 	return s, nil
@@ -138,9 +149,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// Close releases the requests a timeout fault holds. The Server still answers
-// afterwards, without hanging.
-func (s *Server) Close() { s.once.Do(func() { close(s.done) }) }
+// Close releases the requests a timeout fault holds and closes the journal, if
+// any, once what was appended is durable. The Server still answers afterwards,
+// without hanging; with a journal, every answer is then a 500.
+func (s *Server) Close() {
+	s.once.Do(func() {
+		close(s.done)
+		if s.jr != nil {
+			if err := s.jr.close(); err != nil {
+				s.log.Error("sandbox journal close", "error", err)
+			}
+		}
+	})
+}
 
 // ScriptFaults makes the next API requests other than auth meet the given fault
 // kinds, in order ("" for none), before the random Faults apply again. Tests use it
@@ -186,6 +207,15 @@ func (s *Server) AddConsent(cs ...*consent.Consent) error {
 	}
 	s.unlock()
 	return s.sync()
+}
+
+// HasConsent reports whether the sandbox holds a consent with id (seeded, created
+// or replayed from the journal).
+func (s *Server) HasConsent(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.consents[id]
+	return ok
 }
 
 // addConsent records a consent; n is its number among the consents created through
@@ -241,7 +271,7 @@ func (s *Server) Ledger() []LedgerEntry {
 		e := LedgerEntry{
 			PaymentID: p.id, ConsentID: p.consentID, ClientRequestID: p.crid, Kind: p.kind,
 			Cycle: p.cycle, Attempt: p.attempt, Date: p.date, Amount: p.amount,
-			Status: p.statusAt(now), CreatedAt: p.createdAt, ResponseDropped: p.dropped,
+			Status: p.statusAt(now), CreatedAt: p.createdAt.Round(0).UTC(), ResponseDropped: p.dropped,
 		}
 		if p.original != nil {
 			e.OriginalPaymentID = p.original.id

@@ -75,6 +75,7 @@ type consentState struct {
 	byCycle map[int][]*payment
 	// payments holds every payment created under the consent, in creation order.
 	payments []*payment
+	dirty    bool // changed since it was last journaled
 }
 
 type payment struct {
@@ -102,6 +103,7 @@ type payment struct {
 	remittance string
 	cancel     *cancellation
 	heapIndex  int
+	dirty      bool // changed since it was last journaled
 }
 
 // cancellation says who canceled a payment: from is INITIATOR (the cancel endpoint)
