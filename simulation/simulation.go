@@ -135,7 +135,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	clk := clock.NewFake(opts.From.At(0, 0))
 	end := opts.From.AddDays(opts.Days).At(0, 0)
 
-	sb := sandbox.New(sandbox.Options{Clock: clk, AccessKey: "simulate", SecretKey: "simulate", Scenario: opts.Scenario, Faults: opts.Faults, Logger: log})
+	// URN ids: the klavi client checks the ids it puts in a path as URNs.
+	sb := sandbox.New(sandbox.Options{IDs: sandbox.IDsURN, Clock: clk, AccessKey: "simulate", SecretKey: "simulate", Scenario: opts.Scenario, Faults: opts.Faults, Logger: log})
 	srv := httptest.NewServer(sb)
 	defer srv.Close()
 	defer sb.Close()

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 )
 
@@ -20,11 +21,19 @@ import (
 const sandboxShutdown = 5 * time.Second
 
 func cmdSandbox(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "sandbox", "[--addr HOST:PORT] [--scenario FILE] [--faults SPEC] [--access-key K --secret-key S] [--consents FILE|DIR] [--ledger FILE]",
+	fs := newFlagSet(e, "sandbox", "[--addr HOST:PORT] [--scenario FILE] [--faults SPEC] [--access-key K --secret-key S] [--consents FILE|DIR] [--ledger FILE] [reading flags]",
 		"Run a fake Klavi on a local port: the API billingd calls, with Klavi's rules, a payment\n"+
 			"state machine on the real clock, scripted outcomes and injected faults. Seed consents\n"+
 			"with --consents or POST /_sandbox/consents; read GET /_sandbox/ledger and /_sandbox/stats.\n"+
-			"SIGINT or SIGTERM stops it (and writes --ledger); a second signal kills it.")
+			"Change a consent as the payer or the bank would with POST /_sandbox/consents/{id}/authorize,\n"+
+			"/reject, /revoke[?reason=REVOKED_MERCHANT] or /expire.\n"+
+			"SIGINT or SIGTERM stops it (and writes --ledger); a second signal kills it.\n\n"+
+			"Where Klavi's documents allow several answers, the reading flags pick one, so a client\n"+
+			"can be tested against each: --ids, --amounts, --status-case, --duplicate, --check-order,\n"+
+			"--conflict-permissions, --cursor-field, --page-size-max and --clock-offset.\n\n"+
+			"With --journal FILE every consent and payment change is on disk before it is answered;\n"+
+			"a sandbox restarted on the same FILE (even after SIGKILL) knows every clientRequestId\n"+
+			"and payment and goes on from there. --consents already in the journal are skipped.")
 	addr := fs.String("addr", "127.0.0.1:8089", "listen on `HOST:PORT`")
 	scenarioFile := fs.String("scenario", "", "scenario `FILE` (JSON) deciding payment outcomes (default: every payment completes)")
 	faultsSpec := fs.String("faults", "", "faults to inject, e.g. `latency=20ms,5xx=0.05,429=0.02,timeout=0.01,drop=0.01,seed=42`")
@@ -32,8 +41,20 @@ func cmdSandbox(ctx context.Context, e *env, args []string) error {
 	secretKey := fs.String("secret-key", "", "the only secret key accepted, with --access-key")
 	consents := fs.String("consents", "", "seed authorized consents from `FILE` or DIR (*.json; one consent or an array per file)")
 	ledger := fs.String("ledger", "", "write the ledger as JSON to `FILE` at exit")
+	journal := fs.String("journal", "", "append every state change to `FILE`, fsynced before the answer that reveals it, and replay it at start (survives SIGKILL)")
 	ttl := fs.Duration("token-ttl", time.Hour, "lifetime of an access token")
 	settleHour := fs.Int("settle-hour", 6, "Brasília hour (1..23) at which payments settle on their date")
+	seed := fs.Uint64("seed", 0, "seed of the sandbox's draws: the UUIDs it issues and --conflict-permissions")
+	ids := fs.String("ids", sandbox.IDsUUID, "`FORM` of the ids issued: uuid (v4, as Klavi's examples) or urn (urn:sandbox:payment-00000001)")
+	amounts := fs.String("amounts", sandbox.AmountsString, "`FORM` of amounts in answers: string (\"3109.55\") or number (3109.55)")
+	statusCase := fs.String("status-case", sandbox.StatusUpper, "`CASE` of statuses and reason codes in answers: upper (PAYMENT_COMPLETED), lower (payment_completed) or spaced (Payment Completed)")
+	duplicate := fs.String("duplicate", sandbox.Duplicate409, "`ANSWER` to a create re-using a clientRequestId: 409 (Conflict) or existing (201 with the payment it created)")
+	checkOrder := fs.String("check-order", sandbox.CheckKeyFirst, "`ORDER` of the checks: key-first (the clientRequestId before the rules) or rules-first (after the window, consent and amount rules)")
+	conflictPermissions := fs.Float64("conflict-permissions", 0, "`RATE` (0..1) of creates refused with 409 \"Insufficient permissions requested\", creating nothing")
+	cursorField := fs.String("cursor-field", "cursor", "`NAME` of the next-page cursor in the management lists' answers: cursor, nextCursor or next")
+	pageSizeMax := fs.Int("page-size-max", sandbox.DefaultPageSizeMax, "largest `pageSize` the management lists accept")
+	clockOffset := fs.Duration("clock-offset", 0, "the sandbox's clock is the process's plus this `DURATION` (e.g. 360h, -2h); answers carry it in their Date header")
+	appID := fs.String("app-id", sandbox.DefaultAppID, "the merchant application's `ID`, listed by GET /payment/management/v1/merchants/apps")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -46,14 +67,23 @@ func cmdSandbox(ctx context.Context, e *env, args []string) error {
 	if *ttl <= 0 {
 		return usageErrorf("sandbox: --token-ttl must be more than 0")
 	}
+	if *pageSizeMax < 1 {
+		return usageErrorf("sandbox: --page-size-max %d: want 1 or more", *pageSizeMax)
+	}
 	log := newLogger(LogConfig{Level: "info", Format: "auto"}, e.stderr)
 	opts := sandbox.Options{
 		Clock: e.clock, AccessKey: *accessKey, SecretKey: *secretKey, TokenTTL: *ttl,
-		Logger: log, SettleHour: *settleHour,
+		Logger: log, SettleHour: *settleHour, Seed: *seed, IDs: *ids, Amounts: *amounts,
+		StatusCase: *statusCase, Duplicate: *duplicate, CheckOrder: *checkOrder,
+		ConflictPermissions: *conflictPermissions, CursorField: *cursorField,
+		PageSizeMax: *pageSizeMax, ClockOffset: *clockOffset, AppID: *appID, Journal: *journal,
 	}
 	var err error
 	if opts.Faults, err = sandbox.ParseFaults(*faultsSpec); err != nil {
 		return usageErrorf("sandbox: --faults: %v", err)
+	}
+	if err := opts.Validate(); err != nil {
+		return usageErrorf("sandbox: %v", err)
 	}
 	if *scenarioFile != "" {
 		if opts.Scenario, err = sandbox.LoadScenario(*scenarioFile); err != nil {
@@ -61,16 +91,24 @@ func cmdSandbox(ctx context.Context, e *env, args []string) error {
 			return errSilent
 		}
 	}
-	sb := sandbox.New(opts)
+	sb, err := sandbox.Open(opts)
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer sb.Close()
 	if *consents != "" {
 		cs, err := readConsents(e, []string{*consents})
 		if err != nil {
 			return err
 		}
+		var fresh []*consent.Consent
 		for _, c := range cs {
-			if err := sb.AddConsent(c); err != nil {
-				return usageErrorf("sandbox: %v", err)
+			if !sb.HasConsent(c.ID) { // a replayed journal holds it already
+				fresh = append(fresh, c)
 			}
+		}
+		if err := sb.AddConsent(fresh...); err != nil {
+			return usageErrorf("sandbox: %v", err)
 		}
 	}
 

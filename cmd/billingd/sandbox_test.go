@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,7 +56,7 @@ func TestSandbox_Command(t *testing.T) {
 	code := make(chan int, 1)
 	go func() {
 		code <- Main(ctx, e, []string{"sandbox", "--addr", "127.0.0.1:0", "--consents", "../../examples/consents",
-			"--scenario", scenarioFile, "--faults", "seed=3", "--access-key", "ak-1", "--secret-key", "sk-1", "--ledger", ledgerFile})
+			"--scenario", scenarioFile, "--faults", "seed=3", "--ids", "urn", "--access-key", "ak-1", "--secret-key", "sk-1", "--ledger", ledgerFile})
 		pw.Close()
 	}()
 	var addr string
@@ -116,6 +117,16 @@ func TestSandbox_CommandUsage(t *testing.T) {
 		{[]string{"--scenario", filepath.Join(dir, "missing.json")}, "missing.json"},
 		{[]string{"--consents", badConsent}, "id:"},
 		{[]string{"stray"}, "unexpected argument"},
+		{[]string{"--ids", "int"}, "ids"},
+		{[]string{"--amounts", "float"}, "amounts"},
+		{[]string{"--status-case", "camel"}, "status case"},
+		{[]string{"--duplicate", "200"}, "duplicate"},
+		{[]string{"--check-order", "random"}, "check order"},
+		{[]string{"--conflict-permissions", "2"}, "conflict permissions"},
+		{[]string{"--cursor-field", "after"}, "cursor field"},
+		{[]string{"--page-size-max", "0"}, "--page-size-max"},
+		{[]string{"--clock-offset", "soon"}, "clock-offset"},
+		{[]string{"--app-id", "a b"}, "app id"},
 	} {
 		code, _, stderr := runCLI(t, nil, append([]string{"sandbox"}, tc.args...)...)
 		assert.Equal(t, 2, code, "%v: %s", tc.args, stderr)
@@ -126,4 +137,88 @@ func TestSandbox_CommandUsage(t *testing.T) {
 	code, _, stderr = runCLI(t, nil, "sandbox", "-h")
 	assert.Equal(t, 0, code)
 	assert.Contains(t, stderr, "/_sandbox/ledger")
+	for _, f := range []string{"ids", "amounts", "status-case", "duplicate", "check-order", "conflict-permissions", "cursor-field", "page-size-max", "clock-offset", "app-id", "seed"} {
+		assert.Contains(t, stderr, "\n  -"+f+" ", "the usage documents --%s", f)
+	}
+}
+
+// startSandbox runs `billingd sandbox args...` and returns its base URL and a stop
+// function that returns its exit code.
+func startSandbox(t *testing.T, clk clock.Clock, args ...string) (string, func() int) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	var stderr lockedBuffer
+	e := &env{stdout: io.Discard, stderr: io.MultiWriter(pw, &stderr), getenv: func(string) string { return "" }, clock: clk}
+	ctx, cancel := context.WithCancel(context.Background())
+	code := make(chan int, 1)
+	go func() {
+		code <- Main(ctx, e, append([]string{"sandbox", "--addr", "127.0.0.1:0"}, args...))
+		pw.Close()
+	}()
+	var addr string
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		var line struct{ Msg, Addr string }
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "sandbox listening" {
+			addr = line.Addr
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	require.NotEmpty(t, addr, "stderr: %s", stderr.String())
+	return addr, func() int {
+		cancel()
+		select {
+		case c := <-code:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("the sandbox did not stop")
+			return -1
+		}
+	}
+}
+
+// post sends an API request with a fresh token and returns the status and body.
+func post(t *testing.T, base, path, body string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(base+"/payment/customer/v1/auth", "application/json", strings.NewReader(`{"accessKey":"a","secretKey":"s"}`))
+	require.NoError(t, err)
+	var tok struct{ AccessToken string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
+	resp.Body.Close()
+	req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	return resp.StatusCode, out
+}
+
+func TestSandbox_CommandJournal(t *testing.T) {
+	journal := filepath.Join(t.TempDir(), "sandbox.journal")
+	clk := clock.NewFake(cycle.MustDate(2026, 2, 25).At(10, 0))
+	args := []string{"--consents", "../../examples/consents", "--journal", journal, "--amounts", "number", "--status-case", "lower"}
+	const path = "/payment/customer/v1/automatic/consents/urn:klavi:consent-monthly-31st-0001/payments"
+	const body = `{"clientRequestId":"cmd-j-1","date":"2026-02-28","amount":"99.90","currency":"BRL"}`
+
+	addr, stop := startSandbox(t, clk, args...)
+	code, p := post(t, addr, path, body)
+	require.Equal(t, 201, code, "%v", p)
+	assert.Equal(t, 99.9, p["amount"])
+	assert.Equal(t, "payment_pending", p["status"])
+	require.Equal(t, 0, stop())
+
+	addr, stop = startSandbox(t, clk, args...)
+	code, again := post(t, addr, path, body)
+	assert.Equal(t, 409, code, "the restarted sandbox knows the clientRequestId: %v", again)
+	require.Equal(t, 0, stop())
+
+	addr, stop = startSandbox(t, clk, append(args, "--duplicate", "existing")...)
+	code, replayed := post(t, addr, path, body)
+	assert.Equal(t, 201, code, "%v", replayed)
+	assert.Equal(t, p["id"], replayed["id"], "the payment created before both restarts")
+	require.Equal(t, 0, stop())
 }

@@ -39,7 +39,7 @@ type LedgerEntry struct {
 	Amount    klavi.Cents         `json:"amount"`
 	Status    klavi.PaymentStatus `json:"status"`
 	Reason    klavi.ReasonCode    `json:"reason,omitempty"`
-	CreatedAt time.Time           `json:"createdAt"`
+	CreatedAt time.Time           `json:"createdAt"` // UTC
 	// ResponseDropped: a "drop" fault closed the connection instead of answering the
 	// request that created this payment.
 	ResponseDropped bool `json:"responseDropped,omitempty"`

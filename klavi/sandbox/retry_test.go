@@ -146,7 +146,7 @@ func TestServer_RetryEndpoint(t *testing.T) {
 		assert.Equal(t, sandbox.LedgerEntry{
 			PaymentID: r.ID, ConsentID: monthly, ClientRequestID: "orig-r1", Kind: sandbox.KindRetry,
 			OriginalPaymentID: orig.ID, Cycle: 1, Attempt: 1, Date: day("2026-03-06"), Amount: 9990,
-			Status: klavi.PaymentCompleted, CreatedAt: day("2026-03-05").At(9, 0),
+			Status: klavi.PaymentCompleted, CreatedAt: day("2026-03-05").At(9, 0).UTC(),
 		}, e[0])
 		_, err = h.retry(monthly, orig.ID, "orig-r2", "2026-03-08")
 		requireRule(t, err, 416, sandbox.RuleOnePerCycle)

@@ -207,7 +207,11 @@ func TestServer_RejectsUnreadableRequests(t *testing.T) {
 	assert.Equal(t, map[string]bool{"date": true, "amount": true, "bogus": true}, paths, "every problem, each with its path")
 
 	code, _ = h.raw(http.MethodGet, "/payment/customer/v1/automatic/consents/not-a-urn/payments/urn:x:1", "")
-	assert.Equal(t, 400, code)
+	assert.Equal(t, 404, code, "ids are opaque: a well-formed id that is unknown")
+	code, _ = h.raw(http.MethodGet, "/payment/customer/v1/automatic/consents/a%20b/payments/urn:x:1", "")
+	assert.Equal(t, 400, code, "white space")
+	code, _ = h.raw(http.MethodGet, "/payment/customer/v1/automatic/consents/a%2Fb/payments/urn:x:1", "")
+	assert.Equal(t, 400, code, "an escaped slash")
 	code, _ = h.raw(http.MethodGet, "/payment/customer/v1/nowhere", "")
 	assert.Equal(t, 404, code)
 	assert.Empty(t, h.sb.Ledger())
@@ -248,7 +252,7 @@ func TestServer_PaymentLifecycle(t *testing.T) {
 	assert.Equal(t, sandbox.LedgerEntry{
 		PaymentID: p.ID, ConsentID: monthly, ClientRequestID: "life-1", Kind: sandbox.KindOriginal,
 		Cycle: 1, Attempt: 0, Date: day("2026-03-05"), Amount: 9990, Status: klavi.PaymentCompleted,
-		CreatedAt: start,
+		CreatedAt: start.UTC(),
 	}, e[0])
 }
 
@@ -362,9 +366,13 @@ func TestServer_InstantPayments(t *testing.T) {
 	assert.Equal(t, klavi.PaymentCompleted, status()["inst-2"])
 }
 
-func TestServer_RulesBeforeIdempotency(t *testing.T) {
+func TestServer_CheckOrderWithClient(t *testing.T) {
 	for _, rulesFirst := range []bool{false, true} {
-		h := newHarness(t, sandbox.Options{RulesBeforeIdempotency: rulesFirst})
+		order := sandbox.CheckKeyFirst
+		if rulesFirst {
+			order = sandbox.CheckRulesFirst
+		}
+		h := newHarness(t, sandbox.Options{CheckOrder: order})
 		h.seed(monthly, cycle.Monthly, "2026-02-05", 9990)
 		h.mustPay(monthly, "resend-1", "2026-03-05", 9990, nil)
 		h.setClock("2026-03-04", 9, 0) // the window of 5 March closed on the 3rd

@@ -85,8 +85,8 @@ func (s *Scenario) Validate() problem.List {
 		p := problem.Index("rules", i)
 		if r.ConsentID == "" {
 			l.Addf(problem.Join(p, "consentId"), `is required: a consent id or "*"`)
-		} else if r.ConsentID != "*" && !klavi.ValidResourceID(r.ConsentID) {
-			l.Addf(problem.Join(p, "consentId"), `is not a consent id (urn:…) or "*"`)
+		} else if r.ConsentID != "*" && !ValidID(r.ConsentID) {
+			l.Addf(problem.Join(p, "consentId"), `is not a consent id (1..256 printable characters, no '/' or space) or "*"`)
 		}
 		if r.Cycle != nil && *r.Cycle < 0 {
 			l.Addf(problem.Join(p, "cycle"), "must not be negative")

@@ -35,7 +35,7 @@ func TestParseScenario(t *testing.T) {
 	_, err = sandbox.ParseScenario([]byte(`{
 		"rules": [
 			{"consentId": "urn:klavi:c1", "cycle": -1, "attempt": 4, "outcome": "maybe", "reason": "insufficient funds"},
-			{"consentId": "c2", "outcome": "completed"},
+			{"consentId": "c 2", "outcome": "completed"},
 			{"outcome": "completed"}
 		],
 		"rejectFraction": 1.5,

@@ -3,7 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"container/heap"
-	"crypto/rand"
+	crand "crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -34,36 +35,9 @@ const (
 // maxBodyBytes bounds a request body.
 const maxBodyBytes = 1 << 20
 
-// Options configure a Server. The zero Options are usable: real clock, any non-empty
-// keys accepted, tokens valid for an hour, every payment completed, no faults.
-type Options struct {
-	// Clock is the sandbox's notion of now (nil: the real clock). Today, the payment
-	// window, token expiry and settlement all follow it.
-	Clock clock.Clock
-	// AccessKey and SecretKey are the keys the auth endpoint accepts; when both are
-	// empty it accepts any non-empty pair.
-	AccessKey, SecretKey string
-	// TokenTTL is the lifetime of an access token (default 1h).
-	TokenTTL time.Duration
-	// Scenario decides how payments end (nil: all complete).
-	Scenario *Scenario
-	// Faults to inject on API endpoints.
-	Faults Faults
-	// Logger (nil: slog.Default()). Nothing personal is logged.
-	Logger *slog.Logger
-	// SettleHour is the Brasília hour (1..23) at which payments settle on their date;
-	// 0 means the default, 6.
-	SettleHour int
-	// RulesBeforeIdempotency makes a create check the business rules before the
-	// clientRequestId, so a re-send of a committed payment can meet a 416 (say, once
-	// its window has closed) instead of the 409. Klavi does not document its order;
-	// this lets callers test that they survive either.
-	RulesBeforeIdempotency bool
-}
-
 // A Server is an in-process fake Klavi. It is an http.Handler, safe for concurrent
-// use; its state lives in memory and moves only with its clock (see the package
-// documentation).
+// use; its state lives in memory (and, with Options.Journal, on disk) and moves only
+// with its clock (see the package documentation).
 type Server struct {
 	opts   Options
 	clock  clock.Clock
@@ -75,6 +49,7 @@ type Server struct {
 
 	mu          sync.Mutex
 	consents    map[string]*consentState
+	consentList []*consentState // in creation order
 	payments    map[string]*payment
 	ledger      []*payment
 	queue       settleQueue
@@ -82,22 +57,37 @@ type Server struct {
 	tokens      map[string]time.Time
 	seq         int
 	consentSeq  int
+	draws       *rand.Rand // ConflictPermissions
 	script      []string
 	requests    int
 	tokensGiven int
 	accepted    map[Kind]int
 	refusals    map[string]int
 	faultCounts map[string]int
+
+	jr            *journal // nil: no Options.Journal
+	dirtyConsents []*consentState
+	dirtyPayments []*payment
 }
 
-// New returns a sandbox with opts.
+// New returns a sandbox with opts. It panics when opts are invalid (see
+// Options.Validate) or opts.Journal cannot be opened: use Open to get the error.
 func New(opts Options) *Server {
-	if opts.TokenTTL <= 0 {
-		opts.TokenTTL = time.Hour
+	s, err := Open(opts)
+	if err != nil {
+		panic(err)
 	}
-	if opts.SettleHour <= 0 || opts.SettleHour > 23 {
-		opts.SettleHour = 6
+	return s
+}
+
+// Open returns a sandbox with opts, after checking them (Options.Validate). With
+// opts.Journal it replays the journal (see journal.go): the error wraps
+// ErrJournalCorrupt when it is damaged other than by a torn last record.
+func Open(opts Options) (*Server, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
+	opts = opts.withDefaults()
 	s := &Server{
 		opts:        opts,
 		clock:       clock.Or(opts.Clock),
@@ -108,39 +98,70 @@ func New(opts Options) *Server {
 		payments:    map[string]*payment{},
 		crids:       map[string]string{},
 		tokens:      map[string]time.Time{},
+		draws:       rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d)),
 		accepted:    map[Kind]int{},
 		refusals:    map[string]int{},
 		faultCounts: map[string]int{},
 	}
+	if opts.ClockOffset != 0 {
+		s.clock = offsetClock{c: s.clock, d: opts.ClockOffset}
+	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	if opts.Journal != "" {
+		if err := s.openJournal(opts.Journal); err != nil {
+			return nil, err
+		}
+	}
+	s.mux = s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() *http.ServeMux {
 	m := http.NewServeMux()
 	m.Handle("POST "+pathAuth, s.api(false, s.handleAuth))
 	m.Handle("POST "+pathInstant, s.api(true, s.handleInstant))
 	m.Handle("POST "+pathConsents, s.api(true, s.handleCreateConsent))
+	m.Handle("GET "+pathConsents+"/{consentId}", s.api(true, s.handleGetConsent))
 	m.Handle("POST "+pathConsents+"/{consentId}/payments", s.api(true, s.handleCreatePayment))
 	m.Handle("GET "+pathConsents+"/{consentId}/payments/{paymentId}", s.api(true, s.handleGetPayment))
 	m.Handle("GET "+pathConsents+"/{consentId}/payments/{paymentId}/status", s.api(true, s.handleGetStatus))
 	m.Handle("POST "+pathConsents+"/{consentId}/payments/{paymentId}/retry", s.api(true, s.handleRetry))
-	m.HandleFunc("GET /_sandbox/ledger", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Ledger()) })
-	m.HandleFunc("GET /_sandbox/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Stats()) })
-	m.HandleFunc("POST /_sandbox/consents", s.handleSeed)
-	m.HandleFunc("GET /_sandbox/consents/{consentId}", s.handleConsentStatus)
-	m.HandleFunc("/_sandbox/authorize/{id}", s.handleAuthorize)
+	s.routeManagement(m)
+	m.HandleFunc("GET /_sandbox/ledger", func(w http.ResponseWriter, r *http.Request) { s.writeJSON(w, 200, s.Ledger()) })
+	m.HandleFunc("GET /_sandbox/stats", func(w http.ResponseWriter, r *http.Request) { s.writeJSON(w, 200, s.Stats()) })
+	m.HandleFunc("POST /_sandbox/consents", s.local(s.handleSeed))
+	m.HandleFunc("GET /_sandbox/consents/{consentId}", s.local(s.handleConsentStatus))
+	m.HandleFunc("/_sandbox/authorize/{id}", s.local(s.handleAuthorize))
+	m.HandleFunc("POST /_sandbox/consents/{consentId}/{action}", s.local(s.handleConsentAction))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeReply(w, errReply(&refusal{status: 404, rule: RuleNotFound, msg: "no such endpoint"}))
+		s.writeReply(w, errReply(&refusal{status: 404, rule: RuleNotFound, msg: "no such endpoint"}))
 	})
-	s.mux = m
-	return s
+	return m
 }
 
-// ServeHTTP serves Klavi's API and the sandbox's own /_sandbox/ endpoints.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves Klavi's API and the sandbox's own /_sandbox/ endpoints. Every
+// answer carries a Date header from the sandbox's clock (Options.ClockOffset
+// included), as Klavi's carry its own.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Date", s.clock.Now().UTC().Format(http.TimeFormat))
+	s.mux.ServeHTTP(w, r)
+}
 
-// Close releases the requests a timeout fault holds. The Server still answers
-// afterwards, without hanging.
-func (s *Server) Close() { s.once.Do(func() { close(s.done) }) }
+// Close releases the requests a timeout fault holds and closes the journal, if
+// any, once what was appended is durable. The Server still answers afterwards,
+// without hanging; with a journal, every answer is then a 500.
+func (s *Server) Close() {
+	s.once.Do(func() {
+		close(s.done)
+		if s.jr != nil {
+			if err := s.jr.close(); err != nil {
+				s.log.Error("sandbox journal close", "error", err)
+			}
+		}
+	})
+}
 
 // ScriptFaults makes the next API requests other than auth meet the given fault
 // kinds, in order ("" for none), before the random Faults apply again. Tests use it
@@ -151,71 +172,106 @@ func (s *Server) ScriptFaults(kinds ...string) {
 	s.mu.Unlock()
 }
 
-// AddConsent seeds a consent as if it had been created and authorized at Klavi; its
-// status is c.Status (CONSENT_AUTHORIZED when empty). c is validated; it is copied,
-// so the caller may reuse it.
-func (s *Server) AddConsent(c *consent.Consent) error {
-	if c == nil {
-		return errors.New("add consent: nil consent")
-	}
-	if l := c.Validate(); len(l) > 0 {
-		return fmt.Errorf("add consent %s: %w", c.ID, l)
-	}
-	cc := *c
-	st := cc.Status
-	if st == "" {
-		st = klavi.ConsentAuthorized
+// AddConsent seeds consents as if they had been created and authorized at Klavi;
+// each one's status is its Status (CONSENT_AUTHORIZED when empty). Each is
+// validated and copied, so the caller may reuse them; nothing is added unless all
+// are valid and new.
+func (s *Server) AddConsent(cs ...*consent.Consent) error {
+	var cp []*consent.Consent
+	for _, c := range cs {
+		if c == nil {
+			return errors.New("add consent: nil consent")
+		}
+		if l := c.Validate(); len(l) > 0 {
+			return fmt.Errorf("add consent %s: %w", c.ID, l)
+		}
+		cc := *c
+		cp = append(cp, &cc)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.consents[cc.ID]; ok {
-		return fmt.Errorf("add consent %s: already known", cc.ID)
+	seen := map[string]bool{}
+	for _, c := range cp {
+		if _, ok := s.consents[c.ID]; ok || seen[c.ID] {
+			s.unlock()
+			return fmt.Errorf("add consent %s: already known", c.ID)
+		}
+		seen[c.ID] = true
 	}
-	s.addConsent(&cc, st, s.clock.Now())
-	return nil
+	now := s.clock.Now()
+	for _, c := range cp {
+		st := c.Status
+		if st == "" {
+			st = klavi.ConsentAuthorized
+		}
+		s.addConsent(c, st, now, 0)
+	}
+	s.unlock()
+	return s.sync()
 }
 
-func (s *Server) addConsent(c *consent.Consent, st klavi.ConsentStatus, now time.Time) *consentState {
-	cs := &consentState{c: c, status: st, created: now, sched: c.Schedule(cycle.AdjustNone, nil), byCycle: map[int][]*payment{}}
+// HasConsent reports whether the sandbox holds a consent with id (seeded, created
+// or replayed from the journal).
+func (s *Server) HasConsent(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.consents[id]
+	return ok
+}
+
+// addConsent records a consent; n is its number among the consents created through
+// the API (0 for a seeded one). Callers hold s.mu.
+func (s *Server) addConsent(c *consent.Consent, st klavi.ConsentStatus, now time.Time, n int) *consentState {
+	c.Status = st
+	cs := &consentState{c: c, status: st, created: now, updated: now, n: n, sched: c.Schedule(cycle.AdjustNone, nil), byCycle: map[int][]*payment{}}
 	if c.ExpirationDateTime != nil {
 		cs.expires = c.ExpirationDateTime.Time
 	}
 	s.consents[c.ID] = cs
+	s.consentList = append(s.consentList, cs)
 	if _, used := s.crids[c.ClientRequestID]; !used && c.ClientRequestID != "" {
 		s.crids[c.ClientRequestID] = c.ID
 	}
+	s.touchConsent(cs)
 	return cs
 }
 
 // SetConsentStatus changes a consent's status, e.g. to CONSENT_REVOKED with
 // reason REVOKED_USER; payments that settle afterwards under a revoked consent are
-// rejected with that reason.
+// rejected with that reason. It does not check that the change is one Klavi makes
+// (AuthorizeConsent, RevokeConsent, RejectConsent and ExpireConsent do).
 func (s *Server) SetConsentStatus(id string, st klavi.ConsentStatus, reason klavi.ReasonCode) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	now := s.lockNow()
 	cs := s.consents[id]
 	if cs == nil {
+		s.unlock()
 		return fmt.Errorf("set consent status: no consent %s", id)
 	}
-	s.advance(s.clock.Now())
-	cs.status, cs.reason = st, nil
+	var rc *klavi.StatusReason
 	if reason != "" {
-		cs.reason = &klavi.StatusReason{Code: reason}
+		rc = &klavi.StatusReason{Code: reason}
 	}
-	return nil
+	s.setConsentStatus(cs, st, rc, now)
+	s.unlock()
+	return s.sync()
+}
+
+// setConsentStatus changes cs's status at instant at. Callers hold s.mu.
+func (s *Server) setConsentStatus(cs *consentState, st klavi.ConsentStatus, reason *klavi.StatusReason, at time.Time) {
+	cs.status, cs.reason, cs.updated = st, reason, at
+	s.touchConsent(cs)
 }
 
 // Ledger returns every payment the sandbox accepted, in creation order, with its
 // status at the clock's now.
 func (s *Server) Ledger() []LedgerEntry {
 	now := s.lockNow()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	out := make([]LedgerEntry, len(s.ledger))
 	for i, p := range s.ledger {
 		e := LedgerEntry{
 			PaymentID: p.id, ConsentID: p.consentID, ClientRequestID: p.crid, Kind: p.kind,
 			Cycle: p.cycle, Attempt: p.attempt, Date: p.date, Amount: p.amount,
-			Status: p.statusAt(now), CreatedAt: p.createdAt, ResponseDropped: p.dropped,
+			Status: p.statusAt(now), CreatedAt: p.createdAt.Round(0).UTC(), ResponseDropped: p.dropped,
 		}
 		if p.original != nil {
 			e.OriginalPaymentID = p.original.id
@@ -231,7 +287,7 @@ func (s *Server) Ledger() []LedgerEntry {
 // Stats returns the sandbox's counters at the clock's now.
 func (s *Server) Stats() Stats {
 	now := s.lockNow()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	st := Stats{
 		Requests: s.requests, TokensIssued: s.tokensGiven, Consents: len(s.consents),
 		Accepted: map[Kind]int{}, Statuses: map[klavi.PaymentStatus]int{},
@@ -271,6 +327,9 @@ type errorBody struct {
 }
 
 func errReply(rf *refusal) reply {
+	if rf.bare {
+		return reply{status: rf.status, rule: rf.rule, body: errorBody{StatusCode: rf.status, Error: http.StatusText(rf.status), Message: rf.msg}}
+	}
 	return reply{status: rf.status, rule: rf.rule, body: errorBody{
 		StatusCode: rf.status, Error: http.StatusText(rf.status), Message: rf.Error(), Rule: rf.rule,
 	}}
@@ -299,7 +358,7 @@ func (s *Server) api(needToken bool, h func(r *http.Request) reply) http.Handler
 		}
 		switch fault {
 		case Fault5xx:
-			writeReply(w, errReply(&refusal{status: 503, rule: "fault", msg: "sandbox fault: service unavailable"}))
+			s.writeReply(w, errReply(&refusal{status: 503, rule: "fault", msg: "sandbox fault: service unavailable"}))
 			return
 		case Fault429:
 			ra := s.opts.Faults.RetryAfter
@@ -307,7 +366,7 @@ func (s *Server) api(needToken bool, h func(r *http.Request) reply) http.Handler
 				ra = time.Second
 			}
 			w.Header().Set("Retry-After", fmt.Sprint(int((ra+time.Second-1)/time.Second)))
-			writeReply(w, errReply(&refusal{status: 429, rule: "fault", msg: "sandbox fault: too many requests"}))
+			s.writeReply(w, errReply(&refusal{status: 429, rule: "fault", msg: "sandbox fault: too many requests"}))
 			return
 		case FaultTimeout:
 			select {
@@ -332,13 +391,21 @@ func (s *Server) api(needToken bool, h func(r *http.Request) reply) http.Handler
 			if rep.created != nil {
 				s.mu.Lock()
 				rep.created.dropped = true
-				s.mu.Unlock()
+				s.touchPayment(rep.created)
+				s.unlock()
 			}
-			dropConnection(w)
-			return
+			if s.sync() == nil {
+				dropConnection(w)
+				return
+			}
 		}
-		writeReply(w, rep)
+		s.writeReply(w, rep)
 	})
+}
+
+// local wraps a /_sandbox/ handler: no faults, no token.
+func (s *Server) local(h func(r *http.Request) reply) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.writeReply(w, h(r)) }
 }
 
 // drawFault counts the request and picks its fault: a scripted one first (not for
@@ -371,9 +438,14 @@ func dropConnection(w http.ResponseWriter) {
 	panic(http.ErrAbortHandler) // HTTP/2 or a recorder: abort the response instead
 }
 
-func writeReply(w http.ResponseWriter, rep reply) { writeJSON(w, rep.status, rep.body) }
+func (s *Server) writeReply(w http.ResponseWriter, rep reply) { s.writeJSON(w, rep.status, rep.body) }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// writeJSON writes an answer once every state change made so far is durable (see
+// Options.Journal); when the journal cannot be written it answers 500 instead.
+func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
+	if err := s.sync(); err != nil {
+		status, v = 500, errorBody{StatusCode: 500, Error: http.StatusText(500), Message: "journal: " + err.Error()}
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		status, b = 500, []byte(`{"statusCode":500,"error":"Internal Server Error","message":"encode answer"}`)
@@ -384,7 +456,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // lockNow takes the sandbox's lock and brings its state up to the clock's now, which
-// it returns. The caller unlocks s.mu.
+// it returns. The caller releases the lock with s.unlock.
 func (s *Server) lockNow() time.Time {
 	s.mu.Lock()
 	now := s.clock.Now()
@@ -445,7 +517,7 @@ func (s *Server) handleAuth(r *http.Request) reply {
 		return errReply(&refusal{status: 401, rule: RuleUnauthorized, msg: "invalid accessKey or secretKey"})
 	}
 	var raw [16]byte
-	rand.Read(raw[:])
+	crand.Read(raw[:])
 	tok := "sbx-" + hex.EncodeToString(raw[:])
 	s.mu.Lock()
 	now := s.clock.Now()
@@ -470,6 +542,35 @@ func (s *Server) duplicate(crid string) *refusal {
 	return nil
 }
 
+// replay is the answer to a payment or retry create under consentID whose
+// clientRequestId was used before, or nil when it was not: 409, or with
+// DuplicateExisting 201 with the payment it created when that payment is under the
+// same consent. Callers hold s.mu.
+func (s *Server) replay(now time.Time, crid, consentID string) *reply {
+	rf := s.duplicate(crid)
+	if rf == nil {
+		return nil
+	}
+	if s.opts.Duplicate == DuplicateExisting {
+		if p := s.payments[s.crids[crid]]; p != nil && p.consentID == consentID && p.kind != KindInstant {
+			return &reply{status: 201, body: s.view(p, now)}
+		}
+	}
+	rep := errReply(rf)
+	return &rep
+}
+
+// permissionRefused draws, with Options.ConflictPermissions, whether this create is
+// refused with seed 000's 409 "Insufficient permissions requested". Callers hold
+// s.mu.
+func (s *Server) permissionRefused() *reply {
+	if s.opts.ConflictPermissions <= 0 || s.draws.Float64() >= s.opts.ConflictPermissions {
+		return nil
+	}
+	rep := errReply(&refusal{status: 409, rule: RulePermissions, msg: "Insufficient permissions requested", bare: true})
+	return &rep
+}
+
 func redirectURL(r *http.Request, id string) string {
 	scheme := "http"
 	if r.TLS != nil {
@@ -484,29 +585,31 @@ func (s *Server) handleCreateConsent(r *http.Request) reply {
 		return invalid(l)
 	}
 	now := s.lockNow()
-	defer s.mu.Unlock()
+	defer s.unlock()
+	if rep := s.permissionRefused(); rep != nil {
+		return *rep
+	}
 	if rf := s.duplicate(req.ClientRequestID); rf != nil {
 		return errReply(rf)
 	}
 	s.consentSeq++
-	id := fmt.Sprintf("urn:sandbox:consent-%06d", s.consentSeq)
-	c := &consent.Consent{ID: id, Status: klavi.ConsentAwaitingAuthorization, CreateConsentRequest: req}
-	s.addConsent(c, klavi.ConsentAwaitingAuthorization, now)
+	id := s.newID(idConsent, s.consentSeq)
+	c := &consent.Consent{ID: id, CreateConsentRequest: req}
+	cs := s.addConsent(c, klavi.ConsentAwaitingAuthorization, now, s.consentSeq)
 	s.log.Debug("sandbox consent created", "consent_id", id)
-	return reply{status: 201, body: klavi.Consent{
-		ID: id, ClientRequestID: req.ClientRequestID, Status: klavi.ConsentAwaitingAuthorization,
-		ConsentRedirectURL: redirectURL(r, id),
-	}}
+	return reply{status: 201, body: s.consentView(cs, now, r, false)}
 }
 
-// pathIDs reads and validates the path ids named.
+// pathIDs reads and validates the path ids named. The mux matches the escaped path
+// and hands each segment over unescaped, so an id may carry any character that
+// ValidID allows.
 func pathIDs(r *http.Request, names ...string) ([]string, problem.List) {
 	var l problem.List
 	ids := make([]string, len(names))
 	for i, n := range names {
 		ids[i] = r.PathValue(n)
-		if !klavi.ValidResourceID(ids[i]) {
-			l.Addf(n, "is not a valid id: want urn:<namespace>:<id>, at most 256 characters")
+		if !ValidID(ids[i]) {
+			l.Addf(n, "is not a valid id: want 1..256 printable characters, no '/' or white space")
 		}
 	}
 	return ids, l
@@ -523,22 +626,26 @@ func (s *Server) handleCreatePayment(r *http.Request) reply {
 		return invalid(l)
 	}
 	now := s.lockNow()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	cs := s.consents[ids[0]]
 	if cs == nil {
 		return notFound("no consent %s", ids[0])
 	}
-	if !s.opts.RulesBeforeIdempotency {
-		if rf := s.duplicate(req.ClientRequestID); rf != nil {
-			return errReply(rf)
+	if rep := s.permissionRefused(); rep != nil {
+		return *rep
+	}
+	keyFirst := s.opts.CheckOrder != CheckRulesFirst
+	if keyFirst {
+		if rep := s.replay(now, req.ClientRequestID, cs.c.ID); rep != nil {
+			return *rep
 		}
 	}
 	k, rf := s.checkPayment(now, cs, &req)
 	if rf != nil {
 		return errReply(rf)
 	}
-	if rf := s.duplicate(req.ClientRequestID); rf != nil {
-		return errReply(rf)
+	if rep := s.replay(now, req.ClientRequestID, cs.c.ID); rep != nil {
+		return *rep
 	}
 	p := s.newPayment(now, cs.c.ID, req.ClientRequestID, KindOriginal, k, req.Date, req.Amount)
 	if st := req.AutoRetryStrategy; st != nil {
@@ -560,7 +667,7 @@ func (s *Server) handleRetry(r *http.Request) reply {
 		return invalid(l)
 	}
 	now := s.lockNow()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	cs, orig, nf := s.lookup(ids[0], ids[1])
 	if nf != nil {
 		return *nf
@@ -568,16 +675,19 @@ func (s *Server) handleRetry(r *http.Request) reply {
 	if orig.original != nil {
 		orig = orig.original // a retry of a retry retries the original
 	}
-	if !s.opts.RulesBeforeIdempotency {
-		if rf := s.duplicate(req.ClientRequestID); rf != nil {
-			return errReply(rf)
+	if rep := s.permissionRefused(); rep != nil {
+		return *rep
+	}
+	if s.opts.CheckOrder != CheckRulesFirst {
+		if rep := s.replay(now, req.ClientRequestID, cs.c.ID); rep != nil {
+			return *rep
 		}
 	}
-	if rf := s.checkRetry(now, cs, orig, req.Date); rf != nil {
+	if rf := s.checkRetry(now, cs, orig, req.Date, req.ClientRequestID); rf != nil {
 		return errReply(rf)
 	}
-	if rf := s.duplicate(req.ClientRequestID); rf != nil {
-		return errReply(rf)
+	if rep := s.replay(now, req.ClientRequestID, cs.c.ID); rep != nil {
+		return *rep
 	}
 	p := s.newPayment(now, cs.c.ID, req.ClientRequestID, KindRetry, orig.cycle, req.Date, orig.amount)
 	p.original, p.attempt, p.remittance = orig, len(orig.retries)+1, orig.remittance
@@ -609,12 +719,28 @@ func (s *Server) handleGetPayment(r *http.Request) reply {
 		return invalid(l)
 	}
 	now := s.lockNow()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	_, p, nf := s.lookup(ids[0], ids[1])
 	if nf != nil {
 		return *nf
 	}
 	return reply{status: 200, body: s.view(p, now)}
+}
+
+// handleGetConsent serves GET .../consents/{consentId}: the consent with every
+// field (consentRedirectUrl while it awaits authorization), or 404.
+func (s *Server) handleGetConsent(r *http.Request) reply {
+	ids, l := pathIDs(r, "consentId")
+	if len(l) > 0 {
+		return invalid(l)
+	}
+	now := s.lockNow()
+	defer s.unlock()
+	cs := s.consents[ids[0]]
+	if cs == nil {
+		return notFound("no consent %s", ids[0])
+	}
+	return reply{status: 200, body: s.consentView(cs, now, r, true)}
 }
 
 func (s *Server) handleGetStatus(r *http.Request) reply {
@@ -623,27 +749,32 @@ func (s *Server) handleGetStatus(r *http.Request) reply {
 		return invalid(l)
 	}
 	now := s.lockNow()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	_, p, nf := s.lookup(ids[0], ids[1])
 	if nf != nil {
 		return *nf
 	}
 	v := s.view(p, now)
-	return reply{status: 200, body: klavi.PaymentStatusInfo{ID: v.ID, Status: v.Status, StatusReason: v.StatusReason, StatusUpdateAt: v.StatusUpdateAt}}
+	return reply{status: 200, body: wireStatus{ID: v.ID, Status: v.Status, StatusReason: v.StatusReason, StatusUpdateAt: v.StatusUpdateAt}}
 }
 
 // view is the payment resource as GET returns it. Callers hold s.mu.
-func (s *Server) view(p *payment, now time.Time) klavi.Payment {
-	v := klavi.Payment{
-		ID: p.id, ClientRequestID: p.crid, ConsentID: p.consentID, Date: p.date, EndToEndID: p.endToEnd,
-		Amount: p.amount, Currency: klavi.Currency, RemittanceInformation: p.remittance,
-		Status: p.statusAt(now), Cancellation: p.cancel,
-		CreateAt: p.createdAt.UTC().Truncate(time.Second), StatusUpdateAt: p.updatedAt.UTC().Truncate(time.Second),
-		PaymentMethod: "AUTOMATIC_PIX", PaymentMethodConfig: &klavi.PaymentMethodInfo{},
+func (s *Server) view(p *payment, now time.Time) wirePayment {
+	v := wirePayment{
+		ID: p.id, AppID: s.opts.AppID, ClientRequestID: p.crid, ConsentID: p.consentID, EndToEndID: p.endToEnd,
+		Amount: s.amount(p.amount), Currency: klavi.Currency, RemittanceInformation: p.remittance,
+		Status: s.enum(string(p.statusAt(now))), StatusReason: s.reason(p.reason),
+		CreateAt: dateTime(p.createdAt), StatusUpdateAt: dateTime(p.updatedAt),
+		PaymentMethod: "AUTOMATIC_PIX", PaymentMethodConfig: &wireMethodInfo{},
 	}
-	if p.reason != nil {
-		rc := *p.reason
-		v.StatusReason = &rc
+	if !p.date.IsZero() {
+		v.Date = p.date.String()
+	}
+	if c := p.cancel; c != nil {
+		v.Cancellation = &wireCancellation{CancelledFrom: c.from, CancelledAt: dateTime(c.at)}
+		if c.byType != "" {
+			v.Cancellation.CancelledBy = &wireDocument{Identifier: c.by, IdentifierType: c.byType}
+		}
 	}
 	if p.original != nil {
 		v.PaymentMethodConfig.OriginalPaymentID = p.original.id
@@ -654,8 +785,54 @@ func (s *Server) view(p *payment, now time.Time) klavi.Payment {
 	return v
 }
 
+// consentView is a consent as Klavi shows it at now: with full, every field GET
+// .../consents/{id} returns; else what its creation answers. consentRedirectUrl is
+// present while it awaits authorization (r nil: never). Callers hold s.mu.
+func (s *Server) consentView(cs *consentState, now time.Time, r *http.Request, full bool) wireConsent {
+	st := s.consentStatus(cs, now)
+	v := wireConsent{ID: cs.c.ID, ClientRequestID: cs.c.ClientRequestID, Status: s.enum(string(st)), StatusReason: s.reason(cs.reason)}
+	if st == klavi.ConsentAwaitingAuthorization && r != nil {
+		v.ConsentRedirectURL = redirectURL(r, cs.c.ID)
+	}
+	if !full {
+		return v
+	}
+	v.CreateAt, v.StatusUpdateAt = dateTime(cs.created), dateTime(cs.updated)
+	if cs.c.ExpirationDateTime != nil {
+		v.ExpirationDateTime = dateTime(cs.c.ExpirationDateTime.Time)
+	}
+	if m := cs.c.PaymentMethodConfig; m != nil {
+		w := &wireMethodConfig{
+			ContractID: m.ContractID, FixedAmount: s.optAmount(m.FixedAmount),
+			MinimumVariableAmount: s.optAmount(m.MinimumVariableAmount), MaximumVariableAmount: s.optAmount(m.MaximumVariableAmount),
+			Currency: m.Currency, Interval: m.Interval.String(), ReferenceStartDate: m.ReferenceStartDate.String(),
+			IsRetryAccepted: m.IsRetryAccepted,
+		}
+		if d := m.ContractDebtor; d != nil {
+			w.ContractDebtor = &wirePerson{IdentifierType: string(d.IdentifierType), Identifier: d.Identifier, Name: d.Name}
+		}
+		if f := m.FirstPayment; f != nil {
+			w.FirstPayment = &wireFirstPayment{RemittanceInformation: f.RemittanceInformation, Amount: s.amount(f.Amount), Currency: f.Currency}
+			if !f.Date.IsZero() {
+				w.FirstPayment.Date = f.Date.String()
+			}
+		}
+		v.PaymentMethodConfig = w
+	}
+	return v
+}
+
 // instantAwaiting is the status of an instant payment until the payer authorizes it.
 const instantAwaiting = klavi.PaymentStatus(klavi.ConsentAwaitingAuthorization)
+
+func (s *Server) instantView(p *payment, r *http.Request) wireInstant {
+	v := wireInstant{ID: p.id, ClientRequestID: p.crid, Amount: s.amount(p.amount), Currency: klavi.Currency,
+		Status: s.enum(string(p.status)), StatusReason: s.reason(p.reason)}
+	if p.status == instantAwaiting && r != nil {
+		v.ConsentRedirectURL = redirectURL(r, p.id)
+	}
+	return v
+}
 
 func (s *Server) handleInstant(r *http.Request) reply {
 	var req klavi.InstantPaymentRequest
@@ -663,7 +840,10 @@ func (s *Server) handleInstant(r *http.Request) reply {
 		return invalid(l)
 	}
 	now := s.lockNow()
-	defer s.mu.Unlock()
+	defer s.unlock()
+	if rep := s.permissionRefused(); rep != nil {
+		return *rep
+	}
 	if rf := s.duplicate(req.ClientRequestID); rf != nil {
 		return errReply(rf)
 	}
@@ -674,50 +854,36 @@ func (s *Server) handleInstant(r *http.Request) reply {
 	p.status = instantAwaiting
 	p.remittance = req.RemittanceInformation
 	s.crids[req.ClientRequestID] = p.id
-	return reply{status: 200, created: p, body: klavi.InstantPayment{
-		ID: p.id, ClientRequestID: p.crid, Amount: p.amount, Currency: klavi.Currency,
-		Status: p.status, ConsentRedirectURL: redirectURL(r, p.id),
-	}}
+	return reply{status: 200, created: p, body: s.instantView(p, r)}
 }
 
 // handleAuthorize is where consentRedirectUrl points: it authorizes a consent (or
 // an instant payment) awaiting authorization, if it has waited 60 minutes at most.
-func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAuthorize(r *http.Request) reply {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		writeJSON(w, 405, errorBody{StatusCode: 405, Error: http.StatusText(405), Message: "use GET or POST"})
-		return
+		return reply{status: 405, body: errorBody{StatusCode: 405, Error: http.StatusText(405), Message: "use GET or POST"}}
 	}
 	id := r.PathValue("id")
 	now := s.lockNow()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if cs := s.consents[id]; cs != nil {
-		switch st := s.consentStatus(cs, now); {
-		case st == klavi.ConsentAwaitingAuthorization:
-			cs.status = klavi.ConsentAuthorized
-		case cs.reason != nil && cs.reason.Code == klavi.ReasonAuthorizationExpiredTime:
-			writeReply(w, errReply(&refusal{status: 410, rule: RuleAuthorization, msg: "not authorized within 60 minutes: the consent is rejected"}))
-			return
-		default:
-			writeReply(w, errReply(&refusal{status: 409, rule: RuleAuthorization, msg: fmt.Sprintf("consent is %s, not awaiting authorization", st)}))
-			return
+		if rf := s.authorizeConsent(cs, now); rf != nil {
+			return errReply(rf)
 		}
-		writeJSON(w, 200, klavi.Consent{ID: id, ClientRequestID: cs.c.ClientRequestID, Status: cs.status})
-		return
+		return reply{status: 200, body: s.consentView(cs, now, nil, false)}
 	}
 	p := s.payments[id]
 	if p == nil || p.kind != KindInstant {
-		writeReply(w, notFound("nothing to authorize under %s", id))
-		return
+		return notFound("nothing to authorize under %s", id)
 	}
 	if p.status != instantAwaiting {
-		writeReply(w, errReply(&refusal{status: 409, rule: RuleAuthorization, msg: fmt.Sprintf("payment is %s, not awaiting authorization", p.status)}))
-		return
+		return errReply(&refusal{status: 409, rule: RuleAuthorization, msg: fmt.Sprintf("payment is %s, not awaiting authorization", p.status)})
 	}
 	if now.Sub(p.createdAt) > authorizeWithin {
 		p.status, p.updatedAt = klavi.PaymentRejected, now
 		p.reason = &klavi.StatusReason{Code: klavi.ReasonAuthorizationExpiredTime}
-		writeReply(w, errReply(&refusal{status: 410, rule: RuleAuthorization, msg: "not authorized within 60 minutes: the payment is rejected"}))
-		return
+		s.touchPayment(p)
+		return errReply(&refusal{status: 410, rule: RuleAuthorization, msg: "not authorized within 60 minutes: the payment is rejected"})
 	}
 	p.status, p.updatedAt = klavi.PaymentScheduled, now
 	if p.date.IsZero() || !p.date.After(today(now)) {
@@ -726,53 +892,40 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	} else {
 		s.schedule(p)
 	}
+	s.touchPayment(p)
 	s.advance(now)
-	writeJSON(w, 200, klavi.InstantPayment{ID: p.id, ClientRequestID: p.crid, Amount: p.amount, Currency: klavi.Currency, Status: p.status})
+	return reply{status: 200, body: s.instantView(p, nil)}
 }
 
-func (s *Server) handleConsentStatus(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleConsentStatus(r *http.Request) reply {
 	id := r.PathValue("consentId")
 	now := s.lockNow()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	cs := s.consents[id]
 	if cs == nil {
-		writeReply(w, notFound("no consent %s", id))
-		return
+		return notFound("no consent %s", id)
 	}
-	st := s.consentStatus(cs, now)
-	writeJSON(w, 200, klavi.Consent{ID: id, ClientRequestID: cs.c.ClientRequestID, Status: st, StatusReason: cs.reason})
+	return reply{status: 200, body: s.consentView(cs, now, r, false)}
 }
 
 // handleSeed adds the consents of the body: one consent JSON object (the consent
 // file format) or an array of them. Nothing is added unless all are valid.
-func (s *Server) handleSeed(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<20))
+func (s *Server) handleSeed(r *http.Request) reply {
+	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, 64<<20))
 	if err != nil {
-		writeReply(w, errReply(&refusal{status: 400, rule: RuleInvalidRequest, msg: "read body: " + err.Error()}))
-		return
+		return errReply(&refusal{status: 400, rule: RuleInvalidRequest, msg: "read body: " + err.Error()})
 	}
 	cs, l := parseConsents(data)
 	if len(l) > 0 {
-		writeReply(w, invalid(l))
-		return
+		return invalid(l)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range cs {
-		if _, ok := s.consents[c.ID]; ok {
-			writeReply(w, errReply(&refusal{status: 409, rule: RuleDuplicate, msg: fmt.Sprintf("consent %s is already known", c.ID)}))
-			return
+	if err := s.AddConsent(cs...); err != nil {
+		if strings.Contains(err.Error(), "already known") {
+			return errReply(&refusal{status: 409, rule: RuleDuplicate, msg: err.Error()})
 		}
+		return errReply(&refusal{status: 400, rule: RuleInvalidRequest, msg: err.Error()})
 	}
-	now := s.clock.Now()
-	for _, c := range cs {
-		st := c.Status
-		if st == "" {
-			st = klavi.ConsentAuthorized
-		}
-		s.addConsent(c, st, now)
-	}
-	writeJSON(w, 201, map[string]int{"added": len(cs)})
+	return reply{status: 201, body: map[string]int{"added": len(cs)}}
 }
 
 // parseConsents decodes one consent (the consent file format) or a JSON array of

@@ -39,6 +39,11 @@ const (
 	RuleRetrySameDay         = "retry_same_day"              // the original has a retry on that date already
 	RuleInstantDate          = "instant_date"                // a scheduled instant payment dated in the past
 	RuleAuthorization        = "authorization"               // authorizing a consent that is not awaiting it, or too late
+	RulePermissions          = "insufficient_permissions"    // 409 drawn with Options.ConflictPermissions
+	RuleConsentState         = "consent_state"               // 409: a /_sandbox/ consent change its state does not allow
+	RuleCancelFinal          = "cancel_final"                // cancel of a payment already COMPLETED, REJECTED or CANCELED
+	RuleCancelTooLate        = "cancel_too_late"             // cancel of a payment dated today or earlier (Brasília)
+	RuleBadCursor            = "invalid_cursor"              // 400: a management list's cursor is not one the sandbox gave
 )
 
 // authorizeWithin is how long a consent may await authorization.
@@ -49,6 +54,7 @@ type refusal struct {
 	status int
 	rule   string
 	msg    string
+	bare   bool // the message alone, without the rule (Klavi's exact text)
 }
 
 func (r *refusal) Error() string { return r.rule + ": " + r.msg }
@@ -59,12 +65,17 @@ func refuse(rule, format string, args ...any) *refusal {
 
 type consentState struct {
 	c       *consent.Consent
+	n       int // its number among consents created through the API; 0: seeded
 	status  klavi.ConsentStatus
 	reason  *klavi.StatusReason
 	created time.Time
+	updated time.Time // statusUpdateAt
 	sched   cycle.Schedule
 	expires time.Time // expirationDateTime; zero: never
 	byCycle map[int][]*payment
+	// payments holds every payment created under the consent, in creation order.
+	payments []*payment
+	dirty    bool // changed since it was last journaled
 }
 
 type payment struct {
@@ -90,8 +101,17 @@ type payment struct {
 	dropped    bool
 	endToEnd   string
 	remittance string
-	cancel     *klavi.Cancellation
+	cancel     *cancellation
 	heapIndex  int
+	dirty      bool // changed since it was last journaled
+}
+
+// cancellation says who canceled a payment: from is INITIATOR (the cancel endpoint)
+// or HOLDER (a scenario); by and byType are the canceller's document, if known.
+type cancellation struct {
+	from       string
+	at         time.Time
+	by, byType string
 }
 
 // statusAt is the status Klavi shows at now: a PENDING payment is SCHEDULED once the
@@ -152,10 +172,9 @@ func (s *Server) advance(now time.Time) {
 func (s *Server) consentStatus(cs *consentState, now time.Time) klavi.ConsentStatus {
 	switch {
 	case cs.status == klavi.ConsentAwaitingAuthorization && now.Sub(cs.created) > authorizeWithin:
-		cs.status = klavi.ConsentRejected
-		cs.reason = &klavi.StatusReason{Code: klavi.ReasonAuthorizationExpiredTime, Message: "not authorized within 60 minutes"}
+		s.setConsentStatus(cs, klavi.ConsentRejected, &klavi.StatusReason{Code: klavi.ReasonAuthorizationExpiredTime, Message: "not authorized within 60 minutes"}, cs.created.Add(authorizeWithin))
 	case cs.status == klavi.ConsentAuthorized && !cs.expires.IsZero() && now.After(cs.expires):
-		cs.status = klavi.ConsentPeriodExpired
+		s.setConsentStatus(cs, klavi.ConsentPeriodExpired, nil, cs.expires)
 	}
 	return cs.status
 }
@@ -165,6 +184,7 @@ func (s *Server) settle(p *payment) {
 	at := p.settleAt
 	p.settleAt = time.Time{}
 	p.updatedAt = at
+	s.touchPayment(p)
 	cs := s.consents[p.consentID]
 	outcome, code := s.opts.Scenario.Decide(p.consentID, p.cycle, p.attempt)
 	if cs != nil && cs.status == klavi.ConsentRevoked {
@@ -180,12 +200,12 @@ func (s *Server) settle(p *payment) {
 	case Canceled:
 		p.status = klavi.PaymentCanceled
 		p.reason = &klavi.StatusReason{Code: code, Message: "canceled by the account holder (sandbox scenario)"}
-		p.cancel = &klavi.Cancellation{CancelledFrom: "HOLDER", CancelledAt: at}
+		p.cancel = &cancellation{from: "HOLDER", at: at}
 	default:
 		p.status = klavi.PaymentRejected
 		p.reason = &klavi.StatusReason{Code: code, Message: "rejected (sandbox scenario)"}
 		if code.ConsentGone() && cs != nil {
-			cs.status, cs.reason = klavi.ConsentRevoked, &klavi.StatusReason{Code: code}
+			s.setConsentStatus(cs, klavi.ConsentRevoked, &klavi.StatusReason{Code: code}, at)
 		}
 	}
 	s.log.Debug("sandbox payment settled", "payment_id", p.id, "consent_id", p.consentID, "status", p.status)
@@ -193,6 +213,7 @@ func (s *Server) settle(p *payment) {
 	if p.kind == KindAutoRetry {
 		root = p.original
 	}
+	s.touchPayment(root)
 	if root.strategy == nil || p.kind == KindRetry || p.kind == KindInstant {
 		return
 	}
@@ -236,20 +257,22 @@ func (s *Server) settle(p *payment) {
 // newPayment records a payment (PENDING) in the ledger.
 func (s *Server) newPayment(now time.Time, consentID, crid string, kind Kind, k int, date cycle.Date, amount klavi.Cents) *payment {
 	s.seq++
-	prefix := "payment"
+	idKind := idPayment
 	if kind == KindInstant {
-		prefix = "instant"
+		idKind = idInstant
 	}
 	p := &payment{
-		seq: s.seq, id: fmt.Sprintf("urn:sandbox:%s-%08d", prefix, s.seq), consentID: consentID, crid: crid,
+		seq: s.seq, id: s.newID(idKind, s.seq), consentID: consentID, crid: crid,
 		kind: kind, cycle: k, date: date, amount: amount, status: klavi.PaymentPending,
 		createdAt: now, updatedAt: now, heapIndex: -1,
 	}
 	s.payments[p.id] = p
 	s.ledger = append(s.ledger, p)
+	s.touchPayment(p)
 	s.accepted[kind]++
 	if cs := s.consents[consentID]; cs != nil && kind != KindInstant {
 		cs.byCycle[p.cycle] = append(cs.byCycle[p.cycle], p)
+		cs.payments = append(cs.payments, p)
 	}
 	return p
 }
@@ -276,7 +299,10 @@ func (s *Server) endToEndID(p *payment, cs *consentState, at time.Time) string {
 // today is the sandbox's Brasília date.
 func today(now time.Time) cycle.Date { return cycle.DateOf(now) }
 
-// checkPayment applies Klavi's rules to a new original payment under cs.
+// checkPayment applies Klavi's rules to a new original payment under cs. A payment
+// created earlier with the request's clientRequestId does not count against the
+// one-per-cycle rule (it is the same payment, met again when the rules come
+// first).
 func (s *Server) checkPayment(now time.Time, cs *consentState, r *klavi.CreatePaymentRequest) (k int, err *refusal) {
 	if st := s.consentStatus(cs, now); st != klavi.ConsentAuthorized {
 		return 0, refuse(RuleConsentNotAuthorized, "consent is %s, not CONSENT_AUTHORIZED", st)
@@ -304,24 +330,26 @@ func (s *Server) checkPayment(now time.Time, cs *consentState, r *klavi.CreatePa
 			return 0, refuse(RuleAutoRetryStrategy, "autoRetryStrategy.%s: %s", vs[0].Field, vs[0].Message)
 		}
 	}
-	if p := livePayment(cs, k); p != nil {
+	if p := livePayment(cs, k, r.ClientRequestID); p != nil {
 		return 0, refuse(RuleOnePerCycle, "cycle %d already has payment %s (%s)", k, p.id, p.status)
 	}
 	return k, nil
 }
 
-// livePayment returns a payment of cycle k that is not REJECTED or CANCELED.
-func livePayment(cs *consentState, k int) *payment {
+// livePayment returns a payment of cycle k that is not REJECTED or CANCELED, other
+// than one created with clientRequestId crid.
+func livePayment(cs *consentState, k int, crid string) *payment {
 	for _, p := range cs.byCycle[k] {
-		if !p.failed() {
+		if !p.failed() && (crid == "" || p.crid != crid) {
 			return p
 		}
 	}
 	return nil
 }
 
-// checkRetry applies Klavi's retry rules to a retry of orig dated date.
-func (s *Server) checkRetry(now time.Time, cs *consentState, orig *payment, date cycle.Date) *refusal {
+// checkRetry applies Klavi's retry rules to a retry of orig dated date; a retry
+// created earlier with clientRequestId crid is left out, as in checkPayment.
+func (s *Server) checkRetry(now time.Time, cs *consentState, orig *payment, date cycle.Date, crid string) *refusal {
 	if st := s.consentStatus(cs, now); st != klavi.ConsentAuthorized {
 		return refuse(RuleConsentNotAuthorized, "consent is %s, not CONSENT_AUTHORIZED", st)
 	}
@@ -334,10 +362,16 @@ func (s *Server) checkRetry(now time.Time, cs *consentState, orig *payment, date
 	if orig.status != klavi.PaymentRejected {
 		return refuse(RuleRetryNotRejected, "payment %s is %s, not PAYMENT_REJECTED", orig.id, orig.statusAt(now))
 	}
-	if len(orig.retries) >= retry.MaxRetries {
-		return refuse(RuleRetryLimit, "payment %s has %d retries already, the limit", orig.id, len(orig.retries))
-	}
+	var others []*payment
 	for _, r := range orig.retries {
+		if r.crid != crid {
+			others = append(others, r)
+		}
+	}
+	if len(others) >= retry.MaxRetries {
+		return refuse(RuleRetryLimit, "payment %s has %d retries already, the limit", orig.id, len(others))
+	}
+	for _, r := range others {
 		if r.date == date {
 			return refuse(RuleRetrySameDay, "payment %s already has retry %s on %s", orig.id, r.id, date)
 		}
@@ -355,7 +389,7 @@ func (s *Server) checkRetry(now time.Time, cs *consentState, orig *payment, date
 	if exp := cs.sched.Expiry; !exp.IsZero() && date.After(exp) {
 		return refuse(RuleExpiry, "date %s is after the consent's expiry %s", date, exp)
 	}
-	if p := livePayment(cs, orig.cycle); p != nil {
+	if p := livePayment(cs, orig.cycle, crid); p != nil {
 		return refuse(RuleOnePerCycle, "cycle %d already has payment %s (%s)", orig.cycle, p.id, p.status)
 	}
 	return nil
