@@ -80,7 +80,10 @@ func TestDaemon_MetricsMoveWithTheScenario(t *testing.T) {
 	sc := &sandbox.Scenario{Rules: []sandbox.Rule{
 		{ConsentID: weekly.ID, Cycle: &zero, Attempt: &zero, Outcome: sandbox.Rejected, Reason: klavi.ReasonNotInformed},
 	}}
-	de := startTestDaemonWith(t, cycle.MustDate(2026, 3, 6).At(8, 0), sc, func(c *Config) { c.Scheduler.Workers = 1 })
+	de := startTestDaemonWith(t, cycle.MustDate(2026, 3, 6).At(8, 0), sc, func(c *Config) {
+		c.Scheduler.Workers = 1
+		c.Scheduler.RefreshBeforeSubmit = false // the scripted fault is for the create
+	})
 	for _, c := range []*consent.Consent{weekly, monthly, variable, late} {
 		require.NoError(t, de.sb.AddConsent(c))
 		body, _ := consentJSON(c)
@@ -102,8 +105,9 @@ func TestDaemon_MetricsMoveWithTheScenario(t *testing.T) {
 	assert.Positive(t, lag["billingd_scheduler_lag_seconds"], "due work not yet done is lag")
 	de.tick(cycle.MustDate(2026, 3, 6).At(9, 0))
 	// Sat 7 Mar 09:00: the monthly (due Tue 10) is submitted and its answer dropped after
-	// the commit, so the client's re-send meets a 409; the variable consent (due 10 Mar)
-	// has no amount set and is skipped. The scan makes the first request.
+	// the commit, so the client's re-send meets a 409; billingd looks the key up in
+	// Klavi's orders list and adopts the payment. The variable consent (due 10 Mar) has
+	// no amount set and is skipped. The scan makes the first request.
 	de.sb.ScriptFaults(sandbox.FaultDrop)
 	de.tick(cycle.MustDate(2026, 3, 7).At(9, 0))
 	// Mon 9 Mar: the weekly payment is rejected; its first local retry (Tue 10) is
@@ -115,15 +119,18 @@ func TestDaemon_MetricsMoveWithTheScenario(t *testing.T) {
 	raw, m := scrape(t, de.d.Addr())
 	want := map[string]float64{
 		`billingd_payments_submitted_total{interval="WEEKLY",mode="local"}`:         1,
-		`billingd_payments_unconfirmed_total{interval="MONTHLY"}`:                   1,
+		`billingd_payments_unconfirmed_total{interval="MONTHLY"}`:                   0,
+		`billingd_payments_submitted_total{interval="MONTHLY",mode="attach"}`:       1,
+		`billingd_reconciliation_lookups_total{lookup="found",outcome="adopted"}`:   1,
+		`billingd_attention_attempts{state="UNCONFIRMED"}`:                          0,
 		`billingd_payments_missed_total{interval="YEARLY"}`:                         1,
 		`billingd_payments_skipped_total{interval="MONTHLY"}`:                       1,
 		`billingd_payments_rejected_total{interval="WEEKLY",reason="NOT_INFORMED"}`: 1,
 		`billingd_payments_completed_total{interval="WEEKLY"}`:                      1,
 		`billingd_retries_planned_total{mode="local"}`:                              1,
 		`billingd_retries_sent_total{mode="local"}`:                                 1,
-		`billingd_amount_centavos_total{outcome="submitted"}`:                       2500,
-		`billingd_amount_centavos_total{outcome="completed"}`:                       2500,
+		`billingd_amount_centavos_total{outcome="submitted"}`:                       2500 + 9990,
+		`billingd_amount_centavos_total{outcome="completed"}`:                       2500 + 9990,
 		`billingd_amount_centavos_total{outcome="rejected"}`:                        2500,
 		`billingd_consents{state="active"}`:                                         4,
 		`billingd_scheduler_lag_seconds`:                                            0,

@@ -105,7 +105,7 @@ func TestSandbox_CommandUsage(t *testing.T) {
 	badScenario := filepath.Join(dir, "bad.json")
 	require.NoError(t, os.WriteFile(badScenario, []byte(`{"rules":[{"consentId":"*","outcome":"maybe"}]}`), 0o600))
 	badConsent := filepath.Join(dir, "consent.json")
-	require.NoError(t, os.WriteFile(badConsent, []byte(`{"id":"nope"}`), 0o600))
+	require.NoError(t, os.WriteFile(badConsent, []byte(`{"id":"a b"}`), 0o600))
 	for _, tc := range []struct {
 		args []string
 		want string

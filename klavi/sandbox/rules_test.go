@@ -318,7 +318,7 @@ func TestServer_AddConsent(t *testing.T) {
 	c := sandbox.SampleConsent(monthly, cycle.Monthly, day("2026-02-05"), 9990)
 	require.NoError(t, sb.AddConsent(c))
 	require.ErrorContains(t, sb.AddConsent(c), "already known")
-	bad := sandbox.SampleConsent("not-a-urn", cycle.Monthly, day("2026-02-05"), 9990)
+	bad := sandbox.SampleConsent("not a valid id", cycle.Monthly, day("2026-02-05"), 9990)
 	err := sb.AddConsent(bad)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "id:")

@@ -132,7 +132,7 @@ func TestServer_SeedAndLedgerEndpoints(t *testing.T) {
 	arr, err := json.Marshal(all)
 	require.NoError(t, err)
 
-	bad := strings.Replace(string(all[0]), `"id": "urn:`, `"id": "nope-`, 1)
+	bad := strings.Replace(string(all[0]), `"id": "urn:`, `"id": "no pe-`, 1)
 	code, body := h.raw(http.MethodPost, "/_sandbox/consents", `[`+string(all[1])+`,`+bad+`]`)
 	require.Equal(t, 400, code)
 	assert.Equal(t, "[1].id", body["problems"].([]any)[0].(map[string]any)["path"])
