@@ -3,6 +3,22 @@
 // around it (preview, simulate, sandbox, operator commands).
 //
 // Usage: billingd <command> [flags]; billingd help lists the commands.
+//
+// # Environment
+//
+// BILLINGD_CONFIG names the config file when --config is not given.
+//
+// BILLINGD_TEST_CLOCK is for process-level tests only and is never needed in
+// production: when set, every command (run, sandbox, consent import, preview, …)
+// reads time from a clock that runs faster than real time from a fixed origin,
+//
+//	BILLINGD_TEST_CLOCK=start=2026-12-01T03:00:00Z,epoch=1764558000000,rate=3600
+//
+// reads 2026-12-01T03:00:00Z at the real instant epoch (Unix milliseconds) and moves
+// rate seconds per real second (see clock.ParseScaled). Processes given the same value
+// share one timeline, so a daemon restarted many times and a sandbox agree on the
+// date. Cron schedules still tick in real time; every decision uses this clock. A
+// malformed value exits 2. billingd says on stderr when it runs on this clock.
 package main
 
 import (
@@ -13,6 +29,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/klavi-billing/billingd/clock"
 )
@@ -51,6 +68,9 @@ func main() {
 // Main runs the command line args and returns the process exit code: 0 on success,
 // 2 on a usage error or invalid input, 1 on any other failure.
 func Main(ctx context.Context, e *env, args []string) int {
+	if code, ok := useTestClock(e); !ok {
+		return code
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(e.stderr)
 		if len(args) == 0 {
@@ -74,7 +94,33 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
+	fmt.Fprintln(w, "\nenvironment:")
+	fmt.Fprintf(w, "  %-19s config file when --config is not given\n", "BILLINGD_CONFIG")
+	fmt.Fprintf(w, "  %-19s tests only, never in production: start=RFC3339,epoch=UNIX_MS,rate=N runs\n", testClockEnv)
+	fmt.Fprintf(w, "  %-19s every command on a clock rate times faster than real time\n", "")
 	fmt.Fprintln(w, "\nRun 'billingd <command> -h' for the flags of a command.")
+}
+
+// testClockEnv selects a scaled clock for process-level tests (see the package doc).
+const testClockEnv = "BILLINGD_TEST_CLOCK"
+
+// useTestClock replaces e.clock with the scaled clock BILLINGD_TEST_CLOCK describes,
+// and says so on stderr. A malformed value is a usage error: it returns exit code 2
+// and false.
+func useTestClock(e *env) (int, bool) {
+	spec := e.getenv(testClockEnv)
+	if spec == "" {
+		return 0, true
+	}
+	c, err := clock.ParseScaled(spec)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "billingd: %s: %v (a test-only setting; unset it in production)\n", testClockEnv, err)
+		return 2, false
+	}
+	e.clock = c
+	fmt.Fprintf(e.stderr, "billingd: %s is set: test clock reading %s, %g× real time\n",
+		testClockEnv, c.Now().UTC().Format(time.RFC3339), c.Rate)
+	return 0, true
 }
 
 // errUsage marks an error as the caller's: bad flags or invalid input (exit 2).

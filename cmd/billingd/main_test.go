@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -168,5 +170,68 @@ func TestSimulate_Command(t *testing.T) {
 		assert.Contains(t, stderr, "problems")
 		code, _, _ = runCLI(t, nil, "simulate", "--scenario", "nope.json")
 		assert.Equal(t, 2, code)
+	})
+}
+
+func TestMain_TestClock(t *testing.T) {
+	real0 := cycle.MustDate(2026, 11, 26).At(10, 0) // the Fake runCLI would give
+	newEnv := func(spec string) (*env, *bytes.Buffer, *bytes.Buffer) {
+		var out, errb bytes.Buffer
+		getenv := func(k string) string {
+			if k == testClockEnv {
+				return spec
+			}
+			return ""
+		}
+		return &env{stdout: &out, stderr: &errb, getenv: getenv, clock: clock.NewFake(real0)}, &out, &errb
+	}
+
+	t.Run("unset keeps the clock", func(t *testing.T) {
+		e, _, errb := newEnv("")
+		require.Equal(t, 0, Main(context.Background(), e, []string{"version"}))
+		assert.IsType(t, &clock.Fake{}, e.clock)
+		assert.NotContains(t, errb.String(), testClockEnv)
+	})
+	t.Run("set replaces the clock of every command", func(t *testing.T) {
+		// The start is far from the real date, the rate 1: preview's "today" is the
+		// test clock's date, not the real one.
+		e, out, errb := newEnv(fmt.Sprintf("start=2031-01-20T12:00:00Z,epoch=%d,rate=1", time.Now().UnixMilli()))
+		code := Main(context.Background(), e, []string{"preview", "--consent-file", "../../examples/consents/monthly-31st.json",
+			"--cycles", "1", "--format", "json"})
+		require.Equal(t, 0, code, errb.String())
+		sc, ok := e.clock.(*clock.Scaled)
+		require.True(t, ok, "clock is %T", e.clock)
+		assert.Equal(t, 1.0, sc.Rate)
+		assert.Contains(t, errb.String(), testClockEnv+" is set: test clock reading 2031-01-20T12:")
+		var pv struct {
+			Cycles []struct {
+				DueDate string `json:"dueDate"`
+			} `json:"cycles"`
+		}
+		require.NoError(t, json.Unmarshal(out.Bytes(), &pv))
+		require.Len(t, pv.Cycles, 1)
+		assert.Equal(t, "2031-01-31", pv.Cycles[0].DueDate, "first cycle due on or after the test clock's date")
+	})
+	for _, tc := range []struct{ name, spec, want string }{
+		{"not key=value", "fast", `"fast" is not key=value`},
+		{"missing rate", "start=2026-12-01T03:00:00Z,epoch=1764558000000", "rate is missing"},
+		{"bad start", "start=tomorrow,epoch=1764558000000,rate=3600", "want an RFC 3339 instant"},
+		{"zero rate", "start=2026-12-01T03:00:00Z,epoch=1764558000000,rate=0", "more than 0"},
+	} {
+		t.Run("malformed "+tc.name+" exits 2", func(t *testing.T) {
+			e, out, errb := newEnv(tc.spec)
+			assert.Equal(t, 2, Main(context.Background(), e, []string{"version"}))
+			assert.Empty(t, out.String(), "the command did not run")
+			assert.Contains(t, errb.String(), "billingd: "+testClockEnv+": ")
+			assert.Contains(t, errb.String(), tc.want)
+			assert.Contains(t, errb.String(), "test-only")
+			assert.IsType(t, &clock.Fake{}, e.clock)
+		})
+	}
+	t.Run("help documents it as test-only", func(t *testing.T) {
+		code, _, stderr := runCLI(t, nil, "help")
+		require.Equal(t, 0, code)
+		assert.Contains(t, stderr, testClockEnv)
+		assert.Contains(t, stderr, "tests only, never in production")
 	})
 }

@@ -1,33 +1,62 @@
 //go:build crash
 
-// Package crash kills billingd with SIGKILL at random moments while it submits
-// thousands of payments to a sandbox running as a separate process, restarts it, and
-// checks the sandbox's ledger at the end: exactly one payment per (consent, cycle),
-// none missing, every UNCONFIRMED attempt explained.
+// Package crash runs billingd as production meets it, only faster, and checks that no
+// money went wrong. A sandbox process plays Klavi; billingd bills thousands of
+// consents over weeks of a shared test clock (BILLINGD_TEST_CLOCK: both processes
+// read start + (real now − epoch) × rate, so days pass in seconds and a restarted
+// daemon finds the date where the timeline is). Meanwhile:
 //
-//	go test -tags crash -v -count=1 -timeout 10m ./test/crash/
+//   - consents of every interval, month-end and leap-day references, several cycles
+//     each inside the run, expiring near its end (so that billing ends by itself);
+//   - retry modes local, attach and off; a scenario (sandbox --scenario) rejects a
+//     share of payments with a retryable reason (local and Klavi-run retries follow),
+//     revokes some consents (REVOKED_USER), refuses or cancels others;
+//   - the sandbox drops 5 % of answers after committing them, answers 5xx and 429,
+//     and hangs a few requests past the client timeout;
+//   - billingd is SIGKILLed at random instants spread over the whole run and
+//     restarted, SIGSTOPped once for longer than its Klavi timeout, and the sandbox
+//     itself is SIGKILLed and restarted once (when it has --journal, so its ledger
+//     survives; otherwise that step is skipped and logged).
 //
-// CRASH_CONSENTS (default 4000) and CRASH_KILLS (default 25) size it; CRASH_SEED fixes
-// the random kill moments and faults; CRASH_RACE=1 builds billingd with -race.
+// When the run's span is over the daemon is left to settle (every attempt final,
+// bounded), stopped gracefully, and the verdict reads the sandbox's ledger and
+// billingd's store: no duplicate charge, no lost cycle, no attempt left UNCONFIRMED,
+// SUBMITTING or unsettled, every rejected payment retried as its mode and strategy
+// plan, and billingd's record of each payment agreeing with Klavi's. Each violation
+// is reported with its consent, cycle, attempt, clientRequestId and states, and one
+// line "CRASH TEST: ..." sums the run up.
+//
+//	go test -tags crash -v -count=1 -timeout 30m ./test/crash/   (make crash)
+//
+// Knobs (environment):
+//
+//	CRASH_CONSENTS  consents (default 1500)
+//	CRASH_KILLS     SIGKILLs of billingd over the run (default 25)
+//	CRASH_DAYS      virtual days the run spans (default 40)
+//	CRASH_RATE      virtual seconds per real second (default 21600: a day in 4 s;
+//	                larger runs need a lower rate so billingd keeps up)
+//	CRASH_SEED      seeds consents, scenario, faults and kill instants (default: random, logged)
+//	CRASH_RACE=1    builds billingd (daemon and sandbox) with -race
 package crash
 
 import (
 	"bytes"
-	"encoding/json"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/klavi-billing/billingd/consent"
-	"github.com/klavi-billing/billingd/cycle"
-	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/test/proc"
@@ -35,100 +64,79 @@ import (
 
 const token = "crash-test-admin-token-0123456789"
 
-// expectation is the cycle a consent must be billed for.
-type expectation struct {
-	id    string
-	cycle int
-	crid  string
+// The run starts on Wednesday 20 Jan 2027, 00:00 in Brasília, so that 31 Jan and the
+// clamped 28 Feb fall inside it.
+var virtualStart = time.Date(2027, 1, 20, 3, 0, 0, 0, time.UTC)
+
+// klaviTimeout is billingd's per-request timeout (real time); the SIGSTOP lasts longer.
+const klaviTimeout = time.Second
+
+// An event is something done to the processes at a real offset from the epoch.
+type event struct {
+	at   time.Duration
+	kind string // "kill", "stop", "sandbox-kill"
 }
 
 func TestCrash(t *testing.T) {
-	n, kills := proc.EnvInt("CRASH_CONSENTS", 4000), proc.EnvInt("CRASH_KILLS", 25)
+	n, kills := proc.EnvInt("CRASH_CONSENTS", 1500), proc.EnvInt("CRASH_KILLS", 25)
+	days, rate := proc.EnvInt("CRASH_DAYS", 40), proc.EnvFloat("CRASH_RATE", 21600)
 	seed := uint64(proc.EnvInt("CRASH_SEED", int(time.Now().UnixNano()%1e9)))
+	race := os.Getenv("CRASH_RACE") != ""
 	rng := rand.New(rand.NewPCG(seed, 99))
 	dir := t.TempDir()
-	t.Logf("crash test: %d consents, %d kills, seed %d, dir %s", n, kills, seed, dir)
+	began := time.Now()
+	span := time.Duration(float64(days) * 24 * float64(time.Hour) / rate) // real length of the run
+	t.Logf("crash test: %d consents, %d kills, %d days at %g× (%s real), seed %d, race %v, dir %s",
+		n, kills, days, rate, span.Round(time.Second), seed, race, dir)
 
 	var flags []string
-	if os.Getenv("CRASH_RACE") != "" {
-		flags = append(flags, "-race") // the daemon itself under the race detector
+	if race {
+		flags = append(flags, "-race")
 	}
 	bin := proc.Build(t, dir, flags...)
 
-	// Consents: each has exactly one cycle due in three days, which billingd submits
-	// now (lead 3, submit time 00:00). Half are weekly with cycle 0 in the past (before
-	// billingd was responsible), so the cycle due is cycle 1.
-	today := cycle.DateOf(time.Now())
-	due := today.AddDays(3)
-	var (
-		cs     []*consent.Consent
-		expect []expectation
-	)
-	intervals := []cycle.Interval{cycle.Weekly, cycle.Monthly, cycle.Quarterly, cycle.Semiannual, cycle.Yearly}
-	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("urn:crash:consent-%05d", i)
-		iv, ref, k := intervals[i%5], due, 0
-		if i%2 == 1 {
-			iv, ref, k = cycle.Weekly, due.AddDays(-7), 1
-		}
-		c := sandbox.SampleConsent(id, iv, ref, klavi.Cents(12_34+i%100))
-		c.Billing.RetryMode = consent.Off
-		cs = append(cs, c)
-		expect = append(expect, expectation{id: id, cycle: k, crid: consent.ClientRequestID(id, k, 0)})
-	}
-	consentsFile := filepath.Join(dir, "consents.json")
-	raw, err := json.Marshal(cs)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(consentsFile, raw, 0o600))
+	w := generate(n, virtualStart, days, rng, seed)
+	consentsFile, scenarioFile := filepath.Join(dir, "consents.json"), filepath.Join(dir, "scenario.json")
+	require.NoError(t, w.write(consentsFile, scenarioFile))
+	t.Logf("world: %s", w.counts())
 
-	// The sandbox: a separate process that outlives every kill and keeps the ledger.
+	// One timeline for every process: the clock reads virtualStart a moment from now,
+	// once the sandbox is up and the consents are imported.
+	epoch := time.Now().Add(2 * time.Second)
+	clk := &clock.Scaled{Start: virtualStart, Epoch: time.UnixMilli(epoch.UnixMilli()), Rate: rate}
+	environ := append(os.Environ(), "BILLINGD_TEST_CLOCK="+clk.String())
+	t.Logf("BILLINGD_TEST_CLOCK=%s", clk)
+
+	// The sandbox: a separate process that keeps the ledger (in a write-ahead journal
+	// when it has one, so that it can be killed too).
+	journal := proc.HasFlag(bin, "sandbox", "journal")
 	sbAddr := proc.FreePort(t)
 	sbLog, err := os.Create(filepath.Join(dir, "sandbox.log"))
 	require.NoError(t, err)
 	defer sbLog.Close()
-	sb := exec.Command(bin, "sandbox", "--addr", sbAddr, "--access-key", "ak", "--secret-key", "sk",
-		"--consents", consentsFile, "--faults", fmt.Sprintf("drop=0.02,5xx=0.02,429=0.01,latency=1ms,seed=%d", seed))
-	sb.Stdout, sb.Stderr = sbLog, sbLog
-	require.NoError(t, sb.Start())
+	faults := fmt.Sprintf("drop=0.05,5xx=0.02,429=0.01,timeout=0.002,latency=1ms,seed=%d", seed)
+	sbArgs := []string{"sandbox", "--addr", sbAddr, "--access-key", "ak", "--secret-key", "sk",
+		"--consents", consentsFile, "--scenario", scenarioFile, "--faults", faults, "--token-ttl", "24h"}
+	if journal {
+		sbArgs = append(sbArgs, "--journal", filepath.Join(dir, "sandbox.journal"))
+	}
+	startSandbox := func() *exec.Cmd {
+		cmd := exec.Command(bin, sbArgs...)
+		cmd.Env, cmd.Stdout, cmd.Stderr = environ, sbLog, sbLog
+		require.NoError(t, cmd.Start())
+		proc.WaitHTTP(t, "http://"+sbAddr+"/_sandbox/stats", 60*time.Second)
+		return cmd
+	}
+	sb := startSandbox()
 	defer func() { _ = sb.Process.Kill(); _ = sb.Wait() }()
-	proc.WaitHTTP(t, "http://"+sbAddr+"/_sandbox/stats", 30*time.Second)
 
-	// billingd's database: the consents imported offline, billed from today.
+	// billingd's database: the consents imported offline, billed from three days in.
 	dbPath := filepath.Join(dir, "billingd.db")
 	apiAddr := proc.FreePort(t)
 	cfgPath := filepath.Join(dir, "billingd.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
-billing:
-  lead_days: 3
-  submit_time: "00:00"
-  retry_mode: "off"
-storage:
-  path: %s
-  open_timeout: 10s
-klavi:
-  base_url: http://%s
-  access_key: ak
-  secret_key: sk
-  timeout: 2s
-  max_attempts: 4
-  backoff_min: 5ms
-  backoff_max: 100ms
-  rate_limit: 600
-  rate_burst: 100
-scheduler:
-  scan_schedule: "@every 1s"
-  poll_schedule: "@every 10s"
-  workers: 32
-  resend_min_interval: 1s
-  resend_max_interval: 5s
-  shutdown_timeout: 10s
-http:
-  listen: %s
-  admin_token: %s
-log:
-  format: json
-`, dbPath, sbAddr, apiAddr, token)), 0o600))
-	imp := exec.Command(bin, "consent", "import", "--config", cfgPath, consentsFile)
+	require.NoError(t, os.WriteFile(cfgPath, []byte(config(dbPath, sbAddr, apiAddr, klaviTimeout)), 0o600))
+	imp := exec.Command(bin, "consent", "import", "--config", cfgPath, "--bill-from", w.billFrom.String(), consentsFile)
+	imp.Env = environ
 	out, err := imp.CombinedOutput()
 	require.NoError(t, err, string(out))
 	t.Logf("%s", bytes.TrimSpace(out))
@@ -138,142 +146,175 @@ log:
 	defer logFile.Close()
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, "run", "--config", cfgPath)
-		cmd.Stdout, cmd.Stderr = logFile, logFile
+		cmd.Env, cmd.Stdout, cmd.Stderr = environ, logFile, logFile
 		require.NoError(t, cmd.Start())
 		return cmd
 	}
 
-	// Kill it at random moments, many times.
-	var killTimes []time.Time
-	began := time.Now()
-	for i := 0; i < kills; i++ {
-		cmd := start()
-		time.Sleep(time.Duration(30+rng.IntN(600)) * time.Millisecond)
-		killTimes = append(killTimes, time.Now())
-		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-		_ = cmd.Wait()
+	// The events, spread over the whole run.
+	var events []event
+	for range kills {
+		events = append(events, event{at: time.Duration(rng.Int64N(int64(span))), kind: "kill"})
 	}
+	events = append(events, event{at: span/5 + time.Duration(rng.Int64N(int64(span*3/5))), kind: "stop"})
+	if journal {
+		events = append(events, event{at: span/10 + time.Duration(rng.Int64N(int64(span*4/5))), kind: "sandbox-kill"})
+	} else {
+		t.Log("the sandbox has no --journal flag: its ledger would not survive a kill, so the sandbox is not killed in this run")
+	}
+	sort.Slice(events, func(i, j int) bool { return events[i].at < events[j].at })
+	stopFor := 3 * klaviTimeout
 
-	// Then let it finish: scan until nothing is left, and stop it gracefully.
-	cmd := start()
-	proc.WaitHTTP(t, "http://"+apiAddr+"/readyz", 30*time.Second)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		var res struct{ Handled, Errors int }
-		proc.Do(t, "POST", "http://"+apiAddr+"/v1/scheduler/scan", token, &res)
-		if res.Handled == 0 && remaining(t, apiAddr) == 0 {
-			break
+	// Nudges: besides its own once-a-second cron, billingd is asked through the admin
+	// API to scan and poll several times a second, so that its cadence on the fast
+	// clock stays finer than a virtual hour. Answers are ignored (it may be down).
+	ctx, cancelNudge := context.WithCancel(context.Background())
+	var nudges sync.WaitGroup
+	for _, what := range []string{"scan", "poll"} {
+		nudges.Add(1)
+		go func() {
+			defer nudges.Done()
+			for ctx.Err() == nil {
+				if proc.Try("POST", "http://"+apiAddr+"/v1/scheduler/"+what, token, 30*time.Second) != nil {
+					time.Sleep(50 * time.Millisecond) // down or stopped: do not spin
+				}
+				time.Sleep(150 * time.Millisecond)
+			}
+		}()
+	}
+	stopNudges := func() { cancelNudge(); nudges.Wait() }
+	defer stopNudges()
+
+	time.Sleep(time.Until(epoch))
+	daemon := start()
+	var done struct{ kills, stops, sandboxKills int }
+	for _, ev := range events {
+		time.Sleep(time.Until(epoch.Add(ev.at)))
+		switch ev.kind {
+		case "kill":
+			require.NoError(t, daemon.Process.Signal(syscall.SIGKILL))
+			_ = daemon.Wait()
+			daemon = start()
+			done.kills++
+		case "stop":
+			t.Logf("SIGSTOP billingd for %s at %s (virtual %s)", stopFor, time.Since(epoch).Round(time.Millisecond), clk.Now().Format(time.RFC3339))
+			require.NoError(t, daemon.Process.Signal(syscall.SIGSTOP))
+			time.Sleep(stopFor)
+			require.NoError(t, daemon.Process.Signal(syscall.SIGCONT))
+			done.stops++
+		case "sandbox-kill":
+			t.Logf("SIGKILL the sandbox at %s (virtual %s)", time.Since(epoch).Round(time.Millisecond), clk.Now().Format(time.RFC3339))
+			require.NoError(t, sb.Process.Signal(syscall.SIGKILL))
+			_ = sb.Wait()
+			sb = startSandbox()
+			done.sandboxKills++
 		}
-		require.True(t, time.Now().Before(deadline), "billingd did not finish its work")
-		time.Sleep(200 * time.Millisecond) // resends wait for their backoff (1s..5s)
 	}
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, cmd.Wait(), "graceful stop exits 0")
-	if logs, err := os.ReadFile(logFile.Name()); err == nil && bytes.Contains(logs, []byte("DATA RACE")) {
-		t.Errorf("the race detector reported a data race in billingd (log: %s)", logFile.Name())
+	time.Sleep(time.Until(epoch.Add(span)))
+	t.Logf("run over at virtual %s; settling", clk.Now().Format(time.RFC3339))
+
+	// Settle: every consent's last payment is dated by its expiry; once the clock is a
+	// day past the last expiry nothing new can happen at Klavi, and billingd must bring
+	// every attempt to a final state. Bounded: what is left then is reported.
+	settled, left := false, ""
+	deadline := time.Now().Add(max(90*time.Second, 6*span/time.Duration(days)))
+	for time.Now().Before(deadline) {
+		if !clk.Now().Before(w.end.AddDays(1).At(12, 0)) {
+			if left = pending(t, apiAddr, dir); left == "" {
+				settled = true
+				break
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
-	elapsed := time.Since(began)
+	stopNudges()
+	if !settled {
+		t.Errorf("billingd did not settle within the deadline: %s", left)
+	}
+	require.NoError(t, daemon.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, daemon.Wait(), "graceful stop exits 0")
+	for _, f := range []string{logFile.Name(), sbLog.Name()} {
+		if logs, err := os.ReadFile(f); err == nil && bytes.Contains(logs, []byte("DATA RACE")) {
+			t.Errorf("the race detector reported a data race (log: %s)", f)
+		}
+	}
 
 	// The verdict, from the sandbox's ledger and billingd's store.
 	var ledger []sandbox.LedgerEntry
 	proc.Do(t, "GET", "http://"+sbAddr+"/_sandbox/ledger", "", &ledger)
 	var stats sandbox.Stats
 	proc.Do(t, "GET", "http://"+sbAddr+"/_sandbox/stats", "", &stats)
-	byPair := map[string][]sandbox.LedgerEntry{}
-	byCRID := map[string]sandbox.LedgerEntry{}
-	for _, l := range ledger {
-		if l.Kind != sandbox.KindOriginal {
-			continue
-		}
-		key := fmt.Sprintf("%s/%d", l.ConsentID, l.Cycle)
-		byPair[key] = append(byPair[key], l)
-		byCRID[l.ClientRequestID] = l
-	}
-	db, err := storage.Open(dbPath, storage.Options{ReadOnly: true})
+	db, err := storage.Open(dbPath, storage.Options{ReadOnly: true, Timeout: 10 * time.Second})
 	require.NoError(t, err)
 	defer db.Close()
 	require.NoError(t, db.Check())
+	v := judge(t, w, ledger, db)
 
-	var duplicates, missing, unconfirmed, byDrop, byKill, unexplained, submitting int
-	states := map[storage.AttemptState]int{}
-	for _, ex := range expect {
-		pays := byPair[fmt.Sprintf("%s/%d", ex.id, ex.cycle)]
-		switch {
-		case len(pays) == 0:
-			missing++
-			t.Errorf("missing: %s cycle %d has no payment at the sandbox", ex.id, ex.cycle)
-		case len(pays) > 1:
-			duplicates++
-			t.Errorf("duplicate: %s cycle %d has %d payments", ex.id, ex.cycle, len(pays))
-		}
-		a, err := db.GetAttempt(storage.AttemptKey{ConsentID: ex.id, Cycle: ex.cycle})
-		require.NoError(t, err, ex.id)
-		states[a.State]++
-		require.Equal(t, ex.crid, a.ClientRequestID)
-		switch a.State {
-		case storage.AttemptSubmitting:
-			submitting++
-		case storage.AttemptUnconfirmed:
-			unconfirmed++
-			l, ok := byCRID[a.ClientRequestID]
-			switch {
-			case !ok:
-				unexplained++
-				t.Errorf("unconfirmed %s: no payment at the sandbox for %s", ex.id, a.ClientRequestID)
-			case l.ResponseDropped:
-				byDrop++
-			case killedWithin(killTimes, l.CreatedAt, 5*time.Second):
-				byKill++
-			default:
-				unexplained++
-				t.Errorf("unconfirmed %s (%s) is explained by neither a dropped response nor a kill: %s", ex.id, a.ClientRequestID, a.Reason)
-			}
-		case storage.AttemptSubmitted, storage.AttemptCompleted:
-			if l, ok := byCRID[a.ClientRequestID]; !ok || l.PaymentID != a.PaymentID {
-				t.Errorf("%s: billingd recorded payment %q, the sandbox has %q", ex.id, a.PaymentID, l.PaymentID)
-			}
-		default:
-			t.Errorf("%s: attempt ended %s: %s", ex.id, a.State, a.Reason)
-		}
-	}
-	summary := fmt.Sprintf("kills %d, consents %d, payments at the sandbox %d, duplicates %d, missing %d, "+
-		"still submitting %d, unconfirmed %d (dropped responses %d, kills %d, unexplained %d), "+
-		"one-per-cycle refusals %d, faults injected %v, attempt states %v, wall time %s",
-		len(killTimes), n, len(byCRID), duplicates, missing, submitting, unconfirmed, byDrop, byKill, unexplained,
-		stats.Refusals["one_per_cycle"], stats.Faults, states, elapsed.Round(time.Millisecond))
+	summary := fmt.Sprintf("kills %d, stops %d, sandbox kills %d, consents %d, cycles expected %d, cycles billed %d, "+
+		"payments %d (originals %d, local retries %d, Klavi retries %d), duplicates %d, lost %d, unconfirmed %d, "+
+		"submitting %d, unsettled %d, retry violations %d, mismatches %d, one-per-cycle refusals %d, "+
+		"attempt states %v, faults %v, days %d at %g×, seed %d, wall time %s",
+		done.kills, done.stops, done.sandboxKills, n, v.expected, v.billed,
+		len(ledger), stats.Accepted[sandbox.KindOriginal], stats.Accepted[sandbox.KindRetry], stats.Accepted[sandbox.KindAutoRetry],
+		v.count[catDuplicate], v.count[catLost], v.count[catUnconfirmed], v.count[catSubmitting], v.count[catUnsettled],
+		v.count[catRetry], v.count[catMismatch], stats.Refusals[sandbox.RuleOnePerCycle],
+		v.states, stats.Faults, days, rate, seed, time.Since(began).Round(time.Second))
 	t.Log(summary)
 	fmt.Println("CRASH TEST:", summary)
-	require.Zero(t, duplicates)
-	require.Zero(t, missing)
-	require.Zero(t, submitting)
-	require.Zero(t, unexplained)
-	require.Zero(t, stats.Refusals["one_per_cycle"], "billingd never asked for a second payment in a cycle")
-	require.Len(t, byCRID, n)
-}
-
-func killedWithin(kills []time.Time, committed time.Time, window time.Duration) bool {
-	for _, k := range kills {
-		if !k.Before(committed) && k.Sub(committed) <= window {
-			return true
+	if stats.Refusals[sandbox.RuleOnePerCycle] > 0 {
+		t.Errorf("billingd asked %d times for a second live payment in a cycle (refused by Klavi's one-per-cycle rule)",
+			stats.Refusals[sandbox.RuleOnePerCycle])
+	}
+	for _, c := range categories {
+		if v.count[c] > 0 {
+			t.Errorf("%d %s (listed above)", v.count[c], c)
 		}
 	}
-	return false
 }
 
-// remaining counts due entries at or before now, through the admin API's attention
-// and consent listings: active consents whose next submission is not in the future.
-func remaining(t *testing.T, apiAddr string) int {
-	var res struct {
-		Consents []struct {
-			NextDue *time.Time `json:"nextDue"`
-		} `json:"consents"`
+// pending returns what billingd still has to do, read from a consistent snapshot of
+// its store taken through the admin API (the running daemon holds the file's lock):
+// attempts that are not final, and consents still billed. "" when nothing is left.
+func pending(t *testing.T, apiAddr, dir string) string {
+	snap := filepath.Join(dir, "snapshot.db")
+	if err := proc.Download("http://"+apiAddr+"/v1/backup", token, snap, 30*time.Second); err != nil {
+		return "no snapshot: " + err.Error()
 	}
-	proc.Do(t, "GET", "http://"+apiAddr+"/v1/consents?state=active&limit=10000", token, &res)
-	left := 0
-	for _, c := range res.Consents {
-		if c.NextDue != nil && !c.NextDue.After(time.Now()) {
-			left++
+	defer os.Remove(snap)
+	db, err := storage.Open(snap, storage.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return "snapshot: " + err.Error()
+	}
+	defer db.Close()
+	states := map[storage.AttemptState]int{}
+	active, after := 0, ""
+	for {
+		recs, err := db.ListConsents(after, 1000, "")
+		require.NoError(t, err)
+		if len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			after = r.ID()
+			if r.State == storage.ConsentActive {
+				active++
+			}
+			as, err := db.Attempts(r.ID())
+			require.NoError(t, err)
+			for _, a := range as {
+				if !a.State.Final() {
+					states[a.State]++
+				}
+			}
 		}
 	}
-	return left
+	if active == 0 && len(states) == 0 {
+		return ""
+	}
+	var parts []string
+	for s, n := range states {
+		parts = append(parts, fmt.Sprintf("%d %s", n, s))
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%d consents still active, attempts not final: %s", active, strings.Join(parts, ", "))
 }

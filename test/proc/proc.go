@@ -1,16 +1,19 @@
 // Package proc holds what the process-level suites (test/crash, test/scale,
 // test/e2e) share: building the billingd binary, free loopback ports, waiting for a
-// process's HTTP endpoint, and reading JSON from one.
+// process's HTTP endpoint, reading JSON from one, and the knobs of the environment.
 package proc
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -85,4 +88,72 @@ func EnvInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// EnvFloat reads a positive number from the environment, or def.
+func EnvFloat(name string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// Try sends a request with an optional bearer token and reports whether it was
+// answered 200 within timeout. It never fails the test: it is for nudging a process
+// that may be down (killed, stopped) at that moment.
+func Try(method, url, token string, timeout time.Duration) error {
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: timeout}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s", method, url, resp.Status)
+	}
+	return nil
+}
+
+// Download writes the 200 answer to a GET of url (with an optional bearer token) to
+// the file path.
+func Download(url, token, path string, timeout time.Duration) error {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: timeout}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	return f.Close()
+}
+
+// HasFlag reports whether `bin command -h` lists the flag name (without dashes):
+// how a suite finds out what the binary it built supports.
+func HasFlag(bin, command, name string) bool {
+	out, _ := exec.Command(bin, command, "-h").CombinedOutput()
+	return strings.Contains(string(out), "  -"+name+" ") || strings.Contains(string(out), "  -"+name+"\n") ||
+		strings.Contains(string(out), "  --"+name+" ")
 }

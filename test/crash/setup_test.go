@@ -1,0 +1,262 @@
+//go:build crash
+
+package crash
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/klavi/sandbox"
+	"github.com/klavi-billing/billingd/retry"
+	"github.com/klavi-billing/billingd/scheduler"
+)
+
+// The billing rules of the run, shared by billingd's config and the verdict.
+const (
+	leadDays   = 5
+	submitTime = "09:00"
+)
+
+// policy is billingd's policy under the config the test writes.
+var policy = scheduler.Policy{LeadDays: leadDays, RetryMode: consent.Off}
+
+// retryable is billingd's default retryable_reasons.
+var retryable = func() map[klavi.ReasonCode]bool {
+	m := map[klavi.ReasonCode]bool{}
+	for _, r := range klavi.DefaultRetryableReasons {
+		m[r] = true
+	}
+	return m
+}()
+
+// What the scenario does to a consent beyond the seeded rejection fraction.
+type fate string
+
+const (
+	fateNormal    fate = ""
+	fateRevoked   fate = "revoked"   // the original of one cycle is rejected REVOKED_USER
+	fateRefused   fate = "refused"   // every attempt of one cycle is rejected, not retryable
+	fateCanceled  fate = "canceled"  // the original of one cycle is canceled by the holder
+	fateRetryable fate = "retryable" // every attempt of one cycle is rejected, retryable
+)
+
+// A subject is one consent of the run and what the verdict expects of it.
+type subject struct {
+	c     *consent.Consent
+	sched cycle.Schedule
+	mode  consent.RetryMode
+	// cycles are the indexes of the cycles billingd must bill: due on or after
+	// billFrom and on or before the expiry, up to the revoked cycle.
+	cycles []int
+	fate   fate
+	// fateCycle is the cycle the fate applies to (-1: none).
+	fateCycle int
+}
+
+// world is the generated input of a run.
+type world struct {
+	start    time.Time  // the virtual instant the run begins at
+	billFrom cycle.Date // the first date billingd bills
+	end      cycle.Date // the last expiry of any consent
+	subjects []*subject
+	byID     map[string]*subject
+	scenario *sandbox.Scenario
+}
+
+// Month-end and leap-day reference dates whose cycles clamp inside a run that starts
+// on 20 Jan 2027 (31 Jan, 28 Feb).
+var monthEnds = map[cycle.Interval][]cycle.Date{
+	cycle.Monthly: {
+		cycle.MustDate(2026, 10, 31), cycle.MustDate(2026, 11, 30), cycle.MustDate(2026, 12, 31),
+		cycle.MustDate(2026, 8, 29), cycle.MustDate(2026, 12, 30), cycle.MustDate(2027, 1, 31),
+	},
+	cycle.Quarterly:  {cycle.MustDate(2026, 11, 30), cycle.MustDate(2026, 10, 31)},
+	cycle.Semiannual: {cycle.MustDate(2026, 8, 31), cycle.MustDate(2026, 7, 31)},
+	cycle.Yearly:     {cycle.MustDate(2024, 2, 29), cycle.MustDate(2026, 1, 31), cycle.MustDate(2026, 2, 28)},
+}
+
+var weeklyStrategies = [][]int{{1, 2, 3}, {2, 4}, {1, 3, 5}, {2}, {1, 2}, {3, 5}}
+var otherStrategies = [][]int{{1, 3, 7}, {2, 5}, {1, 2, 3}, {7}, {3, 6}, {2, 4, 6}}
+
+// generate makes n consents whose cycles fall inside the run: every interval, month-end
+// references, retry modes local, attach and off with assorted strategies, expiries
+// near the end of the run (so that billing ends by itself), and a scenario of
+// rejections.
+func generate(n int, start time.Time, days int, rng *rand.Rand, seed uint64) *world {
+	first := cycle.DateOf(start)
+	w := &world{start: start, billFrom: first.AddDays(3), byID: map[string]*subject{}}
+	scen := &sandbox.Scenario{RejectFraction: 0.25, RejectReason: klavi.ReasonNotInformed, Seed: seed}
+	lastDue := first.AddDays(days - 1)
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("urn:crash:consent-%05d", i)
+		var iv cycle.Interval
+		switch x := rng.IntN(100); {
+		case x < 40:
+			iv = cycle.Weekly
+		case x < 70:
+			iv = cycle.Monthly
+		case x < 80:
+			iv = cycle.Quarterly
+		case x < 90:
+			iv = cycle.Semiannual
+		default:
+			iv = cycle.Yearly
+		}
+		// A due date somewhere in the run, and a reference that many periods back.
+		anchor := w.billFrom.AddDays(rng.IntN(max(1, lastDue.DaysSince(w.billFrom)-6)))
+		var ref cycle.Date
+		switch {
+		case iv == cycle.Weekly:
+			ref = anchor.AddDays(-7 * rng.IntN(5))
+		case rng.IntN(2) == 0:
+			list := monthEnds[iv]
+			ref = list[rng.IntN(len(list))]
+		default:
+			ref = anchor.AddMonthsClamped(-iv.Months() * (1 + rng.IntN(2)))
+		}
+		c := sandbox.SampleConsent(id, iv, ref, klavi.Cents(12_34+i%100))
+		exp := lastDue.AddDays(-rng.IntN(6)).At(23, 59)
+		c.ExpirationDateTime = &klavi.DateTime{Time: exp.Add(59 * time.Second).UTC()}
+		switch x := rng.IntN(100); {
+		case x < 40:
+			c.Billing.RetryMode = consent.Local
+		case x < 80:
+			c.Billing.RetryMode = consent.Attach
+		default:
+			c.Billing.RetryMode = consent.Off
+		}
+		list := otherStrategies
+		if iv == cycle.Weekly {
+			list = weeklyStrategies
+		}
+		if c.Billing.RetryMode != consent.Off || rng.IntN(2) == 0 {
+			c.Billing.AutoRetryStrategy = &retry.Strategy{Days: list[rng.IntN(len(list))], SkipWeekend: rng.IntN(3) == 0}
+		}
+		s := &subject{c: c, sched: policy.Schedule(c), mode: policy.RetryModeOf(c), fateCycle: -1}
+		for k := s.sched.FirstDueOnOrAfter(w.billFrom); s.sched.Exists(k); k++ {
+			s.cycles = append(s.cycles, k)
+		}
+		if exp := s.sched.Expiry; exp.After(w.end) {
+			w.end = exp
+		}
+		if len(s.cycles) > 0 {
+			switch x := rng.IntN(100); {
+			case x < 3:
+				s.fate = fateRevoked
+			case x < 6:
+				s.fate = fateRefused
+			case x < 7:
+				s.fate = fateCanceled
+			case x < 10:
+				s.fate = fateRetryable
+			}
+		}
+		if s.fate != fateNormal {
+			j := rng.IntN(len(s.cycles))
+			s.fateCycle = s.cycles[j]
+			k, zero := s.fateCycle, 0
+			r := sandbox.Rule{ConsentID: id, Cycle: &k}
+			switch s.fate {
+			case fateRevoked:
+				r.Attempt, r.Outcome, r.Reason = &zero, sandbox.Rejected, klavi.ReasonRevokedUser
+				s.cycles = s.cycles[:j+1] // nothing is billed after the revocation
+			case fateRefused:
+				r.Outcome, r.Reason = sandbox.Rejected, klavi.ReasonDivergentAuthentication
+			case fateCanceled:
+				r.Attempt, r.Outcome = &zero, sandbox.Canceled
+			case fateRetryable:
+				r.Outcome, r.Reason = sandbox.Rejected, klavi.ReasonInfrastructureFailure
+			}
+			scen.Rules = append(scen.Rules, r)
+		}
+		w.subjects = append(w.subjects, s)
+		w.byID[id] = s
+	}
+	w.scenario = scen
+	return w
+}
+
+// write stores the consents and the scenario as the files billingd and the sandbox read.
+func (w *world) write(consentsFile, scenarioFile string) error {
+	cs := make([]*consent.Consent, len(w.subjects))
+	for i, s := range w.subjects {
+		cs[i] = s.c
+	}
+	raw, err := json.Marshal(cs)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(consentsFile, raw, 0o600); err != nil {
+		return err
+	}
+	if raw, err = json.Marshal(w.scenario); err != nil {
+		return err
+	}
+	return os.WriteFile(scenarioFile, raw, 0o600)
+}
+
+// counts summarizes the generated world for the log.
+func (w *world) counts() string {
+	ivs, modes, fates := map[cycle.Interval]int{}, map[consent.RetryMode]int{}, map[fate]int{}
+	cycles, monthEnd := 0, 0
+	for _, s := range w.subjects {
+		ivs[s.sched.Interval]++
+		modes[s.mode]++
+		if s.fate != fateNormal {
+			fates[s.fate]++
+		}
+		cycles += len(s.cycles)
+		for _, k := range s.cycles {
+			if d := s.sched.Due(k); d.AddDays(1).Day() == 1 {
+				monthEnd++
+			}
+		}
+	}
+	return fmt.Sprintf("%d cycles due (%d on a month's last day), intervals %v, retry modes %v, scenario fates %v",
+		cycles, monthEnd, ivs, modes, fates)
+}
+
+// config is billingd's config for the run. Durations of the scheduler and the token
+// are on the test clock (virtual); the Klavi timeout and backoff are real.
+func config(dbPath, sandboxAddr, listen string, klaviTimeout time.Duration) string {
+	return fmt.Sprintf(`
+billing:
+  lead_days: %d
+  submit_time: "%s"
+  retry_mode: "off"
+storage:
+  path: %s
+  open_timeout: 10s
+klavi:
+  base_url: http://%s
+  access_key: ak
+  secret_key: sk
+  timeout: %s
+  max_attempts: 3
+  backoff_min: 5ms
+  backoff_max: 100ms
+  rate_limit: 2000
+  rate_burst: 200
+  token_refresh_before: 1h
+scheduler:
+  scan_schedule: "@every 1s"
+  poll_schedule: "@every 1s"
+  workers: 32
+  poll_min_interval: 30m
+  poll_max_interval: 12h
+  resend_min_interval: 10m
+  resend_max_interval: 2h
+  shutdown_timeout: 10s
+http:
+  listen: %s
+  admin_token: %s
+log:
+  format: json
+`, leadDays, submitTime, dbPath, sandboxAddr, klaviTimeout, listen, token)
+}
