@@ -104,7 +104,7 @@
 // cancel_too_late. A canceled payment frees its cycle.
 //
 // The management lists answer {"data":[...], "<CursorField>":"<next>"}, the cursor
-// absent on the last page; query pageSize (default 20, 1..PageSizeMax, else 400),
+// absent on the last page; query pageSize (default 20, 1..200 else 400; pages hold at most PageSizeMax),
 // cursor (opaque, bound to its list; anything else is 400) and startDate/endDate
 // (YYYY-MM-DD, inclusive). Items come in creation order, and a cursor stays valid
 // as items are added. Orders are every payment under the consent (originals,

@@ -116,7 +116,7 @@ type pageQuery struct {
 	start, end cycle.Date
 }
 
-// readPage reads pageSize (default 20, 1..PageSizeMax), cursor (one this list gave)
+// readPage reads pageSize (default 20, 1..200, served at most PageSizeMax), cursor (one this list gave)
 // and startDate/endDate (YYYY-MM-DD, inclusive) from r's query; list names the list,
 // so a cursor of another list is refused.
 func (s *Server) readPage(r *http.Request, list string) (pageQuery, problem.List) {
@@ -125,10 +125,12 @@ func (s *Server) readPage(r *http.Request, list string) (pageQuery, problem.List
 	var l problem.List
 	if v := q.Get("pageSize"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > s.opts.PageSizeMax {
-			l.Addf("pageSize", "must be a whole number from 1 to %d", s.opts.PageSizeMax)
+		if limit := max(DefaultPageSizeMax, s.opts.PageSizeMax); err != nil || n < 1 || n > limit {
+			l.Addf("pageSize", "must be a whole number from 1 to %d", limit)
 		}
-		pq.size = n
+		// A list whose pages are smaller than asked (PageSizeMax under the documented
+		// 200) serves what it can: the caller follows the cursor.
+		pq.size = min(n, s.opts.PageSizeMax)
 	}
 	if v := q.Get("cursor"); v != "" {
 		after, ok := decodeCursor(v, list)

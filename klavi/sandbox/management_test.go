@@ -373,6 +373,12 @@ func TestServer_ListOrders(t *testing.T) {
 		b, _ := ordersBox(t, sandbox.Options{PageSizeMax: 300})
 		assert.Equal(t, 200, b.do(http.MethodGet, orders+"?pageSize=300", "").code)
 		assert.Equal(t, 400, b.do(http.MethodGet, orders+"?pageSize=301", "").code)
+		small, _ := ordersBox(t, sandbox.Options{PageSizeMax: 2})
+		a := small.do(http.MethodGet, orders+"?pageSize=200", "")
+		require.Equal(t, 200, a.code, "the documented 200 is accepted, and served in smaller pages")
+		assert.Len(t, a.body["data"], 2)
+		assert.NotEmpty(t, a.body["cursor"])
+		assert.Equal(t, 400, small.do(http.MethodGet, orders+"?pageSize=201", "").code)
 	})
 	t.Run("a page that grows", func(t *testing.T) {
 		b, ids := ordersBox(t, sandbox.Options{})

@@ -55,6 +55,9 @@ func TestReadings(t *testing.T) {
 		{"urn ids, string amounts, spaced statuses", []string{"--ids", "urn", "--amounts", "string", "--status-case", "spaced"}},
 		{"a reused key gets the existing payment, rules checked first, lost answers", []string{"--duplicate", "existing", "--check-order", "rules-first", "--faults", "drop=0.2,seed=7"}},
 		{"409 on a reused key, key checked first, lost answers and 5xx", []string{"--duplicate", "409", "--check-order", "key-first", "--faults", "drop=0.2,5xx=0.1,seed=11", "--cursor-field", "next", "--page-size-max", "2"}},
+		// The seeds' only 409: a refusal that creates nothing. Those cycles end FAILED
+		// with Klavi's message, never adopted, never charged.
+		{"409 that refuses (insufficient permissions)", []string{"--conflict-permissions", "0.3", "--seed", "5"}},
 	}
 	for i, r := range readings {
 		t.Run(r.name, func(t *testing.T) { run(t, bin, filepath.Join(dir, fmt.Sprint(i)), r.flags) })
@@ -164,7 +167,9 @@ log:
 				open++
 			}
 			for _, a := range res.Attempts {
-				if !a.State.Final() {
+				// UNCONFIRMED is final for billing but still reconciled (every
+				// scheduler.reconcile_every): wait for it to settle too.
+				if !a.State.Final() || a.State == storage.AttemptUnconfirmed {
 					open++
 				}
 			}
@@ -195,10 +200,18 @@ log:
 	db, err := storage.Open(dbPath, storage.Options{ReadOnly: true})
 	require.NoError(t, err)
 	defer db.Close()
+	refusals := strings.Contains(strings.Join(flags, " "), "--conflict-permissions")
+	failed := 0
 	for _, c := range cs {
-		assert.Equal(t, 1, perCycle[c.ID+"/0"], "%s: one payment for cycle 0 at the sandbox", c.ID)
 		a, err := db.GetAttempt(storage.AttemptKey{ConsentID: c.ID})
 		require.NoError(t, err, c.ID)
+		if refusals && a.State == storage.AttemptFailed {
+			failed++
+			assert.Contains(t, a.Reason, "Insufficient permissions requested")
+			assert.Zero(t, perCycle[c.ID+"/0"], "%s: a refused cycle has no payment at the sandbox", c.ID)
+			continue
+		}
+		assert.Equal(t, 1, perCycle[c.ID+"/0"], "%s: one payment for cycle 0 at the sandbox", c.ID)
 		assert.Equal(t, storage.AttemptCompleted, a.State, "%s: %s", c.ID, a.Reason)
 		l, ok := byCRID[a.ClientRequestID]
 		if assert.True(t, ok, "%s: the sandbox has the clientRequestId", c.ID) {
@@ -208,9 +221,16 @@ log:
 			assert.NotContains(t, a.PaymentID, "urn:", "the sandbox issued a UUID payment id")
 		}
 	}
+	if refusals {
+		assert.Positive(t, failed, "some creates were refused with a 409")
+	}
 	for _, st := range []storage.AttemptState{storage.AttemptUnconfirmed, storage.AttemptStuck, storage.AttemptFailed, storage.AttemptMissed} {
 		items, err := db.Attention(st, 100)
 		require.NoError(t, err)
+		if st == storage.AttemptFailed {
+			assert.Len(t, items, failed)
+			continue
+		}
 		assert.Empty(t, items, "no attempt ends %s", st)
 	}
 	logs, err := os.ReadFile(logPath)
