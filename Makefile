@@ -26,7 +26,7 @@ test:
 # Klavi timeout, and the sandbox is killed once (with --journal). The verdict: no
 # duplicate charge, no lost cycle, no attempt left UNCONFIRMED or SUBMITTING, every
 # rejection retried as planned. Knobs (see test/crash's package doc): CRASH_CONSENTS
-# (1500), CRASH_KILLS (25), CRASH_DAYS (40), CRASH_RATE (21600 virtual s per real s),
+# (1500), CRASH_KILLS (25), CRASH_DAYS (40), CRASH_RATE (17280 virtual s per real s),
 # CRASH_SEED, CRASH_RACE=1. The defaults run in about 4 minutes.
 crash:
 	$(GO) test -tags crash -count=1 -v -timeout 30m ./test/crash/

@@ -174,8 +174,8 @@ func judge(t *testing.T, w *world, ledger []sandbox.LedgerEntry, db *storage.DB)
 		switch want := storage.ConsentExpired; {
 		case s.fate == fateRevoked:
 			if rec.State != storage.ConsentRevoked {
-				v.add(catUnsettled, "%s: Klavi rejected cycle %d with REVOKED_USER, billingd's consent is %s (%s)",
-					id, s.fateCycle, rec.State, rec.StateReason)
+				v.add(catUnsettled, "%s: Klavi rejected cycle %d with REVOKED_USER, billingd's consent is %s (%s); %s",
+					id, s.fateCycle, rec.State, rec.StateReason, describeAttempt(attempts[storage.AttemptKey{ConsentID: id, Cycle: s.fateCycle}]))
 			}
 		case rec.State != want:
 			v.add(catUnsettled, "%s: consent is %s (%s), want %s once its last cycle (expiry %s) was billed; next cycle %d",
@@ -209,8 +209,13 @@ func (v *verdict) checkAttempt(s *subject, a *storage.Attempt, kv *klaviView) {
 			v.add(catMismatch, "%s: %s, Klavi says %s", where, describeAttempt(a), describe(l))
 		}
 	case storage.AttemptFailed, storage.AttemptMissed, storage.AttemptSkipped, storage.AttemptDropped:
-		if l != nil {
+		switch {
+		case l != nil:
 			v.add(catMismatch, "%s: %s, yet Klavi holds %s", where, describeAttempt(a), describe(l))
+		case a.Attempt > 0:
+			// A planned retry that was not sent (its request day passed first) or
+			// that Klavi refused. The cycle's original is judged as a lost cycle.
+			v.add(catRetry, "%s dated %s: %s", where, a.Date, describeAttempt(a))
 		}
 	}
 }
@@ -285,6 +290,10 @@ func (v *verdict) checkRetries(s *subject, k int, orig *sandbox.LedgerEntry, att
 		for n := 1; n <= len(plan) && prev.Status == klavi.PaymentRejected && retryable[prev.Reason]; n++ {
 			crid := consent.ClientRequestID(id, k, n)
 			r := kv.byCRID[crid]
+			if a := attempts[storage.AttemptKey{ConsentID: id, Cycle: k, Attempt: n}]; r == nil && a != nil &&
+				(a.State == storage.AttemptDropped || a.State == storage.AttemptFailed) {
+				continue // reported by checkAttempt; billingd goes on with the next planned date
+			}
 			if r == nil {
 				v.add(catRetry, "%s: %s was rejected (%s), retry %d on %s (%s) never reached Klavi; %s; for the rejected one: %s",
 					where, prev.PaymentID, prev.Reason, n, plan[n-1].Date, crid,
