@@ -31,6 +31,8 @@ type fakeKlavi struct {
 	finds    int
 	// findErr, when it returns non-nil, makes that FindOrder call fail.
 	findErr func(crid string) error
+	// getErr, when it returns non-nil, makes that GetPayment call fail.
+	getErr func(paymentID string) error
 	// consentStatus is Klavi's status of each consent (absent: authorized).
 	consentStatus map[string]klavi.ConsentStatus
 	consentGets   int
@@ -141,6 +143,11 @@ func (f *fakeKlavi) GetPayment(_ context.Context, consentID, paymentID string) (
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.gets++
+	if f.getErr != nil {
+		if err := f.getErr(paymentID); err != nil {
+			return nil, err
+		}
+	}
 	p, ok := f.payments[paymentID]
 	if !ok || p.ConsentID != consentID {
 		return nil, fmt.Errorf("get payment: 404: %w", klavi.ErrRefused)

@@ -30,7 +30,7 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 	if err != nil {
 		return err
 	}
-	c, today := rec.Consent, cycle.DateOf(now)
+	c := rec.Consent
 	ch.Attempts = []*storage.Attempt{att}
 	att.Polls, att.UpdatedAt = att.Polls+1, now
 
@@ -64,32 +64,46 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 			"payment_id", att.PaymentID, "status", string(p.Status))
 	}
 	att.UnknownSince = time.Time{}
-	att.Status = p.Status
+	if err := s.applyStatus(rec, att, p.Status, p.StatusReason, now, ch); err != nil {
+		return err
+	}
+	return s.store.Apply(ch)
+}
+
+// applyStatus records a payment status Klavi told (by its status poll, or its orders
+// list when the poll cannot): a settled or final payment ends the attempt (and a
+// retryable rejection plans the next local retry); anything else is polled again.
+func (s *Scheduler) applyStatus(rec *storage.ConsentRecord, att *storage.Attempt, st klavi.PaymentStatus, sr *klavi.StatusReason, now time.Time, ch *storage.Change) error {
+	c, today := rec.Consent, cycle.DateOf(now)
+	att.Status = st
 	var code klavi.ReasonCode
-	if p.StatusReason != nil {
-		code = p.StatusReason.Code
+	if sr != nil {
+		code = sr.Code
 		att.Reason = string(code)
 	}
+	repoll := func() {
+		att.NextPoll = s.nextPoll(att, now)
+		ch.PutPoll = append(ch.PutPoll, storage.PollItem{At: att.NextPoll, Key: att.AttemptKey})
+	}
 	switch {
-	case p.Status == klavi.PaymentCompleted:
+	case st == klavi.PaymentCompleted:
 		s.finish(att, storage.AttemptCompleted, now, "")
 		s.log.Info("payment completed", "consent_id", c.ID, "cycle", att.Cycle, "attempt", att.Attempt, "payment_id", att.PaymentID)
 		s.emit(EventCompleted, now, c, att, "")
-	case p.Status == klavi.PaymentRejected && !code.ConsentGone() && att.Strategy != nil && !today.After(att.LastRetryDate):
+	case st == klavi.PaymentRejected && !code.ConsentGone() && att.Strategy != nil && !today.After(att.LastRetryDate):
 		// Attach mode: Klavi itself retries within the cycle, so a rejection may
 		// still turn into a settled payment. Follow it until the last retry day. Not
 		// a revocation (nothing is retried under a revoked consent), nor a canceled
 		// or failed payment.
-		att.NextPoll = s.nextPoll(att, now)
-		ch.PutPoll = []storage.PollItem{{At: att.NextPoll, Key: att.AttemptKey}}
-	case p.Status.Final():
-		reason := string(p.Status)
+		repoll()
+	case st.Final():
+		reason := string(st)
 		if code != "" {
 			reason = string(code)
 		}
 		s.finish(att, storage.AttemptRejected, now, reason)
 		s.log.Warn("payment rejected", "consent_id", c.ID, "cycle", att.Cycle, "attempt", att.Attempt,
-			"payment_id", att.PaymentID, "status", string(p.Status), "reason", string(code))
+			"payment_id", att.PaymentID, "status", string(st), "reason", string(code))
 		s.emit(EventRejected, now, c, att, reason)
 		switch {
 		case code.ConsentGone():
@@ -97,16 +111,15 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 				rec.Consent.Status = klavi.ConsentRevoked
 				s.stop(rec, storage.ConsentRevoked, fmt.Sprintf("payment %s was rejected with %s", att.PaymentID, code), now, ch)
 			}
-		case p.Status == klavi.PaymentRejected && s.retryable[code]:
+		case st == klavi.PaymentRejected && s.retryable[code]:
 			if err := s.planRetry(rec, s.cfg.Policy.Schedule(c), att, now, ch); err != nil {
 				return err
 			}
 		}
 	default:
-		att.NextPoll = s.nextPoll(att, now)
-		ch.PutPoll = []storage.PollItem{{At: att.NextPoll, Key: att.AttemptKey}}
+		repoll()
 	}
-	return s.store.Apply(ch)
+	return nil
 }
 
 // notFound reports a 404 answer.

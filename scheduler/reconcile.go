@@ -432,13 +432,25 @@ func (s *Scheduler) reconcileOne(ctx context.Context, k storage.AttemptKey) (sto
 func (s *Scheduler) lookupStuck(ctx context.Context, rec *storage.ConsentRecord, a *storage.Attempt, now time.Time, ch *storage.Change) error {
 	c := rec.Consent
 	o, lr, lerr := s.lookup(ctx, c.ID, a)
-	if lr == lookupFound && o.ID != "" && o.Status.Valid() {
+	switch {
+	case lr == lookupFound && o.ID != "" && o.ID != a.PaymentID && o.Status.Valid():
+		// Klavi holds the payment under another id: follow that one.
 		s.emitLookup(now, c, a, lr, resAdopt)
-		s.log.Info("stuck payment found at Klavi by its clientRequestId; adopted", "consent_id", c.ID, "cycle", a.Cycle,
+		s.log.Info("stuck payment found at Klavi under another id; adopted", "consent_id", c.ID, "cycle", a.Cycle,
 			"attempt", a.Attempt, "payment_id", o.ID, "stored_payment_id", a.PaymentID, "status", string(o.Status))
 		s.adopt(rec, s.cfg.Policy.Schedule(c), a, o, now, ch)
 		ch.Attempts = appendOnce(ch.Attempts, a)
 		return nil
+	case lr == lookupFound && o.ID == a.PaymentID && o.Status.Valid():
+		// The list tells the status the poll cannot: record it. A payment not yet
+		// final stays polled, and is looked up again at each poll while its GET fails.
+		s.emitLookup(now, c, a, lr, resAdopt)
+		if a.State == storage.AttemptStuck {
+			a.State = storage.AttemptSubmitted
+		}
+		a.UpdatedAt = now
+		ch.Attempts = appendOnce(ch.Attempts, a)
+		return s.applyStatus(rec, a, o.Status, o.StatusReason, now, ch)
 	}
 	s.emitLookup(now, c, a, lr, resUnconfirmed)
 	reason := fmt.Sprintf("Klavi has not told payment %s's status since %s (404 or an unknown status), and its orders list %s",

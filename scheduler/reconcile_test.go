@@ -1,13 +1,17 @@
 package scheduler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/storage"
 )
 
 // TestResolve is the table of reconciliation's transitions: what an attempt becomes
@@ -70,4 +74,75 @@ func TestAnswerOf(t *testing.T) {
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) { assert.Equal(t, r.want, answerOf(r.err)) })
 	}
+}
+
+func TestScheduler_StatusUnknown(t *testing.T) {
+	notFound := func(string) error { return &klavi.APIError{StatusCode: 404, Endpoint: "get_payment"} }
+	setup := func(t *testing.T) (*harness, string) {
+		h := newHarness(t, at("2026-01-01", 8, 0), nil)
+		c := loadExample(t, "monthly-31st.json")
+		c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10")
+		c.ExpirationDateTime = &klavi.DateTime{Time: at("2026-01-20", 0, 0).UTC()} // one cycle
+		h.add(c)
+		h.kl.getErr = notFound
+		return h, c.ID
+	}
+	t.Run("GET answers 404, the orders list knows the payment: its status is taken from the list", func(t *testing.T) {
+		h, id := setup(t)
+		h.runUntil(at("2026-01-09", 0, 0))
+		a := h.attempt(id, 0, 0)
+		assert.Equal(t, storage.AttemptSubmitted, a.State, "before stuck_after: polled on")
+		assert.False(t, a.UnknownSince.IsZero())
+		h.runUntil(at("2026-01-15", 0, 0))
+		a = h.attempt(id, 0, 0)
+		assert.Equal(t, storage.AttemptCompleted, a.State, "settled on the 10th, told by the list")
+		stuck, _ := h.db.Attention(storage.AttemptStuck, 10)
+		assert.Empty(t, stuck)
+	})
+	t.Run("GET answers 404 and the list does not have it: STUCK, polled on, recovers", func(t *testing.T) {
+		h, id := setup(t)
+		h.kl.findErr = func(string) error { return fmt.Errorf("find: %w", klavi.ErrOrderNotFound) }
+		h.runUntil(at("2026-01-15", 0, 0))
+		a := h.attempt(id, 0, 0)
+		assert.Equal(t, storage.AttemptStuck, a.State)
+		assert.Contains(t, a.Reason, "has no payment for clientRequestId")
+		assert.Len(t, h.eventsOf(EventStuck), 1)
+		assertNoneStuck(t, h, id) // still has its poll entry
+		h.kl.getErr, h.kl.findErr = nil, nil
+		h.runUntil(at("2026-01-17", 0, 0))
+		assert.Equal(t, storage.AttemptCompleted, h.attempt(id, 0, 0).State)
+	})
+	t.Run("Reconcile looks a STUCK payment up at once", func(t *testing.T) {
+		h, id := setup(t)
+		h.kl.findErr = func(string) error { return fmt.Errorf("find: %w", klavi.ErrOrderNotFound) }
+		h.runUntil(at("2026-01-15", 0, 0))
+		require.Equal(t, storage.AttemptStuck, h.attempt(id, 0, 0).State)
+		h.kl.findErr = nil
+		res, err := h.s.Reconcile(context.Background(), id)
+		require.NoError(t, err)
+		assert.Equal(t, ReconcileResult{Looked: 1, Resolved: 1}, res)
+		assert.Equal(t, storage.AttemptCompleted, h.attempt(id, 0, 0).State)
+	})
+}
+
+func TestScheduler_ReconcileLegacyUnconfirmed(t *testing.T) {
+	// An attempt stored UNCONFIRMED by an earlier version: no due entry, no lookups.
+	h := newHarness(t, at("2026-01-01", 8, 0), nil)
+	c := loadExample(t, "monthly-31st.json")
+	c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10")
+	h.add(c)
+	h.runUntil(at("2026-01-08", 0, 0))
+	a := h.attempt(c.ID, 0, 0)
+	require.Equal(t, storage.AttemptSubmitted, a.State)
+	paymentID := a.PaymentID
+	a.State, a.PaymentID, a.Reason, a.NextPoll = storage.AttemptUnconfirmed, "", "Klavi already has clientRequestId (409)", time.Time{}
+	require.NoError(t, h.db.Apply(&storage.Change{Attempts: []*storage.Attempt{a}}))
+	res, err := h.s.Reconcile(context.Background(), "")
+	require.NoError(t, err)
+	assert.Equal(t, ReconcileResult{Looked: 1, Resolved: 1}, res)
+	a = h.attempt(c.ID, 0, 0)
+	assert.Equal(t, storage.AttemptSubmitted, a.State)
+	assert.Equal(t, paymentID, a.PaymentID, "adopted from the orders list")
+	h.runUntil(at("2026-01-20", 0, 0))
+	assert.Equal(t, storage.AttemptCompleted, h.attempt(c.ID, 0, 0).State)
 }
