@@ -136,7 +136,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	end := opts.From.AddDays(opts.Days).At(0, 0)
 
 	// URN ids: the klavi client checks the ids it puts in a path as URNs.
-	sb := sandbox.New(sandbox.Options{IDs: sandbox.IDsURN, Clock: clk, AccessKey: "simulate", SecretKey: "simulate", Scenario: opts.Scenario, Faults: opts.Faults, Logger: log})
+	sb := sandbox.New(sandbox.Options{Clock: clk, AccessKey: "simulate", SecretKey: "simulate", Scenario: opts.Scenario, Faults: opts.Faults, Logger: log})
 	srv := httptest.NewServer(sb)
 	defer srv.Close()
 	defer sb.Close()

@@ -45,7 +45,7 @@ func startTestDaemon(t *testing.T, now time.Time) *daemonEnv {
 func startTestDaemonWith(t *testing.T, now time.Time, sc *sandbox.Scenario, mod func(*Config)) *daemonEnv {
 	t.Helper()
 	clk := clock.NewFake(now)
-	sb := sandbox.New(sandbox.Options{IDs: sandbox.IDsURN, Clock: clk, AccessKey: "ak", SecretKey: "sk", Scenario: sc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	sb := sandbox.New(sandbox.Options{Clock: clk, AccessKey: "ak", SecretKey: "sk", Scenario: sc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	srv := httptest.NewServer(sb)
 	t.Cleanup(srv.Close)
 	cfg := DefaultConfig()

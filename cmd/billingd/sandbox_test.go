@@ -56,7 +56,7 @@ func TestSandbox_Command(t *testing.T) {
 	code := make(chan int, 1)
 	go func() {
 		code <- Main(ctx, e, []string{"sandbox", "--addr", "127.0.0.1:0", "--consents", "../../examples/consents",
-			"--scenario", scenarioFile, "--faults", "seed=3", "--ids", "urn", "--access-key", "ak-1", "--secret-key", "sk-1", "--ledger", ledgerFile})
+			"--scenario", scenarioFile, "--faults", "seed=3", "--access-key", "ak-1", "--secret-key", "sk-1", "--ledger", ledgerFile})
 		pw.Close()
 	}()
 	var addr string

@@ -50,10 +50,6 @@ func newHarness(t *testing.T, opts sandbox.Options) *harness {
 	t.Helper()
 	clk := clock.NewFake(start)
 	opts.Clock = clk
-	if opts.IDs == "" {
-		// The klavi client checks the ids it puts in a path as URNs.
-		opts.IDs = sandbox.IDsURN
-	}
 	opts.AccessKey, opts.SecretKey = "access-key-1", "secret-key-1"
 	sb := sandbox.New(opts)
 	ts := httptest.NewServer(sb)
