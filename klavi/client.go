@@ -93,6 +93,10 @@ type Hooks struct {
 	OnRequest func(endpoint, code string, d time.Duration)
 	// OnTokenRefresh is called after every token request, with its error or nil.
 	OnTokenRefresh func(err error)
+	// OnServerTime is called after every answer that carries an HTTP Date header,
+	// with Klavi's time (to the second) and the local clock's reading halfway through
+	// the exchange: how the daemon learns whether its own clock can be trusted.
+	OnServerTime func(server, local time.Time)
 }
 
 // An Option changes a Client built by New.

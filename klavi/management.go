@@ -454,3 +454,11 @@ func cursorValue(v json.RawMessage) (string, error) {
 	}
 	return s, nil
 }
+
+// Probe makes one cheap request (the management API's list of apps) so that its
+// answer's Date header reports Klavi's time through Hooks.OnServerTime. Any answer
+// will do, a refusal included; the error is returned for the log.
+func (c *Client) Probe(ctx context.Context) error {
+	_, err := c.ListApps(ctx)
+	return err
+}

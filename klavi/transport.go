@@ -159,6 +159,12 @@ func (c *Client) send(ctx context.Context, ep endpoint, method, path string, pay
 		a.err = transportError(err, actx, c.cfg.Timeout)
 	} else {
 		code = strconv.Itoa(a.status)
+		if h := c.hooks.OnServerTime; h != nil {
+			if t, perr := http.ParseTime(a.header.Get("Date")); perr == nil {
+				end := c.clock.Now()
+				h(t, start.Add(end.Sub(start)/2))
+			}
+		}
 	}
 	if h := c.hooks.OnRequest; h != nil {
 		h(ep.name, code, c.clock.Now().Sub(start))

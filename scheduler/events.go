@@ -31,6 +31,10 @@ const (
 	EventLookup   EventKind = "lookup"
 	EventStuck    EventKind = "stuck"    // a payment's status is unknown past Config.StuckAfter
 	EventCanceled EventKind = "canceled" // a scheduled payment was canceled at Klavi
+	// EventClockDoubt: the clock disagrees with Klavi's or stepped back; decisions
+	// pause (Reason says why). EventClockTrusted: they agree again.
+	EventClockDoubt   EventKind = "clock_doubt"
+	EventClockTrusted EventKind = "clock_trusted"
 )
 
 // An Event is one thing the scheduler did or learned, for metrics, logs and the

@@ -57,6 +57,9 @@ type RefreshResult struct {
 // active consent last read more than Config.RefreshEvery ago, and acts on it.
 func (s *Scheduler) Refresh(ctx context.Context) (RefreshResult, error) {
 	var res RefreshResult
+	if !s.checkClock(ctx) {
+		return res, nil // an authorization is billed from "today": not while in doubt
+	}
 	now := s.clock.Now()
 	for _, st := range []storage.ConsentState{storage.ConsentAwaiting, storage.ConsentActive} {
 		after := ""

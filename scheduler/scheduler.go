@@ -26,6 +26,7 @@ type Store interface {
 	Attempts(consentID string) ([]*storage.Attempt, error)
 	Attention(s storage.AttemptState, limit int) ([]*storage.Attempt, error)
 	ListConsents(after string, limit int, state storage.ConsentState) ([]*storage.ConsentRecord, error)
+	HighWater() (time.Time, error)
 }
 
 var _ Store = (*storage.DB)(nil)
@@ -77,6 +78,12 @@ type Config struct {
 	// Canceller is the document payments are canceled in the name of (cancel payment's
 	// cancelledBy); nil: the consent's creditorAccount holder.
 	Canceller *klavi.Person
+	// ClockTolerance is how far the clock may be from Klavi's (and behind the latest
+	// instant acted on) before decisions pause (default 5m; negative: no check).
+	ClockTolerance time.Duration
+	// ClockProbeEvery: Klavi's time is read with a probe request when the last
+	// reading is older than this (default 10m).
+	ClockProbeEvery time.Duration
 	// StuckAfter is how long a submitted payment's status poll may answer 404 or a
 	// status billingd does not know before it is looked up and, if still unknown,
 	// becomes a STUCK attention item (default 24h).
@@ -114,6 +121,12 @@ func (c *Config) defaults() {
 	if c.RefreshSchedule == "" {
 		c.RefreshSchedule = "@every 5m"
 	}
+	if c.ClockTolerance == 0 {
+		c.ClockTolerance = 5 * time.Minute
+	}
+	if c.ClockProbeEvery <= 0 {
+		c.ClockProbeEvery = 10 * time.Minute
+	}
 	if c.StuckAfter <= 0 {
 		c.StuckAfter = 24 * time.Hour
 	}
@@ -133,6 +146,7 @@ type Scheduler struct {
 
 	retryable map[klavi.ReasonCode]bool
 	locks     *consentLocks
+	witness   clockWitness
 
 	cronMu  sync.Mutex
 	running *runner
@@ -198,6 +212,8 @@ func (s *Scheduler) submitAt(d cycle.Date) time.Time {
 type ScanResult struct {
 	Handled int `json:"handled"` // due entries acted on
 	Errors  int `json:"errors"`  // entries left for the next scan because of a store error
+	// Paused: the clock is in doubt (ClockState) and nothing was decided.
+	Paused bool `json:"paused,omitempty"`
 }
 
 // Scan acts on every entry of the due index at or before now: it submits cycles on
@@ -209,6 +225,9 @@ func (s *Scheduler) Scan(ctx context.Context) (ScanResult, error) { return s.sca
 // scan is Scan with two contexts: once stop is done no new entry is started; req
 // is the context of Klavi calls, canceled only when in-flight calls must be abandoned.
 func (s *Scheduler) scan(stop, ctx context.Context) (ScanResult, error) {
+	if !s.checkClock(ctx) {
+		return ScanResult{Paused: true}, nil
+	}
 	handled, failed, err := s.drain(stop, s.store.DueBefore, func(it storage.Entry, now time.Time) error {
 		err := s.handleDue(ctx, it, now)
 		if err != nil {
@@ -225,14 +244,18 @@ func (s *Scheduler) scan(stop, ctx context.Context) (ScanResult, error) {
 
 // PollResult counts what one poll did.
 type PollResult struct {
-	Polled int `json:"polled"`
-	Errors int `json:"errors"`
+	Polled int  `json:"polled"`
+	Errors int  `json:"errors"`
+	Paused bool `json:"paused,omitempty"` // the clock is in doubt: nothing was decided
 }
 
 // Poll fetches the status of every payment whose poll entry is at or before now.
 func (s *Scheduler) Poll(ctx context.Context) (PollResult, error) { return s.poll(ctx, ctx) }
 
 func (s *Scheduler) poll(stop, ctx context.Context) (PollResult, error) {
+	if !s.checkClock(ctx) {
+		return PollResult{Paused: true}, nil
+	}
 	polled, failed, err := s.drain(stop, s.store.PollBefore, func(it storage.Entry, now time.Time) error {
 		err := s.handlePoll(ctx, it, now)
 		if err != nil {

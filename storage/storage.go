@@ -54,8 +54,10 @@ var (
 
 	keySchema = []byte("schema")
 	keyCounts = []byte("consent_counts")
-	keyMagic  = []byte("application")
-	magic     = []byte("billingd")
+	// keyHighWater holds the latest instant the scheduler acted on (Unix ns, big-endian).
+	keyHighWater = []byte("high_water")
+	keyMagic     = []byte("application")
+	magic        = []byte("billingd")
 )
 
 // Options tune Open. The zero value is the production setting.
@@ -531,6 +533,19 @@ func (db *DB) Counts() (map[ConsentState]int, error) {
 	return out, err
 }
 
+// HighWater returns the latest instant the scheduler acted on (zero: never). A clock
+// that reads earlier than it has stepped back.
+func (db *DB) HighWater() (time.Time, error) {
+	var t time.Time
+	err := db.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyHighWater); len(v) == 8 {
+			t = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+		}
+		return nil
+	})
+	return t, err
+}
+
 // AttentionStates lists the attempt states kept in the attention index.
 var AttentionStates = []AttemptState{AttemptUnconfirmed, AttemptStuck, AttemptMissed, AttemptFailed, AttemptSkipped}
 
@@ -568,6 +583,9 @@ type Change struct {
 	PutPoll  []PollItem
 	// NewConsent makes the change fail with ErrExists when the consent is already stored.
 	NewConsent bool
+	// HighWater, when later than the stored one, becomes the latest instant the
+	// scheduler acted on (see HighWater).
+	HighWater time.Time
 }
 
 // Apply commits ch atomically and durably. Concurrent calls share one transaction and
@@ -600,6 +618,14 @@ func applyTx(tx *bolt.Tx, ch *Change) error {
 	} else if r := ch.Cursor; r != nil {
 		if err := putCursor(tx, r); err != nil {
 			return err
+		}
+	}
+	if !ch.HighWater.IsZero() {
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keyHighWater); len(v) != 8 || int64(binary.BigEndian.Uint64(v)) < ch.HighWater.UnixNano() {
+			if err := meta.Put(keyHighWater, binary.BigEndian.AppendUint64(nil, uint64(ch.HighWater.UnixNano()))); err != nil {
+				return err
+			}
 		}
 	}
 	attempts, attention := tx.Bucket(bucketAttempts), tx.Bucket(bucketAttention)

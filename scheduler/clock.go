@@ -1,0 +1,142 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/klavi-billing/billingd/storage"
+)
+
+// A clock billingd can doubt (DESIGN.md, Time). Before it writes MISSED, sends a date
+// or decides a window closed, the scheduler needs its clock to agree with two
+// witnesses: the latest instant it acted on (kept in the store: the clock must not go
+// back past it), and Klavi's time (the Date header of its answers). While either
+// disagrees by more than Config.ClockTolerance, scans and polls make no decision; they
+// resume by themselves when the clocks agree again. A forward jump past the latest
+// instant is taken as real downtime (today's catch-up follows) only once Klavi's time,
+// read after it, confirms it.
+
+// ClockState is what the scheduler thinks of its clock.
+type ClockState struct {
+	// Doubt: decisions are paused; Reason says why.
+	Doubt  bool   `json:"doubt"`
+	Reason string `json:"reason,omitempty"`
+	// KlaviSkew is the local clock minus Klavi's at the last answer with a Date
+	// header (positive: the local clock is ahead); KlaviSeen is when (local clock).
+	KlaviSkew time.Duration `json:"klaviSkewNanos"`
+	KlaviSeen time.Time     `json:"klaviSeen,omitzero"`
+	// HighWater is the latest instant the scheduler acted on.
+	HighWater time.Time `json:"highWater,omitzero"`
+}
+
+// clockWitness holds the last reading of Klavi's time.
+type clockWitness struct {
+	mu    sync.Mutex
+	skew  time.Duration
+	seen  time.Time // local time of the reading; zero: none yet
+	state ClockState
+}
+
+// ObserveKlaviTime records Klavi's time (an answer's Date header) against the local
+// clock's reading at the exchange. Wire it to klavi.Hooks.OnServerTime.
+func (s *Scheduler) ObserveKlaviTime(server, local time.Time) {
+	s.witness.mu.Lock()
+	s.witness.skew, s.witness.seen = local.Sub(server), local
+	s.witness.mu.Unlock()
+}
+
+// ClockState returns the verdict of the last check (readiness, metrics, admin).
+func (s *Scheduler) ClockState() ClockState {
+	s.witness.mu.Lock()
+	defer s.witness.mu.Unlock()
+	return s.witness.state
+}
+
+// judgeClock decides whether now can be trusted. highWater is the latest instant the
+// scheduler acted on (zero: never); skew is local minus Klavi's time, read at seen
+// (zero: never read). It is pure: every row of its table test is a case.
+func judgeClock(now, highWater time.Time, skew time.Duration, seen time.Time, tol time.Duration) (bool, string) {
+	switch {
+	case !highWater.IsZero() && now.Before(highWater.Add(-tol)):
+		return true, fmt.Sprintf("the clock reads %s, %s before the latest instant billingd acted on (%s): it stepped back",
+			now.UTC().Format(time.RFC3339), highWater.Sub(now).Round(time.Second), highWater.UTC().Format(time.RFC3339))
+	case !seen.IsZero() && (skew > tol || skew < -tol):
+		dir := "ahead of"
+		if skew < 0 {
+			dir, skew = "behind", -skew
+		}
+		return true, fmt.Sprintf("the clock is %s %s Klavi's (its Date header; tolerance %s)", skew.Round(time.Second), dir, tol)
+	case !highWater.IsZero() && now.After(highWater.Add(tol)) && (seen.IsZero() || now.Sub(seen) > tol):
+		return true, fmt.Sprintf("the clock reads %s ahead of the latest instant billingd acted on; waiting for Klavi's time, read since, to confirm it",
+			now.Sub(highWater).Round(time.Second))
+	case seen.IsZero():
+		return true, "Klavi's time has not been read yet"
+	}
+	return false, ""
+}
+
+// checkClock reads Klavi's time when the last reading is old or predates a possible
+// jump (a probe request), judges the clock, records the verdict, and, when the clock
+// is trusted, moves the stored latest instant to now. It reports whether decisions
+// may be made.
+func (s *Scheduler) checkClock(ctx context.Context) bool {
+	if s.cfg.ClockTolerance < 0 {
+		return true // the check is off
+	}
+	now := s.clock.Now()
+	hw, err := s.store.HighWater()
+	if err != nil {
+		s.setClockState(ClockState{Doubt: true, Reason: "read the latest instant acted on: " + err.Error()})
+		return false
+	}
+	s.witness.mu.Lock()
+	seen := s.witness.seen
+	s.witness.mu.Unlock()
+	stale := seen.IsZero() || now.Before(seen) || now.Sub(seen) > s.cfg.ClockProbeEvery ||
+		!hw.IsZero() && now.Sub(hw) > s.cfg.ClockTolerance // moved ahead since the last decision
+	if p, ok := s.klavi.(prober); ok && stale {
+		if err := p.Probe(ctx); err != nil {
+			s.log.Debug("klavi time probe", "err", err)
+		}
+	}
+	s.witness.mu.Lock()
+	skew, seen := s.witness.skew, s.witness.seen
+	s.witness.mu.Unlock()
+	if _, ok := s.klavi.(prober); !ok && seen.IsZero() {
+		seen = now // a Klavi without a probe (tests' fakes): only the stored instant is a witness
+	}
+	doubt, reason := judgeClock(now, hw, skew, seen, s.cfg.ClockTolerance)
+	st := ClockState{Doubt: doubt, Reason: reason, KlaviSkew: skew, KlaviSeen: seen, HighWater: hw}
+	prev := s.ClockState()
+	s.setClockState(st)
+	switch {
+	case doubt && !prev.Doubt:
+		s.log.Error("clock in doubt: no submission, no MISSED, no FAILED until it agrees again", "reason", reason)
+		s.observe(Event{Kind: EventClockDoubt, At: now, Reason: reason})
+	case !doubt && prev.Doubt:
+		s.log.Warn("clock trusted again: decisions resume", "klavi_skew", skew)
+		s.observe(Event{Kind: EventClockTrusted, At: now})
+	}
+	if doubt {
+		return false
+	}
+	if now.After(hw) {
+		if err := s.store.Apply(&storage.Change{HighWater: now}); err != nil {
+			s.log.Warn("store the latest instant acted on", "err", err)
+		}
+	}
+	return true
+}
+
+func (s *Scheduler) setClockState(st ClockState) {
+	s.witness.mu.Lock()
+	s.witness.state = st
+	s.witness.mu.Unlock()
+}
+
+// prober is a Klavi that can be asked for its time (*klavi.Client.Probe).
+type prober interface {
+	Probe(ctx context.Context) error
+}
