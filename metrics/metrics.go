@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,7 +82,8 @@ type Metrics struct {
 	pollLastSuccess prometheus.Gauge
 	scanErrors      prometheus.Counter
 
-	store *storeCollector
+	store       *storeCollector
+	clockGauges *clockCollector
 }
 
 // An Option changes a Metrics built by New.
@@ -177,6 +179,13 @@ func New(version, revision string, opts ...Option) *Metrics {
 
 	m.store = newStoreCollector()
 	m.reg.MustRegister(m.store)
+	m.clockGauges = &clockCollector{
+		skew: prometheus.NewDesc(namespace+"_clock_skew_seconds",
+			"The local clock minus Klavi's (the Date header of its last answer); positive: the local clock is ahead.", nil, nil),
+		doubt: prometheus.NewDesc(namespace+"_clock_in_doubt",
+			"1 while the clock disagrees with Klavi's or stepped back past the latest instant acted on: no submission, MISSED or FAILED is decided.", nil, nil),
+	}
+	m.reg.MustRegister(m.clockGauges)
 
 	m.init()
 	return m
@@ -416,4 +425,46 @@ type slogPrintln struct{ l *slog.Logger }
 
 func (p slogPrintln) Println(v ...any) {
 	p.l.Error("metrics scrape", "err", fmt.Sprint(v...))
+}
+
+// ClockReading is what the clock gauges show: the local clock minus Klavi's, and
+// whether decisions are paused because of it.
+type ClockReading func() (skew time.Duration, seen, doubt bool)
+
+// WatchClock makes every scrape read fn: billingd_clock_skew_seconds (left out until
+// Klavi's time has been read) and billingd_clock_in_doubt. A nil fn stops them. It
+// does nothing on a nil *Metrics.
+func (m *Metrics) WatchClock(fn ClockReading) {
+	if m == nil {
+		return
+	}
+	m.clockGauges.mu.Lock()
+	m.clockGauges.fn = fn
+	m.clockGauges.mu.Unlock()
+}
+
+type clockCollector struct {
+	skew, doubt *prometheus.Desc
+	mu          sync.Mutex
+	fn          ClockReading
+}
+
+func (c *clockCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.skew; ch <- c.doubt }
+
+func (c *clockCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	fn := c.fn
+	c.mu.Unlock()
+	if fn == nil {
+		return
+	}
+	skew, seen, doubt := fn()
+	if seen {
+		ch <- prometheus.MustNewConstMetric(c.skew, prometheus.GaugeValue, skew.Seconds())
+	}
+	v := 0.0
+	if doubt {
+		v = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.doubt, prometheus.GaugeValue, v)
 }

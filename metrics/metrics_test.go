@@ -62,6 +62,8 @@ var contract = []string{
 	"billingd_payments_stuck_total",
 	"billingd_payments_canceled_total",
 	"billingd_reconciliation_lookups_total",
+	"billingd_clock_skew_seconds",
+	"billingd_clock_in_doubt",
 }
 
 var t0 = time.Date(2026, 3, 5, 12, 0, 0, 0, time.UTC)
@@ -612,6 +614,7 @@ func populated(t *testing.T) *Metrics {
 		oldest: t0.Add(-time.Second), next: t0.Add(time.Hour),
 		stats: storage.Stats{SizeBytes: 1 << 20, InUseBytes: 1 << 19},
 	}, func() time.Time { return t0 })
+	m.WatchClock(func() (time.Duration, bool, bool) { return time.Second, true, false })
 	return m
 }
 
@@ -709,4 +712,21 @@ func TestMetrics_ReconciliationAndStuck(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string]float64{"UNCONFIRMED": 0, "STUCK": 3, "MISSED": 0, "FAILED": 0, "SKIPPED": 0}, got)
+}
+
+func TestMetrics_WatchClock(t *testing.T) {
+	m := New("test", "")
+	assert.Equal(t, 0, testutil.CollectAndCount(m.clockGauges), "nothing until watched")
+	m.WatchClock(func() (time.Duration, bool, bool) { return 0, false, true })
+	assert.Equal(t, 1, testutil.CollectAndCount(m.clockGauges), "no skew before Klavi's time is read")
+	m.WatchClock(func() (time.Duration, bool, bool) { return 90 * time.Second, true, false })
+	assert.Equal(t, 2, testutil.CollectAndCount(m.clockGauges))
+	require.NoError(t, testutil.CollectAndCompare(m.clockGauges, strings.NewReader(`
+# HELP billingd_clock_in_doubt 1 while the clock disagrees with Klavi's or stepped back past the latest instant acted on: no submission, MISSED or FAILED is decided.
+# TYPE billingd_clock_in_doubt gauge
+billingd_clock_in_doubt 0
+# HELP billingd_clock_skew_seconds The local clock minus Klavi's (the Date header of its last answer); positive: the local clock is ahead.
+# TYPE billingd_clock_skew_seconds gauge
+billingd_clock_skew_seconds 90
+`)))
 }
