@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -393,8 +394,16 @@ func panicText(r any) string {
 		}
 		return "a page is damaged (" + strings.TrimPrefix(re.Error(), "runtime error: ") + ")"
 	}
-	return fmt.Sprint(r)
+	msg := fmt.Sprint(r)
+	// bbolt checks that a page read carries its own number; what it finds instead is
+	// whatever the damage left there, not a page number worth printing.
+	if m := pageSelfID.FindStringSubmatch(msg); m != nil {
+		return "page " + m[1] + " is damaged: its header does not carry its own page number"
+	}
+	return msg
 }
+
+var pageSelfID = regexp.MustCompile(`Page expected to be: (\d+), but self identifies as \d+`)
 
 func (db *DB) view(fn func(tx *bolt.Tx) error) error {
 	return guard(func() error { return db.bolt.View(fn) })

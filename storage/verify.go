@@ -363,7 +363,7 @@ func Inspect(path string, timeout time.Duration) (*Report, error) {
 		}
 		return rep, nil
 	}
-	return rep, fmt.Errorf("check %s: %w: %d problems found", path, ErrCorrupt, len(rep.Problems))
+	return rep, fmt.Errorf("check %s: %w: %s found", path, ErrCorrupt, countProblems(len(rep.Problems)))
 }
 
 // Compact writes a compacted copy of the database at src to the new file dst (which
@@ -444,4 +444,12 @@ func truncateSync(path string, size int64) error {
 		err = cerr
 	}
 	return err
+}
+
+// countProblems says "1 problem" or "n problems".
+func countProblems(n int) string {
+	if n == 1 {
+		return "1 problem"
+	}
+	return fmt.Sprintf("%d problems", n)
 }

@@ -60,8 +60,12 @@ func cmdDBCheck(_ context.Context, e *env, args []string) error {
 	case errors.Is(err, storage.ErrLocked):
 		return fmt.Errorf("%w; take a backup with 'billingd db backup FILE' and check that file", err)
 	case errors.Is(err, storage.ErrCorrupt):
-		return fmt.Errorf("%s: %w: %d problems (listed above); restore the last good backup (docs/OPERATIONS.md, \"Restore\")",
-			path, storage.ErrCorrupt, len(rep.Problems))
+		what := fmt.Sprintf("%d problems", len(rep.Problems))
+		if len(rep.Problems) == 1 {
+			what = "1 problem"
+		}
+		return fmt.Errorf("%s: %w: %s (listed above); restore the newest good backup (docs/OPERATIONS.md, \"Back up and restore\")",
+			path, storage.ErrCorrupt, what)
 	}
 	return err
 }

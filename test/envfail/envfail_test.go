@@ -470,7 +470,7 @@ func testCorrupt(t *testing.T, bin string) {
 				assert.Less(t, time.Since(start), 20*time.Second)
 				assert.Equal(t, exitEnvironment, exitCodeOf(err), "%v: %s", args[:2], stderr.String())
 				assert.Contains(t, stderr.String(), "database file is corrupt", "%v", args[:2])
-				for _, p := range []string{"goroutine ", "panic:", "fatal error"} {
+				for _, p := range []string{"goroutine ", "panic:", "fatal error", "self identifies"} {
 					assert.NotContains(t, stderr.String(), p, "%v", args[:2])
 				}
 				assert.Equal(t, sum, sha256.Sum256(must(os.ReadFile(path))), "%v: the file is untouched", args[:2])
