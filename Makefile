@@ -10,7 +10,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build test test-short crash e2e deploy-check lint bench run demo fuzz clean
+.PHONY: all build test test-short crash envfail e2e deploy-check lint bench run demo fuzz clean
 
 all: lint test build
 
@@ -30,6 +30,13 @@ test:
 # CRASH_SEED, CRASH_RACE=1. The defaults run in about 4 minutes.
 crash:
 	$(GO) test -tags crash -count=1 -v -timeout 30m ./test/crash/
+
+# The machine misleads billingd: its database file replaced while it runs, truncated
+# and damaged copies, a full disk and a read-only state directory (small tmpfs
+# mounts: root only, skipped otherwise), a listen address that cannot work. The real
+# binary each time; exit codes, readiness, metrics and the sandbox's ledger checked.
+envfail:
+	$(GO) test -tags envfail -count=1 -v -timeout 5m ./test/envfail/
 
 # A real Prometheus server scrapes billingd driving the sandbox (both processes);
 # PromQL over its API must return billingd's payment counts. Needs prometheus and

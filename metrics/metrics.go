@@ -18,6 +18,7 @@ import (
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/scheduler"
+	"github.com/klavi-billing/billingd/storage"
 )
 
 const namespace = "billingd"
@@ -81,6 +82,9 @@ type Metrics struct {
 	scanLastSuccess prometheus.Gauge
 	pollLastSuccess prometheus.Gauge
 	scanErrors      prometheus.Counter
+
+	storeWriteErrors *prometheus.CounterVec // reason
+	storeHealthy     prometheus.Gauge
 
 	store       *storeCollector
 	clockGauges *clockCollector
@@ -177,6 +181,12 @@ func New(version, revision string, opts ...Option) *Metrics {
 	m.scanErrors = f.counter("due_scan_errors_total",
 		"Due scans that failed, plus due entries a scan left for the next one because of an error.")
 
+	m.storeWriteErrors = f.counterVec("store_write_errors_total",
+		"Writes to the database that failed, by reason: enospc (no space left), replaced (the file was replaced or removed while open), readonly (read-only file system or no permission), other.", "reason")
+	m.storeHealthy = f.gauge("store_healthy",
+		"1 while the database takes writes, 0 from a failed write until a write succeeds again (the daemon is not ready meanwhile).")
+	m.storeHealthy.Set(1)
+
 	m.store = newStoreCollector()
 	m.reg.MustRegister(m.store)
 	m.clockGauges = &clockCollector{
@@ -214,6 +224,28 @@ func (m *Metrics) init() {
 	}
 	m.tokenRefresh.WithLabelValues(outcomeOK)
 	m.tokenRefresh.WithLabelValues(outcomeError)
+	for _, r := range storeWriteReasons {
+		m.storeWriteErrors.WithLabelValues(r)
+	}
+}
+
+// storeWriteReasons are the values of storage.FailureReason, the reason label of
+// billingd_store_write_errors_total.
+var storeWriteReasons = []string{"enospc", "replaced", "readonly", "other"}
+
+// StoreWrite records the outcome of a write to the database (storage.Options.OnWrite
+// hands it over): a failure counts in billingd_store_write_errors_total{reason} and
+// sets billingd_store_healthy to 0; a success sets it back to 1.
+func (m *Metrics) StoreWrite(err error) {
+	if m == nil {
+		return
+	}
+	if err == nil {
+		m.storeHealthy.Set(1)
+		return
+	}
+	m.storeWriteErrors.WithLabelValues(storage.FailureReason(err)).Inc()
+	m.storeHealthy.Set(0)
 }
 
 // Registry returns the private registry, for tests that gather from it and for

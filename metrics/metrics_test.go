@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,6 +57,8 @@ var contract = []string{
 	"billingd_due_scan_last_success_timestamp_seconds",
 	"billingd_status_poll_last_success_timestamp_seconds",
 	"billingd_due_scan_errors_total",
+	"billingd_store_write_errors_total",
+	"billingd_store_healthy",
 	"billingd_db_size_bytes",
 	"billingd_db_inuse_bytes",
 	"billingd_attention_attempts",
@@ -105,7 +108,8 @@ func event(kind scheduler.EventKind, iv cycle.Interval, mode consent.RetryMode) 
 
 // nonZero gathers reg and returns every billingd_ counter or gauge sample that is not
 // zero, and the sample count of every histogram, keyed name{label="value",...}.
-// billingd_build_info is left out: it is always 1.
+// billingd_build_info is left out: it is always 1; so is billingd_store_healthy,
+// which is 1 from the start (TestMetrics_StoreWrite covers it).
 func nonZero(t *testing.T, reg prometheus.Gatherer) map[string]float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -113,7 +117,7 @@ func nonZero(t *testing.T, reg prometheus.Gatherer) map[string]float64 {
 	out := map[string]float64{}
 	for _, mf := range mfs {
 		name := mf.GetName()
-		if !strings.HasPrefix(name, "billingd_") || name == "billingd_build_info" {
+		if !strings.HasPrefix(name, "billingd_") || name == "billingd_build_info" || name == "billingd_store_healthy" {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
@@ -412,6 +416,7 @@ func TestMetrics_nil(t *testing.T) {
 		m.ScanDone(time.Second, scheduler.ScanResult{}, nil)
 		m.PollDone(time.Second, scheduler.PollResult{}, nil)
 		m.WatchStore(&fakeStore{}, nil)
+		m.StoreWrite(errors.New("disk full"))
 		m.KlaviHooks().OnRequest("auth", "200", time.Second)
 		m.SchedulerHooks().AfterScan(time.Second, scheduler.ScanResult{}, nil)
 	})
@@ -590,6 +595,29 @@ func TestMetrics_contract(t *testing.T) {
 	assert.Equal(t, want, got)
 }
 
+func TestMetrics_StoreWrite(t *testing.T) {
+	m := New("", "")
+	healthy := func() float64 { return testutil.ToFloat64(m.storeHealthy) }
+	errs := func(reason string) float64 { return testutil.ToFloat64(m.storeWriteErrors.WithLabelValues(reason)) }
+	assert.Equal(t, 1.0, healthy(), "healthy until a write fails")
+	for _, r := range []string{"enospc", "replaced", "readonly", "other"} {
+		assert.Zero(t, errs(r), "%s exists at zero from the start", r)
+	}
+	m.StoreWrite(fmt.Errorf("store: write: %w", syscall.ENOSPC))
+	m.StoreWrite(fmt.Errorf("store: write: %w", syscall.ENOSPC))
+	m.StoreWrite(fmt.Errorf("store: %w: /x", storage.ErrReplaced))
+	m.StoreWrite(fmt.Errorf("store: %w", syscall.EROFS))
+	m.StoreWrite(errors.New("store: something"))
+	assert.Equal(t, 0.0, healthy())
+	assert.Equal(t, 2.0, errs("enospc"))
+	assert.Equal(t, 1.0, errs("replaced"))
+	assert.Equal(t, 1.0, errs("readonly"))
+	assert.Equal(t, 1.0, errs("other"))
+	m.StoreWrite(nil)
+	assert.Equal(t, 1.0, healthy(), "a write that succeeds makes it healthy again")
+	assert.Equal(t, 2.0, errs("enospc"), "counters only rise")
+}
+
 // populated returns a Metrics in which every family has at least one sample.
 func populated(t *testing.T) *Metrics {
 	t.Helper()
@@ -609,6 +637,7 @@ func populated(t *testing.T) *Metrics {
 	m.TokenRefresh(nil)
 	m.ScanDone(time.Second, scheduler.ScanResult{Errors: 1}, nil)
 	m.PollDone(time.Second, scheduler.PollResult{}, nil)
+	m.StoreWrite(fmt.Errorf("store: %w", syscall.ENOSPC))
 	m.WatchStore(&fakeStore{
 		counts: map[storage.ConsentState]int{storage.ConsentActive: 1},
 		oldest: t0.Add(-time.Second), next: t0.Add(time.Hour),

@@ -133,9 +133,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		dir = tmp
 	}
 	clk := clock.NewFake(opts.From.At(0, 0))
+	var sch *scheduler.Scheduler // read by the Klavi time hook once built
 	end := opts.From.AddDays(opts.Days).At(0, 0)
 
-	// URN ids: the klavi client checks the ids it puts in a path as URNs.
 	sb := sandbox.New(sandbox.Options{Clock: clk, AccessKey: "simulate", SecretKey: "simulate", Scenario: opts.Scenario, Faults: opts.Faults, Logger: log})
 	srv := httptest.NewServer(sb)
 	defer srv.Close()
@@ -145,7 +145,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		Timeout: time.Second, MaxAttempts: 4, BackoffMin: time.Millisecond, BackoffMax: 10 * time.Millisecond,
 		RateLimit: 1e6, RateBurst: 1000, TokenRefreshBefore: time.Minute,
 	}, klavi.WithClock(clk), klavi.WithLogger(log),
-		klavi.WithSleep(func(ctx context.Context, _ time.Duration) error { return ctx.Err() }))
+		klavi.WithSleep(func(ctx context.Context, _ time.Duration) error { return ctx.Err() }),
+		klavi.WithHooks(klavi.Hooks{OnServerTime: func(server, local time.Time) {
+			if s := sch; s != nil {
+				s.ObserveKlaviTime(server, local) // the sandbox runs on the same virtual clock
+			}
+		}}))
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +164,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	sums := map[string]*Summary{}
 	cfg := opts.Scheduler
 	cfg.Workers = 1
-	sch, err := scheduler.New(cfg, db, kc, scheduler.WithClock(clk), scheduler.WithLogger(log), scheduler.WithObserver(func(e scheduler.Event) {
+	sch, err = scheduler.New(cfg, db, kc, scheduler.WithClock(clk), scheduler.WithLogger(log), scheduler.WithObserver(func(e scheduler.Event) {
 		count(sums[e.ConsentID], e)
 		if !timelineKinds[e.Kind] {
 			return

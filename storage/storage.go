@@ -10,7 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime"
+	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -38,6 +42,10 @@ var (
 	ErrCorrupt = errors.New("database file is corrupt")
 	// ErrSchema: written by a newer billingd.
 	ErrSchema = errors.New("unsupported schema version")
+	// ErrReplaced: the path no longer names the file this DB has open (it was moved
+	// away, replaced or removed). Every later write fails with it and writes nothing:
+	// a write to the open file would be lost to whoever opens the path next.
+	ErrReplaced = errors.New("database file was replaced or removed while open")
 )
 
 var (
@@ -73,20 +81,44 @@ type Options struct {
 	MaxBatchSize  int
 	// Logger receives open/close notes; nil is slog.Default().
 	Logger *slog.Logger
+	// OnWrite, when not nil, is told the outcome of every write: nil once it is
+	// committed, the error when the store could not write (a full disk, a read-only
+	// file system, a replaced file, a damaged page). A write refused for what it
+	// contains (ErrExists, ErrNotFound) is not reported: the store itself is fine.
+	// It is called on the writer's goroutine and must not block.
+	OnWrite func(err error)
 }
 
 // DB is billingd's store: one bbolt file with the buckets of DESIGN.md.
 type DB struct {
-	bolt *bolt.DB
-	path string
-	log  *slog.Logger
+	bolt    *bolt.DB
+	path    string
+	log     *slog.Logger
+	lock    *os.File // the flock of lockPath(path), held until Close
+	file    *os.File // bbolt's open file (bbolt closes it)
+	id      fileID   // the open file's device and inode
+	hasID   bool
+	onWrite func(error)
+
+	// replaced is set for good once the path is found not to name the open file.
+	replaced atomic.Bool
+	// checkedTx is the write transaction whose identity check passed. Only write
+	// transactions touch it, and bbolt runs one at a time. Holding the pointer keeps
+	// that Tx alive, so a later transaction can never have the same address.
+	checkedTx *bolt.Tx
 }
 
 // Open opens (creating if needed) the billingd database at path. It never hangs on a
 // file another process holds (ErrLocked after Options.Timeout), refuses a file that is
 // not a billingd database (ErrNotBillingd, ErrCorrupt) or comes from a newer version
 // (ErrSchema), and in those cases leaves the file untouched.
-func Open(path string, opts Options) (*DB, error) {
+//
+// A writer first takes an exclusive flock on <path>.lock, a file it creates beside
+// the database and never removes, and holds it until Close: the lock stays with the
+// path even if the database file is moved away or replaced, so a second writer on
+// the same path fails with ErrLocked. Before every write the path is checked to
+// still name the open file (ErrReplaced otherwise).
+func Open(path string, opts Options) (_ *DB, err error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
 	}
@@ -99,19 +131,30 @@ func Open(path string, opts Options) (*DB, error) {
 	} else if err != nil && opts.ReadOnly {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+	lock, err := acquireLock(path, !opts.ReadOnly, opts.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil && lock != nil {
+			_ = lock.Close()
+		}
+	}()
+	// A file shorter than its header says is refused before bbolt reads a page of it:
+	// reading past the end of a mapped file faults.
+	if err := precheck(path, opts.Timeout); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	bdb, file, err := openBolt(path, &bolt.Options{
 		Timeout:      opts.Timeout,
 		ReadOnly:     opts.ReadOnly,
 		NoSync:       opts.NoSync,
 		FreelistType: bolt.FreelistMapType,
+		// Read the free list now, under guard, rather than later on a goroutine of
+		// bbolt's where a damaged one would kill the process.
+		PreLoadFreelist: true,
 	})
-	switch {
-	case err == nil:
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("open %s: %w (waited %s; is billingd already running?)", path, ErrLocked, opts.Timeout)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
-		return nil, fmt.Errorf("open %s: %w: %v (not a bbolt database, or its header is damaged)", path, ErrCorrupt, err)
-	default:
+	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	bdb.MaxBatchDelay = 2 * time.Millisecond
@@ -121,12 +164,135 @@ func Open(path string, opts Options) (*DB, error) {
 	if opts.MaxBatchSize > 0 {
 		bdb.MaxBatchSize = opts.MaxBatchSize
 	}
-	db := &DB{bolt: bdb, path: path, log: log}
+	db := &DB{bolt: bdb, path: path, log: log, lock: lock, file: file, onWrite: opts.OnWrite}
+	if err := db.identify(file); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := db.checkLength(); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	if err := db.init(opts.ReadOnly); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return db, nil
+}
+
+// openBolt opens path with bbolt under guard and sorts its errors into the
+// package's sentinels. It returns bbolt's open file too: bbolt opens it through a
+// hook of ours, so that it can be closed (and its lock released) even when bbolt
+// panics halfway through opening a damaged file.
+func openBolt(path string, o *bolt.Options) (*bolt.DB, *os.File, error) {
+	// bbolt calls the hook again for Tx.WriteTo (backups): only the first file is the DB's.
+	var first atomic.Pointer[os.File]
+	o.OpenFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		if err == nil {
+			first.CompareAndSwap(nil, f)
+		}
+		return f, err
+	}
+	var bdb *bolt.DB
+	err := guard(func() error {
+		var err error
+		bdb, err = bolt.Open(path, 0o600, o)
+		return err
+	})
+	file := first.Load()
+	switch {
+	case err == nil:
+		return bdb, file, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, nil, fmt.Errorf("%w (waited %s; is billingd already running?)", ErrLocked, o.Timeout)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, nil, fmt.Errorf("%w: %v (not a bbolt database, or its header is damaged)", ErrCorrupt, err)
+	case errors.Is(err, ErrCorrupt):
+		if bdb == nil && file != nil {
+			_ = file.Close()
+		}
+	}
+	return nil, nil, err
+}
+
+// precheck opens an existing, non-empty file read-only, reading only its header,
+// and refuses it when it is shorter than the pages the header counts.
+func precheck(path string, timeout time.Duration) error {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() == 0 {
+		return nil // a new file: nothing to check; bbolt reports open errors
+	}
+	bdb, _, err := openBolt(path, &bolt.Options{ReadOnly: true, Timeout: timeout})
+	if err != nil {
+		return err
+	}
+	defer bdb.Close()
+	var need int64
+	if err := guard(func() error {
+		return bdb.View(func(tx *bolt.Tx) error {
+			need = tx.Size()
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	if need > fi.Size() {
+		return fmt.Errorf("%w: truncated: its header counts %d bytes of pages and the file has %d", ErrCorrupt, need, fi.Size())
+	}
+	return nil
+}
+
+// identify records the open file's device and inode, and makes sure the path still
+// names it (it could have been replaced between bbolt's open and now).
+func (db *DB) identify(f *os.File) error {
+	if f == nil {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if db.id, db.hasID = idOf(fi); !db.hasID {
+		return nil
+	}
+	return db.CheckIdentity()
+}
+
+// CheckIdentity returns ErrReplaced when the path no longer names the open file
+// (moved away, replaced by another file, removed), and nil when it does. Once it
+// has failed it keeps failing. It costs one stat(2).
+func (db *DB) CheckIdentity() error {
+	if db.replaced.Load() {
+		return fmt.Errorf("%w: %s", ErrReplaced, db.path)
+	}
+	if !db.hasID {
+		return nil
+	}
+	fi, err := os.Stat(db.path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("check %s: %w", db.path, err)
+	}
+	if err == nil {
+		if id, ok := idOf(fi); ok && id == db.id {
+			return nil
+		}
+	}
+	db.replaced.Store(true)
+	return fmt.Errorf("%w: %s", ErrReplaced, db.path)
+}
+
+// checkWrite runs first in every write transaction: one identity check per
+// transaction, however many batched changes share it.
+func (db *DB) checkWrite(tx *bolt.Tx) error {
+	if db.checkedTx == tx {
+		return nil
+	}
+	if err := db.CheckIdentity(); err != nil {
+		return err
+	}
+	db.checkedTx = tx
+	return nil
 }
 
 // init checks the schema of an existing database, or lays out a new one.
@@ -206,30 +372,104 @@ func (db *DB) init(readOnly bool) error {
 	})
 }
 
-// guard turns a panic inside bbolt (which is how it meets a damaged page) into
-// ErrCorrupt. bbolt rolls the transaction back before the panic reaches here.
+// guard turns a panic inside bbolt (which is how it meets a damaged page: a failed
+// assertion, or a page pointer that leads out of the mapped file) into ErrCorrupt.
+// Memory faults become panics for the duration (debug.SetPanicOnFault), so reading
+// a damaged file never kills the process. bbolt rolls the transaction back before
+// the panic reaches here.
 func guard(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v (run 'billingd db check')", ErrCorrupt, r)
+			err = fmt.Errorf("%w: %s", ErrCorrupt, panicText(r))
 		}
 	}()
 	return fn()
 }
 
+// panicText describes what bbolt panicked with. A memory fault means a page number
+// led outside the mapped file.
+func panicText(r any) string {
+	if re, ok := r.(runtime.Error); ok {
+		if _, fault := r.(interface{ Addr() uintptr }); fault || strings.Contains(re.Error(), "invalid memory address") {
+			return "a damaged page points outside the file"
+		}
+		return "a page is damaged (" + strings.TrimPrefix(re.Error(), "runtime error: ") + ")"
+	}
+	msg := fmt.Sprint(r)
+	// bbolt checks that a page read carries its own number; what it finds instead is
+	// whatever the damage left there, not a page number worth printing.
+	if m := pageSelfID.FindStringSubmatch(msg); m != nil {
+		return "page " + m[1] + " is damaged: its header does not carry its own page number"
+	}
+	return msg
+}
+
+var pageSelfID = regexp.MustCompile(`Page expected to be: (\d+), but self identifies as \d+`)
+
 func (db *DB) view(fn func(tx *bolt.Tx) error) error {
 	return guard(func() error { return db.bolt.View(fn) })
 }
 
+// update runs fn in a write transaction of its own, after the identity check.
 func (db *DB) update(fn func(tx *bolt.Tx) error) error {
-	return guard(func() error { return db.bolt.Update(fn) })
+	err := guard(func() error {
+		return db.bolt.Update(func(tx *bolt.Tx) error {
+			if err := db.checkWrite(tx); err != nil {
+				return err
+			}
+			return fn(tx)
+		})
+	})
+	db.wrote(err)
+	return err
+}
+
+// wrote reports a write's outcome to Options.OnWrite.
+func (db *DB) wrote(err error) {
+	if db.onWrite == nil || errors.Is(err, ErrExists) || errors.Is(err, ErrNotFound) {
+		return
+	}
+	db.onWrite(err)
 }
 
 // Path returns the database file's path.
 func (db *DB) Path() string { return db.path }
 
-// Close closes the database. It waits for open transactions to end.
-func (db *DB) Close() error { return db.bolt.Close() }
+// Close closes the database, waiting for open transactions to end, then releases
+// the lock file.
+func (db *DB) Close() error {
+	err := db.bolt.Close()
+	if db.lock != nil {
+		_ = db.lock.Close()
+		db.lock = nil
+	}
+	return err
+}
+
+// Probe commits a write that changes nothing (the schema version, rewritten) and
+// reports it to Options.OnWrite like any write: a daemon whose writes failed learns
+// from it that the store writes again, without waiting for real work.
+func (db *DB) Probe() error {
+	return db.update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
+	})
+}
+
+// FailureReason sorts a write error into a few kinds, for a metric label and an
+// operator's first look: "enospc" (no space left), "replaced" (ErrReplaced),
+// "readonly" (a read-only file system or no write permission), "other".
+func FailureReason(err error) string {
+	switch {
+	case errors.Is(err, ErrReplaced):
+		return "replaced"
+	case isNoSpace(err):
+		return "enospc"
+	case isReadOnly(err):
+		return "readonly"
+	}
+	return "other"
+}
 
 func getJSON(b *bolt.Bucket, key []byte, v any) error {
 	raw := b.Get(key)
@@ -591,7 +831,17 @@ type Change struct {
 // Apply commits ch atomically and durably. Concurrent calls share one transaction and
 // one fsync (bbolt's DB.Batch); the write is idempotent, as Batch may run it twice.
 func (db *DB) Apply(ch *Change) error {
-	err := guard(func() error { return db.bolt.Batch(func(tx *bolt.Tx) error { return applyTx(tx, ch) }) })
+	err := guard(func() error {
+		return db.bolt.Batch(func(tx *bolt.Tx) error {
+			// Batches run on a goroutine of bbolt's: faults there must panic too.
+			debug.SetPanicOnFault(true)
+			if err := db.checkWrite(tx); err != nil {
+				return err
+			}
+			return applyTx(tx, ch)
+		})
+	})
+	db.wrote(err)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
@@ -721,26 +971,6 @@ func putCursor(tx *bolt.Tx, r *ConsentRecord) error {
 	return putJSON(cursors, key, cursorOf(r))
 }
 
-// Stats are the file's size and how much of it holds data.
-type Stats struct {
-	SizeBytes  int64 // file size
-	InUseBytes int64 // size minus free pages
-	FreePages  int
-}
-
-// Stats returns the database's size figures.
-func (db *DB) Stats() (Stats, error) {
-	var s Stats
-	err := db.view(func(tx *bolt.Tx) error {
-		s.SizeBytes = tx.Size()
-		return nil
-	})
-	bs := db.bolt.Stats()
-	s.FreePages = bs.FreePageN + bs.PendingPageN
-	s.InUseBytes = s.SizeBytes - int64(s.FreePages)*int64(db.bolt.Info().PageSize)
-	return s, err
-}
-
 // Backup writes a consistent copy of the database to w (bbolt's Tx.WriteTo inside a
 // read transaction): safe while the daemon runs and writes.
 func (db *DB) Backup(w io.Writer) (int64, error) {
@@ -772,124 +1002,4 @@ func (db *DB) Snapshot() (*os.File, int64, error) {
 		return nil, 0, fmt.Errorf("snapshot: %w", err)
 	}
 	return f, n, nil
-}
-
-// Compact writes a compacted copy of the database at src to the new file dst (which
-// must not exist), then verifies the copy. src is opened read-only, so a running
-// daemon (which holds the file) makes it fail with ErrLocked instead of copying a
-// moving target.
-func Compact(dst, src string) (before, after int64, err error) {
-	if _, err := os.Stat(dst); err == nil {
-		return 0, 0, fmt.Errorf("compact: %s exists", dst)
-	}
-	in, err := Open(src, Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		return 0, 0, err
-	}
-	defer in.Close()
-	out, err := bolt.Open(dst, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		return 0, 0, fmt.Errorf("compact: create %s: %w", dst, err)
-	}
-	err = guard(func() error { return bolt.Compact(out, in.bolt, 64<<20) })
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(dst)
-		return 0, 0, fmt.Errorf("compact: %w", err)
-	}
-	check, err := Open(dst, Options{ReadOnly: true, Timeout: time.Second})
-	if err == nil {
-		err = check.Check()
-		_ = check.Close()
-	}
-	if err != nil {
-		_ = os.Remove(dst)
-		return 0, 0, fmt.Errorf("compact: the copy fails its check: %w", err)
-	}
-	fi, _ := os.Stat(src)
-	fo, _ := os.Stat(dst)
-	return fi.Size(), fo.Size(), nil
-}
-
-// Check verifies every page and index of the database and returns what it found
-// wrong (nil when sound): bbolt's structural check, then billingd's own invariants
-// (records decode, every index entry points at a stored attempt, counts match).
-func (db *DB) Check() error {
-	var problems []string
-	err := db.view(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			problems = append(problems, err.Error())
-			if len(problems) > 20 {
-				break
-			}
-		}
-		if len(problems) > 0 {
-			return nil
-		}
-		counts := map[ConsentState]int{}
-		if err := tx.Bucket(bucketConsents).ForEach(func(k, v []byte) error {
-			r, err := readConsent(tx, k, v)
-			if err != nil || r.Consent.ID != string(k) {
-				problems = append(problems, fmt.Sprintf("consent %q: record does not decode", k))
-				return nil
-			}
-			counts[r.State]++
-			return nil
-		}); err != nil {
-			return err
-		}
-		if n, m := tx.Bucket(bucketCursors).Stats().KeyN, tx.Bucket(bucketConsents).Stats().KeyN; n != m {
-			problems = append(problems, fmt.Sprintf("%d billing cursors for %d consents", n, m))
-		}
-		var stored map[ConsentState]int
-		if v := tx.Bucket(bucketMeta).Get(keyCounts); v != nil {
-			_ = json.Unmarshal(v, &stored)
-		}
-		for _, s := range ConsentStates {
-			if stored[s] != counts[s] {
-				problems = append(problems, fmt.Sprintf("consent count of %s: %d stored, %d counted", s, stored[s], counts[s]))
-			}
-		}
-		attempts := tx.Bucket(bucketAttempts)
-		if err := attempts.ForEach(func(k, v []byte) error {
-			var a Attempt
-			if _, err := parseAttemptKey(k); err != nil || json.Unmarshal(v, &a) != nil {
-				problems = append(problems, fmt.Sprintf("attempt %x: record does not decode", k))
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, idx := range [][]byte{bucketDue, bucketPoll} {
-			if err := tx.Bucket(idx).ForEach(func(k, _ []byte) error {
-				_, key, err := parseTimeKey(k)
-				if err != nil {
-					problems = append(problems, fmt.Sprintf("%s index key %x is malformed", idx, k))
-					return nil
-				}
-				if idx[0] == 'p' && attempts.Get(attemptKeyBytes(key)) == nil {
-					problems = append(problems, fmt.Sprintf("poll index entry for %s has no attempt", key))
-				}
-				if idx[0] == 'd' && tx.Bucket(bucketConsents).Get([]byte(key.ConsentID)) == nil {
-					problems = append(problems, fmt.Sprintf("due index entry for %s has no consent", key))
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s", ErrCorrupt, strings.Join(problems, "; "))
-	}
-	return nil
 }

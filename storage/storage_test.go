@@ -313,7 +313,11 @@ func TestSnapshot(t *testing.T) {
 	defer f.Close()
 	entries, err := os.ReadDir(filepath.Dir(path))
 	require.NoError(t, err)
-	assert.Len(t, entries, 1, "the snapshot leaves no file behind, only the database")
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	assert.Equal(t, []string{"billingd.db", "billingd.db.lock"}, names, "the snapshot leaves no file behind, only the database and its lock")
 	var buf bytes.Buffer
 	got, err := buf.ReadFrom(f)
 	require.NoError(t, err)

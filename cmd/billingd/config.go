@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,6 +54,9 @@ type BillingConfig struct {
 type StorageConfig struct {
 	Path        string        `yaml:"path"`
 	OpenTimeout time.Duration `yaml:"open_timeout"`
+	// VerifyOnStart makes `billingd run` check the file's structure (every page)
+	// before its first submission; /readyz waits for it.
+	VerifyOnStart bool `yaml:"verify_on_start"`
 }
 
 // KlaviConfig is how billingd reaches Klavi.
@@ -94,6 +98,9 @@ type SchedulerConfig struct {
 	// ReconcileEvery: how often an UNCONFIRMED attempt is looked up again in Klavi's
 	// orders list. StuckAfter: how long a payment's status may stay unknown (404 or
 	// an unknown status) before it is looked up and, if still unknown, STUCK.
+	// ClockTolerance: how far the clock may be from Klavi's time, or behind the
+	// latest instant billingd acted on, before decisions pause (0s: no check).
+	ClockTolerance time.Duration `yaml:"clock_tolerance"`
 	ReconcileEvery time.Duration `yaml:"reconcile_every"`
 	StuckAfter     time.Duration `yaml:"stuck_after"`
 	// RefreshSchedule drives the consent refresh (get consent at Klavi; "off"
@@ -131,7 +138,7 @@ func DefaultConfig() Config {
 			ExtraHolidays:    []string{},
 			RetryableReasons: reasons,
 		},
-		Storage: StorageConfig{Path: "/var/lib/billingd/billingd.db", OpenTimeout: 5 * time.Second},
+		Storage: StorageConfig{Path: "/var/lib/billingd/billingd.db", OpenTimeout: 5 * time.Second, VerifyOnStart: true},
 		Klavi: KlaviConfig{
 			BaseURL:            "https://api-sandbox.klavi.ai",
 			Timeout:            15 * time.Second,
@@ -151,6 +158,7 @@ func DefaultConfig() Config {
 			ResendMinInterval:   time.Minute,
 			ResendMaxInterval:   30 * time.Minute,
 			ShutdownTimeout:     30 * time.Second,
+			ClockTolerance:      5 * time.Minute,
 			ReconcileEvery:      time.Hour,
 			StuckAfter:          24 * time.Hour,
 			RefreshSchedule:     "@every 5m",
@@ -250,8 +258,14 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("billing.retryable_reasons[%d]", i), "%s means the consent is revoked; it cannot be retried", code)
 		}
 	}
-	if c.Storage.Path == "" {
+	if p := c.Storage.Path; p == "" {
 		bad("storage.path", "is empty")
+	} else if strings.HasSuffix(p, "/") {
+		bad("storage.path", "%q names a directory; name the database file in it", p)
+	} else if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		bad("storage.path", "%q is a directory; name the database file in it", p)
+	} else if strings.HasSuffix(p, ".lock") {
+		bad("storage.path", "%q ends in .lock, the suffix of billingd's lock files", p)
 	}
 	if c.Storage.OpenTimeout <= 0 {
 		bad("storage.open_timeout", "must be more than 0")
@@ -296,6 +310,9 @@ func (c *Config) Validate() error {
 	if s.ShutdownTimeout <= 0 {
 		bad("scheduler.shutdown_timeout", "must be more than 0")
 	}
+	if s.ClockTolerance < 0 || s.ClockTolerance > 0 && s.ClockTolerance < 10*time.Second {
+		bad("scheduler.clock_tolerance", "%s: want 0s (no check) or at least 10s", s.ClockTolerance)
+	}
 	if s.ReconcileEvery < time.Minute {
 		bad("scheduler.reconcile_every", "%s: want at least 1m", s.ReconcileEvery)
 	}
@@ -323,8 +340,8 @@ func (c *Config) Validate() error {
 	if strings.ContainsAny(c.Klavi.AppID, "/ \t\n") {
 		bad("klavi.app_id", "must not contain '/' or whitespace")
 	}
-	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
-		bad("http.listen", "%q is not host:port", c.HTTP.Listen)
+	if err := checkListen(c.HTTP.Listen); err != nil {
+		bad("http.listen", "%v", err)
 	}
 	if t := c.HTTP.AdminToken; t != "" && len(t) < 16 {
 		bad("http.admin_token", "is shorter than 16 characters; use a long random token")
@@ -360,6 +377,24 @@ func allDigits(s string, n int) bool {
 	}
 	return true
 }
+
+// checkListen accepts host:port with a numeric port in 0..65535 (0: any free port)
+// and a host that is empty, an IP address or a host name.
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number in 0..65535", addr, port)
+	}
+	if host != "" && net.ParseIP(host) == nil && !hostName.MatchString(host) {
+		return fmt.Errorf("%q: host %q is neither an IP address nor a host name", addr, host)
+	}
+	return nil
+}
+
+var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?$`)
 
 // validateForRun adds what only the daemon needs: Klavi credentials.
 func (c *Config) validateForRun() error {

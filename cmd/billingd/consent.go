@@ -403,6 +403,10 @@ func cmdConsentImport(_ context.Context, e *env, args []string) error {
 		return err
 	}
 	defer db.Close()
+	// Nothing is written to a damaged file: check every page first.
+	if err := db.Verify(); err != nil {
+		return fmt.Errorf("%s: %w (nothing was imported)", path, err)
+	}
 	h, m, _ := parseClock(cfg.Billing.SubmitTime)
 	sch, err := scheduler.New(scheduler.Config{Policy: pol, SubmitHour: h, SubmitMinute: m}, db, nil, scheduler.WithClock(e.clock))
 	if err != nil {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/klavi-billing/billingd/storage"
@@ -39,7 +42,7 @@ func dbPath(e *env, dbFlag, cfgFlag string) (string, Config, error) {
 }
 
 func cmdDBCheck(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "db check", "[--db PATH]", "Verify every page and index of the database (read-only; works while billingd runs\nonly through a backup: check the backup file).")
+	fs := newFlagSet(e, "db check", "[--db PATH]", "Verify every page and index of the database and report on it (read-only; a running\ndaemon holds the file: check a backup of it instead).")
 	dbFlag := fs.String("db", "", "database `PATH` (default: storage.path of the config)")
 	cfgFlag := fs.String("config", "", "config `FILE`")
 	if err := parseFlags(fs, args, false); err != nil {
@@ -49,33 +52,70 @@ func cmdDBCheck(_ context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	db, err := storage.Open(path, storage.Options{ReadOnly: true, Timeout: 2 * time.Second})
-	if err != nil {
-		if errors.Is(err, storage.ErrLocked) {
-			return fmt.Errorf("%w; take a backup with 'billingd db backup FILE' and check that file", err)
+	rep, err := storage.Inspect(path, 2*time.Second)
+	if rep != nil {
+		printReport(e.stdout, rep)
+	}
+	switch {
+	case errors.Is(err, storage.ErrLocked):
+		return fmt.Errorf("%w; take a backup with 'billingd db backup FILE' and check that file", err)
+	case errors.Is(err, storage.ErrCorrupt):
+		what := fmt.Sprintf("%d problems", len(rep.Problems))
+		if len(rep.Problems) == 1 {
+			what = "1 problem"
 		}
-		return err
+		return fmt.Errorf("%s: %w: %s (listed above); restore the newest good backup (docs/OPERATIONS.md, \"Back up and restore\")",
+			path, storage.ErrCorrupt, what)
 	}
-	defer db.Close()
-	if err := db.Check(); err != nil {
-		return err
+	return err
+}
+
+// printReport prints what db check found: sizes (the file size is what ls -l
+// shows), records per bucket, consents per state, and every problem.
+func printReport(w io.Writer, r *storage.Report) {
+	fmt.Fprintf(w, "database:   %s\n", r.Path)
+	fmt.Fprintf(w, "file size:  %d bytes\n", r.FileBytes)
+	if r.PageSize > 0 {
+		fmt.Fprintf(w, "pages:      %d bytes each; %d in the file, %d used (high-water mark), %d of them free\n",
+			r.PageSize, r.FileBytes/int64(r.PageSize), r.UsedPages, r.FreePages)
 	}
-	counts, err := db.Counts()
-	if err != nil {
-		return err
+	if r.Schema > 0 {
+		fmt.Fprintf(w, "schema:     %d (this billingd reads %d)\n", r.Schema, storage.SchemaVersion)
 	}
-	st, err := db.Stats()
-	if err != nil {
-		return err
+	if len(r.Records) > 0 {
+		names := make([]string, 0, len(r.Records))
+		for n := range r.Records {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		fmt.Fprint(w, "records:   ")
+		for i, n := range names {
+			if i > 0 {
+				fmt.Fprint(w, ",")
+			}
+			fmt.Fprintf(w, " %s %d", n, r.Records[n])
+		}
+		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(e.stdout, "%s: ok (schema %d, %d bytes, %d in use", path, storage.SchemaVersion, st.SizeBytes, st.InUseBytes)
+	var states []string
 	for _, s := range storage.ConsentStates {
-		if counts[s] > 0 {
-			fmt.Fprintf(e.stdout, ", %d %s", counts[s], s)
+		if r.Consents[s] > 0 {
+			states = append(states, fmt.Sprintf("%d %s", r.Consents[s], s))
 		}
 	}
-	fmt.Fprintln(e.stdout, ")")
-	return nil
+	if len(states) > 0 {
+		fmt.Fprintf(w, "consents:   %s\n", strings.Join(states, ", "))
+	}
+	if len(r.Problems) == 0 {
+		fmt.Fprintln(w, "problems:   none")
+		fmt.Fprintln(w, "result:     ok")
+		return
+	}
+	fmt.Fprintf(w, "problems:   %d\n", len(r.Problems))
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "  - %s\n", p)
+	}
+	fmt.Fprintln(w, "result:     database file is corrupt")
 }
 
 func cmdDBCompact(_ context.Context, e *env, args []string) error {

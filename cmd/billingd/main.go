@@ -27,11 +27,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/klavi-billing/billingd/clock"
+	"github.com/klavi-billing/billingd/storage"
 )
 
 // env is what a command may touch of the outside world; tests give their own.
@@ -65,8 +68,18 @@ func main() {
 	os.Exit(Main(context.Background(), e, os.Args[1:]))
 }
 
+// Exit codes. systemd's RestartPreventExitStatus lists exitUsage and exitEnvironment:
+// restarting cannot fix either. docs/OPERATIONS.md has the table.
+const (
+	exitOK          = 0
+	exitFailure     = 1 // anything else: a restart may help (locked, port in use, ...)
+	exitUsage       = 2 // bad flags, invalid input, any config problem
+	exitEnvironment = 3 // the state directory or database file is unusable as it is
+)
+
 // Main runs the command line args and returns the process exit code: 0 on success,
-// 2 on a usage error or invalid input, 1 on any other failure.
+// 2 on a usage error, invalid input or a config problem, 3 when the environment
+// needs an operator (see environmentProblem), 1 on any other failure.
 func Main(ctx context.Context, e *env, args []string) int {
 	if code, ok := useTestClock(e); !ok {
 		return code
@@ -74,9 +87,9 @@ func Main(ctx context.Context, e *env, args []string) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(e.stderr)
 		if len(args) == 0 {
-			return 2
+			return exitUsage
 		}
-		return 0
+		return exitOK
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
@@ -85,7 +98,7 @@ func Main(ctx context.Context, e *env, args []string) int {
 	}
 	fmt.Fprintf(e.stderr, "billingd: unknown command %q\n", args[0])
 	usage(e.stderr)
-	return 2
+	return exitUsage
 }
 
 func usage(w io.Writer) {
@@ -134,18 +147,37 @@ func usageErrorf(format string, args ...any) error {
 func exitCode(e *env, err error) int {
 	switch {
 	case err == nil:
-		return 0
+		return exitOK
 	case errors.Is(err, flag.ErrHelp):
-		return 0
+		return exitOK
 	case errors.Is(err, errSilent):
-		return 2
+		return exitUsage
 	case errors.Is(err, errUsage):
 		msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
 		fmt.Fprintf(e.stderr, "billingd: %s\n", msg)
-		return 2
+		return exitUsage
 	}
 	fmt.Fprintf(e.stderr, "billingd: %v\n", err)
-	return 1
+	if environmentProblem(err) {
+		return exitEnvironment
+	}
+	return exitFailure
+}
+
+// environmentProblem reports a failure that no restart can fix, because it is in
+// the machine rather than in billingd: a damaged, foreign, newer or replaced
+// database file, a read-only file system, a missing directory or file, a missing
+// permission. A locked database, a port in use or a full disk are not: they pass.
+func environmentProblem(err error) bool {
+	for _, target := range []error{
+		storage.ErrCorrupt, storage.ErrReplaced, storage.ErrNotBillingd, storage.ErrSchema,
+		fs.ErrPermission, fs.ErrNotExist, syscall.EROFS, syscall.ENOTDIR,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // errSilent is an invalid-input error already reported in full on stderr.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -45,7 +47,14 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
+	var fatal error
+	select {
+	case <-ctx.Done():
+	case fatal = <-d.fatal:
+		// The store cannot be trusted with another write (its file was replaced):
+		// stop; nothing more is written or sent. systemd does not restart it (exit 3).
+		log.Error("stopping: the database cannot take writes", "db", cfg.Storage.Path, "err", fatal)
+	}
 	stop()
 	// A second signal forces the exit; the attempts in flight stay SUBMITTING and are
 	// re-sent with the same key on the next start.
@@ -59,40 +68,55 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	log.Info("shutting down", "timeout", cfg.Scheduler.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Scheduler.ShutdownTimeout)
 	defer cancel()
-	if err := d.Close(sctx); err != nil {
+	if err := d.Close(sctx); err != nil && fatal == nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("stopped")
-	return nil
+	return fatal
 }
 
 // daemon is a running billingd: store, Klavi client, scheduler and HTTP listener.
 type daemon struct {
-	cfg   Config
-	log   *slog.Logger
-	db    *storage.DB
-	sched *scheduler.Scheduler
-	srv   *http.Server
-	ln    net.Listener
-	ready atomic.Bool
+	cfg    Config
+	log    *slog.Logger
+	db     *storage.DB
+	sched  *scheduler.Scheduler
+	srv    *http.Server
+	ln     net.Listener
+	health *storeHealth
+	// started is set once the database is verified and the scheduler runs;
+	// stopping once Close has begun.
+	started, stopping atomic.Bool
+	// fatal receives the error that must stop the daemon (ErrReplaced).
+	fatal chan error
+	probe context.CancelFunc
+	bg    sync.WaitGroup
 }
 
-// startDaemon opens everything and starts serving and scheduling. On error, whatever
-// was opened is closed again.
+// startDaemon opens everything and starts serving and scheduling. The listener is
+// bound before the database is opened, so an address that cannot work leaves the
+// state directory untouched. HTTP is served while the database is verified
+// (/healthz answers, /readyz says why it is not ready, the admin API answers 503).
+// On error, whatever was opened is closed again.
 func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err error) {
-	d := &daemon{cfg: cfg, log: log}
+	d := &daemon{cfg: cfg, log: log, fatal: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			_ = d.Close(context.Background())
 		}
 	}()
 	started := time.Now()
-	d.db, err = storage.Open(cfg.Storage.Path, storage.Options{Timeout: cfg.Storage.OpenTimeout, Logger: log})
+	d.ln, err = net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("http.listen: %w", err)
 	}
 	ver, rev := buildVersion()
 	m := metrics.New(ver, rev, metrics.WithClock(clk), metrics.WithLogger(log))
+	d.health = newStoreHealth(log, m, d.stop)
+	d.db, err = storage.Open(cfg.Storage.Path, storage.Options{Timeout: cfg.Storage.OpenTimeout, Logger: log, OnWrite: d.health.wrote})
+	if err != nil {
+		return nil, err
+	}
 	m.WatchStore(d.db, clk.Now)
 
 	kc, err := klavi.New(klavi.Config{
@@ -107,7 +131,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 		RateBurst:          cfg.Klavi.RateBurst,
 		TokenRefreshBefore: cfg.Klavi.TokenRefreshBefore,
 		AppID:              cfg.Klavi.AppID,
-	}, klavi.WithLogger(log), klavi.WithClock(clk), klavi.WithHooks(m.KlaviHooks()))
+	}, klavi.WithLogger(log), klavi.WithClock(clk), klavi.WithHooks(d.klaviHooks(m)))
 	if err != nil {
 		return nil, fmt.Errorf("klavi client: %w", err)
 	}
@@ -119,12 +143,16 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	if err != nil {
 		return nil, err
 	}
+	m.WatchClock(func() (time.Duration, bool, bool) {
+		st := d.sched.ClockState()
+		return st.KlaviSkew, !st.KlaviSeen.IsZero(), st.Doubt
+	})
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !d.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		if why := d.notReady(); why != "" {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
@@ -132,15 +160,11 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	mux.Handle("GET /metrics", m.Handler())
 	api := &admin.Server{Token: cfg.HTTP.AdminToken, Store: d.db, Scheduler: d.sched, Klavi: kc, Clock: clk, Log: log}
 	if h := api.Handler(); h != nil {
-		mux.Handle("/v1/", h)
+		mux.Handle("/v1/", d.afterStart(h))
 	} else {
 		mux.HandleFunc("/v1/", func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, `{"error":"the admin API is off: no http.admin_token is configured"}`, http.StatusNotFound)
 		})
-	}
-	d.ln, err = net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("http.listen: %w", err)
 	}
 	d.srv = &http.Server{
 		Handler:           mux,
@@ -153,10 +177,26 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 			log.Error("http server stopped", "err", err)
 		}
 	}()
+	// bbolt keeps no page checksums: a damaged page would be found only when the
+	// scheduler reads it. Walk every page before the first submission instead.
+	if cfg.Storage.VerifyOnStart {
+		vstart := time.Now()
+		if err := d.db.Verify(); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.Storage.Path, err)
+		}
+		log.Info("database verified", "db", cfg.Storage.Path, "took", time.Since(vstart).String())
+	}
 	if err := d.sched.Start(cfg.Scheduler.ScanSchedule, cfg.Scheduler.PollSchedule, m.SchedulerHooks()); err != nil {
 		return nil, err
 	}
-	d.ready.Store(true)
+	d.started.Store(true)
+	pctx, cancel := context.WithCancel(context.Background())
+	d.probe = cancel
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		d.health.probeLoop(pctx, d.db.Probe)
+	}()
 	log.Info("billingd started", "version", ver, "revision", rev, "db", cfg.Storage.Path, "listen", d.ln.Addr().String(),
 		"admin_api", cfg.HTTP.AdminToken != "", "klavi", cfg.Klavi.BaseURL, "startup", time.Since(started).String())
 	return d, nil
@@ -165,10 +205,71 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 // Addr is the HTTP listener's address.
 func (d *daemon) Addr() string { return d.ln.Addr().String() }
 
+// notReady says why the daemon should get no traffic, or "" when it is ready: it
+// is starting (verifying the database) or stopping, the path no longer names its
+// database file, or the store's writes fail.
+func (d *daemon) notReady() string {
+	switch {
+	case d.stopping.Load():
+		return "stopping"
+	case !d.started.Load():
+		return "starting: verifying the database"
+	}
+	if err := d.db.CheckIdentity(); err != nil {
+		return err.Error()
+	}
+	if p := d.health.problem(); p != "" {
+		return p
+	}
+	if st := d.sched.ClockState(); st.Doubt {
+		return "clock in doubt: " + st.Reason
+	}
+	return ""
+}
+
+// klaviHooks are the metrics' Klavi hooks, plus Klavi's time (the Date header of its
+// answers) for the scheduler's clock check. The scheduler is built after the client,
+// so the hook reads it when it runs.
+func (d *daemon) klaviHooks(m *metrics.Metrics) klavi.Hooks {
+	h := m.KlaviHooks()
+	h.OnServerTime = func(server, local time.Time) {
+		if s := d.sched; s != nil {
+			s.ObserveKlaviTime(server, local)
+		}
+	}
+	return h
+}
+
+// afterStart answers 503 until the daemon has started: no admin change reaches a
+// database that is still being verified.
+func (d *daemon) afterStart(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !d.started.Load() {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, `{"error":"starting: the database is being verified"}`)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// stop hands the error that must end the daemon to cmdRun (the first one only).
+func (d *daemon) stop(err error) {
+	select {
+	case d.fatal <- err:
+	default:
+	}
+}
+
 // Close stops the daemon: HTTP first (no new admin changes), then the scheduler
 // (in-flight submissions finish within ctx), then the store.
 func (d *daemon) Close(ctx context.Context) error {
-	d.ready.Store(false)
+	d.stopping.Store(true)
+	if d.probe != nil {
+		d.probe()
+	}
+	d.bg.Wait()
 	var errs []error
 	if d.srv != nil {
 		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -210,6 +311,7 @@ func (c *Config) schedulerConfig() (scheduler.Config, error) {
 		ResendMin:           c.Scheduler.ResendMinInterval,
 		ResendMax:           c.Scheduler.ResendMaxInterval,
 		RetryableReasons:    reasons,
+		ClockTolerance:      cmp.Or(c.Scheduler.ClockTolerance, -1), // 0s in the file: no check
 		ReconcileEvery:      c.Scheduler.ReconcileEvery,
 		StuckAfter:          c.Scheduler.StuckAfter,
 		RefreshSchedule:     c.Scheduler.RefreshSchedule,

@@ -144,7 +144,7 @@ func TestDaemon_EndToEnd(t *testing.T) {
 	assert.Contains(t, stdout, "via the admin API, verified")
 	code, stdout, stderr = de.cli("db", "check", "--db", out)
 	require.Equal(t, 0, code, stderr)
-	assert.Contains(t, stdout, "ok (schema 1")
+	assert.Contains(t, stdout, "result:     ok")
 
 	// Offline commands refuse the locked live database clearly.
 	code, _, stderr = de.cli("db", "check", "--db", de.cfg.Storage.Path)
@@ -249,7 +249,7 @@ func TestRun_BadStarts(t *testing.T) {
 		require.NoError(t, bdb.Close())
 		before, _ := os.ReadFile(dbPath)
 		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, base(dbPath)))
-		assert.Equal(t, 1, code)
+		assert.Equal(t, exitEnvironment, code)
 		assert.Contains(t, stderr, "not a billingd database")
 		after, _ := os.ReadFile(dbPath)
 		assert.True(t, bytes.Equal(before, after), "the foreign file is untouched")
@@ -258,7 +258,7 @@ func TestRun_BadStarts(t *testing.T) {
 		dbPath := filepath.Join(t.TempDir(), "b.db")
 		require.NoError(t, os.WriteFile(dbPath, bytes.Repeat([]byte("garbage!"), 2048), 0o600))
 		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, base(dbPath)))
-		assert.Equal(t, 1, code)
+		assert.Equal(t, exitEnvironment, code)
 		assert.Contains(t, stderr, "database file is corrupt")
 	})
 	t.Run("port in use", func(t *testing.T) {
@@ -315,17 +315,19 @@ func TestImportAndDBCommands(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, "use --force")
 
-	// A damaged file: check says so, exit 1.
+	// A damaged file: check says so, exit 3.
 	raw, _ := os.ReadFile(backup)
 	for i := 3 * 4096; i < len(raw); i += 4096 {
 		copy(raw[i:i+64], bytes.Repeat([]byte{0xAB}, 64))
 	}
 	require.NoError(t, os.WriteFile(backup, raw, 0o600))
-	code, _, stderr = runCLI(t, nil, "db", "check", "--db", backup)
-	assert.Equal(t, 1, code)
-	assert.Contains(t, stderr, "corrupt")
+	code, stdout, stderr = runCLI(t, nil, "db", "check", "--db", backup)
+	assert.Equal(t, exitEnvironment, code)
+	assert.Contains(t, stderr, "database file is corrupt")
+	assert.Contains(t, stdout, "problems:")
+	assert.NotContains(t, stdout+stderr, "run 'billingd db check", "db check never sends you to db check")
 	code, _, stderr = runCLI(t, nil, "db", "check", "--db", filepath.Join(dir, "missing.db"))
-	assert.Equal(t, 1, code)
+	assert.Equal(t, exitEnvironment, code)
 	assert.Contains(t, stderr, "no such file")
 	code, _, _ = runCLI(t, nil, "db")
 	assert.Equal(t, 2, code)

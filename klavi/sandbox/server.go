@@ -163,7 +163,8 @@ func (s *Server) Close() {
 	})
 }
 
-// ScriptFaults makes the next API requests other than auth meet the given fault
+// ScriptFaults makes the next API requests other than auth and the management API
+// meet the given fault
 // kinds, in order ("" for none), before the random Faults apply again. Tests use it
 // to drop exactly one answer.
 func (s *Server) ScriptFaults(kinds ...string) {
@@ -346,7 +347,7 @@ func invalid(l problem.List) reply {
 // api wraps an API handler with fault injection, bearer auth and refusal counting.
 func (s *Server) api(needToken bool, h func(r *http.Request) reply) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fault := s.drawFault(needToken)
+		fault := s.drawFault(needToken && !strings.HasPrefix(r.URL.Path, "/payment/management/"))
 		if d := s.opts.Faults.Latency; d > 0 {
 			t := time.NewTimer(d)
 			select {
@@ -409,13 +410,14 @@ func (s *Server) local(h func(r *http.Request) reply) http.HandlerFunc {
 }
 
 // drawFault counts the request and picks its fault: a scripted one first (not for
-// auth), else a random draw.
-func (s *Server) drawFault(needToken bool) string {
+// auth nor the management API, whose reads a client may make at any moment), else a
+// random draw.
+func (s *Server) drawFault(scriptable bool) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests++
 	var f string
-	if needToken && len(s.script) > 0 {
+	if scriptable && len(s.script) > 0 {
 		f, s.script = s.script[0], s.script[1:]
 	} else {
 		f = s.faults.draw()

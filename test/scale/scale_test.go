@@ -111,6 +111,18 @@ func TestScale(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, items, due)
 	}
+	// 1b. The structural check `billingd run` makes before its first submission
+	// (storage.verify_on_start), and db check's full check (records decoded too).
+	vstart := time.Now()
+	require.NoError(t, db.Verify())
+	verify := time.Since(vstart)
+	cstart := time.Now()
+	require.NoError(t, db.Check())
+	check := time.Since(cstart)
+	st, err := db.Stats()
+	require.NoError(t, err)
+	report(t, "verify on start (structure, every page) of %d consents, %d MiB file: %s; db check (structure and records): %s",
+		n, st.SizeBytes>>20, verify.Round(time.Millisecond), check.Round(time.Millisecond))
 	require.NoError(t, db.Close())
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	report(t, "due scan selection: %d due among %d consents in %s median (min %s, max %s, 7 runs)",
@@ -129,6 +141,7 @@ func TestScale(t *testing.T) {
 		}
 	}
 	defer os.Remove(work)
+	defer os.Remove(work + ".lock")
 	bin := proc.Build(t, dir)
 
 	sbAddr := proc.FreePort(t)

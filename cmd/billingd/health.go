@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/klavi-billing/billingd/metrics"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+// probeEvery is how often an unhealthy store is probed with a write that changes
+// nothing, when no other write has been tried meanwhile: readiness comes back by
+// itself once the disk has room again, even with no billing work to do.
+const probeEvery = 5 * time.Second
+
+// storeHealth follows the outcome of every store write (storage.Options.OnWrite):
+// the store is healthy until a write fails and again once one succeeds. It feeds
+// /readyz and the billingd_store_* metrics, and stops the daemon when the database
+// file was replaced.
+type storeHealth struct {
+	log  *slog.Logger
+	m    *metrics.Metrics
+	stop func(error)
+
+	mu      sync.Mutex
+	failure error     // the last failure while unhealthy; nil when healthy
+	tried   time.Time // the last write attempt (real time: it paces the probe)
+}
+
+func newStoreHealth(log *slog.Logger, m *metrics.Metrics, stop func(error)) *storeHealth {
+	return &storeHealth{log: log, m: m, stop: stop}
+}
+
+// wrote records one write's outcome. It logs only the changes between healthy and
+// failing; each failed write is counted in billingd_store_write_errors_total.
+func (h *storeHealth) wrote(err error) {
+	h.mu.Lock()
+	was := h.failure
+	h.failure, h.tried = err, time.Now()
+	h.mu.Unlock()
+	h.m.StoreWrite(err)
+	switch {
+	case err != nil && was == nil:
+		h.log.Error("store writes fail: not ready until a write succeeds; nothing is sent without its write",
+			"reason", storage.FailureReason(err), "err", err)
+	case err == nil && was != nil:
+		h.log.Info("store writes again: ready")
+	}
+	if errors.Is(err, storage.ErrReplaced) {
+		h.stop(err)
+	}
+}
+
+// problem is why the store is unhealthy, or "".
+func (h *storeHealth) problem() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failure == nil {
+		return ""
+	}
+	return "store writes fail (" + storage.FailureReason(h.failure) + "): " + h.failure.Error()
+}
+
+// probeLoop calls probe while the store is unhealthy and no write was tried for
+// probeEvery, until ctx ends.
+func (h *storeHealth) probeLoop(ctx context.Context, probe func() error) {
+	t := time.NewTicker(probeEvery / 5)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		h.mu.Lock()
+		due := h.failure != nil && time.Since(h.tried) >= probeEvery
+		h.mu.Unlock()
+		if due {
+			_ = probe() // reported through wrote
+		}
+	}
+}

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+func readyz(t *testing.T, d *daemon) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + d.Addr() + "/readyz")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestStoreHealth(t *testing.T) {
+	var stopped []error
+	h := newStoreHealth(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, func(err error) { stopped = append(stopped, err) })
+	assert.Empty(t, h.problem(), "healthy from the start")
+	h.wrote(fmt.Errorf("store: write: %w", syscall.ENOSPC))
+	assert.Contains(t, h.problem(), "store writes fail (enospc)")
+	h.wrote(nil)
+	assert.Empty(t, h.problem(), "one write that succeeds is enough")
+	assert.Empty(t, stopped, "a full disk does not stop the daemon")
+	h.wrote(fmt.Errorf("store: %w: /x", storage.ErrReplaced))
+	assert.Contains(t, h.problem(), "store writes fail (replaced)")
+	require.Len(t, stopped, 1, "a replaced file stops it")
+	assert.ErrorIs(t, stopped[0], storage.ErrReplaced)
+
+	t.Run("probe", func(t *testing.T) {
+		h := newStoreHealth(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, func(error) {})
+		h.wrote(errors.New("store: write: input/output error"))
+		h.tried = time.Now().Add(-probeEvery)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.probeLoop(ctx, func() error { h.wrote(nil); cancel(); return nil })
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("an unhealthy store was not probed")
+		}
+		assert.Empty(t, h.problem(), "the probe's write made it healthy")
+	})
+}
+
+func TestDaemon_ReadinessFollowsTheStore(t *testing.T) {
+	de := startTestDaemon(t, cycle.MustDate(2026, 1, 1).At(8, 0))
+	code, body := readyz(t, de.d)
+	require.Equal(t, 200, code, body)
+
+	de.d.health.wrote(fmt.Errorf("store: write: %w", syscall.ENOSPC))
+	code, body = readyz(t, de.d)
+	assert.Equal(t, 503, code)
+	assert.Contains(t, body, "not ready: store writes fail (enospc)")
+	metrics := de.get("/metrics")
+	assert.Contains(t, metrics, `billingd_store_write_errors_total{reason="enospc"} 1`)
+	assert.Contains(t, metrics, "billingd_store_healthy 0")
+
+	// A write that succeeds (the probe's, here) makes it ready again by itself.
+	require.NoError(t, de.d.db.Probe())
+	code, body = readyz(t, de.d)
+	assert.Equal(t, 200, code, body)
+	assert.Contains(t, de.get("/metrics"), "billingd_store_healthy 1")
+}
+
+func TestDaemon_DatabaseReplaced(t *testing.T) {
+	de := startTestDaemon(t, cycle.MustDate(2026, 1, 1).At(8, 0))
+	path := de.cfg.Storage.Path
+	require.NoError(t, os.Rename(path, path+".moved"))
+	raw, err := os.ReadFile(path + ".moved")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, raw, 0o600))
+
+	code, body := readyz(t, de.d)
+	assert.Equal(t, 503, code, "the identity check fails before any write")
+	assert.Contains(t, body, "database file was replaced or removed while open: "+path)
+
+	// A second daemon on the path is refused: the lock file still belongs to the first.
+	cfg := de.cfg
+	cfg.HTTP.Listen, cfg.Storage.OpenTimeout = "127.0.0.1:0", 100*time.Millisecond
+	_, err = startDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), de.clock)
+	require.ErrorIs(t, err, storage.ErrLocked)
+
+	// The next write is refused and the daemon is told to stop.
+	code, _, stderr := de.cli("consent", "add", "../../examples/consents/weekly-retries.json")
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, stderr, "database file was replaced or removed while open")
+	select {
+	case err := <-de.d.fatal:
+		require.ErrorIs(t, err, storage.ErrReplaced)
+		assert.Equal(t, exitEnvironment, exitCode(&env{stderr: io.Discard}, err))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon was not told to stop")
+	}
+	assert.Equal(t, raw, must(os.ReadFile(path)), "nothing was written to the file now at the path")
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func (de *daemonEnv) get(path string) string {
+	de.t.Helper()
+	resp, err := http.Get("http://" + de.d.Addr() + path)
+	require.NoError(de.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(de.t, err)
+	return string(b)
+}
+
+// TestRun_ExitCodes: every config problem exits 2 before the database is opened (no
+// file is created); what a restart cannot fix exits 3.
+func TestRun_ExitCodes(t *testing.T) {
+	cfgFor := func(t *testing.T, db, listen string) string {
+		return writeConfig(t, fmt.Sprintf("storage:\n  path: %s\n  open_timeout: 200ms\nklavi:\n  access_key: ak\n  secret_key: sk\nhttp:\n  listen: %q\n", db, listen))
+	}
+	tests := []struct {
+		name   string
+		db     func(t *testing.T) string
+		listen string
+		code   int
+		stderr string
+	}{
+		{"port out of range", nil, "127.0.0.1:99999", exitUsage, `http.listen: "127.0.0.1:99999": port "99999" is not a number in 0..65535`},
+		{"port not a number", nil, "127.0.0.1:http-ish", exitUsage, "http.listen"},
+		{"bad host", nil, "bad host!:80", exitUsage, "is neither an IP address nor a host name"},
+		{"path is a directory", func(t *testing.T) string { return t.TempDir() }, "127.0.0.1:0", exitUsage, "storage.path"},
+		{"path ends with a slash", func(t *testing.T) string { return t.TempDir() + "/db/" }, "127.0.0.1:0", exitUsage, "storage.path"},
+		{"missing state directory", func(t *testing.T) string { return filepath.Join(t.TempDir(), "gone", "b.db") }, "127.0.0.1:0", exitEnvironment, "no such file or directory"},
+		{"state path under a file", func(t *testing.T) string {
+			f := filepath.Join(t.TempDir(), "file")
+			require.NoError(t, os.WriteFile(f, nil, 0o600))
+			return filepath.Join(f, "b.db")
+		}, "127.0.0.1:0", exitEnvironment, "not a directory"},
+		{"corrupt database", func(t *testing.T) string {
+			p := filepath.Join(t.TempDir(), "b.db")
+			require.NoError(t, os.WriteFile(p, []byte(strings.Repeat("garbage!", 4096)), 0o600))
+			return p
+		}, "127.0.0.1:0", exitEnvironment, "database file is corrupt"},
+		{"read-only state directory", func(t *testing.T) string {
+			if os.Geteuid() == 0 {
+				t.Skip("root writes in a read-only directory; test/envfail covers it with a read-only mount")
+			}
+			dir := t.TempDir()
+			require.NoError(t, os.Chmod(dir, 0o500))
+			t.Cleanup(func() { _ = os.Chmod(dir, 0o700) })
+			return filepath.Join(dir, "b.db")
+		}, "127.0.0.1:0", exitEnvironment, "permission denied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "b.db")
+			if tt.db != nil {
+				db = tt.db(t)
+			}
+			_, existed := os.Stat(db)
+			code, _, stderr := runCLI(t, nil, "run", "--config", cfgFor(t, db, tt.listen))
+			assert.Equal(t, tt.code, code, stderr)
+			assert.Contains(t, stderr, tt.stderr)
+			if tt.code == exitUsage {
+				_, err := os.Stat(strings.TrimSuffix(db, "/") + ".lock")
+				assert.ErrorIs(t, err, os.ErrNotExist, "a config error creates no lock file")
+				if existed != nil {
+					_, err := os.Stat(db)
+					assert.ErrorIs(t, err, os.ErrNotExist, "a config error creates no database file")
+				}
+			}
+		})
+	}
+}
+
+func TestRun_VerifyOnStart(t *testing.T) {
+	// A file whose header and meta bucket read fine but a data page is damaged: only
+	// the start-up verification finds it.
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "b.db")
+	code, _, stderr := runCLI(t, nil, "consent", "import", "--db", dbPath, "../../examples/consents")
+	require.Equal(t, 0, code, stderr)
+	db, err := storage.Open(dbPath, storage.Options{})
+	require.NoError(t, err)
+	var chs []*storage.Change
+	for i := 0; i < 300; i++ {
+		chs = append(chs, &storage.Change{PutDue: []storage.DueItem{{At: time.Unix(int64(i), 0), Key: storage.AttemptKey{ConsentID: fmt.Sprintf("urn:x:%03d", i)}}}})
+	}
+	require.NoError(t, db.ApplyAll(chs))
+	require.NoError(t, db.Close())
+	raw, err := os.ReadFile(dbPath)
+	require.NoError(t, err)
+	damaged := 0
+	for p := 2; p*4096 < len(raw); p++ {
+		// Leaf pages (flag 0x02) of the due index: keys start with 8 bytes of time.
+		if raw[p*4096+8] == 0x02 && strings.Contains(string(raw[p*4096:p*4096+4096]), "urn:x:150") {
+			copy(raw[p*4096:], []byte{0xde, 0xad, 0xbe, 0xef, 0xde, 0xad, 0xbe, 0xef, 0xff, 0xff, 0xff, 0xff})
+			damaged++
+		}
+	}
+	require.Positive(t, damaged)
+	require.NoError(t, os.WriteFile(dbPath, raw, 0o600))
+	cfg := func(verify bool) string {
+		return writeConfig(t, fmt.Sprintf("storage:\n  path: %s\n  open_timeout: 200ms\n  verify_on_start: %t\nklavi:\n  access_key: ak\n  secret_key: sk\n  base_url: http://127.0.0.1:1\nhttp:\n  listen: 127.0.0.1:0\n", dbPath, verify))
+	}
+	code, _, stderr = runCLI(t, nil, "run", "--config", cfg(true))
+	assert.Equal(t, exitEnvironment, code)
+	assert.Contains(t, stderr, "database file is corrupt")
+	assert.NotContains(t, stderr, "goroutine ")
+	assert.Equal(t, raw, must(os.ReadFile(dbPath)), "the file is untouched")
+}

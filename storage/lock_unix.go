@@ -1,0 +1,90 @@
+//go:build unix
+
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// fileID names a file independently of its path: the device and inode a path
+// resolves to. A file moved over the path, or a path removed, gives another fileID.
+type fileID struct{ dev, ino uint64 }
+
+func idOf(fi os.FileInfo) (fileID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, false
+	}
+	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, true
+}
+
+// lockPath is the lock file of the database at path.
+func lockPath(path string) string { return path + ".lock" }
+
+// acquireLock takes an flock on the lock file beside the database: exclusive for a
+// writer, shared for a reader. The lock belongs to the lock file, not to the
+// database file, so a database file moved over the path is still covered: a second
+// writer on the same path waits for the first one even then. A reader of a path
+// that has no lock file (a backup copy, a read-only medium) takes none and relies on
+// bbolt's own lock of the database file. It retries until timeout, then fails with
+// ErrLocked.
+func acquireLock(path string, exclusive bool, timeout time.Duration) (*os.File, error) {
+	lp := lockPath(path)
+	flag := os.O_RDWR | os.O_CREATE
+	if !exclusive {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(lp, flag|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		if !exclusive && errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("lock file %s: %w", lp, err)
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("lock file %s: %w", lp, err)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("%w (waited %s for %s; is billingd already running?)", ErrLocked, timeout, lp)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// isNoSpace reports a full file system or quota. bbolt formats some of its errors
+// with %s, so the text is matched too.
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		containsErr(err, syscall.ENOSPC) || containsErr(err, syscall.EDQUOT)
+}
+
+// isReadOnly reports a read-only file system or a missing write permission.
+func isReadOnly(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EROFS, syscall.EACCES, syscall.EPERM} {
+		if errors.Is(err, e) || containsErr(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsErr(err error, e syscall.Errno) bool {
+	return err != nil && strings.Contains(err.Error(), e.Error())
+}

@@ -1,0 +1,327 @@
+package storage
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+// populated returns the path of a closed database of n consents, each with a due
+// entry and an attempt, so that its buckets span many pages.
+func populated(t testing.TB, n int) string {
+	t.Helper()
+	db, path := openTemp(t)
+	var chs []*Change
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("urn:t:%05d", i)
+		k := AttemptKey{ConsentID: id, Cycle: 1}
+		chs = append(chs, &Change{
+			Consent:  record(t, id, ConsentActive),
+			Attempts: []*Attempt{{AttemptKey: k, State: AttemptSubmitted, ClientRequestID: "crid-" + id, CreatedAt: t0, UpdatedAt: t0}},
+			PutDue:   []DueItem{{At: t0.Add(time.Duration(i) * time.Minute), Key: AttemptKey{ConsentID: id, Cycle: 2}}},
+		})
+	}
+	require.NoError(t, db.ApplyAll(chs))
+	require.NoError(t, db.Close())
+	return path
+}
+
+func sum(t testing.TB, path string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return sha256.Sum256(b)
+}
+
+// corruptPages overwrites the first bytes of count random pages past the meta pages
+// with random bytes, as a torn or misdirected write leaves them.
+func corruptPages(t testing.TB, path string, rng *rand.Rand, count int) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	pages := len(raw) / 4096
+	for i := 0; i < count; i++ {
+		p := 2 + rng.IntN(pages-2)
+		for j := 0; j < 64; j++ {
+			raw[p*4096+j] = byte(rng.UintN(256))
+		}
+	}
+	require.NoError(t, os.WriteFile(path, raw, 0o600))
+}
+
+func TestOpen_CorruptFiles(t *testing.T) {
+	src := populated(t, 600)
+	raw, err := os.ReadFile(src)
+	require.NoError(t, err)
+	db, err := Open(src, Options{ReadOnly: true})
+	require.NoError(t, err)
+	var used int
+	require.NoError(t, db.view(func(tx *bolt.Tx) error { used = int(tx.Size()); return nil }))
+	require.NoError(t, db.Close())
+	require.Greater(t, used, 20*4096)
+
+	// Every way of opening and reading a damaged file ends in ErrCorrupt, never in a
+	// panic or a fault, and leaves the file as it was.
+	use := func(t *testing.T, path string) error {
+		db, err := Open(path, Options{Timeout: time.Second})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if err := db.Verify(); err != nil {
+			return err
+		}
+		_, err = db.ListConsents("", 10000, "")
+		return err
+	}
+	t.Run("truncated", func(t *testing.T) {
+		for _, n := range []int{20000, 4096 * 3, used / 2, used - 4096} {
+			path := filepath.Join(t.TempDir(), "t.db")
+			require.NoError(t, os.WriteFile(path, raw[:n], 0o600))
+			before := sum(t, path)
+			err := use(t, path)
+			require.ErrorIs(t, err, ErrCorrupt, "%d bytes", n)
+			assert.Contains(t, err.Error(), "truncated")
+			_, err = Inspect(path, time.Second)
+			require.ErrorIs(t, err, ErrCorrupt)
+			assert.Equal(t, before, sum(t, path), "the file is untouched")
+		}
+	})
+	t.Run("random pages", func(t *testing.T) {
+		found := 0
+		for seed := uint64(1); seed <= 40; seed++ {
+			path := filepath.Join(t.TempDir(), "c.db")
+			require.NoError(t, os.WriteFile(path, raw, 0o600))
+			corruptPages(t, path, rand.New(rand.NewPCG(seed, 7)), 1+int(seed%4))
+			before := sum(t, path)
+			err := use(t, path)
+			if err == nil {
+				// The damage fell on free pages only: the data is intact.
+				continue
+			}
+			require.ErrorIs(t, err, ErrCorrupt, "seed %d", seed)
+			assert.NotContains(t, err.Error(), "self identifies", "no garbage page number")
+			found++
+			rep, err := Inspect(path, time.Second)
+			require.ErrorIs(t, err, ErrCorrupt, "seed %d", seed)
+			require.NotNil(t, rep)
+			assert.NotEmpty(t, rep.Problems)
+			_, _, err = Compact(filepath.Join(t.TempDir(), "out.db"), path)
+			require.ErrorIs(t, err, ErrCorrupt, "seed %d", seed)
+			assert.Equal(t, before, sum(t, path), "seed %d: the file is untouched", seed)
+		}
+		t.Logf("%d of 40 damaged copies hit pages in use", found)
+		assert.Greater(t, found, 20)
+	})
+}
+
+func TestDB_Replaced(t *testing.T) {
+	rec := func(id string) *Change { return &Change{Consent: record(t, id, ConsentActive), NewConsent: true} }
+	for _, tt := range []struct {
+		name    string
+		replace func(t *testing.T, path string)
+	}{
+		{"moved aside and copied back", func(t *testing.T, path string) {
+			require.NoError(t, os.Rename(path, path+".moved"))
+			b, err := os.ReadFile(path + ".moved")
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(path+".new", b, 0o600))
+			require.NoError(t, os.Rename(path+".new", path))
+		}},
+		{"removed", func(t *testing.T, path string) {
+			require.NoError(t, os.Rename(path, path+".moved"))
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var (
+				mu      sync.Mutex
+				reports []error
+			)
+			path := filepath.Join(t.TempDir(), "billingd.db")
+			db, err := Open(path, Options{OnWrite: func(err error) { mu.Lock(); reports = append(reports, err); mu.Unlock() }})
+			require.NoError(t, err)
+			defer db.Close()
+			require.NoError(t, db.Apply(rec("urn:t:before")))
+			require.NoError(t, db.CheckIdentity())
+
+			tt.replace(t, path)
+			err = db.Apply(rec("urn:t:after"))
+			require.ErrorIs(t, err, ErrReplaced)
+			assert.Contains(t, err.Error(), "database file was replaced or removed while open: "+path)
+			assert.ErrorIs(t, db.ApplyAll([]*Change{rec("urn:t:after2")}), ErrReplaced)
+			assert.ErrorIs(t, db.SetAmount("urn:t:before", 1, 100), ErrReplaced)
+			assert.ErrorIs(t, db.Probe(), ErrReplaced)
+			assert.ErrorIs(t, db.CheckIdentity(), ErrReplaced)
+			_, err = db.GetConsent("urn:t:after")
+			assert.ErrorIs(t, err, ErrNotFound, "nothing was written to the open file either")
+			mu.Lock()
+			require.NotEmpty(t, reports)
+			assert.NoError(t, reports[0])
+			assert.ErrorIs(t, reports[len(reports)-1], ErrReplaced)
+			mu.Unlock()
+
+			// A second writer on the same path is refused, replaced file or not.
+			_, err = Open(path, Options{Timeout: 100 * time.Millisecond})
+			require.ErrorIs(t, err, ErrLocked)
+			require.NoError(t, db.Close())
+			again, err := Open(path, Options{Timeout: time.Second})
+			require.NoError(t, err, "free once the first one closed")
+			require.NoError(t, again.Close())
+		})
+	}
+	t.Run("concurrent writers all refused", func(t *testing.T) {
+		db, path := openTemp(t)
+		require.NoError(t, os.Rename(path, path+".moved"))
+		var wg sync.WaitGroup
+		errs := make([]error, 50)
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = db.Apply(rec(fmt.Sprintf("urn:t:%d", i)))
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			assert.ErrorIs(t, err, ErrReplaced)
+		}
+		list, err := db.ListConsents("", 100, "")
+		require.NoError(t, err)
+		assert.Empty(t, list)
+	})
+}
+
+func TestOpen_LockFile(t *testing.T) {
+	t.Run("reader waits for a writer", func(t *testing.T) {
+		db, path := openTemp(t)
+		_, err := Open(path, Options{ReadOnly: true, Timeout: 100 * time.Millisecond})
+		require.ErrorIs(t, err, ErrLocked)
+		require.NoError(t, db.Close())
+		ro, err := Open(path, Options{ReadOnly: true, Timeout: 100 * time.Millisecond})
+		require.NoError(t, err)
+		require.NoError(t, ro.Close())
+	})
+	t.Run("read-only copy without a lock file", func(t *testing.T) {
+		path := populated(t, 3)
+		cp := filepath.Join(t.TempDir(), "copy.db")
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(cp, b, 0o600))
+		ro, err := Open(cp, Options{ReadOnly: true})
+		require.NoError(t, err)
+		require.NoError(t, ro.Close())
+		_, err = os.Stat(lockPath(cp))
+		assert.ErrorIs(t, err, os.ErrNotExist, "a reader creates no lock file")
+	})
+}
+
+func TestFailureReason(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("store: %w: /x", ErrReplaced), "replaced"},
+		{fmt.Errorf("store: write: %w", syscall.ENOSPC), "enospc"},
+		{errors.New("file resize error: no space left on device"), "enospc"},
+		{fmt.Errorf("store: %w", syscall.EDQUOT), "enospc"},
+		{fmt.Errorf("store: %w", syscall.EROFS), "readonly"},
+		{&os.PathError{Op: "write", Path: "/x", Err: syscall.EACCES}, "readonly"},
+		{errors.New("something else"), "other"},
+		{fmt.Errorf("store: %w: a page is damaged", ErrCorrupt), "other"},
+	} {
+		t.Run(tt.err.Error(), func(t *testing.T) {
+			assert.Equal(t, tt.want, FailureReason(tt.err))
+		})
+	}
+}
+
+func TestDB_OnWrite(t *testing.T) {
+	var got []error
+	path := filepath.Join(t.TempDir(), "billingd.db")
+	db, err := Open(path, Options{OnWrite: func(err error) { got = append(got, err) }})
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.Apply(&Change{Consent: record(t, "urn:t:a", ConsentActive), NewConsent: true}))
+	require.ErrorIs(t, db.Apply(&Change{Consent: record(t, "urn:t:a", ConsentActive), NewConsent: true}), ErrExists)
+	require.ErrorIs(t, db.SetAmount("urn:t:none", 1, 1), ErrNotFound)
+	require.NoError(t, db.Probe())
+	assert.Equal(t, []error{nil, nil}, got, "refusals for what a write contains say nothing about the store")
+}
+
+func TestCompact_Sizes(t *testing.T) {
+	path := populated(t, 400)
+	dir := t.TempDir()
+	one, two := filepath.Join(dir, "one.db"), filepath.Join(dir, "two.db")
+	before, after, err := Compact(one, path)
+	require.NoError(t, err)
+	size := func(p string) int64 {
+		fi, err := os.Stat(p)
+		require.NoError(t, err)
+		return fi.Size()
+	}
+	assert.Equal(t, size(path), before, "sizes are the files' sizes")
+	assert.Equal(t, size(one), after)
+	before2, after2, err := Compact(two, one)
+	require.NoError(t, err)
+	assert.Equal(t, after, before2)
+	assert.LessOrEqual(t, after2, before2, "compacting a compacted file never grows it")
+
+	rep, err := Inspect(one, time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, size(one), rep.FileBytes)
+	assert.Equal(t, 400, rep.Records["consents"])
+	assert.Equal(t, 400, rep.Records["attempts"])
+	assert.Equal(t, 1, rep.Schema)
+	assert.Equal(t, 400, rep.Consents[ConsentActive])
+	assert.Empty(t, rep.Problems)
+
+	db, err := Open(one, Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer db.Close()
+	st, err := db.Stats()
+	require.NoError(t, err)
+	assert.Equal(t, size(one), st.SizeBytes, "Stats agrees with ls")
+}
+
+// BenchmarkApply measures the cost of the identity check: one stat(2) per write
+// transaction. Compare the two sub-benchmarks' ns/op.
+func BenchmarkApply(b *testing.B) {
+	for _, check := range []bool{true, false} {
+		b.Run(fmt.Sprintf("identity_check=%t", check), func(b *testing.B) {
+			db, _ := openTemp(b)
+			if !check {
+				db.hasID = false
+			}
+			rec := record(b, "urn:t:bench", ConsentActive)
+			require.NoError(b, db.Apply(&Change{Consent: rec}))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				rec.NextCycle = i
+				if err := db.Apply(&Change{Cursor: rec}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCheckIdentity is the check alone.
+func BenchmarkCheckIdentity(b *testing.B) {
+	db, _ := openTemp(b)
+	for i := 0; i < b.N; i++ {
+		if err := db.CheckIdentity(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
