@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -58,6 +59,8 @@ func TestEnvFail(t *testing.T) {
 	t.Run("read-only state directory", func(t *testing.T) { testReadOnly(t, bin) })
 	t.Run("missing state directory", func(t *testing.T) { testMissingDir(t, bin) })
 	t.Run("bad listen port", func(t *testing.T) { testBadListen(t, bin) })
+	t.Run("clock 15 days ahead of Klavi's", func(t *testing.T) { testClockAhead(t, bin) })
+	t.Run("clock and Klavi both 15 days ahead: real downtime", func(t *testing.T) { testDowntime(t, bin) })
 }
 
 // world is one test's consents, sandbox and config.
@@ -70,12 +73,20 @@ type world struct {
 	sbAddr   string
 	apiAddr  string
 	cfg      string
+	// env is extra environment for the daemon and the commands (its clock).
+	env []string
 }
 
 // newWorld writes n consents, each with one cycle whose submission is due now (it
 // falls in 3 days; lead 3, submit time 00:00), starts a sandbox process that knows
 // them (with faults), and writes a config for a database at dbPath.
 func newWorld(t *testing.T, bin, dbPath string, n int, faults string, extra string) *world {
+	t.Helper()
+	return newWorldEnv(t, bin, dbPath, n, faults, extra, nil)
+}
+
+// newWorldEnv is newWorld with extra environment for the sandbox process (its clock).
+func newWorldEnv(t *testing.T, bin, dbPath string, n int, faults string, extra string, sbEnv []string) *world {
 	t.Helper()
 	w := &world{t: t, bin: bin, dir: t.TempDir(), db: dbPath}
 	due := cycle.DateOf(time.Now()).AddDays(3)
@@ -98,6 +109,7 @@ func newWorld(t *testing.T, bin, dbPath string, n int, faults string, extra stri
 		args = append(args, "--faults", faults)
 	}
 	sb := exec.Command(bin, args...)
+	sb.Env = append(os.Environ(), sbEnv...)
 	sbLog, err := os.Create(filepath.Join(w.dir, "sandbox.log"))
 	require.NoError(t, err)
 	t.Cleanup(func() { sbLog.Close() })
@@ -147,7 +159,9 @@ log:
 // importAll loads the consents into the database offline.
 func (w *world) importAll() {
 	w.t.Helper()
-	out, err := exec.Command(w.bin, "consent", "import", "--config", w.cfg, w.consents).CombinedOutput()
+	cmd := exec.Command(w.bin, "consent", "import", "--config", w.cfg, w.consents)
+	cmd.Env = append(os.Environ(), w.env...)
+	out, err := cmd.CombinedOutput()
 	require.NoError(w.t, err, "%s", out)
 }
 
@@ -162,6 +176,7 @@ type daemon struct {
 func (w *world) start() *daemon {
 	w.t.Helper()
 	d := &daemon{cmd: exec.Command(w.bin, "run", "--config", w.cfg), log: &bytes.Buffer{}, done: make(chan struct{})}
+	d.cmd.Env = append(os.Environ(), w.env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	require.NoError(w.t, d.cmd.Start())
 	go func() { d.err = d.cmd.Wait(); close(d.done) }()
@@ -617,4 +632,81 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// aheadBy is the test clock (BILLINGD_TEST_CLOCK) d ahead of the real one, at real speed.
+func aheadBy(d time.Duration) string {
+	now := time.Now()
+	return fmt.Sprintf("BILLINGD_TEST_CLOCK=start=%s,epoch=%d,rate=1", now.Add(d).UTC().Format(time.RFC3339Nano), now.UnixMilli())
+}
+
+// testClockAhead: the daemon's clock is 15 days ahead of Klavi's (the sandbox on the
+// real clock). Every cycle's window looks closed to it, but it writes no MISSED and no
+// FAILED and sends nothing: it is not ready and says why, and the clock metric is
+// set. Started again with a right clock, it submits every cycle once.
+func testClockAhead(t *testing.T, bin string) {
+	dbPath := filepath.Join(t.TempDir(), "billingd.db")
+	w := newWorld(t, bin, dbPath, 50, "", "")
+	w.importAll()
+	w.env = []string{aheadBy(15 * 24 * time.Hour)}
+	d := w.start()
+	proc.WaitHTTP(t, "http://"+w.apiAddr+"/healthz", 30*time.Second)
+	eventually(t, 30*time.Second, "three scans", func() bool {
+		n, err := strconv.ParseFloat(w.metric("billingd_due_scan_duration_seconds_count"), 64)
+		return err == nil && n >= 3
+	})
+	code, body := w.get("/readyz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, body, "clock in doubt")
+	assert.Contains(t, body, "ahead of Klavi's")
+	assert.Equal(t, "1", w.metric("billingd_clock_in_doubt"))
+	skew, err := strconv.ParseFloat(w.metric("billingd_clock_skew_seconds"), 64)
+	require.NoError(t, err)
+	assert.InDelta(t, 15*24*3600, skew, 60)
+	assert.Empty(t, w.ledger(t), "nothing sent while in doubt")
+	d.stop(t)
+	db, err := storage.Open(dbPath, storage.Options{ReadOnly: true})
+	require.NoError(t, err)
+	for _, k := range w.expect {
+		_, err := db.GetAttempt(k)
+		assert.ErrorIs(t, err, storage.ErrNotFound, "%s: no MISSED, no FAILED, nothing written while in doubt", k)
+	}
+	hw, err := db.HighWater()
+	require.NoError(t, err)
+	assert.True(t, hw.IsZero() || hw.Before(time.Now().Add(time.Minute)), "the wrong clock was never recorded as the latest instant")
+	require.NoError(t, db.Close())
+
+	w.env = nil // the clock is put right
+	d = w.start()
+	proc.WaitHTTP(t, "http://"+w.apiAddr+"/readyz", 30*time.Second)
+	w.finish(t, d)
+}
+
+// testDowntime: billingd acted last 15 days ago and both clocks now read 15 days
+// later: real downtime. Klavi confirms the jump, so the daemon is ready and does
+// today's catch-up: every cycle whose window closed meanwhile is MISSED, none sent.
+func testDowntime(t *testing.T, bin string) {
+	dbPath := filepath.Join(t.TempDir(), "billingd.db")
+	ahead := aheadBy(15 * 24 * time.Hour)
+	w := newWorldEnv(t, bin, dbPath, 20, "", "", []string{ahead})
+	w.importAll()
+	db, err := storage.Open(dbPath, storage.Options{})
+	require.NoError(t, err)
+	require.NoError(t, db.Apply(&storage.Change{HighWater: time.Now()})) // the last run, 15 days ago
+	require.NoError(t, db.Close())
+	w.env = []string{ahead}
+	d := w.start()
+	proc.WaitHTTP(t, "http://"+w.apiAddr+"/readyz", 30*time.Second)
+	eventually(t, 30*time.Second, "every cycle decided", func() bool { return w.pending(t) == 0 })
+	assert.Equal(t, "0", w.metric("billingd_clock_in_doubt"))
+	d.stop(t)
+	db, err = storage.Open(dbPath, storage.Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer db.Close()
+	for _, k := range w.expect {
+		a, err := db.GetAttempt(k)
+		require.NoError(t, err, "%s", k)
+		assert.Equal(t, storage.AttemptMissed, a.State, "%s: its window closed during the downtime", k)
+	}
+	assert.Empty(t, w.ledger(t), "nothing sent late")
 }
