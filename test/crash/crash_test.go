@@ -107,6 +107,7 @@ func TestCrash(t *testing.T) {
 	bin := proc.Build(t, dir, flags...)
 
 	w := generate(n, virtualStart, days, rng, seed)
+	w.tick = time.Duration(2 * rate * float64(time.Second)) // two scans, with margin
 	consentsFile, scenarioFile := filepath.Join(dir, "consents.json"), filepath.Join(dir, "scenario.json")
 	require.NoError(t, w.write(consentsFile, scenarioFile))
 	t.Logf("world: %s", w.counts())
@@ -268,12 +269,12 @@ func TestCrash(t *testing.T) {
 
 	summary := fmt.Sprintf("kills %d, stops %d, sandbox kills %d, consents %d, cycles expected %d, cycles billed %d, "+
 		"payments %d (originals %d, local retries %d, Klavi retries %d), duplicates %d, lost %d, unconfirmed %d, "+
-		"submitting %d, unsettled %d, retry violations %d, mismatches %d, refusals %v, "+
+		"submitting %d, unsettled %d, retry violations %d, retries late past midnight %d, mismatches %d, refusals %v, "+
 		"attempt states %v, faults %v, days %d at %g×, seed %d, wall time %s",
 		done.kills, done.stops, done.sandboxKills, n, v.expected, v.billed,
 		len(ledger), stats.Accepted[sandbox.KindOriginal], stats.Accepted[sandbox.KindRetry], stats.Accepted[sandbox.KindAutoRetry],
 		v.count[catDuplicate], v.count[catLost], v.count[catUnconfirmed], v.count[catSubmitting], v.count[catUnsettled],
-		v.count[catRetry], v.count[catMismatch], stats.Refusals,
+		v.count[catRetry], v.late, v.count[catMismatch], stats.Refusals,
 		v.states, stats.Faults, days, rate, seed, time.Since(began).Round(time.Second))
 	t.Log(summary)
 	fmt.Println("CRASH TEST:", summary)

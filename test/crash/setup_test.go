@@ -67,6 +67,10 @@ type world struct {
 	subjects []*subject
 	byID     map[string]*subject
 	scenario *sandbox.Scenario
+	// tick is how much virtual time passes between two of billingd's scans (the
+	// scan runs every real second): a local retry planned less than a tick before
+	// its request day ends may find that day over when the next scan runs.
+	tick time.Duration
 }
 
 // Month-end and leap-day reference dates whose cycles clamp inside a run that starts
