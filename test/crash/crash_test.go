@@ -18,6 +18,12 @@
 //     itself is SIGKILLed and restarted once (when it has --journal, so its ledger
 //     survives; otherwise that step is skipped and logged).
 //
+// Billing starts three days into the run, so every cycle's submission window is open
+// when billingd first starts: a cycle left MISSED, SKIPPED or FAILED is a lost cycle.
+// Besides its own once-a-second cron, billingd is asked to scan and poll through the
+// admin API several times a second, so that its cadence stays finer than an hour of
+// the fast clock.
+//
 // When the run's span is over the daemon is left to settle (every attempt final,
 // bounded), stopped gracefully, and the verdict reads the sandbox's ledger and
 // billingd's store: no duplicate charge, no lost cycle, no attempt left UNCONFIRMED,
