@@ -18,6 +18,12 @@
 //     itself is SIGKILLed and restarted once (when it has --journal, so its ledger
 //     survives; otherwise that step is skipped and logged).
 //
+// Billing starts three days into the run, so every cycle's submission window is open
+// when billingd first starts: a cycle left MISSED, SKIPPED or FAILED is a lost cycle.
+// Besides its own once-a-second cron, billingd is asked to scan and poll through the
+// admin API several times a second, so that its cadence stays finer than an hour of
+// the fast clock.
+//
 // When the run's span is over the daemon is left to settle (every attempt final,
 // bounded), stopped gracefully, and the verdict reads the sandbox's ledger and
 // billingd's store: no duplicate charge, no lost cycle, no attempt left UNCONFIRMED,
@@ -126,7 +132,9 @@ func TestCrash(t *testing.T) {
 	sbLog, err := os.Create(filepath.Join(dir, "sandbox.log"))
 	require.NoError(t, err)
 	defer sbLog.Close()
-	faults := fmt.Sprintf("drop=0.05,5xx=0.02,429=0.01,timeout=0.002,latency=1ms,seed=%d", seed)
+	// Each 429 holds a request for a real second (Retry-After) and each hang for the
+	// Klavi timeout, hours on the fast clock: they are kept rare.
+	faults := fmt.Sprintf("drop=0.05,5xx=0.02,429=0.005,timeout=0.001,latency=1ms,seed=%d", seed)
 	sbArgs := []string{"sandbox", "--addr", sbAddr, "--access-key", "ak", "--secret-key", "sk",
 		"--consents", consentsFile, "--scenario", scenarioFile, "--faults", faults, "--token-ttl", "24h"}
 	if journal {
@@ -248,8 +256,21 @@ func TestCrash(t *testing.T) {
 	if !settled {
 		t.Errorf("billingd did not settle within the deadline: %s", left)
 	}
+	// A graceful stop with nothing in flight is quick; if it is not, a goroutine dump
+	// (SIGQUIT) shows in billingd.log what it waits for.
 	require.NoError(t, daemon.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, daemon.Wait(), "graceful stop exits 0")
+	exited := make(chan error, 1)
+	go func() { exited <- daemon.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("graceful stop of a settled billingd: %v (see billingd.log)", err)
+		}
+	case <-time.After(8 * time.Second):
+		_ = daemon.Process.Signal(syscall.SIGQUIT)
+		<-exited
+		t.Errorf("billingd did not stop within 8s of SIGTERM with nothing left to do; its goroutines are dumped in billingd.log")
+	}
 	for _, f := range []string{logFile.Name(), sbLog.Name()} {
 		if logs, err := os.ReadFile(f); err == nil && bytes.Contains(logs, []byte("DATA RACE")) {
 			t.Errorf("the race detector reported a data race (log: %s)", f)

@@ -253,7 +253,7 @@ scheduler:
   poll_schedule: "@every 1s"
   workers: 32
   poll_min_interval: 30m
-  poll_max_interval: 12h
+  poll_max_interval: 6h
   resend_min_interval: 10m
   resend_max_interval: 2h
   shutdown_timeout: 10s
