@@ -37,6 +37,9 @@ type fakeKlavi struct {
 	consentStatus map[string]klavi.ConsentStatus
 	consentGets   int
 	cancels       []string // payment ids
+	// listReasons: the orders list carries each payment's statusReason (section 7
+	// does not list the field; a Klavi may send it anyway).
+	listReasons bool
 }
 
 type fakePayment struct {
@@ -199,8 +202,12 @@ func (f *fakeKlavi) FindOrder(_ context.Context, consentID, crid string) (*klavi
 		return nil, fmt.Errorf("find order %s: %w", crid, klavi.ErrOrderNotFound)
 	}
 	f.settle(p)
-	return &klavi.Order{ID: p.ID, ClientRequestID: p.CRID, ConsentID: p.ConsentID, Date: p.Date, Amount: p.Amount,
-		Currency: "BRL", Status: p.Status}, nil
+	o := &klavi.Order{ID: p.ID, ClientRequestID: p.CRID, ConsentID: p.ConsentID, Date: p.Date, Amount: p.Amount,
+		Currency: "BRL", Status: p.Status}
+	if f.listReasons && p.Reason != "" {
+		o.StatusReason = &klavi.StatusReason{Code: p.Reason}
+	}
+	return o, nil
 }
 
 func (f *fakeKlavi) GetConsent(_ context.Context, consentID string) (*klavi.Consent, error) {
