@@ -445,7 +445,11 @@ func TestClient_FailureModes(t *testing.T) {
 		f = newFake(t, seq(answer(502, ``), answer(409, `{"statusCode":409,"error":"Conflict"}`)))
 		c, _, _ = newClient(t, f, nil)
 		_, err = c.CreatePayment(ctx, consentID, paymentReq("crid-1"))
-		require.ErrorIs(t, err, klavi.ErrDuplicateRequest, "409 after a lost attempt: most likely that attempt's payment")
+		require.ErrorIs(t, err, klavi.ErrOutcomeUnknown, "409 after a lost attempt proves nothing by itself: the caller looks the key up")
+		require.NotErrorIs(t, err, klavi.ErrDuplicateRequest)
+		var ae409 *klavi.APIError
+		require.True(t, errors.As(err, &ae409))
+		assert.Equal(t, 409, ae409.StatusCode)
 		requireSameBodies(t, f.apiCalls(), 2)
 	})
 

@@ -80,9 +80,12 @@
 // CreateInstantPayment. Their result is exactly one of:
 //
 //   - nil: Klavi created it; the result holds its id.
-//   - errors.Is(err, ErrDuplicateRequest): Klavi answered 409: this clientRequestId
-//     was already used, so Klavi already has what was created for it (most often by
-//     an earlier attempt whose answer was lost). Do not send it again under a new key.
+//   - errors.Is(err, ErrDuplicateRequest): Klavi answered 409 to the call's first
+//     and only attempt. The seeds' only 409 example is a permissions refusal, so this
+//     proves nothing by itself: look the clientRequestId up in the orders list
+//     (FindOrder). A 409 that follows a lost attempt of the same call is reported as
+//     outcome unknown instead (that attempt may be what holds the key). Either way,
+//     never send it again under a new key before the lookup settles it.
 //   - IsOutcomeUnknown(err) (errors.Is(err, ErrOutcomeUnknown)): Klavi may or may not
 //     have created it: an attempt was sent and its answer was lost (transport error,
 //     timeout, "commit then drop"), the last answer was 408/429/5xx (then

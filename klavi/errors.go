@@ -22,8 +22,10 @@ var (
 	// problem.List (errors.As).
 	ErrInvalidRequest = errors.New("invalid request")
 
-	// ErrDuplicateRequest: Klavi answered 409 to a create: this clientRequestId was
-	// already used, so Klavi already holds whatever it created for it.
+	// ErrDuplicateRequest: Klavi answered 409 to a create's only attempt. Klavi may
+	// hold a payment for this clientRequestId, or may have refused the request (the
+	// seeds' only 409 is "Insufficient permissions requested"): the orders list
+	// (FindOrder) tells which.
 	ErrDuplicateRequest = errors.New("duplicate clientRequestId")
 
 	// ErrRefused: Klavi answered a definitive 4xx (any but 401, 403, 408, 409 and

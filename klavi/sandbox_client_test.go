@@ -105,7 +105,7 @@ func TestClient_ResendKeepsTheKey_Sandbox(t *testing.T) {
 		r := newSandboxRig(t, sandbox.Options{}, nil)
 		r.sb.ScriptFaults(sandbox.FaultDrop)
 		_, err := r.pay("crid-1")
-		require.ErrorIs(t, err, klavi.ErrDuplicateRequest, "attempt 2 finds attempt 1's payment")
+		require.ErrorIs(t, err, klavi.ErrOutcomeUnknown, "attempt 2 meets attempt 1's key: unknown until looked up")
 		var ae *klavi.APIError
 		require.True(t, errors.As(err, &ae))
 		assert.Equal(t, 2, ae.Attempt)

@@ -43,7 +43,7 @@ func (c *Client) do(ctx context.Context, ep endpoint, method, path string, body,
 	// so a create may exist at Klavi even if a later attempt is refused.
 	var maybeCommitted, renewed bool
 	fail := func(err error) error {
-		if ep.create && maybeCommitted && !errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err, ErrDuplicateRequest) {
+		if ep.create && maybeCommitted && !errors.Is(err, ErrOutcomeUnknown) {
 			return &outcomeUnknownError{op: ep.op, err: err}
 		}
 		return fmt.Errorf("%s: %w", ep.op, err)

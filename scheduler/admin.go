@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -55,6 +56,11 @@ func (s *Scheduler) AddCreatedConsent(c *consent.Consent, redirectURL string) (*
 func (s *Scheduler) addConsent(c *consent.Consent, billFrom cycle.Date, redirectURL string) (*storage.ConsentRecord, error) {
 	if l := c.Validate(); len(l) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, l)
+	}
+	if billFrom.IsZero() && storage.StateFor(c.Status) == storage.ConsentActive {
+		if err := s.trustClock(); err != nil {
+			return nil, err // "billed from today" needs a today billingd can trust
+		}
 	}
 	defer s.locks.lock(c.ID)()
 	now := s.clock.Now()
@@ -119,6 +125,9 @@ func (s *Scheduler) scheduleFirst(rec *storage.ConsentRecord, now time.Time, ch 
 // Authorize marks a consent awaiting authorization as authorized (the payer approved
 // it) and schedules it from today or its billFrom, whichever is later.
 func (s *Scheduler) Authorize(id string) (*storage.ConsentRecord, error) {
+	if err := s.trustClock(); err != nil {
+		return nil, err
+	}
 	defer s.locks.lock(id)()
 	rec, err := s.store.GetConsent(id)
 	if err != nil {
@@ -195,4 +204,15 @@ func (s *Scheduler) SetAmount(id string, k int, a klavi.Cents) error {
 		return fmt.Errorf("%w: consent %s is %s", ErrConflict, id, rec.State)
 	}
 	return s.store.SetAmount(id, k, a)
+}
+
+// trustClock checks the clock (Klavi's time, the latest instant acted on) before an
+// operator action that bills "from today"; in doubt it fails with ErrConflict.
+func (s *Scheduler) trustClock() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if !s.checkClock(ctx) {
+		return fmt.Errorf("%w: clock in doubt: %s; try again when it agrees with Klavi's", ErrConflict, s.ClockState().Reason)
+	}
+	return nil
 }

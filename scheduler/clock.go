@@ -43,8 +43,55 @@ type clockWitness struct {
 // clock's reading at the exchange. Wire it to klavi.Hooks.OnServerTime.
 func (s *Scheduler) ObserveKlaviTime(server, local time.Time) {
 	s.witness.mu.Lock()
-	s.witness.skew, s.witness.seen = local.Sub(server), local
+	// The wall readings are compared (Round(0) drops Go's monotonic reading, which
+	// would hide a step of the wall clock); local keeps it for stepSince.
+	s.witness.skew, s.witness.seen = local.Round(0).Sub(server.Round(0)), local
 	s.witness.mu.Unlock()
+}
+
+// stepSince is how much more the wall clock moved than the monotonic clock between
+// then and now (both readings of the same process): a step of the wall clock (NTP,
+// an operator, a restored VM). Zero when either reading has no monotonic part (a
+// fake clock, a reading from another process).
+func stepSince(then, now time.Time) time.Duration {
+	if then.IsZero() {
+		return 0
+	}
+	return now.Round(0).Sub(then.Round(0)) - now.Sub(then)
+}
+
+// stillTrusted is the cheap check each due or poll entry makes before it is
+// decided: the clock has not stepped since the pass checked it, and no Klavi answer
+// read since disagrees with it.
+func (s *Scheduler) stillTrusted(passStart time.Time) bool {
+	if s.cfg.ClockTolerance < 0 {
+		return true
+	}
+	now, tol := s.clock.Now(), s.cfg.ClockTolerance
+	if d := stepSince(passStart, now); d > tol || d < -tol {
+		s.doubtNow(now, fmt.Sprintf("the wall clock stepped %s during a pass", d.Round(time.Second)))
+		return false
+	}
+	s.witness.mu.Lock()
+	skew, seen := s.witness.skew, s.witness.seen
+	s.witness.mu.Unlock()
+	if !seen.IsZero() && !seen.Before(passStart) && (skew > tol || skew < -tol) {
+		s.doubtNow(now, fmt.Sprintf("a Klavi answer during a pass shows the clock %s off Klavi's", skew.Round(time.Second)))
+		return false
+	}
+	return true
+}
+
+// doubtNow records a doubt found during a pass (the next checkClock re-judges).
+func (s *Scheduler) doubtNow(now time.Time, reason string) {
+	s.witness.mu.Lock()
+	was := s.witness.state.Doubt
+	s.witness.state.Doubt, s.witness.state.Reason = true, reason
+	s.witness.mu.Unlock()
+	if !was {
+		s.log.Error("clock in doubt: no submission, no MISSED, no FAILED until it agrees again", "reason", reason)
+		s.observe(Event{Kind: EventClockDoubt, At: now, Reason: reason})
+	}
 }
 
 // ClockState returns the verdict of the last check (readiness, metrics, admin).
@@ -85,7 +132,8 @@ func (s *Scheduler) checkClock(ctx context.Context) bool {
 	if s.cfg.ClockTolerance < 0 {
 		return true // the check is off
 	}
-	now := s.clock.Now()
+	nowM := s.clock.Now() // with the monotonic reading, for stepSince
+	now := nowM.Round(0)
 	hw, err := s.store.HighWater()
 	if err != nil {
 		s.setClockState(ClockState{Doubt: true, Reason: "read the latest instant acted on: " + err.Error()})
@@ -94,8 +142,13 @@ func (s *Scheduler) checkClock(ctx context.Context) bool {
 	s.witness.mu.Lock()
 	seen := s.witness.seen
 	s.witness.mu.Unlock()
-	stale := seen.IsZero() || now.Before(seen) || now.Sub(seen) > s.cfg.ClockProbeEvery ||
-		!hw.IsZero() && now.Sub(hw) > s.cfg.ClockTolerance // moved ahead since the last decision
+	stepped := func(seen time.Time) bool {
+		d := stepSince(seen, nowM)
+		return d > s.cfg.ClockTolerance || d < -s.cfg.ClockTolerance
+	}
+	stale := seen.IsZero() || now.Before(seen.Round(0)) || now.Sub(seen.Round(0)) > s.cfg.ClockProbeEvery ||
+		!hw.IsZero() && now.Sub(hw) > s.cfg.ClockTolerance || // moved ahead since the last decision
+		stepped(seen) // the wall clock stepped since Klavi's time was read
 	if p, ok := s.klavi.(prober); ok && stale {
 		if err := p.Probe(ctx); err != nil {
 			s.log.Debug("klavi time probe", "err", err)
@@ -107,7 +160,11 @@ func (s *Scheduler) checkClock(ctx context.Context) bool {
 	if _, ok := s.klavi.(prober); !ok && seen.IsZero() {
 		seen = now // a Klavi without a probe (tests' fakes): only the stored instant is a witness
 	}
-	doubt, reason := judgeClock(now, hw, skew, seen, s.cfg.ClockTolerance)
+	doubt, reason := judgeClock(now, hw, skew, seen.Round(0), s.cfg.ClockTolerance)
+	if !doubt && stepped(seen) {
+		doubt, reason = true, fmt.Sprintf("the wall clock stepped %s since Klavi's time was last read, and Klavi's time could not be read since",
+			stepSince(seen, nowM).Round(time.Second))
+	}
 	st := ClockState{Doubt: doubt, Reason: reason, KlaviSkew: skew, KlaviSeen: seen, HighWater: hw}
 	prev := s.ClockState()
 	s.setClockState(st)

@@ -111,11 +111,24 @@ func (s *Scheduler) Start(scanSpec, pollSpec string, hooks Hooks) error {
 		}
 	}
 	reconcileRun := guarded(cron.FuncJob(func() {
-		res, err := s.Reconcile(req, "")
-		if err != nil {
-			s.log.Error("start-up reconciliation failed", "err", err)
-		} else if res.Looked > 0 {
-			s.log.Info("start-up reconciliation", "looked", res.Looked, "resolved", res.Resolved, "errors", res.Errors)
+		for {
+			res, err := s.Reconcile(req, "")
+			switch {
+			case err != nil:
+				s.log.Error("start-up reconciliation failed", "err", err)
+			case res.Paused: // the clock is in doubt: wait for it, a minute at a time
+				t := time.NewTimer(time.Minute)
+				select {
+				case <-stop.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+				continue
+			case res.Looked > 0:
+				s.log.Info("start-up reconciliation", "looked", res.Looked, "resolved", res.Resolved, "errors", res.Errors)
+			}
+			return
 		}
 	}))
 	s.running = r

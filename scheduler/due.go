@@ -203,7 +203,7 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 		}
 		return s.store.Apply(ch)
 	}
-	a.State, a.PaymentID, a.Status, a.SubmittedAt, a.Confirm = storage.AttemptSubmitted, p.ID, p.Status, now, ""
+	a.State, a.PaymentID, a.Status, a.SubmittedAt, a.Confirm, a.DueAt = storage.AttemptSubmitted, p.ID, p.Status, now, "", time.Time{}
 	a.Reason = ""
 	if p.StatusReason != nil {
 		a.Reason = string(p.StatusReason.Code)

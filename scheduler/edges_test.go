@@ -521,7 +521,7 @@ func TestSchedulerEdge_RetryOutcomes(t *testing.T) {
 		a1 := h.attempt(c.ID, 0, 1)
 		assert.Equal(t, storage.AttemptFailed, a1.State)
 		assert.Contains(t, a1.Reason, "Insufficient permissions requested")
-		assert.Equal(t, 1, a1.Lookups, "a 409 proves nothing by itself: looked up")
+		assert.Equal(t, 2, a1.Lookups, "a 409 proves nothing by itself: looked up, and again before it is trusted")
 		assert.Equal(t, storage.AttemptCompleted, h.attempt(c.ID, 0, 2).State)
 		un, _ := h.db.Attention(storage.AttemptUnconfirmed, 10)
 		assert.Empty(t, un)

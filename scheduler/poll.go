@@ -64,16 +64,19 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 			"payment_id", att.PaymentID, "status", string(p.Status))
 	}
 	att.UnknownSince = time.Time{}
-	if err := s.applyStatus(rec, att, p.Status, p.StatusReason, now, ch); err != nil {
+	if err := s.applyStatus(rec, att, p.Status, p.StatusReason, false, now, ch); err != nil {
 		return err
 	}
 	return s.store.Apply(ch)
 }
 
 // applyStatus records a payment status Klavi told (by its status poll, or its orders
-// list when the poll cannot): a settled or final payment ends the attempt (and a
-// retryable rejection plans the next local retry); anything else is polled again.
-func (s *Scheduler) applyStatus(rec *storage.ConsentRecord, att *storage.Attempt, st klavi.PaymentStatus, sr *klavi.StatusReason, now time.Time, ch *storage.Change) error {
+// list when the poll cannot: fromList): a settled or final payment ends the attempt
+// (and a retryable rejection plans the next local retry); anything else is polled
+// again. The orders list carries no reason code: a rejection it tells without one is
+// followed by the local retries the plan holds (the reasons that would stop them, a
+// revocation, also stop the consent through the consent refresh).
+func (s *Scheduler) applyStatus(rec *storage.ConsentRecord, att *storage.Attempt, st klavi.PaymentStatus, sr *klavi.StatusReason, fromList bool, now time.Time, ch *storage.Change) error {
 	c, today := rec.Consent, cycle.DateOf(now)
 	att.Status = st
 	var code klavi.ReasonCode
@@ -111,7 +114,7 @@ func (s *Scheduler) applyStatus(rec *storage.ConsentRecord, att *storage.Attempt
 				rec.Consent.Status = klavi.ConsentRevoked
 				s.stop(rec, storage.ConsentRevoked, fmt.Sprintf("payment %s was rejected with %s", att.PaymentID, code), now, ch)
 			}
-		case st == klavi.PaymentRejected && s.retryable[code]:
+		case st == klavi.PaymentRejected && (s.retryable[code] || fromList && code == ""):
 			if err := s.planRetry(rec, s.cfg.Policy.Schedule(c), att, now, ch); err != nil {
 				return err
 			}

@@ -131,10 +131,19 @@ func resolve(f facts) resolution {
 		}
 		return resUnconfirmed
 	}
-	// Not found.
+	// Not found. The list proves absence only as of the read: a create still in
+	// flight at Klavi (an earlier send, or a 409 meaning "this key is being used")
+	// may appear later, so a not-found is trusted only on a second look
+	// Config.ConfirmAfter later — except after a definitive refusal of the only send
+	// there ever was (nothing can be in flight).
 	switch f.Answer {
-	case answerConflict, answerRefused:
+	case answerRefused:
 		if f.Sends <= 1 || f.Confirming {
+			return resFail
+		}
+		return resConfirm
+	case answerConflict:
+		if f.Confirming {
 			return resFail
 		}
 		return resConfirm
@@ -189,7 +198,7 @@ func windowOpen(a *storage.Attempt, today cycle.Date) bool {
 // resolution for the caller's bookkeeping.
 func (s *Scheduler) settleUnknown(ctx context.Context, rec *storage.ConsentRecord, sched cycle.Schedule, a *storage.Attempt,
 	ans sendAnswer, sendErr error, open bool, now time.Time, ch *storage.Change) (resolution, error) {
-	c := rec.Consent
+	c, prevReason := rec.Consent, a.Reason
 	var (
 		o    *klavi.Order
 		lr   = lookupNotFound // a first send's refusal is definitive: nothing to look up
@@ -210,13 +219,18 @@ func (s *Scheduler) settleUnknown(ctx context.Context, rec *storage.ConsentRecor
 		"client_request_id", a.ClientRequestID, "sends", a.Sends, "lookups", a.Lookups,
 		"answer", ans.String(), "lookup", lr.String(), "resolution", res.String())
 	a.Confirm = ""
+	prev := a.State
 	s.emitLookup(now, c, a, lr, res)
 	switch res {
 	case resAdopt:
 		s.adopt(rec, sched, a, o, now, ch)
 		log.Info("payment found at Klavi by its clientRequestId; adopted", "payment_id", a.PaymentID, "status", string(a.Status))
 	case resFail:
-		s.finish(a, storage.AttemptFailed, now, "refused by Klavi, which holds no payment for clientRequestId "+a.ClientRequestID+": "+errText(sendErr))
+		detail := errText(sendErr)
+		if sendErr == nil && prevReason != "" {
+			detail = prevReason // a second look: the refusal was recorded by the first
+		}
+		s.finish(a, storage.AttemptFailed, now, "refused by Klavi, which holds no payment for clientRequestId "+a.ClientRequestID+": "+detail)
 		log.Error("submission refused", "err", sendErr)
 		s.emit(EventFailed, now, c, a, a.Reason)
 		if err := s.afterFinal(rec, sched, a, now, ch); err != nil {
@@ -239,13 +253,16 @@ func (s *Scheduler) settleUnknown(ctx context.Context, rec *storage.ConsentRecor
 		}
 	case resResend, resConfirm:
 		wait := backoff(a.Sends, s.cfg.ResendMin, s.cfg.ResendMax)
+		if res == resConfirm {
+			wait = max(wait, s.cfg.ConfirmAfter)
+		}
 		if ctx.Err() != nil {
 			wait = 0 // shutting down: pick it up first thing on restart
 		}
 		at := now.Add(wait)
 		a.State, a.UpdatedAt, a.DueAt = storage.AttemptSubmitting, now, at
 		switch {
-		case res == resConfirm && ans == answerRefused:
+		case res == resConfirm && (ans == answerRefused || ans == answerConflict):
 			a.Confirm = storage.ConfirmRefused
 			a.Reason = "a re-send was refused and Klavi's list has no payment for this key yet; looking again before calling it failed: " + why
 		case res == resConfirm:
@@ -268,8 +285,12 @@ func (s *Scheduler) settleUnknown(ctx context.Context, rec *storage.ConsentRecor
 			a.Sends, why, s.cfg.ReconcileEvery))
 		a.DueAt = at
 		ch.PutDue = append(ch.PutDue, storage.DueItem{At: at, Key: a.AttemptKey})
-		log.Error("submission unconfirmed; will reconcile", "next_lookup", at)
-		s.emit(EventUnconfirmed, now, c, a, a.Reason)
+		if prev != storage.AttemptUnconfirmed {
+			log.Error("submission unconfirmed; will reconcile", "next_lookup", at)
+			s.emit(EventUnconfirmed, now, c, a, a.Reason)
+		} else {
+			log.Warn("submission still unconfirmed; will reconcile", "next_lookup", at)
+		}
 		if a.Attempt == 0 && rec.NextCycle == a.Cycle && rec.State == storage.ConsentActive {
 			s.advance(rec, sched, a.Cycle, now, ch)
 		}
@@ -344,6 +365,10 @@ func (s *Scheduler) reconcileDue(ctx context.Context, rec *storage.ConsentRecord
 // attempts it looked up and how many it resolved.
 func (s *Scheduler) Reconcile(ctx context.Context, consentID string) (ReconcileResult, error) {
 	var res ReconcileResult
+	if !s.checkClock(ctx) {
+		res.Paused = true // a found rejection plans retries from "today": not while in doubt
+		return res, nil
+	}
 	var atts []*storage.Attempt
 	if consentID != "" {
 		all, err := s.store.Attempts(consentID)
@@ -387,6 +412,8 @@ type ReconcileResult struct {
 	Looked   int `json:"looked"`   // attempts looked up
 	Resolved int `json:"resolved"` // no longer UNCONFIRMED or STUCK
 	Errors   int `json:"errors"`   // store errors
+	// Paused: the clock is in doubt (ClockState); nothing was looked up.
+	Paused bool `json:"paused,omitempty"`
 }
 
 // reconcileOne looks one attempt up under its consent's lock and returns its new state.
@@ -450,7 +477,7 @@ func (s *Scheduler) lookupStuck(ctx context.Context, rec *storage.ConsentRecord,
 		}
 		a.UpdatedAt = now
 		ch.Attempts = appendOnce(ch.Attempts, a)
-		return s.applyStatus(rec, a, o.Status, o.StatusReason, now, ch)
+		return s.applyStatus(rec, a, o.Status, o.StatusReason, true, now, ch)
 	}
 	s.emitLookup(now, c, a, lr, resUnconfirmed)
 	reason := fmt.Sprintf("Klavi has not told payment %s's status since %s (404 or an unknown status), and its orders list %s",

@@ -31,7 +31,8 @@ func TestResolve(t *testing.T) {
 
 		// Not found after a refusal.
 		{"first send refused: a refusal", facts{Answer: answerRefused, Lookup: lookupNotFound, Sends: 1, WindowOpen: true}, resFail},
-		{"409 on the first send, not found: a refusal (seeds: permissions)", facts{Answer: answerConflict, Lookup: lookupNotFound, Sends: 1, WindowOpen: true}, resFail},
+		{"409 on the first send, not found: look again (the key may be in use by a create in flight)", facts{Answer: answerConflict, Lookup: lookupNotFound, Sends: 1, WindowOpen: true}, resConfirm},
+		{"409, not found twice: a refusal (seeds: permissions)", facts{Answer: answerConflict, Lookup: lookupNotFound, Sends: 1, Confirming: true}, resFail},
 		{"409 on a re-send, not found: look again", facts{Answer: answerConflict, Lookup: lookupNotFound, Sends: 2, WindowOpen: true}, resConfirm},
 		{"refused re-send, not found: look again", facts{Answer: answerRefused, Lookup: lookupNotFound, Sends: 3}, resConfirm},
 		{"refused re-send, not found twice: a refusal", facts{Answer: answerRefused, Lookup: lookupNotFound, Sends: 3, Confirming: true}, resFail},

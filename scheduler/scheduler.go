@@ -78,6 +78,11 @@ type Config struct {
 	// Canceller is the document payments are canceled in the name of (cancel payment's
 	// cancelledBy); nil: the consent's creditorAccount holder.
 	Canceller *klavi.Person
+	// ConfirmAfter is how long after a "not found" in Klavi's orders list the list is
+	// read again before the not-found is trusted (a FAILED, MISSED or DROPPED that
+	// lets a retry under a new key follow): longer than a create can stay in flight
+	// at Klavi (client timeout × attempts) plus the list's own lag (default 10m).
+	ConfirmAfter time.Duration
 	// ClockTolerance is how far the clock may be from Klavi's (and behind the latest
 	// instant acted on) before decisions pause (default 5m; negative: no check).
 	ClockTolerance time.Duration
@@ -120,6 +125,9 @@ func (c *Config) defaults() {
 	}
 	if c.RefreshSchedule == "" {
 		c.RefreshSchedule = "@every 5m"
+	}
+	if c.ConfirmAfter <= 0 {
+		c.ConfirmAfter = 10 * time.Minute
 	}
 	if c.ClockTolerance == 0 {
 		c.ClockTolerance = 5 * time.Minute
@@ -279,6 +287,7 @@ func (s *Scheduler) poll(stop, ctx context.Context) (PollResult, error) {
 func (s *Scheduler) drain(stop context.Context, read func(time.Time, int) ([]storage.Entry, error),
 	handle func(storage.Entry, time.Time) error) (handled, failed int, err error) {
 	now := s.clock.Now()
+	passStart := now
 	var (
 		mu   sync.Mutex
 		seen = map[storage.AttemptKey]bool{}
@@ -299,6 +308,9 @@ func (s *Scheduler) drain(stop context.Context, read func(time.Time, int) ([]sto
 			break
 		}
 		s.each(stop, len(fresh), func(i int) {
+			if !s.stillTrusted(passStart) {
+				return // left for the next pass, which judges the clock again
+			}
 			err := handle(fresh[i], s.clock.Now())
 			mu.Lock()
 			defer mu.Unlock()

@@ -1,7 +1,8 @@
 package scheduler
 
-// Review findings on reconciliation and the clock witness. Each test below fails on
-// the code it was written against; each comment says what goes wrong and why.
+// Hazards of reconciliation and the clock witness: each test builds a schedule of
+// answers, lookups and clock steps that could lose a cycle or charge one twice, and
+// its comment says what would go wrong and why the code does not let it.
 
 import (
 	"context"
@@ -31,16 +32,13 @@ func (f *fakeKlavi) settleAll() {
 	}
 }
 
-// Finding 1 (double charge). A 409 that follows a lost attempt inside one client
-// call reaches the scheduler as a plain 409 (klavi.do keeps ErrDuplicateRequest out
-// of the outcome-unknown wrapping), so the scheduler sees "409 on the first send"
-// (Sends == 1). resolve then reads a single "not found" from the orders list as a
-// refusal: FAILED, with no second look. But that 409 is Klavi saying the key is
-// taken: the first attempt reached it and may still be in flight, and klavi/doc.go
-// says the list proves absence only as of the read ("a create still in flight at
-// Klavi may appear later"). For a local retry, FAILED plans the next retry under a
-// new key: two retries of one cycle settle.
-func TestReview_ConflictAfterLostAttemptThenListNotYetShowing(t *testing.T) {
+// Hazard (double charge). A 409 after a lost attempt (or on a first send) may mean
+// the key is taken by a create still in flight at Klavi, which the orders list does
+// not show yet (it proves absence only as of the read). Were one "not found" taken
+// as a refusal, a local retry's FAILED would plan the next retry under a new key and
+// two retries of one cycle would settle. The client reports such a 409 as outcome
+// unknown, and resolve trusts a not-found only on a second look ConfirmAfter later.
+func TestHazard_ConflictAfterLostAttemptThenListNotYetShowing(t *testing.T) {
 	h := newHarness(t, at("2026-02-25", 8, 0), nil)
 	c := localWeekly(t, h, nil) // original (5 Mar) rejected; retries 6, 9, 10 Mar settle
 	retry1 := consent.ClientRequestID(c.ID, 0, 1)
@@ -129,16 +127,14 @@ func (p *onOffProber) Probe(context.Context) error {
 	return nil
 }
 
-// Finding 2 (lost cycles). checkClock and judgeClock compare now with the last
-// reading of Klavi's time by now.Sub(seen): both carry Go's monotonic reading in
-// production (clock.Real, and the transport's start.Add), so that difference is the
-// real time elapsed, blind to a step of the wall clock. After a 15-day step, a probe
-// that fails (Klavi unreachable; a TLS handshake refused because certificates look
-// expired or not yet valid to the stepped clock) leaves the old reading, which looks
-// seconds old: the step is taken for real downtime, decisions go on 15 days ahead,
-// and the latest instant acted on is stored 15 days ahead (so billing then pauses
-// for 15 real days once the clock is put right).
-func TestReview_ClockWallStepWhileKlaviUnreadable(t *testing.T) {
+// Hazard (lost cycles). Go's times carry a monotonic reading, and a difference of
+// two of them measures real time elapsed, blind to a step of the wall clock. After a
+// 15-day step, a probe that fails (Klavi unreachable; a TLS handshake refused because
+// certificates look expired to the stepped clock) leaves the old reading, which would
+// look seconds old: decisions would go on 15 days ahead and the latest instant acted
+// on would be stored 15 days ahead. The wall and monotonic elapsed times are compared
+// (stepSince), and a step with no Klavi reading since is doubt.
+func TestHazard_ClockWallStepWhileKlaviUnreadable(t *testing.T) {
 	db, err := storage.Open(filepath.Join(t.TempDir(), "billingd.db"), storage.Options{NoSync: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
@@ -186,13 +182,12 @@ func (j *jumpingKlavi) CreatePayment(ctx context.Context, id string, req *klavi.
 	return p, err
 }
 
-// Finding 3 (lost cycle). The clock is judged once per pass; every handler then
-// decides on the clock's reading when it runs (drain), and nothing looks at Klavi's
-// time again until the next pass. A step during a scan (a long scan over many
-// consents, rate-limited) makes the rest of the scan write MISSED for cycles whose
+// Hazard (lost cycle). A step during a long scan, were the clock judged only at the
+// start of the pass, would make the rest of the scan write MISSED for cycles whose
 // window is open, although the answer that arrived meanwhile already says the clock
-// is 15 days off.
-func TestReview_ClockStepsDuringAScan(t *testing.T) {
+// is 15 days off. Each entry checks the clock again (stillTrusted) before it is
+// decided.
+func TestHazard_ClockStepsDuringAScan(t *testing.T) {
 	h := newHarness(t, at("2026-01-01", 8, 0), func(c *Config) { c.Workers = 1 })
 	pk := &probingKlavi{fakeKlavi: h.kl}
 	jk := &jumpingKlavi{probingKlavi: pk, h: h}
@@ -219,12 +214,11 @@ func TestReview_ClockStepsDuringAScan(t *testing.T) {
 	assert.Empty(t, h.eventsOf(EventMissed))
 }
 
-// Finding 4 (lost retries). Reconcile (the start-up pass, `billingd payments
-// reconcile`, POST /v1/reconcile) never consults the clock. A STUCK payment that the
-// orders list now shows REJECTED plans its local retries from "today": with the
-// clock 15 days ahead every retry's request day looks past, and all are written
-// DROPPED, for good, while scans and polls are paused for the very same clock.
-func TestReview_ReconcileWhileClockInDoubt(t *testing.T) {
+// Hazard (lost retries). Reconcile (the start-up pass, `billingd payments
+// reconcile`, POST /v1/reconcile) plans local retries from "today" when the orders
+// list shows a STUCK payment REJECTED: with the clock 15 days ahead every retry's
+// request day would look past and be DROPPED. Reconcile checks the clock first.
+func TestHazard_ReconcileWhileClockInDoubt(t *testing.T) {
 	h := newHarness(t, at("2026-02-25", 8, 0), nil)
 	pk := &probingKlavi{fakeKlavi: h.kl}
 	h.useKlavi(pk)
@@ -257,11 +251,10 @@ func TestReview_ReconcileWhileClockInDoubt(t *testing.T) {
 	assert.Empty(t, h.eventsOf(EventRetryDropped))
 }
 
-// Finding 5 (lost cycle). The operator's Authorize (and AddConsent) bill "from
-// today" on a clock the scheduler itself doubts: with the clock 15 days ahead, the
-// payer's first cycle falls before BillFrom and is never billed. Refresh guards the
-// same transition (checkClock); the admin path does not.
-func TestReview_AuthorizeWhileClockInDoubt(t *testing.T) {
+// Hazard (lost cycle). The operator's Authorize (and AddConsent) bill "from today":
+// on a clock 15 days ahead, the payer's first cycle would fall before BillFrom and
+// never be billed. Both check the clock first and refuse while it is in doubt.
+func TestHazard_AuthorizeWhileClockInDoubt(t *testing.T) {
 	h := newHarness(t, at("2026-01-01", 8, 0), nil)
 	pk := &probingKlavi{fakeKlavi: h.kl}
 	h.useKlavi(pk)
@@ -294,12 +287,11 @@ func TestReview_AuthorizeWhileClockInDoubt(t *testing.T) {
 	assert.Equal(t, storage.AttemptCompleted, a.State)
 }
 
-// Finding 6 (lost retries). Section 7's orders list gives each payment's id,
-// clientRequestId, date, amount and status, not its statusReason. A STUCK payment
-// (its GET answers 404) whose status is taken from the list as PAYMENT_REJECTED ends
-// REJECTED with an empty reason, and an empty reason is not retryable: the local
-// retries the preview shows (and the poll path would have planned) are never made.
-func TestReview_StuckRejectedFromListWithoutReason(t *testing.T) {
+// Hazard (lost retries). Section 7's orders list gives each payment's status, not
+// its statusReason. A STUCK payment (its GET answers 404) whose status is taken from
+// the list as PAYMENT_REJECTED has no reason code; were an empty reason taken as not
+// retryable, the local retries the preview shows would never be made.
+func TestHazard_StuckRejectedFromListWithoutReason(t *testing.T) {
 	h := newHarness(t, at("2026-02-25", 8, 0), nil)
 	c := localWeekly(t, h, nil) // original 5 Mar rejected NOT_INFORMED (retryable); retries 6, 9, 10 Mar
 	h.kl.getErr = func(string) error { return &klavi.APIError{StatusCode: 404, Endpoint: "get_payment"} }
