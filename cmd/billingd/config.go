@@ -102,7 +102,10 @@ type SchedulerConfig struct {
 	// latest instant billingd acted on, before decisions pause (0s: no check).
 	ClockTolerance time.Duration `yaml:"clock_tolerance"`
 	ReconcileEvery time.Duration `yaml:"reconcile_every"`
-	StuckAfter     time.Duration `yaml:"stuck_after"`
+	// ConfirmAfter: a "not found" in Klavi's orders list is trusted only when a second
+	// read this much later agrees (a create may still be in flight at Klavi).
+	ConfirmAfter time.Duration `yaml:"confirm_after"`
+	StuckAfter   time.Duration `yaml:"stuck_after"`
 	// RefreshSchedule drives the consent refresh (get consent at Klavi; "off"
 	// disables it); RefreshEvery is how often an active consent is read again;
 	// RefreshBeforeSubmit reads it before a submission when that is older.
@@ -160,6 +163,7 @@ func DefaultConfig() Config {
 			ShutdownTimeout:     30 * time.Second,
 			ClockTolerance:      5 * time.Minute,
 			ReconcileEvery:      time.Hour,
+			ConfirmAfter:        10 * time.Minute,
 			StuckAfter:          24 * time.Hour,
 			RefreshSchedule:     "@every 5m",
 			RefreshEvery:        24 * time.Hour,
@@ -312,6 +316,9 @@ func (c *Config) Validate() error {
 	}
 	if s.ClockTolerance < 0 || s.ClockTolerance > 0 && s.ClockTolerance < 10*time.Second {
 		bad("scheduler.clock_tolerance", "%s: want 0s (no check) or at least 10s", s.ClockTolerance)
+	}
+	if s.ConfirmAfter < time.Second {
+		bad("scheduler.confirm_after", "%s: want at least 1s (longer than klavi.timeout × klavi.max_attempts)", s.ConfirmAfter)
 	}
 	if s.ReconcileEvery < time.Minute {
 		bad("scheduler.reconcile_every", "%s: want at least 1m", s.ReconcileEvery)

@@ -313,6 +313,7 @@ func (c *Config) schedulerConfig() (scheduler.Config, error) {
 		RetryableReasons:    reasons,
 		ClockTolerance:      cmp.Or(c.Scheduler.ClockTolerance, -1), // 0s in the file: no check
 		ReconcileEvery:      c.Scheduler.ReconcileEvery,
+		ConfirmAfter:        c.Scheduler.ConfirmAfter,
 		StuckAfter:          c.Scheduler.StuckAfter,
 		RefreshSchedule:     c.Scheduler.RefreshSchedule,
 		RefreshEvery:        c.Scheduler.RefreshEvery,
