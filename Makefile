@@ -85,14 +85,27 @@ clean:
 docker:
 	docker build -f deploy/docker/Dockerfile --build-arg VERSION=$(VERSION) -t billingd:$(VERSION) .
 
-# Install under systemd: binary, unit, config (kept if present) and secrets file
-# (kept if present), and the billingd system user. With DESTDIR set (packaging),
-# only files are staged: no user is created and systemd is not told.
+# Install under systemd: binary, units (the daemon; the daily backup service, its
+# timer and script, its directory by tmpfiles.d), config (kept if present), secrets
+# file and empty credential files (kept if present), and the billingd system user.
+# With DESTDIR set (packaging), only files are staged: no user is created and
+# systemd is not told.
 DESTDIR ?=
+CREDENTIALS := klavi_access_key klavi_secret_key billingd_admin_token
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)/usr/local/bin/billingd
 	install -D -m 0644 deploy/systemd/billingd.service $(DESTDIR)/etc/systemd/system/billingd.service
+	install -D -m 0644 deploy/systemd/billingd-backup.service $(DESTDIR)/etc/systemd/system/billingd-backup.service
+	install -D -m 0644 deploy/systemd/billingd-backup.timer $(DESTDIR)/etc/systemd/system/billingd-backup.timer
+	install -D -m 0755 deploy/systemd/billingd-backup $(DESTDIR)/usr/local/libexec/billingd-backup
+	install -D -m 0644 deploy/systemd/billingd.tmpfiles $(DESTDIR)/etc/tmpfiles.d/billingd.conf
 	install -d -m 0755 $(DESTDIR)/etc/billingd
+	install -d -m 0700 $(DESTDIR)/etc/billingd/credentials
+	@for c in $(CREDENTIALS); do \
+	   f=$(DESTDIR)/etc/billingd/credentials/$$c; \
+	   if [ -e $$f ]; then echo "keeping $$f"; \
+	   else echo "install -m 0600 /dev/null $$f"; install -m 0600 /dev/null $$f; fi; \
+	 done
 	@if [ -e $(DESTDIR)/etc/billingd/billingd.yaml ]; then \
 	   echo "keeping $(DESTDIR)/etc/billingd/billingd.yaml"; \
 	 else \
@@ -111,7 +124,9 @@ install: build
 	     useradd --system --user-group --no-create-home --home-dir /var/lib/billingd --shell /usr/sbin/nologin billingd; \
 	   fi; \
 	   chgrp billingd /etc/billingd/billingd.yaml; \
+	   if command -v systemd-tmpfiles >/dev/null; then systemd-tmpfiles --create /etc/tmpfiles.d/billingd.conf; fi; \
 	   if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
-	   echo "next: put the Klavi keys in /etc/billingd/billingd.env, review /etc/billingd/billingd.yaml,"; \
-	   echo "      then: systemctl enable --now billingd (see docs/OPERATIONS.md)"; \
+	   echo "next: put the Klavi keys and the admin token in /etc/billingd/credentials/ (or"; \
+	   echo "      /etc/billingd/billingd.env), review /etc/billingd/billingd.yaml, then:"; \
+	   echo "      systemctl enable --now billingd billingd-backup.timer (see docs/OPERATIONS.md)"; \
 	 fi

@@ -91,6 +91,7 @@ type daemon struct {
 	fatal chan error
 	probe context.CancelFunc
 	bg    sync.WaitGroup
+	sd    *sdNotifier // systemd readiness and watchdog; nil when not under systemd
 }
 
 // startDaemon opens everything and starts serving and scheduling. The listener is
@@ -99,7 +100,7 @@ type daemon struct {
 // (/healthz answers, /readyz says why it is not ready, the admin API answers 503).
 // On error, whatever was opened is closed again.
 func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err error) {
-	d := &daemon{cfg: cfg, log: log, fatal: make(chan error, 1)}
+	d := &daemon{cfg: cfg, log: log, fatal: make(chan error, 1), sd: newSDNotifier(log)}
 	defer func() {
 		if err != nil {
 			_ = d.Close(context.Background())
@@ -139,7 +140,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	if err != nil {
 		return nil, err
 	}
-	d.sched, err = scheduler.New(sc, d.db, kc, scheduler.WithClock(clk), scheduler.WithLogger(log), scheduler.WithObserver(m.Observe))
+	d.sched, err = scheduler.New(sc, d.db, kc, scheduler.WithClock(clk), scheduler.WithLogger(log), scheduler.WithObserver(m.Observe), scheduler.WithObserver(d.sd.observe))
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +187,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 		}
 		log.Info("database verified", "db", cfg.Storage.Path, "took", time.Since(vstart).String())
 	}
-	if err := d.sched.Start(cfg.Scheduler.ScanSchedule, cfg.Scheduler.PollSchedule, m.SchedulerHooks()); err != nil {
+	if err := d.sched.Start(cfg.Scheduler.ScanSchedule, cfg.Scheduler.PollSchedule, d.sd.hooks(m.SchedulerHooks())); err != nil {
 		return nil, err
 	}
 	d.started.Store(true)
@@ -266,6 +267,7 @@ func (d *daemon) stop(err error) {
 // (in-flight submissions finish within ctx), then the store.
 func (d *daemon) Close(ctx context.Context) error {
 	d.stopping.Store(true)
+	d.sd.stopping()
 	if d.probe != nil {
 		d.probe()
 	}

@@ -1,8 +1,10 @@
 #!/bin/sh
-# Verify deploy/systemd/billingd.service with `systemd-analyze verify` against a staged
-# install (make install DESTDIR=...), so the ExecStart binary exists as on a real
-# host. Any warning (unknown key, bad value) fails. Needs make, Go and systemd's
-# systemd-analyze (Debian: apt-get install systemd); PID 1 need not be systemd.
+# Verify billingd's units (billingd.service, billingd-backup.service and its timer)
+# with `systemd-analyze verify` against a staged install (make install DESTDIR=...),
+# so every ExecStart= program exists as on a real host. Any warning (unknown key, bad
+# value) fails. Then the backup script's own test (backup_test.sh). Needs make, Go
+# and systemd's systemd-analyze (Debian: apt-get install systemd); PID 1 need not be
+# systemd.
 set -eu
 
 repo=$(CDPATH= cd -- "$(dirname -- "$0")/../.." && pwd)
@@ -16,18 +18,19 @@ trap 'rm -rf "$root"' EXIT
 make -C "$repo" --no-print-directory install DESTDIR="$root" >/dev/null
 
 # --root needs the system's own units (sysinit.target, network-online.target...).
-units=
+unitdir=
 for d in /usr/lib/systemd/system /lib/systemd/system; do
-	if [ -e "$d/sysinit.target" ]; then units=$d; break; fi
+	if [ -e "$d/sysinit.target" ]; then unitdir=$d; break; fi
 done
-if [ -z "$units" ]; then
+if [ -z "$unitdir" ]; then
 	echo "verify.sh: no systemd unit directory with sysinit.target found" >&2
 	exit 1
 fi
 mkdir -p "$root/usr/lib/systemd"
-cp -a "$units" "$root/usr/lib/systemd/system"
+cp -a "$unitdir" "$root/usr/lib/systemd/system"
 
-out=$(systemd-analyze verify --root="$root" billingd.service 2>&1) || {
+units="billingd.service billingd-backup.service billingd-backup.timer"
+out=$(systemd-analyze verify --root="$root" $units 2>&1) || {
 	echo "$out" >&2
 	exit 1
 }
@@ -35,4 +38,6 @@ if [ -n "$out" ]; then
 	echo "$out" >&2
 	exit 1
 fi
-echo "systemd-analyze verify: billingd.service ok"
+echo "systemd-analyze verify: $units ok"
+
+"$repo/deploy/systemd/backup_test.sh"
