@@ -21,10 +21,12 @@ func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	text := cfg.Format == "text" || cfg.Format == "auto" && isTerminal(w)
-	if text {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(journalHandler(w, os.Getenv("JOURNAL_STREAM"), func(w io.Writer) slog.Handler {
+		if text {
+			return slog.NewTextHandler(w, opts)
+		}
+		return slog.NewJSONHandler(w, opts)
+	}))
 }
 
 func isTerminal(w io.Writer) bool {

@@ -64,7 +64,7 @@ var commands = []command{
 }
 
 func main() {
-	e := &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, clock: clock.Real{}}
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, getenv: withCredentials(os.Getenv), clock: clock.Real{}}
 	os.Exit(Main(context.Background(), e, os.Args[1:]))
 }
 
