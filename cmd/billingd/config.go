@@ -317,8 +317,8 @@ func (c *Config) Validate() error {
 	if s.ClockTolerance < 0 || s.ClockTolerance > 0 && s.ClockTolerance < 10*time.Second {
 		bad("scheduler.clock_tolerance", "%s: want 0s (no check) or at least 10s", s.ClockTolerance)
 	}
-	if s.ConfirmAfter < time.Second {
-		bad("scheduler.confirm_after", "%s: want at least 1s (longer than klavi.timeout × klavi.max_attempts)", s.ConfirmAfter)
+	if inFlight := c.Klavi.Timeout * time.Duration(max(c.Klavi.MaxAttempts, 1)); s.ConfirmAfter <= inFlight {
+		bad("scheduler.confirm_after", "%s: want more than klavi.timeout × klavi.max_attempts (%s), how long a create can stay in flight at Klavi", s.ConfirmAfter, inFlight)
 	}
 	if s.ReconcileEvery < time.Minute {
 		bad("scheduler.reconcile_every", "%s: want at least 1m", s.ReconcileEvery)

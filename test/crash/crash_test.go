@@ -154,7 +154,8 @@ func TestCrash(t *testing.T) {
 	dbPath := filepath.Join(dir, "billingd.db")
 	apiAddr := proc.FreePort(t)
 	cfgPath := filepath.Join(dir, "billingd.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte(config(dbPath, sbAddr, apiAddr, klaviTimeout)), 0o600))
+	require.NoError(t, os.WriteFile(cfgPath, []byte(config(dbPath, sbAddr, apiAddr, klaviTimeout,
+		time.Duration(float64(2*3*klaviTimeout)*rate).Round(time.Minute))), 0o600))
 	imp := exec.Command(bin, "consent", "import", "--config", cfgPath, "--bill-from", w.billFrom.String(), consentsFile)
 	imp.Env = environ
 	out, err := imp.CombinedOutput()

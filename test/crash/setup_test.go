@@ -228,7 +228,9 @@ func (w *world) counts() string {
 
 // config is billingd's config for the run. Durations of the scheduler and the token
 // are on the test clock (virtual); the Klavi timeout and backoff are real.
-func config(dbPath, sandboxAddr, listen string, klaviTimeout time.Duration) string {
+// confirmAfter is given in virtual time: on the sped-up clock a create can stay in
+// flight for klavi.timeout × max_attempts of real time, which is hours of it.
+func config(dbPath, sandboxAddr, listen string, klaviTimeout, confirmAfter time.Duration) string {
 	return fmt.Sprintf(`
 billing:
   lead_days: %d
@@ -256,11 +258,12 @@ scheduler:
   poll_max_interval: 6h
   resend_min_interval: 10m
   resend_max_interval: 2h
+  confirm_after: %s
   shutdown_timeout: 10s
 http:
   listen: %s
   admin_token: %s
 log:
   format: json
-`, leadDays, submitTime, dbPath, sandboxAddr, klaviTimeout, listen, token)
+`, leadDays, submitTime, dbPath, sandboxAddr, klaviTimeout, confirmAfter, listen, token)
 }

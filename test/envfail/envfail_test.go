@@ -143,7 +143,7 @@ scheduler:
   poll_schedule: "@every 1h"
   workers: 16
   resend_min_interval: 1s
-  confirm_after: 2s
+  confirm_after: 3s
   resend_max_interval: 2s
   poll_min_interval: 1h
   poll_max_interval: 2h
