@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
 // adminClient calls a running daemon's admin API for the operator commands.
@@ -17,35 +19,34 @@ type adminClient struct {
 	http  *http.Client
 }
 
-// adminFlags are the flags every operator command takes.
+// adminFlags are the flags every operator command takes (and the global --config).
 type adminFlags struct {
-	addr, token, config *string
+	app         *app
+	addr, token string
 }
 
-func addAdminFlags(fs interface {
-	String(name, value, usage string) *string
-}) adminFlags {
-	return adminFlags{
-		addr:   fs.String("addr", "", "admin API `URL` (default: $BILLINGD_ADDR, else http:// + http.listen of the config)"),
-		token:  fs.String("token", "", "admin bearer token (default: $BILLINGD_ADMIN_TOKEN, else http.admin_token of the config)"),
-		config: fs.String("config", "", "config `FILE` (default: $BILLINGD_CONFIG, else "+defaultConfigPath+" if it exists)"),
-	}
+func addAdminFlags(cmd *cobra.Command, a *app) *adminFlags {
+	af := &adminFlags{app: a}
+	cmd.Flags().StringVar(&af.addr, "addr", "", "admin API `URL` (default: $BILLINGD_ADDR, else http:// + http.listen of the config)")
+	cmd.Flags().StringVar(&af.token, "token", "", "admin bearer token (default: $BILLINGD_ADMIN_TOKEN, else http.admin_token of the config)")
+	return af
 }
 
 // client resolves the daemon's address and token from flags, environment and config.
-func (f adminFlags) client(e *env) (*adminClient, error) {
-	cfg, err := loadConfigFor(e, *f.config, true)
+func (f *adminFlags) client() (*adminClient, error) {
+	e := f.app.e
+	cfg, err := loadConfigFor(e, f.app.config, true)
 	if err != nil {
 		return nil, err
 	}
-	addr := firstNonEmpty(*f.addr, e.getenv("BILLINGD_ADDR"), "http://"+cfg.HTTP.Listen)
+	addr := firstNonEmpty(f.addr, e.getenv("BILLINGD_ADDR"), "http://"+cfg.HTTP.Listen)
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
 	if u, err := url.Parse(addr); err != nil || u.Host == "" {
 		return nil, usageErrorf("admin address %q is not a URL", addr)
 	}
-	token := firstNonEmpty(*f.token, e.getenv("BILLINGD_ADMIN_TOKEN"), cfg.HTTP.AdminToken)
+	token := firstNonEmpty(f.token, e.getenv("BILLINGD_ADMIN_TOKEN"), cfg.HTTP.AdminToken)
 	if token == "" {
 		return nil, usageErrorf("no admin token: set --token, $BILLINGD_ADMIN_TOKEN or http.admin_token")
 	}

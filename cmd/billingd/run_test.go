@@ -184,7 +184,7 @@ func TestDaemon_AdminCLIBadInput(t *testing.T) {
 		{[]string{"consent", "add", "../../consent/testdata/broken.json"}, 2, "27 problems"},
 		{[]string{"consent", "show", "urn:x:nope"}, 2, "not found (HTTP 404)"},
 		{[]string{"consent", "amount", "urn:x:nope", "1", "12.3"}, 2, "invalid amount"},
-		{[]string{"consent", "amount", "urn:x:nope", "-1", "12.30"}, 2, "is not a cycle index"},
+		{[]string{"consent", "amount", "urn:x:nope", "-1", "12.30"}, 2, "consent amount: -1 is not a valid argument: negative numbers are not taken"},
 		{[]string{"consent", "amount", "urn:x:nope", "1", "12.30"}, 2, "not found"},
 		{[]string{"consent", "authorize"}, 2, "want exactly one consent ID"},
 		{[]string{"consent", "frob"}, 2, "unknown subcommand"},
