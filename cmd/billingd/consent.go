@@ -453,7 +453,7 @@ func newConsentImportCmd(a *app) *cobra.Command {
 		if err != nil {
 			return fmt.Errorf("import: %w (nothing was imported)", err)
 		}
-		fmt.Fprintf(e.stdout, "imported %d consents into %s (%d already there, skipped)\n", added, path, skipped)
+		fmt.Fprintf(e.stdout, "imported %s into %s (%d already there, skipped)\n", plural(added, "consent"), path, skipped)
 		return nil
 	}
 	return cmd

@@ -137,11 +137,26 @@ func exitCode(e *env, cmd *cobra.Command, err error) int {
 		fmt.Fprintf(e.stderr, "billingd: %s\n", msg)
 		return exitUsage
 	}
-	fmt.Fprintf(e.stderr, "billingd: %v\n", err)
+	fmt.Fprintf(e.stderr, "billingd: %s\n", onePath(err))
 	if environmentProblem(err) {
 		return exitEnvironment
 	}
 	return exitFailure
+}
+
+// onePath is err's message with a file's path said once: "check /p: stat /p: no
+// such file or directory" reads "check /p: no such file or directory".
+func onePath(err error) string {
+	msg := err.Error()
+	var pe *fs.PathError
+	if !errors.As(err, &pe) || pe.Path == "" {
+		return msg
+	}
+	prefix, ok := strings.CutSuffix(msg, pe.Error())
+	if !ok || !strings.Contains(prefix, pe.Path) {
+		return msg
+	}
+	return prefix + pe.Err.Error()
 }
 
 // environmentProblem reports a failure that no restart can fix, because it is in

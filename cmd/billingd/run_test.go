@@ -217,9 +217,10 @@ func TestRun_BadStarts(t *testing.T) {
 		return fmt.Sprintf("storage:\n  path: %s\n  open_timeout: 200ms\nklavi:\n  access_key: ak\n  secret_key: sk\nhttp:\n  listen: 127.0.0.1:0\n", db)
 	}
 	t.Run("broken config", func(t *testing.T) {
-		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, "billing:\n  lead_days: [\n"))
+		p := writeCfg(t, "billing:\n  lead_days: [\n")
+		code, _, stderr := runCLI(t, nil, "run", "--config", p)
 		assert.Equal(t, 2, code)
-		assert.Contains(t, stderr, "billingd: config")
+		assert.Contains(t, stderr, "billingd: "+p+":2: not valid YAML: ")
 	})
 	t.Run("missing secrets", func(t *testing.T) {
 		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, "klavi:\n  access_key: ${KLAVI_ACCESS_KEY}\n"))

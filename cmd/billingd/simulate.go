@@ -91,8 +91,8 @@ func newSimulateCmd(a *app) *cobra.Command {
 			_, err := simulation.Run(ctx, opts)
 			return err
 		}
-		fmt.Fprintf(e.stdout, "billingd simulate: %d consents, %s → %s (%d days); charges submitted %d days before the due date at %02d:%02d Brasília\n",
-			len(cs), weekdayDate(start), weekdayDate(start.AddDays(*days-1)), *days, sc.Policy.LeadDays, sc.SubmitHour, sc.SubmitMinute)
+		fmt.Fprintf(e.stdout, "billingd simulate: %s, %s → %s (%s); charges submitted %d days before the due date at %02d:%02d Brasília\n",
+			plural(len(cs), "consent"), weekdayDate(start), weekdayDate(start.AddDays(*days-1)), plural(*days, "day"), sc.Policy.LeadDays, sc.SubmitHour, sc.SubmitMinute)
 		res, err := simulation.Run(ctx, opts)
 		if err != nil {
 			return err
@@ -198,6 +198,7 @@ func writeSummary(w io.Writer, res *simulation.Result) {
 	fmt.Fprintf(tw, "total\t\t\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\t\n", tot.Submitted, tot.Completed, tot.Rejected, tot.Retries,
 		tot.KlaviRetries, tot.Missed, tot.Skipped, tot.Unconfirmed, tot.Failed, tot.Billed.BRL())
 	_ = tw.Flush()
-	fmt.Fprintf(w, "\nsandbox ledger: %d payments (%d retries by billingd, %d by Klavi); %d cycles charged more than once; %d requests; simulated in %s\n",
-		res.Payments, res.Stats.Accepted[sandbox.KindRetry], res.Stats.Accepted[sandbox.KindAutoRetry], res.Duplicates, res.Stats.Requests, res.Elapsed.Round(1e6))
+	fmt.Fprintf(w, "\nsandbox ledger: %s (%d retries by billingd, %d by Klavi); %s charged more than once; %s; simulated in %s\n",
+		plural(res.Payments, "payment"), res.Stats.Accepted[sandbox.KindRetry], res.Stats.Accepted[sandbox.KindAutoRetry],
+		plural(res.Duplicates, "cycle"), plural(res.Stats.Requests, "request"), res.Elapsed.Round(1e6))
 }
