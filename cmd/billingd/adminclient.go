@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +18,7 @@ type adminClient struct {
 	base  string
 	token string
 	http  *http.Client
+	actor string // X-Billingd-Actor of changes: who makes them
 }
 
 // adminFlags are the flags every operator command takes (and the global --config).
@@ -62,6 +64,13 @@ func firstNonEmpty(vs ...string) string {
 	return ""
 }
 
+// noRoute reports an answer of a daemon that does not serve the endpoint at all
+// (older than the command), as opposed to one that did not find the thing asked for.
+func noRoute(err error) bool {
+	var ae *apiErr
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound && strings.HasPrefix(ae.Message, "no route ")
+}
+
 // apiErr is an error answer of the admin API.
 type apiErr struct {
 	Status   int
@@ -89,6 +98,9 @@ func (c *adminClient) do(method, path string, body io.Reader, out any) error {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	if c.actor != "" {
+		req.Header.Set("X-Billingd-Actor", c.actor)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

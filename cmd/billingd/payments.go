@@ -6,64 +6,179 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/storage"
 )
 
 func newPaymentsCmd(a *app) *cobra.Command {
 	return group("payments", "list attempts and payments, upcoming charges; reconcile or cancel payments",
 		"List a consent's attempts and payments, the items needing an operator or the charges\nto come; reconcile unknown outcomes with Klavi, or cancel a scheduled payment.",
-		newPaymentsListCmd(a), newPaymentsReconcileCmd(a), newPaymentsCancelCmd(a))
+		newPaymentsListCmd(a), newPaymentsUpcomingCmd(a), newPaymentsReconcileCmd(a), newPaymentsCancelCmd(a))
 }
 
 func newPaymentsListCmd(a *app) *cobra.Command {
+	var id, state, from, to, format string
+	var limit int
 	cmd := &cobra.Command{
 		Use:   "list [flags]",
-		Short: "list a consent's attempts, or the items that need an operator",
-		Long: "List one consent's attempts and payments, or (without --consent) the items that need\n" +
-			"an operator: UNCONFIRMED, STUCK, MISSED, FAILED and SKIPPED attempts.",
+		Short: "list payments and attempts by date range, state and consent",
+		Long: "List attempts and payments. With --from or --to: every attempt dated in the range\n" +
+			"(the payment's date, Brasília), of one --state and one --consent if given, every page.\n" +
+			"Without them: one consent's attempts (--consent), or the items that need an operator\n" +
+			"(UNCONFIRMED, STUCK, MISSED, FAILED, SKIPPED; see also 'billingd attention list').",
+		Example: "  billingd payments list --consent urn:klavi:consent-0001\n" +
+			"  billingd payments list --from 2026-11-01 --to 2026-11-30 --state COMPLETED --format csv > nov.csv",
 		Args: noArgs,
 	}
-	fs := cmd.Flags()
-	id := fs.String("consent", "", "consent `ID`")
-	state := fs.String("state", "", "only attention items in `STATE`")
-	limit := fs.Int("limit", 100, "at most `N` items")
-	format := fs.String("format", "table", "table or json")
+	fl := cmd.Flags()
+	fl.StringVar(&id, "consent", "", "only this consent `ID`")
+	fl.StringVar(&state, "state", "", "only attempts in `STATE` (COMPLETED, REJECTED, MISSED, …)")
+	fl.StringVar(&from, "from", "", "only attempts dated on or after `YYYY-MM-DD`")
+	fl.StringVar(&to, "to", "", "only attempts dated on or before `YYYY-MM-DD`")
+	fl.IntVar(&limit, "limit", 0, "at most `N` attempts (0: all of them)")
+	fl.StringVar(&format, "format", "table", "table, json or csv")
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json", "csv"}, cobra.ShellCompDirectiveNoFileComp))
 	af := addAdminFlags(cmd, a)
 	cmd.RunE = func(*cobra.Command, []string) error {
 		e := a.e
+		if err := checkFormat("payments list", format, "table", "json", "csv"); err != nil {
+			return err
+		}
+		if limit < 0 {
+			return argErrorf("payments list: --limit %d: want 0 (all) or more", limit)
+		}
+		q, err := dateRange("payments list", from, to)
+		if err != nil {
+			return err
+		}
 		cl, err := af.client()
 		if err != nil {
 			return err
 		}
-		var out struct {
-			Attempts []*storage.Attempt `json:"attempts"`
+		var (
+			atts []*storage.Attempt
+			more bool
+		)
+		if from == "" && to == "" {
+			atts, more, err = listAttempts(cl, id, state, limit)
+		} else if atts, more, err = listPayments(cl, q, id, state, limit); noRoute(err) {
+			return fmt.Errorf("payments list: this daemon does not list payments by date (no GET /v1/payments): upgrade it, or leave out --from and --to")
 		}
-		path := "/v1/attempts?" + url.Values{"state": {*state}, "limit": {strconv.Itoa(*limit)}}.Encode()
-		if *id != "" {
-			path = "/v1/consents/" + url.PathEscape(*id) + "/attempts"
-		}
-		if err := cl.do("GET", path, nil, &out); err != nil {
+		if err != nil {
 			return err
 		}
-		if *format == "json" {
-			return printJSON(e.stdout, out)
+		for _, at := range atts {
+			inBrasilia(at)
+		}
+		switch format {
+		case "json":
+			return printJSON(e.stdout, struct {
+				Payments []*storage.Attempt `json:"payments"`
+			}{atts})
+		case "csv":
+			rows := make([][]string, 0, len(atts))
+			for _, at := range atts {
+				rows = append(rows, []string{at.ConsentID, strconv.Itoa(at.Cycle), strconv.Itoa(at.Attempt), string(at.State),
+					at.Date.String(), at.Amount.String(), at.ClientRequestID, at.PaymentID, string(at.Status), oneLine(at.Reason, 1000)})
+			}
+			return writeCSV(e.stdout, []string{"consentId", "cycle", "attempt", "state", "date", "amount", "clientRequestId", "paymentId", "status", "reason"}, rows)
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "CONSENT\tCYCLE\tATTEMPT\tSTATE\tDATE\tAMOUNT\tCLIENT REQUEST ID\tPAYMENT ID\tREASON")
-		for _, a := range out.Attempts {
-			reason := a.Reason
-			if len(reason) > 80 {
-				reason = reason[:80] + "…"
-			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ConsentID, a.Cycle, a.Attempt, a.State, weekdayDate(a.Date),
-				a.Amount.BRL(), a.ClientRequestID, dash(a.PaymentID), dash(strings.ReplaceAll(reason, "\t", " ")))
+		for _, at := range atts {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", at.ConsentID, at.Cycle, at.Attempt, at.State, weekdayDate(at.Date),
+				at.Amount.BRL(), at.ClientRequestID, dash(at.PaymentID), dash(oneLine(at.Reason, 80)))
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if more {
+			fmt.Fprintf(e.stdout, "\nmore attempts match: raise --limit (now %d) to see them\n", limit)
+		}
+		return nil
 	}
 	return cmd
+}
+
+// listPayments reads GET /v1/payments page after page (its next cursor) until the end
+// or limit attempts (0: no limit); more says whether attempts were left.
+func listPayments(cl *adminClient, q url.Values, id, state string, limit int) (atts []*storage.Attempt, more bool, err error) {
+	if id != "" {
+		q.Set("consent", id)
+	}
+	if state != "" {
+		q.Set("state", strings.ToUpper(state))
+	}
+	q.Set("format", "json")
+	atts = []*storage.Attempt{}
+	cursor := ""
+	for {
+		page := 500
+		if limit > 0 {
+			page = min(page, limit-len(atts))
+		}
+		q.Set("limit", strconv.Itoa(page))
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		var out struct {
+			Payments []*storage.Attempt `json:"payments"`
+			Next     string             `json:"next"`
+		}
+		if err := cl.do("GET", "/v1/payments?"+q.Encode(), nil, &out); err != nil {
+			return nil, false, err
+		}
+		atts = append(atts, out.Payments...)
+		if out.Next == "" || out.Next == cursor {
+			return atts, false, nil
+		}
+		if limit > 0 && len(atts) >= limit {
+			return atts[:limit], true, nil
+		}
+		cursor = out.Next
+	}
+}
+
+// listAttempts lists one consent's attempts (of one state if given), or the
+// attention items (of one state if given).
+func listAttempts(cl *adminClient, id, state string, limit int) ([]*storage.Attempt, bool, error) {
+	asked := limit
+	if limit == 0 {
+		limit = 100 // the attention listing's page
+	}
+	var out struct {
+		Attempts []*storage.Attempt `json:"attempts"`
+	}
+	path := "/v1/attempts?" + url.Values{"state": {state}, "limit": {strconv.Itoa(limit)}}.Encode()
+	if id != "" {
+		path = "/v1/consents/" + url.PathEscape(id) + "/attempts"
+	}
+	if err := cl.do("GET", path, nil, &out); err != nil {
+		return nil, false, err
+	}
+	atts := []*storage.Attempt{}
+	for _, a := range out.Attempts {
+		if id == "" || state == "" || strings.EqualFold(string(a.State), state) {
+			atts = append(atts, a)
+		}
+	}
+	if id != "" && asked > 0 && len(atts) > asked {
+		return atts[:asked], true, nil
+	}
+	return atts, false, nil
+}
+
+// inBrasilia moves an attempt's instants to Brasília time, for JSON output.
+func inBrasilia(a *storage.Attempt) {
+	for _, t := range []*time.Time{&a.DueAt, &a.NextPoll, &a.CreatedAt, &a.SubmittedAt, &a.UpdatedAt, &a.UnknownSince} {
+		if !t.IsZero() {
+			*t = t.In(cycle.Brasilia)
+		}
+	}
 }
 
 func dash(s string) string {

@@ -191,6 +191,11 @@ func writePreviewTable(w io.Writer, pv scheduler.Preview) error {
 	}
 	fmt.Fprintf(w, "consent %s: %s, retry mode %s%s; seen from %s\n\n",
 		pv.ConsentID, pv.Interval, pv.RetryMode, lead, weekdayDate(pv.From))
+	return writePlanTable(w, pv)
+}
+
+// writePlanTable prints a plan's cycles.
+func writePlanTable(w io.Writer, pv scheduler.Preview) error {
 	if len(pv.Cycles) == 0 {
 		fmt.Fprintln(w, "no cycles: the consent expires before any cycle is due on or after that day")
 		return nil
