@@ -30,7 +30,7 @@ type adminFlags struct {
 func addAdminFlags(cmd *cobra.Command, a *app) *adminFlags {
 	af := &adminFlags{app: a}
 	cmd.Flags().StringVar(&af.addr, "addr", "", "admin API `URL` (default: $BILLINGD_ADDR, else http:// + http.listen of the config)")
-	cmd.Flags().StringVar(&af.token, "token", "", "admin bearer token (default: $BILLINGD_ADMIN_TOKEN, else http.admin_token of the config)")
+	cmd.Flags().StringVar(&af.token, "token", "", "admin bearer `TOKEN` (default: $BILLINGD_ADMIN_TOKEN, else http.admin_token of the config)")
 	return af
 }
 

@@ -65,7 +65,7 @@ func newAttentionListCmd(a *app) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&state, "state", "", "only items in `STATE`: "+strings.Join(attentionStates, ", "))
 	fl.IntVar(&limit, "limit", 1000, "at most `N` items (pages are followed up to it)")
-	fl.StringVar(&format, "format", "table", "table or json")
+	fl.StringVar(&format, "format", "table", "`FORMAT`: table or json")
 	_ = cmd.RegisterFlagCompletionFunc("state", cobra.FixedCompletions(attentionStates, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	af := addAdminFlags(cmd, a)
@@ -206,8 +206,8 @@ func newAttentionResolveCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&note, "note", "", "why the item is resolved, for the record (required)")
-	cmd.Flags().StringVar(&actor, "actor", "", "who resolves it (default: $USER)")
+	cmd.Flags().StringVar(&note, "note", "", "`TEXT`: why the item is resolved, for the record (required)")
+	cmd.Flags().StringVar(&actor, "actor", "", "`NAME` of who resolves it (default: $USER)")
 	af := addAdminFlags(cmd, a)
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		id, k, n, err := parseItem(args[0])

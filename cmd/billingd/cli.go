@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
@@ -175,6 +177,9 @@ func group(use, short, long string, subs ...*cobra.Command) *cobra.Command {
 
 // suggest is cobra's "did you mean" for a mistyped command name, or "".
 func suggest(cmd *cobra.Command, arg string) string {
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
 	s := cmd.SuggestionsFor(arg)
 	if len(s) == 0 {
 		return ""
@@ -253,6 +258,11 @@ func newManCmd(a *app) *cobra.Command {
 			}
 			ver, _ := buildVersion()
 			now := a.e.clock.Now()
+			if sde := a.e.getenv("SOURCE_DATE_EPOCH"); sde != "" { // reproducible builds
+				if sec, err := strconv.ParseInt(sde, 10, 64); err == nil {
+					now = time.Unix(sec, 0).UTC()
+				}
+			}
 			root := cmd.Root()
 			hdr := &doc.GenManHeader{Title: "BILLINGD", Section: "1", Source: "billingd " + ver, Manual: "billingd manual", Date: &now}
 			if err := doc.GenManTree(root, hdr, args[0]); err != nil {

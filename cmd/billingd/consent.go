@@ -161,7 +161,7 @@ func newConsentListCmd(a *app) *cobra.Command {
 	state := fs.String("state", "", "only consents in `STATE` (active, awaiting_authorization, revoked, rejected, expired)")
 	limit := fs.Int("limit", 100, "at most `N` consents")
 	after := fs.String("after", "", "start after this consent `ID` (paging)")
-	format := fs.String("format", "table", "table or json")
+	format := fs.String("format", "table", "`FORMAT`: table or json")
 	af := addAdminFlags(cmd, a)
 	cmd.Args = noArgs
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -220,7 +220,7 @@ func newConsentShowCmd(a *app) *cobra.Command {
 		Example: "  billingd consent show urn:klavi:consent-0001\n  billingd consent show urn:klavi:consent-0001 --format json",
 		Args:    func(cmd *cobra.Command, args []string) error { return oneID(args, "consent show") },
 	}
-	cmd.Flags().StringVar(&format, "format", "table", "table or json")
+	cmd.Flags().StringVar(&format, "format", "table", "`FORMAT`: table or json")
 	cmd.Flags().IntVar(&cycles, "cycles", 6, "cycles of the plan to show")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	af := addAdminFlags(cmd, a)
@@ -509,7 +509,7 @@ func newConsentRevokeCmd(a *app) *cobra.Command {
 		Long:  "Stop billing a consent for good (its history is kept).",
 	}
 	fs := cmd.Flags()
-	reason := fs.String("reason", "", "why, for the record")
+	reason := fs.String("reason", "", "`TEXT`: why, for the record")
 	af := addAdminFlags(cmd, a)
 	cmd.Args = cobra.ArbitraryArgs
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {

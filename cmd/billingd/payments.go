@@ -40,7 +40,7 @@ func newPaymentsListCmd(a *app) *cobra.Command {
 	fl.StringVar(&from, "from", "", "only attempts dated on or after `YYYY-MM-DD`")
 	fl.StringVar(&to, "to", "", "only attempts dated on or before `YYYY-MM-DD`")
 	fl.IntVar(&limit, "limit", 0, "at most `N` attempts (0: all of them)")
-	fl.StringVar(&format, "format", "table", "table, json or csv")
+	fl.StringVar(&format, "format", "table", "`FORMAT`: table, json or csv")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json", "csv"}, cobra.ShellCompDirectiveNoFileComp))
 	af := addAdminFlags(cmd, a)
 	cmd.RunE = func(*cobra.Command, []string) error {

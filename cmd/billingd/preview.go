@@ -41,11 +41,11 @@ the retry dates of a failed charge. It is a dry run of the daemon's own plan. Wi
 	fl.StringVar(&f.id, "consent", "", "`ID` of a consent stored in the running daemon")
 	af := addAdminFlags(cmd, a)
 	fl.Lookup("addr").Usage = "admin API `URL` (with --consent)"
-	fl.Lookup("token").Usage = "admin bearer token (with --consent)"
+	fl.Lookup("token").Usage = "admin bearer `TOKEN` (with --consent)"
 	fl.StringVar(&f.from, "from", "", "first due date to show, `YYYY-MM-DD` (default: today in Brasília)")
 	fl.IntVar(&f.n, "cycles", 12, "number of cycles to show")
 	fl.IntVar(&f.lead, "lead-days", 0, "submit `N` days before the due date, 2..10 (default: billing.lead_days of the config, 3)")
-	fl.StringVar(&f.format, "format", "table", "output format: table or json")
+	fl.StringVar(&f.format, "format", "table", "output `FORMAT`: table or json")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	cmd.RunE = func(*cobra.Command, []string) error { return runPreview(a, af, f) }
 	return cmd

@@ -62,7 +62,7 @@ func newPaymentsUpcomingCmd(a *app) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&from, "from", "", "first submit day, `YYYY-MM-DD` (default: the daemon's today)")
 	fl.StringVar(&to, "to", "", "last submit day, `YYYY-MM-DD` (default: the daemon's, a week after --from)")
-	fl.StringVar(&format, "format", "table", "table, json or csv")
+	fl.StringVar(&format, "format", "table", "`FORMAT`: table, json or csv")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json", "csv"}, cobra.ShellCompDirectiveNoFileComp))
 	af := addAdminFlags(cmd, a)
 	cmd.RunE = func(*cobra.Command, []string) error {
@@ -230,7 +230,7 @@ func newReportCmd(a *app) *cobra.Command {
 		Args:    noArgs,
 	}
 	cmd.Flags().StringVar(&month, "month", "", "`YYYY-MM` (default: this month in Brasília)")
-	cmd.Flags().StringVar(&format, "format", "table", "table, json or csv")
+	cmd.Flags().StringVar(&format, "format", "table", "`FORMAT`: table, json or csv")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json", "csv"}, cobra.ShellCompDirectiveNoFileComp))
 	af := addAdminFlags(cmd, a)
 	cmd.RunE = func(*cobra.Command, []string) error {

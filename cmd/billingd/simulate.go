@@ -36,7 +36,7 @@ func newSimulateCmd(a *app) *cobra.Command {
 	days := fl.Int("days", 120, "days to simulate")
 	scenarioFlag := fl.String("scenario", "", "sandbox scenario `FILE` (JSON) deciding payment outcomes (default: the demo scenario)")
 	faultsFlag := fl.String("faults", "", "sandbox faults, e.g. 5xx=0.05,drop=0.02,seed=7 (see 'billingd sandbox -h')")
-	format := fl.String("format", "text", "text (timeline and summary) or json (one event per line)")
+	format := fl.String("format", "text", "`FORMAT`: text (timeline and summary) or json (one event per line)")
 	cmd.Args = noArgs
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		e := a.e
