@@ -275,7 +275,7 @@ func TestReport(t *testing.T) {
 		assert.Equal(t, "month=2026-11", reqs[len(reqs)-1].URL.RawQuery, "this month in Brasília by default")
 		assert.Contains(t, stdout, "ledger of 2026-11 (Brasília)")
 		assert.Contains(t, stdout, "R$ 1.099,80")
-		assert.Less(t, strings.Index(stdout, "total  submitted"), strings.Index(stdout, "total  completed"))
+		assert.Regexp(t, `(?s)total +submitted +2 +R\$ 1.099,80\ntotal +completed +1 +R\$ 99,90\n`, stdout)
 	})
 	t.Run("csv", func(t *testing.T) {
 		code, stdout, _ := f.cli(nov26, nil, "report", "--month", "2026-11", "--format", "csv")

@@ -274,16 +274,29 @@ func newReportCmd(a *app) *cobra.Command {
 
 func writeReport(w io.Writer, rep report) error {
 	fmt.Fprintf(w, "ledger of %s (Brasília), from the stored attempts\n\n", rep.Month)
-	// Rows are per interval and outcome; the totals per outcome.
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "INTERVAL\tOUTCOME\tCOUNT\tAMOUNT\t")
+	// Rows per interval and outcome, then the totals per outcome; outcomes with no
+	// attempt are left out of the table (JSON and CSV list them).
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "INTERVAL\tOUTCOME\tCOUNT\tAMOUNT")
+	shown := 0
 	for _, r := range rep.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t\n", r.Interval, r.Outcome, r.Count, brl(r.Amount))
+		if r.Count > 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", r.Interval, r.Outcome, r.Count, brl(r.Amount))
+			shown++
+		}
 	}
 	for _, t := range totalsOf(rep.Totals, rep.Rows) {
-		fmt.Fprintf(tw, "total\t%s\t%d\t%s\t\n", t.Outcome, t.Count, brl(t.Amount))
+		if t.Count > 0 {
+			fmt.Fprintf(tw, "total\t%s\t%d\t%s\n", t.Outcome, t.Count, brl(t.Amount))
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if shown == 0 {
+		fmt.Fprintln(w, "nothing was billed or decided in that month")
+	}
+	return nil
 }
 
 // totalsOf reads the report's totals: one {count, amount}, or one per outcome, in
