@@ -10,12 +10,19 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build test test-short crash envfail e2e deploy-check lint bench run demo fuzz clean
+.PHONY: all build man test test-short crash envfail e2e deploy-check lint bench run demo fuzz clean
 
 all: lint test build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/billingd
+
+# Man pages, one per command (billingd.1, billingd-consent-show.1, …), generated from
+# the commands' own help.
+MANDIR := bin/man
+man: build
+	rm -rf $(MANDIR)
+	./$(BIN) man $(MANDIR)
 
 test:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
@@ -85,15 +92,17 @@ clean:
 docker:
 	docker build -f deploy/docker/Dockerfile --build-arg VERSION=$(VERSION) -t billingd:$(VERSION) .
 
-# Install under systemd: binary, units (the daemon; the daily backup service, its
-# timer and script, its directory by tmpfiles.d), config (kept if present), secrets
-# file and empty credential files (kept if present), and the billingd system user.
-# With DESTDIR set (packaging), only files are staged: no user is created and
-# systemd is not told.
+# Install under systemd: binary, man pages, units (the daemon; the daily backup
+# service, its timer and script, its directory by tmpfiles.d), config (kept if
+# present), secrets file and empty credential files (kept if present), and the
+# billingd system user. With DESTDIR set (packaging), only files are staged: no user
+# is created and systemd is not told.
 DESTDIR ?=
 CREDENTIALS := klavi_access_key klavi_secret_key billingd_admin_token
-install: build
+install: build man
 	install -D -m 0755 $(BIN) $(DESTDIR)/usr/local/bin/billingd
+	install -d -m 0755 $(DESTDIR)/usr/local/share/man/man1
+	install -m 0644 $(MANDIR)/*.1 $(DESTDIR)/usr/local/share/man/man1/
 	install -D -m 0644 deploy/systemd/billingd.service $(DESTDIR)/etc/systemd/system/billingd.service
 	install -D -m 0644 deploy/systemd/billingd-backup.service $(DESTDIR)/etc/systemd/system/billingd-backup.service
 	install -D -m 0644 deploy/systemd/billingd-backup.timer $(DESTDIR)/etc/systemd/system/billingd-backup.timer

@@ -2,12 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
 // adminClient calls a running daemon's admin API for the operator commands.
@@ -15,37 +18,37 @@ type adminClient struct {
 	base  string
 	token string
 	http  *http.Client
+	actor string // X-Billingd-Actor of changes: who makes them
 }
 
-// adminFlags are the flags every operator command takes.
+// adminFlags are the flags every operator command takes (and the global --config).
 type adminFlags struct {
-	addr, token, config *string
+	app         *app
+	addr, token string
 }
 
-func addAdminFlags(fs interface {
-	String(name, value, usage string) *string
-}) adminFlags {
-	return adminFlags{
-		addr:   fs.String("addr", "", "admin API `URL` (default: $BILLINGD_ADDR, else http:// + http.listen of the config)"),
-		token:  fs.String("token", "", "admin bearer token (default: $BILLINGD_ADMIN_TOKEN, else http.admin_token of the config)"),
-		config: fs.String("config", "", "config `FILE` (default: $BILLINGD_CONFIG, else "+defaultConfigPath+" if it exists)"),
-	}
+func addAdminFlags(cmd *cobra.Command, a *app) *adminFlags {
+	af := &adminFlags{app: a}
+	cmd.Flags().StringVar(&af.addr, "addr", "", "admin API `URL` (default: $BILLINGD_ADDR, else http:// + http.listen of the config)")
+	cmd.Flags().StringVar(&af.token, "token", "", "admin bearer `TOKEN` (default: $BILLINGD_ADMIN_TOKEN, else http.admin_token of the config)")
+	return af
 }
 
 // client resolves the daemon's address and token from flags, environment and config.
-func (f adminFlags) client(e *env) (*adminClient, error) {
-	cfg, err := loadConfigFor(e, *f.config, true)
+func (f *adminFlags) client() (*adminClient, error) {
+	e := f.app.e
+	cfg, err := loadConfigFor(e, f.app.config, true)
 	if err != nil {
 		return nil, err
 	}
-	addr := firstNonEmpty(*f.addr, e.getenv("BILLINGD_ADDR"), "http://"+cfg.HTTP.Listen)
+	addr := firstNonEmpty(f.addr, e.getenv("BILLINGD_ADDR"), "http://"+cfg.HTTP.Listen)
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
 	if u, err := url.Parse(addr); err != nil || u.Host == "" {
 		return nil, usageErrorf("admin address %q is not a URL", addr)
 	}
-	token := firstNonEmpty(*f.token, e.getenv("BILLINGD_ADMIN_TOKEN"), cfg.HTTP.AdminToken)
+	token := firstNonEmpty(f.token, e.getenv("BILLINGD_ADMIN_TOKEN"), cfg.HTTP.AdminToken)
 	if token == "" {
 		return nil, usageErrorf("no admin token: set --token, $BILLINGD_ADMIN_TOKEN or http.admin_token")
 	}
@@ -59,6 +62,13 @@ func firstNonEmpty(vs ...string) string {
 		}
 	}
 	return ""
+}
+
+// noRoute reports an answer of a daemon that does not serve the endpoint at all
+// (older than the command), as opposed to one that did not find the thing asked for.
+func noRoute(err error) bool {
+	var ae *apiErr
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound && strings.HasPrefix(ae.Message, "no route ")
 }
 
 // apiErr is an error answer of the admin API.
@@ -88,6 +98,9 @@ func (c *adminClient) do(method, path string, body io.Reader, out any) error {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	if c.actor != "" {
+		req.Header.Set("X-Billingd-Actor", c.actor)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -1,15 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -36,7 +34,7 @@ type Config struct {
 	HTTP      HTTPConfig      `yaml:"http"`
 	Log       LogConfig       `yaml:"log"`
 
-	undefinedEnv []string // ${VARS} the file used that were not set
+	src *configSource // where it was read from; nil for the defaults
 }
 
 // BillingConfig holds the billing rules every consent shares unless its own billing
@@ -198,7 +196,8 @@ func expandEnv(raw []byte, getenv func(string) string) ([]byte, []string) {
 
 // LoadConfig reads the configuration at path through the pipeline DefaultConfig →
 // ${ENV} expansion → YAML (unknown keys are errors) → Validate. An empty path returns
-// the defaults.
+// the defaults. A config that cannot work returns a *ConfigError naming each key,
+// and its line when the file sets it.
 func LoadConfig(path string, getenv func(string) string) (Config, error) {
 	cfg := DefaultConfig()
 	if path == "" {
@@ -208,15 +207,37 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("read config: %w", err)
 	}
-	expanded, undefined := expandEnv(raw, getenv)
-	cfg.undefinedEnv = undefined
-	dec := yaml.NewDecoder(bytes.NewReader(expanded))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("config %s: %w", path, cleanYAMLError(err))
+	src := &configSource{path: path, lines: map[string]int{}}
+	cfg.src = src
+	// Only references in values count: a ${NAME} in a comment is not used.
+	var rawDoc yaml.Node
+	if yaml.Unmarshal(raw, &rawDoc) == nil {
+		src.unset = unsetRefs(&rawDoc, getenv)
+	}
+	expanded, _ := expandEnv(raw, getenv)
+	var doc yaml.Node
+	if err := yaml.Unmarshal(expanded, &doc); err != nil {
+		return cfg, src.errorOf([]configProblem{syntaxProblem(err)})
+	}
+	if len(doc.Content) == 0 {
+		return cfg, cfg.Validate() // an empty file: the defaults
+	}
+	keyLines(&doc, "", src.lines)
+	var probs []configProblem
+	top := doc.Content[0]
+	if top.Kind != yaml.MappingNode {
+		probs = append(probs, configProblem{Line: top.Line, Msg: "want a mapping of sections (billing:, storage:, klavi:, …)"})
+	} else {
+		checkNode(top, reflect.TypeFor[Config](), "", func(p configProblem) { probs = append(probs, p) })
+	}
+	if len(probs) > 0 {
+		return cfg, src.errorOf(probs)
+	}
+	if err := doc.Decode(&cfg); err != nil {
+		return cfg, src.errorOf([]configProblem{{Msg: cleanYAMLError(err).Error()}})
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
+		return cfg, err
 	}
 	return cfg, nil
 }
@@ -229,11 +250,11 @@ func cleanYAMLError(err error) error {
 	return err
 }
 
-// Validate names every key whose value cannot work.
+// Validate names every key whose value cannot work (a *ConfigError).
 func (c *Config) Validate() error {
-	var errs []string
+	var errs []configProblem
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, key+": "+fmt.Sprintf(format, args...))
+		errs = append(errs, configProblem{Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
 	b := c.Billing
 	if b.LeadDays < 2 || b.LeadDays > 10 {
@@ -366,11 +387,7 @@ func (c *Config) Validate() error {
 	if len(errs) == 0 {
 		return nil
 	}
-	sort.Strings(errs)
-	if len(c.undefinedEnv) > 0 {
-		errs = append(errs, "note: these environment variables are not set: "+strings.Join(c.undefinedEnv, ", "))
-	}
-	return errors.New(strings.Join(errs, "; "))
+	return c.src.errorOf(errs)
 }
 
 func allDigits(s string, n int) bool {
@@ -405,20 +422,17 @@ var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(
 
 // validateForRun adds what only the daemon needs: Klavi credentials.
 func (c *Config) validateForRun() error {
-	var errs []string
+	var errs []configProblem
 	if c.Klavi.AccessKey == "" {
-		errs = append(errs, "klavi.access_key: is empty")
+		errs = append(errs, configProblem{Key: "klavi.access_key", Msg: "is empty"})
 	}
 	if c.Klavi.SecretKey == "" {
-		errs = append(errs, "klavi.secret_key: is empty")
+		errs = append(errs, configProblem{Key: "klavi.secret_key", Msg: "is empty"})
 	}
 	if len(errs) == 0 {
 		return nil
 	}
-	if len(c.undefinedEnv) > 0 {
-		errs = append(errs, "note: these environment variables are not set: "+strings.Join(c.undefinedEnv, ", "))
-	}
-	return errors.New(strings.Join(errs, "; "))
+	return c.src.errorOf(errs)
 }
 
 // cronParser accepts standard 5-field specs and descriptors (@every 1m, @hourly).

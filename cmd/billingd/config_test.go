@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -15,7 +16,7 @@ func TestConfigExample_IsTheDefaults(t *testing.T) {
 	cfg, err := LoadConfig("../../config.example.yaml", noEnv)
 	require.NoError(t, err)
 	want := DefaultConfig()
-	cfg.undefinedEnv = nil
+	cfg.src = nil
 	assert.Equal(t, want, cfg, "config.example.yaml must list every key with its default")
 }
 
@@ -49,9 +50,9 @@ func TestLoadConfig(t *testing.T) {
 		name, body string
 		want       []string
 	}{
-		{"unknown key", "billing:\n  lead_dayz: 3\n", []string{"field lead_dayz not found"}},
-		{"wrong type", "billing:\n  lead_days: soon\n", []string{"cannot unmarshal"}},
-		{"not yaml", "billing: [\n", []string{"config"}},
+		{"unknown key", "billing:\n  lead_dayz: 3\n", []string{"billingd.yaml:2: billing.lead_dayz: unknown key (did you mean lead_days?)"}},
+		{"wrong type", "billing:\n  lead_days: soon\n", []string{`billingd.yaml:2: billing.lead_days: "soon" is not a whole number`}},
+		{"not yaml", "billing: [\n", []string{"billingd.yaml:1: not valid YAML: "}},
 		{"every bad value", `
 billing:
   lead_days: 1
@@ -94,5 +95,107 @@ log:
 	t.Run("missing file", func(t *testing.T) {
 		_, err := LoadConfig(filepath.Join(t.TempDir(), "nope.yaml"), noEnv)
 		assert.ErrorContains(t, err, "no such file")
+	})
+}
+
+// TestLoadConfig_Errors: every problem names its YAML key and the line the file sets
+// it on, in the words of the file (never a Go type), once each and in file order.
+func TestLoadConfig_Errors(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       string // the whole message after the path
+	}{
+		{"unknown key with a near name", "billing:\n  lead_days: 3\n\n  lead_dayz: 4\n",
+			":4: billing.lead_dayz: unknown key (did you mean lead_days?)"},
+		{"unknown section", "biling:\n  lead_days: 3\n", ":1: biling: unknown key (did you mean billing?)"},
+		{"unknown key with nothing near", "log:\n  colour: yes\n", ":2: log.colour: unknown key (known here: level, format)"},
+		{"nested unknown key", "klavi:\n  canceller:\n    identifer: \"1\"\n",
+			":3: klavi.canceller.identifer: unknown key (did you mean identifier?)"},
+		{"not a duration", "scheduler:\n  workers: 4\n  resend_min_interval: five\n",
+			`:3: scheduler.resend_min_interval: "five" is not a duration (e.g. 30s, 5m)`},
+		{"a number without a unit", "klavi:\n  timeout: 30\n", `:2: klavi.timeout: "30" is not a duration (e.g. 30s, 5m)`},
+		{"not a whole number", "klavi:\n  max_attempts: 2.5\n", `:2: klavi.max_attempts: "2.5" is not a whole number`},
+		{"not a number", "klavi:\n  rate_limit: fast\n", `:2: klavi.rate_limit: "fast" is not a number`},
+		{"not a bool", "storage:\n  verify_on_start: sometimes\n", `:2: storage.verify_on_start: "sometimes" is not true or false`},
+		{"a list for a value", "log:\n  level: [debug]\n", ":2: log.level: a list is not a single value: want a text value"},
+		{"a value for a list", "billing:\n  extra_holidays: 2026-12-24\n",
+			`:2: billing.extra_holidays: "2026-12-24" is not a list: want [a, b] or one "- item" a line`},
+		{"a value for a section", "billing: 3\n", `:1: billing: "3" is not a section: want keys under it (lead_days: …)`},
+		{"a list element", "billing:\n  extra_holidays:\n    - 2026-12-24\n    - 2026-13-01\n",
+			":4: billing.extra_holidays[1]: "},
+		{"validate names the line", "# comment\nbilling:\n  retry_mode: attach\n  lead_days: 12\n",
+			":4: billing.lead_days: 12 is outside 2..10: a payment must be created 2 to 10 days before its date"},
+		{"the top is not a mapping", "- billing\n", ":1: want a mapping of sections (billing:, storage:, klavi:, …)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := writeConfig(t, tt.body)
+			_, err := LoadConfig(p, noEnv)
+			require.Error(t, err)
+			var ce *ConfigError
+			require.ErrorAs(t, err, &ce)
+			assert.True(t, strings.HasPrefix(err.Error(), p+tt.want), "got %q", err.Error())
+			assert.Equal(t, 1, strings.Count(err.Error(), p), "the path once")
+			assert.NotContains(t, err.Error(), "main.")
+			assert.NotContains(t, err.Error(), "time.Duration")
+			assert.NotContains(t, err.Error(), "!!")
+			assert.NotContains(t, err.Error(), "note:", "no variable is referenced")
+		})
+	}
+
+	t.Run("several problems in file order, then those of keys the file does not set", func(t *testing.T) {
+		p := writeConfig(t, "scheduler:\n  workers: 0\nbilling:\n  lead_days: 1\n  submit_time: 9am\n")
+		cfg := DefaultConfig()
+		_, err := LoadConfig(p, noEnv)
+		require.Error(t, err)
+		assert.Equal(t, "3 config problems:\n"+
+			"  "+p+":2: scheduler.workers: 0 is outside 1..1024\n"+
+			"  "+p+":4: billing.lead_days: 1 is outside 2..10: a payment must be created 2 to 10 days before its date\n"+
+			"  "+p+`:5: billing.submit_time: "9am" must be HH:MM (24-hour, Brasília time)`, err.Error())
+		cfg.src = &configSource{path: p}
+		cfg.Storage.Path = ""
+		assert.Equal(t, p+": storage.path: is empty", cfg.Validate().Error(), "no line: the file does not set it")
+	})
+}
+
+// TestLoadConfig_EnvNote: the note about unset variables names only ${NAME}s used in
+// the file's values, not those in comments or with a default.
+func TestLoadConfig_EnvNote(t *testing.T) {
+	tests := []struct {
+		name, body string
+		note       string // "" for none
+	}{
+		{"a reference in a comment", "# set ${NAME} in the environment\nklavi:\n  access_key: k # or ${OTHER}\n", ""},
+		{"a reference with a default", "klavi:\n  access_key: ${AK:-}\n", ""},
+		{"a set variable", "klavi:\n  access_key: ${SET}\n", ""},
+		{"one unset", "klavi:\n  access_key: ${AK}\n", "note: the environment variable AK, used in the file, is not set"},
+		{"two unset, once each", "klavi:\n  access_key: ${AK}\n  secret_key: \"${SK}-${AK}\"\n",
+			"note: the environment variables AK, SK, used in the file, are not set"},
+	}
+	getenv := func(k string) string {
+		if k == "SET" {
+			return "value"
+		}
+		return ""
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := writeConfig(t, tt.body+"billing:\n  lead_days: 1\n")
+			_, err := LoadConfig(p, getenv)
+			require.Error(t, err)
+			if tt.note == "" {
+				assert.NotContains(t, err.Error(), "note:")
+			} else {
+				assert.True(t, strings.HasSuffix(err.Error(), "\n"+tt.note), "got %q", err.Error())
+			}
+		})
+	}
+	t.Run("config.example.yaml has none", func(t *testing.T) {
+		cfg, err := LoadConfig("../../config.example.yaml", noEnv)
+		require.NoError(t, err)
+		err = cfg.validateForRun()
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), "note:", "its ${NAME:-} references have defaults; the one in a comment is not used")
+		assert.Contains(t, err.Error(), "config.example.yaml:44: klavi.access_key: is empty")
 	})
 }

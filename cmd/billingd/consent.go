@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,263 +15,629 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/klavi-billing/billingd/admin"
+	"github.com/spf13/cobra"
+
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/internal/problem"
+	"github.com/klavi-billing/billingd/internal/redact"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/scheduler"
 	"github.com/klavi-billing/billingd/storage"
 )
 
-func cmdConsent(ctx context.Context, e *env, args []string) error {
-	subs := map[string]func(context.Context, *env, []string) error{
-		"add": cmdConsentAdd, "list": cmdConsentList, "show": cmdConsentShow, "revoke": cmdConsentRevoke,
-		"authorize": cmdConsentAuthorize, "amount": cmdConsentAmount, "create": cmdConsentCreate, "import": cmdConsentImport,
-	}
-	names := make([]string, 0, len(subs))
-	for n := range subs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	if len(args) == 0 {
-		return usageErrorf("consent: want a subcommand: %s", strings.Join(names, ", "))
-	}
-	fn, ok := subs[args[0]]
-	if !ok {
-		return usageErrorf("consent: unknown subcommand %q: want one of %s", args[0], strings.Join(names, ", "))
-	}
-	return fn(ctx, e, args[1:])
+func newConsentCmd(a *app) *cobra.Command {
+	return group("consent", "add, list, show, revoke, authorize, create or import consents",
+		"Add, list, show, revoke, authorize, create or import consents, and set the amount of a\nvariable consent's cycle.",
+		newConsentAddCmd(a), newConsentListCmd(a), newConsentShowCmd(a), newConsentRevokeCmd(a),
+		newConsentAuthorizeCmd(a), newConsentAmountCmd(a), newConsentCreateCmd(a), newConsentImportCmd(a))
 }
 
-func cmdConsentAdd(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "consent add", "[--bill-from YYYY-MM-DD] FILE", "Add a consent (a consent file) to the running daemon.")
+func newConsentAddCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "add FILE [flags]",
+		Short: "add a consent file to the running daemon",
+		Long:  "Add a consent (a consent file) to the running daemon.",
+	}
+	fs := cmd.Flags()
 	billFrom := fs.String("bill-from", "", "first date billingd bills, `YYYY-MM-DD` (default: today)")
-	af := addAdminFlags(fs)
-	if err := parseFlags(fs, args, true); err != nil {
-		return err
+	af := addAdminFlags(cmd, a)
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := a.e
+		if len(args) != 1 {
+			return argErrorf("consent add: want exactly one FILE")
+		}
+		c, err := readConsentFile(e, args[0]) // check locally first: every problem at once
+		if err != nil {
+			return err
+		}
+		if *billFrom != "" {
+			if _, err := cycle.ParseDate(*billFrom); err != nil {
+				return argErrorf("consent add: --bill-from: %v", err)
+			}
+		}
+		cl, err := af.client()
+		if err != nil {
+			return err
+		}
+		body, _ := json.Marshal(c)
+		var raw json.RawMessage
+		if err := cl.do("POST", "/v1/consents?billFrom="+url.QueryEscape(*billFrom), bytes.NewReader(body), &raw); err != nil {
+			return err
+		}
+		sum, err := decodeRecord(raw)
+		if err != nil {
+			return fmt.Errorf("consent add: the daemon's answer: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "added %s: %s, %s\n", c.ID, sum.State, a.whatNext(c, sum))
+		return nil
 	}
-	if fs.NArg() != 1 {
-		return usageErrorf("consent add: want exactly one FILE")
+	return cmd
+}
+
+// decodeRecord reads a stored consent record (the answer of add and get) as a
+// summary.
+func decodeRecord(raw []byte) (consentSummary, error) {
+	var sum consentSummary
+	if err := json.Unmarshal(raw, &sum); err != nil {
+		return sum, err
 	}
-	c, err := readConsentFile(e, fs.Arg(0)) // check locally first: every problem at once
-	if err != nil {
-		return err
+	var rec struct {
+		Consent *consent.Consent `json:"consent"`
 	}
-	if *billFrom != "" {
-		if _, err := cycle.ParseDate(*billFrom); err != nil {
-			return usageErrorf("consent add: --bill-from: %v", err)
+	if err := json.Unmarshal(raw, &rec); err == nil && rec.Consent != nil {
+		sum.ID = rec.Consent.ID
+		if rec.Consent.PaymentMethodConfig != nil {
+			sum.Interval = rec.Consent.Interval().String()
+			if a, ok := rec.Consent.FixedAmount(); ok && sum.Amount == nil {
+				m := money(a)
+				sum.Amount = &m
+			}
 		}
 	}
-	cl, err := af.client(e)
+	return sum, nil
+}
+
+// whatNext says what billingd does next with a consent just added or authorized:
+// the submission of its next cycle; or, when that cycle's window has already closed,
+// that the cycle will be MISSED and which cycle is billed next. The plan is the
+// daemon's own (scheduler.Policy.Plan) under the billing rules of the config.
+func (a *app) whatNext(c *consent.Consent, sum consentSummary) string {
+	next := fmt.Sprintf("next cycle %d", sum.NextCycle)
+	if !sum.NextSubmitAt.IsZero() {
+		next += ", submitted " + tableTime(sum.NextSubmitAt)
+	}
+	if c == nil || sum.State != string(storage.ConsentActive) {
+		return next
+	}
+	cfg, err := loadConfigFor(a.e, a.config, true)
 	if err != nil {
-		return err
+		return next
 	}
-	body, _ := json.Marshal(c)
-	var rec storage.ConsentRecord
-	if err := cl.do("POST", "/v1/consents?billFrom="+url.QueryEscape(*billFrom), bytes.NewReader(body), &rec); err != nil {
-		return err
+	pol, err := cfg.policy()
+	if err != nil {
+		return next
 	}
-	fmt.Fprintf(e.stdout, "added %s: %s, next cycle %d%s\n", rec.ID(), rec.State, rec.NextCycle, nextDue(rec.NextDue))
-	return nil
+	h, m, _ := parseClock(cfg.Billing.SubmitTime)
+	s := pol.Schedule(c)
+	today := cycle.DateOf(a.e.clock.Now())
+	if !s.Exists(sum.NextCycle) {
+		return next
+	}
+	p := pol.Plan(c, s, sum.NextCycle, today, nil)
+	switch p.State {
+	case scheduler.StateLate:
+		return fmt.Sprintf("next cycle %d (due %s), submitted at the next scan: its submit day %s has passed and the window is open until %s",
+			p.Index, weekdayDate(p.Due), weekdayDate(p.Due.AddDays(-pol.LeadDays)), weekdayDate(p.Deadline))
+	case scheduler.StateMissed:
+	default:
+		return next
+	}
+	out := fmt.Sprintf("cycle %d (due %s) will be MISSED: its window closed on %s", p.Index, weekdayDate(p.Due), weekdayDate(p.Deadline))
+	k := p.Index + 1
+	for ; s.Exists(k); k++ {
+		q := pol.Plan(c, s, k, today, nil)
+		if q.State == scheduler.StateMissed {
+			out += fmt.Sprintf("; cycle %d (due %s) too", q.Index, weekdayDate(q.Due))
+			continue
+		}
+		at := q.SubmitOn.At(h, m)
+		if q.State == scheduler.StateLate {
+			return out + fmt.Sprintf("; the next cycle billed is %d (due %s), submitted at the next scan", q.Index, weekdayDate(q.Due))
+		}
+		return out + fmt.Sprintf("; the next cycle billed is %d (due %s), submitted %s", q.Index, weekdayDate(q.Due), tableTime(at))
+	}
+	return out + "; no later cycle is billed (the consent expires first)"
 }
 
-func nextDue(t time.Time) string {
-	if t.IsZero() {
-		return ""
+func newConsentListCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list [flags]",
+		Short: "list consents (no personal data)",
+		Long:  "List consents (no personal data).",
 	}
-	return ", submitted " + t.In(cycle.Brasilia).Format("Mon 2006-01-02 15:04")
-}
-
-func cmdConsentList(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "consent list", "[--state STATE] [--limit N] [--after ID] [--format table|json]", "List consents (no personal data).")
+	fs := cmd.Flags()
 	state := fs.String("state", "", "only consents in `STATE` (active, awaiting_authorization, revoked, rejected, expired)")
 	limit := fs.Int("limit", 100, "at most `N` consents")
 	after := fs.String("after", "", "start after this consent `ID` (paging)")
-	format := fs.String("format", "table", "table or json")
-	af := addAdminFlags(fs)
-	if err := parseFlags(fs, args, false); err != nil {
-		return err
+	format := fs.String("format", "table", "`FORMAT`: table or json")
+	af := addAdminFlags(cmd, a)
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := a.e
+		cl, err := af.client()
+		if err != nil {
+			return err
+		}
+		q := url.Values{"limit": {strconv.Itoa(*limit)}}
+		if *state != "" {
+			q.Set("state", *state)
+		}
+		if *after != "" {
+			q.Set("after", *after)
+		}
+		var out struct {
+			Consents []consentSummary `json:"consents"`
+		}
+		if err := cl.do("GET", "/v1/consents?"+q.Encode(), nil, &out); err != nil {
+			return err
+		}
+		if *format == "json" {
+			return printJSON(e.stdout, out)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATE\tINTERVAL\tAMOUNT\tNEXT CYCLE\tNEXT DUE\tNEXT SUBMISSION")
+		for _, c := range out.Consents {
+			amount := "variable"
+			if c.Amount != nil {
+				amount = brl(c.Amount)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", c.ID, c.State, c.Interval, amount, c.NextCycle,
+				weekdayDate(c.NextDueDate), tableTime(c.NextSubmitAt))
+		}
+		return tw.Flush()
 	}
-	cl, err := af.client(e)
+	return cmd
+}
+
+func oneID(args []string, name string) error {
+	if len(args) != 1 {
+		return argErrorf("%s: want exactly one consent ID", name)
+	}
+	return nil
+}
+
+func newConsentShowCmd(a *app) *cobra.Command {
+	var format string
+	var cycles int
+	cmd := &cobra.Command{
+		Use:   "show ID [flags]",
+		Short: "show a consent, its upcoming plan and its timeline",
+		Long: "Show a consent (personal data masked), its upcoming plan (the daemon's own, cycles\n" +
+			"already decided with their stored state) and its timeline: every state change and\n" +
+			"operator action, with who and why.",
+		Example: "  billingd consent show urn:klavi:consent-0001\n  billingd consent show urn:klavi:consent-0001 --format json",
+		Args:    func(cmd *cobra.Command, args []string) error { return oneID(args, "consent show") },
+	}
+	cmd.Flags().StringVar(&format, "format", "table", "`FORMAT`: table or json")
+	cmd.Flags().IntVar(&cycles, "cycles", 6, "cycles of the plan to show")
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	af := addAdminFlags(cmd, a)
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if err := checkFormat("consent show", format, "table", "json"); err != nil {
+			return err
+		}
+		if cycles < 1 || cycles > 10000 {
+			return argErrorf("consent show: --cycles %d: want 1..10000", cycles)
+		}
+		cl, err := af.client()
+		if err != nil {
+			return err
+		}
+		id := url.PathEscape(args[0])
+		var raw json.RawMessage
+		if err := cl.do("GET", "/v1/consents/"+id, nil, &raw); err != nil {
+			return err
+		}
+		view, err := viewOf(raw)
+		if err != nil {
+			return fmt.Errorf("consent show: the daemon's answer: %w", err)
+		}
+		var plan json.RawMessage
+		if err := cl.do("GET", "/v1/consents/"+id+"/preview?"+url.Values{"cycles": {strconv.Itoa(cycles)}}.Encode(), nil, &plan); err != nil {
+			return err
+		}
+		events, timeline, err := consentEvents(cl, id)
+		if err != nil {
+			return err
+		}
+		if format == "json" {
+			return printJSON(a.e.stdout, struct {
+				Consent consentView       `json:"consent"`
+				Plan    json.RawMessage   `json:"plan"`
+				Events  []json.RawMessage `json:"events"`
+			}{view, plan, events})
+		}
+		return writeConsentShow(a.e.stdout, view, plan, timeline, events != nil)
+	}
+	return cmd
+}
+
+// A consentView is a stored consent with its personal data masked: what consent show
+// prints.
+type consentView struct {
+	sum          consentSummary
+	Status       string     `json:"status"`
+	ContractID   string     `json:"contractId"`
+	Debtor       string     `json:"debtor"`
+	Creditor     string     `json:"creditor"`
+	Account      string     `json:"creditorAccount"`
+	Reference    cycle.Date `json:"referenceStartDate"`
+	Expires      string     `json:"expires,omitempty"`
+	Variable     string     `json:"variable,omitempty"`
+	RetryMode    string     `json:"retryMode"`
+	Retries      string     `json:"retries"`
+	BillFrom     cycle.Date `json:"billFrom"`
+	AddedAt      instant    `json:"addedAt"`
+	UpdatedAt    instant    `json:"updatedAt"`
+	RedirectSent bool       `json:"awaitingPayer,omitempty"`
+}
+
+func (v consentView) MarshalJSON() ([]byte, error) {
+	type details consentView // without this method
+	obj := map[string]json.RawMessage{}
+	for _, part := range []any{v.sum, details(v)} {
+		b, err := json.Marshal(part)
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(b, &obj); err != nil {
+			return nil, err
+		}
+	}
+	return json.Marshal(obj)
+}
+
+// viewOf reads GET /v1/consents/{id} and masks what is personal.
+func viewOf(raw []byte) (consentView, error) {
+	sum, err := decodeRecord(raw)
 	if err != nil {
+		return consentView{}, err
+	}
+	var rec struct {
+		Consent     *consent.Consent `json:"consent"`
+		BillFrom    cycle.Date       `json:"billFrom"`
+		AddedAt     time.Time        `json:"addedAt"`
+		UpdatedAt   time.Time        `json:"updatedAt"`
+		RedirectURL string           `json:"redirectUrl"`
+	}
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return consentView{}, err
+	}
+	v := consentView{sum: sum, BillFrom: rec.BillFrom, AddedAt: instant{rec.AddedAt}, UpdatedAt: instant{rec.UpdatedAt},
+		RedirectSent: rec.RedirectURL != "" && sum.State == string(storage.ConsentAwaiting)}
+	c := rec.Consent
+	if c == nil {
+		return v, nil
+	}
+	v.Status = string(c.Status)
+	v.RetryMode = string(c.Billing.RetryMode)
+	v.Retries = "none"
+	if st := c.Strategy(); st != nil {
+		v.Retries = strategyText(st.Days, st.SkipWeekend)
+	}
+	if exp := c.Expiry(); !exp.IsZero() {
+		v.Expires = exp.String()
+	}
+	if pm := c.PaymentMethodConfig; pm != nil {
+		v.ContractID = pm.ContractID
+		v.Reference = pm.ReferenceStartDate
+		v.Debtor = person(pm.ContractDebtor)
+		if pm.FixedAmount == nil {
+			lo, hi := "-", "-"
+			if pm.MinimumVariableAmount != nil {
+				lo = pm.MinimumVariableAmount.BRL()
+			}
+			if pm.MaximumVariableAmount != nil {
+				hi = pm.MaximumVariableAmount.BRL()
+			}
+			v.Variable = lo + " to " + hi
+		}
+	}
+	if ca := c.CreditorAccount; ca != nil {
+		v.Creditor = person(ca.Holder)
+		v.Account = fmt.Sprintf("ISPB %s, account %s", ca.ISPB, redact.ID(ca.Number))
+	}
+	return v, nil
+}
+
+// person is a masked CPF/CNPJ and name.
+func person(p *klavi.Person) string {
+	if p == nil {
+		return "-"
+	}
+	s := fmt.Sprintf("%s %s", p.IdentifierType, redact.ID(p.Identifier))
+	if p.Name != "" {
+		s += ", " + redact.Name(p.Name)
+	}
+	return s
+}
+
+func strategyText(days []int, skipWeekend bool) string {
+	ds := make([]string, len(days))
+	for i, d := range days {
+		ds[i] = "+" + strconv.Itoa(d)
+	}
+	s := "days " + strings.Join(ds, ", ")
+	if skipWeekend {
+		s += ", skipping weekends"
+	}
+	return s
+}
+
+// A timelineEvent is one event of a consent's timeline.
+type timelineEvent struct {
+	At              time.Time  `json:"at"`
+	Kind            string     `json:"kind"`
+	Cycle           *int       `json:"cycle"`
+	Attempt         *int       `json:"attempt"`
+	Date            cycle.Date `json:"date"`
+	Amount          *money     `json:"amount"`
+	PaymentID       string     `json:"paymentId"`
+	ClientRequestID string     `json:"clientRequestId"`
+	Actor           string     `json:"actor"`
+	Reason          string     `json:"reason"`
+}
+
+// consentEvents reads the whole timeline (every page). A daemon without timelines
+// gives nil, nil, nil.
+func consentEvents(cl *adminClient, id string) ([]json.RawMessage, []timelineEvent, error) {
+	raws := []json.RawMessage{}
+	var evs []timelineEvent
+	after := ""
+	for {
+		q := url.Values{"limit": {"1000"}}
+		if after != "" {
+			q.Set("after", after)
+		}
+		var page struct {
+			Events []json.RawMessage `json:"events"`
+			Next   string            `json:"next"`
+		}
+		err := cl.do("GET", "/v1/consents/"+id+"/events?"+q.Encode(), nil, &page)
+		if noRoute(err) {
+			return nil, nil, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, r := range page.Events {
+			var ev timelineEvent
+			if err := json.Unmarshal(r, &ev); err != nil {
+				return nil, nil, fmt.Errorf("consent show: an event of the timeline: %w", err)
+			}
+			raws = append(raws, r)
+			evs = append(evs, ev)
+		}
+		if page.Next == "" || page.Next == after {
+			return raws, evs, nil
+		}
+		after = page.Next
+	}
+}
+
+func writeConsentShow(w io.Writer, v consentView, plan json.RawMessage, events []timelineEvent, haveTimeline bool) error {
+	s := v.sum
+	amount := "variable"
+	if s.Amount != nil {
+		amount = brl(s.Amount) + " (fixed)"
+	} else if v.Variable != "" {
+		amount = "variable, " + v.Variable
+	}
+	next := fmt.Sprintf("cycle %d", s.NextCycle)
+	if !s.NextDueDate.IsZero() {
+		next += ", due " + weekdayDate(s.NextDueDate)
+	}
+	if !s.NextSubmitAt.IsZero() {
+		next += ", submitted " + tableTime(s.NextSubmitAt)
+	}
+	state := s.State
+	if s.StateReason != "" {
+		state += " (" + s.StateReason + ")"
+	}
+	fmt.Fprintf(w, "consent %s\n", s.ID)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, kv := range [][2]string{
+		{"state", state},
+		{"Klavi status", v.Status},
+		{"interval", fmt.Sprintf("%s from %s", s.Interval, weekdayDate(v.Reference))},
+		{"expires", firstNonEmpty(v.Expires, "never")},
+		{"amount", amount},
+		{"retries", fmt.Sprintf("%s (mode %s)", v.Retries, firstNonEmpty(v.RetryMode, "the config's"))},
+		{"contract", v.ContractID},
+		{"debtor", v.Debtor},
+		{"creditor", v.Creditor},
+		{"creditor account", v.Account},
+		{"billed from", weekdayDate(v.BillFrom)},
+		{"next", next},
+		{"added", tableTime(v.AddedAt.Time)},
+		{"updated", tableTime(v.UpdatedAt.Time)},
+	} {
+		fmt.Fprintf(tw, "  %s:\t%s\n", kv[0], dash(kv[1]))
+	}
+	if err := tw.Flush(); err != nil {
 		return err
 	}
-	q := url.Values{"limit": {strconv.Itoa(*limit)}}
-	if *state != "" {
-		q.Set("state", *state)
+	fmt.Fprintln(w, "\nupcoming plan")
+	var pv scheduler.Preview
+	if err := json.Unmarshal(plan, &pv); err != nil {
+		return fmt.Errorf("consent show: the daemon's plan: %w", err)
 	}
-	if *after != "" {
-		q.Set("after", *after)
-	}
-	var out struct {
-		Consents []admin.ConsentSummary `json:"consents"`
-	}
-	if err := cl.do("GET", "/v1/consents?"+q.Encode(), nil, &out); err != nil {
+	if err := writePlanTable(w, pv); err != nil {
 		return err
 	}
-	if *format == "json" {
-		return printJSON(e.stdout, out)
+	fmt.Fprintln(w, "\ntimeline")
+	if !haveTimeline {
+		fmt.Fprintln(w, "  this daemon keeps no timeline (upgrade it); see 'billingd payments list --consent ID'")
+		return nil
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tINTERVAL\tAMOUNT\tNEXT CYCLE\tNEXT SUBMISSION")
-	for _, c := range out.Consents {
-		amount := "variable"
-		if c.Amount != nil {
-			amount = c.Amount.BRL()
-		}
-		next := "-"
-		if c.NextDue != nil {
-			next = c.NextDue.In(cycle.Brasilia).Format("Mon 2006-01-02 15:04")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", c.ID, c.State, c.Interval, amount, c.NextCycle, next)
+	if len(events) == 0 {
+		fmt.Fprintln(w, "  no events yet")
+		return nil
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "AT\tEVENT\tCYCLE\tATTEMPT\tDATE\tAMOUNT\tPAYMENT ID\tACTOR\tREASON")
+	for _, ev := range events {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", tableTime(ev.At), ev.Kind, intOrDash(ev.Cycle), intOrDash(ev.Attempt),
+			weekdayDate(ev.Date), brl(ev.Amount), dash(ev.PaymentID), dash(ev.Actor), dash(oneLine(ev.Reason, 80)))
 	}
 	return tw.Flush()
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+func intOrDash(n *int) string {
+	if n == nil {
+		return "-"
+	}
+	return strconv.Itoa(*n)
 }
 
-func oneID(fs interface{ NArg() int }, name string) error {
-	if fs.NArg() != 1 {
-		return usageErrorf("%s: want exactly one consent ID", name)
+func newConsentRevokeCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "revoke ID [flags]",
+		Short: "stop billing a consent for good",
+		Long:  "Stop billing a consent for good (its history is kept).",
 	}
-	return nil
+	fs := cmd.Flags()
+	reason := fs.String("reason", "", "`TEXT`: why, for the record")
+	af := addAdminFlags(cmd, a)
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := a.e
+		if err := oneID(args, "consent revoke"); err != nil {
+			return err
+		}
+		cl, err := af.client()
+		if err != nil {
+			return err
+		}
+		body, _ := json.Marshal(map[string]string{"reason": *reason})
+		var sum consentSummary
+		if err := cl.do("POST", "/v1/consents/"+url.PathEscape(args[0])+"/revoke", bytes.NewReader(body), &sum); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s: %s\n", sum.ID, sum.State)
+		return nil
+	}
+	return cmd
 }
 
-func cmdConsentShow(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "consent show", "ID", "Show a consent, its billing state and its attempts (JSON).")
-	af := addAdminFlags(fs)
-	if err := parseFlags(fs, args, true); err != nil {
-		return err
+func newConsentAuthorizeCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "authorize ID [flags]",
+		Short: "mark a consent awaiting authorization as authorized",
+		Long:  "Mark a consent awaiting authorization as authorized: billing starts.",
 	}
-	if err := oneID(fs, "consent show"); err != nil {
-		return err
+	af := addAdminFlags(cmd, a)
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := a.e
+		if err := oneID(args, "consent authorize"); err != nil {
+			return err
+		}
+		cl, err := af.client()
+		if err != nil {
+			return err
+		}
+		var sum consentSummary
+		if err := cl.do("POST", "/v1/consents/"+url.PathEscape(args[0])+"/authorize", nil, &sum); err != nil {
+			return err
+		}
+		// The consent itself, for the plan of its next cycle.
+		var c *consent.Consent
+		var rec struct {
+			Consent *consent.Consent `json:"consent"`
+		}
+		if cl.do("GET", "/v1/consents/"+url.PathEscape(args[0]), nil, &rec) == nil {
+			c = rec.Consent
+		}
+		fmt.Fprintf(e.stdout, "%s: %s, %s\n", sum.ID, sum.State, a.whatNext(c, sum))
+		return nil
 	}
-	cl, err := af.client(e)
-	if err != nil {
-		return err
-	}
-	id := url.PathEscape(fs.Arg(0))
-	var rec, atts json.RawMessage
-	if err := cl.do("GET", "/v1/consents/"+id, nil, &rec); err != nil {
-		return err
-	}
-	if err := cl.do("GET", "/v1/consents/"+id+"/attempts", nil, &atts); err != nil {
-		return err
-	}
-	return printJSON(e.stdout, map[string]json.RawMessage{"consent": rec, "attempts": atts})
+	return cmd
 }
 
-func cmdConsentRevoke(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "consent revoke", "[--reason TEXT] ID", "Stop billing a consent for good (its history is kept).")
-	reason := fs.String("reason", "", "why, for the record")
-	af := addAdminFlags(fs)
-	if err := parseFlags(fs, args, true); err != nil {
-		return err
+func newConsentAmountCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "amount ID CYCLE AMOUNT [flags]",
+		Short: "set the amount of one cycle of a variable consent",
+		Long:  "Set the amount of one cycle of a variable consent (AMOUNT like 123.45).",
 	}
-	if err := oneID(fs, "consent revoke"); err != nil {
-		return err
+
+	af := addAdminFlags(cmd, a)
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := a.e
+		if len(args) != 3 {
+			return argErrorf("consent amount: want ID CYCLE AMOUNT")
+		}
+		k, err := strconv.Atoi(args[1])
+		if err != nil || k < 0 {
+			return argErrorf("consent amount: cycle %q is not a cycle index (0, 1, …)", args[1])
+		}
+		a, err := klavi.ParseAmount(args[2])
+		if err != nil {
+			return argErrorf("consent amount: %v", err)
+		}
+		cl, err := af.client()
+		if err != nil {
+			return err
+		}
+		body, _ := json.Marshal(map[string]klavi.Cents{"amount": a})
+		if err := cl.do("PUT", fmt.Sprintf("/v1/consents/%s/cycles/%d/amount", url.PathEscape(args[0]), k), bytes.NewReader(body), nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s: cycle %d will bill %s\n", args[0], k, a.BRL())
+		return nil
 	}
-	cl, err := af.client(e)
-	if err != nil {
-		return err
-	}
-	body, _ := json.Marshal(map[string]string{"reason": *reason})
-	var sum admin.ConsentSummary
-	if err := cl.do("POST", "/v1/consents/"+url.PathEscape(fs.Arg(0))+"/revoke", bytes.NewReader(body), &sum); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "%s: %s\n", sum.ID, sum.State)
-	return nil
+	return cmd
 }
 
-func cmdConsentAuthorize(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "consent authorize", "ID", "Mark a consent awaiting authorization as authorized: billing starts.")
-	af := addAdminFlags(fs)
-	if err := parseFlags(fs, args, true); err != nil {
-		return err
+func newConsentCreateCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "create FILE [flags]",
+		Short: "create a consent at Klavi and print where the payer authorizes it",
+		Long: "Create a consent at Klavi through the running daemon (FILE: Klavi's create-consent\n" +
+			"body plus an optional billing object) and print the URL where the payer authorizes it.",
 	}
-	if err := oneID(fs, "consent authorize"); err != nil {
-		return err
-	}
-	cl, err := af.client(e)
-	if err != nil {
-		return err
-	}
-	var sum admin.ConsentSummary
-	if err := cl.do("POST", "/v1/consents/"+url.PathEscape(fs.Arg(0))+"/authorize", nil, &sum); err != nil {
-		return err
-	}
-	next := ""
-	if sum.NextDue != nil {
-		next = nextDue(*sum.NextDue)
-	}
-	fmt.Fprintf(e.stdout, "%s: %s, next cycle %d%s\n", sum.ID, sum.State, sum.NextCycle, next)
-	return nil
-}
 
-func cmdConsentAmount(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "consent amount", "ID CYCLE AMOUNT", "Set the amount of one cycle of a variable consent (AMOUNT like 123.45).")
-	af := addAdminFlags(fs)
-	if err := parseFlags(fs, args, true); err != nil {
-		return err
+	af := addAdminFlags(cmd, a)
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := a.e
+		if len(args) != 1 {
+			return argErrorf("consent create: want exactly one FILE")
+		}
+		body, err := os.ReadFile(args[0])
+		if err != nil {
+			return usageErrorf("consent create: %v", err)
+		}
+		cl, err := af.client()
+		if err != nil {
+			return err
+		}
+		var out struct {
+			ID          string `json:"id"`
+			Status      string `json:"status"`
+			RedirectURL string `json:"consentRedirectUrl"`
+		}
+		if err := cl.do("POST", "/v1/klavi/consents", bytes.NewReader(body), &out); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "created %s (%s)\nthe payer authorizes it at: %s\n", out.ID, out.Status, out.RedirectURL)
+		return nil
 	}
-	if fs.NArg() != 3 {
-		return usageErrorf("consent amount: want ID CYCLE AMOUNT")
-	}
-	k, err := strconv.Atoi(fs.Arg(1))
-	if err != nil || k < 0 {
-		return usageErrorf("consent amount: cycle %q is not a cycle index (0, 1, …)", fs.Arg(1))
-	}
-	a, err := klavi.ParseAmount(fs.Arg(2))
-	if err != nil {
-		return usageErrorf("consent amount: %v", err)
-	}
-	cl, err := af.client(e)
-	if err != nil {
-		return err
-	}
-	body, _ := json.Marshal(map[string]klavi.Cents{"amount": a})
-	if err := cl.do("PUT", fmt.Sprintf("/v1/consents/%s/cycles/%d/amount", url.PathEscape(fs.Arg(0)), k), bytes.NewReader(body), nil); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "%s: cycle %d will bill %s\n", fs.Arg(0), k, a.BRL())
-	return nil
-}
-
-func cmdConsentCreate(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "consent create", "FILE",
-		"Create a consent at Klavi through the running daemon (FILE: Klavi's create-consent\n"+
-			"body plus an optional billing object) and print the URL where the payer authorizes it.")
-	af := addAdminFlags(fs)
-	if err := parseFlags(fs, args, true); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageErrorf("consent create: want exactly one FILE")
-	}
-	body, err := os.ReadFile(fs.Arg(0))
-	if err != nil {
-		return usageErrorf("consent create: %v", err)
-	}
-	cl, err := af.client(e)
-	if err != nil {
-		return err
-	}
-	var out struct {
-		ID          string `json:"id"`
-		Status      string `json:"status"`
-		RedirectURL string `json:"consentRedirectUrl"`
-	}
-	if err := cl.do("POST", "/v1/klavi/consents", bytes.NewReader(body), &out); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "created %s (%s)\nthe payer authorizes it at: %s\n", out.ID, out.Status, out.RedirectURL)
-	return nil
+	return cmd
 }
 
 // readConsents reads consent files: each FILE holds one consent or an array of them;
@@ -362,60 +727,65 @@ func decodeConsents(data []byte) ([]*consent.Consent, error) {
 	return out, nil
 }
 
-func cmdConsentImport(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "consent import", "--db PATH [--bill-from YYYY-MM-DD] FILE|DIR...",
-		"Load consents straight into a database while billingd is stopped (first installs).\n"+
-			"All files are checked first; if any is invalid nothing is imported. Consents\n"+
-			"already stored are skipped, never changed.")
+func newConsentImportCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "import FILE|DIR... [flags]",
+		Short: "load consents straight into a database while billingd is stopped",
+		Long: "Load consents straight into a database while billingd is stopped (first installs).\n" +
+			"All files are checked first; if any is invalid nothing is imported. Consents\n" +
+			"already stored are skipped, never changed.",
+	}
+	fs := cmd.Flags()
 	dbFlag := fs.String("db", "", "database `PATH` (default: storage.path of the config)")
-	cfgFlag := fs.String("config", "", "config `FILE` for billing defaults")
 	billFrom := fs.String("bill-from", "", "first date billingd bills, `YYYY-MM-DD` (default: today)")
-	if err := parseFlags(fs, args, true); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		return usageErrorf("consent import: want at least one FILE or DIR")
-	}
-	var from cycle.Date
-	if *billFrom != "" {
-		var err error
-		if from, err = cycle.ParseDate(*billFrom); err != nil {
-			return usageErrorf("consent import: --bill-from: %v", err)
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := a.e
+		if len(args) == 0 {
+			return argErrorf("consent import: want at least one FILE or DIR")
 		}
-	}
-	path, cfg, err := dbPath(e, *dbFlag, *cfgFlag)
-	if err != nil {
-		return err
-	}
-	cs, err := readConsents(e, fs.Args())
-	if err != nil {
-		return err
-	}
-	pol, err := cfg.policy()
-	if err != nil {
-		return usageErrorf("%v", err)
-	}
-	db, err := storage.Open(path, storage.Options{Timeout: time.Second})
-	if err != nil {
-		if errors.Is(err, storage.ErrLocked) {
-			return fmt.Errorf("%w; while billingd runs, add consents with 'billingd consent add'", err)
+		var from cycle.Date
+		if *billFrom != "" {
+			var err error
+			if from, err = cycle.ParseDate(*billFrom); err != nil {
+				return argErrorf("consent import: --bill-from: %v", err)
+			}
 		}
-		return err
+		path, cfg, err := dbPath(e, *dbFlag, a.config)
+		if err != nil {
+			return err
+		}
+		cs, err := readConsents(e, args)
+		if err != nil {
+			return err
+		}
+		pol, err := cfg.policy()
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+		db, err := storage.Open(path, storage.Options{Timeout: time.Second})
+		if err != nil {
+			if errors.Is(err, storage.ErrLocked) {
+				return fmt.Errorf("%w; while billingd runs, add consents with 'billingd consent add'", err)
+			}
+			return err
+		}
+		defer db.Close()
+		// Nothing is written to a damaged file: check every page first.
+		if err := db.Verify(); err != nil {
+			return fmt.Errorf("%s: %w (nothing was imported)", path, err)
+		}
+		h, m, _ := parseClock(cfg.Billing.SubmitTime)
+		sch, err := scheduler.New(scheduler.Config{Policy: pol, SubmitHour: h, SubmitMinute: m}, db, nil, scheduler.WithClock(e.clock))
+		if err != nil {
+			return err
+		}
+		added, skipped, err := sch.AddConsents(cs, from, db.ApplyAll)
+		if err != nil {
+			return fmt.Errorf("import: %w (nothing was imported)", err)
+		}
+		fmt.Fprintf(e.stdout, "imported %s into %s (%d already there, skipped)\n", plural(added, "consent"), path, skipped)
+		return nil
 	}
-	defer db.Close()
-	// Nothing is written to a damaged file: check every page first.
-	if err := db.Verify(); err != nil {
-		return fmt.Errorf("%s: %w (nothing was imported)", path, err)
-	}
-	h, m, _ := parseClock(cfg.Billing.SubmitTime)
-	sch, err := scheduler.New(scheduler.Config{Policy: pol, SubmitHour: h, SubmitMinute: m}, db, nil, scheduler.WithClock(e.clock))
-	if err != nil {
-		return err
-	}
-	added, skipped, err := sch.AddConsents(cs, from, db.ApplyAll)
-	if err != nil {
-		return fmt.Errorf("import: %w (nothing was imported)", err)
-	}
-	fmt.Fprintf(e.stdout, "imported %d consents into %s (%d already there, skipped)\n", added, path, skipped)
-	return nil
+	return cmd
 }

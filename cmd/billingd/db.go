@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,22 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/klavi-billing/billingd/storage"
 )
 
-func cmdDB(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usageErrorf("db: want a subcommand: check, backup or compact (see 'billingd db check -h')")
-	}
-	switch args[0] {
-	case "check":
-		return cmdDBCheck(ctx, e, args[1:])
-	case "backup":
-		return cmdDBBackup(ctx, e, args[1:])
-	case "compact":
-		return cmdDBCompact(ctx, e, args[1:])
-	}
-	return usageErrorf("db: unknown subcommand %q: want check, backup or compact", args[0])
+func newDBCmd(a *app) *cobra.Command {
+	return group("db", "check, back up or compact the database", "Check, back up or compact the database.",
+		newDBCheckCmd(a), newDBBackupCmd(a), newDBCompactCmd(a))
 }
 
 // dbPath picks --db, else storage.path of the config.
@@ -41,33 +32,39 @@ func dbPath(e *env, dbFlag, cfgFlag string) (string, Config, error) {
 	return cfg.Storage.Path, cfg, nil
 }
 
-func cmdDBCheck(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "db check", "[--db PATH]", "Verify every page and index of the database and report on it (read-only; a running\ndaemon holds the file: check a backup of it instead).")
+func newDBCheckCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "check [flags]",
+		Short: "verify every page and index of the database",
+		Long:  "Verify every page and index of the database and report on it (read-only; a running\ndaemon holds the file: check a backup of it instead).",
+	}
+	fs := cmd.Flags()
 	dbFlag := fs.String("db", "", "database `PATH` (default: storage.path of the config)")
-	cfgFlag := fs.String("config", "", "config `FILE`")
-	if err := parseFlags(fs, args, false); err != nil {
-		return err
-	}
-	path, _, err := dbPath(e, *dbFlag, *cfgFlag)
-	if err != nil {
-		return err
-	}
-	rep, err := storage.Inspect(path, 2*time.Second)
-	if rep != nil {
-		printReport(e.stdout, rep)
-	}
-	switch {
-	case errors.Is(err, storage.ErrLocked):
-		return fmt.Errorf("%w; take a backup with 'billingd db backup FILE' and check that file", err)
-	case errors.Is(err, storage.ErrCorrupt):
-		what := fmt.Sprintf("%d problems", len(rep.Problems))
-		if len(rep.Problems) == 1 {
-			what = "1 problem"
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := a.e
+		path, _, err := dbPath(e, *dbFlag, a.config)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("%s: %w: %s (listed above); restore the newest good backup (docs/OPERATIONS.md, \"Back up and restore\")",
-			path, storage.ErrCorrupt, what)
+		rep, err := storage.Inspect(path, 2*time.Second)
+		if rep != nil {
+			printReport(e.stdout, rep)
+		}
+		switch {
+		case errors.Is(err, storage.ErrLocked):
+			return fmt.Errorf("%w; take a backup with 'billingd db backup FILE' and check that file", err)
+		case errors.Is(err, storage.ErrCorrupt):
+			what := fmt.Sprintf("%d problems", len(rep.Problems))
+			if len(rep.Problems) == 1 {
+				what = "1 problem"
+			}
+			return fmt.Errorf("%s: %w: %s (listed above); restore the newest good backup (docs/OPERATIONS.md, \"Back up and restore\")",
+				path, storage.ErrCorrupt, what)
+		}
+		return err
 	}
-	return err
+	return cmd
 }
 
 // printReport prints what db check found: sizes (the file size is what ls -l
@@ -118,96 +115,107 @@ func printReport(w io.Writer, r *storage.Report) {
 	fmt.Fprintln(w, "result:     database file is corrupt")
 }
 
-func cmdDBCompact(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "db compact", "[--db PATH] OUT",
-		"Write a compacted, verified copy of the database to the new file OUT, with billingd\n"+
-			"stopped (the live file is locked while it runs). Then replace the file with OUT.")
+func newDBCompactCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "compact OUT [flags]",
+		Short: "write a compacted, verified copy of the database",
+		Long: "Write a compacted, verified copy of the database to the new file OUT, with billingd\n" +
+			"stopped (the live file is locked while it runs). Then replace the file with OUT.",
+	}
+	fs := cmd.Flags()
 	dbFlag := fs.String("db", "", "database `PATH` (default: storage.path of the config)")
-	cfgFlag := fs.String("config", "", "config `FILE`")
-	if err := parseFlags(fs, args, true); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageErrorf("db compact: want exactly one OUT file")
-	}
-	path, _, err := dbPath(e, *dbFlag, *cfgFlag)
-	if err != nil {
-		return err
-	}
-	before, after, err := storage.Compact(fs.Arg(0), path)
-	if err != nil {
-		if errors.Is(err, storage.ErrLocked) {
-			return fmt.Errorf("%w; stop billingd before compacting", err)
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := a.e
+		if len(args) != 1 {
+			return argErrorf("db compact: want exactly one OUT file")
 		}
-		return err
+		path, _, err := dbPath(e, *dbFlag, a.config)
+		if err != nil {
+			return err
+		}
+		before, after, err := storage.Compact(args[0], path)
+		if err != nil {
+			if errors.Is(err, storage.ErrLocked) {
+				return fmt.Errorf("%w; stop billingd before compacting", err)
+			}
+			return err
+		}
+		fmt.Fprintf(e.stdout, "compacted %s (%d bytes) into %s (%d bytes), verified\n", path, before, args[0], after)
+		return nil
 	}
-	fmt.Fprintf(e.stdout, "compacted %s (%d bytes) into %s (%d bytes), verified\n", path, before, fs.Arg(0), after)
-	return nil
+	return cmd
 }
 
-func cmdDBBackup(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "db backup", "[--db PATH] [--force] FILE",
-		"Write a consistent copy of the database to FILE. Works while billingd runs: the file\n"+
-			"is locked then, and the copy is taken through the admin API (GET /v1/backup).\n"+
-			"The copy is verified before it is put in place.")
+func newDBBackupCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backup FILE [flags]",
+		Short: "write a consistent, verified copy of the database",
+		Long: "Write a consistent copy of the database to FILE. Works while billingd runs: the file\n" +
+			"is locked then, and the copy is taken through the admin API (GET /v1/backup).\n" +
+			"The copy is verified before it is put in place.",
+	}
+	fs := cmd.Flags()
 	dbFlag := fs.String("db", "", "database `PATH` (default: storage.path of the config)")
 	force := fs.Bool("force", false, "overwrite FILE if it exists")
-	af := addAdminFlags(fs)
-	if err := parseFlags(fs, args, true); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageErrorf("db backup: want exactly one FILE (see 'billingd db backup -h')")
-	}
-	out := fs.Arg(0)
-	if _, err := os.Stat(out); err == nil && !*force {
-		return usageErrorf("db backup: %s exists; use --force to overwrite it", out)
-	}
-	path, _, err := dbPath(e, *dbFlag, *af.config)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(out), ".billingd-backup-*")
-	if err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	via := "file"
-	db, err := storage.Open(path, storage.Options{ReadOnly: true, Timeout: time.Second})
-	switch {
-	case err == nil:
-		_, err = db.Backup(tmp)
-		_ = db.Close()
-	case errors.Is(err, storage.ErrLocked):
-		via = "admin API"
-		var c *adminClient
-		if c, err = af.client(e); err == nil {
-			err = c.do("GET", "/v1/backup", nil, tmp)
+	af := addAdminFlags(cmd, a)
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := a.e
+		if len(args) != 1 {
+			return argErrorf("db backup: want exactly one FILE")
 		}
+		out := args[0]
+		if _, err := os.Stat(out); err == nil && !*force {
+			return usageErrorf("db backup: %s exists; use --force to overwrite it", out)
+		}
+		path, _, err := dbPath(e, *dbFlag, a.config)
+		if err != nil {
+			return err
+		}
+		tmp, err := os.CreateTemp(filepath.Dir(out), ".billingd-backup-*")
+		if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		defer os.Remove(tmp.Name())
+		via := "file"
+		db, err := storage.Open(path, storage.Options{ReadOnly: true, Timeout: time.Second})
+		switch {
+		case err == nil:
+			_, err = db.Backup(tmp)
+			_ = db.Close()
+		case errors.Is(err, storage.ErrLocked):
+			via = "admin API"
+			var c *adminClient
+			if c, err = af.client(); err == nil {
+				err = c.do("GET", "/v1/backup", nil, tmp)
+			}
+		}
+		if err == nil {
+			err = tmp.Sync()
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("backup of %s: %w", path, err)
+		}
+		// Verify the copy before it replaces anything.
+		cp, err := storage.Open(tmp.Name(), storage.Options{ReadOnly: true, Timeout: time.Second})
+		if err != nil {
+			return fmt.Errorf("backup copy does not open: %w", err)
+		}
+		err = cp.Check()
+		_ = cp.Close()
+		if err != nil {
+			return fmt.Errorf("backup copy fails its check: %w", err)
+		}
+		if err := os.Rename(tmp.Name(), out); err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		fi, _ := os.Stat(out)
+		fmt.Fprintf(e.stdout, "backed up %s to %s (%d bytes, via the %s, verified)\n", path, out, fi.Size(), via)
+		return nil
 	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("backup of %s: %w", path, err)
-	}
-	// Verify the copy before it replaces anything.
-	cp, err := storage.Open(tmp.Name(), storage.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		return fmt.Errorf("backup copy does not open: %w", err)
-	}
-	err = cp.Check()
-	_ = cp.Close()
-	if err != nil {
-		return fmt.Errorf("backup copy fails its check: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	fi, _ := os.Stat(out)
-	fmt.Fprintf(e.stdout, "backed up %s to %s (%d bytes, via the %s, verified)\n", path, out, fi.Size(), via)
-	return nil
+	return cmd
 }

@@ -108,7 +108,7 @@ func TestDaemon_DatabaseReplaced(t *testing.T) {
 	select {
 	case err := <-de.d.fatal:
 		require.ErrorIs(t, err, storage.ErrReplaced)
-		assert.Equal(t, exitEnvironment, exitCode(&env{stderr: io.Discard}, err))
+		assert.Equal(t, exitEnvironment, exitCode(&env{stderr: io.Discard}, nil, err))
 	case <-time.After(10 * time.Second):
 		t.Fatal("the daemon was not told to stop")
 	}

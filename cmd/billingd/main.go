@@ -2,7 +2,8 @@
 // that charges every cycle of every authorized consent exactly once, and the tools
 // around it (preview, simulate, sandbox, operator commands).
 //
-// Usage: billingd <command> [flags]; billingd help lists the commands.
+// Usage: billingd <command> [flags]; billingd --help lists the commands, and
+// billingd <command> --help the flags of one.
 //
 // # Environment
 //
@@ -24,7 +25,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -32,6 +32,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/storage"
@@ -42,25 +44,6 @@ type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	clock          clock.Clock
-}
-
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, e *env, args []string) error
-}
-
-// commands lists every subcommand, in the order help shows them.
-var commands = []command{
-	{"run", "run the billing daemon", cmdRun},
-	{"simulate", "run the real scheduler against the sandbox on a virtual clock (a year in seconds)", cmdSimulate},
-	{"preview", "show the cycles, submit days and retry dates of a consent (dry run)", cmdPreview},
-	{"sandbox", "run a fake Klavi (rules, payment state machine, faults) on a local port", cmdSandbox},
-	{"consent", "add, list, show, revoke, authorize, create or import consents", cmdConsent},
-	{"payments", "list a consent's attempts and payments, or the items needing an operator", cmdPayments},
-	{"db", "check, back up or compact the database", cmdDB},
-	{"healthcheck", "exit 0 when the daemon answers its health URL", cmdHealthcheck},
-	{"version", "print the version and build information", cmdVersion},
 }
 
 func main() {
@@ -84,34 +67,10 @@ func Main(ctx context.Context, e *env, args []string) int {
 	if code, ok := useTestClock(e); !ok {
 		return code
 	}
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(e.stderr)
-		if len(args) == 0 {
-			return exitUsage
-		}
-		return exitOK
-	}
-	for _, c := range commands {
-		if c.name == args[0] {
-			return exitCode(e, c.run(ctx, e, args[1:]))
-		}
-	}
-	fmt.Fprintf(e.stderr, "billingd: unknown command %q\n", args[0])
-	usage(e.stderr)
-	return exitUsage
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: billingd <command> [flags]")
-	fmt.Fprintln(w, "\ncommands:")
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintln(w, "\nenvironment:")
-	fmt.Fprintf(w, "  %-19s config file when --config is not given\n", "BILLINGD_CONFIG")
-	fmt.Fprintf(w, "  %-19s tests only, never in production: start=RFC3339,epoch=UNIX_MS,rate=N runs\n", testClockEnv)
-	fmt.Fprintf(w, "  %-19s every command on a clock rate times faster than real time\n", "")
-	fmt.Fprintln(w, "\nRun 'billingd <command> -h' for the flags of a command.")
+	root := newRootCmd(e)
+	root.SetArgs(normalizeArgs(root, args))
+	cmd, err := root.ExecuteContextC(ctx)
+	return exitCode(e, cmd, err)
 }
 
 // testClockEnv selects a scaled clock for process-level tests (see the package doc).
@@ -144,24 +103,60 @@ func usageErrorf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
 }
 
-func exitCode(e *env, err error) int {
+// An argError is a command line the command cannot take (flags, arguments): it
+// exits 2, followed by a hint naming the command's help.
+type argError struct{ msg string }
+
+func (e *argError) Error() string        { return e.msg }
+func (e *argError) Is(target error) bool { return target == errUsage }
+
+// argErrorf returns an argError.
+func argErrorf(format string, args ...any) error {
+	return &argError{msg: fmt.Sprintf(format, args...)}
+}
+
+// exitCode reports err on stderr and maps it to the exit code; cmd is the command
+// that ran (its help is the hint after a bad command line).
+func exitCode(e *env, cmd *cobra.Command, err error) int {
+	var ae *argError
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.Is(err, flag.ErrHelp):
-		return exitOK
 	case errors.Is(err, errSilent):
+		return exitUsage
+	case errors.As(err, &ae):
+		fmt.Fprintf(e.stderr, "billingd: %s\n", ae.msg)
+		path := "billingd"
+		if cmd != nil {
+			path = cmd.CommandPath()
+		}
+		fmt.Fprintf(e.stderr, "Run '%s --help' for usage.\n", path)
 		return exitUsage
 	case errors.Is(err, errUsage):
 		msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
 		fmt.Fprintf(e.stderr, "billingd: %s\n", msg)
 		return exitUsage
 	}
-	fmt.Fprintf(e.stderr, "billingd: %v\n", err)
+	fmt.Fprintf(e.stderr, "billingd: %s\n", onePath(err))
 	if environmentProblem(err) {
 		return exitEnvironment
 	}
 	return exitFailure
+}
+
+// onePath is err's message with a file's path said once: "check /p: stat /p: no
+// such file or directory" reads "check /p: no such file or directory".
+func onePath(err error) string {
+	msg := err.Error()
+	var pe *fs.PathError
+	if !errors.As(err, &pe) || pe.Path == "" {
+		return msg
+	}
+	prefix, ok := strings.CutSuffix(msg, pe.Error())
+	if !ok || !strings.Contains(prefix, pe.Path) {
+		return msg
+	}
+	return prefix + pe.Err.Error()
 }
 
 // environmentProblem reports a failure that no restart can fix, because it is in
@@ -182,30 +177,3 @@ func environmentProblem(err error) bool {
 
 // errSilent is an invalid-input error already reported in full on stderr.
 var errSilent = errors.New("invalid input")
-
-// newFlagSet returns a FlagSet that reports errors instead of exiting, with a usage
-// line for the subcommand.
-func newFlagSet(e *env, name, args, summary string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: billingd %s %s\n\n%s\n\nflags:\n", name, args, summary)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args, turning a flag error into a usage error (exit 2) and
-// refusing stray positional arguments unless allowed.
-func parseFlags(fs *flag.FlagSet, args []string, positional bool) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %s %v (see 'billingd %s -h')", errSilent, fs.Name(), err, fs.Name())
-	}
-	if !positional && fs.NArg() > 0 {
-		return usageErrorf("%s: unexpected argument %q (see 'billingd %s -h')", fs.Name(), fs.Arg(0), fs.Name())
-	}
-	return nil
-}

@@ -34,7 +34,7 @@ func runCLI(t *testing.T, getenv func(string) string, args ...string) (int, stri
 func TestMain_Usage(t *testing.T) {
 	code, _, stderr := runCLI(t, nil)
 	assert.Equal(t, 2, code)
-	assert.Contains(t, stderr, "usage: billingd <command>")
+	assert.Contains(t, stderr, "Usage:\n  billingd <command> [flags]", "no command: the help on stderr, exit 2")
 	code, _, stderr = runCLI(t, nil, "frobnicate")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, `unknown command "frobnicate"`)
@@ -42,7 +42,7 @@ func TestMain_Usage(t *testing.T) {
 	assert.Equal(t, 0, code)
 	code, _, stderr = runCLI(t, nil, "preview", "--bogus")
 	assert.Equal(t, 2, code)
-	assert.Contains(t, stderr, "flag provided but not defined")
+	assert.Contains(t, stderr, "billingd: preview: unknown flag: --bogus\nRun 'billingd preview --help' for usage.")
 	code, _, _ = runCLI(t, nil, "preview", "-h")
 	assert.Equal(t, 0, code)
 	code, stdout, _ := runCLI(t, nil, "version")
@@ -229,9 +229,9 @@ func TestMain_TestClock(t *testing.T) {
 		})
 	}
 	t.Run("help documents it as test-only", func(t *testing.T) {
-		code, _, stderr := runCLI(t, nil, "help")
+		code, stdout, _ := runCLI(t, nil, "help")
 		require.Equal(t, 0, code)
-		assert.Contains(t, stderr, testClockEnv)
-		assert.Contains(t, stderr, "tests only, never in production")
+		assert.Contains(t, stdout, testClockEnv)
+		assert.Contains(t, stdout, "tests only, never in production")
 	})
 }

@@ -1,66 +1,184 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/storage"
 )
 
-func cmdPayments(ctx context.Context, e *env, args []string) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "reconcile":
-			return cmdPaymentsReconcile(e, args[1:])
-		case "cancel":
-			return cmdPaymentsCancel(e, args[1:])
+func newPaymentsCmd(a *app) *cobra.Command {
+	return group("payments", "list attempts and payments, upcoming charges; reconcile or cancel payments",
+		"List a consent's attempts and payments, the items needing an operator or the charges\nto come; reconcile unknown outcomes with Klavi, or cancel a scheduled payment.",
+		newPaymentsListCmd(a), newPaymentsUpcomingCmd(a), newPaymentsReconcileCmd(a), newPaymentsCancelCmd(a))
+}
+
+func newPaymentsListCmd(a *app) *cobra.Command {
+	var id, state, from, to, format string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "list [flags]",
+		Short: "list payments and attempts by date range, state and consent",
+		Long: "List attempts and payments. With --from or --to: every attempt dated in the range\n" +
+			"(the payment's date, Brasília), of one --state and one --consent if given, every page.\n" +
+			"Without them: one consent's attempts (--consent), or the items that need an operator\n" +
+			"(UNCONFIRMED, STUCK, MISSED, FAILED, SKIPPED; see also 'billingd attention list').",
+		Example: "  billingd payments list --consent urn:klavi:consent-0001\n" +
+			"  billingd payments list --from 2026-11-01 --to 2026-11-30 --state COMPLETED --format csv > nov.csv",
+		Args: noArgs,
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&id, "consent", "", "only this consent `ID`")
+	fl.StringVar(&state, "state", "", "only attempts in `STATE` (COMPLETED, REJECTED, MISSED, …)")
+	fl.StringVar(&from, "from", "", "only attempts dated on or after `YYYY-MM-DD`")
+	fl.StringVar(&to, "to", "", "only attempts dated on or before `YYYY-MM-DD`")
+	fl.IntVar(&limit, "limit", 0, "at most `N` attempts (0: all of them)")
+	fl.StringVar(&format, "format", "table", "`FORMAT`: table, json or csv")
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json", "csv"}, cobra.ShellCompDirectiveNoFileComp))
+	af := addAdminFlags(cmd, a)
+	cmd.RunE = func(*cobra.Command, []string) error {
+		e := a.e
+		if err := checkFormat("payments list", format, "table", "json", "csv"); err != nil {
+			return err
 		}
+		if limit < 0 {
+			return argErrorf("payments list: --limit %d: want 0 (all) or more", limit)
+		}
+		q, err := dateRange("payments list", from, to)
+		if err != nil {
+			return err
+		}
+		cl, err := af.client()
+		if err != nil {
+			return err
+		}
+		var (
+			atts []*storage.Attempt
+			more bool
+		)
+		if from == "" && to == "" {
+			atts, more, err = listAttempts(cl, id, state, limit)
+		} else if atts, more, err = listPayments(cl, q, id, state, limit); noRoute(err) {
+			return fmt.Errorf("payments list: this daemon does not list payments by date (no GET /v1/payments): upgrade it, or leave out --from and --to")
+		}
+		if err != nil {
+			return err
+		}
+		for _, at := range atts {
+			inBrasilia(at)
+		}
+		switch format {
+		case "json":
+			return printJSON(e.stdout, struct {
+				Payments []*storage.Attempt `json:"payments"`
+			}{atts})
+		case "csv":
+			rows := make([][]string, 0, len(atts))
+			for _, at := range atts {
+				rows = append(rows, []string{at.ConsentID, strconv.Itoa(at.Cycle), strconv.Itoa(at.Attempt), string(at.State),
+					at.Date.String(), at.Amount.String(), at.ClientRequestID, at.PaymentID, string(at.Status), oneLine(at.Reason, 1000)})
+			}
+			return writeCSV(e.stdout, []string{"consentId", "cycle", "attempt", "state", "date", "amount", "clientRequestId", "paymentId", "status", "reason"}, rows)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "CONSENT\tCYCLE\tATTEMPT\tSTATE\tDATE\tAMOUNT\tCLIENT REQUEST ID\tPAYMENT ID\tREASON")
+		for _, at := range atts {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", at.ConsentID, at.Cycle, at.Attempt, at.State, weekdayDate(at.Date),
+				at.Amount.BRL(), at.ClientRequestID, dash(at.PaymentID), dash(oneLine(at.Reason, 80)))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if more {
+			fmt.Fprintf(e.stdout, "\nmore attempts match: raise --limit (now %d) to see them\n", limit)
+		}
+		return nil
 	}
-	if len(args) == 0 || args[0] != "list" {
-		return usageErrorf("payments: want the subcommand list, reconcile or cancel (see 'billingd payments list -h')")
+	return cmd
+}
+
+// listPayments reads GET /v1/payments page after page (its next cursor) until the end
+// or limit attempts (0: no limit); more says whether attempts were left.
+func listPayments(cl *adminClient, q url.Values, id, state string, limit int) (atts []*storage.Attempt, more bool, err error) {
+	if id != "" {
+		q.Set("consent", id)
 	}
-	fs := newFlagSet(e, "payments list", "[--consent ID | --state UNCONFIRMED|STUCK|MISSED|FAILED|SKIPPED] [--format table|json]",
-		"List one consent's attempts and payments, or (without --consent) the items that need\nan operator: UNCONFIRMED, STUCK, MISSED, FAILED and SKIPPED attempts.")
-	id := fs.String("consent", "", "consent `ID`")
-	state := fs.String("state", "", "only attention items in `STATE`")
-	limit := fs.Int("limit", 100, "at most `N` items")
-	format := fs.String("format", "table", "table or json")
-	af := addAdminFlags(fs)
-	if err := parseFlags(fs, args[1:], false); err != nil {
-		return err
+	if state != "" {
+		q.Set("state", strings.ToUpper(state))
 	}
-	cl, err := af.client(e)
-	if err != nil {
-		return err
+	q.Set("format", "json")
+	atts = []*storage.Attempt{}
+	cursor := ""
+	for {
+		page := 500
+		if limit > 0 {
+			page = min(page, limit-len(atts))
+		}
+		q.Set("limit", strconv.Itoa(page))
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		var out struct {
+			Payments []*storage.Attempt `json:"payments"`
+			Next     string             `json:"next"`
+		}
+		if err := cl.do("GET", "/v1/payments?"+q.Encode(), nil, &out); err != nil {
+			return nil, false, err
+		}
+		atts = append(atts, out.Payments...)
+		if out.Next == "" || out.Next == cursor {
+			return atts, false, nil
+		}
+		if limit > 0 && len(atts) >= limit {
+			return atts[:limit], true, nil
+		}
+		cursor = out.Next
+	}
+}
+
+// listAttempts lists one consent's attempts (of one state if given), or the
+// attention items (of one state if given).
+func listAttempts(cl *adminClient, id, state string, limit int) ([]*storage.Attempt, bool, error) {
+	asked := limit
+	if limit == 0 {
+		limit = 100 // the attention listing's page
 	}
 	var out struct {
 		Attempts []*storage.Attempt `json:"attempts"`
 	}
-	path := "/v1/attempts?" + url.Values{"state": {*state}, "limit": {strconv.Itoa(*limit)}}.Encode()
-	if *id != "" {
-		path = "/v1/consents/" + url.PathEscape(*id) + "/attempts"
+	path := "/v1/attempts?" + url.Values{"state": {state}, "limit": {strconv.Itoa(limit)}}.Encode()
+	if id != "" {
+		path = "/v1/consents/" + url.PathEscape(id) + "/attempts"
 	}
 	if err := cl.do("GET", path, nil, &out); err != nil {
-		return err
+		return nil, false, err
 	}
-	if *format == "json" {
-		return printJSON(e.stdout, out)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONSENT\tCYCLE\tATTEMPT\tSTATE\tDATE\tAMOUNT\tCLIENT REQUEST ID\tPAYMENT ID\tREASON")
+	atts := []*storage.Attempt{}
 	for _, a := range out.Attempts {
-		reason := a.Reason
-		if len(reason) > 80 {
-			reason = reason[:80] + "…"
+		if id == "" || state == "" || strings.EqualFold(string(a.State), state) {
+			atts = append(atts, a)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ConsentID, a.Cycle, a.Attempt, a.State, weekdayDate(a.Date),
-			a.Amount.BRL(), a.ClientRequestID, dash(a.PaymentID), dash(strings.ReplaceAll(reason, "\t", " ")))
 	}
-	return tw.Flush()
+	if id != "" && asked > 0 && len(atts) > asked {
+		return atts[:asked], true, nil
+	}
+	return atts, false, nil
+}
+
+// inBrasilia moves an attempt's instants to Brasília time, for JSON output.
+func inBrasilia(a *storage.Attempt) {
+	for _, t := range []*time.Time{&a.DueAt, &a.NextPoll, &a.CreatedAt, &a.SubmittedAt, &a.UpdatedAt, &a.UnknownSince} {
+		if !t.IsZero() {
+			*t = t.In(cycle.Brasilia)
+		}
+	}
 }
 
 func dash(s string) string {
@@ -71,66 +189,69 @@ func dash(s string) string {
 }
 
 // cmdPaymentsReconcile forces a reconciliation pass through the daemon's admin API.
-func cmdPaymentsReconcile(e *env, args []string) error {
-	fs := newFlagSet(e, "payments reconcile", "[--consent ID]",
-		"Look every UNCONFIRMED and STUCK attempt (of one consent with --consent) up in Klavi's\n"+
-			"list of the consent's payments now, and record what Klavi holds: a payment found is\n"+
-			"adopted and followed; none found after the window closed ends the attempt. The daemon\n"+
-			"also does this by itself (every scheduler.reconcile_every, and at start).")
+func newPaymentsReconcileCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "reconcile [flags]",
+		Short: "look UNCONFIRMED and STUCK attempts up in Klavi now",
+		Long: "Look every UNCONFIRMED and STUCK attempt (of one consent with --consent) up in Klavi's\n" +
+			"list of the consent's payments now, and record what Klavi holds: a payment found is\n" +
+			"adopted and followed; none found after the window closed ends the attempt. The daemon\n" +
+			"also does this by itself (every scheduler.reconcile_every, and at start).",
+	}
+	fs := cmd.Flags()
 	id := fs.String("consent", "", "only this consent `ID`")
-	af := addAdminFlags(fs)
-	if err := parseFlags(fs, args, false); err != nil {
-		return err
+	af := addAdminFlags(cmd, a)
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := a.e
+		cl, err := af.client()
+		if err != nil {
+			return err
+		}
+		path := "/v1/reconcile"
+		if *id != "" {
+			path += "?" + url.Values{"consent": {*id}}.Encode()
+		}
+		var res struct{ Looked, Resolved, Errors int }
+		if err := cl.do("POST", path, nil, &res); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "looked up %d, resolved %d, still unknown %d, store errors %d\n",
+			res.Looked, res.Resolved, res.Looked-res.Resolved-res.Errors, res.Errors)
+		return nil
 	}
-	cl, err := af.client(e)
-	if err != nil {
-		return err
-	}
-	path := "/v1/reconcile"
-	if *id != "" {
-		path += "?" + url.Values{"consent": {*id}}.Encode()
-	}
-	var res struct{ Looked, Resolved, Errors int }
-	if err := cl.do("POST", path, nil, &res); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "looked up %d, resolved %d, still unknown %d, store errors %d\n",
-		res.Looked, res.Resolved, res.Looked-res.Resolved-res.Errors, res.Errors)
-	return nil
+	return cmd
 }
 
 // cmdPaymentsCancel cancels a scheduled payment at Klavi through the admin API.
-func cmdPaymentsCancel(e *env, args []string) error {
-	fs := newFlagSet(e, "payments cancel", "--consent ID PAYMENT_ID",
-		"Cancel at Klavi a payment scheduled for a later date (Klavi refuses one dated today or\n"+
-			"earlier). The attempt ends REJECTED with status CANCELED; nothing is re-sent for it.")
+func newPaymentsCancelCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cancel PAYMENT_ID --consent ID [flags]",
+		Short: "cancel at Klavi a payment scheduled for a later date",
+		Long: "Cancel at Klavi a payment scheduled for a later date (Klavi refuses one dated today or\n" +
+			"earlier). The attempt ends REJECTED with status CANCELED; nothing is re-sent for it.",
+	}
+	fs := cmd.Flags()
 	id := fs.String("consent", "", "the payment's consent `ID` (required)")
-	af := addAdminFlags(fs)
-	if err := parseFlags(fs, args, true); err != nil {
-		return err
-	}
-	if fs.NArg() > 1 { // flags after the payment id
-		pid := fs.Arg(0)
-		if err := parseFlags(fs, fs.Args()[1:], false); err != nil {
+	af := addAdminFlags(cmd, a)
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := a.e
+		if *id == "" || len(args) != 1 {
+			return argErrorf("payments cancel: want --consent ID and exactly one PAYMENT_ID")
+		}
+		cl, err := af.client()
+		if err != nil {
 			return err
 		}
-		if err := fs.Parse([]string{pid}); err != nil {
+		var att storage.Attempt
+		path := "/v1/consents/" + url.PathEscape(*id) + "/payments/" + url.PathEscape(args[0]) + "/cancel"
+		if err := cl.do("POST", path, nil, &att); err != nil {
 			return err
 		}
+		fmt.Fprintf(e.stdout, "canceled payment %s (consent %s, cycle %d, attempt %d, date %s)\n",
+			att.PaymentID, att.ConsentID, att.Cycle, att.Attempt, weekdayDate(att.Date))
+		return nil
 	}
-	if *id == "" || fs.NArg() != 1 {
-		return usageErrorf("payments cancel: want --consent ID and exactly one PAYMENT_ID")
-	}
-	cl, err := af.client(e)
-	if err != nil {
-		return err
-	}
-	var a storage.Attempt
-	path := "/v1/consents/" + url.PathEscape(*id) + "/payments/" + url.PathEscape(fs.Arg(0)) + "/cancel"
-	if err := cl.do("POST", path, nil, &a); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "canceled payment %s (consent %s, cycle %d, attempt %d, date %s)\n",
-		a.PaymentID, a.ConsentID, a.Cycle, a.Attempt, weekdayDate(a.Date))
-	return nil
+	return cmd
 }

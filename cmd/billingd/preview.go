@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,42 +11,61 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/internal/problem"
 	"github.com/klavi-billing/billingd/scheduler"
 )
 
-func cmdPreview(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "preview", "--consent-file FILE | --consent ID [--from YYYY-MM-DD] [--cycles N] [--lead-days N] [--format table|json]",
-		"Show the next cycles of a consent: due dates, the day billingd submits each one, and\n"+
-			"the retry dates of a failed charge. It is a dry run of the daemon's own plan. With\n"+
-			"--consent it asks the running daemon about a stored consent (amounts set included).")
-	file := fs.String("consent-file", "", "consent `FILE` (JSON: Klavi's consent plus id, status and billing)")
-	id := fs.String("consent", "", "`ID` of a consent stored in the running daemon")
-	af := adminFlags{addr: fs.String("addr", "", "admin API `URL` (with --consent)"), token: fs.String("token", "", "admin bearer token (with --consent)")}
-	from := fs.String("from", "", "first due date to show, `YYYY-MM-DD` (default: today in Brasília)")
-	n := fs.Int("cycles", 12, "number of cycles to show")
-	lead := fs.Int("lead-days", 0, "submit `N` days before the due date, 2..10 (default: billing.lead_days of the config, 3)")
-	format := fs.String("format", "table", "output format: table or json")
-	cfgFile := fs.String("config", "", "config `FILE` for billing defaults (default: $BILLINGD_CONFIG, else built-in defaults)")
-	if err := parseFlags(fs, args, false); err != nil {
-		return err
+type previewFlags struct {
+	file, id, from, format string
+	n, lead                int
+}
+
+func newPreviewCmd(a *app) *cobra.Command {
+	var f previewFlags
+	cmd := &cobra.Command{
+		Use:   "preview (--consent-file FILE | --consent ID) [flags]",
+		Short: "show the cycles, submit days and retry dates of a consent (dry run)",
+		Long: `Show the next cycles of a consent: due dates, the day billingd submits each one, and
+the retry dates of a failed charge. It is a dry run of the daemon's own plan. With
+--consent it asks the running daemon about a stored consent (amounts set included).`,
+		Example: `  billingd preview --consent-file examples/consents/monthly-31st.json --from 2025-10-25 --cycles 5
+  billingd preview --consent urn:klavi:consent-0001 --format json`,
+		Args: noArgs,
 	}
-	if (*file == "") == (*id == "") {
-		return usageErrorf("preview: want --consent-file FILE or --consent ID (see 'billingd preview -h')")
+	fl := cmd.Flags()
+	fl.StringVar(&f.file, "consent-file", "", "consent `FILE` (JSON: Klavi's consent plus id, status and billing)")
+	fl.StringVar(&f.id, "consent", "", "`ID` of a consent stored in the running daemon")
+	af := addAdminFlags(cmd, a)
+	fl.Lookup("addr").Usage = "admin API `URL` (with --consent)"
+	fl.Lookup("token").Usage = "admin bearer `TOKEN` (with --consent)"
+	fl.StringVar(&f.from, "from", "", "first due date to show, `YYYY-MM-DD` (default: today in Brasília)")
+	fl.IntVar(&f.n, "cycles", 12, "number of cycles to show")
+	fl.IntVar(&f.lead, "lead-days", 0, "submit `N` days before the due date, 2..10 (default: billing.lead_days of the config, 3)")
+	fl.StringVar(&f.format, "format", "table", "output `FORMAT`: table or json")
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RunE = func(*cobra.Command, []string) error { return runPreview(a, af, f) }
+	return cmd
+}
+
+func runPreview(a *app, af *adminFlags, f previewFlags) error {
+	e := a.e
+	if (f.file == "") == (f.id == "") {
+		return argErrorf("preview: want --consent-file FILE or --consent ID")
 	}
-	if *format != "table" && *format != "json" {
-		return usageErrorf("preview: --format %q: want table or json", *format)
+	if f.format != "table" && f.format != "json" {
+		return argErrorf("preview: --format %q: want table or json", f.format)
 	}
-	if *n < 1 || *n > 10000 {
-		return usageErrorf("preview: --cycles %d: want 1..10000", *n)
+	if f.n < 1 || f.n > 10000 {
+		return argErrorf("preview: --cycles %d: want 1..10000", f.n)
 	}
-	af.config = cfgFile
-	if *id != "" {
-		return previewStored(e, af, *id, *from, *n, *lead, *format)
+	if f.id != "" {
+		return previewStored(e, af, f.id, f.from, f.n, f.lead, f.format)
 	}
-	cfg, err := loadConfigFor(e, *cfgFile, false)
+	cfg, err := loadConfigFor(e, a.config, false)
 	if err != nil {
 		return err
 	}
@@ -55,24 +73,24 @@ func cmdPreview(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
-	if *lead != 0 {
-		if *lead < scheduler.WindowClosesDays || *lead > scheduler.WindowOpensDays {
-			return usageErrorf("preview: --lead-days %d: want 2..10 (a payment is created 2 to 10 days before its date)", *lead)
+	if f.lead != 0 {
+		if f.lead < scheduler.WindowClosesDays || f.lead > scheduler.WindowOpensDays {
+			return argErrorf("preview: --lead-days %d: want 2..10 (a payment is created 2 to 10 days before its date)", f.lead)
 		}
-		pol.LeadDays = *lead
+		pol.LeadDays = f.lead
 	}
 	day := cycle.DateOf(e.clock.Now())
-	if *from != "" {
-		if day, err = cycle.ParseDate(*from); err != nil {
-			return usageErrorf("preview: --from: %v", err)
+	if f.from != "" {
+		if day, err = cycle.ParseDate(f.from); err != nil {
+			return argErrorf("preview: --from: %v", err)
 		}
 	}
-	c, err := readConsentFile(e, *file)
+	c, err := readConsentFile(e, f.file)
 	if err != nil {
 		return err
 	}
-	pv := pol.Preview(c, day, *n, nil)
-	if *format == "json" {
+	pv := pol.Preview(c, day, f.n, nil)
+	if f.format == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(pv)
@@ -81,18 +99,18 @@ func cmdPreview(ctx context.Context, e *env, args []string) error {
 }
 
 // previewStored previews a consent stored in the running daemon.
-func previewStored(e *env, af adminFlags, id, from string, n, lead int, format string) error {
+func previewStored(e *env, af *adminFlags, id, from string, n, lead int, format string) error {
 	if lead != 0 {
-		return usageErrorf("preview: --lead-days applies to --consent-file; the daemon uses its own billing.lead_days")
+		return argErrorf("preview: --lead-days applies to --consent-file; the daemon uses its own billing.lead_days")
 	}
 	day := cycle.DateOf(e.clock.Now())
 	if from != "" {
 		var err error
 		if day, err = cycle.ParseDate(from); err != nil {
-			return usageErrorf("preview: --from: %v", err)
+			return argErrorf("preview: --from: %v", err)
 		}
 	}
-	cl, err := af.client(e)
+	cl, err := af.client()
 	if err != nil {
 		return err
 	}
@@ -173,6 +191,11 @@ func writePreviewTable(w io.Writer, pv scheduler.Preview) error {
 	}
 	fmt.Fprintf(w, "consent %s: %s, retry mode %s%s; seen from %s\n\n",
 		pv.ConsentID, pv.Interval, pv.RetryMode, lead, weekdayDate(pv.From))
+	return writePlanTable(w, pv)
+}
+
+// writePlanTable prints a plan's cycles.
+func writePlanTable(w io.Writer, pv scheduler.Preview) error {
 	if len(pv.Cycles) == 0 {
 		fmt.Fprintln(w, "no cycles: the consent expires before any cycle is due on or after that day")
 		return nil

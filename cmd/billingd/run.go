@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/klavi-billing/billingd/admin"
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/klavi"
@@ -23,22 +25,33 @@ import (
 	"github.com/klavi-billing/billingd/storage"
 )
 
-func cmdRun(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "run", "[--config FILE]",
-		"Run the billing daemon: bill every authorized consent on its cycles, serve /metrics,\n"+
-			"/healthz, /readyz and the admin API. SIGINT or SIGTERM stops it gracefully; a\n"+
-			"second signal forces the exit.")
-	cfgFlag := fs.String("config", "", "config `FILE` (default: $BILLINGD_CONFIG, else "+defaultConfigPath+")")
-	if err := parseFlags(fs, args, false); err != nil {
-		return err
+func newRunCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "run [flags]",
+		Short: "run the billing daemon",
+		Long: `Run the billing daemon: bill every authorized consent on its cycles, serve /metrics,
+/healthz, /readyz and the admin API. SIGINT or SIGTERM stops it gracefully; a
+second signal forces the exit.
+
+The config is --config, else $BILLINGD_CONFIG, else ` + defaultConfigPath + `.`,
+		Example: "  billingd run --config /etc/billingd/billingd.yaml",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDaemon(cmd.Context(), a)
+		},
 	}
-	cfg, err := LoadConfig(configPath(*cfgFlag, e.getenv, defaultConfigPath), e.getenv)
+}
+
+func runDaemon(ctx context.Context, a *app) error {
+	e := a.e
+	cfg, err := LoadConfig(configPath(a.config, e.getenv, defaultConfigPath), e.getenv)
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
 	if err := cfg.validateForRun(); err != nil {
-		return usageErrorf("config: %v", err)
+		return usageErrorf("%v", err)
 	}
+	cfg.Log.Level = a.logLevelOr(cfg.Log.Level)
 	log := newLogger(cfg.Log, e.stderr)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -334,20 +347,26 @@ func (c *Config) canceller() *klavi.Person {
 	return p
 }
 
-func cmdHealthcheck(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "healthcheck", "[--url URL]", "Exit 0 when the daemon answers its health URL (container HEALTHCHECK).")
-	u := fs.String("url", "http://127.0.0.1:8080/healthz", "health `URL`")
-	if err := parseFlags(fs, args, false); err != nil {
-		return err
+func newHealthcheckCmd(a *app) *cobra.Command {
+	var u string
+	cmd := &cobra.Command{
+		Use:   "healthcheck [flags]",
+		Short: "exit 0 when the daemon answers its health URL",
+		Long:  "Exit 0 when the daemon answers its health URL (container HEALTHCHECK), 1 otherwise.",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			c := &http.Client{Timeout: 5 * time.Second}
+			resp, err := c.Get(u)
+			if err != nil {
+				return fmt.Errorf("healthcheck: %w", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("healthcheck: %s answered %s", u, resp.Status)
+			}
+			return nil
+		},
 	}
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(*u)
-	if err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthcheck: %s answered %s", *u, resp.Status)
-	}
-	return nil
+	cmd.Flags().StringVar(&u, "url", "http://127.0.0.1:8080/healthz", "health `URL`")
+	return cmd
 }

@@ -184,7 +184,7 @@ func TestDaemon_AdminCLIBadInput(t *testing.T) {
 		{[]string{"consent", "add", "../../consent/testdata/broken.json"}, 2, "27 problems"},
 		{[]string{"consent", "show", "urn:x:nope"}, 2, "not found (HTTP 404)"},
 		{[]string{"consent", "amount", "urn:x:nope", "1", "12.3"}, 2, "invalid amount"},
-		{[]string{"consent", "amount", "urn:x:nope", "-1", "12.30"}, 2, "is not a cycle index"},
+		{[]string{"consent", "amount", "urn:x:nope", "-1", "12.30"}, 2, "consent amount: -1 is not a valid argument: negative numbers are not taken"},
 		{[]string{"consent", "amount", "urn:x:nope", "1", "12.30"}, 2, "not found"},
 		{[]string{"consent", "authorize"}, 2, "want exactly one consent ID"},
 		{[]string{"consent", "frob"}, 2, "unknown subcommand"},
@@ -217,9 +217,10 @@ func TestRun_BadStarts(t *testing.T) {
 		return fmt.Sprintf("storage:\n  path: %s\n  open_timeout: 200ms\nklavi:\n  access_key: ak\n  secret_key: sk\nhttp:\n  listen: 127.0.0.1:0\n", db)
 	}
 	t.Run("broken config", func(t *testing.T) {
-		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, "billing:\n  lead_days: [\n"))
+		p := writeCfg(t, "billing:\n  lead_days: [\n")
+		code, _, stderr := runCLI(t, nil, "run", "--config", p)
 		assert.Equal(t, 2, code)
-		assert.Contains(t, stderr, "billingd: config")
+		assert.Contains(t, stderr, "billingd: "+p+":2: not valid YAML: ")
 	})
 	t.Run("missing secrets", func(t *testing.T) {
 		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, "klavi:\n  access_key: ${KLAVI_ACCESS_KEY}\n"))

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 )
@@ -20,20 +22,24 @@ import (
 // sandboxShutdown bounds how long the sandbox waits for requests in flight at exit.
 const sandboxShutdown = 5 * time.Second
 
-func cmdSandbox(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "sandbox", "[--addr HOST:PORT] [--scenario FILE] [--faults SPEC] [--access-key K --secret-key S] [--consents FILE|DIR] [--ledger FILE] [reading flags]",
-		"Run a fake Klavi on a local port: the API billingd calls, with Klavi's rules, a payment\n"+
-			"state machine on the real clock, scripted outcomes and injected faults. Seed consents\n"+
-			"with --consents or POST /_sandbox/consents; read GET /_sandbox/ledger and /_sandbox/stats.\n"+
-			"Change a consent as the payer or the bank would with POST /_sandbox/consents/{id}/authorize,\n"+
-			"/reject, /revoke[?reason=REVOKED_MERCHANT] or /expire.\n"+
-			"SIGINT or SIGTERM stops it (and writes --ledger); a second signal kills it.\n\n"+
-			"Where Klavi's documents allow several answers, the reading flags pick one, so a client\n"+
-			"can be tested against each: --ids, --amounts, --status-case, --duplicate, --check-order,\n"+
-			"--conflict-permissions, --cursor-field, --page-size-max and --clock-offset.\n\n"+
-			"With --journal FILE every consent and payment change is on disk before it is answered;\n"+
-			"a sandbox restarted on the same FILE (even after SIGKILL) knows every clientRequestId\n"+
-			"and payment and goes on from there. --consents already in the journal are skipped.")
+func newSandboxCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sandbox [flags]",
+		Short: "run a fake Klavi (rules, payment state machine, faults) on a local port",
+		Long: "Run a fake Klavi on a local port: the API billingd calls, with Klavi's rules, a payment\n" +
+			"state machine on the real clock, scripted outcomes and injected faults. Seed consents\n" +
+			"with --consents or POST /_sandbox/consents; read GET /_sandbox/ledger and /_sandbox/stats.\n" +
+			"Change a consent as the payer or the bank would with POST /_sandbox/consents/{id}/authorize,\n" +
+			"/reject, /revoke[?reason=REVOKED_MERCHANT] or /expire.\n" +
+			"SIGINT or SIGTERM stops it (and writes --ledger); a second signal kills it.\n\n" +
+			"Where Klavi's documents allow several answers, the reading flags pick one, so a client\n" +
+			"can be tested against each: --ids, --amounts, --status-case, --duplicate, --check-order,\n" +
+			"--conflict-permissions, --cursor-field, --page-size-max and --clock-offset.\n\n" +
+			"With --journal FILE every consent and payment change is on disk before it is answered;\n" +
+			"a sandbox restarted on the same FILE (even after SIGKILL) knows every clientRequestId\n" +
+			"and payment and goes on from there. --consents already in the journal are skipped.",
+	}
+	fs := cmd.Flags()
 	addr := fs.String("addr", "127.0.0.1:8089", "listen on `HOST:PORT`")
 	scenarioFile := fs.String("scenario", "", "scenario `FILE` (JSON) deciding payment outcomes (default: every payment completes)")
 	faultsSpec := fs.String("faults", "", "faults to inject, e.g. `latency=20ms,5xx=0.05,429=0.02,timeout=0.01,drop=0.01,seed=42`")
@@ -55,98 +61,101 @@ func cmdSandbox(ctx context.Context, e *env, args []string) error {
 	pageSizeMax := fs.Int("page-size-max", sandbox.DefaultPageSizeMax, "largest `pageSize` the management lists accept")
 	clockOffset := fs.Duration("clock-offset", 0, "the sandbox's clock is the process's plus this `DURATION` (e.g. 360h, -2h); answers carry it in their Date header")
 	appID := fs.String("app-id", sandbox.DefaultAppID, "the merchant application's `ID`, listed by GET /payment/management/v1/merchants/apps")
-	if err := parseFlags(fs, args, false); err != nil {
-		return err
-	}
-	if (*accessKey == "") != (*secretKey == "") {
-		return usageErrorf("sandbox: --access-key and --secret-key go together")
-	}
-	if *settleHour < 1 || *settleHour > 23 {
-		return usageErrorf("sandbox: --settle-hour %d: want 1..23", *settleHour)
-	}
-	if *ttl <= 0 {
-		return usageErrorf("sandbox: --token-ttl must be more than 0")
-	}
-	if *pageSizeMax < 1 {
-		return usageErrorf("sandbox: --page-size-max %d: want 1 or more", *pageSizeMax)
-	}
-	log := newLogger(LogConfig{Level: "info", Format: "auto"}, e.stderr)
-	opts := sandbox.Options{
-		Clock: e.clock, AccessKey: *accessKey, SecretKey: *secretKey, TokenTTL: *ttl,
-		Logger: log, SettleHour: *settleHour, Seed: *seed, IDs: *ids, Amounts: *amounts,
-		StatusCase: *statusCase, Duplicate: *duplicate, CheckOrder: *checkOrder,
-		ConflictPermissions: *conflictPermissions, CursorField: *cursorField,
-		PageSizeMax: *pageSizeMax, ClockOffset: *clockOffset, AppID: *appID, Journal: *journal,
-	}
-	var err error
-	if opts.Faults, err = sandbox.ParseFaults(*faultsSpec); err != nil {
-		return usageErrorf("sandbox: --faults: %v", err)
-	}
-	if err := opts.Validate(); err != nil {
-		return usageErrorf("sandbox: %v", err)
-	}
-	if *scenarioFile != "" {
-		if opts.Scenario, err = sandbox.LoadScenario(*scenarioFile); err != nil {
-			reportProblems(e.stderr, *scenarioFile, errors.Unwrap(err))
-			return errSilent
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := a.e
+		ctx := cmd.Context()
+		if (*accessKey == "") != (*secretKey == "") {
+			return argErrorf("sandbox: --access-key and --secret-key go together")
 		}
-	}
-	sb, err := sandbox.Open(opts)
-	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
-	}
-	defer sb.Close()
-	if *consents != "" {
-		cs, err := readConsents(e, []string{*consents})
-		if err != nil {
-			return err
+		if *settleHour < 1 || *settleHour > 23 {
+			return argErrorf("sandbox: --settle-hour %d: want 1..23", *settleHour)
 		}
-		var fresh []*consent.Consent
-		for _, c := range cs {
-			if !sb.HasConsent(c.ID) { // a replayed journal holds it already
-				fresh = append(fresh, c)
+		if *ttl <= 0 {
+			return argErrorf("sandbox: --token-ttl must be more than 0")
+		}
+		if *pageSizeMax < 1 {
+			return argErrorf("sandbox: --page-size-max %d: want 1 or more", *pageSizeMax)
+		}
+		log := a.logger()
+		opts := sandbox.Options{
+			Clock: e.clock, AccessKey: *accessKey, SecretKey: *secretKey, TokenTTL: *ttl,
+			Logger: log, SettleHour: *settleHour, Seed: *seed, IDs: *ids, Amounts: *amounts,
+			StatusCase: *statusCase, Duplicate: *duplicate, CheckOrder: *checkOrder,
+			ConflictPermissions: *conflictPermissions, CursorField: *cursorField,
+			PageSizeMax: *pageSizeMax, ClockOffset: *clockOffset, AppID: *appID, Journal: *journal,
+		}
+		var err error
+		if opts.Faults, err = sandbox.ParseFaults(*faultsSpec); err != nil {
+			return argErrorf("sandbox: --faults: %v", err)
+		}
+		if err := opts.Validate(); err != nil {
+			return argErrorf("sandbox: %v", err)
+		}
+		if *scenarioFile != "" {
+			if opts.Scenario, err = sandbox.LoadScenario(*scenarioFile); err != nil {
+				reportProblems(e.stderr, *scenarioFile, errors.Unwrap(err))
+				return errSilent
 			}
 		}
-		if err := sb.AddConsent(fresh...); err != nil {
-			return usageErrorf("sandbox: %v", err)
-		}
-	}
-
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
-	}
-	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info("sandbox listening", "addr", "http://"+ln.Addr().String(),
-		"consents", sb.Stats().Consents, "faults", opts.Faults.String(), "scenario", *scenarioFile)
-
-	select {
-	case err := <-served:
-		return fmt.Errorf("sandbox: %w", err)
-	case <-ctx.Done():
-	}
-	stop() // from here a second signal kills the process
-	log.Info("sandbox shutting down")
-	sb.Close() // requests held by a timeout fault return now
-	sctx, cancel := context.WithTimeout(context.Background(), sandboxShutdown)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-	}
-	<-served
-	l := sb.Ledger()
-	if *ledger != "" {
-		if err := writeLedger(*ledger, l); err != nil {
+		sb, err := sandbox.Open(opts)
+		if err != nil {
 			return fmt.Errorf("sandbox: %w", err)
 		}
-		log.Info("sandbox ledger written", "file", *ledger)
+		defer sb.Close()
+		if *consents != "" {
+			cs, err := readConsents(e, []string{*consents})
+			if err != nil {
+				return err
+			}
+			var fresh []*consent.Consent
+			for _, c := range cs {
+				if !sb.HasConsent(c.ID) { // a replayed journal holds it already
+					fresh = append(fresh, c)
+				}
+			}
+			if err := sb.AddConsent(fresh...); err != nil {
+				return usageErrorf("sandbox: %v", err)
+			}
+		}
+
+		ln, err := net.Listen("tcp", *addr)
+		if err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		log.Info("sandbox listening", "addr", "http://"+ln.Addr().String(),
+			"consents", sb.Stats().Consents, "faults", opts.Faults.String(), "scenario", *scenarioFile)
+
+		select {
+		case err := <-served:
+			return fmt.Errorf("sandbox: %w", err)
+		case <-ctx.Done():
+		}
+		stop() // from here a second signal kills the process
+		log.Info("sandbox shutting down")
+		sb.Close() // requests held by a timeout fault return now
+		sctx, cancel := context.WithTimeout(context.Background(), sandboxShutdown)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
+		}
+		<-served
+		l := sb.Ledger()
+		if *ledger != "" {
+			if err := writeLedger(*ledger, l); err != nil {
+				return fmt.Errorf("sandbox: %w", err)
+			}
+			log.Info("sandbox ledger written", "file", *ledger)
+		}
+		log.Info("sandbox stopped", "requests", sb.Stats().Requests, "payments", len(l))
+		return nil
 	}
-	log.Info("sandbox stopped", "requests", sb.Stats().Requests, "payments", len(l))
-	return nil
+	return cmd
 }
 
 // writeLedger writes the ledger as indented JSON, atomically (a temporary file

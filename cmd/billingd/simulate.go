@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/examples"
@@ -19,79 +20,88 @@ import (
 	"github.com/klavi-billing/billingd/simulation"
 )
 
-func cmdSimulate(ctx context.Context, e *env, args []string) error {
-	fl := newFlagSet(e, "simulate", "[--consents FILE|DIR] [--from YYYY-MM-DD] [--days N] [--scenario FILE] [--format text|json]",
-		"Run the real scheduler and store against the in-process Klavi sandbox on a virtual\n"+
-			"clock: a day-by-day timeline of what billingd submits, what settles, what is retried,\n"+
-			"missed or skipped, then a summary. With no flags it runs the example consents for\n"+
-			"120 days from today with a demo scenario (one failure per consent, variable\n"+
-			"amounts set by a simulated operator).")
+func newSimulateCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "simulate [flags]",
+		Short: "run the real scheduler against the sandbox on a virtual clock (a year in seconds)",
+		Long: "Run the real scheduler and store against the in-process Klavi sandbox on a virtual\n" +
+			"clock: a day-by-day timeline of what billingd submits, what settles, what is retried,\n" +
+			"missed or skipped, then a summary. With no flags it runs the example consents for\n" +
+			"120 days from today with a demo scenario (one failure per consent, variable\n" +
+			"amounts set by a simulated operator).",
+	}
+	fl := cmd.Flags()
 	consentsFlag := fl.String("consents", "", "consent `FILE` or DIR (default: the embedded examples)")
 	from := fl.String("from", "", "first simulated day, `YYYY-MM-DD` (default: today in Brasília)")
 	days := fl.Int("days", 120, "days to simulate")
 	scenarioFlag := fl.String("scenario", "", "sandbox scenario `FILE` (JSON) deciding payment outcomes (default: the demo scenario)")
 	faultsFlag := fl.String("faults", "", "sandbox faults, e.g. 5xx=0.05,drop=0.02,seed=7 (see 'billingd sandbox -h')")
-	format := fl.String("format", "text", "text (timeline and summary) or json (one event per line)")
-	cfgFlag := fl.String("config", "", "config `FILE` for billing defaults (default: $BILLINGD_CONFIG, else built-in defaults)")
-	if err := parseFlags(fl, args, false); err != nil {
-		return err
-	}
-	if *format != "text" && *format != "json" {
-		return usageErrorf("simulate: --format %q: want text or json", *format)
-	}
-	if *days < 1 || *days > 3660 {
-		return usageErrorf("simulate: --days %d: want 1..3660", *days)
-	}
-	cfg, err := loadConfigFor(e, *cfgFlag, false)
-	if err != nil {
-		return err
-	}
-	sc, err := cfg.schedulerConfig()
-	if err != nil {
-		return usageErrorf("%v", err)
-	}
-	start := cycle.DateOf(e.clock.Now())
-	if *from != "" {
-		if start, err = cycle.ParseDate(*from); err != nil {
-			return usageErrorf("simulate: --from: %v", err)
+	format := fl.String("format", "text", "`FORMAT`: text (timeline and summary) or json (one event per line)")
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := a.e
+		ctx := cmd.Context()
+		if *format != "text" && *format != "json" {
+			return argErrorf("simulate: --format %q: want text or json", *format)
 		}
-	}
-	var cs []*consent.Consent
-	if *consentsFlag != "" {
-		if cs, err = readConsents(e, []string{*consentsFlag}); err != nil {
+		if *days < 1 || *days > 3660 {
+			return argErrorf("simulate: --days %d: want 1..3660", *days)
+		}
+		cfg, err := loadConfigFor(e, a.config, false)
+		if err != nil {
 			return err
 		}
-	} else if cs, err = embeddedConsents(); err != nil {
-		return err
-	}
-	opts := simulation.Options{Consents: cs, From: start, Days: *days, Scheduler: sc}
-	if *scenarioFlag != "" {
-		if opts.Scenario, err = sandbox.LoadScenario(*scenarioFlag); err != nil {
+		sc, err := cfg.schedulerConfig()
+		if err != nil {
 			return usageErrorf("%v", err)
 		}
-	} else {
-		opts.Scenario, opts.Amounts = simulation.Demo(cs, start, sc.Policy)
-	}
-	if *faultsFlag != "" {
-		if opts.Faults, err = sandbox.ParseFaults(*faultsFlag); err != nil {
-			return usageErrorf("simulate: --faults: %v", err)
+		start := cycle.DateOf(e.clock.Now())
+		if *from != "" {
+			if start, err = cycle.ParseDate(*from); err != nil {
+				return argErrorf("simulate: --from: %v", err)
+			}
 		}
+		var cs []*consent.Consent
+		if *consentsFlag != "" {
+			if cs, err = readConsents(e, []string{*consentsFlag}); err != nil {
+				return err
+			}
+		} else if cs, err = embeddedConsents(); err != nil {
+			return err
+		}
+		opts := simulation.Options{Consents: cs, From: start, Days: *days, Scheduler: sc}
+		if a.logLevel != "" { // the daemon's own logs, on stderr, only when asked for
+			opts.Log = newLogger(LogConfig{Level: a.logLevel, Format: "auto"}, e.stderr)
+		}
+		if *scenarioFlag != "" {
+			if opts.Scenario, err = sandbox.LoadScenario(*scenarioFlag); err != nil {
+				return usageErrorf("%v", err)
+			}
+		} else {
+			opts.Scenario, opts.Amounts = simulation.Demo(cs, start, sc.Policy)
+		}
+		if *faultsFlag != "" {
+			if opts.Faults, err = sandbox.ParseFaults(*faultsFlag); err != nil {
+				return argErrorf("simulate: --faults: %v", err)
+			}
+		}
+		if *format == "json" {
+			enc := json.NewEncoder(e.stdout)
+			opts.OnEvent = func(ev simulation.Event) { _ = enc.Encode(ev) }
+			_, err := simulation.Run(ctx, opts)
+			return err
+		}
+		fmt.Fprintf(e.stdout, "billingd simulate: %s, %s → %s (%s); charges submitted %d days before the due date at %02d:%02d Brasília\n",
+			plural(len(cs), "consent"), weekdayDate(start), weekdayDate(start.AddDays(*days-1)), plural(*days, "day"), sc.Policy.LeadDays, sc.SubmitHour, sc.SubmitMinute)
+		res, err := simulation.Run(ctx, opts)
+		if err != nil {
+			return err
+		}
+		writeTimeline(e.stdout, res)
+		writeSummary(e.stdout, res)
+		return nil
 	}
-	if *format == "json" {
-		enc := json.NewEncoder(e.stdout)
-		opts.OnEvent = func(ev simulation.Event) { _ = enc.Encode(ev) }
-		_, err := simulation.Run(ctx, opts)
-		return err
-	}
-	fmt.Fprintf(e.stdout, "billingd simulate: %d consents, %s → %s (%d days); charges submitted %d days before the due date at %02d:%02d Brasília\n",
-		len(cs), weekdayDate(start), weekdayDate(start.AddDays(*days-1)), *days, sc.Policy.LeadDays, sc.SubmitHour, sc.SubmitMinute)
-	res, err := simulation.Run(ctx, opts)
-	if err != nil {
-		return err
-	}
-	writeTimeline(e.stdout, res)
-	writeSummary(e.stdout, res)
-	return nil
+	return cmd
 }
 
 // writeTimeline prints the events day by day, with the retries Klavi ran itself for
@@ -188,6 +198,7 @@ func writeSummary(w io.Writer, res *simulation.Result) {
 	fmt.Fprintf(tw, "total\t\t\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\t\n", tot.Submitted, tot.Completed, tot.Rejected, tot.Retries,
 		tot.KlaviRetries, tot.Missed, tot.Skipped, tot.Unconfirmed, tot.Failed, tot.Billed.BRL())
 	_ = tw.Flush()
-	fmt.Fprintf(w, "\nsandbox ledger: %d payments (%d retries by billingd, %d by Klavi); %d cycles charged more than once; %d requests; simulated in %s\n",
-		res.Payments, res.Stats.Accepted[sandbox.KindRetry], res.Stats.Accepted[sandbox.KindAutoRetry], res.Duplicates, res.Stats.Requests, res.Elapsed.Round(1e6))
+	fmt.Fprintf(w, "\nsandbox ledger: %s (%d retries by billingd, %d by Klavi); %s charged more than once; %s; simulated in %s\n",
+		plural(res.Payments, "payment"), res.Stats.Accepted[sandbox.KindRetry], res.Stats.Accepted[sandbox.KindAutoRetry],
+		plural(res.Duplicates, "cycle"), plural(res.Stats.Requests, "request"), res.Elapsed.Round(1e6))
 }

@@ -1,10 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/spf13/cobra"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=v1.2.3".
@@ -30,16 +31,25 @@ func buildVersion() (ver, revision string) {
 	return ver, revision
 }
 
-func cmdVersion(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "version", "", "Print the version and build information.")
-	if err := parseFlags(fs, args, false); err != nil {
-		return err
-	}
+// versionLine is what version and --version print.
+func versionLine() string {
 	ver, rev := buildVersion()
-	fmt.Fprintf(e.stdout, "billingd %s", ver)
+	s := "billingd " + ver
 	if rev != "" {
-		fmt.Fprintf(e.stdout, " (%s)", rev)
+		s += " (" + rev + ")"
 	}
-	fmt.Fprintf(e.stdout, " %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return nil
+	return fmt.Sprintf("%s %s %s/%s", s, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+func newVersionCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print the version and build information",
+		Long:  "Print the version and build information (the same as billingd --version).",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintln(a.e.stdout, versionLine())
+			return nil
+		},
+	}
 }
