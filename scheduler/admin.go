@@ -92,7 +92,7 @@ func (s *Scheduler) addConsent(c *consent.Consent, billFrom cycle.Date, redirect
 	if err := s.store.Apply(ch); err != nil {
 		return nil, err
 	}
-	s.log.Info("consent added", "consent_id", c.ID, "state", string(rec.State), "next_cycle", rec.NextCycle, "next_due", rec.NextDue)
+	s.log.Info("consent added", append([]any{"consent_id", c.ID, "state", string(rec.State)}, s.nextAttrs(rec)...)...)
 	return rec, nil
 }
 
@@ -166,8 +166,18 @@ func (s *Scheduler) Authorize(id, actor string) (*storage.ConsentRecord, error) 
 	if err := s.store.Apply(ch); err != nil {
 		return nil, err
 	}
-	s.log.Info("consent authorized", "consent_id", id, "next_cycle", rec.NextCycle, "next_due", rec.NextDue)
+	s.log.Info("consent authorized", append([]any{"consent_id", id}, s.nextAttrs(rec)...)...)
 	return rec, nil
+}
+
+// nextAttrs are the log attributes of a consent's next submission: its cycle, the
+// instant its request goes out and the cycle's due date; none when nothing is
+// scheduled.
+func (s *Scheduler) nextAttrs(rec *storage.ConsentRecord) []any {
+	if rec.NextDue.IsZero() {
+		return nil
+	}
+	return []any{"next_cycle", rec.NextCycle, "next_submit_at", rec.NextDue, "next_due_date", s.cfg.Policy.Schedule(rec.Consent).Due(rec.NextCycle).String()}
 }
 
 // authorizedReason says in the timeline what an authorization started.
