@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -307,4 +308,44 @@ func TestOpen_MigratesSchema1(t *testing.T) {
 	require.NoError(t, db.EachAttemptBetween(cycle.MustDate(2026, 3, 1), cycle.MustDate(2026, 3, 31), func(*Attempt) error { n++; return nil }))
 	assert.Equal(t, 1, n, "the dates index was built")
 	require.NoError(t, db.Check())
+}
+
+// BenchmarkDueTotals measures the scrape-time read of the upcoming and
+// amount-missing gauges: one walk of the due index's keys and values up to now + 7
+// days, no record decoded. The index holds one entry per consent (BENCH_CONSENTS,
+// default 1,000,000), their submit instants spread over 30 days as monthly consents'
+// are, so about 233,000 entries fall in the 7-day window.
+func BenchmarkDueTotals(b *testing.B) {
+	n := 1_000_000
+	if v := os.Getenv("BENCH_CONSENTS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	db, _ := openTemp(b)
+	now := t0
+	const batch = 100_000
+	for i := 0; i < n; i += batch {
+		require.NoError(b, db.bolt.Update(func(tx *bolt.Tx) error {
+			due := tx.Bucket(bucketDue)
+			for j := i; j < min(i+batch, n); j++ {
+				at := now.Add(time.Duration(j) * (30 * 24 * time.Hour / time.Duration(n)))
+				k := AttemptKey{ConsentID: fmt.Sprintf("urn:bench:%08d", j), Cycle: 3}
+				v := encodeDue(DueOriginal, 99_90, true)
+				if j%50 == 0 {
+					v = encodeDue(DueOriginal, 0, false) // variable, no amount set
+				}
+				if err := due.Put(timeKey(at, k), v); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
+	b.ResetTimer()
+	var totals []DueTotal
+	for b.Loop() {
+		var err error
+		totals, err = db.DueTotals(now.Add(48*time.Hour), now.Add(24*time.Hour), now.Add(7*24*time.Hour))
+		require.NoError(b, err)
+	}
+	b.ReportMetric(float64(totals[2].Charges), "entries_7d")
 }
