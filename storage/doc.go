@@ -25,7 +25,9 @@
 //     due (DueBefore) and never the whole consent set.
 //   - Every write is a Change applied atomically and durably (fsync) by Apply;
 //     concurrent Applies share a transaction and a sync (group commit). A Change only
-//     puts and deletes, so it is safe for bbolt's Batch to run it twice.
+//     puts and deletes (its events take their sequence numbers inside the
+//     transaction), so bbolt's Batch may run it again after a rollback and it is
+//     still written once.
 //   - Read transactions are short and never span a network call: callers read, let
 //     go, call Klavi, then Apply.
 //   - Open fails fast and clearly instead of hanging or touching the file: ErrLocked
