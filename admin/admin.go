@@ -14,13 +14,23 @@
 //	GET    /v1/consents/{id}/attempts               its attempts and payments
 //	GET    /v1/consents/{id}/preview?from=&cycles=  its plan (the preview JSON contract)
 //	POST   /v1/consents/{id}/payments/{pid}/cancel  cancel at Klavi a payment scheduled for a later date
+//	GET    /v1/consents/{id}/events?limit=&after=   its timeline, oldest first: {"events": [...], "next": "cursor or empty"}
 //	GET    /v1/attempts?state=UNCONFIRMED&limit=    items needing an operator (UNCONFIRMED, STUCK, MISSED, FAILED, SKIPPED)
+//	GET    /v1/attention?state=&limit=&after=       open attention items with their age, counts per state, next cursor
+//	POST   /v1/attention/resolve                    close an item ({"consentId", "cycle", "attempt", "note"}): 404 unknown, 409 not open
+//	GET    /v1/upcoming?from=&to=                   every charge whose request goes out in [from, to] (default 8 days, at most 92)
+//	GET    /v1/report?month=YYYY-MM                 the month's ledger by interval and outcome (attempts by payment date)
+//	GET    /v1/payments?from=&to=&state=&consent=&limit=&cursor=&format=json|csv   attempts by payment date, paged
 //	POST   /v1/reconcile?consent=ID                 look UNCONFIRMED and STUCK attempts up in Klavi's orders list now
 //	GET    /v1/backup                               a consistent copy of the database
 //	POST   /v1/scheduler/scan, /v1/scheduler/poll   run a due scan or a status poll now
 //	POST   /v1/scheduler/refresh                    read consents at Klavi now (authorizations, revocations)
 //
 // Ids ({id}, {pid}) are Klavi's opaque ids (UUIDs or urn: ids), escaped in the path.
+// Writes are recorded in the consent's timeline in the name of the X-Billingd-Actor
+// header (printable, at most 64 characters; "operator" when absent). Dates are
+// Brasília civil dates (YYYY-MM-DD); instants are RFC 3339 with the Brasília
+// offset; amounts are strings of reais with two decimals ("1234.56").
 //
 // Errors are JSON {"error": "...", "problems": [{"path", "message"}]} with a 4xx for
 // the caller's mistakes: 400 invalid input, 401 no or wrong token, 404 unknown id, 409
@@ -58,6 +68,10 @@ type Store interface {
 	Attention(s storage.AttemptState, limit int) ([]*storage.Attempt, error)
 	Amounts(id string) (map[int]klavi.Cents, error)
 	Snapshot() (*os.File, int64, error)
+	Events(consentID string, after uint64, limit int) ([]storage.Event, bool, error)
+	AttentionItems(s storage.AttemptState, after string, limit int) ([]storage.AttentionItem, string, error)
+	AttentionCounts() (map[storage.AttemptState]int, error)
+	AttemptsBetween(from, to cycle.Date, consentID, after string, limit int, keep func(*storage.Attempt) bool) ([]*storage.Attempt, string, error)
 }
 
 var _ Store = (*storage.DB)(nil)
@@ -65,17 +79,21 @@ var _ Store = (*storage.DB)(nil)
 // Scheduler is what the API changes through: every write goes through the scheduler,
 // which serializes it with the billing of the same consent.
 type Scheduler interface {
-	AddConsent(c *consent.Consent, billFrom cycle.Date) (*storage.ConsentRecord, error)
-	AddCreatedConsent(c *consent.Consent, redirectURL string) (*storage.ConsentRecord, error)
-	Authorize(id string) (*storage.ConsentRecord, error)
-	Revoke(id, reason string) (*storage.ConsentRecord, error)
-	SetAmount(id string, k int, a klavi.Cents) error
+	AddConsent(c *consent.Consent, billFrom cycle.Date, actor string) (*storage.ConsentRecord, error)
+	AddCreatedConsent(c *consent.Consent, redirectURL, actor string) (*storage.ConsentRecord, error)
+	Authorize(id, actor string) (*storage.ConsentRecord, error)
+	Revoke(id, reason, actor string) (*storage.ConsentRecord, error)
+	SetAmount(id string, k int, a klavi.Cents, actor string) error
+	Resolve(k storage.AttemptKey, note, actor string) (*storage.Attempt, error)
 	Policy() scheduler.Policy
 	Scan(ctx context.Context) (scheduler.ScanResult, error)
 	Poll(ctx context.Context) (scheduler.PollResult, error)
 	Refresh(ctx context.Context) (scheduler.RefreshResult, error)
 	Reconcile(ctx context.Context, consentID string) (scheduler.ReconcileResult, error)
-	CancelPayment(ctx context.Context, consentID, paymentID string) (*storage.Attempt, error)
+	CancelPayment(ctx context.Context, consentID, paymentID, actor string) (*storage.Attempt, error)
+	MissingAmounts() ([]scheduler.MissingAmount, error)
+	Upcoming(from, to cycle.Date) (*scheduler.Upcoming, error)
+	Report(month string) (*scheduler.Ledger, error)
 }
 
 var _ Scheduler = (*scheduler.Scheduler)(nil)
@@ -118,6 +136,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/consents/{id}/attempts", s.attempts)
 	mux.HandleFunc("GET /v1/consents/{id}/preview", s.preview)
 	mux.HandleFunc("GET /v1/attempts", s.attention)
+	mux.HandleFunc("GET /v1/consents/{id}/events", s.events)
+	mux.HandleFunc("GET /v1/attention", s.attentionList)
+	mux.HandleFunc("POST /v1/attention/resolve", s.resolve)
+	mux.HandleFunc("GET /v1/upcoming", s.upcoming)
+	mux.HandleFunc("GET /v1/report", s.report)
+	mux.HandleFunc("GET /v1/payments", s.payments)
 	mux.HandleFunc("GET /v1/backup", s.backup)
 	mux.HandleFunc("POST /v1/scheduler/scan", func(w http.ResponseWriter, r *http.Request) {
 		res, err := s.Scheduler.Scan(r.Context())
@@ -159,7 +183,7 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("POST /v1/consents/{id}/payments/{paymentId}/cancel", func(w http.ResponseWriter, r *http.Request) {
-		a, err := s.Scheduler.CancelPayment(r.Context(), r.PathValue("id"), r.PathValue("paymentId"))
+		a, err := s.Scheduler.CancelPayment(r.Context(), r.PathValue("id"), r.PathValue("paymentId"), actorOf(r))
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -246,26 +270,31 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return body, true
 }
 
-// ConsentSummary is a consent in a list: no personal data.
+// ConsentSummary is a consent in a list: no personal data. NextSubmitAt is when
+// its next cycle's request goes out (Brasília, RFC 3339 with offset) and NextDueDate
+// that cycle's due date; both are absent when nothing is scheduled (awaiting
+// authorization, stopped).
 type ConsentSummary struct {
-	ID          string               `json:"id"`
-	State       storage.ConsentState `json:"state"`
-	StateReason string               `json:"stateReason,omitempty"`
-	Interval    cycle.Interval       `json:"interval"`
-	Amount      *klavi.Cents         `json:"amount"`
-	NextCycle   int                  `json:"nextCycle"`
-	NextDue     *time.Time           `json:"nextDue"`
+	ID           string               `json:"id"`
+	State        storage.ConsentState `json:"state"`
+	StateReason  string               `json:"stateReason,omitempty"`
+	Interval     cycle.Interval       `json:"interval"`
+	Amount       *klavi.Cents         `json:"amount"`
+	NextCycle    int                  `json:"nextCycle"`
+	NextSubmitAt *time.Time           `json:"nextSubmitAt,omitempty"`
+	NextDueDate  *cycle.Date          `json:"nextDueDate,omitempty"`
+	// Deprecated: NextDue is NextSubmitAt under its old, misleading name, kept
+	// until every client reads nextSubmitAt.
+	NextDue *time.Time `json:"nextDue,omitempty"`
 }
 
-func summarize(r *storage.ConsentRecord) ConsentSummary {
+func (s *Server) summarize(r *storage.ConsentRecord) ConsentSummary {
 	sum := ConsentSummary{ID: r.ID(), State: r.State, StateReason: r.StateReason, Interval: r.Consent.Interval(), NextCycle: r.NextCycle}
 	if a, ok := r.Consent.FixedAmount(); ok {
 		sum.Amount = &a
 	}
-	if !r.NextDue.IsZero() {
-		t := r.NextDue
-		sum.NextDue = &t
-	}
+	sum.NextSubmitAt, sum.NextDueDate = s.next(r)
+	sum.NextDue = sum.NextSubmitAt
 	return sum
 }
 
@@ -288,7 +317,7 @@ func (s *Server) listConsents(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]ConsentSummary, len(recs))
 	for i, rec := range recs {
-		out[i] = summarize(rec)
+		out[i] = s.summarize(rec)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"consents": out})
 }
@@ -337,12 +366,12 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("invalid consent: %d problems", len(l)), l)
 		return
 	}
-	rec, err := s.Scheduler.AddConsent(c, billFrom)
+	rec, err := s.Scheduler.AddConsent(c, billFrom, actorOf(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, rec)
+	writeJSON(w, http.StatusCreated, s.detail(rec))
 }
 
 // createRequest is the body of POST /v1/klavi/consents: Klavi's create-consent body
@@ -389,7 +418,7 @@ func (s *Server) createAtKlavi(w http.ResponseWriter, r *http.Request) {
 	if c.Status == "" {
 		c.Status = klavi.ConsentAwaitingAuthorization
 	}
-	if _, err := s.Scheduler.AddCreatedConsent(c, res.ConsentRedirectURL); err != nil {
+	if _, err := s.Scheduler.AddCreatedConsent(c, res.ConsentRedirectURL, actorOf(r)); err != nil {
 		s.fail(w, r, fmt.Errorf("store consent %s created at Klavi: %w", res.ID, err))
 		return
 	}
@@ -402,16 +431,16 @@ func (s *Server) getConsent(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rec)
+	writeJSON(w, http.StatusOK, s.detail(rec))
 }
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.Scheduler.Authorize(r.PathValue("id"))
+	rec, err := s.Scheduler.Authorize(r.PathValue("id"), actorOf(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, summarize(rec))
+	writeJSON(w, http.StatusOK, s.summarize(rec))
 }
 
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
@@ -430,12 +459,12 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("reason is longer than 200 characters"), nil)
 		return
 	}
-	rec, err := s.Scheduler.Revoke(r.PathValue("id"), req.Reason)
+	rec, err := s.Scheduler.Revoke(r.PathValue("id"), req.Reason, actorOf(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, summarize(rec))
+	writeJSON(w, http.StatusOK, s.summarize(rec))
 }
 
 func (s *Server) setAmount(w http.ResponseWriter, r *http.Request) {
@@ -459,7 +488,7 @@ func (s *Server) setAmount(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("amount is required, e.g. {\"amount\": \"123.45\"}"), nil)
 		return
 	}
-	if err := s.Scheduler.SetAmount(r.PathValue("id"), k, *req.Amount); err != nil {
+	if err := s.Scheduler.SetAmount(r.PathValue("id"), k, *req.Amount, actorOf(r)); err != nil {
 		s.fail(w, r, err)
 		return
 	}

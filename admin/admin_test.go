@@ -39,6 +39,8 @@ type env struct {
 	srv *httptest.Server
 	db  *storage.DB
 	kl  *fakeKlavi
+	sch *scheduler.Scheduler
+	clk *clock.Fake
 }
 
 func newEnv(t *testing.T) *env {
@@ -52,7 +54,7 @@ func newEnv(t *testing.T) *env {
 	s := &Server{Token: token, Store: db, Scheduler: sch, Klavi: kl, Clock: clk}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, db: db, kl: kl}
+	return &env{t: t, srv: srv, db: db, kl: kl, sch: sch, clk: clk}
 }
 
 func (e *env) do(method, path, body string, hdr ...string) (int, map[string]any) {

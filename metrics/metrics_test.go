@@ -61,7 +61,11 @@ var contract = []string{
 	"billingd_store_healthy",
 	"billingd_db_size_bytes",
 	"billingd_db_inuse_bytes",
-	"billingd_attention_attempts",
+	"billingd_attention_items",
+	"billingd_attention_oldest_seconds",
+	"billingd_upcoming_charges",
+	"billingd_upcoming_amount_centavos",
+	"billingd_variable_amount_missing",
 	"billingd_payments_stuck_total",
 	"billingd_payments_canceled_total",
 	"billingd_reconciliation_lookups_total",
@@ -80,6 +84,8 @@ type fakeStore struct {
 	boundsErr      error
 	statsErr       error
 	attention      map[storage.AttemptState]int
+	attentionSince map[storage.AttemptState]time.Time
+	due            []storage.DueEntry
 	mu             sync.Mutex // scrapes may run at once, as on a *storage.DB
 	boundsCalledAt []time.Time
 }
@@ -98,6 +104,30 @@ func (f *fakeStore) DueBounds(now time.Time) (time.Time, time.Time, error) {
 func (f *fakeStore) Stats() (storage.Stats, error) { return f.stats, f.statsErr }
 
 func (f *fakeStore) AttentionCounts() (map[storage.AttemptState]int, error) { return f.attention, nil }
+
+func (f *fakeStore) AttentionOldest() (map[storage.AttemptState]time.Time, error) {
+	return f.attentionSince, nil
+}
+
+// DueTotals sums f.due as storage.DB does.
+func (f *fakeStore) DueTotals(untils ...time.Time) ([]storage.DueTotal, error) {
+	out := make([]storage.DueTotal, len(untils))
+	for i, u := range untils {
+		out[i].Until = u
+		for _, e := range f.due {
+			if !e.Kind.Charges() || e.At.After(u) {
+				continue
+			}
+			out[i].Charges++
+			if e.HasAmount {
+				out[i].Amount += e.Amount
+			} else if e.Kind == storage.DueOriginal {
+				out[i].NoAmount++
+			}
+		}
+	}
+	return out, nil
+}
 
 func event(kind scheduler.EventKind, iv cycle.Interval, mode consent.RetryMode) scheduler.Event {
 	return scheduler.Event{
@@ -482,7 +512,8 @@ billingd_scheduler_lag_seconds 90
 		m := New("v1", "r")
 		m.WatchStore(&fakeStore{}, func() time.Time { return t0 })
 		assert.Empty(t, storeGauges(t, m), "lag and next submission are 0")
-		assert.Equal(t, 14, testutil.CollectAndCount(m.store), "5 states, lag, next, size, in use, 5 attention states")
+		assert.Equal(t, 24, testutil.CollectAndCount(m.store),
+			"5 states, lag, next, size, in use, 5 attention states, 5 oldest ages, 2 upcoming windows of count and amount, amount missing")
 	})
 
 	t.Run("oldest in the future reads as no lag", func(t *testing.T) {
@@ -495,7 +526,7 @@ billingd_scheduler_lag_seconds 90
 		m := New("v1", "r")
 		m.WatchStore(&fakeStore{counts: map[storage.ConsentState]int{"paused": 4}}, func() time.Time { return t0 })
 		assert.Equal(t, map[string]float64{`billingd_consents{state="paused"}`: 4}, storeGauges(t, m))
-		assert.Equal(t, 15, testutil.CollectAndCount(m.store))
+		assert.Equal(t, 25, testutil.CollectAndCount(m.store))
 	})
 
 	t.Run("replaced and stopped", func(t *testing.T) {
@@ -734,7 +765,7 @@ func TestMetrics_ReconciliationAndStuck(t *testing.T) {
 	require.NoError(t, err)
 	got := map[string]float64{}
 	for _, mf := range mfs {
-		if mf.GetName() == "billingd_attention_attempts" {
+		if mf.GetName() == "billingd_attention_items" {
 			for _, s := range mf.GetMetric() {
 				got[s.GetLabel()[0].GetValue()] = s.GetGauge().GetValue()
 			}
@@ -758,4 +789,37 @@ billingd_clock_in_doubt 0
 # TYPE billingd_clock_skew_seconds gauge
 billingd_clock_skew_seconds 90
 `)))
+}
+
+func TestMetrics_WatchStore_AttentionAndUpcoming(t *testing.T) {
+	due := func(at time.Duration, kind storage.DueKind, amount klavi.Cents, ok bool) storage.DueEntry {
+		return storage.DueEntry{Entry: storage.Entry{At: t0.Add(at)}, Kind: kind, Amount: amount, HasAmount: ok}
+	}
+	m := New("v1", "r")
+	m.WatchStore(&fakeStore{
+		attention:      map[storage.AttemptState]int{storage.AttemptMissed: 2},
+		attentionSince: map[storage.AttemptState]time.Time{storage.AttemptMissed: t0.Add(-90 * time.Minute)},
+		due: []storage.DueEntry{
+			due(-time.Hour, storage.DueOriginal, 10_00, true),            // overdue: goes at the next scan
+			due(time.Hour, storage.DueRetry, 20_00, true),                // a planned local retry
+			due(2*time.Hour, storage.DueLookup, 0, false),                // a lookup charges nothing
+			due(30*time.Hour, storage.DueOriginal, 0, false),             // variable, no amount set
+			due(6*24*time.Hour, storage.DueResend, 40_00, true),          // a re-send
+			due(8*24*time.Hour, storage.DueOriginal, 1000_00, true),      // beyond 7 days
+			due(47*time.Hour, storage.DueOriginal, 0, false),             // variable, within 2 days
+			due(3*24*time.Hour+time.Hour, storage.DueOriginal, 0, false), // variable, beyond 2 days
+		},
+	}, func() time.Time { return t0 })
+	got := storeGauges(t, m)
+	assert.Equal(t, 2.0, got[`billingd_attention_items{state="MISSED"}`])
+	assert.Equal(t, 5400.0, got[`billingd_attention_oldest_seconds{state="MISSED"}`])
+	assert.NotContains(t, got, `billingd_attention_oldest_seconds{state="FAILED"}`, "0 when none")
+	assert.Equal(t, 2.0, got[`billingd_upcoming_charges{window="24h"}`])
+	assert.Equal(t, 30_00.0, got[`billingd_upcoming_amount_centavos{window="24h"}`])
+	assert.Equal(t, 6.0, got[`billingd_upcoming_charges{window="7d"}`])
+	assert.Equal(t, 70_00.0, got[`billingd_upcoming_amount_centavos{window="7d"}`])
+	assert.Equal(t, 2.0, got["billingd_variable_amount_missing"], "default horizon 2 days")
+
+	m.SetAmountWarningDays(5)
+	assert.Equal(t, 3.0, storeGauges(t, m)["billingd_variable_amount_missing"])
 }

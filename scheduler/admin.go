@@ -39,21 +39,43 @@ func (l *consentLocks) lock(id string) func() {
 	return m.Unlock
 }
 
+// ActorOperator is the actor of an operator's action when no name is given.
+const ActorOperator = "operator"
+
+func actorOr(actor string) string {
+	if actor == "" {
+		return ActorOperator
+	}
+	return actor
+}
+
 // AddConsent stores a new consent. An authorized consent is scheduled from its first
 // cycle due on or after billFrom (zero: today); cycles due before billFrom are not
 // billingd's to bill. Other statuses are stored as they are (awaiting authorization,
-// or history). It fails with storage.ErrExists for a known id.
-func (s *Scheduler) AddConsent(c *consent.Consent, billFrom cycle.Date) (*storage.ConsentRecord, error) {
-	return s.addConsent(c, billFrom, "")
+// or history). It fails with storage.ErrExists for a known id. actor names who asked
+// ("" is ActorOperator), for the consent's timeline.
+func (s *Scheduler) AddConsent(c *consent.Consent, billFrom cycle.Date, actor string) (*storage.ConsentRecord, error) {
+	return s.addConsent(c, billFrom, "", actor)
 }
 
 // AddCreatedConsent stores a consent just created at Klavi, with the URL where the
 // payer authorizes it, in the same write.
-func (s *Scheduler) AddCreatedConsent(c *consent.Consent, redirectURL string) (*storage.ConsentRecord, error) {
-	return s.addConsent(c, cycle.Date{}, redirectURL)
+func (s *Scheduler) AddCreatedConsent(c *consent.Consent, redirectURL, actor string) (*storage.ConsentRecord, error) {
+	return s.addConsent(c, cycle.Date{}, redirectURL, actor)
 }
 
-func (s *Scheduler) addConsent(c *consent.Consent, billFrom cycle.Date, redirectURL string) (*storage.ConsentRecord, error) {
+// addedReason says in the timeline what state a consent was stored in.
+func addedReason(rec *storage.ConsentRecord) string {
+	if rec.State == storage.ConsentActive {
+		return fmt.Sprintf("stored active; billed from cycle %d", rec.NextCycle)
+	}
+	if rec.StateReason != "" {
+		return fmt.Sprintf("stored %s: %s", rec.State, rec.StateReason)
+	}
+	return fmt.Sprintf("stored %s", rec.State)
+}
+
+func (s *Scheduler) addConsent(c *consent.Consent, billFrom cycle.Date, redirectURL, actor string) (*storage.ConsentRecord, error) {
 	if l := c.Validate(); len(l) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, l)
 	}
@@ -72,15 +94,17 @@ func (s *Scheduler) addConsent(c *consent.Consent, billFrom cycle.Date, redirect
 	if rec.State == storage.ConsentActive {
 		s.scheduleFirst(rec, now, ch)
 	}
+	record(ch, EventAdded, now, c.ID, actorOr(actor), addedReason(rec))
 	if err := s.store.Apply(ch); err != nil {
 		return nil, err
 	}
-	s.log.Info("consent added", "consent_id", c.ID, "state", string(rec.State), "next_cycle", rec.NextCycle, "next_due", rec.NextDue)
+	s.log.Info("consent added", append([]any{"consent_id", c.ID, "state", string(rec.State)}, s.nextAttrs(rec)...)...)
 	return rec, nil
 }
 
-// AddConsents stores many new consents in one transaction (first installs). Consents
-// already stored are skipped and counted, not changed.
+// AddConsents stores many new consents in one transaction (first installs), each
+// with an "added" event by ActorOperator. Consents already stored are skipped and
+// counted, not changed.
 func (s *Scheduler) AddConsents(cs []*consent.Consent, billFrom cycle.Date, applyAll func([]*storage.Change) error) (added, skipped int, err error) {
 	now := s.clock.Now()
 	if billFrom.IsZero() {
@@ -99,6 +123,7 @@ func (s *Scheduler) AddConsents(cs []*consent.Consent, billFrom cycle.Date, appl
 		if rec.State == storage.ConsentActive {
 			s.scheduleFirst(rec, now, ch)
 		}
+		record(ch, EventAdded, now, c.ID, ActorOperator, addedReason(rec))
 		chs = append(chs, ch)
 	}
 	if err := applyAll(chs); err != nil {
@@ -123,8 +148,9 @@ func (s *Scheduler) scheduleFirst(rec *storage.ConsentRecord, now time.Time, ch 
 }
 
 // Authorize marks a consent awaiting authorization as authorized (the payer approved
-// it) and schedules it from today or its billFrom, whichever is later.
-func (s *Scheduler) Authorize(id string) (*storage.ConsentRecord, error) {
+// it) and schedules it from today or its billFrom, whichever is later. actor names
+// who asked, for the timeline.
+func (s *Scheduler) Authorize(id, actor string) (*storage.ConsentRecord, error) {
 	if err := s.trustClock(); err != nil {
 		return nil, err
 	}
@@ -145,16 +171,36 @@ func (s *Scheduler) Authorize(id string) (*storage.ConsentRecord, error) {
 	rec.RedirectURL = ""
 	ch := &storage.Change{Consent: rec}
 	s.scheduleFirst(rec, now, ch)
+	record(ch, EventAuthorized, now, id, actorOr(actor), authorizedReason(rec))
 	if err := s.store.Apply(ch); err != nil {
 		return nil, err
 	}
-	s.log.Info("consent authorized", "consent_id", id, "next_cycle", rec.NextCycle, "next_due", rec.NextDue)
+	s.log.Info("consent authorized", append([]any{"consent_id", id}, s.nextAttrs(rec)...)...)
 	return rec, nil
 }
 
-// Revoke stops billing a consent for good, keeping its history. A submission already
-// in flight is followed to its end; planned local retries are dropped.
-func (s *Scheduler) Revoke(id, reason string) (*storage.ConsentRecord, error) {
+// nextAttrs are the log attributes of a consent's next submission: its cycle, the
+// instant its request goes out and the cycle's due date; none when nothing is
+// scheduled.
+func (s *Scheduler) nextAttrs(rec *storage.ConsentRecord) []any {
+	if rec.NextDue.IsZero() {
+		return nil
+	}
+	return []any{"next_cycle", rec.NextCycle, "next_submit_at", rec.NextDue, "next_due_date", s.cfg.Policy.Schedule(rec.Consent).Due(rec.NextCycle).String()}
+}
+
+// authorizedReason says in the timeline what an authorization started.
+func authorizedReason(rec *storage.ConsentRecord) string {
+	if rec.State != storage.ConsentActive {
+		return rec.StateReason
+	}
+	return fmt.Sprintf("billed from cycle %d", rec.NextCycle)
+}
+
+// Revoke stops billing a consent for good, keeping its history, and records who
+// (actor) and why (reason) in its timeline. A submission already in flight is
+// followed to its end; planned local retries are dropped.
+func (s *Scheduler) Revoke(id, reason, actor string) (*storage.ConsentRecord, error) {
 	defer s.locks.lock(id)()
 	rec, err := s.store.GetConsent(id)
 	if err != nil {
@@ -169,16 +215,17 @@ func (s *Scheduler) Revoke(id, reason string) (*storage.ConsentRecord, error) {
 	now := s.clock.Now()
 	ch := &storage.Change{}
 	rec.Consent.Status = klavi.ConsentRevoked
-	s.stop(rec, storage.ConsentRevoked, reason, now, ch)
+	s.stopAs(actorOr(actor), EventRevoked, rec, storage.ConsentRevoked, reason, now, ch)
 	if err := s.store.Apply(ch); err != nil {
 		return nil, err
 	}
 	return rec, nil
 }
 
-// SetAmount sets the amount of cycle k of a variable consent. The cycle must exist and
-// not be decided yet, and the amount must fit the consent's limits.
-func (s *Scheduler) SetAmount(id string, k int, a klavi.Cents) error {
+// SetAmount sets the amount (centavos) of cycle k of a variable consent, recorded in
+// its timeline as amount_set by actor. The cycle must exist and not be decided yet,
+// and the amount must fit the consent's limits.
+func (s *Scheduler) SetAmount(id string, k int, a klavi.Cents, actor string) error {
 	defer s.locks.lock(id)()
 	rec, err := s.store.GetConsent(id)
 	if err != nil {
@@ -203,7 +250,52 @@ func (s *Scheduler) SetAmount(id string, k int, a klavi.Cents) error {
 	if rec.State != storage.ConsentActive && rec.State != storage.ConsentAwaiting {
 		return fmt.Errorf("%w: consent %s is %s", ErrConflict, id, rec.State)
 	}
-	return s.store.SetAmount(id, k, a)
+	now := s.clock.Now()
+	e := storage.ConsentEvent(string(EventAmountSet), now, id, actorOr(actor), "")
+	e.Cycle, e.Date, e.Amount = &k, sched.Due(k), &a
+	return s.store.Apply(&storage.Change{Amounts: []storage.CycleAmount{{ConsentID: id, Cycle: k, Amount: a}}, Events: []storage.Event{e}})
+}
+
+// Errors of Resolve.
+var (
+	// ErrNotOpen: the attempt is not an open attention item (not in an attention
+	// state, or already resolved).
+	ErrNotOpen = errors.New("not an open attention item")
+)
+
+// Resolve closes the open attention item of attempt k: the attempt keeps its state,
+// leaves the attention index, and records who (actor), when and why (note) in the
+// attempt and as a "resolved" event. It fails with storage.ErrNotFound for an unknown
+// attempt, ErrNotOpen (wrapped in ErrConflict) when it is not open, ErrInvalid for an
+// empty note.
+func (s *Scheduler) Resolve(k storage.AttemptKey, note, actor string) (*storage.Attempt, error) {
+	if note == "" {
+		return nil, fmt.Errorf("%w: a note is required", ErrInvalid)
+	}
+	defer s.locks.lock(k.ConsentID)()
+	a, err := s.store.GetAttempt(k)
+	if err != nil {
+		return nil, err
+	}
+	if !a.Open() {
+		why := fmt.Sprintf("its state %s needs no attention", a.State)
+		if a.Resolved != nil && a.Resolved.State == a.State {
+			why = fmt.Sprintf("it was resolved by %s at %s", a.Resolved.By, a.Resolved.At.Format(time.RFC3339))
+		}
+		return nil, fmt.Errorf("%w: %w: attempt %s: %s", ErrConflict, ErrNotOpen, k, why)
+	}
+	since, _, err := s.store.AttentionSince(k, a.State)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock.Now()
+	a.Resolved = &storage.Resolution{At: now, By: actorOr(actor), Note: note, State: a.State, Since: since}
+	e := storage.AttemptEvent(string(EventResolved), now, a, actorOr(actor), note)
+	if err := s.store.Apply(&storage.Change{Attempts: []*storage.Attempt{a}, Events: []storage.Event{e}}); err != nil {
+		return nil, err
+	}
+	s.log.Info("attention item resolved", "consent_id", k.ConsentID, "cycle", k.Cycle, "attempt", k.Attempt, "state", string(a.State))
+	return a, nil
 }
 
 // trustClock checks the clock (Klavi's time, the latest instant acted on) before an

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -67,4 +68,45 @@ func BenchmarkScanSubmit(b *testing.B) {
 	if got := sb.Stats().Accepted[sandbox.KindOriginal]; got != b.N {
 		b.Fatalf("sandbox accepted %d of %d", got, b.N)
 	}
+}
+
+// BenchmarkUpcoming measures GET /v1/upcoming's work for the default 8 days over
+// BENCH_CONSENTS monthly consents (default 100,000) whose due dates spread over 30
+// days: the due index up to the range's end, then each consent found (record,
+// attempts) and its plan.
+func BenchmarkUpcoming(b *testing.B) {
+	n := 100_000
+	if v := os.Getenv("BENCH_CONSENTS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	now := cycle.MustDate(2026, 3, 2).At(8, 0)
+	clk := clock.NewFake(now)
+	db, err := storage.Open(filepath.Join(b.TempDir(), "b.db"), storage.Options{Logger: quiet, NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	s, err := New(Config{Policy: Policy{LeadDays: 3, RetryMode: consent.Off}, SubmitHour: 9}, db, nil, WithClock(clk), WithLogger(quiet))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < n; i += 50_000 {
+		var cs []*consent.Consent
+		for j := i; j < min(i+50_000, n); j++ {
+			due := cycle.DateOf(now).AddDays(4 + j%30)
+			cs = append(cs, sandbox.SampleConsent(fmt.Sprintf("urn:bench:c-%07d", j), cycle.Monthly, due, 99_90))
+		}
+		if _, _, err := s.AddConsents(cs, cycle.DateOf(now), db.ApplyAll); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	var up *Upcoming
+	for b.Loop() {
+		if up, err = s.Upcoming(cycle.DateOf(now), cycle.DateOf(now).AddDays(7)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(up.Items)), "items")
 }

@@ -38,4 +38,15 @@
 // that, never sent late. A local retry dated R is requested on R−1; one whose request
 // day has passed is DROPPED. Retries are sequential: the next is planned only once the
 // previous one is known to be rejected, so a settled cycle is never charged again.
+//
+// # What operators see
+//
+// Every event the scheduler emits about a consent is added to the storage.Change that
+// records it (emit takes the Change), so a consent's timeline is written in the same
+// transaction as its state: a crash leaves both or neither. Operator actions (add,
+// authorize, revoke, set amount, cancel, resolve) are recorded the same way with the
+// operator's name and reason. Attention items (MISSED, SKIPPED, FAILED, UNCONFIRMED,
+// STUCK) stay open until Resolve. Policy.UpcomingOf lists the charges a consent will
+// send from what is stored, with Plan; LedgerOf and Report sum the stored attempts of
+// a month by the payment's date.
 package scheduler

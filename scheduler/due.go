@@ -114,7 +114,7 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 		ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: []storage.DueItem{it}}
 		s.advance(rec, sched, k, now, ch)
 		s.log.Error("cycle missed", "consent_id", c.ID, "cycle", k, "due", plan.Due.String(), "deadline", plan.Deadline.String())
-		s.emit(EventMissed, now, c, a, a.Reason)
+		s.emit(ch, EventMissed, now, c, a, a.Reason)
 		return s.store.Apply(ch)
 	case plan.State == StatePlanned && plan.SubmitOn.After(today):
 		// Early (the lead days changed): move the entry to the submit day.
@@ -127,7 +127,7 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 		ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: []storage.DueItem{it}}
 		s.advance(rec, sched, k, now, ch)
 		s.log.Warn("cycle skipped", "consent_id", c.ID, "cycle", k, "reason", a.Reason)
-		s.emit(EventSkipped, now, c, a, a.Reason)
+		s.emit(ch, EventSkipped, now, c, a, a.Reason)
 		return s.store.Apply(ch)
 	}
 	if ok, err := s.freshBeforeSubmit(ctx, rec, now); err != nil || !ok {
@@ -216,7 +216,7 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 	}
 	s.log.Info("payment submitted", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
 		"client_request_id", a.ClientRequestID, "payment_id", a.PaymentID, "date", a.Date.String(), "amount", a.Amount.String())
-	s.emit(kind, now, c, a, "")
+	s.emit(ch, kind, now, c, a, "")
 	if a.Attempt == 0 && rec.NextCycle == a.Cycle && rec.State == storage.ConsentActive {
 		s.advance(rec, sched, a.Cycle, now, ch)
 	}
@@ -246,6 +246,11 @@ func (s *Scheduler) advance(rec *storage.ConsentRecord, sched cycle.Schedule, k 
 // cycle's due entry goes, unless that cycle is SUBMITTING with its outcome unknown:
 // its entry stays, and the next scan records it UNCONFIRMED rather than forget it.
 func (s *Scheduler) stop(rec *storage.ConsentRecord, st storage.ConsentState, reason string, now time.Time, ch *storage.Change) {
+	s.stopAs(storage.ActorBillingd, EventConsentStopped, rec, st, reason, now, ch)
+}
+
+// stopAs is stop in the name of actor, recorded in the timeline as kind.
+func (s *Scheduler) stopAs(actor string, kind EventKind, rec *storage.ConsentRecord, st storage.ConsentState, reason string, now time.Time, ch *storage.Change) {
 	if !rec.NextDue.IsZero() {
 		key := storage.AttemptKey{ConsentID: rec.Consent.ID, Cycle: rec.NextCycle}
 		a, err := s.store.GetAttempt(key)
@@ -256,7 +261,7 @@ func (s *Scheduler) stop(rec *storage.ConsentRecord, st storage.ConsentState, re
 	rec.State, rec.StateReason, rec.NextDue, rec.UpdatedAt = st, reason, time.Time{}, now
 	ch.Consent = rec
 	s.log.Info("consent billing stopped", "consent_id", rec.Consent.ID, "state", string(st), "reason", reason)
-	s.emit(EventConsentStopped, now, rec.Consent, nil, reason)
+	s.emitAs(ch, actor, kind, now, rec.Consent, nil, reason)
 }
 
 // handleRetry acts on a local retry (attempt ≥ 1): planned, or in flight.
@@ -277,12 +282,12 @@ func (s *Scheduler) handleRetry(ctx context.Context, rec *storage.ConsentRecord,
 		reason := fmt.Sprintf("consent is %s", rec.State)
 		s.finish(att, storage.AttemptDropped, now, reason)
 		ch.Attempts = []*storage.Attempt{att}
-		s.emit(EventRetryDropped, now, c, att, reason)
+		s.emit(ch, EventRetryDropped, now, c, att, reason)
 		return s.store.Apply(ch)
 	case today.After(att.Date.AddDays(-1)): // its request day has passed
 		s.finish(att, storage.AttemptDropped, now, fmt.Sprintf("its request day %s has passed", att.Date.AddDays(-1)))
 		ch.Attempts = []*storage.Attempt{att}
-		s.emit(EventRetryDropped, now, c, att, att.Reason)
+		s.emit(ch, EventRetryDropped, now, c, att, att.Reason)
 		if err := s.planRetry(rec, sched, att, now, ch); err != nil {
 			return err
 		}

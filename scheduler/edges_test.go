@@ -289,12 +289,12 @@ func TestSchedulerRegression_SetAmountWhileCycleInFlight(t *testing.T) {
 	h := newHarness(t, at("2026-02-01", 8, 0), nil)
 	c := loadExample(t, "variable-amount.json") // the 10th, monthly; cycle 0 submitted 7 Feb
 	h.add(c)
-	require.NoError(t, h.s.SetAmount(c.ID, 0, 100_00))
+	require.NoError(t, h.s.SetAmount(c.ID, 0, 100_00, ""))
 	h.kl.inject = func(op, crid string) (error, bool) { return unknownErr("create payment"), false }
 	h.runUntil(at("2026-02-07", 9, 0))
 	require.Equal(t, storage.AttemptSubmitting, h.attempt(c.ID, 0, 0).State)
 
-	err := h.s.SetAmount(c.ID, 0, 200_00)
+	err := h.s.SetAmount(c.ID, 0, 200_00, "")
 	assert.ErrorIs(t, err, ErrConflict, "the cycle's payment is in flight with 100.00: its amount is decided")
 
 	h.kl.inject = nil
@@ -960,7 +960,7 @@ func TestSchedulerEdge_RevokeWithRetries(t *testing.T) {
 			a, ok := h.attemptOK(c.ID, 0, 1)
 			return ok && a.State == storage.AttemptPlanned
 		}))
-		_, err := h.s.Revoke(c.ID, "")
+		_, err := h.s.Revoke(c.ID, "", "")
 		require.NoError(t, err)
 		h.runUntil(at("2026-03-20", 0, 0))
 		assert.Empty(t, h.kl.retryCalls())
@@ -978,7 +978,7 @@ func TestSchedulerEdge_RevokeWithRetries(t *testing.T) {
 			a, ok := h.attemptOK(c.ID, 0, 1)
 			return ok && a.State == storage.AttemptSubmitting
 		}))
-		_, err := h.s.Revoke(c.ID, "")
+		_, err := h.s.Revoke(c.ID, "", "")
 		require.NoError(t, err)
 		h.kl.findErr = nil
 		h.runUntil(at("2026-03-20", 0, 0))
@@ -994,7 +994,7 @@ func TestSchedulerEdge_BillFrom(t *testing.T) {
 		h := newHarness(t, at("2026-01-01", 8, 0), nil)
 		c := loadExample(t, "monthly-31st.json")
 		c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10")
-		_, err := h.s.AddConsent(c, d(billFrom))
+		_, err := h.s.AddConsent(c, d(billFrom), "")
 		require.NoError(t, err)
 		h.runUntil(at("2026-03-15", 0, 0))
 		return h, c
@@ -1018,7 +1018,7 @@ func TestSchedulerEdge_BillFrom(t *testing.T) {
 		h := newHarness(t, at("2026-01-09", 8, 0), nil)
 		c := loadExample(t, "monthly-31st.json")
 		c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10")
-		_, err := h.s.AddConsent(c, d("2026-01-05"))
+		_, err := h.s.AddConsent(c, d("2026-01-05"), "")
 		require.NoError(t, err)
 		h.runUntil(at("2026-02-15", 0, 0))
 		assert.Equal(t, storage.AttemptMissed, h.attempt(c.ID, 0, 0).State)
@@ -1029,9 +1029,9 @@ func TestSchedulerEdge_BillFrom(t *testing.T) {
 		c := loadExample(t, "monthly-31st.json")
 		c.Status = klavi.ConsentAwaitingAuthorization
 		c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10")
-		_, err := h.s.AddConsent(c, d("2026-03-01"))
+		_, err := h.s.AddConsent(c, d("2026-03-01"), "")
 		require.NoError(t, err)
-		rec, err := h.s.Authorize(c.ID)
+		rec, err := h.s.Authorize(c.ID, "")
 		require.NoError(t, err)
 		assert.Equal(t, 2, rec.NextCycle)
 		h.runUntil(at("2026-03-15", 0, 0))
@@ -1073,12 +1073,12 @@ func TestSchedulerEdge_AdminRacingScans(t *testing.T) {
 			for i, id := range ids {
 				switch i % 4 {
 				case 0:
-					_, _ = h.s.Authorize(id)
+					_, _ = h.s.Authorize(id, "")
 				case 1:
-					_, _ = h.s.Revoke(id, "")
+					_, _ = h.s.Revoke(id, "", "")
 				case 2:
-					_ = h.s.SetAmount(id, 0, 50_00)
-					_ = h.s.SetAmount(id, 1, 60_00)
+					_ = h.s.SetAmount(id, 0, 50_00, "")
+					_ = h.s.SetAmount(id, 1, 60_00, "")
 				}
 			}
 		}()

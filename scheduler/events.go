@@ -35,6 +35,14 @@ const (
 	// pause (Reason says why). EventClockTrusted: they agree again.
 	EventClockDoubt   EventKind = "clock_doubt"
 	EventClockTrusted EventKind = "clock_trusted"
+
+	// Operator actions (and Klavi's answers about a consent), stored in the consent's
+	// timeline with their actor and reason.
+	EventAdded      EventKind = "added"      // the consent was stored
+	EventAuthorized EventKind = "authorized" // the payer authorized it: billing starts
+	EventRevoked    EventKind = "revoked"    // the operator stopped billing it
+	EventAmountSet  EventKind = "amount_set" // the amount of a variable cycle was set
+	EventResolved   EventKind = "resolved"   // an operator closed an attention item
 )
 
 // An Event is one thing the scheduler did or learned, for metrics, logs and the

@@ -272,7 +272,7 @@ func TestHazard_AuthorizeWhileClockInDoubt(t *testing.T) {
 	res, err := h.s.Scan(context.Background())
 	require.NoError(t, err)
 	require.True(t, res.Paused)
-	_, err = h.s.Authorize(c.ID) // the payer authorized on (real) 2 Jan
+	_, err = h.s.Authorize(c.ID, "operator") // the payer authorized on (real) 2 Jan
 	if err != nil {
 		return // refusing while in doubt is a fix
 	}

@@ -128,6 +128,7 @@ func (s *Scheduler) applyConsentStatus(ctx context.Context, rec *storage.Consent
 		rec.State, rec.StateReason, rec.RedirectURL = storage.ConsentActive, "", ""
 		ch.Consent = rec
 		s.scheduleFirst(rec, now, ch)
+		record(ch, EventAuthorized, now, rec.ID(), storage.ActorBillingd, "Klavi reports the consent "+string(st)+"; "+authorizedReason(rec))
 		s.log.Info("consent authorized at Klavi", "consent_id", rec.ID(), "next_cycle", rec.NextCycle)
 	case consentStopped:
 		rec.Consent.Status = st
@@ -176,7 +177,7 @@ func (s *Scheduler) cancelScheduled(ctx context.Context, rec *storage.ConsentRec
 		if a.State != storage.AttemptSubmitted || a.PaymentID == "" || !a.Date.After(today) {
 			continue
 		}
-		if _, err := s.cancelAttempt(ctx, rec, a, now); err != nil {
+		if _, err := s.cancelAttempt(ctx, rec, a, now, storage.ActorBillingd); err != nil {
 			s.log.Error("cancel payment of a revoked consent", "consent_id", rec.ID(), "cycle", a.Cycle,
 				"attempt", a.Attempt, "payment_id", a.PaymentID, "err", err)
 		}
@@ -191,8 +192,9 @@ var (
 )
 
 // CancelPayment cancels, at Klavi, a payment of a consent scheduled for a later date
-// (`billingd payments cancel`). The attempt ends REJECTED with status CANCELED.
-func (s *Scheduler) CancelPayment(ctx context.Context, consentID, paymentID string) (*storage.Attempt, error) {
+// (`billingd payments cancel`). The attempt ends REJECTED with status CANCELED; the
+// timeline records actor as who canceled it.
+func (s *Scheduler) CancelPayment(ctx context.Context, consentID, paymentID, actor string) (*storage.Attempt, error) {
 	defer s.locks.lock(consentID)()
 	rec, err := s.store.GetConsent(consentID)
 	if err != nil {
@@ -209,12 +211,12 @@ func (s *Scheduler) CancelPayment(ctx context.Context, consentID, paymentID stri
 		if a.State.Final() {
 			return nil, fmt.Errorf("%w: payment %s is already %s", ErrConflict, paymentID, a.State)
 		}
-		return s.cancelAttempt(ctx, rec, a, s.clock.Now())
+		return s.cancelAttempt(ctx, rec, a, s.clock.Now(), actorOr(actor))
 	}
 	return nil, fmt.Errorf("payment %s of consent %s: %w", paymentID, consentID, storage.ErrNotFound)
 }
 
-func (s *Scheduler) cancelAttempt(ctx context.Context, rec *storage.ConsentRecord, a *storage.Attempt, now time.Time) (*storage.Attempt, error) {
+func (s *Scheduler) cancelAttempt(ctx context.Context, rec *storage.ConsentRecord, a *storage.Attempt, now time.Time, actor string) (*storage.Attempt, error) {
 	by := s.cfg.Canceller
 	if by == nil || by.Identifier == "" {
 		by = creditorHolder(rec.Consent)
@@ -232,11 +234,11 @@ func (s *Scheduler) cancelAttempt(ctx context.Context, rec *storage.ConsentRecor
 	}
 	a.Status = klavi.PaymentCanceled
 	s.finish(a, storage.AttemptRejected, now, "canceled at Klavi")
+	s.emitAs(ch, actor, EventCanceled, now, rec.Consent, a, a.Reason)
 	if err := s.store.Apply(ch); err != nil {
 		return nil, err
 	}
 	s.log.Info("payment canceled", "consent_id", rec.ID(), "cycle", a.Cycle, "attempt", a.Attempt, "payment_id", a.PaymentID)
-	s.emit(EventCanceled, now, rec.Consent, a, a.Reason)
 	return a, nil
 }
 

@@ -130,17 +130,17 @@ func TestScheduler_ConsentLifecycle(t *testing.T) {
 		h.add(c)
 		h.runUntil(at("2026-01-22", 10, 0))
 		a := h.attempt(c.ID, 0, 0)
-		got, err := h.s.CancelPayment(ctx, c.ID, a.PaymentID)
+		got, err := h.s.CancelPayment(ctx, c.ID, a.PaymentID, "")
 		if c.CreditorAccount == nil || c.CreditorAccount.Holder == nil {
 			require.ErrorIs(t, err, ErrNoCanceller)
 			h.s.cfg.Canceller = &klavi.Person{IdentifierType: klavi.CNPJ, Identifier: "12345678000199"}
-			got, err = h.s.CancelPayment(ctx, c.ID, a.PaymentID)
+			got, err = h.s.CancelPayment(ctx, c.ID, a.PaymentID, "")
 		}
 		require.NoError(t, err)
 		assert.Equal(t, storage.AttemptRejected, got.State)
-		_, err = h.s.CancelPayment(ctx, c.ID, a.PaymentID)
+		_, err = h.s.CancelPayment(ctx, c.ID, a.PaymentID, "")
 		require.ErrorIs(t, err, ErrConflict, "already final")
-		_, err = h.s.CancelPayment(ctx, c.ID, "no-such-payment")
+		_, err = h.s.CancelPayment(ctx, c.ID, "no-such-payment", "")
 		require.ErrorIs(t, err, storage.ErrNotFound)
 	})
 }

@@ -92,7 +92,7 @@ func (s *Scheduler) applyStatus(rec *storage.ConsentRecord, att *storage.Attempt
 	case st == klavi.PaymentCompleted:
 		s.finish(att, storage.AttemptCompleted, now, "")
 		s.log.Info("payment completed", "consent_id", c.ID, "cycle", att.Cycle, "attempt", att.Attempt, "payment_id", att.PaymentID)
-		s.emit(EventCompleted, now, c, att, "")
+		s.emit(ch, EventCompleted, now, c, att, "")
 	case st == klavi.PaymentRejected && !code.ConsentGone() && att.Strategy != nil && !today.After(att.LastRetryDate):
 		// Attach mode: Klavi itself retries within the cycle, so a rejection may
 		// still turn into a settled payment. Follow it until the last retry day. Not
@@ -107,7 +107,7 @@ func (s *Scheduler) applyStatus(rec *storage.ConsentRecord, att *storage.Attempt
 		s.finish(att, storage.AttemptRejected, now, reason)
 		s.log.Warn("payment rejected", "consent_id", c.ID, "cycle", att.Cycle, "attempt", att.Attempt,
 			"payment_id", att.PaymentID, "status", string(st), "reason", string(code))
-		s.emit(EventRejected, now, c, att, reason)
+		s.emit(ch, EventRejected, now, c, att, reason)
 		switch {
 		case code.ConsentGone():
 			if rec.State == storage.ConsentActive || rec.State == storage.ConsentExpired {
@@ -167,7 +167,7 @@ func (s *Scheduler) planRetry(rec *storage.ConsentRecord, sched cycle.Schedule, 
 		ch.Attempts = append(ch.Attempts, a)
 		if reqDay := r.Date.AddDays(-1); reqDay.Before(today) {
 			s.finish(a, storage.AttemptDropped, now, fmt.Sprintf("its request day %s had passed when the rejection was seen", reqDay))
-			s.emit(EventRetryDropped, now, c, a, a.Reason)
+			s.emit(ch, EventRetryDropped, now, c, a, a.Reason)
 			continue
 		}
 		at := s.submitAt(r.Date.AddDays(-1))
@@ -177,7 +177,7 @@ func (s *Scheduler) planRetry(rec *storage.ConsentRecord, sched cycle.Schedule, 
 		a.State, a.DueAt = storage.AttemptPlanned, at
 		ch.PutDue = append(ch.PutDue, storage.DueItem{At: at, Key: key})
 		s.log.Info("local retry planned", "consent_id", c.ID, "cycle", prev.Cycle, "attempt", n, "date", r.Date.String(), "request_at", at)
-		s.emit(EventRetryPlanned, now, c, a, "")
+		s.emit(ch, EventRetryPlanned, now, c, a, "")
 		return nil
 	}
 	return nil

@@ -220,7 +220,7 @@ func (s *Scheduler) settleUnknown(ctx context.Context, rec *storage.ConsentRecor
 		"answer", ans.String(), "lookup", lr.String(), "resolution", res.String())
 	a.Confirm = ""
 	prev := a.State
-	s.emitLookup(now, c, a, lr, res)
+	s.emitLookup(ch, now, c, a, lr, res)
 	switch res {
 	case resAdopt:
 		s.adopt(rec, sched, a, o, now, ch)
@@ -232,7 +232,7 @@ func (s *Scheduler) settleUnknown(ctx context.Context, rec *storage.ConsentRecor
 		}
 		s.finish(a, storage.AttemptFailed, now, "refused by Klavi, which holds no payment for clientRequestId "+a.ClientRequestID+": "+detail)
 		log.Error("submission refused", "err", sendErr)
-		s.emit(EventFailed, now, c, a, a.Reason)
+		s.emit(ch, EventFailed, now, c, a, a.Reason)
 		if err := s.afterFinal(rec, sched, a, now, ch); err != nil {
 			return res, err
 		}
@@ -244,9 +244,9 @@ func (s *Scheduler) settleUnknown(ctx context.Context, rec *storage.ConsentRecor
 		s.finish(a, st, now, fmt.Sprintf("Klavi holds no payment for clientRequestId %s after %d sends whose answers were lost, and its window has closed", a.ClientRequestID, a.Sends))
 		log.Error("submission lapsed: it never reached Klavi and its window has closed")
 		if st == storage.AttemptMissed {
-			s.emit(EventMissed, now, c, a, a.Reason)
+			s.emit(ch, EventMissed, now, c, a, a.Reason)
 		} else {
-			s.emit(EventRetryDropped, now, c, a, a.Reason)
+			s.emit(ch, EventRetryDropped, now, c, a, a.Reason)
 		}
 		if err := s.afterFinal(rec, sched, a, now, ch); err != nil {
 			return res, err
@@ -277,7 +277,7 @@ func (s *Scheduler) settleUnknown(ctx context.Context, rec *storage.ConsentRecor
 			ch.Cursor = rec
 		}
 		log.Warn("submission outcome unknown; will look again", "resend_at", at, "reason", why)
-		s.emit(EventResend, now, c, a, a.Reason)
+		s.emit(ch, EventResend, now, c, a, a.Reason)
 	case resUnconfirmed:
 		at := now.Add(s.cfg.ReconcileEvery)
 		s.finish(a, storage.AttemptUnconfirmed, now, fmt.Sprintf(
@@ -287,7 +287,7 @@ func (s *Scheduler) settleUnknown(ctx context.Context, rec *storage.ConsentRecor
 		ch.PutDue = append(ch.PutDue, storage.DueItem{At: at, Key: a.AttemptKey})
 		if prev != storage.AttemptUnconfirmed {
 			log.Error("submission unconfirmed; will reconcile", "next_lookup", at)
-			s.emit(EventUnconfirmed, now, c, a, a.Reason)
+			s.emit(ch, EventUnconfirmed, now, c, a, a.Reason)
 		} else {
 			log.Warn("submission still unconfirmed; will reconcile", "next_lookup", at)
 		}
@@ -318,7 +318,7 @@ func (s *Scheduler) adopt(rec *storage.ConsentRecord, sched cycle.Schedule, a *s
 		kind = EventRetrySubmitted
 	}
 	if prev != storage.AttemptSubmitted && prev != storage.AttemptStuck {
-		s.emit(kind, now, rec.Consent, a, "adopted from Klavi's orders list")
+		s.emit(ch, kind, now, rec.Consent, a, "adopted from Klavi's orders list")
 	}
 	if a.Attempt == 0 && rec.NextCycle == a.Cycle && rec.State == storage.ConsentActive {
 		s.advance(rec, sched, a.Cycle, now, ch)
@@ -462,7 +462,7 @@ func (s *Scheduler) lookupStuck(ctx context.Context, rec *storage.ConsentRecord,
 	switch {
 	case lr == lookupFound && o.ID != "" && o.ID != a.PaymentID && o.Status.Valid():
 		// Klavi holds the payment under another id: follow that one.
-		s.emitLookup(now, c, a, lr, resAdopt)
+		s.emitLookup(ch, now, c, a, lr, resAdopt)
 		s.log.Info("stuck payment found at Klavi under another id; adopted", "consent_id", c.ID, "cycle", a.Cycle,
 			"attempt", a.Attempt, "payment_id", o.ID, "stored_payment_id", a.PaymentID, "status", string(o.Status))
 		s.adopt(rec, s.cfg.Policy.Schedule(c), a, o, now, ch)
@@ -471,7 +471,7 @@ func (s *Scheduler) lookupStuck(ctx context.Context, rec *storage.ConsentRecord,
 	case lr == lookupFound && o.ID == a.PaymentID && o.Status.Valid():
 		// The list tells the status the poll cannot: record it. A payment not yet
 		// final stays polled, and is looked up again at each poll while its GET fails.
-		s.emitLookup(now, c, a, lr, resAdopt)
+		s.emitLookup(ch, now, c, a, lr, resAdopt)
 		if a.State == storage.AttemptStuck {
 			a.State = storage.AttemptSubmitted
 		}
@@ -479,7 +479,7 @@ func (s *Scheduler) lookupStuck(ctx context.Context, rec *storage.ConsentRecord,
 		ch.Attempts = appendOnce(ch.Attempts, a)
 		return s.applyStatus(rec, a, o.Status, o.StatusReason, true, now, ch)
 	}
-	s.emitLookup(now, c, a, lr, resUnconfirmed)
+	s.emitLookup(ch, now, c, a, lr, resUnconfirmed)
 	reason := fmt.Sprintf("Klavi has not told payment %s's status since %s (404 or an unknown status), and its orders list %s",
 		a.PaymentID, a.UnknownSince.UTC().Format(time.RFC3339), map[lookupResult]string{
 			lookupFound: "shows it with status " + statusOf(o), lookupNotFound: "has no payment for clientRequestId " + a.ClientRequestID,
@@ -491,7 +491,7 @@ func (s *Scheduler) lookupStuck(ctx context.Context, rec *storage.ConsentRecord,
 	ch.Attempts = appendOnce(ch.Attempts, a)
 	if first {
 		s.log.Error("payment stuck", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt, "payment_id", a.PaymentID, "reason", reason)
-		s.emit(EventStuck, now, c, a, reason)
+		s.emit(ch, EventStuck, now, c, a, reason)
 	}
 	return nil
 }
@@ -535,6 +535,6 @@ func describe(ans sendAnswer, sendErr error, lr lookupResult, lerr error) string
 }
 
 // emitLookup reports one lookup and its resolution (metrics count them by outcome).
-func (s *Scheduler) emitLookup(now time.Time, c *consent.Consent, a *storage.Attempt, lr lookupResult, res resolution) {
-	s.emit(EventLookup, now, c, a, lr.String()+":"+res.String())
+func (s *Scheduler) emitLookup(ch *storage.Change, now time.Time, c *consent.Consent, a *storage.Attempt, lr lookupResult, res resolution) {
+	s.emit(ch, EventLookup, now, c, a, lr.String()+":"+res.String())
 }

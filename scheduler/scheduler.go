@@ -27,6 +27,10 @@ type Store interface {
 	Attention(s storage.AttemptState, limit int) ([]*storage.Attempt, error)
 	ListConsents(after string, limit int, state storage.ConsentState) ([]*storage.ConsentRecord, error)
 	HighWater() (time.Time, error)
+	DueUntil(until time.Time) ([]storage.DueEntry, error)
+	AttentionSince(k storage.AttemptKey, st storage.AttemptState) (time.Time, bool, error)
+	EachAttemptBetween(from, to cycle.Date, fn func(*storage.Attempt) error) error
+	Amounts(id string) (map[int]klavi.Cents, error)
 }
 
 var _ Store = (*storage.DB)(nil)
@@ -93,6 +97,10 @@ type Config struct {
 	// status billingd does not know before it is looked up and, if still unknown,
 	// becomes a STUCK attention item (default 24h).
 	StuckAfter time.Duration
+	// AmountWarningDays: a variable cycle with no amount set this many days before its
+	// submission instant is an AMOUNT_MISSING attention item (MissingAmounts), ahead
+	// of being SKIPPED (default 2).
+	AmountWarningDays int
 }
 
 func (c *Config) defaults() {
@@ -137,6 +145,9 @@ func (c *Config) defaults() {
 	}
 	if c.StuckAfter <= 0 {
 		c.StuckAfter = 24 * time.Hour
+	}
+	if c.AmountWarningDays <= 0 {
+		c.AmountWarningDays = DefaultAmountWarningDays
 	}
 }
 
@@ -377,7 +388,17 @@ func (s *Scheduler) nextPoll(a *storage.Attempt, now time.Time) time.Time {
 	return next
 }
 
-func (s *Scheduler) emit(kind EventKind, now time.Time, c *consent.Consent, a *storage.Attempt, reason string) {
+// emit tells the observer (metrics, the simulation) what the scheduler did, and adds
+// the event to ch, the change that records it, so that the consent's timeline is
+// written in the same transaction as the state change. Lookups are stored only when
+// they adopt a payment (kind "adopted"): their other outcomes are the events that
+// follow them.
+func (s *Scheduler) emit(ch *storage.Change, kind EventKind, now time.Time, c *consent.Consent, a *storage.Attempt, reason string) {
+	s.emitAs(ch, storage.ActorBillingd, kind, now, c, a, reason)
+}
+
+// emitAs is emit for an action done in the name of actor.
+func (s *Scheduler) emitAs(ch *storage.Change, actor string, kind EventKind, now time.Time, c *consent.Consent, a *storage.Attempt, reason string) {
 	e := Event{Kind: kind, At: now, ConsentID: c.ID, Interval: c.Interval(), Reason: reason}
 	if a != nil {
 		e.Cycle, e.Attempt, e.Date, e.Amount = a.Cycle, a.Attempt, a.Date, a.Amount
@@ -385,4 +406,25 @@ func (s *Scheduler) emit(kind EventKind, now time.Time, c *consent.Consent, a *s
 		e.Retries = a.PlannedRetries
 	}
 	s.observe(e)
+	if ch == nil {
+		return
+	}
+	stored := string(kind)
+	if kind == EventLookup {
+		if reason != lookupFound.String()+":"+resAdopt.String() {
+			return
+		}
+		stored = "adopted"
+	}
+	if a != nil {
+		ch.Events = append(ch.Events, storage.AttemptEvent(stored, now, a, actor, reason))
+	} else {
+		ch.Events = append(ch.Events, storage.ConsentEvent(stored, now, c.ID, actor, reason))
+	}
+}
+
+// record adds an operator's (or Klavi's) consent-wide event to ch, the change that
+// records the action.
+func record(ch *storage.Change, kind EventKind, now time.Time, id, actor, reason string) {
+	ch.Events = append(ch.Events, storage.ConsentEvent(string(kind), now, id, actor, reason))
 }

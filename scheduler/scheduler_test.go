@@ -57,7 +57,7 @@ func at(date string, hour, minute int) time.Time { return d(date).At(hour, minut
 
 func (h *harness) add(c *consent.Consent) *storage.ConsentRecord {
 	h.t.Helper()
-	rec, err := h.s.AddConsent(c, cycle.Date{})
+	rec, err := h.s.AddConsent(c, cycle.Date{}, "")
 	require.NoError(h.t, err)
 	return rec
 }
@@ -374,9 +374,9 @@ func TestScheduler_RevocationStopsBilling(t *testing.T) {
 		h.add(c)
 		h.runUntil(at("2026-02-15", 0, 0))
 		require.Len(t, h.eventsOf(EventSubmitted), 2)
-		_, err := h.s.Revoke(c.ID, "customer cancelled the plan")
+		_, err := h.s.Revoke(c.ID, "customer cancelled the plan", "")
 		require.NoError(t, err)
-		_, err = h.s.Revoke(c.ID, "")
+		_, err = h.s.Revoke(c.ID, "", "")
 		assert.ErrorIs(t, err, ErrConflict)
 		h.runUntil(at("2026-12-31", 0, 0))
 		assert.Len(t, h.eventsOf(EventSubmitted), 2, "nothing billed after revocation")
@@ -398,7 +398,7 @@ func TestScheduler_RevocationStopsBilling(t *testing.T) {
 		h.kl.findErr = func(string) error { return fmt.Errorf("list orders: 503: %w", klavi.ErrUnavailable) }
 		h.runUntil(at("2026-01-07", 9, 0))
 		require.Equal(t, storage.AttemptSubmitting, h.attempt(c.ID, 0, 0).State)
-		_, err := h.s.Revoke(c.ID, "")
+		_, err := h.s.Revoke(c.ID, "", "")
 		require.NoError(t, err)
 		h.kl.inject, h.kl.findErr = nil, nil
 		h.runUntil(at("2026-02-28", 0, 0))
@@ -433,9 +433,9 @@ func TestScheduler_VariableAmounts(t *testing.T) {
 	h := newHarness(t, at("2026-02-01", 8, 0), nil)
 	c := loadExample(t, "variable-amount.json") // the 10th monthly, 10.00..500.00
 	h.add(c)
-	require.NoError(t, h.s.SetAmount(c.ID, 1, 234_56))
-	assert.ErrorIs(t, h.s.SetAmount(c.ID, 2, 500_01), ErrInvalid)
-	assert.ErrorIs(t, h.s.SetAmount(c.ID, 2, 9_99), ErrInvalid)
+	require.NoError(t, h.s.SetAmount(c.ID, 1, 234_56, ""))
+	assert.ErrorIs(t, h.s.SetAmount(c.ID, 2, 500_01, ""), ErrInvalid)
+	assert.ErrorIs(t, h.s.SetAmount(c.ID, 2, 9_99, ""), ErrInvalid)
 	h.runUntil(at("2026-03-31", 0, 0))
 
 	skipped := h.attempt(c.ID, 0, 0)
@@ -448,7 +448,7 @@ func TestScheduler_VariableAmounts(t *testing.T) {
 	require.Len(t, creates, 1)
 	assert.Equal(t, klavi.Cents(234_56), creates[0].Amount)
 	assert.Len(t, h.eventsOf(EventSkipped), 1)
-	assert.ErrorIs(t, h.s.SetAmount(c.ID, 0, 100_00), ErrConflict, "a decided cycle cannot change")
+	assert.ErrorIs(t, h.s.SetAmount(c.ID, 0, 100_00, ""), ErrConflict, "a decided cycle cannot change")
 }
 
 func TestScheduler_ExactlyOnce(t *testing.T) {
@@ -616,19 +616,19 @@ func TestScheduler_AuthorizeAndAdd(t *testing.T) {
 	c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10")
 	rec := h.add(c)
 	assert.Equal(t, storage.ConsentAwaiting, rec.State)
-	_, err := h.s.AddConsent(c, cycle.Date{})
+	_, err := h.s.AddConsent(c, cycle.Date{}, "")
 	assert.ErrorIs(t, err, storage.ErrExists)
 	h.runUntil(at("2026-02-01", 0, 0))
 	assert.Empty(t, h.kl.createCalls(), "nothing billed before authorization")
-	rec, err = h.s.Authorize(c.ID)
+	rec, err = h.s.Authorize(c.ID, "")
 	require.NoError(t, err)
 	assert.Equal(t, storage.ConsentActive, rec.State)
 	assert.Equal(t, 1, rec.NextCycle, "billing starts at the first cycle due from today")
-	_, err = h.s.Authorize(c.ID)
+	_, err = h.s.Authorize(c.ID, "")
 	assert.ErrorIs(t, err, ErrConflict)
 	h.runUntil(at("2026-02-15", 0, 0))
 	assert.Len(t, h.kl.createCalls(), 1)
-	_, err = h.s.Authorize("urn:t:none")
+	_, err = h.s.Authorize("urn:t:none", "")
 	assert.True(t, errors.Is(err, storage.ErrNotFound))
 }
 

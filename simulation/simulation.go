@@ -191,11 +191,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if err := sb.AddConsent(c); err != nil {
 			return nil, fmt.Errorf("seed sandbox with %s: %w", c.ID, err)
 		}
-		if _, err := sch.AddConsent(c, opts.From); err != nil {
+		if _, err := sch.AddConsent(c, opts.From, "simulation"); err != nil {
 			return nil, fmt.Errorf("add %s: %w", c.ID, err)
 		}
 		for k, a := range opts.Amounts[c.ID] {
-			if err := sch.SetAmount(c.ID, k, a); err != nil {
+			if err := sch.SetAmount(c.ID, k, a, "simulation"); err != nil {
 				return nil, fmt.Errorf("amount of %s cycle %d: %w", c.ID, k, err)
 			}
 		}

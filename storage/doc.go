@@ -1,22 +1,33 @@
 // Package storage is billingd's durable state: one bbolt file.
 //
-// Buckets (schema version 1):
+// Buckets (schema version 2):
 //
 //	meta       application marker, schema version, consent counts per state
 //	consents   consent id → the consent (JSON), written when added or its status changes
 //	cursors    consent id → its billing state and cursor (JSON), rewritten every cycle
 //	attempts   consent id ‖ 0 ‖ cycle ‖ attempt → Attempt (JSON)
-//	due        instant ‖ attempt key → nil: work to do at that instant
+//	due        instant ‖ attempt key → kind (1 byte) [‖ centavos (8 bytes)]: work to do
+//	           at that instant, and what it will charge (DueKind; no amount: a variable
+//	           cycle with none set yet, or a lookup)
 //	poll       instant ‖ attempt key → nil: a payment status to fetch at that instant
 //	amounts    consent id ‖ 0 ‖ cycle → centavos: amounts of variable cycles
-//	attention  state ‖ 0 ‖ attempt key → nil: UNCONFIRMED, MISSED, FAILED, SKIPPED items
+//	attention  state ‖ 0 ‖ attempt key → since (Unix ns): open attention items
+//	           (UNCONFIRMED, STUCK, MISSED, FAILED, SKIPPED not resolved by an operator)
+//	           and the instant each entered its state
+//	events     consent id ‖ 0 ‖ sequence → Event (JSON): each consent's timeline
+//	dates      date (Rata Die) ‖ attempt key → nil: attempts by payment date (the ledger)
+//
+// A schema 1 file is migrated in place when a writer opens it; a reader (ReadOnly)
+// reads it as it is, with empty timelines and ledger.
 //
 // Contracts:
 //   - The due and poll indexes are ordered by instant, so a scan reads only what is
 //     due (DueBefore) and never the whole consent set.
 //   - Every write is a Change applied atomically and durably (fsync) by Apply;
 //     concurrent Applies share a transaction and a sync (group commit). A Change only
-//     puts and deletes, so it is safe for bbolt's Batch to run it twice.
+//     puts and deletes (its events take their sequence numbers inside the
+//     transaction), so bbolt's Batch may run it again after a rollback and it is
+//     still written once.
 //   - Read transactions are short and never span a network call: callers read, let
 //     go, call Klavi, then Apply.
 //   - Open fails fast and clearly instead of hanging or touching the file: ErrLocked
@@ -34,6 +45,8 @@
 //     shorter than its header says is refused before a page of it is read. bbolt
 //     keeps no page checksums, so Verify walks every page before a daemon relies on
 //     the file, and Check adds billingd's own invariants.
+//   - A Change's Events are written in the transaction of the state change they
+//     describe: a committed change has its events, a failed one none.
 //   - Options.OnWrite hears the outcome of every write, for health and metrics;
 //     FailureReason sorts failures into enospc, replaced, readonly and other.
 //

@@ -175,7 +175,94 @@ type Attempt struct {
 	// UnknownSince is when Klavi first answered a status poll with 404 or a status
 	// billingd does not know, for a payment not yet final; zero once it answers.
 	UnknownSince time.Time `json:"unknownSince,omitzero"`
+	// Resolved is set when an operator closed the attention item this attempt was
+	// (its State is kept). It resolves that state only: an attempt that later enters
+	// another attention state is an open item again.
+	Resolved *Resolution `json:"resolved,omitempty"`
 }
+
+// A Resolution closes an attention item: who closed it, when and why.
+type Resolution struct {
+	At   time.Time `json:"at"`
+	By   string    `json:"by"`
+	Note string    `json:"note"`
+	// State is the attention state it resolved; Since when that item had opened.
+	State AttemptState `json:"state"`
+	Since time.Time    `json:"since,omitzero"`
+}
+
+// Open reports whether the attempt is an open attention item: in an attention state
+// (AttentionStates) that no operator has resolved.
+func (a *Attempt) Open() bool {
+	return a.State.needsAttention() && (a.Resolved == nil || a.Resolved.State != a.State)
+}
+
+// A CycleAmount is the amount set for cycle Cycle of a variable consent.
+type CycleAmount struct {
+	ConsentID string
+	Cycle     int
+	Amount    klavi.Cents
+}
+
+// An Event is one line of a consent's timeline: a state change or an operator's
+// action, stored in the same transaction as the change it describes. It carries no
+// personal data. Cycle and Attempt are nil for consent-wide events (added,
+// authorized, revoked, consent_stopped); Amount is nil when none is known.
+type Event struct {
+	// Seq orders a consent's events (the store's sequence; the API's cursor). It is
+	// set by the store.
+	Seq  uint64    `json:"-"`
+	At   time.Time `json:"at"`
+	Kind string    `json:"kind"`
+	// ConsentID is the consent whose timeline holds the event.
+	ConsentID       string              `json:"consentId"`
+	Cycle           *int                `json:"cycle,omitempty"`
+	Attempt         *int                `json:"attempt,omitempty"`
+	Date            cycle.Date          `json:"date,omitzero"`
+	Amount          *klavi.Cents        `json:"amount,omitempty"`
+	PaymentID       string              `json:"paymentId,omitempty"`
+	ClientRequestID string              `json:"clientRequestId,omitempty"`
+	Status          klavi.PaymentStatus `json:"status,omitempty"`
+	// Actor is "billingd" for the scheduler's own work, the operator's name for an
+	// operator's action.
+	Actor  string `json:"actor"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// ActorBillingd is the actor of the scheduler's own events.
+const ActorBillingd = "billingd"
+
+// AttemptEvent returns an event about attempt a (its key, date, amount and ids).
+func AttemptEvent(kind string, at time.Time, a *Attempt, actor, reason string) Event {
+	c, n := a.Cycle, a.Attempt
+	e := Event{At: at, Kind: kind, ConsentID: a.ConsentID, Cycle: &c, Attempt: &n, Date: a.Date,
+		PaymentID: a.PaymentID, ClientRequestID: a.ClientRequestID, Status: a.Status, Actor: actor, Reason: reason}
+	if a.Amount > 0 {
+		amt := a.Amount
+		e.Amount = &amt
+	}
+	return e
+}
+
+// ConsentEvent returns a consent-wide event.
+func ConsentEvent(kind string, at time.Time, consentID, actor, reason string) Event {
+	return Event{At: at, Kind: kind, ConsentID: consentID, Actor: actor, Reason: reason}
+}
+
+// DueKind says what a due-index entry will do when its instant comes.
+type DueKind byte
+
+// Due kinds, stored as the first byte of a due entry's value.
+const (
+	DueUnknown  DueKind = 0 // an entry written before schema 2 and not yet migrated
+	DueOriginal DueKind = 1 // submit a cycle's original payment
+	DueRetry    DueKind = 2 // send a planned local retry
+	DueResend   DueKind = 3 // send again a submission whose outcome is unknown (same key)
+	DueLookup   DueKind = 4 // look an attempt up in Klavi's orders list; nothing is sent
+)
+
+// Charges reports whether the entry may send a payment request.
+func (k DueKind) Charges() bool { return k == DueOriginal || k == DueRetry || k == DueResend }
 
 // Causes of a second look (Attempt.Confirm).
 const (
@@ -187,6 +274,16 @@ const (
 type Entry struct {
 	At  time.Time
 	Key AttemptKey
+}
+
+// A DueEntry is an entry of the due index with what it will do: its kind, and the
+// amount in centavos it will charge (HasAmount false: a variable cycle with no
+// amount set yet, or a lookup).
+type DueEntry struct {
+	Entry
+	Kind      DueKind
+	Amount    klavi.Cents
+	HasAmount bool
 }
 
 // A DueItem is an entry of the due index: attempt Key is to be acted on at At.

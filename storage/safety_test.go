@@ -282,7 +282,7 @@ func TestCompact_Sizes(t *testing.T) {
 	assert.Equal(t, size(one), rep.FileBytes)
 	assert.Equal(t, 400, rep.Records["consents"])
 	assert.Equal(t, 400, rep.Records["attempts"])
-	assert.Equal(t, 1, rep.Schema)
+	assert.Equal(t, SchemaVersion, rep.Schema)
 	assert.Equal(t, 400, rep.Consents[ConsentActive])
 	assert.Empty(t, rep.Problems)
 

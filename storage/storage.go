@@ -25,8 +25,10 @@ import (
 )
 
 // SchemaVersion is the layout this code reads and writes. A database with a higher
-// version was written by a newer billingd and is refused, never rewritten.
-const SchemaVersion = 1
+// version was written by a newer billingd and is refused, never rewritten. A version
+// 1 file (no events or dates bucket, index values empty) is migrated in place when
+// a writer opens it (migrate); a reader reads it as it is.
+const SchemaVersion = 2
 
 // Sentinel errors. Callers branch with errors.Is.
 var (
@@ -57,8 +59,13 @@ var (
 	bucketPoll      = []byte("poll")
 	bucketAmounts   = []byte("amounts")
 	bucketAttention = []byte("attention")
+	bucketEvents    = []byte("events")
+	bucketDates     = []byte("dates")
 
-	allBuckets = [][]byte{bucketMeta, bucketConsents, bucketCursors, bucketDue, bucketAttempts, bucketPoll, bucketAmounts, bucketAttention}
+	// v1Buckets exist in every billingd file; v2Buckets came with schema 2.
+	v1Buckets  = [][]byte{bucketMeta, bucketConsents, bucketCursors, bucketDue, bucketAttempts, bucketPoll, bucketAmounts, bucketAttention}
+	v2Buckets  = [][]byte{bucketEvents, bucketDates}
+	allBuckets = append(append([][]byte{}, v1Buckets...), v2Buckets...)
 
 	keySchema = []byte("schema")
 	keyCounts = []byte("consent_counts")
@@ -320,16 +327,22 @@ func (db *DB) init(readOnly bool) error {
 		if len(v) != 4 {
 			return false, fmt.Errorf("%w: no schema version", ErrCorrupt)
 		}
-		if n := binary.BigEndian.Uint32(v); n > SchemaVersion {
+		n := binary.BigEndian.Uint32(v)
+		if n > SchemaVersion {
 			return false, fmt.Errorf("%w %d: this billingd reads version %d; use a newer billingd", ErrSchema, n, SchemaVersion)
 		}
-		for _, b := range allBuckets {
+		need := v1Buckets
+		if n >= 2 {
+			need = allBuckets
+		}
+		for _, b := range need {
 			if tx.Bucket(b) == nil {
 				return false, fmt.Errorf("%w: bucket %s is missing", ErrCorrupt, b)
 			}
 		}
 		return false, nil
 	}
+	schema := func(tx *bolt.Tx) uint32 { return binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keySchema)) }
 	if readOnly {
 		return guard(func() error {
 			return db.bolt.View(func(tx *bolt.Tx) error {
@@ -341,16 +354,28 @@ func (db *DB) init(readOnly bool) error {
 			})
 		})
 	}
-	// Check with a read transaction: opening an existing database writes nothing.
-	fresh := false
+	// Check with a read transaction: opening a current database writes nothing.
+	fresh, old := false, false
 	if err := guard(func() error {
 		return db.bolt.View(func(tx *bolt.Tx) error {
 			var err error
 			fresh, err = check(tx)
+			old = err == nil && !fresh && schema(tx) < SchemaVersion
 			return err
 		})
-	}); err != nil || !fresh {
+	}); err != nil {
 		return err
+	}
+	if old {
+		return db.update(func(tx *bolt.Tx) error {
+			if _, err := check(tx); err != nil || schema(tx) >= SchemaVersion {
+				return err
+			}
+			return migrate(tx, db.log)
+		})
+	}
+	if !fresh {
+		return nil
 	}
 	return guard(func() error {
 		return db.bolt.Update(func(tx *bolt.Tx) error {
@@ -753,10 +778,7 @@ func (db *DB) Amounts(id string) (map[int]klavi.Cents, error) {
 // consent's limits.
 func (db *DB) SetAmount(id string, k int, c klavi.Cents) error {
 	return db.update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketConsents).Get([]byte(id)) == nil {
-			return fmt.Errorf("consent %s: %w", id, ErrNotFound)
-		}
-		return tx.Bucket(bucketAmounts).Put(amountKey(id, k), binary.BigEndian.AppendUint64(nil, uint64(c)))
+		return putAmount(tx, CycleAmount{ConsentID: id, Cycle: k, Amount: c})
 	})
 }
 
@@ -826,6 +848,12 @@ type Change struct {
 	// HighWater, when later than the stored one, becomes the latest instant the
 	// scheduler acted on (see HighWater).
 	HighWater time.Time
+	// Amounts sets amounts of variable cycles (the consent must be stored).
+	Amounts []CycleAmount
+	// Events are appended to their consents' timelines, in order, in the same
+	// transaction as the state change they describe: a committed change always has
+	// its events, and a failed one has none.
+	Events []Event
 }
 
 // Apply commits ch atomically and durably. Concurrent calls share one transaction and
@@ -878,24 +906,26 @@ func applyTx(tx *bolt.Tx, ch *Change) error {
 			}
 		}
 	}
-	attempts, attention := tx.Bucket(bucketAttempts), tx.Bucket(bucketAttention)
+	for _, ca := range ch.Amounts {
+		if err := putAmount(tx, ca); err != nil {
+			return err
+		}
+	}
+	attempts := tx.Bucket(bucketAttempts)
 	for _, a := range ch.Attempts {
 		key := attemptKeyBytes(a.AttemptKey)
+		var prev *Attempt
 		if old := attempts.Get(key); old != nil {
-			var prev Attempt
-			if err := json.Unmarshal(old, &prev); err == nil && prev.State.needsAttention() && prev.State != a.State {
-				if err := attention.Delete(attentionKey(prev.State, a.AttemptKey)); err != nil {
-					return err
-				}
+			var p Attempt
+			if err := json.Unmarshal(old, &p); err == nil {
+				prev = &p
 			}
 		}
 		if err := putJSON(attempts, key, a); err != nil {
 			return err
 		}
-		if a.State.needsAttention() {
-			if err := attention.Put(attentionKey(a.State, a.AttemptKey), nil); err != nil {
-				return err
-			}
+		if err := indexAttempt(tx, prev, a); err != nil {
+			return err
 		}
 	}
 	due, poll := tx.Bucket(bucketDue), tx.Bucket(bucketPoll)
@@ -905,7 +935,11 @@ func applyTx(tx *bolt.Tx, ch *Change) error {
 		}
 	}
 	for _, d := range ch.PutDue {
-		if err := due.Put(timeKey(d.At, d.Key), nil); err != nil {
+		v, err := dueValue(tx, ch, d.Key)
+		if err != nil {
+			return err
+		}
+		if err := due.Put(timeKey(d.At, d.Key), v); err != nil {
 			return err
 		}
 	}
@@ -919,7 +953,7 @@ func applyTx(tx *bolt.Tx, ch *Change) error {
 			return err
 		}
 	}
-	return nil
+	return putEvents(tx, ch.Events)
 }
 
 // putConsent writes a whole consent record.

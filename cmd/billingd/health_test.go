@@ -67,6 +67,13 @@ func TestDaemon_ReadinessFollowsTheStore(t *testing.T) {
 	de := startTestDaemon(t, cycle.MustDate(2026, 1, 1).At(8, 0))
 	code, body := readyz(t, de.d)
 	require.Equal(t, 200, code, body)
+	// The start-up scan's one write (the latest instant acted on; the test clock then
+	// stands still, so there is no other) must not land after the failure below.
+	deadline := time.Now().Add(10 * time.Second)
+	for hw, _ := de.d.db.HighWater(); hw.IsZero(); hw, _ = de.d.db.HighWater() {
+		require.True(t, time.Now().Before(deadline), "the start-up scan did not run")
+		time.Sleep(5 * time.Millisecond)
+	}
 
 	de.d.health.wrote(fmt.Errorf("store: write: %w", syscall.ENOSPC))
 	code, body = readyz(t, de.d)

@@ -122,7 +122,7 @@ func TestDaemon_MetricsMoveWithTheScenario(t *testing.T) {
 		`billingd_payments_unconfirmed_total{interval="MONTHLY"}`:                   0,
 		`billingd_payments_submitted_total{interval="MONTHLY",mode="attach"}`:       1,
 		`billingd_reconciliation_lookups_total{lookup="found",outcome="adopted"}`:   1,
-		`billingd_attention_attempts{state="UNCONFIRMED"}`:                          0,
+		`billingd_attention_items{state="UNCONFIRMED"}`:                             0,
 		`billingd_payments_missed_total{interval="YEARLY"}`:                         1,
 		`billingd_payments_skipped_total{interval="MONTHLY"}`:                       1,
 		`billingd_payments_rejected_total{interval="WEEKLY",reason="NOT_INFORMED"}`: 1,

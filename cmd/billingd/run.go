@@ -157,6 +157,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	if err != nil {
 		return nil, err
 	}
+	m.SetAmountWarningDays(d.sched.AmountWarningDays())
 	m.WatchClock(func() (time.Duration, bool, bool) {
 		st := d.sched.ClockState()
 		return st.KlaviSkew, !st.KlaviSeen.IsZero(), st.Doubt

@@ -1,0 +1,173 @@
+package simulation
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/clock"
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/klavi/sandbox"
+	"github.com/klavi-billing/billingd/scheduler"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+func examples(t *testing.T) []*consent.Consent {
+	t.Helper()
+	files, err := filepath.Glob("../examples/consents/*.json")
+	require.NoError(t, err)
+	var cs []*consent.Consent
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		c, err := consent.Decode(data)
+		require.NoError(t, err)
+		cs = append(cs, c)
+	}
+	require.NotEmpty(t, cs)
+	return cs
+}
+
+// run simulates days from 1 Feb 2026 with the demo scenario plus random rejections,
+// and opens the store it leaves, read-only, with a scheduler on a clock at its end.
+func run(t *testing.T, days int) (*Result, *storage.DB, *scheduler.Scheduler) {
+	t.Helper()
+	cs := examples(t)
+	from := cycle.MustDate(2026, 2, 1)
+	cfg := scheduler.Config{Policy: scheduler.Policy{LeadDays: 3, RetryMode: consent.Attach, Calendar: cycle.NewCalendar()}, SubmitHour: 9}
+	sc, amounts := Demo(cs, from, cfg.Policy)
+	sc.RejectFraction, sc.RejectReason, sc.Seed = 0.3, klavi.ReasonNotInformed, 7
+	dir := t.TempDir()
+	res, err := Run(context.Background(), Options{Consents: cs, From: from, Days: days, Scheduler: cfg, Scenario: sc, Amounts: amounts, Dir: dir})
+	require.NoError(t, err)
+	require.Zero(t, res.Duplicates)
+	db, err := storage.Open(filepath.Join(dir, "billingd.db"), storage.Options{ReadOnly: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	sch, err := scheduler.New(cfg, db, nil, scheduler.WithClock(clock.NewFake(res.To.AddDays(1).At(0, 0))))
+	require.NoError(t, err)
+	return res, db, sch
+}
+
+var eventOutcome = map[string]scheduler.Outcome{
+	"submitted": scheduler.OutcomeSubmitted, "retry_submitted": scheduler.OutcomeRetried, "completed": scheduler.OutcomeCompleted,
+	"rejected": scheduler.OutcomeRejected, "missed": scheduler.OutcomeMissed, "skipped": scheduler.OutcomeSkipped,
+	"failed": scheduler.OutcomeFailed, "unconfirmed": scheduler.OutcomeUnconfirmed,
+}
+
+// The month's ledger, read from the store, has the counts and sums of the
+// simulation's own event stream, grouped by the payment's date.
+func TestSimulation_ReportAgreesWithEvents(t *testing.T) {
+	res, _, sch := run(t, 150)
+	type key struct {
+		month    string
+		interval cycle.Interval
+		outcome  scheduler.Outcome
+	}
+	want := map[key]scheduler.Sum{}
+	for _, e := range res.Events {
+		o, ok := eventOutcome[e.Event]
+		require.True(t, ok, e.Event)
+		k := key{e.Date.String()[:7], e.Interval, o}
+		s := want[k]
+		s.Count++
+		if e.Amount != nil {
+			s.Amount += *e.Amount
+		}
+		want[k] = s
+	}
+	months := map[string]bool{}
+	for k := range want {
+		months[k.month] = true
+	}
+	require.GreaterOrEqual(t, len(months), 5)
+	var outcomes = map[scheduler.Outcome]bool{}
+	got := map[key]scheduler.Sum{}
+	for m := range months {
+		l, err := sch.Report(m)
+		require.NoError(t, err)
+		for _, r := range l.Rows {
+			if r.Count > 0 {
+				got[key{m, r.Interval, r.Outcome}] = scheduler.Sum{Count: r.Count, Amount: r.Amount}
+				outcomes[r.Outcome] = true
+			}
+		}
+	}
+	t.Logf("%d ledger cells over %d months from %d events", len(want), len(months), len(res.Events))
+	assert.Equal(t, want, got)
+	for _, o := range []scheduler.Outcome{scheduler.OutcomeSubmitted, scheduler.OutcomeRetried, scheduler.OutcomeCompleted,
+		scheduler.OutcomeRejected, scheduler.OutcomeSkipped} {
+		assert.True(t, outcomes[o], "the run exercises %s", o)
+	}
+}
+
+// Upcoming read from the store at the end of a run lists what a longer run of the same
+// simulation then does: every original it submits (or skips, when no amount was set),
+// at the same instant, for the same amount, and every retry already planned.
+func TestSimulation_UpcomingAgreesWithEvents(t *testing.T) {
+	const cut, window = 75, 30
+	short, _, sch := run(t, cut)
+	long, _, _ := run(t, cut+window)
+	from := short.To.AddDays(1)
+	to := from.AddDays(window - 1)
+	up, err := sch.Upcoming(from, to)
+	require.NoError(t, err)
+	require.NotEmpty(t, up.Items)
+
+	line := func(kind string, id string, k, n int, at time.Time, date cycle.Date, amount *klavi.Cents) string {
+		a := "-"
+		if amount != nil {
+			a = amount.String()
+		}
+		return fmt.Sprintf("%s %s %d/%d %s %s %s", kind, id, k, n, at.UTC().Format(time.RFC3339), date, a)
+	}
+	var predicted, predictedRetries []string
+	for _, c := range up.Items {
+		switch {
+		case c.Kind == scheduler.ChargeOriginal && c.Amount == nil:
+			predicted = append(predicted, line("skipped", c.ConsentID, c.Cycle, c.Attempt, c.SubmitAt, c.DueDate, nil))
+		case c.Kind == scheduler.ChargeOriginal:
+			predicted = append(predicted, line("submitted", c.ConsentID, c.Cycle, c.Attempt, c.SubmitAt, c.DueDate, c.Amount))
+		case c.Kind == scheduler.ChargeRetry:
+			predictedRetries = append(predictedRetries, line("retry_submitted", c.ConsentID, c.Cycle, c.Attempt, c.SubmitAt, c.DueDate, c.Amount))
+		}
+	}
+	var happened, retries []string
+	var total klavi.Cents
+	for _, e := range long.Events {
+		if d := cycle.DateOf(e.At); d.Before(from) || d.After(to) {
+			continue
+		}
+		switch e.Event {
+		case "submitted", "skipped":
+			happened = append(happened, line(e.Event, e.ConsentID, e.Cycle, e.Attempt, e.At, e.Date, e.Amount))
+			if e.Amount != nil {
+				total += *e.Amount
+			}
+		case "retry_submitted":
+			retries = append(retries, line(e.Event, e.ConsentID, e.Cycle, e.Attempt, e.At, e.Date, e.Amount))
+		}
+	}
+	sort.Strings(predicted)
+	sort.Strings(happened)
+	t.Logf("predicted %d originals (%d retries), happened %d (%d retries)", len(predicted), len(predictedRetries), len(happened), len(retries))
+	assert.Equal(t, predicted, happened)
+	assert.Subset(t, retries, predictedRetries)
+	var originals klavi.Cents
+	for _, c := range up.Items {
+		if c.Kind == scheduler.ChargeOriginal && c.Amount != nil {
+			originals += *c.Amount
+		}
+	}
+	assert.Equal(t, total, originals, "the same sum")
+	_ = sandbox.Rejected
+}
