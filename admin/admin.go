@@ -283,9 +283,6 @@ type ConsentSummary struct {
 	NextCycle    int                  `json:"nextCycle"`
 	NextSubmitAt *time.Time           `json:"nextSubmitAt,omitempty"`
 	NextDueDate  *cycle.Date          `json:"nextDueDate,omitempty"`
-	// Deprecated: NextDue is NextSubmitAt under its old, misleading name, kept
-	// until every client reads nextSubmitAt.
-	NextDue *time.Time `json:"nextDue,omitempty"`
 }
 
 func (s *Server) summarize(r *storage.ConsentRecord) ConsentSummary {
@@ -294,7 +291,6 @@ func (s *Server) summarize(r *storage.ConsentRecord) ConsentSummary {
 		sum.Amount = &a
 	}
 	sum.NextSubmitAt, sum.NextDueDate = s.next(r)
-	sum.NextDue = sum.NextSubmitAt
 	return sum
 }
 

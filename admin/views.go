@@ -54,15 +54,17 @@ func actorOf(r *http.Request) string {
 	return scheduler.ActorOperator
 }
 
-// ConsentDetail is one consent as GET /v1/consents/{id} shows it: the stored record
-// (its "nextDue" is the deprecated name of nextSubmitAt, kept until every client
-// reads nextSubmitAt), with the next submission instant and the due date of the
-// cycle it submits; both are absent when nothing is scheduled (awaiting
-// authorization, stopped).
+// ConsentDetail is one consent as GET /v1/consents/{id} shows it: the stored record,
+// with the next submission instant and the due date of the cycle it submits; both
+// are absent when nothing is scheduled (awaiting authorization, stopped). The
+// record's own "nextDue" (the instant of its due entry, under a misleading name) is
+// not shown: nextSubmitAt is that instant.
 type ConsentDetail struct {
 	*storage.ConsentRecord
 	NextSubmitAt *time.Time  `json:"nextSubmitAt,omitempty"`
 	NextDueDate  *cycle.Date `json:"nextDueDate,omitempty"`
+	// hidden shadows the record's nextDue (a shallower field wins in encoding/json).
+	Hidden *struct{} `json:"nextDue,omitempty"`
 }
 
 // next returns the instant of a consent's due entry (in Brasília) and its cycle's due

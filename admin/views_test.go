@@ -332,6 +332,7 @@ func TestAdmin_ConsentNextSubmission(t *testing.T) {
 	require.Equal(t, http.StatusCreated, code)
 	assert.Equal(t, "2026-01-28T09:00:00-03:00", body["nextSubmitAt"])
 	assert.Equal(t, "2026-01-31", body["nextDueDate"])
+	assert.NotContains(t, body, "nextDue", "the misleading name is gone")
 
 	c := example(t, "weekly-retries.json")
 	c = strings.Replace(c, `"CONSENT_AUTHORIZED"`, `"CONSENT_AWAITING_AUTHORIZATION"`, 1)
@@ -343,6 +344,7 @@ func TestAdmin_ConsentNextSubmission(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	for _, x := range body["consents"].([]any) {
 		s := x.(map[string]any)
+		assert.NotContains(t, s, "nextDue")
 		if s["state"] == "active" {
 			assert.Equal(t, "2026-01-28T09:00:00-03:00", s["nextSubmitAt"])
 			assert.Equal(t, "2026-01-31", s["nextDueDate"])

@@ -262,7 +262,7 @@ func (w *world) metric(series string) string {
 func (w *world) pending(t *testing.T) int {
 	var res struct {
 		Consents []struct {
-			NextDue *time.Time `json:"nextDue"`
+			NextDue *time.Time `json:"nextSubmitAt"`
 		} `json:"consents"`
 	}
 	proc.Do(t, "GET", "http://"+w.apiAddr+"/v1/consents?state=active&limit=10000", token, &res)
@@ -359,7 +359,7 @@ func testReplaced(t *testing.T, bin string) {
 	// The start-up scan handles every consent once: submitted, or waiting to be re-sent.
 	var listing struct {
 		Consents []struct {
-			NextDue *time.Time `json:"nextDue"`
+			NextDue *time.Time `json:"nextSubmitAt"`
 		} `json:"consents"`
 	}
 	eventually(t, 60*time.Second, "the start-up scan handled every consent", func() bool {
