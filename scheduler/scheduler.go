@@ -163,9 +163,10 @@ type Scheduler struct {
 	log     *slog.Logger
 	observe func(Event)
 
-	retryable map[klavi.ReasonCode]bool
-	locks     *consentLocks
-	witness   clockWitness
+	retryable  map[klavi.ReasonCode]bool
+	locks      *consentLocks
+	witness    clockWitness
+	replanOnce sync.Once
 
 	cronMu  sync.Mutex
 	running *runner
@@ -247,6 +248,7 @@ func (s *Scheduler) scan(stop, ctx context.Context) (ScanResult, error) {
 	if !s.checkClock(ctx) {
 		return ScanResult{Paused: true}, nil
 	}
+	s.replanFirst(stop)
 	handled, failed, err := s.drain(stop, s.store.DueBefore, func(it storage.Entry, now time.Time) error {
 		err := s.handleDue(ctx, it, now)
 		if err != nil {

@@ -1,0 +1,95 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/klavi-billing/billingd/storage"
+)
+
+// ReplanResult counts what Replan moved.
+type ReplanResult struct {
+	Consents int `json:"consents"` // active consents read
+	Moved    int `json:"moved"`    // queued submissions moved to the current settings' instant
+}
+
+// Replan moves every queued submission (an active consent's next cycle not yet
+// attempted) to the instant the current settings give it (billing.lead_days,
+// submit_time), so that the daemon and the preview agree after a configuration
+// change: a cycle queued by `consent import` under lead 3 is submitted on D−4 once the
+// daemon runs with lead 4. A move to an instant already past is due at once (the
+// scan then submits it, or records it MISSED if its window closed). The first scan
+// of a Scheduler runs it once.
+func (s *Scheduler) Replan(ctx context.Context) (ReplanResult, error) {
+	var res ReplanResult
+	after := ""
+	for ctx.Err() == nil {
+		recs, err := s.store.ListConsents(after, s.cfg.Batch, storage.ConsentActive)
+		if err != nil {
+			return res, fmt.Errorf("replan: %w", err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		after = recs[len(recs)-1].ID()
+		for _, r := range recs {
+			res.Consents++
+			moved, err := s.replanOne(r.ID())
+			if err != nil {
+				return res, fmt.Errorf("replan %s: %w", r.ID(), err)
+			}
+			if moved {
+				res.Moved++
+			}
+		}
+	}
+	if res.Moved > 0 {
+		s.log.Info("queued submissions re-planned from the current settings", "consents", res.Consents, "moved", res.Moved,
+			"lead_days", s.cfg.Policy.LeadDays, "submit_time", fmt.Sprintf("%02d:%02d", s.cfg.SubmitHour, s.cfg.SubmitMinute))
+	}
+	return res, nil
+}
+
+func (s *Scheduler) replanOne(id string) (bool, error) {
+	defer s.locks.lock(id)()
+	rec, err := s.store.GetConsent(id)
+	if err != nil {
+		return false, err
+	}
+	if rec.State != storage.ConsentActive || rec.NextDue.IsZero() {
+		return false, nil
+	}
+	key := storage.AttemptKey{ConsentID: id, Cycle: rec.NextCycle}
+	if _, err := s.store.GetAttempt(key); err == nil {
+		return false, nil // in flight or decided: not a queued submission
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return false, err
+	}
+	sched := s.cfg.Policy.Schedule(rec.Consent)
+	if !sched.Exists(rec.NextCycle) {
+		return false, nil // the next scan stops it
+	}
+	at := s.submitAt(sched.Due(rec.NextCycle).AddDays(-s.cfg.Policy.LeadDays))
+	if at.Equal(rec.NextDue) {
+		return false, nil
+	}
+	old := rec.NextDue
+	rec.NextDue, rec.UpdatedAt = at, s.clock.Now()
+	return true, s.store.Apply(&storage.Change{Cursor: rec,
+		DelDue: []storage.DueItem{{At: old, Key: key}}, PutDue: []storage.DueItem{{At: at, Key: key}}})
+}
+
+// replanned makes the first scan of a Scheduler re-plan the queue once.
+func (s *Scheduler) replanFirst(ctx context.Context) {
+	s.replanOnce.Do(func() {
+		start := time.Now()
+		res, err := s.Replan(ctx)
+		if err != nil {
+			s.log.Error("re-plan queued submissions", "err", err)
+			return
+		}
+		s.log.Debug("re-plan", "consents", res.Consents, "moved", res.Moved, "took", time.Since(start).String())
+	})
+}

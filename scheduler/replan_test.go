@@ -1,0 +1,53 @@
+package scheduler
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/storage"
+)
+
+func TestScheduler_ReplanFollowsTheSettings(t *testing.T) {
+	h := newHarness(t, at("2026-01-01", 8, 0), nil) // lead 3, 09:00
+	c := loadExample(t, "monthly-31st.json")
+	c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10")
+	rec := h.add(c)
+	require.Equal(t, at("2026-01-07", 9, 0), rec.NextDue.In(at("2026-01-07", 9, 0).Location()))
+
+	// The daemon starts with lead 4 and submit time 10:30: the queued cycle moves.
+	h.s.cfg.Policy.LeadDays, h.s.cfg.SubmitHour, h.s.cfg.SubmitMinute = 4, 10, 30
+	res, err := h.s.Replan(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, ReplanResult{Consents: 1, Moved: 1}, res)
+	got := mustConsent(t, h, c.ID)
+	assert.True(t, got.NextDue.Equal(at("2026-01-06", 10, 30)), "%s", got.NextDue)
+	due, err := h.db.DueBefore(at("2026-12-31", 0, 0), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 1, "the old entry is gone")
+	assert.True(t, due[0].At.Equal(at("2026-01-06", 10, 30)))
+
+	res, err = h.s.Replan(context.Background())
+	require.NoError(t, err)
+	assert.Zero(t, res.Moved, "idempotent")
+
+	h.runUntil(at("2026-01-06", 11, 0))
+	a := h.attempt(c.ID, 0, 0)
+	assert.Equal(t, storage.AttemptSubmitted, a.State, "submitted on D−4, as the preview under lead 4 says")
+	calls := h.kl.createCalls()
+	require.Len(t, calls, 1)
+	assert.Equal(t, "2026-01-06", calls[0].Day.String())
+}
+
+func TestScheduler_FirstScanReplans(t *testing.T) {
+	h := newHarness(t, at("2026-01-01", 8, 0), nil)
+	c := loadExample(t, "monthly-31st.json")
+	c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10")
+	h.add(c)
+	h.s.cfg.Policy.LeadDays = 10 // D−10 = 31 Dec: already past, so due at once
+	_, err := h.s.Scan(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, storage.AttemptSubmitted, h.attempt(c.ID, 0, 0).State, "the first scan re-planned, then submitted the now-late cycle")
+}
