@@ -533,13 +533,12 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	pv := s.Scheduler.Policy().Preview(rec.Consent, from, n, func(k int) *klavi.Cents {
-		if a, ok := amounts[k]; ok {
-			return &a
-		}
-		return nil
-	})
-	writeJSON(w, http.StatusOK, pv)
+	atts, err := s.Store.Attempts(rec.ID())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.Scheduler.Policy().PreviewStored(rec, atts, from, n, amounts))
 }
 
 func (s *Server) attention(w http.ResponseWriter, r *http.Request) {

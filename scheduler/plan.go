@@ -60,6 +60,10 @@ type CyclePlan struct {
 	Amount  *klavi.Cents    `json:"amount"`
 	Retries []retry.Retry   `json:"retries"`
 	Dropped []retry.Dropped `json:"droppedRetries"`
+	// Stored and Reason are set by PreviewStored: the attempts billingd made for a
+	// decided cycle, and why a cycle is not (or no longer) billed.
+	Stored []StoredAttempt `json:"stored,omitempty"`
+	Reason string          `json:"reason,omitempty"`
 }
 
 // Schedule returns the consent's cycle schedule under p's defaults.

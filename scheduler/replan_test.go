@@ -51,3 +51,39 @@ func TestScheduler_FirstScanReplans(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, storage.AttemptSubmitted, h.attempt(c.ID, 0, 0).State, "the first scan re-planned, then submitted the now-late cycle")
 }
+
+func TestPolicy_PreviewStored(t *testing.T) {
+	h := newHarness(t, at("2026-01-01", 8, 0), nil)
+	c := loadExample(t, "monthly-31st.json") // attach; 31st of each month, clamped
+	c.PaymentMethodConfig.ReferenceStartDate = d("2025-11-30")
+	rec, err := h.s.AddConsent(c, d("2026-01-01"), "operator") // cycles 0 and 1 are before billFrom
+	require.NoError(t, err)
+	h.runUntil(at("2026-02-02", 0, 0)) // cycle 2 (31 Jan) submitted and completed
+	rec = mustConsent(t, h, c.ID)
+	atts, err := h.db.Attempts(c.ID)
+	require.NoError(t, err)
+	pol := h.s.Policy()
+	pv := pol.PreviewStored(rec, atts, d("2025-11-01"), 5, nil)
+	require.Len(t, pv.Cycles, 5)
+	assert.Equal(t, StateNotBilled, pv.Cycles[0].State)
+	assert.Equal(t, StateNotBilled, pv.Cycles[1].State)
+	assert.Equal(t, StateDecided, pv.Cycles[2].State)
+	require.Len(t, pv.Cycles[2].Stored, 1)
+	assert.Equal(t, storage.AttemptCompleted, pv.Cycles[2].Stored[0].State)
+	assert.NotEmpty(t, pv.Cycles[2].Stored[0].PaymentID)
+	assert.Equal(t, StatePlanned, pv.Cycles[3].State)
+
+	_, err = h.s.Revoke(c.ID, "moved away", "operator")
+	require.NoError(t, err)
+	rec = mustConsent(t, h, c.ID)
+	pv = pol.PreviewStored(rec, atts, d("2026-01-15"), 3, nil)
+	assert.Equal(t, StateDecided, pv.Cycles[0].State, "history stays")
+	assert.Equal(t, StateStopped, pv.Cycles[1].State)
+	assert.Contains(t, pv.Cycles[1].Reason, "revoked")
+
+	aw := loadExample(t, "weekly-retries.json")
+	aw.Status = "CONSENT_AWAITING_AUTHORIZATION"
+	arec := h.add(aw)
+	pv = pol.PreviewStored(arec, nil, d("2026-02-02"), 2, nil)
+	assert.Equal(t, StateAwaiting, pv.Cycles[0].State)
+}

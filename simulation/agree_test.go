@@ -171,3 +171,77 @@ func TestSimulation_UpcomingAgreesWithEvents(t *testing.T) {
 	assert.Equal(t, total, originals, "the same sum")
 	_ = sandbox.Rejected
 }
+
+// A stored consent's preview after a run agrees, cycle by cycle, with what the run
+// did: every cycle the run submitted, skipped or missed shows as decided with the
+// same original state's event, the same clientRequestId and amount; the cycles after
+// the run are the plan.
+func TestSimulation_PreviewStoredAgreesWithTheRun(t *testing.T) {
+	res, db, sch := run(t, 120)
+	type key struct {
+		consent string
+		cycle   int
+	}
+	did := map[key][]Event{}
+	for _, e := range res.Events {
+		did[key{e.ConsentID, e.Cycle}] = append(did[key{e.ConsentID, e.Cycle}], e)
+	}
+	recs, err := db.ListConsents("", 100, "")
+	require.NoError(t, err)
+	require.NotEmpty(t, recs)
+	checked := 0
+	for _, rec := range recs {
+		atts, err := db.Attempts(rec.ID())
+		require.NoError(t, err)
+		amounts, err := db.Amounts(rec.ID())
+		require.NoError(t, err)
+		pv := sch.Policy().PreviewStored(rec, atts, res.From, 1000, amounts)
+		for _, cp := range pv.Cycles {
+			evs := did[key{rec.ID(), cp.Index}]
+			if cp.Due.After(res.To.AddDays(scheduler.WindowOpensDays)) {
+				assert.Empty(t, evs, "%s cycle %d is after the run", rec.ID(), cp.Index)
+				continue
+			}
+			if len(evs) == 0 {
+				assert.NotEqual(t, scheduler.StateDecided, cp.State, "%s cycle %d: the run did nothing, the preview says decided", rec.ID(), cp.Index)
+				continue
+			}
+			checked++
+			require.Equal(t, scheduler.StateDecided, cp.State, "%s cycle %d: the run did %v", rec.ID(), cp.Index, evs)
+			require.NotEmpty(t, cp.Stored)
+			orig := cp.Stored[0]
+			assert.Equal(t, 0, orig.Attempt)
+			first := evs[0] // the original's first event: submitted, skipped or missed
+			assert.Equal(t, first.ClientRequestID, orig.ClientRequestID, "%s cycle %d", rec.ID(), cp.Index)
+			switch first.Event {
+			case "submitted":
+				assert.Contains(t, []string{"SUBMITTED", "COMPLETED", "REJECTED"}, string(orig.State), "%s cycle %d", rec.ID(), cp.Index)
+				require.NotNil(t, first.Amount)
+				assert.Equal(t, *first.Amount, orig.Amount)
+			case "skipped":
+				assert.Equal(t, "SKIPPED", string(orig.State))
+			case "missed":
+				assert.Equal(t, "MISSED", string(orig.State))
+			}
+			last := evs[len(evs)-1]
+			if last.Attempt == 0 && last.Event == "completed" {
+				assert.Equal(t, "COMPLETED", string(orig.State), "%s cycle %d", rec.ID(), cp.Index)
+			}
+			retries := 0
+			for _, e := range evs {
+				if e.Event == "retry_submitted" {
+					retries++
+				}
+			}
+			sent := 0
+			for _, a := range cp.Stored[1:] {
+				if a.PaymentID != "" {
+					sent++
+				}
+			}
+			assert.Equal(t, retries, sent, "%s cycle %d: local retries sent", rec.ID(), cp.Index)
+		}
+	}
+	t.Logf("%d decided cycles checked against the run's events", checked)
+	assert.Greater(t, checked, 20)
+}

@@ -218,8 +218,26 @@ func writePlanTable(w io.Writer, pv scheduler.Preview) error {
 		if len(rs) > 0 {
 			retries = strings.Join(rs, ", ")
 		}
+		state := string(c.State)
+		if len(c.Stored) > 0 {
+			// A decided cycle: what billingd did, attempt by attempt (the store's word).
+			var parts []string
+			for _, a := range c.Stored {
+				p := string(a.State)
+				if a.Attempt > 0 {
+					p = fmt.Sprintf("retry %d %s", a.Attempt, a.State)
+				}
+				if a.PaymentID != "" {
+					p += " " + a.PaymentID
+				}
+				parts = append(parts, p)
+			}
+			state = strings.Join(parts, "; ")
+		} else if c.Reason != "" {
+			state += " (" + c.Reason + ")"
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Index, weekdayDate(c.Start), weekdayDate(c.End),
-			weekdayDate(c.Due), weekdayDate(c.SubmitOn), c.State, amount, retries)
+			weekdayDate(c.Due), weekdayDate(c.SubmitOn), state, amount, retries)
 	}
 	return tw.Flush()
 }
