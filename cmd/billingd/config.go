@@ -103,7 +103,11 @@ type SchedulerConfig struct {
 	// ConfirmAfter: a "not found" in Klavi's orders list is trusted only when a second
 	// read this much later agrees (a create may still be in flight at Klavi).
 	ConfirmAfter time.Duration `yaml:"confirm_after"`
-	StuckAfter   time.Duration `yaml:"stuck_after"`
+	// AmountWarningDays: a variable cycle with no amount set this many days before its
+	// submission is an attention item (AMOUNT_MISSING) and counts in
+	// billingd_variable_amount_missing.
+	AmountWarningDays int           `yaml:"amount_warning_days"`
+	StuckAfter        time.Duration `yaml:"stuck_after"`
 	// RefreshSchedule drives the consent refresh (get consent at Klavi; "off"
 	// disables it); RefreshEvery is how often an active consent is read again;
 	// RefreshBeforeSubmit reads it before a submission when that is older.
@@ -162,6 +166,7 @@ func DefaultConfig() Config {
 			ClockTolerance:      5 * time.Minute,
 			ReconcileEvery:      time.Hour,
 			ConfirmAfter:        10 * time.Minute,
+			AmountWarningDays:   2,
 			StuckAfter:          24 * time.Hour,
 			RefreshSchedule:     "@every 5m",
 			RefreshEvery:        24 * time.Hour,
@@ -340,6 +345,9 @@ func (c *Config) Validate() error {
 	}
 	if inFlight := c.Klavi.Timeout * time.Duration(max(c.Klavi.MaxAttempts, 1)); s.ConfirmAfter <= inFlight {
 		bad("scheduler.confirm_after", "%s: want more than klavi.timeout × klavi.max_attempts (%s), how long a create can stay in flight at Klavi", s.ConfirmAfter, inFlight)
+	}
+	if s.AmountWarningDays < 1 || s.AmountWarningDays > 60 {
+		bad("scheduler.amount_warning_days", "%d is outside 1..60", s.AmountWarningDays)
 	}
 	if s.ReconcileEvery < time.Minute {
 		bad("scheduler.reconcile_every", "%s: want at least 1m", s.ReconcileEvery)

@@ -330,6 +330,7 @@ func (c *Config) schedulerConfig() (scheduler.Config, error) {
 		ClockTolerance:      cmp.Or(c.Scheduler.ClockTolerance, -1), // 0s in the file: no check
 		ReconcileEvery:      c.Scheduler.ReconcileEvery,
 		ConfirmAfter:        c.Scheduler.ConfirmAfter,
+		AmountWarningDays:   c.Scheduler.AmountWarningDays,
 		StuckAfter:          c.Scheduler.StuckAfter,
 		RefreshSchedule:     c.Scheduler.RefreshSchedule,
 		RefreshEvery:        c.Scheduler.RefreshEvery,
