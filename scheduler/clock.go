@@ -132,6 +132,10 @@ func (s *Scheduler) checkClock(ctx context.Context) bool {
 	if s.cfg.ClockTolerance < 0 {
 		return true // the check is off
 	}
+	// One check at a time: the scan, the poll and the refresh would otherwise read
+	// the same old latest instant and each write it.
+	s.clockMu.Lock()
+	defer s.clockMu.Unlock()
 	nowM := s.clock.Now() // with the monotonic reading, for stepSince
 	now := nowM.Round(0)
 	hw, err := s.store.HighWater()

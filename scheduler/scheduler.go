@@ -167,6 +167,7 @@ type Scheduler struct {
 	locks      *consentLocks
 	witness    clockWitness
 	replanOnce sync.Once
+	clockMu    sync.Mutex // serializes checkClock
 
 	cronMu  sync.Mutex
 	running *runner
