@@ -58,12 +58,6 @@ func run(t *testing.T, days int) (*Result, *storage.DB, *scheduler.Scheduler) {
 	return res, db, sch
 }
 
-var eventOutcome = map[string]scheduler.Outcome{
-	"submitted": scheduler.OutcomeSubmitted, "retry_submitted": scheduler.OutcomeRetried, "completed": scheduler.OutcomeCompleted,
-	"rejected": scheduler.OutcomeRejected, "missed": scheduler.OutcomeMissed, "skipped": scheduler.OutcomeSkipped,
-	"failed": scheduler.OutcomeFailed, "unconfirmed": scheduler.OutcomeUnconfirmed,
-}
-
 // The month's ledger, read from the store, has the counts and sums of the
 // simulation's own event stream, grouped by the payment's date.
 func TestSimulation_ReportAgreesWithEvents(t *testing.T) {
@@ -75,7 +69,7 @@ func TestSimulation_ReportAgreesWithEvents(t *testing.T) {
 	}
 	want := map[key]scheduler.Sum{}
 	for _, e := range res.Events {
-		o, ok := eventOutcome[e.Event]
+		o, ok := OutcomeOf(e.Event)
 		require.True(t, ok, e.Event)
 		k := key{e.Date.String()[:7], e.Interval, o}
 		s := want[k]

@@ -49,6 +49,11 @@ type Options struct {
 	// Dir holds the temporary database (default: a new temporary directory, removed
 	// at the end).
 	Dir string
+	// DB, when set, is the database file the run writes and leaves behind (Dir is
+	// then unused): a store as the daemon would have left it at the run's end, for
+	// `billingd run` and the operator commands to read. It is synced to disk at the
+	// end.
+	DB string
 	// Log receives the daemon's logs (nil: discarded).
 	Log *slog.Logger
 }
@@ -65,10 +70,26 @@ type Event struct {
 	ClientRequestID string              `json:"clientRequestId"`
 	Status          klavi.PaymentStatus `json:"status"`
 	Reason          string              `json:"reason"`
-	// At is the simulated instant; Mode and Interval say more for the text timeline.
-	At       time.Time         `json:"-"`
-	Mode     consent.RetryMode `json:"-"`
-	Interval cycle.Interval    `json:"-"`
+	// At is the simulated instant (Brasília; RFC 3339 with the offset in JSON);
+	// Interval the consent's.
+	At       time.Time      `json:"at"`
+	Interval cycle.Interval `json:"interval"`
+	// Mode says more for the text timeline.
+	Mode consent.RetryMode `json:"-"`
+}
+
+// OutcomeOf is the ledger outcome (GET /v1/report) an event of kind event counts in:
+// a month's report holds, per interval and outcome, the count and sum of the run's
+// events whose payment date (Event.Date) falls in that month.
+func OutcomeOf(event string) (scheduler.Outcome, bool) {
+	o, ok := eventOutcome[event]
+	return o, ok
+}
+
+var eventOutcome = map[string]scheduler.Outcome{
+	"submitted": scheduler.OutcomeSubmitted, "retry_submitted": scheduler.OutcomeRetried, "completed": scheduler.OutcomeCompleted,
+	"rejected": scheduler.OutcomeRejected, "missed": scheduler.OutcomeMissed, "skipped": scheduler.OutcomeSkipped,
+	"failed": scheduler.OutcomeFailed, "unconfirmed": scheduler.OutcomeUnconfirmed,
 }
 
 // timelineKinds are the scheduler events the timeline shows.
@@ -123,14 +144,18 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	dir := opts.Dir
-	if dir == "" {
-		tmp, err := os.MkdirTemp("", "billingd-simulate-")
-		if err != nil {
-			return nil, err
+	path := opts.DB
+	if path == "" {
+		dir := opts.Dir
+		if dir == "" {
+			tmp, err := os.MkdirTemp("", "billingd-simulate-")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(tmp)
+			dir = tmp
 		}
-		defer os.RemoveAll(tmp)
-		dir = tmp
+		path = filepath.Join(dir, "billingd.db")
 	}
 	clk := clock.NewFake(opts.From.At(0, 0))
 	var sch *scheduler.Scheduler // read by the Klavi time hook once built
@@ -154,11 +179,16 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := storage.Open(filepath.Join(dir, "billingd.db"), storage.Options{NoSync: true, MaxBatchDelay: 10 * time.Microsecond, Logger: log})
+	db, err := storage.Open(path, storage.Options{NoSync: true, MaxBatchDelay: 10 * time.Microsecond, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	defer db.Close()
+	closed := false
+	defer func() {
+		if !closed {
+			_ = db.Close()
+		}
+	}()
 
 	res := &Result{From: opts.From, To: opts.From.AddDays(opts.Days - 1)}
 	sums := map[string]*Summary{}
@@ -172,7 +202,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		ev := Event{
 			Day: cycle.DateOf(e.At), Event: string(e.Kind), ConsentID: e.ConsentID, Cycle: e.Cycle, Attempt: e.Attempt,
 			Date: e.Date, ClientRequestID: e.ClientRequestID, Status: e.Status, Reason: e.Reason,
-			At: e.At, Mode: e.Mode, Interval: e.Interval,
+			At: e.At.In(cycle.Brasilia), Mode: e.Mode, Interval: e.Interval,
 		}
 		if e.Kind != scheduler.EventSkipped {
 			a := e.Amount
@@ -245,9 +275,31 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		s.State = rec.State
 	}
+	if opts.DB != "" { // kept: closed and on disk before Run returns
+		closed = true
+		if err := db.Close(); err != nil {
+			return nil, err
+		}
+		if err := syncFile(path); err != nil {
+			return nil, err
+		}
+	}
 	sort.SliceStable(res.Events, func(i, j int) bool { return res.Events[i].At.Before(res.Events[j].At) })
 	res.Elapsed = time.Since(started)
 	return res, nil
+}
+
+// syncFile flushes a file written without fsync to disk.
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 func count(s *Summary, e scheduler.Event) {

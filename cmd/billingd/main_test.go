@@ -16,6 +16,7 @@ import (
 
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/storage"
 )
 
 // runCLI runs billingd's command line in-process and returns the exit code, stdout
@@ -153,13 +154,36 @@ func TestSimulate_Command(t *testing.T) {
 		for _, l := range lines {
 			var ev map[string]any
 			require.NoError(t, json.Unmarshal([]byte(l), &ev), l)
-			for _, k := range []string{"day", "event", "consentId", "cycle", "attempt", "date", "amount", "clientRequestId", "status", "reason"} {
+			for _, k := range []string{"day", "event", "consentId", "cycle", "attempt", "date", "amount", "clientRequestId", "status", "reason", "at", "interval"} {
 				assert.Contains(t, ev, k)
 			}
 			kinds[ev["event"].(string)]++
 		}
 		assert.Positive(t, kinds["submitted"])
 		assert.Positive(t, kinds["completed"])
+	})
+	t.Run("database kept with --db, never an existing one", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "sim.db")
+		code, _, stderr := runCLI(t, nil, "simulate", "--days", "30", "--from", "2026-11-26", "--format", "json", "--db", path)
+		require.Equal(t, 0, code, stderr)
+		db, err := storage.Open(path, storage.Options{ReadOnly: true})
+		require.NoError(t, err)
+		recs, err := db.ListConsents("", 100, "")
+		require.NoError(t, err)
+		assert.Len(t, recs, 6, "the example consents, as the run left them")
+		atts, err := db.Attempts("urn:klavi:consent-weekly-0002")
+		require.NoError(t, err)
+		assert.NotEmpty(t, atts)
+		require.NoError(t, db.Close())
+		before, err := os.ReadFile(path)
+		require.NoError(t, err)
+
+		code, _, stderr = runCLI(t, nil, "simulate", "--days", "5", "--db", path)
+		assert.Equal(t, 2, code)
+		assert.Contains(t, stderr, "--db "+path+": the file exists")
+		after, err := os.ReadFile(path)
+		require.NoError(t, err)
+		assert.Equal(t, before, after, "the existing database is untouched")
 	})
 	t.Run("bad input", func(t *testing.T) {
 		code, _, stderr := runCLI(t, nil, "simulate", "--days", "0")

@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"sort"
 	"strings"
@@ -28,7 +30,14 @@ func newSimulateCmd(a *app) *cobra.Command {
 			"clock: a day-by-day timeline of what billingd submits, what settles, what is retried,\n" +
 			"missed or skipped, then a summary. With no flags it runs the example consents for\n" +
 			"120 days from today with a demo scenario (one failure per consent, variable\n" +
-			"amounts set by a simulated operator).",
+			"amounts set by a simulated operator).\n\n" +
+			"The database is a temporary file, removed at the end, unless --db names a new\n" +
+			"file to keep: the store as the daemon would have left it at the run's end, which\n" +
+			"'billingd run' and the operator commands (report, payments upcoming, consent\n" +
+			"show) can then read. An existing file is refused: a run never writes into a\n" +
+			"database it did not create.",
+		Example: "  billingd simulate --from 2026-02-01 --days 150\n" +
+			"  billingd simulate --from 2026-02-01 --days 150 --format json --db /tmp/sim.db",
 	}
 	fl := cmd.Flags()
 	consentsFlag := fl.String("consents", "", "consent `FILE` or DIR (default: the embedded examples)")
@@ -36,6 +45,7 @@ func newSimulateCmd(a *app) *cobra.Command {
 	days := fl.Int("days", 120, "days to simulate")
 	scenarioFlag := fl.String("scenario", "", "sandbox scenario `FILE` (JSON) deciding payment outcomes (default: the demo scenario)")
 	faultsFlag := fl.String("faults", "", "sandbox faults, e.g. 5xx=0.05,drop=0.02,seed=7 (see 'billingd sandbox -h')")
+	dbFlag := fl.String("db", "", "keep the run's database at `FILE`, a new file (default: a temporary one, removed)")
 	format := fl.String("format", "text", "`FORMAT`: text (timeline and summary) or json (one event per line)")
 	cmd.Args = noArgs
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -46,6 +56,13 @@ func newSimulateCmd(a *app) *cobra.Command {
 		}
 		if *days < 1 || *days > 3660 {
 			return argErrorf("simulate: --days %d: want 1..3660", *days)
+		}
+		if *dbFlag != "" {
+			if _, err := os.Lstat(*dbFlag); err == nil {
+				return argErrorf("simulate: --db %s: the file exists; name a new file (a run never writes into an existing database)", *dbFlag)
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return argErrorf("simulate: --db: %v", err)
+			}
 		}
 		cfg, err := loadConfigFor(e, a.config, false)
 		if err != nil {
@@ -69,7 +86,7 @@ func newSimulateCmd(a *app) *cobra.Command {
 		} else if cs, err = embeddedConsents(); err != nil {
 			return err
 		}
-		opts := simulation.Options{Consents: cs, From: start, Days: *days, Scheduler: sc}
+		opts := simulation.Options{Consents: cs, From: start, Days: *days, Scheduler: sc, DB: *dbFlag}
 		if a.logLevel != "" { // the daemon's own logs, on stderr, only when asked for
 			opts.Log = newLogger(LogConfig{Level: a.logLevel, Format: "auto"}, e.stderr)
 		}
