@@ -195,12 +195,13 @@ const (
 // UnmarshalText decodes tolerantly.
 func (r *ReasonCode) UnmarshalText(b []byte) error { *r = ReasonCode(normalize(b)); return nil }
 
+// ReasonCodes lists the known status reason codes (klavi-api.md, common shapes).
+var ReasonCodes = []ReasonCode{ReasonNotInformed, ReasonNaoInformado, ReasonInfrastructureFailure, ReasonAuthorizationExpiredTime,
+	ReasonUserRejected, ReasonOriginDestinationAccountsEqual, ReasonAccountDoesNotAllowPayment,
+	ReasonDivergentAuthentication, ReasonRevokedUser, ReasonRevokedMerchant}
+
 // Valid reports whether r is a known reason code.
-func (r ReasonCode) Valid() bool {
-	return oneOf(r, ReasonNotInformed, ReasonNaoInformado, ReasonInfrastructureFailure, ReasonAuthorizationExpiredTime,
-		ReasonUserRejected, ReasonOriginDestinationAccountsEqual, ReasonAccountDoesNotAllowPayment,
-		ReasonDivergentAuthentication, ReasonRevokedUser, ReasonRevokedMerchant)
-}
+func (r ReasonCode) Valid() bool { return oneOf(r, ReasonCodes...) }
 
 // Canonical returns the English code for a reason Klavi also spells in Portuguese:
 // NAO_INFORMADO (seed 004's example, "não informado") is NOT_INFORMED. Every other

@@ -211,6 +211,14 @@ func (m *Metrics) init() {
 		for _, v := range []*prometheus.CounterVec{m.completed, m.unconfirmed, m.missed, m.skipped, m.failed, m.stuck} {
 			v.WithLabelValues(l)
 		}
+		// Rejections by every known reason (and the final statuses without one) exist
+		// at zero, so a rate or an alert over them has data before the first one.
+		for _, r := range klavi.ReasonCodes {
+			m.rejected.WithLabelValues(l, string(r))
+		}
+		for _, st := range []klavi.PaymentStatus{klavi.PaymentRejected, klavi.PaymentCanceled, klavi.PaymentError} {
+			m.rejected.WithLabelValues(l, string(st))
+		}
 	}
 	m.retriesPlanned.WithLabelValues(string(consent.Attach))
 	m.retriesPlanned.WithLabelValues(string(consent.Local))

@@ -307,7 +307,8 @@ billingd_build_info{goversion=%q,revision="abc123",version="v1.2.3"} 1
 		assert.Equal(t, 3, testutil.CollectAndCount(m.amount))
 		assert.Equal(t, 2, testutil.CollectAndCount(m.tokenRefresh))
 		assert.Equal(t, 2, testutil.CollectAndCount(m.retriesPlanned))
-		assert.Equal(t, 0, testutil.CollectAndCount(m.rejected), "reasons are not known in advance")
+		assert.Equal(t, 5*(len(klavi.ReasonCodes)+3), testutil.CollectAndCount(m.rejected),
+			"every interval × every known reason and final status, at zero before the first rejection")
 	})
 
 	t.Run("go and process collectors", func(t *testing.T) {
