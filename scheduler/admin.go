@@ -198,8 +198,9 @@ func authorizedReason(rec *storage.ConsentRecord) string {
 }
 
 // Revoke stops billing a consent for good, keeping its history, and records who
-// (actor) and why (reason) in its timeline. A submission already in flight is
-// followed to its end; planned local retries are dropped.
+// (actor) and why (reason) in its timeline. Payments submitted for later dates are
+// canceled at Klavi (one that cannot be is followed to its end); planned local
+// retries are dropped.
 func (s *Scheduler) Revoke(id, reason, actor string) (*storage.ConsentRecord, error) {
 	defer s.locks.lock(id)()
 	rec, err := s.store.GetConsent(id)
@@ -219,6 +220,12 @@ func (s *Scheduler) Revoke(id, reason, actor string) (*storage.ConsentRecord, er
 	if err := s.store.Apply(ch); err != nil {
 		return nil, err
 	}
+	// Payments already scheduled for later dates would still settle: cancel them at
+	// Klavi, as for a revocation made at the bank. One that cannot be canceled is
+	// logged, stays SUBMITTED and is followed to its end.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s.cancelScheduled(ctx, rec, now)
 	return rec, nil
 }
 
