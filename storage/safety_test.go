@@ -98,6 +98,20 @@ func TestOpen_CorruptFiles(t *testing.T) {
 			assert.Equal(t, before, sum(t, path), "the file is untouched")
 		}
 	})
+	t.Run("empty or shorter than its first pages", func(t *testing.T) {
+		for _, n := range []int{0, 100, 4096} {
+			path := filepath.Join(t.TempDir(), "e.db")
+			require.NoError(t, os.WriteFile(path, raw[:n], 0o600))
+			before := sum(t, path)
+			err := use(t, path)
+			require.ErrorIs(t, err, ErrCorrupt, "%d bytes: never taken for a new database", n)
+			for _, ro := range []bool{true, false} {
+				_, err = Open(path, Options{ReadOnly: ro, Timeout: time.Second})
+				require.ErrorIs(t, err, ErrCorrupt, "%d bytes, read-only %t", n, ro)
+			}
+			assert.Equal(t, before, sum(t, path), "the file is untouched")
+		}
+	})
 	t.Run("random pages", func(t *testing.T) {
 		found := 0
 		for seed := uint64(1); seed <= 40; seed++ {

@@ -219,6 +219,8 @@ func openBolt(path string, o *bolt.Options) (*bolt.DB, *os.File, error) {
 		if bdb == nil && file != nil {
 			_ = file.Close()
 		}
+	case strings.Contains(err.Error(), "file size too small"):
+		return nil, nil, fmt.Errorf("%w: %v (shorter than a database's first pages: truncated)", ErrCorrupt, err)
 	}
 	return nil, nil, err
 }
@@ -227,8 +229,14 @@ func openBolt(path string, o *bolt.Options) (*bolt.DB, *os.File, error) {
 // and refuses it when it is shorter than the pages the header counts.
 func precheck(path string, timeout time.Duration) error {
 	fi, err := os.Stat(path)
-	if err != nil || fi.Size() == 0 {
+	switch {
+	case err != nil:
 		return nil // a new file: nothing to check; bbolt reports open errors
+	case fi.Size() == 0:
+		// Only a missing file is a first install. An empty one is a restore or a copy
+		// that went wrong (a full disk, a cp onto a truncated target): opening it would
+		// make it a new, empty database that bills nobody.
+		return fmt.Errorf("%w: the file is empty (0 bytes); a billingd database never is. Restore it, or remove it to start a new one", ErrCorrupt)
 	}
 	bdb, _, err := openBolt(path, &bolt.Options{ReadOnly: true, Timeout: timeout})
 	if err != nil {
