@@ -119,7 +119,7 @@ func judgeClock(now, highWater time.Time, skew time.Duration, seen time.Time, to
 		return true, fmt.Sprintf("the clock reads %s ahead of the latest instant billingd acted on; waiting for Klavi's time, read since, to confirm it",
 			now.Sub(highWater).Round(time.Second))
 	case seen.IsZero():
-		return true, "Klavi's time has not been read yet"
+		return true, "Klavi's time has not been read yet, so the clock cannot be checked"
 	}
 	return false, ""
 }
@@ -153,9 +153,10 @@ func (s *Scheduler) checkClock(ctx context.Context) bool {
 	stale := seen.IsZero() || now.Before(seen.Round(0)) || now.Sub(seen.Round(0)) > s.cfg.ClockProbeEvery ||
 		!hw.IsZero() && now.Sub(hw) > s.cfg.ClockTolerance || // moved ahead since the last decision
 		stepped(seen) // the wall clock stepped since Klavi's time was read
+	var probeErr error
 	if p, ok := s.klavi.(prober); ok && stale {
-		if err := p.Probe(ctx); err != nil {
-			s.log.Debug("klavi time probe", "err", err)
+		if probeErr = p.Probe(ctx); probeErr != nil {
+			s.log.Debug("klavi time probe", "err", probeErr)
 		}
 	}
 	s.witness.mu.Lock()
@@ -168,6 +169,11 @@ func (s *Scheduler) checkClock(ctx context.Context) bool {
 	if !doubt && stepped(seen) {
 		doubt, reason = true, fmt.Sprintf("the wall clock stepped %s since Klavi's time was last read, and Klavi's time could not be read since",
 			stepSince(seen, nowM).Round(time.Second))
+	}
+	if doubt && probeErr != nil && (seen.IsZero() || now.Sub(seen.Round(0)) > s.cfg.ClockTolerance || stepped(seen)) {
+		// The clock may be right: Klavi did not answer. Say so, so that nobody
+		// chases NTP when the network is the problem.
+		reason += fmt.Sprintf(" (Klavi did not answer: %v)", probeErr)
 	}
 	st := ClockState{Doubt: doubt, Reason: reason, KlaviSkew: skew, KlaviSeen: seen, HighWater: hw}
 	prev := s.ClockState()

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -125,4 +126,23 @@ func TestScheduler_ClockInDoubt(t *testing.T) {
 		assert.True(t, res.Paused)
 		assert.Contains(t, h.s.ClockState().Reason, "stepped back")
 	})
+}
+
+func TestScheduler_ClockReasonNamesAnUnreachableKlavi(t *testing.T) {
+	h := newHarness(t, at("2026-01-01", 8, 0), nil)
+	p := &onOffProber{fakeKlavi: h.kl, truth: h.clock.Now, fail: errors.New("dial tcp 127.0.0.1:1: connect: connection refused")}
+	h.useKlavi(p)
+	p.sched = h.s
+	res, err := h.s.Scan(context.Background())
+	require.NoError(t, err)
+	assert.True(t, res.Paused)
+	st := h.s.ClockState()
+	assert.Contains(t, st.Reason, "has not been read yet")
+	assert.Contains(t, st.Reason, "Klavi did not answer: dial tcp 127.0.0.1:1: connect: connection refused")
+	p.mu.Lock()
+	p.fail = nil
+	p.mu.Unlock()
+	res, err = h.s.Scan(context.Background())
+	require.NoError(t, err)
+	assert.False(t, res.Paused, "Klavi answers: the clock is checked and trusted")
 }

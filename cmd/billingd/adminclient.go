@@ -52,7 +52,9 @@ func (f *adminFlags) client() (*adminClient, error) {
 	if token == "" {
 		return nil, usageErrorf("no admin token: set --token, $BILLINGD_ADMIN_TOKEN or http.admin_token")
 	}
-	return &adminClient{base: strings.TrimRight(addr, "/"), token: token, http: &http.Client{Timeout: 60 * time.Second}}, nil
+	// Every change is recorded with who made it: $BILLINGD_ACTOR, else the login name.
+	actor := firstNonEmpty(e.getenv("BILLINGD_ACTOR"), e.getenv("USER"), e.getenv("LOGNAME"))
+	return &adminClient{base: strings.TrimRight(addr, "/"), token: token, actor: actor, http: &http.Client{Timeout: 60 * time.Second}}, nil
 }
 
 func firstNonEmpty(vs ...string) string {

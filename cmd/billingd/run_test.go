@@ -69,6 +69,8 @@ func startTestDaemonWith(t *testing.T, now time.Time, sc *sandbox.Scenario, mod 
 			return "http://" + d.Addr()
 		case "BILLINGD_ADMIN_TOKEN":
 			return testToken
+		case "BILLINGD_ACTOR":
+			return "maria"
 		}
 		return ""
 	}
@@ -157,6 +159,9 @@ func TestDaemon_EndToEnd(t *testing.T) {
 	code, stdout, _ = de.cli("consent", "revoke", "--reason", "moved away", c.ID)
 	require.Equal(t, 0, code)
 	assert.Contains(t, stdout, "revoked")
+	code, stdout, stderr = de.cli("consent", "show", c.ID, "--format", "json")
+	require.Equal(t, 0, code, stderr)
+	assert.Regexp(t, `"kind":\s*"revoked"[^}]*"actor":\s*"maria"|"actor":\s*"maria"[^}]*"kind":\s*"revoked"`, stdout, "the timeline says who revoked it")
 	code, _, stderr = de.cli("consent", "revoke", c.ID)
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, "already revoked")
