@@ -37,8 +37,8 @@ func newPaymentsListCmd(a *app) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&id, "consent", "", "only this consent `ID`")
 	fl.StringVar(&state, "state", "", "only attempts in `STATE` (COMPLETED, REJECTED, MISSED, …)")
-	fl.StringVar(&from, "from", "", "only attempts dated on or after `YYYY-MM-DD`")
-	fl.StringVar(&to, "to", "", "only attempts dated on or before `YYYY-MM-DD`")
+	fl.StringVar(&from, "from", "", "only attempts dated on or after `YYYY-MM-DD` (alone: up to a year after)")
+	fl.StringVar(&to, "to", "", "only attempts dated on or before `YYYY-MM-DD` (alone: from a year before)")
 	fl.IntVar(&limit, "limit", 0, "at most `N` attempts (0: all of them)")
 	fl.StringVar(&format, "format", "table", "`FORMAT`: table, json or csv")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json", "csv"}, cobra.ShellCompDirectiveNoFileComp))
@@ -51,9 +51,23 @@ func newPaymentsListCmd(a *app) *cobra.Command {
 		if limit < 0 {
 			return argErrorf("payments list: --limit %d: want 0 (all) or more", limit)
 		}
+		// One end of the range given: the other is a year away (the API's longest
+		// range), never the server's one-month default that would hide attempts.
+		if from != "" && to == "" {
+			if f, err := cycle.ParseDate(from); err == nil {
+				to = f.AddDays(365).String()
+			}
+		} else if to != "" && from == "" {
+			if t, err := cycle.ParseDate(to); err == nil {
+				from = t.AddDays(-365).String()
+			}
+		}
 		q, err := dateRange("payments list", from, to)
 		if err != nil {
 			return err
+		}
+		if from != "" {
+			fmt.Fprintf(e.stderr, "attempts dated %s to %s (Brasília)\n", from, to)
 		}
 		cl, err := af.client()
 		if err != nil {
