@@ -244,6 +244,9 @@ func (s *Scheduler) SetAmount(id string, k int, a klavi.Cents, actor string) err
 	}
 	sched := s.cfg.Policy.Schedule(c)
 	if !sched.Exists(k) {
+		if sched.Expiry.IsZero() {
+			return fmt.Errorf("%w: consent %s has no cycle %d", ErrInvalid, id, k)
+		}
 		return fmt.Errorf("%w: consent %s has no cycle %d (it expires on %s)", ErrInvalid, id, k, sched.Expiry)
 	}
 	if k < rec.NextCycle {

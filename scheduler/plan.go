@@ -149,7 +149,11 @@ func (p Policy) Preview(c *consent.Consent, from cycle.Date, n int, amounts func
 		if amounts != nil {
 			amt = amounts(k)
 		}
-		pv.Cycles = append(pv.Cycles, p.Plan(c, s, k, from, amt))
+		cp := p.Plan(c, s, k, from, amt)
+		if cp.State == StateMissed { // never sent, so never retried: show no retry dates
+			cp.Retries, cp.Dropped = []retry.Retry{}, []retry.Dropped{}
+		}
+		pv.Cycles = append(pv.Cycles, cp)
 	}
 	return pv
 }

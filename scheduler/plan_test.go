@@ -61,6 +61,11 @@ func TestPolicy_PreviewStates(t *testing.T) {
 		for _, later := range pv.Cycles[1:] {
 			assert.Equal(t, StatePlanned, later.State)
 		}
+		if first.State == StateMissed {
+			assert.Empty(t, first.Retries, "%s: a missed cycle is never sent, so its retries are not shown", tt.from)
+		} else {
+			assert.NotEmpty(t, first.Retries, tt.from)
+		}
 	}
 	// D−2 is the last day: from = 29 Oct with due 31 Oct is late, 30 Oct is missed.
 	p := policy.Plan(c, policy.Schedule(c), 0, d("2025-10-29"), nil)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/retry"
 	"github.com/klavi-billing/billingd/storage"
 )
 
@@ -63,6 +64,11 @@ func (p Policy) PreviewStored(rec *storage.ConsentRecord, atts []*storage.Attemp
 			if a := stored[0]; a.Attempt == 0 {
 				amt := a.Amount
 				cp.Amount = &amt
+				switch a.State {
+				case storage.AttemptMissed, storage.AttemptSkipped, storage.AttemptFailed:
+					// Nothing reached Klavi: there is nothing to retry.
+					cp.Retries, cp.Dropped = []retry.Retry{}, []retry.Dropped{}
+				}
 			}
 			continue
 		}

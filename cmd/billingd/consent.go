@@ -166,6 +166,9 @@ func newConsentListCmd(a *app) *cobra.Command {
 	cmd.Args = noArgs
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		e := a.e
+		if err := checkFormat("consent list", *format, "table", "json"); err != nil {
+			return err
+		}
 		cl, err := af.client()
 		if err != nil {
 			return err

@@ -19,7 +19,7 @@ func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 	case "error":
 		level = slog.LevelError
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: readableDurations}
 	text := cfg.Format == "text" || cfg.Format == "auto" && isTerminal(w)
 	return slog.New(journalHandler(w, os.Getenv("JOURNAL_STREAM"), func(w io.Writer) slog.Handler {
 		if text {
@@ -36,4 +36,13 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// readableDurations writes durations as Go duration strings ("302ms", "30s") rather
+// than the JSON handler's integer nanoseconds, which nobody reads at 3 a.m.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
