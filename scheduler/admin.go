@@ -199,8 +199,8 @@ func authorizedReason(rec *storage.ConsentRecord) string {
 
 // Revoke stops billing a consent for good, keeping its history, and records who
 // (actor) and why (reason) in its timeline. Payments submitted for later dates are
-// canceled at Klavi (one that cannot be is followed to its end); planned local
-// retries are dropped.
+// canceled at Klavi by the next poll, which tries again until Klavi takes it; planned
+// local retries are dropped.
 func (s *Scheduler) Revoke(id, reason, actor string) (*storage.ConsentRecord, error) {
 	defer s.locks.lock(id)()
 	rec, err := s.store.GetConsent(id)
@@ -217,15 +217,15 @@ func (s *Scheduler) Revoke(id, reason, actor string) (*storage.ConsentRecord, er
 	ch := &storage.Change{}
 	rec.Consent.Status = klavi.ConsentRevoked
 	s.stopAs(actorOr(actor), EventRevoked, rec, storage.ConsentRevoked, reason, now, ch)
+	// Payments already scheduled for later dates would still settle: the next poll
+	// cancels them at Klavi (with the clock checked), as for a revocation made at the
+	// bank, and tries again until Klavi takes it.
+	if err := s.pollNow(rec, now, ch); err != nil {
+		return nil, err
+	}
 	if err := s.store.Apply(ch); err != nil {
 		return nil, err
 	}
-	// Payments already scheduled for later dates would still settle: cancel them at
-	// Klavi, as for a revocation made at the bank. One that cannot be canceled is
-	// logged, stays SUBMITTED and is followed to its end.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s.cancelScheduled(ctx, rec, now)
 	return rec, nil
 }
 

@@ -129,8 +129,15 @@ func judgeClock(now, highWater time.Time, skew time.Duration, seen time.Time, to
 // is trusted, moves the stored latest instant to now. It reports whether decisions
 // may be made.
 func (s *Scheduler) checkClock(ctx context.Context) bool {
+	ok, _ := s.checkClockAt(ctx)
+	return ok
+}
+
+// checkClockAt is checkClock that also returns the clock reading it judged (with its
+// monotonic part), for a pass to measure later steps against.
+func (s *Scheduler) checkClockAt(ctx context.Context) (ok bool, judged time.Time) {
 	if s.cfg.ClockTolerance < 0 {
-		return true // the check is off
+		return true, s.clock.Now() // the check is off
 	}
 	// One check at a time: the scan, the poll and the refresh would otherwise read
 	// the same old latest instant and each write it.
@@ -141,7 +148,7 @@ func (s *Scheduler) checkClock(ctx context.Context) bool {
 	hw, err := s.store.HighWater()
 	if err != nil {
 		s.setClockState(ClockState{Doubt: true, Reason: "read the latest instant acted on: " + err.Error()})
-		return false
+		return false, nowM
 	}
 	s.witness.mu.Lock()
 	seen := s.witness.seen
@@ -187,14 +194,14 @@ func (s *Scheduler) checkClock(ctx context.Context) bool {
 		s.observe(Event{Kind: EventClockTrusted, At: now})
 	}
 	if doubt {
-		return false
+		return false, nowM
 	}
 	if now.After(hw) {
 		if err := s.store.Apply(&storage.Change{HighWater: now}); err != nil {
 			s.log.Warn("store the latest instant acted on", "err", err)
 		}
 	}
-	return true
+	return true, nowM
 }
 
 func (s *Scheduler) setClockState(st ClockState) {

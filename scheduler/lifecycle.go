@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/klavi-billing/billingd/consent"
@@ -134,11 +135,13 @@ func (s *Scheduler) applyConsentStatus(ctx context.Context, rec *storage.Consent
 		rec.Consent.Status = st
 		s.stop(rec, next, fmt.Sprintf("Klavi reports the consent %s", st), now, ch)
 	}
+	if change == consentStopped && next == storage.ConsentRevoked {
+		if err := s.pollNow(rec, now, ch); err != nil {
+			return consentUnchanged, err
+		}
+	}
 	if err := s.store.Apply(ch); err != nil {
 		return consentUnchanged, err
-	}
-	if change == consentStopped && next == storage.ConsentRevoked {
-		s.cancelScheduled(ctx, rec, now)
 	}
 	return change, nil
 }
@@ -163,25 +166,27 @@ func (s *Scheduler) freshBeforeSubmit(ctx context.Context, rec *storage.ConsentR
 	return change != consentStopped, nil
 }
 
-// cancelScheduled cancels at Klavi every payment of a revoked consent that is
-// scheduled for a later date and not final, so none is left to settle. A failed
-// cancellation is logged; the payment is still polled to its final status.
-func (s *Scheduler) cancelScheduled(ctx context.Context, rec *storage.ConsentRecord, now time.Time) {
+// pollNow moves the next status poll of every payment of a revoked consent that is
+// not final to now: the poll cancels at Klavi those scheduled for a later date
+// (handlePoll), with the clock checked, and tries again at every poll until Klavi
+// takes the cancellation or the date comes. It adds to ch.
+func (s *Scheduler) pollNow(rec *storage.ConsentRecord, now time.Time, ch *storage.Change) error {
 	atts, err := s.store.Attempts(rec.ID())
 	if err != nil {
-		s.log.Error("cancel scheduled payments of a revoked consent", "consent_id", rec.ID(), "err", err)
-		return
+		return err
 	}
-	today := cycle.DateOf(now)
 	for _, a := range atts {
-		if a.State != storage.AttemptSubmitted || a.PaymentID == "" || !a.Date.After(today) {
+		if (a.State != storage.AttemptSubmitted && a.State != storage.AttemptStuck) || a.PaymentID == "" {
 			continue
 		}
-		if _, err := s.cancelAttempt(ctx, rec, a, now, storage.ActorBillingd); err != nil {
-			s.log.Error("cancel payment of a revoked consent", "consent_id", rec.ID(), "cycle", a.Cycle,
-				"attempt", a.Attempt, "payment_id", a.PaymentID, "err", err)
+		if !a.NextPoll.IsZero() {
+			ch.DelPoll = append(ch.DelPoll, storage.PollItem{At: a.NextPoll, Key: a.AttemptKey})
 		}
+		a.NextPoll = now
+		ch.PutPoll = append(ch.PutPoll, storage.PollItem{At: now, Key: a.AttemptKey})
+		ch.Attempts = appendOnce(ch.Attempts, a)
 	}
+	return nil
 }
 
 // Errors of CancelPayment.
@@ -211,35 +216,42 @@ func (s *Scheduler) CancelPayment(ctx context.Context, consentID, paymentID, act
 		if a.State.Final() {
 			return nil, fmt.Errorf("%w: payment %s is already %s", ErrConflict, paymentID, a.State)
 		}
-		return s.cancelAttempt(ctx, rec, a, s.clock.Now(), actorOr(actor))
+		ch := &storage.Change{}
+		if err := s.cancelInto(ctx, rec, a, s.clock.Now(), actorOr(actor), ch); err != nil {
+			return nil, err
+		}
+		if err := s.store.Apply(ch); err != nil {
+			return nil, err
+		}
+		return a, nil
 	}
 	return nil, fmt.Errorf("payment %s of consent %s: %w", paymentID, consentID, storage.ErrNotFound)
 }
 
-func (s *Scheduler) cancelAttempt(ctx context.Context, rec *storage.ConsentRecord, a *storage.Attempt, now time.Time, actor string) (*storage.Attempt, error) {
+// cancelInto cancels a's payment at Klavi and, when Klavi takes it, records the
+// attempt REJECTED with status CANCELED into ch (its poll entry removed).
+func (s *Scheduler) cancelInto(ctx context.Context, rec *storage.ConsentRecord, a *storage.Attempt, now time.Time, actor string, ch *storage.Change) error {
 	by := s.cfg.Canceller
 	if by == nil || by.Identifier == "" {
 		by = creditorHolder(rec.Consent)
 	}
 	if by == nil {
-		return nil, ErrNoCanceller
+		return ErrNoCanceller
 	}
 	_, err := s.klavi.CancelPayment(ctx, rec.ID(), a.PaymentID, &klavi.CancelPaymentRequest{CancelledBy: by.Identifier, IdentifierType: by.IdentifierType})
 	if err != nil {
-		return nil, fmt.Errorf("cancel payment %s: %w", a.PaymentID, err)
+		return fmt.Errorf("cancel payment %s: %w", a.PaymentID, err)
 	}
-	ch := &storage.Change{Attempts: []*storage.Attempt{a}}
 	if !a.NextPoll.IsZero() {
-		ch.DelPoll = []storage.PollItem{{At: a.NextPoll, Key: a.AttemptKey}}
+		ch.DelPoll = append(ch.DelPoll, storage.PollItem{At: a.NextPoll, Key: a.AttemptKey})
 	}
+	ch.PutPoll = slices.DeleteFunc(ch.PutPoll, func(p storage.PollItem) bool { return p.Key == a.AttemptKey })
 	a.Status = klavi.PaymentCanceled
 	s.finish(a, storage.AttemptRejected, now, "canceled at Klavi")
+	ch.Attempts = appendOnce(ch.Attempts, a)
 	s.emitAs(ch, actor, EventCanceled, now, rec.Consent, a, a.Reason)
-	if err := s.store.Apply(ch); err != nil {
-		return nil, err
-	}
 	s.log.Info("payment canceled", "consent_id", rec.ID(), "cycle", a.Cycle, "attempt", a.Attempt, "payment_id", a.PaymentID)
-	return a, nil
+	return nil
 }
 
 // creditorHolder is the receiver's holder of a consent, who may cancel its payments.

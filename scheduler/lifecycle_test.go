@@ -81,6 +81,8 @@ func TestScheduler_ConsentLifecycle(t *testing.T) {
 		res, err := h.s.Refresh(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, 1, res.Stopped)
+		_, err = h.s.Poll(ctx) // the next poll cancels what is scheduled
+		require.NoError(t, err)
 		rec := mustConsent(t, h, c.ID)
 		assert.Equal(t, storage.ConsentRevoked, rec.State)
 		assert.Equal(t, []string{a.PaymentID}, h.kl.cancels, "the payment dated 31 Jan is canceled")
@@ -116,6 +118,8 @@ func TestScheduler_ConsentLifecycle(t *testing.T) {
 		a := h.attempt(c.ID, 0, 0)
 		require.Equal(t, storage.AttemptSubmitted, a.State)
 		_, err := h.s.Revoke(c.ID, "customer left", "maria")
+		require.NoError(t, err)
+		_, err = h.s.Poll(context.Background()) // the next poll cancels what is scheduled
 		require.NoError(t, err)
 		assert.Equal(t, []string{a.PaymentID}, h.kl.cancels, "the payment dated 31 Jan does not settle")
 		a = h.attempt(c.ID, 0, 0)

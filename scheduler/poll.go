@@ -34,6 +34,20 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 	ch.Attempts = []*storage.Attempt{att}
 	att.Polls, att.UpdatedAt = att.Polls+1, now
 
+	// A revoked consent's payment dated later is canceled at Klavi (whether the
+	// revocation came from the bank or an operator, and for a payment found in the
+	// orders list after it): tried at every poll until Klavi takes it or the date
+	// comes, on a clock the poll has checked.
+	cancelLater := rec.State == storage.ConsentRevoked && att.Date.After(cycle.DateOf(now))
+	if cancelLater {
+		err := s.cancelInto(ctx, rec, att, now, storage.ActorBillingd, ch)
+		if err == nil {
+			return s.store.Apply(ch)
+		}
+		s.log.Error("cancel payment of a revoked consent; will try again at the next poll", "consent_id", c.ID,
+			"cycle", att.Cycle, "attempt", att.Attempt, "payment_id", att.PaymentID, "err", err)
+	}
+
 	p, perr := s.klavi.GetPayment(ctx, c.ID, att.PaymentID)
 	if perr != nil || !p.Status.Valid() {
 		// No status billingd knows. A 404 or an unknown status that lasts past
@@ -66,6 +80,15 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 	att.UnknownSince = time.Time{}
 	if err := s.applyStatus(rec, att, p.Status, p.StatusReason, false, now, ch); err != nil {
 		return err
+	}
+	if cancelLater && !att.State.Final() {
+		// The cancellation failed: look again soon rather than after the usual wait.
+		soon := now.Add(s.cfg.PollMin)
+		for i := range ch.PutPoll {
+			if ch.PutPoll[i].Key == att.AttemptKey && ch.PutPoll[i].At.After(soon) {
+				ch.PutPoll[i].At, att.NextPoll = soon, soon
+			}
+		}
 	}
 	return s.store.Apply(ch)
 }

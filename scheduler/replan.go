@@ -81,15 +81,20 @@ func (s *Scheduler) replanOne(id string) (bool, error) {
 		DelDue: []storage.DueItem{{At: old, Key: key}}, PutDue: []storage.DueItem{{At: at, Key: key}}})
 }
 
-// replanned makes the first scan of a Scheduler re-plan the queue once.
+// replanFirst makes the scans of a Scheduler re-plan the queue until one re-plan has
+// gone through: a store error leaves it for the next scan.
 func (s *Scheduler) replanFirst(ctx context.Context) {
-	s.replanOnce.Do(func() {
-		start := time.Now()
-		res, err := s.Replan(ctx)
-		if err != nil {
-			s.log.Error("re-plan queued submissions", "err", err)
-			return
-		}
-		s.log.Debug("re-plan", "consents", res.Consents, "moved", res.Moved, "took", time.Since(start).String())
-	})
+	s.replanMu.Lock()
+	defer s.replanMu.Unlock()
+	if s.replanned {
+		return
+	}
+	start := time.Now()
+	res, err := s.Replan(ctx)
+	if err != nil {
+		s.log.Error("re-plan queued submissions; the next scan tries again", "err", err)
+		return
+	}
+	s.replanned = ctx.Err() == nil // a re-plan cut short by shutdown is not done
+	s.log.Debug("re-plan", "consents", res.Consents, "moved", res.Moved, "took", time.Since(start).String())
 }

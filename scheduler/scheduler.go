@@ -163,11 +163,12 @@ type Scheduler struct {
 	log     *slog.Logger
 	observe func(Event)
 
-	retryable  map[klavi.ReasonCode]bool
-	locks      *consentLocks
-	witness    clockWitness
-	replanOnce sync.Once
-	clockMu    sync.Mutex // serializes checkClock
+	retryable map[klavi.ReasonCode]bool
+	locks     *consentLocks
+	witness   clockWitness
+	replanMu  sync.Mutex // serializes replanFirst
+	replanned bool       // a re-plan has gone through (replanFirst)
+	clockMu   sync.Mutex // serializes checkClock
 
 	cronMu  sync.Mutex
 	running *runner
@@ -246,11 +247,12 @@ func (s *Scheduler) Scan(ctx context.Context) (ScanResult, error) { return s.sca
 // scan is Scan with two contexts: once stop is done no new entry is started; req
 // is the context of Klavi calls, canceled only when in-flight calls must be abandoned.
 func (s *Scheduler) scan(stop, ctx context.Context) (ScanResult, error) {
-	if !s.checkClock(ctx) {
+	s.replanFirst(stop) // clock-free: it moves entries by the settings, not by now
+	ok, judged := s.checkClockAt(ctx)
+	if !ok {
 		return ScanResult{Paused: true}, nil
 	}
-	s.replanFirst(stop)
-	handled, failed, err := s.drain(stop, s.store.DueBefore, func(it storage.Entry, now time.Time) error {
+	handled, failed, err := s.drain(stop, judged, s.store.DueBefore, func(it storage.Entry, now time.Time) error {
 		err := s.handleDue(ctx, it, now)
 		if err != nil {
 			s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
@@ -275,10 +277,11 @@ type PollResult struct {
 func (s *Scheduler) Poll(ctx context.Context) (PollResult, error) { return s.poll(ctx, ctx) }
 
 func (s *Scheduler) poll(stop, ctx context.Context) (PollResult, error) {
-	if !s.checkClock(ctx) {
+	ok, judged := s.checkClockAt(ctx)
+	if !ok {
 		return PollResult{Paused: true}, nil
 	}
-	polled, failed, err := s.drain(stop, s.store.PollBefore, func(it storage.Entry, now time.Time) error {
+	polled, failed, err := s.drain(stop, judged, s.store.PollBefore, func(it storage.Entry, now time.Time) error {
 		err := s.handlePoll(ctx, it, now)
 		if err != nil {
 			s.log.Warn("status poll failed", "consent_id", it.Key.ConsentID,
@@ -298,10 +301,17 @@ func (s *Scheduler) poll(stop, ctx context.Context) (PollResult, error) {
 // drain started: a long pass that crosses midnight must not send on D−1 what it
 // would have sent on D−2. An entry a handler leaves in place (a store error) is not
 // retried in the same drain.
-func (s *Scheduler) drain(stop context.Context, read func(time.Time, int) ([]storage.Entry, error),
+//
+// judged is the clock reading checkClock judged (with its monotonic part): the pass
+// reads the index up to it, and every entry re-checks the clock against it
+// (stillTrusted), so a step after the check is seen before anything is decided.
+func (s *Scheduler) drain(stop context.Context, judged time.Time, read func(time.Time, int) ([]storage.Entry, error),
 	handle func(storage.Entry, time.Time) error) (handled, failed int, err error) {
-	now := s.clock.Now()
-	passStart := now
+	passStart := judged
+	if !s.stillTrusted(passStart) {
+		return 0, 0, nil
+	}
+	now := passStart.Round(0)
 	var (
 		mu   sync.Mutex
 		seen = map[storage.AttemptKey]bool{}

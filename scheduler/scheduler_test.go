@@ -403,7 +403,8 @@ func TestScheduler_RevocationStopsBilling(t *testing.T) {
 		h.kl.inject, h.kl.findErr = nil, nil
 		h.runUntil(at("2026-02-28", 0, 0))
 		a := h.attempt(c.ID, 0, 0)
-		assert.Equal(t, storage.AttemptCompleted, a.State, "looked up, adopted and followed: not left SUBMITTING")
+		assert.Equal(t, storage.AttemptRejected, a.State, "looked up, adopted and canceled at Klavi: not left SUBMITTING, never charged")
+		assert.Equal(t, klavi.PaymentCanceled, a.Status)
 		assert.Equal(t, "urn:fake:pay-1", a.PaymentID)
 		assert.Len(t, h.kl.createCalls(), 1, "and not re-sent for a revoked consent")
 	})

@@ -20,10 +20,9 @@ import (
 
 // An operator revokes a consent while its next cycle's payment is in flight
 // (SUBMITTING: Klavi created it, the answer was lost and the orders list could not
-// be read). Revoke cancels only SUBMITTED payments, so this one is skipped; the
-// next scan finds it in the orders list and adopts it, and nothing cancels it
-// then: the payer is charged on 31 Jan for a consent revoked on 21 Jan. Had the
-// answer arrived, Revoke would have canceled the same payment.
+// be read). The next scan finds it in the orders list and adopts it; the poll that
+// follows cancels it, as it would have been had the answer arrived in time: the
+// payer is not charged on 31 Jan for a consent revoked on 21 Jan.
 func TestScheduler_RevokeWhileCycleInFlightCancelsTheAdoptedPayment(t *testing.T) {
 	h := newHarness(t, at("2026-01-01", 8, 0), func(c *Config) { c.Policy.LeadDays = 10 })
 	c := loadExample(t, "monthly-31st.json")
@@ -45,10 +44,10 @@ func TestScheduler_RevokeWhileCycleInFlightCancelsTheAdoptedPayment(t *testing.T
 	assert.Contains(t, h.kl.cancels, a.PaymentID, "the payment found after the revocation is never canceled")
 }
 
-// Revoke decides which payments are "scheduled for a later date" on a clock it does
-// not check. With the clock 15 days ahead of Klavi's (in doubt: scans are paused),
-// the payment dated 31 Jan looks past and is not canceled; it settles on 31 Jan
-// although the consent was revoked on 22 Jan.
+// Which payments are "scheduled for a later date" is decided by the poll, on a
+// checked clock: with the clock 15 days ahead of Klavi's the payment dated 31 Jan
+// would look past and settle although the consent was revoked on 22 Jan. The poll
+// waits for the clocks to agree, then cancels it.
 func TestScheduler_RevokeWhileClockInDoubtLeavesScheduledPayment(t *testing.T) {
 	h := newHarness(t, at("2026-01-01", 8, 0), func(c *Config) { c.Policy.LeadDays = 10 })
 	pk := &probingKlavi{fakeKlavi: h.kl}
@@ -83,8 +82,8 @@ func TestScheduler_RevokeWhileClockInDoubtLeavesScheduledPayment(t *testing.T) {
 	assert.NotEqual(t, storage.AttemptCompleted, a.State, "a payment of a consent revoked on 22 Jan settled on 31 Jan")
 }
 
-// A cancellation that fails for a transient reason (a timeout) is logged and never
-// tried again: the payment of the revoked consent settles on its date.
+// A cancellation that fails for a transient reason (a timeout) is tried again at the
+// next poll (soon, not after the usual wait), until Klavi takes it.
 func TestScheduler_RevokeCancellationFailureIsRetried(t *testing.T) {
 	h := newHarness(t, at("2026-01-01", 8, 0), func(c *Config) { c.Policy.LeadDays = 10 })
 	fk := &flakyCancelKlavi{fakeKlavi: h.kl}
@@ -141,11 +140,10 @@ func (s *steppingStore) ListConsents(after string, limit int, st storage.Consent
 	return s.DB.ListConsents(after, limit, st)
 }
 
-// The clock is judged (checkClock) before the first scan's re-plan, and the pass's
-// own start instant, against which each entry checks for a step (stillTrusted), is
-// read after it. A 15-day step of the wall clock during the re-plan is therefore
-// never seen: the scan reads the due index up to the stepped instant and records
-// MISSED for a cycle whose window is open.
+// A 15-day step of the wall clock during the first scan's re-plan must be seen:
+// the re-plan runs before the clock is judged, and the pass measures steps from the
+// very reading it judged, so the scan never reads the due index up to a stepped
+// instant and records MISSED for a cycle whose window is open.
 func TestScheduler_ClockStepDuringFirstScanReplan(t *testing.T) {
 	db, err := storage.Open(filepath.Join(t.TempDir(), "billingd.db"), storage.Options{NoSync: true})
 	require.NoError(t, err)
@@ -176,9 +174,9 @@ func TestScheduler_ClockStepDuringFirstScanReplan(t *testing.T) {
 	t.Logf("scan: %+v; clock state: %+v", res, s.ClockState())
 }
 
-// The re-plan runs once per Scheduler, and a failed one is never tried again
-// (sync.Once is spent): the queued submission keeps the instant of the old
-// settings, and the daemon and the preview disagree until the next restart.
+// A re-plan that fails on a store error is tried again by the next scan, so the
+// queued submission does not keep the old settings' instant (and the daemon and the
+// preview agree).
 func TestScheduler_FailedReplanIsTriedAgain(t *testing.T) {
 	h := newHarness(t, at("2026-01-01", 8, 0), nil)
 	c := loadExample(t, "monthly-31st.json")
