@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -217,6 +218,12 @@ func migrate(tx *bolt.Tx, log *slog.Logger) error {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}
+	}
+	folds := tx.Bucket(bucketFolds)
+	if err := tx.Bucket(bucketConsents).ForEach(func(k, _ []byte) error {
+		return folds.Put([]byte(strings.ToLower(string(k))), bytes.Clone(k))
+	}); err != nil {
+		return err
 	}
 	attention, dates := tx.Bucket(bucketAttention), tx.Bucket(bucketDates)
 	var n int

@@ -308,6 +308,8 @@ func TestOpen_MigratesSchema1(t *testing.T) {
 	require.NoError(t, db.EachAttemptBetween(cycle.MustDate(2026, 3, 1), cycle.MustDate(2026, 3, 31), func(*Attempt) error { n++; return nil }))
 	assert.Equal(t, 1, n, "the dates index was built")
 	require.NoError(t, db.Check())
+	err = db.Apply(&Change{Consent: record(t, "URN:T:A", ConsentActive), NewConsent: true})
+	require.ErrorIs(t, err, ErrExists, "the letter-case index was built from the stored consents")
 }
 
 // BenchmarkDueTotals measures the scrape-time read of the upcoming and

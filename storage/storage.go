@@ -61,10 +61,13 @@ var (
 	bucketAttention = []byte("attention")
 	bucketEvents    = []byte("events")
 	bucketDates     = []byte("dates")
+	// bucketFolds maps each consent id in lower case to the id as stored, so that a
+	// consent whose id differs from a stored one only in letter case is refused.
+	bucketFolds = []byte("consent_folds")
 
 	// v1Buckets exist in every billingd file; v2Buckets came with schema 2.
 	v1Buckets  = [][]byte{bucketMeta, bucketConsents, bucketCursors, bucketDue, bucketAttempts, bucketPoll, bucketAmounts, bucketAttention}
-	v2Buckets  = [][]byte{bucketEvents, bucketDates}
+	v2Buckets  = [][]byte{bucketEvents, bucketDates, bucketFolds}
 	allBuckets = append(append([][]byte{}, v1Buckets...), v2Buckets...)
 
 	keySchema = []byte("schema")
@@ -970,6 +973,18 @@ func putConsent(tx *bolt.Tx, r *ConsentRecord, mustBeNew bool) error {
 	b := tx.Bucket(bucketConsents)
 	if mustBeNew && b.Get(key) != nil {
 		return fmt.Errorf("consent %s: %w", r.Consent.ID, ErrExists)
+	}
+	if folds := tx.Bucket(bucketFolds); folds != nil {
+		// Klavi's ids are opaque, but one that differs from a stored id only in letter
+		// case (a UUID written in capitals) is far more likely the same consent than
+		// another one: billing both would charge the payer twice.
+		fold := []byte(strings.ToLower(r.Consent.ID))
+		if other := folds.Get(fold); other != nil && !bytes.Equal(other, key) {
+			return fmt.Errorf("consent %s: %w: consent %s is stored, and their ids differ only in letter case", r.Consent.ID, ErrExists, other)
+		}
+		if err := folds.Put(fold, key); err != nil {
+			return err
+		}
 	}
 	raw, err := json.Marshal(r.Consent)
 	if err != nil {

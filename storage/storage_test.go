@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -330,4 +331,18 @@ func TestSnapshot(t *testing.T) {
 	require.NoError(t, sdb.Check())
 	_, err = sdb.GetConsent("urn:t:s")
 	require.NoError(t, err)
+}
+
+func TestDB_ConsentIDsDifferingOnlyInCase(t *testing.T) {
+	db, _ := openTemp(t)
+	const id = "9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"
+	require.NoError(t, db.Apply(&Change{Consent: record(t, id, ConsentActive), NewConsent: true}))
+	err := db.Apply(&Change{Consent: record(t, strings.ToUpper(id), ConsentActive), NewConsent: true})
+	require.ErrorIs(t, err, ErrExists, "the same UUID in capitals is the same consent")
+	assert.Contains(t, err.Error(), "differ only in letter case")
+	require.NoError(t, db.Apply(&Change{Consent: record(t, id, ConsentActive)}), "rewriting the stored one is fine")
+	require.NoError(t, db.Apply(&Change{Consent: record(t, "urn:klavi:other", ConsentActive), NewConsent: true}))
+	n, err := db.ListConsents("", 10, "")
+	require.NoError(t, err)
+	assert.Len(t, n, 2)
 }
