@@ -613,3 +613,18 @@ func TestNew_NamesEveryBadField(t *testing.T) {
 	_, err = klavi.New(config("https://api-sandbox.klavi.ai/"))
 	require.NoError(t, err)
 }
+
+func TestClient_ProbeReadsKlavisTimeInOneAttempt(t *testing.T) {
+	date := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	f := newFake(t, seq(answer(429, `{"statusCode":429}`, "Retry-After", "5", "Date", date.Format(http.TimeFormat))))
+	var got []time.Time
+	c, _, sl := newClient(t, f, nil, klavi.WithHooks(klavi.Hooks{OnServerTime: func(server, _ time.Time) { got = append(got, server) }}))
+	require.NoError(t, c.Probe(context.Background()), "any answer will do: it carries Klavi's time")
+	assert.Len(t, f.apiCalls(), 1, "one attempt: no retry, no Retry-After wait")
+	assert.Empty(t, sl.d)
+	require.NotEmpty(t, got)
+	assert.True(t, got[len(got)-1].Equal(date))
+
+	f.ts.Close()
+	require.Error(t, c.Probe(context.Background()), "no answer at all is an error")
+}

@@ -455,10 +455,21 @@ func cursorValue(v json.RawMessage) (string, error) {
 	return s, nil
 }
 
-// Probe makes one cheap request (the management API's list of apps) so that its
-// answer's Date header reports Klavi's time through Hooks.OnServerTime. Any answer
-// will do, a refusal included; the error is returned for the log.
+// Probe makes one cheap request (the management API's list of apps), a single
+// attempt with no retry and no wait, so that its answer's Date header reports
+// Klavi's time through Hooks.OnServerTime. Any answer will do, a 429 or a refusal
+// included: only a transport error (no answer at all) is returned as an error. It
+// takes the rate limit like every request.
 func (c *Client) Probe(ctx context.Context) error {
-	_, err := c.ListApps(ctx)
-	return err
+	if err := c.limiter.Wait(ctx); err != nil {
+		return fmt.Errorf("%s: rate limit: %w", epListApps.op, err)
+	}
+	token, err := c.token(ctx, "")
+	if err != nil {
+		token = "" // unauthenticated: a 401 carries a Date header too
+	}
+	if a := c.send(ctx, epListApps, http.MethodGet, pathApps, nil, token); a.err != nil {
+		return fmt.Errorf("%s: %w", epListApps.op, a.err)
+	}
+	return nil
 }

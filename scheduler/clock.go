@@ -139,10 +139,6 @@ func (s *Scheduler) checkClockAt(ctx context.Context) (ok bool, judged time.Time
 	if s.cfg.ClockTolerance < 0 {
 		return true, s.clock.Now() // the check is off
 	}
-	// One check at a time: the scan, the poll and the refresh would otherwise read
-	// the same old latest instant and each write it.
-	s.clockMu.Lock()
-	defer s.clockMu.Unlock()
 	nowM := s.clock.Now() // with the monotonic reading, for stepSince
 	now := nowM.Round(0)
 	hw, err := s.store.HighWater()
@@ -165,6 +161,15 @@ func (s *Scheduler) checkClockAt(ctx context.Context) (ok bool, judged time.Time
 		if probeErr = p.Probe(ctx); probeErr != nil {
 			s.log.Debug("klavi time probe", "err", probeErr)
 		}
+	}
+	// One judgment at a time (the probe above runs outside it, so a slow Klavi holds
+	// no other pass up): the scan, the poll and the refresh would otherwise read the
+	// same old latest instant and each write it.
+	s.clockMu.Lock()
+	defer s.clockMu.Unlock()
+	if hw, err = s.store.HighWater(); err != nil {
+		s.setClockState(ClockState{Doubt: true, Reason: "read the latest instant acted on: " + err.Error()})
+		return false, nowM
 	}
 	s.witness.mu.Lock()
 	skew, seen := s.witness.skew, s.witness.seen
