@@ -36,6 +36,9 @@ func (s *Scheduler) Replan(ctx context.Context) (ReplanResult, error) {
 		after = recs[len(recs)-1].ID()
 		for _, r := range recs {
 			res.Consents++
+			if !s.replanNeeded(r) {
+				continue // the common case: read in the page, nothing to lock or write
+			}
 			moved, err := s.replanOne(r.ID())
 			if err != nil {
 				return res, fmt.Errorf("replan %s: %w", r.ID(), err)
@@ -50,6 +53,20 @@ func (s *Scheduler) Replan(ctx context.Context) (ReplanResult, error) {
 			"lead_days", s.cfg.Policy.LeadDays, "submit_time", fmt.Sprintf("%02d:%02d", s.cfg.SubmitHour, s.cfg.SubmitMinute))
 	}
 	return res, nil
+}
+
+// replanNeeded reports, from a record read without its lock, whether its queued
+// submission's instant differs from the current settings' (replanOne then decides
+// under the lock).
+func (s *Scheduler) replanNeeded(rec *storage.ConsentRecord) bool {
+	if rec.State != storage.ConsentActive || rec.NextDue.IsZero() {
+		return false
+	}
+	sched := s.cfg.Policy.Schedule(rec.Consent)
+	if !sched.Exists(rec.NextCycle) {
+		return false
+	}
+	return !s.submitAt(sched.Due(rec.NextCycle).AddDays(-s.cfg.Policy.LeadDays)).Equal(rec.NextDue)
 }
 
 func (s *Scheduler) replanOne(id string) (bool, error) {
