@@ -215,8 +215,12 @@ func (v *verdict) checkAttempt(s *subject, a *storage.Attempt, kv *klaviView) {
 		switch {
 		case l != nil:
 			v.add(catMismatch, "%s: %s, yet Klavi holds %s", where, describeAttempt(a), describe(l))
-		case a.Attempt > 0 && a.State == storage.AttemptDropped && strings.Contains(a.Reason, "request day") &&
-			!a.CreatedAt.Before(a.Date.At(0, 0).Add(-v.tick)):
+		case a.Attempt > 0 && (a.State == storage.AttemptDropped && strings.Contains(a.Reason, "request day") &&
+			!a.CreatedAt.Before(a.Date.At(0, 0).Add(-v.tick)) ||
+			strings.Contains(a.Reason, "retry_too_soon")):
+			// (Or Klavi refused the send as arriving on the retry's date: it left in the
+			// last virtual minutes of its request day, which at this speed are
+			// milliseconds, and Klavi holds nothing for it.)
 			// Planned (the rejection seen) less than a scan's worth of virtual time
 			// before its request day ended: the scan that would send it came after
 			// midnight. The scan granularity of a sped-up clock, not a lost retry; the
