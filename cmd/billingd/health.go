@@ -25,13 +25,23 @@ type storeHealth struct {
 	m    *metrics.Metrics
 	stop func(error)
 
+	// dir is the database's directory: after a full disk, a write that succeeds is
+	// taken as recovery only when the file system has minFree bytes free again (a
+	// small write can fit in pages the file already has while the disk is full).
+	dir     string
+	minFree uint64
+
 	mu      sync.Mutex
 	failure error     // the last failure while unhealthy; nil when healthy
 	tried   time.Time // the last write attempt (real time: it paces the probe)
 }
 
+// diskMinFree is the free space a full disk must get back before the store counts as
+// healthy again: room for the file to grow by a few bbolt allocations.
+const diskMinFree = 8 << 20
+
 func newStoreHealth(log *slog.Logger, m *metrics.Metrics, stop func(error)) *storeHealth {
-	return &storeHealth{log: log, m: m, stop: stop}
+	return &storeHealth{log: log, m: m, stop: stop, minFree: diskMinFree}
 }
 
 // wrote records one write's outcome. It logs only the changes between healthy and
@@ -39,6 +49,13 @@ func newStoreHealth(log *slog.Logger, m *metrics.Metrics, stop func(error)) *sto
 func (h *storeHealth) wrote(err error) {
 	h.mu.Lock()
 	was := h.failure
+	if err == nil && was != nil && storage.FailureReason(was) == "enospc" && h.dir != "" {
+		if free, ok := freeBytes(h.dir); ok && free < h.minFree {
+			h.tried = time.Now() // still full: the write fit in the file's own pages
+			h.mu.Unlock()
+			return
+		}
+	}
 	h.failure, h.tried = err, time.Now()
 	h.mu.Unlock()
 	h.m.StoreWrite(err)

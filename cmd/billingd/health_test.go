@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -44,6 +45,24 @@ func TestStoreHealth(t *testing.T) {
 	require.Len(t, stopped, 1, "a replaced file stops it")
 	assert.ErrorIs(t, stopped[0], storage.ErrReplaced)
 
+	t.Run("after a full disk, a small write that fits is not recovery", func(t *testing.T) {
+		h := newStoreHealth(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, func(error) {})
+		h.dir = t.TempDir()
+		if _, ok := freeBytes(h.dir); !ok {
+			t.Skip("free space cannot be read here")
+		}
+		h.minFree = math.MaxUint64 // the file system never has that much free
+		h.wrote(fmt.Errorf("store: write: %w", syscall.ENOSPC))
+		h.wrote(nil)
+		assert.Contains(t, h.problem(), "store writes fail (enospc)", "still full: not ready")
+		h.minFree = 0 // space has returned
+		h.wrote(nil)
+		assert.Empty(t, h.problem())
+		h.wrote(errors.New("store: write: input/output error"))
+		h.minFree = math.MaxUint64
+		h.wrote(nil)
+		assert.Empty(t, h.problem(), "only a full disk waits for free space")
+	})
 	t.Run("probe", func(t *testing.T) {
 		h := newStoreHealth(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, func(error) {})
 		h.wrote(errors.New("store: write: input/output error"))

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -127,6 +128,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	ver, rev := buildVersion()
 	m := metrics.New(ver, rev, metrics.WithClock(clk), metrics.WithLogger(log))
 	d.health = newStoreHealth(log, m, d.stop)
+	d.health.dir = filepath.Dir(cfg.Storage.Path)
 	d.db, err = storage.Open(cfg.Storage.Path, storage.Options{Timeout: cfg.Storage.OpenTimeout, Logger: log, OnWrite: d.health.wrote})
 	if err != nil {
 		return nil, err
