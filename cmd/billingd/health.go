@@ -38,7 +38,7 @@ type storeHealth struct {
 
 // diskMinFree is the free space a full disk must get back before the store counts as
 // healthy again: room for the file to grow by a few bbolt allocations.
-const diskMinFree = 8 << 20
+const diskMinFree = 4 << 20
 
 func newStoreHealth(log *slog.Logger, m *metrics.Metrics, stop func(error)) *storeHealth {
 	return &storeHealth{log: log, m: m, stop: stop, minFree: diskMinFree}
