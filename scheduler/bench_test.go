@@ -110,3 +110,66 @@ func BenchmarkUpcoming(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(up.Items)), "items")
 }
+
+// BenchmarkRefreshIdle measures a run of the consent refresh job (every 5 minutes by
+// default) when no consent needs reading at Klavi: BENCH_CONSENTS active consents, all
+// refreshed recently, none awaiting authorization. sweep=1 forces the sweep of the
+// active consents each run (what every run did before sweeps were spaced by
+// RefreshEvery/24 and skipped when no consent awaits authorization).
+func BenchmarkRefreshIdle(b *testing.B) {
+	n := 100_000
+	if v := os.Getenv("BENCH_CONSENTS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	now := cycle.MustDate(2026, 3, 2).At(8, 0)
+	clk := clock.NewFake(now)
+	db, err := storage.Open(filepath.Join(b.TempDir(), "b.db"), storage.Options{Logger: quiet, NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	s, err := New(Config{Policy: Policy{LeadDays: 3, RetryMode: consent.Off}, SubmitHour: 9}, db, nil, WithClock(clk), WithLogger(quiet))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < n; i += 50_000 {
+		var cs []*consent.Consent
+		for j := i; j < min(i+50_000, n); j++ {
+			cs = append(cs, sandbox.SampleConsent(fmt.Sprintf("urn:bench:c-%07d", j), cycle.Monthly, cycle.DateOf(now).AddDays(4+j%30), 99_90))
+		}
+		if _, _, err := s.AddConsents(cs, cycle.DateOf(now), db.ApplyAll); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// Every consent was read at Klavi a moment ago: nothing is stale.
+	recs, err := db.ListConsents("", n, storage.ConsentActive)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var chs []*storage.Change
+	for _, r := range recs {
+		r.RefreshedAt = now
+		chs = append(chs, &storage.Change{Cursor: r})
+	}
+	if err := db.ApplyAll(chs); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.Refresh(context.Background()); err != nil { // the first run sweeps
+		b.Fatal(err)
+	}
+	for _, sweep := range []bool{false, true} {
+		b.Run(fmt.Sprintf("sweep=%t", sweep), func(b *testing.B) {
+			for b.Loop() {
+				if sweep {
+					s.refreshMu.Lock()
+					s.lastActiveSweep = time.Time{}
+					s.refreshMu.Unlock()
+				}
+				if res, err := s.Refresh(context.Background()); err != nil || res.Read != 0 {
+					b.Fatalf("refresh: %+v, %v", res, err)
+				}
+			}
+		})
+	}
+}

@@ -62,7 +62,27 @@ func (s *Scheduler) Refresh(ctx context.Context) (RefreshResult, error) {
 		return res, nil // an authorization is billed from "today": not while in doubt
 	}
 	now := s.clock.Now()
-	for _, st := range []storage.ConsentState{storage.ConsentAwaiting, storage.ConsentActive} {
+	// The sweeps read consents page by page, and a page filtered by state walks every
+	// cursor until it fills: a sweep is skipped when no consent can need it (no
+	// consent awaiting authorization), and active consents, refreshed every
+	// RefreshEvery, are swept at most every RefreshEvery/24 rather than at every run.
+	counts, err := s.store.Counts()
+	if err != nil {
+		return res, fmt.Errorf("refresh consents: %w", err)
+	}
+	var states []storage.ConsentState
+	if counts[storage.ConsentAwaiting] > 0 {
+		states = append(states, storage.ConsentAwaiting)
+	}
+	s.refreshMu.Lock()
+	sweepActive := counts[storage.ConsentActive] > 0 && (s.lastActiveSweep.IsZero() ||
+		now.Sub(s.lastActiveSweep) >= s.cfg.RefreshEvery/24 || now.Before(s.lastActiveSweep))
+	if sweepActive {
+		s.lastActiveSweep = now
+		states = append(states, storage.ConsentActive)
+	}
+	s.refreshMu.Unlock()
+	for _, st := range states {
 		after := ""
 		for ctx.Err() == nil {
 			recs, err := s.store.ListConsents(after, s.cfg.Batch, st)

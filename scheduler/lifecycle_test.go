@@ -166,3 +166,39 @@ func TestScheduler_ConsentLifecycle(t *testing.T) {
 		require.ErrorIs(t, err, storage.ErrNotFound)
 	})
 }
+
+// countingStore counts the consent sweeps (ListConsents pages) a Scheduler reads.
+type countingStore struct {
+	*storage.DB
+	pages map[storage.ConsentState]int
+}
+
+func (c *countingStore) ListConsents(after string, limit int, st storage.ConsentState) ([]*storage.ConsentRecord, error) {
+	c.pages[st]++
+	return c.DB.ListConsents(after, limit, st)
+}
+
+func TestScheduler_RefreshSweepsOnlyWhatCanNeedIt(t *testing.T) {
+	h := newHarness(t, at("2026-01-01", 8, 0), nil)
+	h.add(loadExample(t, "monthly-31st.json"))
+	cs := &countingStore{DB: h.db, pages: map[storage.ConsentState]int{}}
+	s, err := New(h.s.cfg, cs, h.kl, WithClock(h.clock))
+	require.NoError(t, err)
+	ctx := context.Background()
+	res, err := s.Refresh(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.Read)
+	assert.Zero(t, cs.pages[storage.ConsentAwaiting], "no consent awaits authorization: no sweep for them")
+	swept := cs.pages[storage.ConsentActive]
+	assert.Positive(t, swept)
+
+	h.clock.Set(at("2026-01-01", 8, 30)) // the refresh job runs every few minutes
+	_, err = s.Refresh(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, swept, cs.pages[storage.ConsentActive], "active consents are swept at most every RefreshEvery/24")
+
+	h.clock.Set(at("2026-01-01", 9, 1))
+	_, err = s.Refresh(ctx)
+	require.NoError(t, err)
+	assert.Greater(t, cs.pages[storage.ConsentActive], swept)
+}

@@ -26,6 +26,7 @@ type Store interface {
 	Attempts(consentID string) ([]*storage.Attempt, error)
 	Attention(s storage.AttemptState, limit int) ([]*storage.Attempt, error)
 	ListConsents(after string, limit int, state storage.ConsentState) ([]*storage.ConsentRecord, error)
+	Counts() (map[storage.ConsentState]int, error)
 	HighWater() (time.Time, error)
 	DueUntil(until time.Time) ([]storage.DueEntry, error)
 	AttentionSince(k storage.AttemptKey, st storage.AttemptState) (time.Time, bool, error)
@@ -169,6 +170,9 @@ type Scheduler struct {
 	replanMu  sync.Mutex // serializes replanFirst
 	replanned bool       // a re-plan has gone through (replanFirst)
 	clockMu   sync.Mutex // serializes checkClock
+
+	refreshMu       sync.Mutex
+	lastActiveSweep time.Time // when Refresh last swept the active consents
 
 	cronMu  sync.Mutex
 	running *runner
