@@ -191,6 +191,11 @@ func (s *Scheduler) freshBeforeSubmit(ctx context.Context, rec *storage.ConsentR
 // (handlePoll), with the clock checked, and tries again at every poll until Klavi
 // takes the cancellation or the date comes. It adds to ch.
 func (s *Scheduler) pollNow(rec *storage.ConsentRecord, now time.Time, ch *storage.Change) error {
+	if s.cancellerFor(rec) == nil {
+		s.log.Error("a revoked consent's scheduled payments cannot be canceled: set klavi.canceller (or give the consent's creditorAccount a holder); they are followed to their end",
+			"consent_id", rec.ID())
+		return nil
+	}
 	atts, err := s.store.Attempts(rec.ID())
 	if err != nil {
 		return err
@@ -251,10 +256,7 @@ func (s *Scheduler) CancelPayment(ctx context.Context, consentID, paymentID, act
 // cancelInto cancels a's payment at Klavi and, when Klavi takes it, records the
 // attempt REJECTED with status CANCELED into ch (its poll entry removed).
 func (s *Scheduler) cancelInto(ctx context.Context, rec *storage.ConsentRecord, a *storage.Attempt, now time.Time, actor string, ch *storage.Change) error {
-	by := s.cfg.Canceller
-	if by == nil || by.Identifier == "" {
-		by = creditorHolder(rec.Consent)
-	}
+	by := s.cancellerFor(rec)
 	if by == nil {
 		return ErrNoCanceller
 	}
@@ -272,6 +274,15 @@ func (s *Scheduler) cancelInto(ctx context.Context, rec *storage.ConsentRecord, 
 	s.emitAs(ch, actor, EventCanceled, now, rec.Consent, a, a.Reason)
 	s.log.Info("payment canceled", "consent_id", rec.ID(), "cycle", a.Cycle, "attempt", a.Attempt, "payment_id", a.PaymentID)
 	return nil
+}
+
+// cancellerFor is who cancels rec's payments: Config.Canceller, else the consent's
+// creditorAccount holder; nil when neither is known.
+func (s *Scheduler) cancellerFor(rec *storage.ConsentRecord) *klavi.Person {
+	if by := s.cfg.Canceller; by != nil && by.Identifier != "" {
+		return by
+	}
+	return creditorHolder(rec.Consent)
 }
 
 // creditorHolder is the receiver's holder of a consent, who may cancel its payments.
