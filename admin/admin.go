@@ -548,14 +548,10 @@ func (s *Server) attention(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %v", err), nil)
 		return
 	}
-	states := []storage.AttemptState{storage.AttemptUnconfirmed, storage.AttemptStuck, storage.AttemptMissed, storage.AttemptFailed, storage.AttemptSkipped}
+	states := storage.AttentionStates
 	if v := q.Get("state"); v != "" {
 		st := storage.AttemptState(strings.ToUpper(v))
-		found := false
-		for _, x := range states {
-			found = found || x == st
-		}
-		if !found {
+		if !isAttention(st) {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want one of %v", v, states), nil)
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -239,14 +240,7 @@ func (s *Server) attentionList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"items": items, "counts": out, "next": next})
 }
 
-func isAttention(st storage.AttemptState) bool {
-	for _, x := range storage.AttentionStates {
-		if x == st {
-			return true
-		}
-	}
-	return false
-}
+func isAttention(st storage.AttemptState) bool { return slices.Contains(storage.AttentionStates, st) }
 
 // resolveRequest is the body of POST /v1/attention/resolve.
 type resolveRequest struct {

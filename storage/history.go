@@ -68,8 +68,14 @@ func indexAttempt(tx *bolt.Tx, prev, a *Attempt) error {
 			return err
 		}
 	}
+	// Most writes of an attempt (a status poll, a reason) keep its date: its entry is
+	// already there, and putting it again would dirty a page of the dates index (and
+	// the branch pages above it) in every such commit.
+	if prev != nil && prev.Date == a.Date {
+		return nil
+	}
 	dates := tx.Bucket(bucketDates)
-	if prev != nil && prev.Date != a.Date && !prev.Date.IsZero() {
+	if prev != nil && !prev.Date.IsZero() {
 		if err := dates.Delete(dateKey(prev.Date, a.AttemptKey)); err != nil {
 			return err
 		}

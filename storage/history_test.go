@@ -254,6 +254,33 @@ func TestDB_AttemptsBetween(t *testing.T) {
 	})
 }
 
+// An attempt's entry in the dates index follows its date: kept while the date stays
+// (most writes only change its state), moved when the date changes.
+func TestDB_DatesIndexFollowsTheDate(t *testing.T) {
+	db, _ := openTemp(t)
+	require.NoError(t, db.Apply(&Change{Consent: record(t, "urn:t:a", ConsentActive), NewConsent: true}))
+	march, april := cycle.MustDate(2026, 3, 31), cycle.MustDate(2026, 4, 2)
+	a := attempt("urn:t:a", 0, 0, AttemptSubmitting, march, t0)
+	require.NoError(t, db.Apply(&Change{Attempts: []*Attempt{a}}))
+	dates := func() []string {
+		var out []string
+		require.NoError(t, db.EachAttemptBetween(march.AddDays(-40), april.AddDays(40), func(a *Attempt) error {
+			out = append(out, a.Date.String()+" "+string(a.State))
+			return nil
+		}))
+		return out
+	}
+	a.State, a.UpdatedAt = AttemptSubmitted, t0.Add(time.Minute)
+	require.NoError(t, db.Apply(&Change{Attempts: []*Attempt{a}}))
+	assert.Equal(t, []string{"2026-03-31 SUBMITTED"}, dates(), "same date: the entry stays")
+	a.Date, a.UpdatedAt = april, t0.Add(2*time.Minute)
+	require.NoError(t, db.Apply(&Change{Attempts: []*Attempt{a}}))
+	assert.Equal(t, []string{"2026-04-02 SUBMITTED"}, dates(), "new date: the entry moves")
+	a.Date = cycle.Date{}
+	require.NoError(t, db.Apply(&Change{Attempts: []*Attempt{a}}))
+	assert.Empty(t, dates(), "no date: no entry")
+}
+
 // A schema 1 file (no events or dates bucket, empty index values) is migrated when a
 // writer opens it, and read as it is by a reader.
 func TestOpen_MigratesSchema1(t *testing.T) {

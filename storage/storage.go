@@ -979,11 +979,14 @@ func putConsent(tx *bolt.Tx, r *ConsentRecord, mustBeNew bool) error {
 		// case (a UUID written in capitals) is far more likely the same consent than
 		// another one: billing both would charge the payer twice.
 		fold := []byte(strings.ToLower(r.Consent.ID))
-		if other := folds.Get(fold); other != nil && !bytes.Equal(other, key) {
+		other := folds.Get(fold)
+		if other != nil && !bytes.Equal(other, key) {
 			return fmt.Errorf("consent %s: %w: consent %s is stored, and their ids differ only in letter case", r.Consent.ID, ErrExists, other)
 		}
-		if err := folds.Put(fold, key); err != nil {
-			return err
+		if other == nil {
+			if err := folds.Put(fold, key); err != nil {
+				return err
+			}
 		}
 	}
 	raw, err := json.Marshal(r.Consent)
