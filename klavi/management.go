@@ -65,20 +65,7 @@ type CancelPaymentRequest struct {
 // digits for a CPF or 14 for a CNPJ. The document is never quoted.
 func (r *CancelPaymentRequest) Validate() problem.List {
 	var l problem.List
-	switch {
-	case r.IdentifierType == "":
-		l.Addf("identifierType", "is required: CPF or CNPJ")
-	case !r.IdentifierType.Valid():
-		l.Addf("identifierType", "%q must be CPF or CNPJ", truncate(string(r.IdentifierType), 10))
-	}
-	switch {
-	case r.CancelledBy == "":
-		l.Addf("cancelledBy", "is required")
-	case r.IdentifierType == CPF && !reCPF.MatchString(r.CancelledBy):
-		l.Addf("cancelledBy", "must be 11 digits for a CPF (got %d characters)", len(r.CancelledBy))
-	case r.IdentifierType == CNPJ && !reCNPJ.MatchString(r.CancelledBy):
-		l.Addf("cancelledBy", "must be 14 digits for a CNPJ (got %d characters)", len(r.CancelledBy))
-	}
+	checkIdentifier(&l, "identifierType", "cancelledBy", r.IdentifierType, r.CancelledBy, false)
 	return l
 }
 

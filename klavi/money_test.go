@@ -2,6 +2,7 @@ package klavi
 
 import (
 	"encoding/json"
+	"math/big"
 	"strings"
 	"testing"
 
@@ -131,15 +132,27 @@ func FuzzParseAmount(f *testing.F) {
 	})
 }
 
-// FuzzParseAnswerAmount: any JSON number or string ParseAnswerAmount accepts is an
-// exact amount that re-encodes to the string form and decodes back to the same value.
+// FuzzParseAnswerAmount: ParseAnswerAmount gives exactly the value of the JSON value
+// it is handed, checked against math/big: a JSON string as ParseAmount reads it, a
+// JSON number accepted exactly when it is a whole number of centavos in 0..MaxCents
+// (never negative, not even -0), anything else refused; and every amount accepted
+// re-encodes to the string form and decodes back to the same value.
 func FuzzParseAnswerAmount(f *testing.F) {
-	for _, s := range []string{`"3109.55"`, `3109.55`, `3109.5`, `1e3`, `3.10955e3`, `0.001`, `-1`, `"00.00"`, `null`} {
+	for _, s := range []string{`"3109.55"`, `3109.55`, `3109.5`, `1e3`, `3.10955e3`, `0.001`, `-1`, `"00.00"`, `null`, `310955E-2`, `9999999999999999.99`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
 		c, err := ParseAnswerAmount([]byte(in))
+		if want, ok := exactAnswerAmount(in); ok {
+			if want < 0 {
+				require.Error(t, err, "%s", in)
+			} else {
+				require.NoError(t, err, "%s", in)
+				require.Equal(t, want, c, "%s", in)
+			}
+		}
 		if err != nil {
+			require.ErrorIs(t, err, ErrAmount)
 			return
 		}
 		require.GreaterOrEqual(t, c, Cents(0))
@@ -150,4 +163,42 @@ func FuzzParseAnswerAmount(f *testing.F) {
 		require.NoError(t, json.Unmarshal(b, &back))
 		require.Equal(t, c, back)
 	})
+}
+
+// exactAnswerAmount is the fuzz oracle: what ParseAnswerAmount must give for in, as
+// encoding/json would hand it over (one JSON value, no surrounding space), or -1 for
+// an error; ok is false for inputs it does not judge (not JSON, or an exponent too
+// large to evaluate with math/big).
+func exactAnswerAmount(in string) (Cents, bool) {
+	if in == "" || strings.TrimSpace(in) != in || !json.Valid([]byte(in)) {
+		return 0, false
+	}
+	switch c := in[0]; {
+	case c == '"':
+		var s string
+		if json.Unmarshal([]byte(in), &s) != nil {
+			return 0, false
+		}
+		v, err := ParseAmount(s)
+		if err != nil {
+			return -1, true
+		}
+		return v, true
+	case c == '-':
+		return -1, true
+	case c < '0' || c > '9':
+		return -1, true // null, true, false, an object or an array
+	}
+	if i := strings.IndexAny(in, "eE"); i >= 0 && len(strings.TrimLeft(in[i+1:], "+-0")) > 3 {
+		return 0, false
+	}
+	r, ok := new(big.Rat).SetString(in)
+	if !ok {
+		return 0, false
+	}
+	r.Mul(r, big.NewRat(100, 1))
+	if !r.IsInt() || r.Num().Cmp(big.NewInt(int64(MaxCents))) > 0 {
+		return -1, true
+	}
+	return Cents(r.Num().Int64()), true
 }

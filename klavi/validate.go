@@ -175,7 +175,7 @@ func checkPerson(l *problem.List, path string, p *Person, alnumCNPJ, needName bo
 	if !checkRequired(l, path, p != nil) {
 		return
 	}
-	checkIdentifier(l, path, p.IdentifierType, p.Identifier, alnumCNPJ)
+	checkIdentifier(l, problem.Join(path, "identifierType"), problem.Join(path, "identifier"), p.IdentifierType, p.Identifier, alnumCNPJ)
 	if needName && p.Name == "" {
 		l.Addf(problem.Join(path, "name"), "is required")
 	}
@@ -188,8 +188,9 @@ func checkPerson(l *problem.List, path string, p *Person, alnumCNPJ, needName bo
 	}
 }
 
-func checkIdentifier(l *problem.List, path string, t IdentifierType, id string, alnumCNPJ bool) {
-	tp, ip := problem.Join(path, "identifierType"), problem.Join(path, "identifier")
+// checkIdentifier checks a document and its type, reported under tp and ip; the
+// document is never quoted.
+func checkIdentifier(l *problem.List, tp, ip string, t IdentifierType, id string, alnumCNPJ bool) {
 	switch {
 	case t == "":
 		l.Addf(tp, "is required")
@@ -212,7 +213,7 @@ func checkCustomer(l *problem.List, path string, c *Customer) {
 	if !checkRequired(l, path, c != nil) {
 		return
 	}
-	checkIdentifier(l, path, c.IdentifierType, c.Identifier, false)
+	checkIdentifier(l, problem.Join(path, "identifierType"), problem.Join(path, "identifier"), c.IdentifierType, c.Identifier, false)
 	if n := utf8.RuneCountInString(c.Name); n > maxNameLen {
 		l.Addf(problem.Join(path, "name"), "is %d characters long, the limit is %d", n, maxNameLen)
 	}

@@ -5,28 +5,15 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/klavi-billing/billingd/klavi"
 )
 
-// maxIDLen bounds an id (the schema's 256).
-const maxIDLen = 256
-
-// ValidID reports whether id can be a consent, payment or application id: 1..256
-// bytes of valid UTF-8, printable, with no '/' and no white space. Ids are opaque:
-// Klavi's schema gives a URN pattern while its examples are UUIDs, so the sandbox
-// takes either, and anything else of that shape.
-func ValidID(id string) bool {
-	if id == "" || len(id) > maxIDLen || !utf8.ValidString(id) {
-		return false
-	}
-	for _, r := range id {
-		if r == '/' || unicode.IsSpace(r) || !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
-}
+// ValidID reports whether id can be a consent, payment or application id: the
+// client's own rule, klavi.CheckID (1..256 printable characters, no '/' and no white
+// space). Ids are opaque: Klavi's schema gives a URN pattern while its examples are
+// UUIDs, so the sandbox takes either, and anything else of that shape.
+func ValidID(id string) bool { return klavi.CheckID(id) == nil }
 
 // Id kinds, which keep the counters' id spaces apart.
 const (

@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"encoding/base64"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -24,42 +23,6 @@ const pathManagement = "/payment/management/v1/merchants"
 // Management list paging (the orders list beside it in Klavi's reference).
 const defaultPageSize = 20
 
-// cancelBody is the body of POST .../payments/{paymentId}/cancel: the canceller's
-// document.
-type cancelBody struct {
-	CancelledBy    string `json:"cancelledBy"`
-	IdentifierType string `json:"identifierType"`
-}
-
-var (
-	reCPF       = regexp.MustCompile(`^[0-9]{11}$`)
-	reCNPJ      = regexp.MustCompile(`^[0-9]{14}$`)
-	reCNPJAlnum = regexp.MustCompile(`^[0-9A-Z]{12}[0-9]{2}$`)
-)
-
-// validate lists the body's problems; messages never quote the document.
-func (b *cancelBody) validate() problem.List {
-	var l problem.List
-	if b.CancelledBy == "" {
-		l.Addf("cancelledBy", "is required: the canceller's CPF or CNPJ digits")
-	}
-	switch b.IdentifierType {
-	case "":
-		l.Addf("identifierType", "is required: CPF or CNPJ")
-	case string(klavi.CPF):
-		if b.CancelledBy != "" && !reCPF.MatchString(b.CancelledBy) {
-			l.Addf("cancelledBy", "must be a CPF: 11 digits")
-		}
-	case string(klavi.CNPJ):
-		if b.CancelledBy != "" && !reCNPJ.MatchString(b.CancelledBy) && !reCNPJAlnum.MatchString(b.CancelledBy) {
-			l.Addf("cancelledBy", "must be a CNPJ: 14 digits (or 12 capital letters or digits and 2 digits)")
-		}
-	default:
-		l.Addf("identifierType", "must be CPF or CNPJ")
-	}
-	return l
-}
-
 // handleCancel serves POST .../consents/{consentId}/payments/{paymentId}/cancel: a
 // payment not yet final whose date is after the sandbox's today (Brasília) becomes
 // CANCELED, with cancellation {cancelledFrom INITIATOR, cancelledAt, cancelledBy};
@@ -68,11 +31,8 @@ func (b *cancelBody) validate() problem.List {
 // a retry Klavi runs for an autoRetryStrategy ends its original PAYMENT_REJECTED.
 func (s *Server) handleCancel(r *http.Request) reply {
 	ids, l := pathIDs(r, "consentId", "paymentId")
-	var b cancelBody
-	if l = append(l, readJSON(r, &b)...); len(l) == 0 {
-		l = b.validate()
-	}
-	if len(l) > 0 {
+	var b klavi.CancelPaymentRequest
+	if l = append(l, readValid(r, &b)...); len(l) > 0 {
 		return invalid(l)
 	}
 	now := s.lockNow()
@@ -93,7 +53,7 @@ func (s *Server) handleCancel(r *http.Request) reply {
 	}
 	p.settleAt = time.Time{}
 	p.status, p.reason, p.updatedAt = klavi.PaymentCanceled, nil, now
-	p.cancel = &cancellation{from: "INITIATOR", at: now, by: b.CancelledBy, byType: b.IdentifierType}
+	p.cancel = &cancellation{from: "INITIATOR", at: now, by: b.CancelledBy, byType: string(b.IdentifierType)}
 	s.touchPayment(p)
 	if root := p.original; p.kind == KindAutoRetry && root != nil {
 		root.status, root.updatedAt, root.plan = klavi.PaymentRejected, now, nil

@@ -173,6 +173,9 @@ func (s *Server) ScriptFaults(kinds ...string) {
 	s.mu.Unlock()
 }
 
+// errConsentKnown is AddConsent's error for a consent id the sandbox already holds.
+var errConsentKnown = errors.New("already known")
+
 // AddConsent seeds consents as if they had been created and authorized at Klavi;
 // each one's status is its Status (CONSENT_AUTHORIZED when empty). Each is
 // validated and copied, so the caller may reuse them; nothing is added unless all
@@ -194,7 +197,7 @@ func (s *Server) AddConsent(cs ...*consent.Consent) error {
 	for _, c := range cp {
 		if _, ok := s.consents[c.ID]; ok || seen[c.ID] {
 			s.unlock()
-			return fmt.Errorf("add consent %s: already known", c.ID)
+			return fmt.Errorf("add consent %s: %w", c.ID, errConsentKnown)
 		}
 		seen[c.ID] = true
 	}
@@ -922,7 +925,7 @@ func (s *Server) handleSeed(r *http.Request) reply {
 		return invalid(l)
 	}
 	if err := s.AddConsent(cs...); err != nil {
-		if strings.Contains(err.Error(), "already known") {
+		if errors.Is(err, errConsentKnown) {
 			return errReply(&refusal{status: 409, rule: RuleDuplicate, msg: err.Error()})
 		}
 		return errReply(&refusal{status: 400, rule: RuleInvalidRequest, msg: err.Error()})

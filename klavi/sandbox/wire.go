@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"encoding/json"
-	"strconv"
 	"strings"
 	"time"
 
@@ -144,7 +143,7 @@ type wireApp struct {
 // amount writes c (centavos) as the Amounts reading says: the JSON string
 // "3109.55" or the JSON number 3109.55, from the integer, never through a float.
 func (s *Server) amount(c klavi.Cents) json.RawMessage {
-	t := centsText(int64(c))
+	t := c.String()
 	if s.opts.Amounts == AmountsNumber {
 		return json.RawMessage(t)
 	}
@@ -157,20 +156,6 @@ func (s *Server) optAmount(c *klavi.Cents) json.RawMessage {
 		return nil
 	}
 	return s.amount(*c)
-}
-
-// centsText formats centavos as digits, a dot and two decimals: 310955 → "3109.55".
-func centsText(v int64) string {
-	sign := ""
-	if v < 0 {
-		sign, v = "-", -v
-	}
-	c := v % 100
-	t := sign + strconv.FormatInt(v/100, 10) + "."
-	if c < 10 {
-		t += "0"
-	}
-	return t + strconv.FormatInt(c, 10)
 }
 
 // enum writes an enum value (a status or reason code, held in UPPER_SNAKE_CASE) as
@@ -199,14 +184,11 @@ func (s *Server) reason(r *klavi.StatusReason) *wireReason {
 	return &wireReason{Code: s.enum(string(r.Code)), Message: r.Message}
 }
 
-// dateTimeLayout is the API's date-time form.
-const dateTimeLayout = "2006-01-02T15:04:05Z"
-
 // dateTime writes an instant in the API's form, YYYY-MM-DDThh:mm:ssZ; the zero time
 // stays absent.
 func dateTime(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.UTC().Format(dateTimeLayout)
+	return t.UTC().Format(klavi.DateTimeLayout)
 }
