@@ -446,7 +446,9 @@ func cursorValue(v json.RawMessage) (string, error) {
 // attempt with no retry and no wait, so that its answer's Date header reports
 // Klavi's time through Hooks.OnServerTime. Any answer will do, a 429 or a refusal
 // included: only a transport error (no answer at all) is returned as an error. It
-// takes the rate limit like every request.
+// takes the rate limit like every request. When the access token must be renewed
+// first, that renewal retries as every token request does (its answers report
+// Klavi's time too).
 func (c *Client) Probe(ctx context.Context) error {
 	if err := c.limiter.Wait(ctx); err != nil {
 		return fmt.Errorf("%s: rate limit: %w", epListApps.op, err)

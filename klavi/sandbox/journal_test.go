@@ -132,7 +132,10 @@ func TestJournal_ReplayAfterCrash(t *testing.T) {
 	}
 }
 
-func TestJournal_AnswerAfterDurable(t *testing.T) {
+// TestJournal_RecordWrittenBeforeAnswer shows a payment's record is in the journal
+// file when its answer arrives. That it was fsynced too cannot be told from here
+// (the page cache shows the data either way); the group commit's code says so.
+func TestJournal_RecordWrittenBeforeAnswer(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "j")
 	b := newRaw(t, sandbox.Options{Journal: path})
 	b.seed(monthly, "2026-02-05", 9990)
