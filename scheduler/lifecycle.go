@@ -262,7 +262,11 @@ func (s *Scheduler) cancelInto(ctx context.Context, rec *storage.ConsentRecord, 
 	}
 	_, err := s.klavi.CancelPayment(ctx, rec.ID(), a.PaymentID, &klavi.CancelPaymentRequest{CancelledBy: by.Identifier, IdentifierType: by.IdentifierType})
 	if err != nil {
-		return fmt.Errorf("cancel payment %s: %w", a.PaymentID, err)
+		// An error says nothing sure: an earlier attempt's answer may have been lost
+		// after Klavi canceled it (a retry then meets "already canceled"). Look.
+		if p, gerr := s.klavi.GetPayment(ctx, rec.ID(), a.PaymentID); gerr != nil || p.Status != klavi.PaymentCanceled {
+			return fmt.Errorf("cancel payment %s: %w", a.PaymentID, err)
+		}
 	}
 	if !a.NextPoll.IsZero() {
 		ch.DelPoll = append(ch.DelPoll, storage.PollItem{At: a.NextPoll, Key: a.AttemptKey})

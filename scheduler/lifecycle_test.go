@@ -202,3 +202,27 @@ func TestScheduler_RefreshSweepsOnlyWhatCanNeedIt(t *testing.T) {
 	require.NoError(t, err)
 	assert.Greater(t, cs.pages[storage.ConsentActive], swept)
 }
+
+// cancelLostKlavi cancels the payment, then loses the answer.
+type cancelLostKlavi struct{ *fakeKlavi }
+
+func (k *cancelLostKlavi) CancelPayment(ctx context.Context, consentID, paymentID string, r *klavi.CancelPaymentRequest) (*klavi.Payment, error) {
+	if _, err := k.fakeKlavi.CancelPayment(ctx, consentID, paymentID, r); err != nil {
+		return nil, err
+	}
+	return nil, &klavi.APIError{StatusCode: 422, Endpoint: "cancel_payment", Message: "payment already canceled"}
+}
+
+func TestScheduler_CancelWhoseAnswerWasLost(t *testing.T) {
+	h := newHarness(t, at("2026-01-01", 8, 0), func(c *Config) { c.Policy.LeadDays = 10 })
+	h.useKlavi(&cancelLostKlavi{h.kl})
+	c := loadExample(t, "monthly-31st.json")
+	c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-31")
+	h.add(c)
+	h.runUntil(at("2026-01-22", 10, 0))
+	a := h.attempt(c.ID, 0, 0)
+	got, err := h.s.CancelPayment(context.Background(), c.ID, a.PaymentID, "maria")
+	require.NoError(t, err, "Klavi canceled it: the refusal of the retry is looked past")
+	assert.Equal(t, storage.AttemptRejected, got.State)
+	assert.Equal(t, klavi.PaymentCanceled, got.Status)
+}
