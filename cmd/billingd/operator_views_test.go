@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -15,7 +14,7 @@ import (
 // TestDaemon_OperatorViews runs the operator commands against a real daemon: a
 // consent added after its first cycle's window closed is announced as MISSED, and
 // the daemon agrees; then the views of the daemon's API (attention, upcoming,
-// report, consent show), when this daemon serves them.
+// report, consent show).
 func TestDaemon_OperatorViews(t *testing.T) {
 	// Sun 4 Jan 2026: cycle 0 of the weekly example (due Mon 5 Jan) closed on Sat 3 Jan.
 	de := startTestDaemon(t, cycle.MustDate(2026, 1, 4).At(8, 0))
@@ -41,9 +40,6 @@ func TestDaemon_OperatorViews(t *testing.T) {
 	assert.Contains(t, stdout, `"nextSubmitAt": "2026-01-09T09:00:00-03:00"`)
 
 	code, stdout, stderr = de.cli("attention", "list")
-	if code != 0 && strings.Contains(stderr, "no route") {
-		t.Skip("this daemon does not serve the attention API yet")
-	}
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "1 MISSED")
 	assert.Contains(t, stdout, c.ID+"/0/0")

@@ -15,8 +15,7 @@
 //     and hangs a few requests past the client timeout;
 //   - billingd is SIGKILLed at random instants spread over the whole run and
 //     restarted, SIGSTOPped once for longer than its Klavi timeout, and the sandbox
-//     itself is SIGKILLed and restarted once (when it has --journal, so its ledger
-//     survives; otherwise that step is skipped and logged).
+//     itself is SIGKILLed and restarted once (its --journal keeps the ledger).
 //
 // Billing starts three days into the run, so every cycle's submission window is open
 // when billingd first starts: a cycle left MISSED, SKIPPED or FAILED is a lost cycle.
@@ -125,9 +124,8 @@ func TestCrash(t *testing.T) {
 	environ := append(os.Environ(), "BILLINGD_TEST_CLOCK="+clk.String())
 	t.Logf("BILLINGD_TEST_CLOCK=%s", clk)
 
-	// The sandbox: a separate process that keeps the ledger (in a write-ahead journal
-	// when it has one, so that it can be killed too).
-	journal := proc.HasFlag(bin, "sandbox", "journal")
+	// The sandbox: a separate process that keeps the ledger in a write-ahead journal,
+	// so that it can be killed too.
 	sbAddr := proc.FreePort(t)
 	sbLog, err := os.Create(filepath.Join(dir, "sandbox.log"))
 	require.NoError(t, err)
@@ -136,10 +134,8 @@ func TestCrash(t *testing.T) {
 	// Klavi timeout, hours on the fast clock: they are kept rare.
 	faults := fmt.Sprintf("drop=0.05,5xx=0.02,429=0.005,timeout=0.001,latency=1ms,seed=%d", seed)
 	sbArgs := []string{"sandbox", "--addr", sbAddr, "--access-key", "ak", "--secret-key", "sk",
-		"--consents", consentsFile, "--scenario", scenarioFile, "--faults", faults, "--token-ttl", "24h"}
-	if journal {
-		sbArgs = append(sbArgs, "--journal", filepath.Join(dir, "sandbox.journal"))
-	}
+		"--consents", consentsFile, "--scenario", scenarioFile, "--faults", faults, "--token-ttl", "24h",
+		"--journal", filepath.Join(dir, "sandbox.journal")}
 	startSandbox := func() *exec.Cmd {
 		cmd := exec.Command(bin, sbArgs...)
 		cmd.Env, cmd.Stdout, cmd.Stderr = environ, sbLog, sbLog
@@ -178,11 +174,7 @@ func TestCrash(t *testing.T) {
 		events = append(events, event{at: time.Duration(rng.Int64N(int64(span))), kind: "kill"})
 	}
 	events = append(events, event{at: span/5 + time.Duration(rng.Int64N(int64(span*3/5))), kind: "stop"})
-	if journal {
-		events = append(events, event{at: span/10 + time.Duration(rng.Int64N(int64(span*4/5))), kind: "sandbox-kill"})
-	} else {
-		t.Log("the sandbox has no --journal flag: its ledger would not survive a kill, so the sandbox is not killed in this run")
-	}
+	events = append(events, event{at: span/10 + time.Duration(rng.Int64N(int64(span*4/5))), kind: "sandbox-kill"})
 	sort.Slice(events, func(i, j int) bool { return events[i].at < events[j].at })
 	stopFor := 4 * klaviTimeout
 

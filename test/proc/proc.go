@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -148,12 +147,4 @@ func Download(url, token, path string, timeout time.Duration) error {
 		return fmt.Errorf("GET %s: %w", url, err)
 	}
 	return f.Close()
-}
-
-// HasFlag reports whether `bin command -h` lists the flag name (without dashes):
-// how a suite finds out what the binary it built supports.
-func HasFlag(bin, command, name string) bool {
-	out, _ := exec.Command(bin, command, "-h").CombinedOutput()
-	return strings.Contains(string(out), "  -"+name+" ") || strings.Contains(string(out), "  -"+name+"\n") ||
-		strings.Contains(string(out), "  --"+name+" ")
 }

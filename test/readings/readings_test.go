@@ -46,7 +46,9 @@ func TestReadings(t *testing.T) {
 		t.Skip("process test: builds and runs the binary")
 	}
 	dir := t.TempDir()
-	bin := proc.Build(t, dir)
+	// Under go test -race the daemon and the sandbox run with the race detector too:
+	// the logs are searched for its reports below.
+	bin := proc.Build(t, dir, proc.RaceFlags...)
 	readings := []struct {
 		name  string
 		flags []string
@@ -238,7 +240,11 @@ log:
 	for _, c := range cs {
 		assert.NotContains(t, string(logs), c.PaymentMethodConfig.ContractDebtor.Identifier, "no CPF in the log")
 	}
-	assert.False(t, bytes.Contains(logs, []byte("DATA RACE")))
+	sbLogs, err := os.ReadFile(sbLog.Name())
+	require.NoError(t, err)
+	for name, b := range map[string][]byte{"billingd": logs, "sandbox": sbLogs} {
+		assert.False(t, bytes.Contains(b, []byte("DATA RACE")), "the race detector reported a data race in the %s process", name)
+	}
 }
 
 func tail(b []byte, n int) string {
