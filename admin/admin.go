@@ -24,7 +24,7 @@
 //	POST   /v1/reconcile?consent=ID                 look UNCONFIRMED and STUCK attempts up in Klavi's orders list now
 //	GET    /v1/backup                               a consistent copy of the database
 //	POST   /v1/scheduler/scan, /v1/scheduler/poll   run a due scan or a status poll now
-//	POST   /v1/scheduler/refresh                    read consents at Klavi now (authorizations, revocations)
+//	POST   /v1/scheduler/refresh?consent=ID         run the consent refresh now (those due a read), or read one consent at Klavi now
 //
 // Ids ({id}, {pid}) are Klavi's opaque ids (UUIDs or urn: ids), escaped in the path.
 // Writes are recorded in the consent's timeline in the name of the X-Billingd-Actor
@@ -89,6 +89,7 @@ type Scheduler interface {
 	Scan(ctx context.Context) (scheduler.ScanResult, error)
 	Poll(ctx context.Context) (scheduler.PollResult, error)
 	Refresh(ctx context.Context) (scheduler.RefreshResult, error)
+	RefreshConsent(ctx context.Context, id string) (scheduler.RefreshResult, error)
 	Reconcile(ctx context.Context, consentID string) (scheduler.ReconcileResult, error)
 	CancelPayment(ctx context.Context, consentID, paymentID, actor string) (*storage.Attempt, error)
 	MissingAmounts() ([]scheduler.MissingAmount, error)
@@ -160,7 +161,15 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("POST /v1/scheduler/refresh", func(w http.ResponseWriter, r *http.Request) {
-		res, err := s.Scheduler.Refresh(r.Context())
+		var (
+			res scheduler.RefreshResult
+			err error
+		)
+		if id := r.URL.Query().Get("consent"); id != "" {
+			res, err = s.Scheduler.RefreshConsent(r.Context(), id)
+		} else {
+			res, err = s.Scheduler.Refresh(r.Context())
+		}
 		if err != nil {
 			s.fail(w, r, err)
 			return

@@ -155,7 +155,8 @@ func (s *Scheduler) checkClockAt(ctx context.Context) (ok bool, judged time.Time
 	}
 	stale := seen.IsZero() || now.Before(seen.Round(0)) || now.Sub(seen.Round(0)) > s.cfg.ClockProbeEvery ||
 		!hw.IsZero() && now.Sub(hw) > s.cfg.ClockTolerance || // moved ahead since the last decision
-		stepped(seen) // the wall clock stepped since Klavi's time was read
+		stepped(seen) || // the wall clock stepped since Klavi's time was read
+		s.ClockState().Doubt // in doubt: read Klavi's time at every pass, to resume at once
 	var probeErr error
 	if p, ok := s.klavi.(prober); ok && stale {
 		if probeErr = p.Probe(ctx); probeErr != nil {

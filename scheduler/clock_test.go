@@ -146,3 +146,21 @@ func TestScheduler_ClockReasonNamesAnUnreachableKlavi(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, res.Paused, "Klavi answers: the clock is checked and trusted")
 }
+
+func TestScheduler_ClockResumesAtTheNextPass(t *testing.T) {
+	h := newHarness(t, at("2026-01-01", 8, 0), nil)
+	pk := &probingKlavi{fakeKlavi: h.kl}
+	h.useKlavi(pk)
+	pk.sched = h.s
+	pk.offset = -24 * time.Hour // Klavi's clock a day behind: in doubt
+	res, err := h.s.Scan(context.Background())
+	require.NoError(t, err)
+	require.True(t, res.Paused)
+	pk.mu.Lock()
+	pk.offset = 0 // put right a minute later
+	pk.mu.Unlock()
+	h.clock.Set(at("2026-01-01", 8, 1))
+	res, err = h.s.Scan(context.Background())
+	require.NoError(t, err)
+	assert.False(t, res.Paused, "in doubt, Klavi's time is read at every pass, not every ClockProbeEvery")
+}

@@ -120,6 +120,30 @@ func (s *Scheduler) Refresh(ctx context.Context) (RefreshResult, error) {
 	return res, nil
 }
 
+// RefreshConsent reads one consent at Klavi now, whatever its last read, and records
+// what its status means (POST /v1/scheduler/refresh?consent=ID): an operator who
+// learns of a revocation at the bank need not wait for the daily read.
+func (s *Scheduler) RefreshConsent(ctx context.Context, id string) (RefreshResult, error) {
+	var res RefreshResult
+	if !s.checkClock(ctx) {
+		return res, fmt.Errorf("%w: clock in doubt: %s", ErrConflict, s.ClockState().Reason)
+	}
+	if _, err := s.store.GetConsent(id); err != nil {
+		return res, err
+	}
+	change, err := s.refreshOne(ctx, id)
+	res.Read = 1
+	switch {
+	case err != nil:
+		return res, err
+	case change == consentAuthorized:
+		res.Authorized = 1
+	case change == consentStopped:
+		res.Stopped = 1
+	}
+	return res, nil
+}
+
 // refreshOne reads one consent at Klavi and records what its status means.
 func (s *Scheduler) refreshOne(ctx context.Context, id string) (consentChange, error) {
 	kc, err := s.klavi.GetConsent(ctx, id)

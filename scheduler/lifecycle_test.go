@@ -226,3 +226,22 @@ func TestScheduler_CancelWhoseAnswerWasLost(t *testing.T) {
 	assert.Equal(t, storage.AttemptRejected, got.State)
 	assert.Equal(t, klavi.PaymentCanceled, got.Status)
 }
+
+func TestScheduler_RefreshConsentReadsNow(t *testing.T) {
+	h := newHarness(t, at("2026-01-01", 8, 0), func(c *Config) { c.Policy.LeadDays = 10 })
+	c := loadExample(t, "monthly-31st.json")
+	c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-31")
+	h.add(c)
+	_, err := h.s.Refresh(context.Background()) // read a moment ago
+	require.NoError(t, err)
+	h.kl.consentStatus = map[string]klavi.ConsentStatus{c.ID: klavi.ConsentRevoked} // revoked at the bank
+	res, err := h.s.Refresh(context.Background())
+	require.NoError(t, err)
+	assert.Zero(t, res.Read, "the periodic refresh waits for refresh_every")
+	res, err = h.s.RefreshConsent(context.Background(), c.ID)
+	require.NoError(t, err)
+	assert.Equal(t, RefreshResult{Read: 1, Stopped: 1}, res, "the forced read sees it at once")
+	assert.Equal(t, storage.ConsentRevoked, mustConsent(t, h, c.ID).State)
+	_, err = h.s.RefreshConsent(context.Background(), "urn:no:such")
+	require.ErrorIs(t, err, storage.ErrNotFound)
+}

@@ -61,6 +61,11 @@ func (p Policy) PreviewStored(rec *storage.ConsentRecord, atts []*storage.Attemp
 				cp.Stored = append(cp.Stored, StoredAttempt{Attempt: a.Attempt, State: a.State, Date: a.Date, Amount: a.Amount,
 					ClientRequestID: a.ClientRequestID, PaymentID: a.PaymentID, Status: a.Status, Reason: a.Reason})
 			}
+			for _, a := range stored {
+				if a.State == storage.AttemptCompleted { // settled: nothing more is retried
+					cp.Retries, cp.Dropped = []retry.Retry{}, []retry.Dropped{}
+				}
+			}
 			if a := stored[0]; a.Attempt == 0 {
 				amt := a.Amount
 				cp.Amount = &amt

@@ -326,7 +326,7 @@ func (w *world) finish(t *testing.T, d *daemon) {
 				assert.Equal(t, pays[0].PaymentID, a.PaymentID, "%s", k)
 			}
 		case storage.AttemptUnconfirmed:
-			unconfirmed++ // Klavi has it (409 to a re-send): never re-sent with a new key
+			unconfirmed++ // reconciliation looks every unknown outcome up: none should be left
 			assert.Len(t, pays, 1, "%s: unconfirmed, and the sandbox has it", k)
 		default:
 			t.Errorf("%s ended %s: %s", k, a.State, a.Reason)
@@ -337,6 +337,7 @@ func (w *world) finish(t *testing.T, d *daemon) {
 		len(w.expect), len(ledger), duplicates, lost, unconfirmed, st.Faults)
 	assert.Zero(t, duplicates)
 	assert.Zero(t, lost)
+	assert.Zero(t, unconfirmed, "every unknown outcome was looked up in Klavi's orders list")
 	assert.Zero(t, st.Refusals["one_per_cycle"], "billingd never asked for a second payment in a cycle")
 }
 
