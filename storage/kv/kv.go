@@ -1,0 +1,98 @@
+// Package kv is the ordered key-value transaction that billingd's storage engines
+// provide and package storage builds its records and indexes on.
+//
+// Contract (every engine, checked by kvtest):
+//   - Keys live in named buckets and are ordered bytewise within a bucket. A bucket
+//     is a name, not an object: every bucket named in Options exists, empty or not.
+//   - View runs fn on one consistent snapshot. Update runs fn and commits all its
+//     writes atomically and durably, or none. fn may run more than once (a group
+//     commit's retry, an optimistic transaction's conflict), so it must read and
+//     write only through its Tx and keep no effect of an earlier run.
+//   - An Update reads its own writes (Get, Cursor and Last see them).
+//   - Update is serializable: when a key fn read (present or absent), or a range a
+//     Cursor or Last walked, was changed by another writer before the commit, the
+//     engine runs fn again on fresh data (engines with one writer never conflict).
+//     Deleting a key from a walked range is the one change an engine may miss.
+//   - A read that fails (a lost connection, a timeout, a damaged page) returns nil,
+//     and the transaction fails with that error: View returns it, Update returns it
+//     and commits nothing. fn need not check reads for errors.
+//   - Values and keys returned by reads are valid only until fn returns.
+//   - Write.Fence, when not zero, must still hold when Update commits; when it does
+//     not, nothing is written and Update returns ErrFenced. An engine with one
+//     writer process (the flock of storage/bolt) has no other leader to fear and
+//     checks only that the fence is not zero.
+//   - MaxOps is the most puts and deletes one Update may carry (0: no limit); an
+//     Update with more fails with ErrTooLarge before writing anything.
+package kv
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrFenced: the write's fencing token no longer holds (the leadership that issued
+// it was lost); nothing was written.
+var ErrFenced = errors.New("fenced: this replica is no longer the leader")
+
+// ErrTooLarge: one Update carried more operations than the engine commits at once.
+var ErrTooLarge = errors.New("transaction too large")
+
+// A Fence is the proof of leadership a write carries: the election key the leader
+// holds and the revision that created it (etcd's create revision, an increasing
+// number: the fencing token). The zero Fence is no fence.
+type Fence struct {
+	Key string
+	Rev int64
+}
+
+// IsZero reports whether f is no fence.
+func (f Fence) IsZero() bool { return f.Key == "" && f.Rev == 0 }
+
+// Write tunes one Update.
+type Write struct {
+	// Fence, when not zero, must hold at commit (ErrFenced otherwise).
+	Fence Fence
+	// Batch lets the engine share the commit (and its fsync) with concurrent
+	// Updates; fn may then run more than once.
+	Batch bool
+}
+
+// Engine is an ordered, durable key-value store with transactions.
+type Engine interface {
+	View(ctx context.Context, fn func(Tx) error) error
+	Update(ctx context.Context, w Write, fn func(Tx) error) error
+	// MaxOps is the most puts and deletes one Update may hold; 0 is no limit.
+	MaxOps() int
+	// Name names the engine for messages and metrics ("bolt", "etcd").
+	Name() string
+	Close() error
+}
+
+// Tx is one transaction.
+type Tx interface {
+	// Bucket returns the named bucket. Names are a fixed set (the engine's Options);
+	// an unknown name panics, as it is a programming error.
+	Bucket(name []byte) Bucket
+	Writable() bool
+}
+
+// Bucket is an ordered map of keys to values inside a transaction.
+type Bucket interface {
+	// Get returns the key's value, or nil when the key is absent. A present key with
+	// an empty value returns a non-nil empty slice.
+	Get(key []byte) []byte
+	Put(key, value []byte) error
+	Delete(key []byte) error
+	Cursor() Cursor
+	// ForEach calls fn for every key in order; an error from fn stops it.
+	ForEach(fn func(k, v []byte) error) error
+	// Last returns the greatest key that begins with prefix and its value, or nil.
+	Last(prefix []byte) (k, v []byte)
+}
+
+// Cursor walks a bucket in key order. A nil key is the end.
+type Cursor interface {
+	First() (k, v []byte)
+	Seek(seek []byte) (k, v []byte)
+	Next() (k, v []byte)
+}
