@@ -46,7 +46,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -62,16 +61,15 @@ import (
 
 // Store is what the API reads.
 type Store interface {
-	GetConsent(id string) (*storage.ConsentRecord, error)
-	ListConsents(after string, limit int, state storage.ConsentState) ([]*storage.ConsentRecord, error)
-	Attempts(consentID string) ([]*storage.Attempt, error)
-	Attention(s storage.AttemptState, limit int) ([]*storage.Attempt, error)
-	Amounts(id string) (map[int]klavi.Cents, error)
-	Snapshot() (*os.File, int64, error)
-	Events(consentID string, after uint64, limit int) ([]storage.Event, bool, error)
-	AttentionItems(s storage.AttemptState, after string, limit int) ([]storage.AttentionItem, string, error)
-	AttentionCounts() (map[storage.AttemptState]int, error)
-	AttemptsBetween(from, to cycle.Date, consentID, after string, limit int, keep func(*storage.Attempt) bool) ([]*storage.Attempt, string, error)
+	GetConsent(ctx context.Context, id string) (*storage.ConsentRecord, error)
+	ListConsents(ctx context.Context, after string, limit int, state storage.ConsentState) ([]*storage.ConsentRecord, error)
+	Attempts(ctx context.Context, consentID string) ([]*storage.Attempt, error)
+	Attention(ctx context.Context, s storage.AttemptState, limit int) ([]*storage.Attempt, error)
+	Amounts(ctx context.Context, id string) (map[int]klavi.Cents, error)
+	Events(ctx context.Context, consentID string, after uint64, limit int) ([]storage.Event, bool, error)
+	AttentionItems(ctx context.Context, s storage.AttemptState, after string, limit int) ([]storage.AttentionItem, string, error)
+	AttentionCounts(ctx context.Context) (map[storage.AttemptState]int, error)
+	AttemptsBetween(ctx context.Context, from, to cycle.Date, consentID, after string, limit int, keep func(*storage.Attempt) bool) ([]*storage.Attempt, string, error)
 }
 
 var _ Store = (*storage.DB)(nil)
@@ -179,7 +177,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/reconcile", func(w http.ResponseWriter, r *http.Request) {
 		id := r.URL.Query().Get("consent")
 		if id != "" {
-			if _, err := s.Store.GetConsent(id); err != nil {
+			if _, err := s.Store.GetConsent(r.Context(), id); err != nil {
 				s.fail(w, r, err)
 				return
 			}
@@ -245,8 +243,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusBadRequest
 	case errors.Is(err, storage.ErrNotFound):
 		code = http.StatusNotFound
-	case errors.Is(err, storage.ErrExists), errors.Is(err, scheduler.ErrConflict):
+	case errors.Is(err, storage.ErrExists), errors.Is(err, scheduler.ErrConflict), errors.Is(err, storage.ErrConflict):
 		code = http.StatusConflict
+	case errors.Is(err, storage.ErrUnavailable):
+		code = http.StatusServiceUnavailable
 	case errors.Is(err, scheduler.ErrInvalid), errors.Is(err, scheduler.ErrNoCanceller):
 		code = http.StatusBadRequest
 	case errors.Is(err, klavi.ErrInvalidRequest), errors.Is(err, klavi.ErrRefused), errors.Is(err, klavi.ErrDuplicateRequest):
@@ -315,7 +315,7 @@ func (s *Server) listConsents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want one of %v", state, storage.ConsentStates), nil)
 		return
 	}
-	recs, err := s.Store.ListConsents(q.Get("after"), limit, state)
+	recs, err := s.Store.ListConsents(r.Context(), q.Get("after"), limit, state)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -431,7 +431,7 @@ func (s *Server) createAtKlavi(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getConsent(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.Store.GetConsent(r.PathValue("id"))
+	rec, err := s.Store.GetConsent(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -502,11 +502,11 @@ func (s *Server) setAmount(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) attempts(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, err := s.Store.GetConsent(id); err != nil {
+	if _, err := s.Store.GetConsent(r.Context(), id); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	list, err := s.Store.Attempts(id)
+	list, err := s.Store.Attempts(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -532,17 +532,17 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
 	if from.IsZero() {
 		from = cycle.DateOf(s.Clock.Now())
 	}
-	rec, err := s.Store.GetConsent(r.PathValue("id"))
+	rec, err := s.Store.GetConsent(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	amounts, err := s.Store.Amounts(rec.ID())
+	amounts, err := s.Store.Amounts(r.Context(), rec.ID())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	atts, err := s.Store.Attempts(rec.ID())
+	atts, err := s.Store.Attempts(r.Context(), rec.ID())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -568,7 +568,7 @@ func (s *Server) attention(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []*storage.Attempt{}
 	for _, st := range states {
-		list, err := s.Store.Attention(st, limit-len(out))
+		list, err := s.Store.Attention(r.Context(), st, limit-len(out))
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -585,7 +585,12 @@ func (s *Server) attention(w http.ResponseWriter, r *http.Request) {
 // transaction lasts as long as a local disk write, not as long as the client takes,
 // so a slow client never holds up a write that must grow the file.
 func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
-	f, n, err := s.Store.Snapshot()
+	snap, ok := s.Store.(storage.Snapshotter)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, errors.New("backup: this store has no file to copy; back up etcd with its own tools (etcdctl snapshot save)"), nil)
+		return
+	}
+	f, n, err := snap.Snapshot(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return

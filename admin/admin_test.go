@@ -21,7 +21,7 @@ import (
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/scheduler"
-	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 const token = "test-token-0123456789"
@@ -37,14 +37,14 @@ func (f *fakeKlavi) CreateConsent(_ context.Context, req *klavi.CreateConsentReq
 type env struct {
 	t   *testing.T
 	srv *httptest.Server
-	db  *storage.DB
+	db  *bolt.Store
 	kl  *fakeKlavi
 	sch *scheduler.Scheduler
 	clk *clock.Fake
 }
 
 func newEnv(t *testing.T) *env {
-	db, err := storage.Open(filepath.Join(t.TempDir(), "b.db"), storage.Options{NoSync: true})
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "b.db"), bolt.Options{NoSync: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	clk := clock.NewFake(cycle.MustDate(2026, 1, 2).At(10, 0))
@@ -239,7 +239,7 @@ func TestAdmin_BadRequests(t *testing.T) {
 		})
 	}
 	// Nothing was stored by any of them.
-	list, err := e.db.ListConsents("", 10, "")
+	list, err := e.db.ListConsents(context.Background(), "", 10, "")
 	require.NoError(t, err)
 	assert.Empty(t, list)
 }
@@ -248,12 +248,12 @@ func TestAdmin_NothingLostOnBadInput(t *testing.T) {
 	e := newEnv(t)
 	code, _ := e.do("POST", "/v1/consents", example(t, "monthly-31st.json"))
 	require.Equal(t, http.StatusCreated, code)
-	before, err := e.db.GetConsent("urn:klavi:consent-monthly-31st-0001")
+	before, err := e.db.GetConsent(context.Background(), "urn:klavi:consent-monthly-31st-0001")
 	require.NoError(t, err)
 	// A second, broken copy of the same consent changes nothing.
 	code, _ = e.do("POST", "/v1/consents", strings.Replace(example(t, "monthly-31st.json"), `"99.90"`, `"99.9"`, 1))
 	require.Equal(t, http.StatusBadRequest, code)
-	after, err := e.db.GetConsent("urn:klavi:consent-monthly-31st-0001")
+	after, err := e.db.GetConsent(context.Background(), "urn:klavi:consent-monthly-31st-0001")
 	require.NoError(t, err)
 	assert.Equal(t, before, after)
 }
@@ -272,10 +272,10 @@ func TestAdmin_Backup(t *testing.T) {
 	require.NoError(t, err)
 	p := filepath.Join(t.TempDir(), "copy.db")
 	require.NoError(t, os.WriteFile(p, buf.Bytes(), 0o600))
-	cp, err := storage.Open(p, storage.Options{ReadOnly: true, Timeout: time.Second})
+	cp, err := bolt.Open(p, bolt.Options{ReadOnly: true, Timeout: time.Second})
 	require.NoError(t, err)
 	defer cp.Close()
-	require.NoError(t, cp.Check())
-	_, err = cp.GetConsent("urn:klavi:consent-monthly-31st-0001")
+	require.NoError(t, cp.Check(context.Background()))
+	_, err = cp.GetConsent(context.Background(), "urn:klavi:consent-monthly-31st-0001")
 	require.NoError(t, err)
 }

@@ -103,11 +103,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	id := r.PathValue("id")
-	if _, err := s.Store.GetConsent(id); err != nil {
+	if _, err := s.Store.GetConsent(r.Context(), id); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	list, more, err := s.Store.Events(id, after, limit)
+	list, more, err := s.Store.Events(r.Context(), id, after, limit)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -198,7 +198,7 @@ func (s *Server) attentionList(w http.ResponseWriter, r *http.Request) {
 	case state == StateAmountMissing:
 		missingFrom = 0
 	default:
-		list, nx, err := s.Store.AttentionItems(storage.AttemptState(state), after, limit)
+		list, nx, err := s.Store.AttentionItems(r.Context(), storage.AttemptState(state), after, limit)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -228,7 +228,7 @@ func (s *Server) attentionList(w http.ResponseWriter, r *http.Request) {
 	} else if missingFrom >= 0 && len(missing) > missingFrom {
 		next = amountCursor + strconv.Itoa(missingFrom)
 	}
-	counts, err := s.Store.AttentionCounts()
+	counts, err := s.Store.AttentionCounts(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -390,7 +390,7 @@ func (s *Server) payments(w http.ResponseWriter, r *http.Request) {
 	if state != "" {
 		keep = func(a *storage.Attempt) bool { return a.State == state }
 	}
-	list, next, err := s.Store.AttemptsBetween(from, to, q.Get("consent"), q.Get("cursor"), limit, keep)
+	list, next, err := s.Store.AttemptsBetween(r.Context(), from, to, q.Get("consent"), q.Get("cursor"), limit, keep)
 	if errors.Is(err, storage.ErrBadCursor) {
 		writeError(w, http.StatusBadRequest, err, nil)
 		return

@@ -245,7 +245,7 @@ func (e *env) ledgerFixture() {
 		return &storage.Attempt{AttemptKey: storage.AttemptKey{ConsentID: monthlyID, Cycle: k, Attempt: n}, State: st, Date: date,
 			Amount: 99_90, PaymentID: pid, ClientRequestID: fmt.Sprintf("billingd-x-%d-%d", k, n), CreatedAt: at, UpdatedAt: at, SubmittedAt: at}
 	}
-	require.NoError(e.t, e.db.Apply(&storage.Change{Attempts: []*storage.Attempt{
+	require.NoError(e.t, e.db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{
 		mk(0, 0, storage.AttemptCompleted, cycle.MustDate(2025, 10, 31), "p0"),
 		mk(1, 0, storage.AttemptRejected, cycle.MustDate(2025, 11, 30), "p1"),
 		mk(1, 1, storage.AttemptCompleted, cycle.MustDate(2025, 12, 1), "p2"),

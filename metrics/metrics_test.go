@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -86,31 +87,35 @@ type fakeStore struct {
 	attention      map[storage.AttemptState]int
 	attentionSince map[storage.AttemptState]time.Time
 	due            []storage.DueEntry
-	mu             sync.Mutex // scrapes may run at once, as on a *storage.DB
+	mu             sync.Mutex // scrapes may run at once, as on a *bolt.Store
 	boundsCalledAt []time.Time
 }
 
 var _ StoreSource = (*fakeStore)(nil)
 
-func (f *fakeStore) Counts() (map[storage.ConsentState]int, error) { return f.counts, f.countsErr }
+func (f *fakeStore) Counts(ctx context.Context) (map[storage.ConsentState]int, error) {
+	return f.counts, f.countsErr
+}
 
-func (f *fakeStore) DueBounds(now time.Time) (time.Time, time.Time, error) {
+func (f *fakeStore) DueBounds(ctx context.Context, now time.Time) (time.Time, time.Time, error) {
 	f.mu.Lock()
 	f.boundsCalledAt = append(f.boundsCalledAt, now)
 	f.mu.Unlock()
 	return f.oldest, f.next, f.boundsErr
 }
 
-func (f *fakeStore) Stats() (storage.Stats, error) { return f.stats, f.statsErr }
+func (f *fakeStore) Stats(ctx context.Context) (storage.Stats, error) { return f.stats, f.statsErr }
 
-func (f *fakeStore) AttentionCounts() (map[storage.AttemptState]int, error) { return f.attention, nil }
+func (f *fakeStore) AttentionCounts(ctx context.Context) (map[storage.AttemptState]int, error) {
+	return f.attention, nil
+}
 
-func (f *fakeStore) AttentionOldest() (map[storage.AttemptState]time.Time, error) {
+func (f *fakeStore) AttentionOldest(ctx context.Context) (map[storage.AttemptState]time.Time, error) {
 	return f.attentionSince, nil
 }
 
 // DueTotals sums f.due as storage.DB does.
-func (f *fakeStore) DueTotals(untils ...time.Time) ([]storage.DueTotal, error) {
+func (f *fakeStore) DueTotals(ctx context.Context, untils ...time.Time) ([]storage.DueTotal, error) {
 	out := make([]storage.DueTotal, len(untils))
 	for i, u := range untils {
 		out[i].Until = u

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"time"
@@ -12,21 +13,19 @@ import (
 )
 
 // StoreSource is what the store gauges read at scrape time. *storage.DB implements
-// it; all three are cheap reads (no scan of the consents).
+// it (and storage.Sizer, when the engine has size figures); all three are cheap reads (no scan of the consents).
 type StoreSource interface {
 	// Counts returns the number of consents in each state.
-	Counts() (map[storage.ConsentState]int, error)
+	Counts(ctx context.Context) (map[storage.ConsentState]int, error)
 	// DueBounds returns the oldest due entry at or before now and the first one
 	// after now; either is zero when there is none.
-	DueBounds(now time.Time) (oldest, next time.Time, err error)
-	// Stats returns the database file's size figures.
-	Stats() (storage.Stats, error)
+	DueBounds(ctx context.Context, now time.Time) (oldest, next time.Time, err error)
 	// AttentionCounts returns the open attention items by attempt state.
-	AttentionCounts() (map[storage.AttemptState]int, error)
+	AttentionCounts(ctx context.Context) (map[storage.AttemptState]int, error)
 	// AttentionOldest returns when the oldest open item of each state opened.
-	AttentionOldest() (map[storage.AttemptState]time.Time, error)
+	AttentionOldest(ctx context.Context) (map[storage.AttemptState]time.Time, error)
 	// DueTotals sums the due index up to each instant (keys and values only).
-	DueTotals(untils ...time.Time) ([]storage.DueTotal, error)
+	DueTotals(ctx context.Context, untils ...time.Time) ([]storage.DueTotal, error)
 }
 
 var _ StoreSource = (*storage.DB)(nil)
@@ -123,8 +122,12 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	if src == nil {
 		return
 	}
+	// A scrape never waits long on the store: an unreachable etcd makes the store
+	// gauges invalid for this scrape, not the scrape hang.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 
-	if counts, err := src.Counts(); err != nil {
+	if counts, err := src.Counts(ctx); err != nil {
 		ch <- prometheus.NewInvalidMetric(c.consents, err)
 	} else {
 		states := slices.Clone(storage.ConsentStates)
@@ -140,7 +143,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	t := now()
-	if oldest, next, err := src.DueBounds(t); err != nil {
+	if oldest, next, err := src.DueBounds(ctx, t); err != nil {
 		ch <- prometheus.NewInvalidMetric(c.lag, err)
 		ch <- prometheus.NewInvalidMetric(c.next, err)
 	} else {
@@ -156,7 +159,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.next, prometheus.GaugeValue, ts)
 	}
 
-	if counts, err := src.AttentionCounts(); err != nil {
+	if counts, err := src.AttentionCounts(ctx); err != nil {
 		ch <- prometheus.NewInvalidMetric(c.attention, err)
 	} else {
 		for _, s := range storage.AttentionStates {
@@ -164,7 +167,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
-	if oldest, err := src.AttentionOldest(); err != nil {
+	if oldest, err := src.AttentionOldest(ctx); err != nil {
 		ch <- prometheus.NewInvalidMetric(c.oldest, err)
 	} else {
 		for _, s := range storage.AttentionStates {
@@ -180,7 +183,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, w := range upcomingWindows {
 		untils = append(untils, t.Add(w.d))
 	}
-	if totals, err := src.DueTotals(untils...); err != nil {
+	if totals, err := src.DueTotals(ctx, untils...); err != nil {
 		ch <- prometheus.NewInvalidMetric(c.upcoming, err)
 		ch <- prometheus.NewInvalidMetric(c.upcomingAmount, err)
 		ch <- prometheus.NewInvalidMetric(c.amountMissing, err)
@@ -192,7 +195,11 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
-	if st, err := src.Stats(); err != nil {
+	sizer, ok := src.(storage.Sizer)
+	if !ok {
+		return
+	}
+	if st, err := sizer.Stats(ctx); err != nil {
 		ch <- prometheus.NewInvalidMetric(c.size, err)
 		ch <- prometheus.NewInvalidMetric(c.inUse, err)
 	} else {

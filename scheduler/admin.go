@@ -95,24 +95,25 @@ func (s *Scheduler) addConsent(c *consent.Consent, billFrom cycle.Date, redirect
 		s.scheduleFirst(rec, now, ch)
 	}
 	record(ch, EventAdded, now, c.ID, actorOr(actor), addedReason(rec))
-	if err := s.store.Apply(ch); err != nil {
+	if err := s.store.Apply(context.Background(), ch); err != nil {
 		return nil, err
 	}
 	s.log.Info("consent added", append([]any{"consent_id", c.ID, "state", string(rec.State)}, s.nextAttrs(rec)...)...)
 	return rec, nil
 }
 
-// AddConsents stores many new consents in one transaction (first installs), each
-// with an "added" event by ActorOperator. Consents already stored are skipped and
-// counted, not changed.
-func (s *Scheduler) AddConsents(cs []*consent.Consent, billFrom cycle.Date, applyAll func([]*storage.Change) error) (added, skipped int, err error) {
+// AddConsents stores many new consents (first installs), each with an "added" event
+// by ActorOperator, in as few transactions as the store allows (one on bolt; chunks
+// within etcd's operation limit). Consents already stored are skipped and counted,
+// not changed. On an error, added counts the consents stored before it.
+func (s *Scheduler) AddConsents(ctx context.Context, cs []*consent.Consent, billFrom cycle.Date) (added, skipped int, err error) {
 	now := s.clock.Now()
 	if billFrom.IsZero() {
 		billFrom = cycle.DateOf(now)
 	}
 	chs := make([]*storage.Change, 0, len(cs))
 	for _, c := range cs {
-		if _, err := s.store.GetConsent(c.ID); err == nil {
+		if _, err := s.store.GetConsent(ctx, c.ID); err == nil {
 			skipped++
 			continue
 		} else if !errors.Is(err, storage.ErrNotFound) {
@@ -126,10 +127,8 @@ func (s *Scheduler) AddConsents(cs []*consent.Consent, billFrom cycle.Date, appl
 		record(ch, EventAdded, now, c.ID, ActorOperator, addedReason(rec))
 		chs = append(chs, ch)
 	}
-	if err := applyAll(chs); err != nil {
-		return 0, skipped, err
-	}
-	return len(chs), skipped, nil
+	added, err = s.store.ApplyAll(ctx, chs)
+	return added, skipped, err
 }
 
 // scheduleFirst points an active consent at its first cycle due on or after BillFrom.
@@ -155,7 +154,7 @@ func (s *Scheduler) Authorize(id, actor string) (*storage.ConsentRecord, error) 
 		return nil, err
 	}
 	defer s.locks.lock(id)()
-	rec, err := s.store.GetConsent(id)
+	rec, err := s.store.GetConsent(context.Background(), id)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +171,7 @@ func (s *Scheduler) Authorize(id, actor string) (*storage.ConsentRecord, error) 
 	ch := &storage.Change{Consent: rec}
 	s.scheduleFirst(rec, now, ch)
 	record(ch, EventAuthorized, now, id, actorOr(actor), authorizedReason(rec))
-	if err := s.store.Apply(ch); err != nil {
+	if err := s.store.Apply(context.Background(), ch); err != nil {
 		return nil, err
 	}
 	s.log.Info("consent authorized", append([]any{"consent_id", id}, s.nextAttrs(rec)...)...)
@@ -203,7 +202,7 @@ func authorizedReason(rec *storage.ConsentRecord) string {
 // local retries are dropped.
 func (s *Scheduler) Revoke(id, reason, actor string) (*storage.ConsentRecord, error) {
 	defer s.locks.lock(id)()
-	rec, err := s.store.GetConsent(id)
+	rec, err := s.store.GetConsent(context.Background(), id)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +222,7 @@ func (s *Scheduler) Revoke(id, reason, actor string) (*storage.ConsentRecord, er
 	if err := s.pollNow(rec, now, ch); err != nil {
 		return nil, err
 	}
-	if err := s.store.Apply(ch); err != nil {
+	if err := s.store.Apply(context.Background(), ch); err != nil {
 		return nil, err
 	}
 	return rec, nil
@@ -234,7 +233,7 @@ func (s *Scheduler) Revoke(id, reason, actor string) (*storage.ConsentRecord, er
 // and the amount must fit the consent's limits.
 func (s *Scheduler) SetAmount(id string, k int, a klavi.Cents, actor string) error {
 	defer s.locks.lock(id)()
-	rec, err := s.store.GetConsent(id)
+	rec, err := s.store.GetConsent(context.Background(), id)
 	if err != nil {
 		return err
 	}
@@ -252,7 +251,7 @@ func (s *Scheduler) SetAmount(id string, k int, a klavi.Cents, actor string) err
 	if k < rec.NextCycle {
 		return fmt.Errorf("%w: cycle %d of consent %s is already decided (the next cycle to bill is %d)", ErrConflict, k, id, rec.NextCycle)
 	}
-	if a, err := s.store.GetAttempt(storage.AttemptKey{ConsentID: id, Cycle: k}); err == nil {
+	if a, err := s.store.GetAttempt(context.Background(), storage.AttemptKey{ConsentID: id, Cycle: k}); err == nil {
 		return fmt.Errorf("%w: cycle %d of consent %s was already sent with %s (%s)", ErrConflict, k, id, a.Amount, a.State)
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return err
@@ -263,7 +262,7 @@ func (s *Scheduler) SetAmount(id string, k int, a klavi.Cents, actor string) err
 	now := s.clock.Now()
 	e := storage.ConsentEvent(string(EventAmountSet), now, id, actorOr(actor), "")
 	e.Cycle, e.Date, e.Amount = &k, sched.Due(k), &a
-	return s.store.Apply(&storage.Change{Amounts: []storage.CycleAmount{{ConsentID: id, Cycle: k, Amount: a}}, Events: []storage.Event{e}})
+	return s.store.Apply(context.Background(), &storage.Change{Amounts: []storage.CycleAmount{{ConsentID: id, Cycle: k, Amount: a}}, Events: []storage.Event{e}})
 }
 
 // Errors of Resolve.
@@ -283,7 +282,7 @@ func (s *Scheduler) Resolve(k storage.AttemptKey, note, actor string) (*storage.
 		return nil, fmt.Errorf("%w: a note is required", ErrInvalid)
 	}
 	defer s.locks.lock(k.ConsentID)()
-	a, err := s.store.GetAttempt(k)
+	a, err := s.store.GetAttempt(context.Background(), k)
 	if err != nil {
 		return nil, err
 	}
@@ -294,14 +293,14 @@ func (s *Scheduler) Resolve(k storage.AttemptKey, note, actor string) (*storage.
 		}
 		return nil, fmt.Errorf("%w: %w: attempt %s: %s", ErrConflict, ErrNotOpen, k, why)
 	}
-	since, _, err := s.store.AttentionSince(k, a.State)
+	since, _, err := s.store.AttentionSince(context.Background(), k, a.State)
 	if err != nil {
 		return nil, err
 	}
 	now := s.clock.Now()
 	a.Resolved = &storage.Resolution{At: now, By: actorOr(actor), Note: note, State: a.State, Since: since}
 	e := storage.AttemptEvent(string(EventResolved), now, a, actorOr(actor), note)
-	if err := s.store.Apply(&storage.Change{Attempts: []*storage.Attempt{a}, Events: []storage.Event{e}}); err != nil {
+	if err := s.store.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{a}, Events: []storage.Event{e}}); err != nil {
 		return nil, err
 	}
 	s.log.Info("attention item resolved", "consent_id", k.ConsentID, "cycle", k.Cycle, "attempt", k.Attempt, "state", string(a.State))

@@ -17,6 +17,7 @@ import (
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 // BenchmarkScanSubmit measures end-to-end submissions: each op is one consent's cycle
@@ -35,7 +36,7 @@ func BenchmarkScanSubmit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	db, err := storage.Open(filepath.Join(b.TempDir(), "b.db"), storage.Options{Logger: quiet})
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "b.db"), bolt.Options{Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func BenchmarkScanSubmit(b *testing.B) {
 		}
 		cs = append(cs, c)
 	}
-	if _, _, err := s.AddConsents(cs, cycle.DateOf(now), db.ApplyAll); err != nil {
+	if _, _, err := s.AddConsents(context.Background(), cs, cycle.DateOf(now)); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
@@ -82,7 +83,7 @@ func BenchmarkUpcoming(b *testing.B) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	now := cycle.MustDate(2026, 3, 2).At(8, 0)
 	clk := clock.NewFake(now)
-	db, err := storage.Open(filepath.Join(b.TempDir(), "b.db"), storage.Options{Logger: quiet, NoSync: true})
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "b.db"), bolt.Options{Logger: quiet, NoSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func BenchmarkUpcoming(b *testing.B) {
 			due := cycle.DateOf(now).AddDays(4 + j%30)
 			cs = append(cs, sandbox.SampleConsent(fmt.Sprintf("urn:bench:c-%07d", j), cycle.Monthly, due, 99_90))
 		}
-		if _, _, err := s.AddConsents(cs, cycle.DateOf(now), db.ApplyAll); err != nil {
+		if _, _, err := s.AddConsents(context.Background(), cs, cycle.DateOf(now)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -124,7 +125,7 @@ func BenchmarkRefreshIdle(b *testing.B) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	now := cycle.MustDate(2026, 3, 2).At(8, 0)
 	clk := clock.NewFake(now)
-	db, err := storage.Open(filepath.Join(b.TempDir(), "b.db"), storage.Options{Logger: quiet, NoSync: true})
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "b.db"), bolt.Options{Logger: quiet, NoSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -138,12 +139,12 @@ func BenchmarkRefreshIdle(b *testing.B) {
 		for j := i; j < min(i+50_000, n); j++ {
 			cs = append(cs, sandbox.SampleConsent(fmt.Sprintf("urn:bench:c-%07d", j), cycle.Monthly, cycle.DateOf(now).AddDays(4+j%30), 99_90))
 		}
-		if _, _, err := s.AddConsents(cs, cycle.DateOf(now), db.ApplyAll); err != nil {
+		if _, _, err := s.AddConsents(context.Background(), cs, cycle.DateOf(now)); err != nil {
 			b.Fatal(err)
 		}
 	}
 	// Every consent was read at Klavi a moment ago: nothing is stale.
-	recs, err := db.ListConsents("", n, storage.ConsentActive)
+	recs, err := db.ListConsents(context.Background(), "", n, storage.ConsentActive)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -152,7 +153,7 @@ func BenchmarkRefreshIdle(b *testing.B) {
 		r.RefreshedAt = now
 		chs = append(chs, &storage.Change{Cursor: r})
 	}
-	if err := db.ApplyAll(chs); err != nil {
+	if _, err := db.ApplyAll(context.Background(), chs); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := s.Refresh(context.Background()); err != nil { // the first run sweeps

@@ -141,7 +141,7 @@ func (s *Scheduler) checkClockAt(ctx context.Context) (ok bool, judged time.Time
 	}
 	nowM := s.clock.Now() // with the monotonic reading, for stepSince
 	now := nowM.Round(0)
-	hw, err := s.store.HighWater()
+	hw, err := s.store.HighWater(ctx)
 	if err != nil {
 		s.setClockState(ClockState{Doubt: true, Reason: "read the latest instant acted on: " + err.Error()})
 		return false, nowM
@@ -168,7 +168,7 @@ func (s *Scheduler) checkClockAt(ctx context.Context) (ok bool, judged time.Time
 	// same old latest instant and each write it.
 	s.clockMu.Lock()
 	defer s.clockMu.Unlock()
-	if hw, err = s.store.HighWater(); err != nil {
+	if hw, err = s.store.HighWater(ctx); err != nil {
 		s.setClockState(ClockState{Doubt: true, Reason: "read the latest instant acted on: " + err.Error()})
 		return false, nowM
 	}
@@ -203,7 +203,7 @@ func (s *Scheduler) checkClockAt(ctx context.Context) (ok bool, judged time.Time
 		return false, nowM
 	}
 	if now.After(hw) {
-		if err := s.store.Apply(&storage.Change{HighWater: now}); err != nil {
+		if err := s.store.Apply(ctx, &storage.Change{HighWater: now}); err != nil {
 			s.log.Warn("store the latest instant acted on", "err", err)
 		}
 	}

@@ -17,15 +17,15 @@ import (
 // the entry then stays and the next scan tries again.
 func (s *Scheduler) handleDue(ctx context.Context, it storage.DueItem, now time.Time) error {
 	defer s.locks.lock(it.Key.ConsentID)()
-	rec, err := s.store.GetConsent(it.Key.ConsentID)
+	rec, err := s.store.GetConsent(ctx, it.Key.ConsentID)
 	if errors.Is(err, storage.ErrNotFound) {
 		s.log.Warn("due entry without a consent removed", "consent_id", it.Key.ConsentID, "cycle", it.Key.Cycle)
-		return s.store.Apply(&storage.Change{DelDue: []storage.DueItem{it}})
+		return s.store.Apply(ctx, &storage.Change{DelDue: []storage.DueItem{it}})
 	}
 	if err != nil {
 		return err
 	}
-	att, err := s.store.GetAttempt(it.Key)
+	att, err := s.store.GetAttempt(ctx, it.Key)
 	if errors.Is(err, storage.ErrNotFound) {
 		att = nil
 	} else if err != nil {
@@ -52,27 +52,27 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 		if rec.NextCycle == k && rec.State == storage.ConsentActive {
 			s.advance(rec, sched, k, now, ch)
 		}
-		return s.store.Apply(ch)
+		return s.store.Apply(ctx, ch)
 	}
 	if rec.State != storage.ConsentActive {
 		if att != nil { // in flight when the consent stopped: never re-sent, looked up
 			return s.reconcileDue(ctx, rec, att, it, now)
 		}
-		return s.store.Apply(&storage.Change{DelDue: []storage.DueItem{it}})
+		return s.store.Apply(ctx, &storage.Change{DelDue: []storage.DueItem{it}})
 	}
 	if att == nil && k != rec.NextCycle {
 		s.log.Warn("stale due entry removed", "consent_id", c.ID, "cycle", k, "next_cycle", rec.NextCycle)
-		return s.store.Apply(&storage.Change{DelDue: []storage.DueItem{it}})
+		return s.store.Apply(ctx, &storage.Change{DelDue: []storage.DueItem{it}})
 	}
 	if !sched.Exists(k) {
 		ch := &storage.Change{DelDue: []storage.DueItem{it}}
 		s.stop(rec, storage.ConsentExpired, fmt.Sprintf("no cycle is due on or before the expiry date %s", sched.Expiry), now, ch)
-		return s.store.Apply(ch)
+		return s.store.Apply(ctx, ch)
 	}
 
 	var amount *klavi.Cents
 	if _, fixed := c.FixedAmount(); !fixed {
-		a, ok, err := s.store.Amount(c.ID, k)
+		a, ok, err := s.store.Amount(ctx, c.ID, k)
 		if err != nil {
 			return err
 		}
@@ -115,12 +115,12 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 		s.advance(rec, sched, k, now, ch)
 		s.log.Error("cycle missed", "consent_id", c.ID, "cycle", k, "due", plan.Due.String(), "deadline", plan.Deadline.String())
 		s.emit(ch, EventMissed, now, c, a, a.Reason)
-		return s.store.Apply(ch)
+		return s.store.Apply(ctx, ch)
 	case plan.State == StatePlanned && plan.SubmitOn.After(today):
 		// Early (the lead days changed): move the entry to the submit day.
 		at := s.submitAt(plan.SubmitOn)
 		rec.NextDue, rec.UpdatedAt = at, now
-		return s.store.Apply(&storage.Change{Cursor: rec, DelDue: []storage.DueItem{it}, PutDue: []storage.DueItem{{At: at, Key: it.Key}}})
+		return s.store.Apply(ctx, &storage.Change{Cursor: rec, DelDue: []storage.DueItem{it}, PutDue: []storage.DueItem{{At: at, Key: it.Key}}})
 	case plan.Amount == nil:
 		a := newAttempt(storage.AttemptSkipped, fmt.Sprintf(
 			"variable consent: no amount was set for cycle %d (due %s) by its submission day", k, plan.Due))
@@ -128,7 +128,7 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 		s.advance(rec, sched, k, now, ch)
 		s.log.Warn("cycle skipped", "consent_id", c.ID, "cycle", k, "reason", a.Reason)
 		s.emit(ch, EventSkipped, now, c, a, a.Reason)
-		return s.store.Apply(ch)
+		return s.store.Apply(ctx, ch)
 	}
 	if ok, err := s.freshBeforeSubmit(ctx, rec, now); err != nil || !ok {
 		return err // stopped at Klavi (revoked, rejected, expired): nothing is sent
@@ -157,7 +157,7 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched cycle.Schedule, a *storage.Attempt, it storage.DueItem, now time.Time) error {
 	c := rec.Consent
 	a.State, a.Sends, a.UpdatedAt = storage.AttemptSubmitting, a.Sends+1, now
-	if err := s.store.Apply(&storage.Change{Attempts: []*storage.Attempt{a}}); err != nil {
+	if err := s.store.Apply(ctx, &storage.Change{Attempts: []*storage.Attempt{a}}); err != nil {
 		return err
 	}
 	var (
@@ -186,22 +186,22 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 		// Anything but a plain "created" is looked up in Klavi's orders list by the
 		// clientRequestId, never guessed (reconcile.go).
 		if _, serr := s.settleUnknown(ctx, rec, sched, a, ans, err, s.maySend(rec, a, now), now, ch); serr != nil {
-			if aerr := s.store.Apply(ch); aerr != nil {
+			if aerr := s.store.Apply(ctx, ch); aerr != nil {
 				return aerr
 			}
 			return serr
 		}
-		return s.store.Apply(ch)
+		return s.store.Apply(ctx, ch)
 	}
 	if p.ID == "" {
 		// A 2xx without an id: the payment exists; its id is in the orders list.
 		if _, serr := s.settleUnknown(ctx, rec, sched, a, answerUnknown, errors.New("created, but the answer has no payment id"), s.maySend(rec, a, now), now, ch); serr != nil {
-			if aerr := s.store.Apply(ch); aerr != nil {
+			if aerr := s.store.Apply(ctx, ch); aerr != nil {
 				return aerr
 			}
 			return serr
 		}
-		return s.store.Apply(ch)
+		return s.store.Apply(ctx, ch)
 	}
 	a.State, a.PaymentID, a.Status, a.SubmittedAt, a.Confirm, a.DueAt = storage.AttemptSubmitted, p.ID, p.Status, now, "", time.Time{}
 	a.Reason = ""
@@ -220,7 +220,7 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 	if a.Attempt == 0 && rec.NextCycle == a.Cycle && rec.State == storage.ConsentActive {
 		s.advance(rec, sched, a.Cycle, now, ch)
 	}
-	return s.store.Apply(ch)
+	return s.store.Apply(ctx, ch)
 }
 
 // finish moves an attempt to a final state.
@@ -253,7 +253,7 @@ func (s *Scheduler) stop(rec *storage.ConsentRecord, st storage.ConsentState, re
 func (s *Scheduler) stopAs(actor string, kind EventKind, rec *storage.ConsentRecord, st storage.ConsentState, reason string, now time.Time, ch *storage.Change) {
 	if !rec.NextDue.IsZero() {
 		key := storage.AttemptKey{ConsentID: rec.Consent.ID, Cycle: rec.NextCycle}
-		a, err := s.store.GetAttempt(key)
+		a, err := s.store.GetAttempt(context.Background(), key)
 		if errors.Is(err, storage.ErrNotFound) || err == nil && a.State != storage.AttemptSubmitting {
 			ch.DelDue = append(ch.DelDue, storage.DueItem{At: rec.NextDue, Key: key})
 		} // a store error keeps the entry: the scan that meets it decides again
@@ -273,7 +273,7 @@ func (s *Scheduler) handleRetry(ctx context.Context, rec *storage.ConsentRecord,
 	case att != nil && att.State == storage.AttemptUnconfirmed:
 		return s.reconcileDue(ctx, rec, att, it, now) // looked up again every ReconcileEvery
 	case att == nil || att.State.Final() || att.State == storage.AttemptSubmitted || att.State == storage.AttemptStuck:
-		return s.store.Apply(ch) // a repeated entry
+		return s.store.Apply(ctx, ch) // a repeated entry
 	case att.State == storage.AttemptSubmitting && (att.Confirm != "" || !s.maySend(rec, att, now)):
 		// A second look, its request day has passed, or the consent stopped: one
 		// lookup decides, nothing is sent.
@@ -283,7 +283,7 @@ func (s *Scheduler) handleRetry(ctx context.Context, rec *storage.ConsentRecord,
 		s.finish(att, storage.AttemptDropped, now, reason)
 		ch.Attempts = []*storage.Attempt{att}
 		s.emit(ch, EventRetryDropped, now, c, att, reason)
-		return s.store.Apply(ch)
+		return s.store.Apply(ctx, ch)
 	case today.After(att.Date.AddDays(-1)): // its request day has passed
 		s.finish(att, storage.AttemptDropped, now, fmt.Sprintf("its request day %s has passed", att.Date.AddDays(-1)))
 		ch.Attempts = []*storage.Attempt{att}
@@ -291,7 +291,7 @@ func (s *Scheduler) handleRetry(ctx context.Context, rec *storage.ConsentRecord,
 		if err := s.planRetry(rec, sched, att, now, ch); err != nil {
 			return err
 		}
-		return s.store.Apply(ch)
+		return s.store.Apply(ctx, ch)
 	}
 	return s.send(ctx, rec, sched, att, it, now)
 }

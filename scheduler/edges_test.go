@@ -106,11 +106,11 @@ func assertExactlyOnce(t *testing.T, h *harness) {
 // PLANNED with no due entry, or SUBMITTED with no poll entry, to move it on.
 func assertNoneStuck(t *testing.T, h *harness, id string) {
 	t.Helper()
-	atts, err := h.db.Attempts(id)
+	atts, err := h.db.Attempts(context.Background(), id)
 	require.NoError(t, err)
-	due, err := h.db.DueBefore(at("2100-01-01", 0, 0), 100000)
+	due, err := h.db.DueBefore(context.Background(), at("2100-01-01", 0, 0), 100000)
 	require.NoError(t, err)
-	poll, err := h.db.PollBefore(at("2100-01-01", 0, 0), 100000)
+	poll, err := h.db.PollBefore(context.Background(), at("2100-01-01", 0, 0), 100000)
 	require.NoError(t, err)
 	inDue, inPoll := map[storage.AttemptKey]bool{}, map[storage.AttemptKey]bool{}
 	for _, e := range due {
@@ -164,7 +164,7 @@ func TestSchedulerRegression_LocalRetriesOfLastCycleBeforeExpiry(t *testing.T) {
 
 		require.Equal(t, storage.AttemptRejected, h.attempt(c.ID, 4, 0).State)
 		assert.Len(t, h.kl.retryCalls(), 1, "the first retry (21 Jan) should be requested on 20 Jan, as the preview shows")
-		atts, err := h.db.Attempts(c.ID)
+		atts, err := h.db.Attempts(context.Background(), c.ID)
 		require.NoError(t, err)
 		assert.Greater(t, len(atts), 1, "no retry attempt at all was recorded for the last cycle (not even DROPPED)")
 		assertExactlyOnce(t, h)
@@ -301,7 +301,7 @@ func TestSchedulerRegression_SetAmountWhileCycleInFlight(t *testing.T) {
 	h.runUntil(at("2026-02-12", 0, 0))
 	a := h.attempt(c.ID, 0, 0)
 	require.Equal(t, storage.AttemptCompleted, a.State)
-	stored, ok, err := h.db.Amount(c.ID, 0)
+	stored, ok, err := h.db.Amount(context.Background(), c.ID, 0)
 	require.NoError(t, err)
 	require.True(t, ok)
 	assert.Equal(t, a.Amount, stored, "amount charged %s, amount on record for the cycle %s", a.Amount, stored)
@@ -370,7 +370,7 @@ func TestSchedulerRegression_StaleNowAcrossMidnight(t *testing.T) {
 
 func mustConsent(t *testing.T, h *harness, id string) *storage.ConsentRecord {
 	t.Helper()
-	rec, err := h.db.GetConsent(id)
+	rec, err := h.db.GetConsent(context.Background(), id)
 	require.NoError(t, err)
 	return rec
 }
@@ -394,7 +394,7 @@ func (h *harness) stepUntil(end time.Time, cond func() bool) bool {
 		if cond() {
 			return true
 		}
-		next, err := h.db.NextWork(h.clock.Now())
+		next, err := h.db.NextWork(ctx, h.clock.Now())
 		require.NoError(h.t, err)
 		if next.IsZero() || next.After(end) {
 			return false
@@ -404,7 +404,7 @@ func (h *harness) stepUntil(end time.Time, cond func() bool) bool {
 }
 
 func (h *harness) attemptOK(id string, k, n int) (*storage.Attempt, bool) {
-	a, err := h.db.GetAttempt(storage.AttemptKey{ConsentID: id, Cycle: k, Attempt: n})
+	a, err := h.db.GetAttempt(context.Background(), storage.AttemptKey{ConsentID: id, Cycle: k, Attempt: n})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, false
 	}
@@ -472,7 +472,7 @@ func TestSchedulerEdge_CrashAroundRetryPOST(t *testing.T) {
 		require.Empty(t, h.kl.retryCalls())
 		// The state a kill leaves between send's first write and the POST.
 		a.State, a.Sends = storage.AttemptSubmitting, 1
-		require.NoError(t, h.db.Apply(&storage.Change{Attempts: []*storage.Attempt{a}}))
+		require.NoError(t, h.db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{a}}))
 		return h, c, a
 	}
 	t.Run("killed before the POST", func(t *testing.T) {
@@ -523,7 +523,7 @@ func TestSchedulerEdge_RetryOutcomes(t *testing.T) {
 		assert.Contains(t, a1.Reason, "Insufficient permissions requested")
 		assert.Equal(t, 2, a1.Lookups, "a 409 proves nothing by itself: looked up, and again before it is trusted")
 		assert.Equal(t, storage.AttemptCompleted, h.attempt(c.ID, 0, 2).State)
-		un, _ := h.db.Attention(storage.AttemptUnconfirmed, 10)
+		un, _ := h.db.Attention(context.Background(), storage.AttemptUnconfirmed, 10)
 		assert.Empty(t, un)
 		assertExactlyOnce(t, h)
 		assertNoneStuck(t, h, c.ID)
@@ -850,7 +850,7 @@ func TestSchedulerEdge_ExpiryOnADueDate(t *testing.T) {
 		assert.Nil(t, rk.strategies[calls[3].CRID], "both retry days are after expiry: no strategy")
 		rec := mustConsent(t, h, c.ID)
 		assert.Equal(t, storage.ConsentExpired, rec.State)
-		due, _ := h.db.DueBefore(at("2100-01-01", 0, 0), 10)
+		due, _ := h.db.DueBefore(context.Background(), at("2100-01-01", 0, 0), 10)
 		assert.Empty(t, due)
 	})
 	t.Run("expiry the evening before the due date (UTC instant on the due date)", func(t *testing.T) {
@@ -874,7 +874,7 @@ func TestSchedulerEdge_StaleIndexEntries(t *testing.T) {
 	require.Equal(t, storage.AttemptCompleted, h.attempt(c.ID, 0, 0).State)
 	now := h.clock.Now()
 	k := func(cy, n int) storage.AttemptKey { return storage.AttemptKey{ConsentID: c.ID, Cycle: cy, Attempt: n} }
-	require.NoError(t, h.db.Apply(&storage.Change{
+	require.NoError(t, h.db.Apply(context.Background(), &storage.Change{
 		PutDue: []storage.DueItem{
 			{At: now.Add(-time.Hour), Key: k(0, 0)},                                                   // a decided cycle
 			{At: now.Add(-time.Hour), Key: k(5, 0)},                                                   // a future cycle that is not next
@@ -892,9 +892,9 @@ func TestSchedulerEdge_StaleIndexEntries(t *testing.T) {
 	_, err = h.s.Poll(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, gets, h.kl.gets, "no status fetched for stale poll entries")
-	due, _ := h.db.DueBefore(now, 10)
+	due, _ := h.db.DueBefore(context.Background(), now, 10)
 	assert.Empty(t, due)
-	poll, _ := h.db.PollBefore(now, 10)
+	poll, _ := h.db.PollBefore(context.Background(), now, 10)
 	assert.Empty(t, poll)
 	h.runUntil(at("2026-03-15", 0, 0))
 	assert.Len(t, h.kl.createCalls(), 3, "cycles 0, 1, 2; the stale entry for cycle 5 sent nothing")
@@ -932,7 +932,7 @@ func TestSchedulerEdge_PollStatuses(t *testing.T) {
 		assert.Equal(t, storage.AttemptStuck, a.State)
 		assert.Contains(t, a.Reason, "PAYMENT_ON_HOLD")
 		assert.GreaterOrEqual(t, a.Lookups, 1)
-		stuck, err := h.db.Attention(storage.AttemptStuck, 10)
+		stuck, err := h.db.Attention(context.Background(), storage.AttemptStuck, 10)
 		require.NoError(t, err)
 		assert.Len(t, stuck, 1, "an attention item")
 		assert.Len(t, h.eventsOf(EventStuck), 1, "reported once")
@@ -946,7 +946,7 @@ func TestSchedulerEdge_PollStatuses(t *testing.T) {
 		h.kl.mu.Unlock()
 		h.runUntil(at("2026-03-22", 0, 0))
 		assert.Equal(t, storage.AttemptCompleted, h.attempt(c.ID, 0, 0).State)
-		stuck, _ = h.db.Attention(storage.AttemptStuck, 10)
+		stuck, _ = h.db.Attention(context.Background(), storage.AttemptStuck, 10)
 		assert.Empty(t, stuck)
 	})
 }
@@ -1012,7 +1012,7 @@ func TestSchedulerEdge_BillFrom(t *testing.T) {
 		calls := h.kl.createCalls()
 		require.Len(t, calls, 1)
 		assert.Equal(t, "2026-03-10", calls[0].Date.String())
-		atts, _ := h.db.Attempts(c.ID)
+		atts, _ := h.db.Attempts(context.Background(), c.ID)
 		assert.Len(t, atts, 1, "cycles before billFrom are neither billed nor reported")
 		assert.Empty(t, h.eventsOf(EventMissed))
 	})

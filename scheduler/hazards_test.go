@@ -20,6 +20,7 @@ import (
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 // settleAll settles every payment Klavi holds whose date has come, as Klavi does
@@ -135,7 +136,7 @@ func (p *onOffProber) Probe(context.Context) error {
 // on would be stored 15 days ahead. The wall and monotonic elapsed times are compared
 // (stepSince), and a step with no Klavi reading since is doubt.
 func TestHazard_ClockWallStepWhileKlaviUnreadable(t *testing.T) {
-	db, err := storage.Open(filepath.Join(t.TempDir(), "billingd.db"), storage.Options{NoSync: true})
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "billingd.db"), bolt.Options{NoSync: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	clk := &steppedClock{}
@@ -154,7 +155,7 @@ func TestHazard_ClockWallStepWhileKlaviUnreadable(t *testing.T) {
 	p.mu.Unlock()
 
 	assert.False(t, s.checkClock(ctx), "a 15-day step of the wall clock, Klavi unreadable, must be doubted")
-	hw, err := db.HighWater()
+	hw, err := db.HighWater(ctx)
 	require.NoError(t, err)
 	assert.True(t, hw.Before(before.Add(time.Hour)), "latest instant acted on stored %s ahead while the clock is wrong", hw.Sub(before).Round(time.Hour))
 }

@@ -17,7 +17,7 @@ import (
 
 func (h *harness) timeline(id string) []storage.Event {
 	h.t.Helper()
-	evs, more, err := h.db.Events(id, 0, 10000)
+	evs, more, err := h.db.Events(context.Background(), id, 0, 10000)
 	require.NoError(h.t, err)
 	require.False(h.t, more)
 	return evs
@@ -120,7 +120,7 @@ func TestScheduler_Resolve(t *testing.T) {
 	require.NoError(t, err)
 	key := storage.AttemptKey{ConsentID: c.ID, Cycle: 5}
 	require.Equal(t, storage.AttemptMissed, h.attempt(c.ID, 5, 0).State)
-	missing, err := h.db.AttentionCounts()
+	missing, err := h.db.AttentionCounts(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, 1, missing[storage.AttemptMissed])
 
@@ -139,7 +139,7 @@ func TestScheduler_Resolve(t *testing.T) {
 	assert.Equal(t, storage.AttemptMissed, a.Resolved.State)
 	assert.True(t, a.Resolved.At.Equal(at("2026-03-30", 12, 0)))
 	assert.True(t, a.Resolved.Since.Equal(at("2026-03-30", 10, 0)), "the item opened when the scan recorded it")
-	counts, err := h.db.AttentionCounts()
+	counts, err := h.db.AttentionCounts(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, 0, counts[storage.AttemptMissed])
 

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -169,10 +170,10 @@ func (s *Scheduler) Report(month string) (*Ledger, error) {
 	l := &Ledger{Month: month, From: from, To: to, Rows: []LedgerRow{}, Totals: map[Outcome]Sum{}}
 	intervals := map[string]cycle.Interval{}
 	var ferr error
-	err = s.store.EachAttemptBetween(from, to, func(a *storage.Attempt) error {
+	err = s.store.EachAttemptBetween(context.Background(), from, to, func(a *storage.Attempt) error {
 		iv, ok := intervals[a.ConsentID]
 		if !ok {
-			rec, err := s.store.GetConsent(a.ConsentID)
+			rec, err := s.store.GetConsent(context.Background(), a.ConsentID)
 			switch {
 			case errors.Is(err, storage.ErrNotFound):
 			case err != nil:

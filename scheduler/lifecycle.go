@@ -66,7 +66,7 @@ func (s *Scheduler) Refresh(ctx context.Context) (RefreshResult, error) {
 	// cursor until it fills: a sweep is skipped when no consent can need it (no
 	// consent awaiting authorization), and active consents, refreshed every
 	// RefreshEvery, are swept at most every RefreshEvery/24 rather than at every run.
-	counts, err := s.store.Counts()
+	counts, err := s.store.Counts(ctx)
 	if err != nil {
 		return res, fmt.Errorf("refresh consents: %w", err)
 	}
@@ -85,7 +85,7 @@ func (s *Scheduler) Refresh(ctx context.Context) (RefreshResult, error) {
 	for _, st := range states {
 		after := ""
 		for ctx.Err() == nil {
-			recs, err := s.store.ListConsents(after, s.cfg.Batch, st)
+			recs, err := s.store.ListConsents(ctx, after, s.cfg.Batch, st)
 			if err != nil {
 				return res, fmt.Errorf("refresh consents: %w", err)
 			}
@@ -128,7 +128,7 @@ func (s *Scheduler) RefreshConsent(ctx context.Context, id string) (RefreshResul
 	if !s.checkClock(ctx) {
 		return res, fmt.Errorf("%w: clock in doubt: %s", ErrConflict, s.ClockState().Reason)
 	}
-	if _, err := s.store.GetConsent(id); err != nil {
+	if _, err := s.store.GetConsent(ctx, id); err != nil {
 		return res, err
 	}
 	change, err := s.refreshOne(ctx, id)
@@ -152,7 +152,7 @@ func (s *Scheduler) refreshOne(ctx context.Context, id string) (consentChange, e
 		return consentUnchanged, err
 	}
 	defer s.locks.lock(id)()
-	rec, err := s.store.GetConsent(id)
+	rec, err := s.store.GetConsent(ctx, id)
 	if err != nil {
 		return consentUnchanged, err
 	}
@@ -184,7 +184,7 @@ func (s *Scheduler) applyConsentStatus(ctx context.Context, rec *storage.Consent
 			return consentUnchanged, err
 		}
 	}
-	if err := s.store.Apply(ch); err != nil {
+	if err := s.store.Apply(ctx, ch); err != nil {
 		return consentUnchanged, err
 	}
 	return change, nil
@@ -220,7 +220,7 @@ func (s *Scheduler) pollNow(rec *storage.ConsentRecord, now time.Time, ch *stora
 			"consent_id", rec.ID())
 		return nil
 	}
-	atts, err := s.store.Attempts(rec.ID())
+	atts, err := s.store.Attempts(context.Background(), rec.ID())
 	if err != nil {
 		return err
 	}
@@ -250,11 +250,11 @@ var (
 // timeline records actor as who canceled it.
 func (s *Scheduler) CancelPayment(ctx context.Context, consentID, paymentID, actor string) (*storage.Attempt, error) {
 	defer s.locks.lock(consentID)()
-	rec, err := s.store.GetConsent(consentID)
+	rec, err := s.store.GetConsent(ctx, consentID)
 	if err != nil {
 		return nil, err
 	}
-	atts, err := s.store.Attempts(consentID)
+	atts, err := s.store.Attempts(ctx, consentID)
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +269,7 @@ func (s *Scheduler) CancelPayment(ctx context.Context, consentID, paymentID, act
 		if err := s.cancelInto(ctx, rec, a, s.clock.Now(), actorOr(actor), ch); err != nil {
 			return nil, err
 		}
-		if err := s.store.Apply(ch); err != nil {
+		if err := s.store.Apply(ctx, ch); err != nil {
 			return nil, err
 		}
 		return a, nil

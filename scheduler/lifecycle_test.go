@@ -9,6 +9,7 @@ import (
 
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 func TestJudgeConsent(t *testing.T) {
@@ -169,19 +170,19 @@ func TestScheduler_ConsentLifecycle(t *testing.T) {
 
 // countingStore counts the consent sweeps (ListConsents pages) a Scheduler reads.
 type countingStore struct {
-	*storage.DB
+	*bolt.Store
 	pages map[storage.ConsentState]int
 }
 
-func (c *countingStore) ListConsents(after string, limit int, st storage.ConsentState) ([]*storage.ConsentRecord, error) {
+func (c *countingStore) ListConsents(ctx context.Context, after string, limit int, st storage.ConsentState) ([]*storage.ConsentRecord, error) {
 	c.pages[st]++
-	return c.DB.ListConsents(after, limit, st)
+	return c.Store.ListConsents(ctx, after, limit, st)
 }
 
 func TestScheduler_RefreshSweepsOnlyWhatCanNeedIt(t *testing.T) {
 	h := newHarness(t, at("2026-01-01", 8, 0), nil)
 	h.add(loadExample(t, "monthly-31st.json"))
-	cs := &countingStore{DB: h.db, pages: map[storage.ConsentState]int{}}
+	cs := &countingStore{Store: h.db, pages: map[storage.ConsentState]int{}}
 	s, err := New(h.s.cfg, cs, h.kl, WithClock(h.clock))
 	require.NoError(t, err)
 	ctx := context.Background()

@@ -16,17 +16,17 @@ import (
 func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now time.Time) error {
 	defer s.locks.lock(it.Key.ConsentID)()
 	ch := &storage.Change{DelPoll: []storage.PollItem{it}}
-	att, err := s.store.GetAttempt(it.Key)
+	att, err := s.store.GetAttempt(ctx, it.Key)
 	if errors.Is(err, storage.ErrNotFound) {
-		return s.store.Apply(ch)
+		return s.store.Apply(ctx, ch)
 	}
 	if err != nil {
 		return err
 	}
 	if att.State != storage.AttemptSubmitted && att.State != storage.AttemptStuck || att.PaymentID == "" {
-		return s.store.Apply(ch) // a stale entry
+		return s.store.Apply(ctx, ch) // a stale entry
 	}
-	rec, err := s.store.GetConsent(it.Key.ConsentID)
+	rec, err := s.store.GetConsent(ctx, it.Key.ConsentID)
 	if err != nil {
 		return err
 	}
@@ -42,7 +42,7 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 	if cancelLater {
 		err := s.cancelInto(ctx, rec, att, now, storage.ActorBillingd, ch)
 		if err == nil {
-			return s.store.Apply(ch)
+			return s.store.Apply(ctx, ch)
 		}
 		s.log.Error("cancel payment of a revoked consent; will try again at the next poll", "consent_id", c.ID,
 			"cycle", att.Cycle, "attempt", att.Attempt, "payment_id", att.PaymentID, "err", err)
@@ -60,11 +60,11 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 			if err := s.lookupStuck(ctx, rec, att, now, ch); err != nil {
 				return err
 			}
-			return s.store.Apply(ch)
+			return s.store.Apply(ctx, ch)
 		}
 		att.NextPoll = s.nextPoll(att, now)
 		ch.PutPoll = []storage.PollItem{{At: att.NextPoll, Key: att.AttemptKey}}
-		if err := s.store.Apply(ch); err != nil {
+		if err := s.store.Apply(ctx, ch); err != nil {
 			return err
 		}
 		if perr == nil {
@@ -90,7 +90,7 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 			}
 		}
 	}
-	return s.store.Apply(ch)
+	return s.store.Apply(ctx, ch)
 }
 
 // applyStatus records a payment status Klavi told (by its status poll, or its orders
@@ -172,7 +172,7 @@ func (s *Scheduler) planRetry(rec *storage.ConsentRecord, sched cycle.Schedule, 
 	for i := prev.Attempt; i < len(plan.Retries); i++ {
 		r, n := plan.Retries[i], i+1
 		key := storage.AttemptKey{ConsentID: c.ID, Cycle: prev.Cycle, Attempt: n}
-		if _, err := s.store.GetAttempt(key); err == nil {
+		if _, err := s.store.GetAttempt(context.Background(), key); err == nil {
 			return nil // already planned (a repeated poll)
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return err

@@ -350,12 +350,12 @@ func (s *Scheduler) reconcileDue(ctx context.Context, rec *storage.ConsentRecord
 		a.Confirm = storage.ConfirmLost // its window is closed and it was looked up before
 	}
 	if _, err := s.settleUnknown(ctx, rec, s.cfg.Policy.Schedule(rec.Consent), a, answerUnknown, nil, s.maySend(rec, a, now), now, ch); err != nil {
-		if aerr := s.store.Apply(ch); aerr != nil {
+		if aerr := s.store.Apply(ctx, ch); aerr != nil {
 			return aerr
 		}
 		return err
 	}
-	return s.store.Apply(ch)
+	return s.store.Apply(ctx, ch)
 }
 
 // Reconcile looks up, now, every UNCONFIRMED attempt (of one consent when consentID is
@@ -371,7 +371,7 @@ func (s *Scheduler) Reconcile(ctx context.Context, consentID string) (ReconcileR
 	}
 	var atts []*storage.Attempt
 	if consentID != "" {
-		all, err := s.store.Attempts(consentID)
+		all, err := s.store.Attempts(ctx, consentID)
 		if err != nil {
 			return res, fmt.Errorf("reconcile: %w", err)
 		}
@@ -382,7 +382,7 @@ func (s *Scheduler) Reconcile(ctx context.Context, consentID string) (ReconcileR
 		}
 	} else {
 		for _, st := range []storage.AttemptState{storage.AttemptUnconfirmed, storage.AttemptStuck} {
-			list, err := s.store.Attention(st, math.MaxInt32)
+			list, err := s.store.Attention(ctx, st, math.MaxInt32)
 			if err != nil {
 				return res, fmt.Errorf("reconcile: %w", err)
 			}
@@ -419,11 +419,11 @@ type ReconcileResult struct {
 // reconcileOne looks one attempt up under its consent's lock and returns its new state.
 func (s *Scheduler) reconcileOne(ctx context.Context, k storage.AttemptKey) (storage.AttemptState, error) {
 	defer s.locks.lock(k.ConsentID)()
-	a, err := s.store.GetAttempt(k)
+	a, err := s.store.GetAttempt(ctx, k)
 	if err != nil {
 		return "", err
 	}
-	rec, err := s.store.GetConsent(k.ConsentID)
+	rec, err := s.store.GetConsent(ctx, k.ConsentID)
 	if err != nil {
 		return a.State, err
 	}
@@ -450,7 +450,7 @@ func (s *Scheduler) reconcileOne(ctx context.Context, k storage.AttemptKey) (sto
 	default:
 		return a.State, nil
 	}
-	return a.State, s.store.Apply(ch)
+	return a.State, s.store.Apply(ctx, ch)
 }
 
 // lookupStuck looks up a submitted payment whose status Klavi has not told for longer

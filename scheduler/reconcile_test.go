@@ -97,7 +97,7 @@ func TestScheduler_StatusUnknown(t *testing.T) {
 		h.runUntil(at("2026-01-15", 0, 0))
 		a = h.attempt(id, 0, 0)
 		assert.Equal(t, storage.AttemptCompleted, a.State, "settled on the 10th, told by the list")
-		stuck, _ := h.db.Attention(storage.AttemptStuck, 10)
+		stuck, _ := h.db.Attention(context.Background(), storage.AttemptStuck, 10)
 		assert.Empty(t, stuck)
 	})
 	t.Run("GET answers 404 and the list does not have it: STUCK, polled on, recovers", func(t *testing.T) {
@@ -137,7 +137,7 @@ func TestScheduler_ReconcileLegacyUnconfirmed(t *testing.T) {
 	require.Equal(t, storage.AttemptSubmitted, a.State)
 	paymentID := a.PaymentID
 	a.State, a.PaymentID, a.Reason, a.NextPoll = storage.AttemptUnconfirmed, "", "Klavi already has clientRequestId (409)", time.Time{}
-	require.NoError(t, h.db.Apply(&storage.Change{Attempts: []*storage.Attempt{a}}))
+	require.NoError(t, h.db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{a}}))
 	res, err := h.s.Reconcile(context.Background(), "")
 	require.NoError(t, err)
 	assert.Equal(t, ReconcileResult{Looked: 1, Resolved: 1}, res)

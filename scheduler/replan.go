@@ -26,7 +26,7 @@ func (s *Scheduler) Replan(ctx context.Context) (ReplanResult, error) {
 	var res ReplanResult
 	after := ""
 	for ctx.Err() == nil {
-		recs, err := s.store.ListConsents(after, s.cfg.Batch, storage.ConsentActive)
+		recs, err := s.store.ListConsents(ctx, after, s.cfg.Batch, storage.ConsentActive)
 		if err != nil {
 			return res, fmt.Errorf("replan: %w", err)
 		}
@@ -71,7 +71,7 @@ func (s *Scheduler) replanNeeded(rec *storage.ConsentRecord) bool {
 
 func (s *Scheduler) replanOne(id string) (bool, error) {
 	defer s.locks.lock(id)()
-	rec, err := s.store.GetConsent(id)
+	rec, err := s.store.GetConsent(context.Background(), id)
 	if err != nil {
 		return false, err
 	}
@@ -79,7 +79,7 @@ func (s *Scheduler) replanOne(id string) (bool, error) {
 		return false, nil
 	}
 	key := storage.AttemptKey{ConsentID: id, Cycle: rec.NextCycle}
-	if _, err := s.store.GetAttempt(key); err == nil {
+	if _, err := s.store.GetAttempt(context.Background(), key); err == nil {
 		return false, nil // in flight or decided: not a queued submission
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return false, err
@@ -94,7 +94,7 @@ func (s *Scheduler) replanOne(id string) (bool, error) {
 	}
 	old := rec.NextDue
 	rec.NextDue, rec.UpdatedAt = at, s.clock.Now()
-	return true, s.store.Apply(&storage.Change{Cursor: rec,
+	return true, s.store.Apply(context.Background(), &storage.Change{Cursor: rec,
 		DelDue: []storage.DueItem{{At: old, Key: key}}, PutDue: []storage.DueItem{{At: at, Key: key}}})
 }
 

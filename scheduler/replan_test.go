@@ -24,7 +24,7 @@ func TestScheduler_ReplanFollowsTheSettings(t *testing.T) {
 	assert.Equal(t, ReplanResult{Consents: 1, Moved: 1}, res)
 	got := mustConsent(t, h, c.ID)
 	assert.True(t, got.NextDue.Equal(at("2026-01-06", 10, 30)), "%s", got.NextDue)
-	due, err := h.db.DueBefore(at("2026-12-31", 0, 0), 10)
+	due, err := h.db.DueBefore(context.Background(), at("2026-12-31", 0, 0), 10)
 	require.NoError(t, err)
 	require.Len(t, due, 1, "the old entry is gone")
 	assert.True(t, due[0].At.Equal(at("2026-01-06", 10, 30)))
@@ -60,7 +60,7 @@ func TestPolicy_PreviewStored(t *testing.T) {
 	require.NoError(t, err)
 	h.runUntil(at("2026-02-02", 0, 0)) // cycle 2 (31 Jan) submitted and completed
 	rec = mustConsent(t, h, c.ID)
-	atts, err := h.db.Attempts(c.ID)
+	atts, err := h.db.Attempts(context.Background(), c.ID)
 	require.NoError(t, err)
 	pol := h.s.Policy()
 	pv := pol.PreviewStored(rec, atts, d("2025-11-01"), 5, nil)

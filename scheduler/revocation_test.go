@@ -16,6 +16,7 @@ import (
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 // An operator revokes a consent while its next cycle's payment is in flight
@@ -103,7 +104,7 @@ func TestScheduler_RevokeCancellationFailureIsRetried(t *testing.T) {
 	a := h.attempt(c.ID, 0, 0)
 	assert.NotEqual(t, storage.AttemptCompleted, a.State, "one failed cancel call and the revoked consent's payment settles")
 	if a.State == storage.AttemptCompleted {
-		open, err := h.db.Attention(storage.AttemptStuck, 100)
+		open, err := h.db.Attention(context.Background(), storage.AttemptStuck, 100)
 		require.NoError(t, err)
 		t.Logf("attention items: %d; the failure was only logged", len(open))
 	}
@@ -126,18 +127,18 @@ func (f *flakyCancelKlavi) CancelPayment(ctx context.Context, consentID, payment
 // consents: an NTP step, or a restored VM's clock set right, in the seconds after
 // start, while the re-plan walks every consent.
 type steppingStore struct {
-	*storage.DB
+	*bolt.Store
 	clk   *steppedClock
 	step  time.Duration
 	armed atomic.Bool
 	once  sync.Once
 }
 
-func (s *steppingStore) ListConsents(after string, limit int, st storage.ConsentState) ([]*storage.ConsentRecord, error) {
+func (s *steppingStore) ListConsents(ctx context.Context, after string, limit int, st storage.ConsentState) ([]*storage.ConsentRecord, error) {
 	if s.armed.Load() {
 		s.once.Do(func() { s.clk.set(s.step) })
 	}
-	return s.DB.ListConsents(after, limit, st)
+	return s.Store.ListConsents(ctx, after, limit, st)
 }
 
 // A 15-day step of the wall clock during the first scan's re-plan must be seen:
@@ -145,11 +146,11 @@ func (s *steppingStore) ListConsents(after string, limit int, st storage.Consent
 // very reading it judged, so the scan never reads the due index up to a stepped
 // instant and records MISSED for a cycle whose window is open.
 func TestScheduler_ClockStepDuringFirstScanReplan(t *testing.T) {
-	db, err := storage.Open(filepath.Join(t.TempDir(), "billingd.db"), storage.Options{NoSync: true})
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "billingd.db"), bolt.Options{NoSync: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	clk := &steppedClock{}
-	st := &steppingStore{DB: db, clk: clk, step: 15 * 24 * time.Hour}
+	st := &steppingStore{Store: db, clk: clk, step: 15 * 24 * time.Hour}
 	p := &onOffProber{fakeKlavi: newFakeKlavi(clk), truth: time.Now}
 	s, err := New(Config{Policy: Policy{LeadDays: 3, RetryMode: consent.Attach}, SubmitHour: 9}, st, p, WithClock(clk))
 	require.NoError(t, err)
@@ -165,7 +166,7 @@ func TestScheduler_ClockStepDuringFirstScanReplan(t *testing.T) {
 	res, err := s.Scan(context.Background())
 	require.NoError(t, err)
 
-	a, err := db.GetAttempt(storage.AttemptKey{ConsentID: c.ID, Cycle: 0})
+	a, err := db.GetAttempt(context.Background(), storage.AttemptKey{ConsentID: c.ID, Cycle: 0})
 	if err == nil {
 		assert.NotEqual(t, storage.AttemptMissed, a.State, "MISSED written on a clock stepped 15 days during the re-plan: %s", a.Reason)
 	} else {
@@ -182,7 +183,7 @@ func TestScheduler_FailedReplanIsTriedAgain(t *testing.T) {
 	c := loadExample(t, "monthly-31st.json")
 	c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10") // lead 3: 7 Jan 09:00
 	h.add(c)
-	fs := &failingListStore{DB: h.db}
+	fs := &failingListStore{Store: h.db}
 	fs.fails.Store(1)
 	s, err := New(h.s.cfg, fs, h.kl, WithClock(h.clock))
 	require.NoError(t, err)
@@ -199,13 +200,13 @@ func TestScheduler_FailedReplanIsTriedAgain(t *testing.T) {
 
 // failingListStore fails ListConsents the first fails times.
 type failingListStore struct {
-	*storage.DB
+	*bolt.Store
 	fails atomic.Int32
 }
 
-func (f *failingListStore) ListConsents(after string, limit int, st storage.ConsentState) ([]*storage.ConsentRecord, error) {
+func (f *failingListStore) ListConsents(ctx context.Context, after string, limit int, st storage.ConsentState) ([]*storage.ConsentRecord, error) {
 	if f.fails.Add(-1) >= 0 {
 		return nil, errors.New("store: input/output error")
 	}
-	return f.DB.ListConsents(after, limit, st)
+	return f.Store.ListConsents(ctx, after, limit, st)
 }

@@ -16,22 +16,23 @@ import (
 
 // Store is what the scheduler needs of storage. *storage.DB implements it.
 type Store interface {
-	GetConsent(id string) (*storage.ConsentRecord, error)
-	GetAttempt(k storage.AttemptKey) (*storage.Attempt, error)
-	Amount(id string, k int) (klavi.Cents, bool, error)
-	DueBefore(t time.Time, limit int) ([]storage.DueItem, error)
-	PollBefore(t time.Time, limit int) ([]storage.PollItem, error)
-	Apply(ch *storage.Change) error
-	SetAmount(id string, k int, c klavi.Cents) error
-	Attempts(consentID string) ([]*storage.Attempt, error)
-	Attention(s storage.AttemptState, limit int) ([]*storage.Attempt, error)
-	ListConsents(after string, limit int, state storage.ConsentState) ([]*storage.ConsentRecord, error)
-	Counts() (map[storage.ConsentState]int, error)
-	HighWater() (time.Time, error)
-	DueUntil(until time.Time) ([]storage.DueEntry, error)
-	AttentionSince(k storage.AttemptKey, st storage.AttemptState) (time.Time, bool, error)
-	EachAttemptBetween(from, to cycle.Date, fn func(*storage.Attempt) error) error
-	Amounts(id string) (map[int]klavi.Cents, error)
+	GetConsent(ctx context.Context, id string) (*storage.ConsentRecord, error)
+	GetAttempt(ctx context.Context, k storage.AttemptKey) (*storage.Attempt, error)
+	Amount(ctx context.Context, id string, k int) (klavi.Cents, bool, error)
+	DueBefore(ctx context.Context, t time.Time, limit int) ([]storage.DueItem, error)
+	PollBefore(ctx context.Context, t time.Time, limit int) ([]storage.PollItem, error)
+	Apply(ctx context.Context, ch *storage.Change) error
+	ApplyAll(ctx context.Context, chs []*storage.Change) (applied int, err error)
+	SetAmount(ctx context.Context, id string, k int, c klavi.Cents) error
+	Attempts(ctx context.Context, consentID string) ([]*storage.Attempt, error)
+	Attention(ctx context.Context, s storage.AttemptState, limit int) ([]*storage.Attempt, error)
+	ListConsents(ctx context.Context, after string, limit int, state storage.ConsentState) ([]*storage.ConsentRecord, error)
+	Counts(ctx context.Context) (map[storage.ConsentState]int, error)
+	HighWater(ctx context.Context) (time.Time, error)
+	DueUntil(ctx context.Context, until time.Time) ([]storage.DueEntry, error)
+	AttentionSince(ctx context.Context, k storage.AttemptKey, st storage.AttemptState) (time.Time, bool, error)
+	EachAttemptBetween(ctx context.Context, from, to cycle.Date, fn func(*storage.Attempt) error) error
+	Amounts(ctx context.Context, id string) (map[int]klavi.Cents, error)
 }
 
 var _ Store = (*storage.DB)(nil)
@@ -309,7 +310,7 @@ func (s *Scheduler) poll(stop, ctx context.Context) (PollResult, error) {
 // judged is the clock reading checkClock judged (with its monotonic part): the pass
 // reads the index up to it, and every entry re-checks the clock against it
 // (stillTrusted), so a step after the check is seen before anything is decided.
-func (s *Scheduler) drain(stop context.Context, judged time.Time, read func(time.Time, int) ([]storage.Entry, error),
+func (s *Scheduler) drain(stop context.Context, judged time.Time, read func(context.Context, time.Time, int) ([]storage.Entry, error),
 	handle func(storage.Entry, time.Time) error) (handled, failed int, err error) {
 	passStart := judged
 	if !s.stillTrusted(passStart) {
@@ -321,7 +322,7 @@ func (s *Scheduler) drain(stop context.Context, judged time.Time, read func(time
 		seen = map[storage.AttemptKey]bool{}
 	)
 	for stop.Err() == nil {
-		items, err := read(now, s.cfg.Batch)
+		items, err := read(stop, now, s.cfg.Batch)
 		if err != nil {
 			return handled, failed, err
 		}

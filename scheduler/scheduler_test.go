@@ -18,13 +18,14 @@ import (
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/retry"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 // harness runs a scheduler on a fake clock, a real bbolt store and a fake Klavi.
 type harness struct {
 	t     *testing.T
 	clock *clock.Fake
-	db    *storage.DB
+	db    *bolt.Store
 	kl    *fakeKlavi
 	s     *Scheduler
 
@@ -35,7 +36,7 @@ type harness struct {
 func newHarness(t *testing.T, start time.Time, mod func(*Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: clock.NewFake(start)}
-	db, err := storage.Open(filepath.Join(t.TempDir(), "billingd.db"), storage.Options{NoSync: true, MaxBatchDelay: 20 * time.Microsecond})
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "billingd.db"), bolt.Options{NoSync: true, MaxBatchDelay: 20 * time.Microsecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	h.db, h.kl = db, newFakeKlavi(h.clock)
@@ -72,7 +73,7 @@ func (h *harness) runUntil(end time.Time) {
 		require.NoError(h.t, err)
 		_, err = h.s.Poll(ctx)
 		require.NoError(h.t, err)
-		next, err := h.db.NextWork(h.clock.Now())
+		next, err := h.db.NextWork(ctx, h.clock.Now())
 		require.NoError(h.t, err)
 		if next.IsZero() || next.After(end) {
 			break
@@ -98,7 +99,7 @@ func (h *harness) eventsOf(kinds ...EventKind) []Event {
 
 func (h *harness) attempt(id string, k, n int) *storage.Attempt {
 	h.t.Helper()
-	a, err := h.db.GetAttempt(storage.AttemptKey{ConsentID: id, Cycle: k, Attempt: n})
+	a, err := h.db.GetAttempt(context.Background(), storage.AttemptKey{ConsentID: id, Cycle: k, Attempt: n})
 	require.NoError(h.t, err)
 	return a
 }
@@ -211,7 +212,7 @@ func TestScheduler_CatchUpAfterDowntime(t *testing.T) {
 				assert.Equal(t, storage.AttemptMissed, a.State)
 				assert.Contains(t, a.Reason, "closed on 2026-02-18")
 				require.Len(t, h.eventsOf(EventMissed), 1)
-				missed, err := h.db.Attention(storage.AttemptMissed, 10)
+				missed, err := h.db.Attention(context.Background(), storage.AttemptMissed, 10)
 				require.NoError(t, err)
 				assert.Len(t, missed, 1, "listed for operators")
 			}
@@ -356,11 +357,11 @@ func TestScheduler_ExpiryStopsBilling(t *testing.T) {
 	h.add(c)
 	h.runUntil(at("2027-12-31", 0, 0))
 	assert.Len(t, h.eventsOf(EventSubmitted), 5)
-	rec, err := h.db.GetConsent(c.ID)
+	rec, err := h.db.GetConsent(context.Background(), c.ID)
 	require.NoError(t, err)
 	assert.Equal(t, storage.ConsentExpired, rec.State)
 	assert.Contains(t, rec.StateReason, "2027-01-31")
-	due, err := h.db.DueBefore(at("2100-01-01", 0, 0), 10)
+	due, err := h.db.DueBefore(context.Background(), at("2100-01-01", 0, 0), 10)
 	require.NoError(t, err)
 	assert.Empty(t, due, "nothing left to do")
 	assert.Len(t, h.eventsOf(EventConsentStopped), 1)
@@ -380,10 +381,10 @@ func TestScheduler_RevocationStopsBilling(t *testing.T) {
 		assert.ErrorIs(t, err, ErrConflict)
 		h.runUntil(at("2026-12-31", 0, 0))
 		assert.Len(t, h.eventsOf(EventSubmitted), 2, "nothing billed after revocation")
-		atts, err := h.db.Attempts(c.ID)
+		atts, err := h.db.Attempts(context.Background(), c.ID)
 		require.NoError(t, err)
 		assert.Len(t, atts, 2, "history kept")
-		rec, _ := h.db.GetConsent(c.ID)
+		rec, _ := h.db.GetConsent(context.Background(), c.ID)
 		assert.Equal(t, storage.ConsentRevoked, rec.State)
 		assert.Equal(t, klavi.ConsentRevoked, rec.Consent.Status)
 	})
@@ -419,7 +420,7 @@ func TestScheduler_RevocationStopsBilling(t *testing.T) {
 		}
 		h.add(c)
 		h.runUntil(at("2026-04-01", 0, 0))
-		rec, _ := h.db.GetConsent(c.ID)
+		rec, _ := h.db.GetConsent(context.Background(), c.ID)
 		assert.Equal(t, storage.ConsentRevoked, rec.State)
 		assert.Contains(t, rec.StateReason, "REVOKED_USER")
 		assert.Equal(t, klavi.ConsentRevoked, rec.Consent.Status)
@@ -480,7 +481,7 @@ func TestScheduler_ExactlyOnce(t *testing.T) {
 		assert.Equal(t, 1, a.Sends, "found: never re-sent")
 		require.Len(t, h.kl.createCalls(), 1)
 		assert.Len(t, h.kl.originals(c.ID), 1, "never a second payment")
-		un, _ := h.db.Attention(storage.AttemptUnconfirmed, 10)
+		un, _ := h.db.Attention(context.Background(), storage.AttemptUnconfirmed, 10)
 		assert.Empty(t, un)
 		// The next cycle goes on normally.
 		h.runUntil(at("2026-02-12", 0, 0))
@@ -511,7 +512,7 @@ func TestScheduler_ExactlyOnce(t *testing.T) {
 		// The state a kill leaves: the attempt durably SUBMITTING, nothing sent.
 		a := &storage.Attempt{AttemptKey: storage.AttemptKey{ConsentID: c.ID}, State: storage.AttemptSubmitting,
 			ClientRequestID: consent.ClientRequestID(c.ID, 0, 0), Date: d("2026-01-10"), Amount: 9990, Mode: consent.Attach, Sends: 1}
-		require.NoError(t, h.db.Apply(&storage.Change{Attempts: []*storage.Attempt{a}}))
+		require.NoError(t, h.db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{a}}))
 		h.runUntil(at("2026-01-20", 0, 0))
 		got := h.attempt(c.ID, 0, 0)
 		assert.Equal(t, storage.AttemptCompleted, got.State)
@@ -530,7 +531,7 @@ func TestScheduler_ExactlyOnce(t *testing.T) {
 		for _, call := range h.kl.createCalls() {
 			assert.LessOrEqual(t, call.Day.String(), "2026-01-08", "never sent after D−2")
 		}
-		un, _ := h.db.Attention(storage.AttemptUnconfirmed, 10)
+		un, _ := h.db.Attention(context.Background(), storage.AttemptUnconfirmed, 10)
 		assert.Empty(t, un)
 	})
 	t.Run("outcome unknown and the list unavailable past the window: UNCONFIRMED, reconciled hourly", func(t *testing.T) {
@@ -546,7 +547,7 @@ func TestScheduler_ExactlyOnce(t *testing.T) {
 		assert.Equal(t, storage.AttemptUnconfirmed, a.State)
 		assert.Contains(t, a.Reason, "could not be read")
 		assert.False(t, a.DueAt.IsZero(), "looked up again later")
-		rec, err := h.db.GetConsent(c.ID)
+		rec, err := h.db.GetConsent(context.Background(), c.ID)
 		require.NoError(t, err)
 		assert.Equal(t, 1, rec.NextCycle, "the cursor moved on")
 		finds := h.kl.finds
@@ -558,7 +559,7 @@ func TestScheduler_ExactlyOnce(t *testing.T) {
 		a = h.attempt(c.ID, 0, 0)
 		assert.Equal(t, storage.AttemptCompleted, a.State, "found, adopted and polled to its end")
 		assert.Len(t, h.kl.originals(c.ID), 1)
-		un, _ := h.db.Attention(storage.AttemptUnconfirmed, 10)
+		un, _ := h.db.Attention(context.Background(), storage.AttemptUnconfirmed, 10)
 		assert.Empty(t, un)
 	})
 	t.Run("re-send refused after a lost answer", func(t *testing.T) {

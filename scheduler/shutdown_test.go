@@ -64,7 +64,7 @@ func TestScheduler_GracefulStop(t *testing.T) {
 		require.ErrorIs(t, h.s.Stop(ctx), context.DeadlineExceeded)
 		a := h.attempt(id, 0, 0)
 		assert.Equal(t, storage.AttemptSubmitting, a.State, "safe: re-sent with the same key after restart")
-		due, err := h.db.DueBefore(h.clock.Now(), 10)
+		due, err := h.db.DueBefore(ctx, h.clock.Now(), 10)
 		require.NoError(t, err)
 		require.Len(t, due, 1, "and due at once")
 		// The next start sends it again, with the same key.

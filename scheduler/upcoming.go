@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -172,7 +173,7 @@ func (s *Scheduler) Upcoming(from, to cycle.Date) (*Upcoming, error) {
 	}
 	now := s.clock.Now()
 	start, end := from.At(0, 0), to.AddDays(1).At(0, 0).Add(-time.Nanosecond)
-	entries, err := s.store.DueUntil(end)
+	entries, err := s.store.DueUntil(context.Background(), end)
 	if err != nil {
 		return nil, fmt.Errorf("upcoming: %w", err)
 	}
@@ -184,20 +185,20 @@ func (s *Scheduler) Upcoming(from, to cycle.Date) (*Upcoming, error) {
 			continue
 		}
 		seen[id] = true
-		rec, err := s.store.GetConsent(id)
+		rec, err := s.store.GetConsent(context.Background(), id)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("upcoming: %w", err)
 		}
-		atts, err := s.store.Attempts(id)
+		atts, err := s.store.Attempts(context.Background(), id)
 		if err != nil {
 			return nil, fmt.Errorf("upcoming: %w", err)
 		}
 		var amounts map[int]klavi.Cents
 		if _, fixed := rec.Consent.FixedAmount(); !fixed {
-			if amounts, err = s.store.Amounts(id); err != nil {
+			if amounts, err = s.store.Amounts(context.Background(), id); err != nil {
 				return nil, fmt.Errorf("upcoming: %w", err)
 			}
 		}
@@ -270,7 +271,7 @@ func (s *Scheduler) AmountWarningDays() int { return s.cfg.AmountWarningDays }
 func (s *Scheduler) MissingAmounts() ([]MissingAmount, error) {
 	now := s.clock.Now()
 	warn := time.Duration(s.cfg.AmountWarningDays) * 24 * time.Hour
-	entries, err := s.store.DueUntil(now.Add(warn))
+	entries, err := s.store.DueUntil(context.Background(), now.Add(warn))
 	if err != nil {
 		return nil, fmt.Errorf("missing amounts: %w", err)
 	}
@@ -279,7 +280,7 @@ func (s *Scheduler) MissingAmounts() ([]MissingAmount, error) {
 		if e.Kind != storage.DueOriginal || e.HasAmount {
 			continue
 		}
-		rec, err := s.store.GetConsent(e.Key.ConsentID)
+		rec, err := s.store.GetConsent(context.Background(), e.Key.ConsentID)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}

@@ -17,7 +17,7 @@ import (
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/scheduler"
-	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 func examples(t *testing.T) []*consent.Consent {
@@ -38,7 +38,7 @@ func examples(t *testing.T) []*consent.Consent {
 
 // run simulates days from 1 Feb 2026 with the demo scenario plus random rejections,
 // and opens the store it leaves, read-only, with a scheduler on a clock at its end.
-func run(t *testing.T, days int) (*Result, *storage.DB, *scheduler.Scheduler) {
+func run(t *testing.T, days int) (*Result, *bolt.Store, *scheduler.Scheduler) {
 	t.Helper()
 	cs := examples(t)
 	from := cycle.MustDate(2026, 2, 1)
@@ -49,7 +49,7 @@ func run(t *testing.T, days int) (*Result, *storage.DB, *scheduler.Scheduler) {
 	res, err := Run(context.Background(), Options{Consents: cs, From: from, Days: days, Scheduler: cfg, Scenario: sc, Amounts: amounts, Dir: dir})
 	require.NoError(t, err)
 	require.Zero(t, res.Duplicates)
-	db, err := storage.Open(filepath.Join(dir, "billingd.db"), storage.Options{ReadOnly: true})
+	db, err := bolt.Open(filepath.Join(dir, "billingd.db"), bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	sch, err := scheduler.New(cfg, db, nil, scheduler.WithClock(clock.NewFake(res.To.AddDays(1).At(0, 0))))
@@ -196,14 +196,14 @@ func TestSimulation_PreviewStoredAgreesWithTheRun(t *testing.T) {
 	for _, e := range res.Events {
 		did[key{e.ConsentID, e.Cycle}] = append(did[key{e.ConsentID, e.Cycle}], e)
 	}
-	recs, err := db.ListConsents("", 100, "")
+	recs, err := db.ListConsents(context.Background(), "", 100, "")
 	require.NoError(t, err)
 	require.NotEmpty(t, recs)
 	checked := 0
 	for _, rec := range recs {
-		atts, err := db.Attempts(rec.ID())
+		atts, err := db.Attempts(context.Background(), rec.ID())
 		require.NoError(t, err)
-		amounts, err := db.Amounts(rec.ID())
+		amounts, err := db.Amounts(context.Background(), rec.ID())
 		require.NoError(t, err)
 		pv := sch.Policy().PreviewStored(rec, atts, res.From, 1000, amounts)
 		for _, cp := range pv.Cycles {

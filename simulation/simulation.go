@@ -27,6 +27,7 @@ import (
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/scheduler"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 // Options describe a simulation.
@@ -179,7 +180,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := storage.Open(path, storage.Options{NoSync: true, MaxBatchDelay: 10 * time.Microsecond, Logger: log})
+	db, err := bolt.Open(path, bolt.Options{NoSync: true, MaxBatchDelay: 10 * time.Microsecond, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +241,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if _, err := sch.Poll(ctx); err != nil {
 			return nil, err
 		}
-		next, err := db.NextWork(clk.Now())
+		next, err := db.NextWork(ctx, clk.Now())
 		if err != nil {
 			return nil, err
 		}
@@ -269,7 +270,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 	for _, s := range res.Summaries {
-		rec, err := db.GetConsent(s.ConsentID)
+		rec, err := db.GetConsent(ctx, s.ConsentID)
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -11,11 +12,10 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/storage/kv"
 )
 
 // Schema 2: each consent's timeline (events), attention items that know since when
@@ -55,7 +55,7 @@ func decodeCursor(s string) ([]byte, error) {
 // indexAttempt keeps the attention and dates indexes in step with a write of a (prev
 // is the stored record it replaces, nil when new). An attention item keeps the
 // instant it opened while the attempt stays in that state.
-func indexAttempt(tx *bolt.Tx, prev, a *Attempt) error {
+func indexAttempt(tx kv.Tx, prev, a *Attempt) error {
 	attention := tx.Bucket(bucketAttention)
 	prevOpen := prev != nil && prev.Open()
 	if prevOpen && (!a.Open() || prev.State != a.State) {
@@ -90,7 +90,7 @@ func unixNano(t time.Time) []byte { return binary.BigEndian.AppendUint64(nil, ui
 
 // putAmount stores a variable cycle's amount, and the amount of that cycle's due
 // entry when it is the consent's next one.
-func putAmount(tx *bolt.Tx, ca CycleAmount) error {
+func putAmount(tx kv.Tx, ca CycleAmount) error {
 	id := []byte(ca.ConsentID)
 	if tx.Bucket(bucketConsents).Get(id) == nil {
 		return fmt.Errorf("consent %s: %w", ca.ConsentID, ErrNotFound)
@@ -129,7 +129,7 @@ func decodeDue(v []byte) (k DueKind, amount klavi.Cents, ok bool) {
 
 // dueValue works out what the due entry for attempt k will do, from the change being
 // applied (ch may be nil) and what is stored.
-func dueValue(tx *bolt.Tx, ch *Change, k AttemptKey) ([]byte, error) {
+func dueValue(tx kv.Tx, ch *Change, k AttemptKey) ([]byte, error) {
 	kind, amount, ok, err := dueOf(tx, ch, k)
 	if err != nil {
 		return nil, err
@@ -137,7 +137,7 @@ func dueValue(tx *bolt.Tx, ch *Change, k AttemptKey) ([]byte, error) {
 	return encodeDue(kind, amount, ok), nil
 }
 
-func dueOf(tx *bolt.Tx, ch *Change, k AttemptKey) (DueKind, klavi.Cents, bool, error) {
+func dueOf(tx kv.Tx, ch *Change, k AttemptKey) (DueKind, klavi.Cents, bool, error) {
 	var a *Attempt
 	if ch != nil {
 		for i := len(ch.Attempts) - 1; i >= 0 && a == nil; i-- {
@@ -194,7 +194,7 @@ func dueOf(tx *bolt.Tx, ch *Change, k AttemptKey) (DueKind, klavi.Cents, bool, e
 }
 
 // putEvents appends events to their consents' timelines.
-func putEvents(tx *bolt.Tx, events []Event) error {
+func putEvents(tx kv.Tx, events []Event) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -203,9 +203,15 @@ func putEvents(tx *bolt.Tx, events []Event) error {
 		if e.ConsentID == "" {
 			return fmt.Errorf("event %s: no consent id", e.Kind)
 		}
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
+		// A timeline's sequence is its own: the next number after the consent's last
+		// event. (Schema 2 files written before numbered events from one counter for
+		// all consents; their numbers still increase within each timeline.) A counter
+		// shared by every consent would make every write of a distributed engine
+		// conflict with every other.
+		prefix := consentPrefix(e.ConsentID)
+		seq := uint64(1)
+		if k, _ := b.Last(prefix); len(k) == len(prefix)+8 {
+			seq = binary.BigEndian.Uint64(k[len(prefix):]) + 1
 		}
 		e.Seq = seq
 		if err := putJSON(b, eventKey(e.ConsentID, seq), e); err != nil {
@@ -219,12 +225,7 @@ func putEvents(tx *bolt.Tx, events []Event) error {
 // writing: the new buckets, the dates index of every attempt, the opening instant
 // of every open attention item (its attempt's UpdatedAt, the best the file knows),
 // and the kind and amount of every due entry.
-func migrate(tx *bolt.Tx, log *slog.Logger) error {
-	for _, b := range v2Buckets {
-		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-			return err
-		}
-	}
+func migrate(tx kv.Tx, log *slog.Logger) error {
 	folds := tx.Bucket(bucketFolds)
 	if err := tx.Bucket(bucketConsents).ForEach(func(k, _ []byte) error {
 		return folds.Put([]byte(strings.ToLower(string(k))), bytes.Clone(k))
@@ -279,12 +280,12 @@ func migrate(tx *bolt.Tx, log *slog.Logger) error {
 // Events returns up to limit events of a consent's timeline after the event whose
 // Seq is after (0: from the first), oldest first, and whether more follow. A consent
 // with no events (or an unknown one) has an empty timeline.
-func (db *DB) Events(consentID string, after uint64, limit int) ([]Event, bool, error) {
+func (db *DB) Events(ctx context.Context, consentID string, after uint64, limit int) ([]Event, bool, error) {
 	var (
 		out  []Event
 		more bool
 	)
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		b := tx.Bucket(bucketEvents)
 		if b == nil {
 			return nil
@@ -320,7 +321,7 @@ type AttentionItem struct {
 // attention state, in state then attempt order) after the item named by the cursor
 // after ("" from the first), and the cursor of the next page ("" when none). It
 // reads the attention index and the listed attempts only.
-func (db *DB) AttentionItems(s AttemptState, after string, limit int) ([]AttentionItem, string, error) {
+func (db *DB) AttentionItems(ctx context.Context, s AttemptState, after string, limit int) ([]AttentionItem, string, error) {
 	from, err := decodeCursor(after)
 	if err != nil {
 		return nil, "", err
@@ -329,7 +330,7 @@ func (db *DB) AttentionItems(s AttemptState, after string, limit int) ([]Attenti
 		out  []AttentionItem
 		next string
 	)
-	err = db.view(func(tx *bolt.Tx) error {
+	err = db.view(ctx, func(tx kv.Tx) error {
 		c := tx.Bucket(bucketAttention).Cursor()
 		attempts := tx.Bucket(bucketAttempts)
 		var prefix []byte
@@ -375,12 +376,12 @@ func (db *DB) AttentionItems(s AttemptState, after string, limit int) ([]Attenti
 
 // AttentionSince returns the instant attempt k's open attention item in state st
 // opened, and false when there is no such open item.
-func (db *DB) AttentionSince(k AttemptKey, st AttemptState) (time.Time, bool, error) {
+func (db *DB) AttentionSince(ctx context.Context, k AttemptKey, st AttemptState) (time.Time, bool, error) {
 	var (
 		since time.Time
 		ok    bool
 	)
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		v := tx.Bucket(bucketAttention).Get(attentionKey(st, k))
 		if v == nil {
 			return nil
@@ -404,9 +405,9 @@ func (db *DB) AttentionSince(k AttemptKey, st AttemptState) (time.Time, bool, er
 // opened; a state with none is absent. It reads index keys and values only (no
 // record is decoded, except for items written before schema 2 in a file opened
 // read-only).
-func (db *DB) AttentionOldest() (map[AttemptState]time.Time, error) {
+func (db *DB) AttentionOldest(ctx context.Context) (map[AttemptState]time.Time, error) {
 	out := map[AttemptState]time.Time{}
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		attempts := tx.Bucket(bucketAttempts)
 		c := tx.Bucket(bucketAttention).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -437,15 +438,15 @@ func (db *DB) AttentionOldest() (map[AttemptState]time.Time, error) {
 // DueUntil returns every entry of the due index at or before until, oldest first,
 // with what each will do. It reads the index only (entries written before schema 2
 // are worked out from their records).
-func (db *DB) DueUntil(until time.Time) ([]DueEntry, error) {
+func (db *DB) DueUntil(ctx context.Context, until time.Time) ([]DueEntry, error) {
 	var out []DueEntry
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		return walkDue(tx, until, func(e DueEntry) { out = append(out, e) })
 	})
 	return out, err
 }
 
-func walkDue(tx *bolt.Tx, until time.Time, fn func(DueEntry)) error {
+func walkDue(tx kv.Tx, until time.Time, fn func(DueEntry)) error {
 	end := uint64(until.UnixNano())
 	c := tx.Bucket(bucketDue).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -480,7 +481,7 @@ type DueTotal struct {
 
 // DueTotals sums the due index up to each instant of untils (overdue entries
 // included) in one walk of the index keys and values: no record is decoded.
-func (db *DB) DueTotals(untils ...time.Time) ([]DueTotal, error) {
+func (db *DB) DueTotals(ctx context.Context, untils ...time.Time) ([]DueTotal, error) {
 	out := make([]DueTotal, len(untils))
 	var last time.Time
 	for i, u := range untils {
@@ -489,7 +490,7 @@ func (db *DB) DueTotals(untils ...time.Time) ([]DueTotal, error) {
 			last = u
 		}
 	}
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		return walkDue(tx, last, func(e DueEntry) {
 			if !e.Kind.Charges() {
 				return
@@ -513,8 +514,8 @@ func (db *DB) DueTotals(untils ...time.Time) ([]DueTotal, error) {
 // EachAttemptBetween calls fn for every attempt whose Date is in [from, to]
 // (Brasília dates), in date then attempt-key order, reading the dates index. fn's
 // error stops the walk and is returned.
-func (db *DB) EachAttemptBetween(from, to cycle.Date, fn func(*Attempt) error) error {
-	return db.view(func(tx *bolt.Tx) error {
+func (db *DB) EachAttemptBetween(ctx context.Context, from, to cycle.Date, fn func(*Attempt) error) error {
+	return db.view(ctx, func(tx kv.Tx) error {
 		_, err := walkDates(tx, from, to, nil, "", func(_ []byte, a *Attempt) (bool, error) { return true, fn(a) })
 		return err
 	})
@@ -524,7 +525,7 @@ func (db *DB) EachAttemptBetween(from, to cycle.Date, fn func(*Attempt) error) e
 // consent consentID ("" for every consent) and that keep accepts (nil: all), after
 // the cursor after ("" from the first), in date then attempt-key order, and the
 // cursor of the next page ("" when none). ErrBadCursor for a cursor it did not give.
-func (db *DB) AttemptsBetween(from, to cycle.Date, consentID, after string, limit int, keep func(*Attempt) bool) ([]*Attempt, string, error) {
+func (db *DB) AttemptsBetween(ctx context.Context, from, to cycle.Date, consentID, after string, limit int, keep func(*Attempt) bool) ([]*Attempt, string, error) {
 	start, err := decodeCursor(after)
 	if err != nil {
 		return nil, "", err
@@ -534,7 +535,7 @@ func (db *DB) AttemptsBetween(from, to cycle.Date, consentID, after string, limi
 		next string
 		last []byte
 	)
-	err = db.view(func(tx *bolt.Tx) error {
+	err = db.view(ctx, func(tx kv.Tx) error {
 		_, err := walkDates(tx, from, to, start, consentID, func(k []byte, a *Attempt) (bool, error) {
 			if keep != nil && !keep(a) {
 				return true, nil
@@ -554,7 +555,7 @@ func (db *DB) AttemptsBetween(from, to cycle.Date, consentID, after string, limi
 
 // walkDates walks the dates index over [from, to], after the key start when set,
 // skipping (before decoding) attempts of other consents than consentID when set.
-func walkDates(tx *bolt.Tx, from, to cycle.Date, start []byte, consentID string, fn func(k []byte, a *Attempt) (bool, error)) (bool, error) {
+func walkDates(tx kv.Tx, from, to cycle.Date, start []byte, consentID string, fn func(k []byte, a *Attempt) (bool, error)) (bool, error) {
 	prefix := consentPrefix(consentID)
 	b := tx.Bucket(bucketDates)
 	if b == nil {

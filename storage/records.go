@@ -67,6 +67,14 @@ type ConsentRecord struct {
 	// RefreshedAt is when Klavi's view of the consent (get consent) was last read;
 	// zero: never.
 	RefreshedAt time.Time `json:"refreshedAt,omitzero"`
+	// Version is the stored record's version this one was read at (0: not stored
+	// yet, or stored before records had versions). A write of the record succeeds
+	// only while the store still holds that version (ErrConflict otherwise), and the
+	// stored version becomes Version+1; Apply advances Version when it commits. It is
+	// the precondition of every write: two writers that read the same version cannot
+	// both write (an operator's change is never lost to the scheduler's, on any
+	// replica).
+	Version uint64 `json:"version,omitempty"`
 }
 
 // ID returns the consent id.
@@ -179,6 +187,9 @@ type Attempt struct {
 	// (its State is kept). It resolves that state only: an attempt that later enters
 	// another attention state is an open item again.
 	Resolved *Resolution `json:"resolved,omitempty"`
+	// Version is the stored attempt's version this one was read at, with the
+	// meaning of ConsentRecord.Version.
+	Version uint64 `json:"version,omitempty"`
 }
 
 // A Resolution closes an attention item: who closed it, when and why.

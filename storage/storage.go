@@ -2,26 +2,19 @@ package storage
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"regexp"
-	"runtime"
-	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/storage/kv"
 )
 
 // SchemaVersion is the layout this code reads and writes. A database with a higher
@@ -38,9 +31,9 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrLocked: another process (usually a running billingd) holds the file.
 	ErrLocked = errors.New("database is locked by another process")
-	// ErrNotBillingd: a valid bbolt file that billingd did not create.
+	// ErrNotBillingd: a valid store (a bbolt file, an etcd prefix) that billingd did not write.
 	ErrNotBillingd = errors.New("not a billingd database")
-	// ErrCorrupt: the file is not a bbolt database or is damaged.
+	// ErrCorrupt: the file is not a bbolt database, or a store is damaged.
 	ErrCorrupt = errors.New("database file is corrupt")
 	// ErrSchema: written by a newer billingd.
 	ErrSchema = errors.New("unsupported schema version")
@@ -48,6 +41,18 @@ var (
 	// away, replaced or removed). Every later write fails with it and writes nothing:
 	// a write to the open file would be lost to whoever opens the path next.
 	ErrReplaced = errors.New("database file was replaced or removed while open")
+	// ErrConflict: a record changed since the writer read it (its Version moved on),
+	// or an optimistic engine kept meeting concurrent writers; nothing was written.
+	// Read again and decide again.
+	ErrConflict = errors.New("the record changed since it was read")
+	// ErrFenced: the write carried a fencing token that no longer holds (this replica
+	// lost its leadership); nothing was written.
+	ErrFenced = kv.ErrFenced
+	// ErrTooLarge: one change is more than the engine commits at once.
+	ErrTooLarge = kv.ErrTooLarge
+	// ErrUnavailable: the store cannot be reached (etcd: no quorum or no answer in
+	// time); nothing is known to be written.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 var (
@@ -65,10 +70,8 @@ var (
 	// consent whose id differs from a stored one only in letter case is refused.
 	bucketFolds = []byte("consent_folds")
 
-	// v1Buckets exist in every billingd file; v2Buckets came with schema 2.
-	v1Buckets  = [][]byte{bucketMeta, bucketConsents, bucketCursors, bucketDue, bucketAttempts, bucketPoll, bucketAmounts, bucketAttention}
-	v2Buckets  = [][]byte{bucketEvents, bucketDates, bucketFolds}
-	allBuckets = append(append([][]byte{}, v1Buckets...), v2Buckets...)
+	// Buckets names every bucket of the layout, for the engines to lay out.
+	Buckets = [][]byte{bucketMeta, bucketConsents, bucketCursors, bucketDue, bucketAttempts, bucketPoll, bucketAmounts, bucketAttention, bucketEvents, bucketDates, bucketFolds}
 
 	keySchema = []byte("schema")
 	keyCounts = []byte("consent_counts")
@@ -78,427 +81,205 @@ var (
 	magic        = []byte("billingd")
 )
 
-// Options tune Open. The zero value is the production setting.
+// Store is billingd's store as every engine provides it (*DB over a kv.Engine);
+// the scheduler, the admin API and the metrics read and write through it.
+type Store interface {
+	GetConsent(ctx context.Context, id string) (*ConsentRecord, error)
+	ListConsents(ctx context.Context, after string, limit int, state ConsentState) ([]*ConsentRecord, error)
+	GetAttempt(ctx context.Context, k AttemptKey) (*Attempt, error)
+	Attempts(ctx context.Context, consentID string) ([]*Attempt, error)
+	Attention(ctx context.Context, s AttemptState, limit int) ([]*Attempt, error)
+	DueBefore(ctx context.Context, t time.Time, limit int) ([]DueItem, error)
+	PollBefore(ctx context.Context, t time.Time, limit int) ([]PollItem, error)
+	DueBounds(ctx context.Context, now time.Time) (oldest, next time.Time, err error)
+	NextWork(ctx context.Context, t time.Time) (time.Time, error)
+	Amount(ctx context.Context, id string, k int) (klavi.Cents, bool, error)
+	Amounts(ctx context.Context, id string) (map[int]klavi.Cents, error)
+	SetAmount(ctx context.Context, id string, k int, c klavi.Cents) error
+	Counts(ctx context.Context) (map[ConsentState]int, error)
+	HighWater(ctx context.Context) (time.Time, error)
+	AttentionCounts(ctx context.Context) (map[AttemptState]int, error)
+	Apply(ctx context.Context, ch *Change) error
+	ApplyAll(ctx context.Context, chs []*Change) (applied int, err error)
+	Events(ctx context.Context, consentID string, after uint64, limit int) ([]Event, bool, error)
+	AttentionItems(ctx context.Context, s AttemptState, after string, limit int) ([]AttentionItem, string, error)
+	AttentionSince(ctx context.Context, k AttemptKey, st AttemptState) (time.Time, bool, error)
+	AttentionOldest(ctx context.Context) (map[AttemptState]time.Time, error)
+	DueUntil(ctx context.Context, until time.Time) ([]DueEntry, error)
+	DueTotals(ctx context.Context, untils ...time.Time) ([]DueTotal, error)
+	EachAttemptBetween(ctx context.Context, from, to cycle.Date, fn func(*Attempt) error) error
+	AttemptsBetween(ctx context.Context, from, to cycle.Date, consentID, after string, limit int, keep func(*Attempt) bool) ([]*Attempt, string, error)
+	Probe(ctx context.Context) error
+	Check(ctx context.Context) error
+	Schema(ctx context.Context) (int, error)
+	Engine() kv.Engine
+	Close() error
+}
+
+var _ Store = (*DB)(nil)
+
+// Optional capabilities: what some engines have and others do not. Callers check
+// with a type assertion and say plainly when the running engine lacks one.
+type (
+	// Snapshotter hands over a consistent copy of the store's file, open and
+	// rewound, with its size (storage/bolt; etcd has etcdctl snapshot save).
+	Snapshotter interface {
+		Snapshot(ctx context.Context) (*os.File, int64, error)
+	}
+	// Sizer reports the store's size figures.
+	Sizer interface {
+		Stats(ctx context.Context) (Stats, error)
+	}
+	// Verifier walks the store's own structure (bbolt's pages) before a daemon
+	// relies on it.
+	Verifier interface {
+		Verify(ctx context.Context) error
+	}
+)
+
+// Stats are the store's size and how much of it holds data, in bytes.
+type Stats struct {
+	SizeBytes  int64 // size of the file (bolt) or of the member's database (etcd)
+	InUseBytes int64 // bytes holding data (bolt: pages below the high-water mark, minus free pages)
+	FreePages  int   // bolt only
+}
+
+// Options tune New. The zero value is the production setting.
 type Options struct {
-	// Timeout bounds the wait for the file lock (default 5s); then Open fails with ErrLocked.
-	Timeout time.Duration
-	// ReadOnly opens with a shared lock and never writes (db check, offline reads).
+	// ReadOnly never writes: an empty store is refused (ErrNotBillingd) instead of
+	// laid out, and an older schema is read as it is.
 	ReadOnly bool
-	// NoSync skips fsync on commit. Only for throwaway databases (simulations).
-	NoSync bool
-	// MaxBatchDelay and MaxBatchSize tune the group commit of Apply (defaults 2ms, 1000).
-	MaxBatchDelay time.Duration
-	MaxBatchSize  int
 	// Logger receives open/close notes; nil is slog.Default().
 	Logger *slog.Logger
 	// OnWrite, when not nil, is told the outcome of every write: nil once it is
 	// committed, the error when the store could not write (a full disk, a read-only
-	// file system, a replaced file, a damaged page). A write refused for what it
-	// contains (ErrExists, ErrNotFound) is not reported: the store itself is fine.
+	// file system, a replaced file, a damaged page, an unreachable cluster). A write
+	// refused for what it contains (ErrExists, ErrNotFound, ErrConflict) or for a
+	// lost leadership (ErrFenced) is not reported: the store itself is fine.
 	// It is called on the writer's goroutine and must not block.
 	OnWrite func(err error)
 }
 
-// DB is billingd's store: one bbolt file with the buckets of DESIGN.md.
+// DB is billingd's store: the records and indexes of DESIGN.md, kept in any
+// kv.Engine (storage/bolt, storage/etcd).
 type DB struct {
-	bolt    *bolt.DB
-	path    string
-	log     *slog.Logger
-	lock    *os.File // the flock of lockPath(path), held until Close
-	file    *os.File // bbolt's open file (bbolt closes it)
-	id      fileID   // the open file's device and inode
-	hasID   bool
-	onWrite func(error)
-
-	// replaced is set for good once the path is found not to name the open file.
-	replaced atomic.Bool
-	// checkedTx is the write transaction whose identity check passed. Only write
-	// transactions touch it, and bbolt runs one at a time. Holding the pointer keeps
-	// that Tx alive, so a later transaction can never have the same address.
-	checkedTx *bolt.Tx
+	kv       kv.Engine
+	log      *slog.Logger
+	onWrite  func(error)
+	readOnly bool
 }
 
-// Open opens (creating if needed) the billingd database at path. It never hangs on a
-// file another process holds (ErrLocked after Options.Timeout), refuses a file that is
-// not a billingd database (ErrNotBillingd, ErrCorrupt) or comes from a newer version
-// (ErrSchema), and in those cases leaves the file untouched.
-//
-// A writer first takes an exclusive flock on <path>.lock, a file it creates beside
-// the database and never removes, and holds it until Close: the lock stays with the
-// path even if the database file is moved away or replaced, so a second writer on
-// the same path fails with ErrLocked. Before every write the path is checked to
-// still name the open file (ErrReplaced otherwise).
-func Open(path string, opts Options) (_ *DB, err error) {
-	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Second
-	}
+// New lays billingd's records over an engine: it checks the store's marker and
+// schema, lays out an empty store (unless ReadOnly), and migrates an older schema.
+// It fails with ErrNotBillingd for a store another program wrote, ErrSchema for a
+// newer layout, ErrCorrupt for an unreadable marker; the store is then untouched.
+// The DB owns the engine: Close closes it.
+func New(ctx context.Context, e kv.Engine, opts Options) (*DB, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return nil, fmt.Errorf("open %s: is a directory", path)
-	} else if err != nil && opts.ReadOnly {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	lock, err := acquireLock(path, !opts.ReadOnly, opts.Timeout)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil && lock != nil {
-			_ = lock.Close()
-		}
-	}()
-	// A file shorter than its header says is refused before bbolt reads a page of it:
-	// reading past the end of a mapped file faults.
-	if err := precheck(path, opts.Timeout); err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	bdb, file, err := openBolt(path, &bolt.Options{
-		Timeout:      opts.Timeout,
-		ReadOnly:     opts.ReadOnly,
-		NoSync:       opts.NoSync,
-		FreelistType: bolt.FreelistMapType,
-		// Read the free list now, under guard, rather than later on a goroutine of
-		// bbolt's where a damaged one would kill the process.
-		PreLoadFreelist: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	bdb.MaxBatchDelay = 2 * time.Millisecond
-	if opts.MaxBatchDelay > 0 {
-		bdb.MaxBatchDelay = opts.MaxBatchDelay
-	}
-	if opts.MaxBatchSize > 0 {
-		bdb.MaxBatchSize = opts.MaxBatchSize
-	}
-	db := &DB{bolt: bdb, path: path, log: log, lock: lock, file: file, onWrite: opts.OnWrite}
-	if err := db.identify(file); err != nil {
-		_ = bdb.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	if err := db.checkLength(); err != nil {
-		_ = bdb.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	if err := db.init(opts.ReadOnly); err != nil {
-		_ = bdb.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+	db := &DB{kv: e, log: log, onWrite: opts.OnWrite, readOnly: opts.ReadOnly}
+	if err := db.init(ctx); err != nil {
+		return nil, err
 	}
 	return db, nil
 }
 
-// openBolt opens path with bbolt under guard and sorts its errors into the
-// package's sentinels. It returns bbolt's open file too: bbolt opens it through a
-// hook of ours, so that it can be closed (and its lock released) even when bbolt
-// panics halfway through opening a damaged file.
-func openBolt(path string, o *bolt.Options) (*bolt.DB, *os.File, error) {
-	// bbolt calls the hook again for Tx.WriteTo (backups): only the first file is the DB's.
-	var first atomic.Pointer[os.File]
-	o.OpenFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
-		f, err := os.OpenFile(name, flag, perm)
-		if err == nil {
-			first.CompareAndSwap(nil, f)
-		}
-		return f, err
-	}
-	var bdb *bolt.DB
-	err := guard(func() error {
-		var err error
-		bdb, err = bolt.Open(path, 0o600, o)
-		return err
-	})
-	file := first.Load()
-	switch {
-	case err == nil:
-		return bdb, file, nil
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, nil, fmt.Errorf("%w (waited %s; is billingd already running?)", ErrLocked, o.Timeout)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
-		return nil, nil, fmt.Errorf("%w: %v (not a bbolt database, or its header is damaged)", ErrCorrupt, err)
-	case errors.Is(err, ErrCorrupt):
-		if bdb == nil && file != nil {
-			_ = file.Close()
-		}
-	case strings.Contains(err.Error(), "file size too small"):
-		return nil, nil, fmt.Errorf("%w: %v (shorter than a database's first pages: truncated)", ErrCorrupt, err)
-	}
-	return nil, nil, err
-}
+// Engine returns the engine the DB is kept in.
+func (db *DB) Engine() kv.Engine { return db.kv }
 
-// precheck opens an existing, non-empty file read-only, reading only its header,
-// and refuses it when it is shorter than the pages the header counts.
-func precheck(path string, timeout time.Duration) error {
-	fi, err := os.Stat(path)
-	switch {
-	case err != nil:
-		return nil // a new file: nothing to check; bbolt reports open errors
-	case fi.Size() == 0:
-		// Only a missing file is a first install. An empty one is a restore or a copy
-		// that went wrong (a full disk, a cp onto a truncated target): opening it would
-		// make it a new, empty database that bills nobody.
-		return fmt.Errorf("%w: the file is empty (0 bytes); a billingd database never is. Restore it, or remove it to start a new one", ErrCorrupt)
-	}
-	bdb, _, err := openBolt(path, &bolt.Options{ReadOnly: true, Timeout: timeout})
-	if err != nil {
-		return err
-	}
-	defer bdb.Close()
-	var need int64
-	if err := guard(func() error {
-		return bdb.View(func(tx *bolt.Tx) error {
-			need = tx.Size()
-			return nil
-		})
-	}); err != nil {
-		return err
-	}
-	if need > fi.Size() {
-		return fmt.Errorf("%w: truncated: its header counts %d bytes of pages and the file has %d", ErrCorrupt, need, fi.Size())
-	}
-	return nil
-}
-
-// identify records the open file's device and inode, and makes sure the path still
-// names it (it could have been replaced between bbolt's open and now).
-func (db *DB) identify(f *os.File) error {
-	if f == nil {
-		return nil
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if db.id, db.hasID = idOf(fi); !db.hasID {
-		return nil
-	}
-	return db.CheckIdentity()
-}
-
-// CheckIdentity returns ErrReplaced when the path no longer names the open file
-// (moved away, replaced by another file, removed), and nil when it does. Once it
-// has failed it keeps failing. It costs one stat(2).
-func (db *DB) CheckIdentity() error {
-	if db.replaced.Load() {
-		return fmt.Errorf("%w: %s", ErrReplaced, db.path)
-	}
-	if !db.hasID {
-		return nil
-	}
-	fi, err := os.Stat(db.path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("check %s: %w", db.path, err)
-	}
-	if err == nil {
-		if id, ok := idOf(fi); ok && id == db.id {
-			return nil
-		}
-	}
-	db.replaced.Store(true)
-	return fmt.Errorf("%w: %s", ErrReplaced, db.path)
-}
-
-// checkWrite runs first in every write transaction: one identity check per
-// transaction, however many batched changes share it.
-func (db *DB) checkWrite(tx *bolt.Tx) error {
-	if db.checkedTx == tx {
-		return nil
-	}
-	if err := db.CheckIdentity(); err != nil {
-		return err
-	}
-	db.checkedTx = tx
-	return nil
-}
-
-// init checks the schema of an existing database, or lays out a new one.
-func (db *DB) init(readOnly bool) error {
-	check := func(tx *bolt.Tx) (fresh bool, err error) {
+// init checks the marker and schema version, and lays out or migrates the store.
+func (db *DB) init(ctx context.Context) error {
+	check := func(tx kv.Tx) (fresh bool, schema uint32, err error) {
 		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
-			var names []string
-			_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-				names = append(names, string(name))
-				return nil
-			})
-			if len(names) == 0 {
-				return true, nil
+		mark := meta.Get(keyMagic)
+		if mark == nil {
+			if k, _ := meta.Cursor().First(); k != nil {
+				return false, 0, fmt.Errorf("%w: its meta records were not written by billingd", ErrNotBillingd)
 			}
-			if len(names) > 5 {
-				names = append(names[:5], "…")
-			}
-			return false, fmt.Errorf("%w: it has buckets %s and no billingd meta bucket", ErrNotBillingd, strings.Join(names, ", "))
+			return true, 0, nil
 		}
-		if !bytes.Equal(meta.Get(keyMagic), magic) {
-			return false, fmt.Errorf("%w: its meta bucket was not written by billingd", ErrNotBillingd)
+		if !bytes.Equal(mark, magic) {
+			return false, 0, fmt.Errorf("%w: its meta records were not written by billingd", ErrNotBillingd)
 		}
 		v := meta.Get(keySchema)
 		if len(v) != 4 {
-			return false, fmt.Errorf("%w: no schema version", ErrCorrupt)
+			return false, 0, fmt.Errorf("%w: no schema version", ErrCorrupt)
 		}
 		n := binary.BigEndian.Uint32(v)
 		if n > SchemaVersion {
-			return false, fmt.Errorf("%w %d: this billingd reads version %d; use a newer billingd", ErrSchema, n, SchemaVersion)
+			return false, n, fmt.Errorf("%w %d: this billingd reads version %d; use a newer billingd", ErrSchema, n, SchemaVersion)
 		}
-		need := v1Buckets
-		if n >= 2 {
-			need = allBuckets
-		}
-		for _, b := range need {
-			if tx.Bucket(b) == nil {
-				return false, fmt.Errorf("%w: bucket %s is missing", ErrCorrupt, b)
-			}
-		}
-		return false, nil
+		return false, n, nil
 	}
-	schema := func(tx *bolt.Tx) uint32 { return binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keySchema)) }
-	if readOnly {
-		return guard(func() error {
-			return db.bolt.View(func(tx *bolt.Tx) error {
-				fresh, err := check(tx)
-				if fresh {
-					return fmt.Errorf("%w: the file is empty", ErrNotBillingd)
-				}
-				return err
-			})
-		})
-	}
-	// Check with a read transaction: opening a current database writes nothing.
-	fresh, old := false, false
-	if err := guard(func() error {
-		return db.bolt.View(func(tx *bolt.Tx) error {
-			var err error
-			fresh, err = check(tx)
-			old = err == nil && !fresh && schema(tx) < SchemaVersion
-			return err
-		})
+	var (
+		fresh  bool
+		schema uint32
+	)
+	// Check with a read transaction: opening a current store writes nothing.
+	if err := db.kv.View(ctx, func(tx kv.Tx) error {
+		var err error
+		fresh, schema, err = check(tx)
+		return err
 	}); err != nil {
 		return err
 	}
-	if old {
-		return db.update(func(tx *bolt.Tx) error {
-			if _, err := check(tx); err != nil || schema(tx) >= SchemaVersion {
+	switch {
+	case fresh && db.readOnly:
+		return fmt.Errorf("%w: the store is empty", ErrNotBillingd)
+	case db.readOnly, !fresh && schema == SchemaVersion:
+		return nil
+	case !fresh:
+		return db.kv.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+			if _, n, err := check(tx); err != nil || n >= SchemaVersion {
 				return err
 			}
 			return migrate(tx, db.log)
 		})
 	}
-	if !fresh {
-		return nil
-	}
-	return guard(func() error {
-		return db.bolt.Update(func(tx *bolt.Tx) error {
-			fresh, err := check(tx)
-			if err != nil || !fresh {
-				return err
-			}
-			for _, b := range allBuckets {
-				if _, err := tx.CreateBucket(b); err != nil {
-					return err
-				}
-			}
-			meta := tx.Bucket(bucketMeta)
-			if err := meta.Put(keyMagic, magic); err != nil {
-				return err
-			}
-			return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
-		})
+	return db.kv.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+		fresh, _, err := check(tx)
+		if err != nil || !fresh {
+			return err
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyMagic, magic); err != nil {
+			return err
+		}
+		return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
 	})
 }
 
-// guard turns a panic inside bbolt (which is how it meets a damaged page: a failed
-// assertion, or a page pointer that leads out of the mapped file) into ErrCorrupt.
-// Memory faults become panics for the duration (debug.SetPanicOnFault), so reading
-// a damaged file never kills the process. bbolt rolls the transaction back before
-// the panic reaches here.
-func guard(fn func() error) (err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %s", ErrCorrupt, panicText(r))
-		}
-	}()
-	return fn()
+func (db *DB) view(ctx context.Context, fn func(tx kv.Tx) error) error {
+	return db.kv.View(ctx, fn)
 }
 
-// panicText describes what bbolt panicked with. A memory fault means a page number
-// led outside the mapped file.
-func panicText(r any) string {
-	if re, ok := r.(runtime.Error); ok {
-		if _, fault := r.(interface{ Addr() uintptr }); fault || strings.Contains(re.Error(), "invalid memory address") {
-			return "a damaged page points outside the file"
-		}
-		return "a page is damaged (" + strings.TrimPrefix(re.Error(), "runtime error: ") + ")"
-	}
-	msg := fmt.Sprint(r)
-	// bbolt checks that a page read carries its own number; what it finds instead is
-	// whatever the damage left there, not a page number worth printing.
-	if m := pageSelfID.FindStringSubmatch(msg); m != nil {
-		return "page " + m[1] + " is damaged: its header does not carry its own page number"
-	}
-	return msg
-}
-
-var pageSelfID = regexp.MustCompile(`Page expected to be: (\d+), but self identifies as \d+`)
-
-func (db *DB) view(fn func(tx *bolt.Tx) error) error {
-	return guard(func() error { return db.bolt.View(fn) })
-}
-
-// update runs fn in a write transaction of its own, after the identity check.
-func (db *DB) update(fn func(tx *bolt.Tx) error) error {
-	err := guard(func() error {
-		return db.bolt.Update(func(tx *bolt.Tx) error {
-			if err := db.checkWrite(tx); err != nil {
-				return err
-			}
-			return fn(tx)
-		})
-	})
+// update runs fn in a write transaction of its own.
+func (db *DB) update(ctx context.Context, fn func(tx kv.Tx) error) error {
+	err := db.kv.Update(ctx, kv.Write{}, fn)
 	db.wrote(err)
 	return err
 }
 
 // wrote reports a write's outcome to Options.OnWrite.
 func (db *DB) wrote(err error) {
-	if db.onWrite == nil || errors.Is(err, ErrExists) || errors.Is(err, ErrNotFound) {
+	if db.onWrite == nil || errors.Is(err, ErrExists) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrFenced) {
 		return
 	}
 	db.onWrite(err)
 }
 
-// Path returns the database file's path.
-func (db *DB) Path() string { return db.path }
-
-// Close closes the database, waiting for open transactions to end, then releases
-// the lock file.
-func (db *DB) Close() error {
-	err := db.bolt.Close()
-	if db.lock != nil {
-		_ = db.lock.Close()
-		db.lock = nil
-	}
-	return err
-}
-
-// Probe commits a write that changes nothing (the schema version, rewritten) and
-// reports it to Options.OnWrite like any write: a daemon whose writes failed learns
-// from it that the store writes again, without waiting for real work.
-func (db *DB) Probe() error {
-	return db.update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
-	})
-}
-
 // FailureReason sorts a write error into a few kinds, for a metric label and an
 // operator's first look: "enospc" (no space left), "replaced" (ErrReplaced),
-// "readonly" (a read-only file system or no write permission), "other".
+// "readonly" (a read-only file system or no write permission), "unavailable"
+// (ErrUnavailable: no quorum, no answer in time), "other".
 func FailureReason(err error) string {
 	switch {
 	case errors.Is(err, ErrReplaced):
 		return "replaced"
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
 	case isNoSpace(err):
 		return "enospc"
 	case isReadOnly(err):
@@ -507,7 +288,31 @@ func FailureReason(err error) string {
 	return "other"
 }
 
-func getJSON(b *bolt.Bucket, key []byte, v any) error {
+// Schema returns the schema version the store holds.
+func (db *DB) Schema(ctx context.Context) (int, error) {
+	n := 0
+	err := db.view(ctx, func(tx kv.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keySchema); len(v) == 4 {
+			n = int(binary.BigEndian.Uint32(v))
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Close closes the engine.
+func (db *DB) Close() error { return db.kv.Close() }
+
+// Probe commits a write that changes nothing (the schema version, rewritten) and
+// reports it to Options.OnWrite like any write: a daemon whose writes failed learns
+// from it that the store writes again, without waiting for real work.
+func (db *DB) Probe(ctx context.Context) error {
+	return db.update(ctx, func(tx kv.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
+	})
+}
+
+func getJSON(b kv.Bucket, key []byte, v any) error {
 	raw := b.Get(key)
 	if raw == nil {
 		return ErrNotFound
@@ -518,7 +323,7 @@ func getJSON(b *bolt.Bucket, key []byte, v any) error {
 	return nil
 }
 
-func putJSON(b *bolt.Bucket, key []byte, v any) error {
+func putJSON(b kv.Bucket, key []byte, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -543,14 +348,15 @@ type consentCursor struct {
 	NextCycle   int          `json:"nextCycle"`
 	NextDue     time.Time    `json:"nextDue,omitzero"`
 	RefreshedAt time.Time    `json:"refreshedAt,omitzero"`
+	Version     uint64       `json:"version,omitempty"`
 }
 
 func cursorOf(r *ConsentRecord) consentCursor {
-	return consentCursor{State: r.State, StateReason: r.StateReason, UpdatedAt: r.UpdatedAt, BillFrom: r.BillFrom, NextCycle: r.NextCycle, NextDue: r.NextDue, RefreshedAt: r.RefreshedAt}
+	return consentCursor{State: r.State, StateReason: r.StateReason, UpdatedAt: r.UpdatedAt, BillFrom: r.BillFrom, NextCycle: r.NextCycle, NextDue: r.NextDue, RefreshedAt: r.RefreshedAt, Version: r.Version + 1}
 }
 
 // readConsent assembles a record from its two parts.
-func readConsent(tx *bolt.Tx, id []byte, body []byte) (*ConsentRecord, error) {
+func readConsent(tx kv.Tx, id []byte, body []byte) (*ConsentRecord, error) {
 	var (
 		b   consentBody
 		cur consentCursor
@@ -566,14 +372,14 @@ func readConsent(tx *bolt.Tx, id []byte, body []byte) (*ConsentRecord, error) {
 		return nil, fmt.Errorf("%w: consent %q has no billing cursor", ErrCorrupt, id)
 	}
 	r.AddedAt, r.RedirectURL = b.AddedAt, b.RedirectURL
-	r.State, r.StateReason, r.UpdatedAt, r.BillFrom, r.NextCycle, r.NextDue, r.RefreshedAt = cur.State, cur.StateReason, cur.UpdatedAt, cur.BillFrom, cur.NextCycle, cur.NextDue, cur.RefreshedAt
+	r.State, r.StateReason, r.UpdatedAt, r.BillFrom, r.NextCycle, r.NextDue, r.RefreshedAt, r.Version = cur.State, cur.StateReason, cur.UpdatedAt, cur.BillFrom, cur.NextCycle, cur.NextDue, cur.RefreshedAt, cur.Version
 	return &r, nil
 }
 
 // GetConsent returns the stored consent id, or ErrNotFound.
-func (db *DB) GetConsent(id string) (*ConsentRecord, error) {
+func (db *DB) GetConsent(ctx context.Context, id string) (*ConsentRecord, error) {
 	var r *ConsentRecord
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		body := tx.Bucket(bucketConsents).Get([]byte(id))
 		if body == nil {
 			return ErrNotFound
@@ -590,9 +396,9 @@ func (db *DB) GetConsent(id string) (*ConsentRecord, error) {
 
 // ListConsents returns up to limit consents with ids after the id after (""
 // starts at the beginning), in id order; state "" matches every state.
-func (db *DB) ListConsents(after string, limit int, state ConsentState) ([]*ConsentRecord, error) {
+func (db *DB) ListConsents(ctx context.Context, after string, limit int, state ConsentState) ([]*ConsentRecord, error) {
 	var out []*ConsentRecord
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		c := tx.Bucket(bucketConsents).Cursor()
 		k, v := c.First()
 		if after != "" {
@@ -621,9 +427,9 @@ func (db *DB) ListConsents(after string, limit int, state ConsentState) ([]*Cons
 }
 
 // GetAttempt returns one attempt, or ErrNotFound.
-func (db *DB) GetAttempt(k AttemptKey) (*Attempt, error) {
+func (db *DB) GetAttempt(ctx context.Context, k AttemptKey) (*Attempt, error) {
 	var a Attempt
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		return getJSON(tx.Bucket(bucketAttempts), attemptKeyBytes(k), &a)
 	})
 	if err != nil {
@@ -633,9 +439,9 @@ func (db *DB) GetAttempt(k AttemptKey) (*Attempt, error) {
 }
 
 // Attempts returns every attempt of a consent, in cycle and attempt order.
-func (db *DB) Attempts(consentID string) ([]*Attempt, error) {
+func (db *DB) Attempts(ctx context.Context, consentID string) ([]*Attempt, error) {
 	var out []*Attempt
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		c := tx.Bucket(bucketAttempts).Cursor()
 		prefix := consentPrefix(consentID)
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+6; k, v = c.Next() {
@@ -652,9 +458,9 @@ func (db *DB) Attempts(consentID string) ([]*Attempt, error) {
 
 // Attention returns up to limit attempts in state s (UNCONFIRMED, MISSED, FAILED or
 // SKIPPED), the items an operator must look at, from an index (no full scan).
-func (db *DB) Attention(s AttemptState, limit int) ([]*Attempt, error) {
+func (db *DB) Attention(ctx context.Context, s AttemptState, limit int) ([]*Attempt, error) {
 	var out []*Attempt
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		c := tx.Bucket(bucketAttention).Cursor()
 		attempts := tx.Bucket(bucketAttempts)
 		prefix := append([]byte(s), 0)
@@ -672,9 +478,9 @@ func (db *DB) Attention(s AttemptState, limit int) ([]*Attempt, error) {
 
 // DueBefore returns up to limit entries of the due index at or before t, oldest
 // first. It reads only those entries.
-func (db *DB) DueBefore(t time.Time, limit int) ([]DueItem, error) {
+func (db *DB) DueBefore(ctx context.Context, t time.Time, limit int) ([]DueItem, error) {
 	var out []DueItem
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		return scanTimeIndex(tx.Bucket(bucketDue), t, limit, func(at time.Time, k AttemptKey) {
 			out = append(out, DueItem{At: at, Key: k})
 		})
@@ -683,9 +489,9 @@ func (db *DB) DueBefore(t time.Time, limit int) ([]DueItem, error) {
 }
 
 // PollBefore returns up to limit entries of the poll index at or before t.
-func (db *DB) PollBefore(t time.Time, limit int) ([]PollItem, error) {
+func (db *DB) PollBefore(ctx context.Context, t time.Time, limit int) ([]PollItem, error) {
 	var out []PollItem
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		return scanTimeIndex(tx.Bucket(bucketPoll), t, limit, func(at time.Time, k AttemptKey) {
 			out = append(out, PollItem{At: at, Key: k})
 		})
@@ -693,7 +499,7 @@ func (db *DB) PollBefore(t time.Time, limit int) ([]PollItem, error) {
 	return out, err
 }
 
-func scanTimeIndex(b *bolt.Bucket, t time.Time, limit int, fn func(time.Time, AttemptKey)) error {
+func scanTimeIndex(b kv.Bucket, t time.Time, limit int, fn func(time.Time, AttemptKey)) error {
 	end := uint64(t.UnixNano())
 	c := b.Cursor()
 	for k, _ := c.First(); k != nil && limit > 0; k, _ = c.Next() {
@@ -713,8 +519,8 @@ func scanTimeIndex(b *bolt.Bucket, t time.Time, limit int, fn func(time.Time, At
 // DueBounds returns the oldest entry of the due index at or before now (the oldest
 // work not yet done) and the first entry after now (the next scheduled work). Either
 // is zero when there is none.
-func (db *DB) DueBounds(now time.Time) (oldest, next time.Time, err error) {
-	err = db.view(func(tx *bolt.Tx) error {
+func (db *DB) DueBounds(ctx context.Context, now time.Time) (oldest, next time.Time, err error) {
+	err = db.view(ctx, func(tx kv.Tx) error {
 		c := tx.Bucket(bucketDue).Cursor()
 		k, _ := c.First()
 		if k == nil {
@@ -737,9 +543,9 @@ func (db *DB) DueBounds(now time.Time) (oldest, next time.Time, err error) {
 
 // NextWork returns the earliest entry of the due or poll index after t, or the zero
 // time when there is none. A virtual clock jumps there (billingd simulate).
-func (db *DB) NextWork(t time.Time) (time.Time, error) {
+func (db *DB) NextWork(ctx context.Context, t time.Time) (time.Time, error) {
 	var next time.Time
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		from := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano())+1)
 		for _, b := range [][]byte{bucketDue, bucketPoll} {
 			if k, _ := tx.Bucket(b).Cursor().Seek(from); k != nil {
@@ -755,12 +561,12 @@ func (db *DB) NextWork(t time.Time) (time.Time, error) {
 }
 
 // Amount returns the amount set for cycle k of a variable consent.
-func (db *DB) Amount(id string, k int) (klavi.Cents, bool, error) {
+func (db *DB) Amount(ctx context.Context, id string, k int) (klavi.Cents, bool, error) {
 	var (
 		c  klavi.Cents
 		ok bool
 	)
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		if v := tx.Bucket(bucketAmounts).Get(amountKey(id, k)); len(v) == 8 {
 			c, ok = klavi.Cents(binary.BigEndian.Uint64(v)), true
 		}
@@ -770,9 +576,9 @@ func (db *DB) Amount(id string, k int) (klavi.Cents, bool, error) {
 }
 
 // Amounts returns every amount set for a consent's cycles.
-func (db *DB) Amounts(id string) (map[int]klavi.Cents, error) {
+func (db *DB) Amounts(ctx context.Context, id string) (map[int]klavi.Cents, error) {
 	out := map[int]klavi.Cents{}
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		c := tx.Bucket(bucketAmounts).Cursor()
 		prefix := consentPrefix(id)
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
@@ -787,17 +593,17 @@ func (db *DB) Amounts(id string) (map[int]klavi.Cents, error) {
 
 // SetAmount stores the amount of cycle k of a variable consent. The caller checks the
 // consent's limits.
-func (db *DB) SetAmount(id string, k int, c klavi.Cents) error {
-	return db.update(func(tx *bolt.Tx) error {
+func (db *DB) SetAmount(ctx context.Context, id string, k int, c klavi.Cents) error {
+	return db.update(ctx, func(tx kv.Tx) error {
 		return putAmount(tx, CycleAmount{ConsentID: id, Cycle: k, Amount: c})
 	})
 }
 
 // Counts returns the number of consents in each state, kept up to date by every
 // write (no scan).
-func (db *DB) Counts() (map[ConsentState]int, error) {
+func (db *DB) Counts(ctx context.Context) (map[ConsentState]int, error) {
 	out := map[ConsentState]int{}
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyCounts); v != nil {
 			return json.Unmarshal(v, &out)
 		}
@@ -808,9 +614,9 @@ func (db *DB) Counts() (map[ConsentState]int, error) {
 
 // HighWater returns the latest instant the scheduler acted on (zero: never). A clock
 // that reads earlier than it has stepped back.
-func (db *DB) HighWater() (time.Time, error) {
+func (db *DB) HighWater(ctx context.Context) (time.Time, error) {
 	var t time.Time
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyHighWater); len(v) == 8 {
 			t = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
 		}
@@ -825,12 +631,12 @@ var AttentionStates = []AttemptState{AttemptUnconfirmed, AttemptStuck, AttemptMi
 // AttentionCounts returns how many attempts are in each attention state (the open
 // items an operator must look at), counting index keys only. Every state of
 // AttentionStates is present, at zero when none.
-func (db *DB) AttentionCounts() (map[AttemptState]int, error) {
+func (db *DB) AttentionCounts(ctx context.Context) (map[AttemptState]int, error) {
 	out := map[AttemptState]int{}
 	for _, s := range AttentionStates {
 		out[s] = 0
 	}
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx kv.Tx) error {
 		c := tx.Bucket(bucketAttention).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			if i := bytes.IndexByte(k, 0); i > 0 {
@@ -861,45 +667,88 @@ type Change struct {
 	HighWater time.Time
 	// Amounts sets amounts of variable cycles (the consent must be stored).
 	Amounts []CycleAmount
+	// Fence, when not zero, must still hold when the change commits (ErrFenced
+	// otherwise): every write of the scheduler carries its leadership's fence.
+	Fence kv.Fence
 	// Events are appended to their consents' timelines, in order, in the same
 	// transaction as the state change they describe: a committed change always has
 	// its events, and a failed one has none.
 	Events []Event
 }
 
-// Apply commits ch atomically and durably. Concurrent calls share one transaction and
-// one fsync (bbolt's DB.Batch); the write is idempotent, as Batch may run it twice.
-func (db *DB) Apply(ch *Change) error {
-	err := guard(func() error {
-		return db.bolt.Batch(func(tx *bolt.Tx) error {
-			// Batches run on a goroutine of bbolt's: faults there must panic too.
-			debug.SetPanicOnFault(true)
-			if err := db.checkWrite(tx); err != nil {
-				return err
-			}
-			return applyTx(tx, ch)
-		})
+// Apply commits ch atomically and durably, fenced by ch.Fence. Concurrent calls may
+// share one commit (a group commit, where the engine has one); the write is
+// idempotent, as the engine may run it more than once. It fails with ErrConflict
+// when a record's Version moved on since it was read, ErrFenced when the fence no
+// longer holds, ErrExists or ErrNotFound for what the change assumes.
+func (db *DB) Apply(ctx context.Context, ch *Change) error {
+	err := db.kv.Update(ctx, kv.Write{Fence: ch.Fence, Batch: true}, func(tx kv.Tx) error {
+		return applyTx(tx, ch)
 	})
 	db.wrote(err)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	ch.committed()
 	return nil
 }
 
-// ApplyAll commits many changes in one transaction (bulk loads).
-func (db *DB) ApplyAll(chs []*Change) error {
-	return db.update(func(tx *bolt.Tx) error {
-		for _, ch := range chs {
-			if err := applyTx(tx, ch); err != nil {
-				return err
+// ApplyAll commits many changes (bulk loads) in order, as few transactions as the
+// engine allows: all in one on bolt, chunks within etcd's operation limit. Each
+// transaction is atomic; when one fails, the changes before it stay committed and
+// applied says how many they are.
+func (db *DB) ApplyAll(ctx context.Context, chs []*Change) (applied int, err error) {
+	for len(chs) > 0 {
+		n := len(chs)
+		for {
+			part := chs[:n]
+			err = db.update(ctx, func(tx kv.Tx) error {
+				for _, ch := range part {
+					if err := applyTx(tx, ch); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if errors.Is(err, kv.ErrTooLarge) && n > 1 {
+				n /= 2
+				continue
 			}
+			break
 		}
-		return nil
-	})
+		if err != nil {
+			return applied, err
+		}
+		for _, ch := range chs[:n] {
+			ch.committed()
+		}
+		applied += n
+		chs = chs[n:]
+	}
+	return applied, nil
 }
 
-func applyTx(tx *bolt.Tx, ch *Change) error {
+// versionOf is a stored attempt's version; 0 for none.
+func versionOf(a *Attempt) uint64 {
+	if a == nil {
+		return 0
+	}
+	return a.Version
+}
+
+// committed advances the versions of ch's records to what the store now holds.
+func (ch *Change) committed() {
+	if ch.Consent != nil {
+		ch.Consent.Version++
+	} else if ch.Cursor != nil {
+		ch.Cursor.Version++
+	}
+	for _, a := range ch.Attempts {
+		a.Version++
+	}
+}
+
+func applyTx(tx kv.Tx, ch *Change) error {
 	if r := ch.Consent; r != nil {
 		if err := putConsent(tx, r, ch.NewConsent); err != nil {
 			return err
@@ -932,7 +781,12 @@ func applyTx(tx *bolt.Tx, ch *Change) error {
 				prev = &p
 			}
 		}
-		if err := putJSON(attempts, key, a); err != nil {
+		if stored := versionOf(prev); stored != a.Version {
+			return fmt.Errorf("attempt %s: %w (read at version %d, stored %d)", a.AttemptKey, ErrConflict, a.Version, stored)
+		}
+		next := *a
+		next.Version++
+		if err := putJSON(attempts, key, &next); err != nil {
 			return err
 		}
 		if err := indexAttempt(tx, prev, a); err != nil {
@@ -968,7 +822,7 @@ func applyTx(tx *bolt.Tx, ch *Change) error {
 }
 
 // putConsent writes a whole consent record.
-func putConsent(tx *bolt.Tx, r *ConsentRecord, mustBeNew bool) error {
+func putConsent(tx kv.Tx, r *ConsentRecord, mustBeNew bool) error {
 	key := []byte(r.Consent.ID)
 	b := tx.Bucket(bucketConsents)
 	if mustBeNew && b.Get(key) != nil {
@@ -1000,7 +854,7 @@ func putConsent(tx *bolt.Tx, r *ConsentRecord, mustBeNew bool) error {
 }
 
 // putCursor writes a consent's billing state and keeps the per-state counts in step.
-func putCursor(tx *bolt.Tx, r *ConsentRecord) error {
+func putCursor(tx kv.Tx, r *ConsentRecord) error {
 	key := []byte(r.Consent.ID)
 	cursors, meta := tx.Bucket(bucketCursors), tx.Bucket(bucketMeta)
 	if tx.Bucket(bucketConsents).Get(key) == nil {
@@ -1011,6 +865,9 @@ func putCursor(tx *bolt.Tx, r *ConsentRecord) error {
 	if old != nil {
 		if err := json.Unmarshal(old, &prev); err != nil {
 			return fmt.Errorf("%w: cursor of consent %q: %v", ErrCorrupt, key, err)
+		}
+		if prev.Version != r.Version {
+			return fmt.Errorf("consent %s: %w (read at version %d, stored %d)", r.Consent.ID, ErrConflict, r.Version, prev.Version)
 		}
 	}
 	if old == nil || prev.State != r.State {
@@ -1029,37 +886,4 @@ func putCursor(tx *bolt.Tx, r *ConsentRecord) error {
 		}
 	}
 	return putJSON(cursors, key, cursorOf(r))
-}
-
-// Backup writes a consistent copy of the database to w (bbolt's Tx.WriteTo inside a
-// read transaction): safe while the daemon runs and writes.
-func (db *DB) Backup(w io.Writer) (int64, error) {
-	var n int64
-	err := db.view(func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
-	})
-	return n, err
-}
-
-// Snapshot writes a consistent copy of the database to a temporary file beside it and
-// returns that file, open and rewound, with its size. The file has no name any more
-// (it is removed once open), so it disappears when closed. The read transaction lasts
-// only as long as the local copy, not as long as whoever reads the snapshot.
-func (db *DB) Snapshot() (*os.File, int64, error) {
-	f, err := os.CreateTemp(filepath.Dir(db.path), ".billingd-snapshot-*")
-	if err != nil {
-		return nil, 0, fmt.Errorf("snapshot: %w", err)
-	}
-	_ = os.Remove(f.Name())
-	n, err := db.Backup(f)
-	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("snapshot: %w", err)
-	}
-	return f, n, nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/scheduler"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 func newConsentCmd(a *app) *cobra.Command {
@@ -766,7 +767,7 @@ func newConsentImportCmd(a *app) *cobra.Command {
 		if err != nil {
 			return usageErrorf("%v", err)
 		}
-		db, err := storage.Open(path, storage.Options{Timeout: time.Second})
+		db, err := bolt.Open(path, bolt.Options{Timeout: time.Second})
 		if err != nil {
 			if errors.Is(err, storage.ErrLocked) {
 				return fmt.Errorf("%w; while billingd runs, add consents with 'billingd consent add'", err)
@@ -775,7 +776,7 @@ func newConsentImportCmd(a *app) *cobra.Command {
 		}
 		defer db.Close()
 		// Nothing is written to a damaged file: check every page first.
-		if err := db.Verify(); err != nil {
+		if err := db.Verify(cmd.Context()); err != nil {
 			return fmt.Errorf("%s: %w (nothing was imported)", path, err)
 		}
 		h, m, _ := parseClock(cfg.Billing.SubmitTime)
@@ -783,9 +784,9 @@ func newConsentImportCmd(a *app) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		added, skipped, err := sch.AddConsents(cs, from, db.ApplyAll)
+		added, skipped, err := sch.AddConsents(cmd.Context(), cs, from)
 		if err != nil {
-			return fmt.Errorf("import: %w (nothing was imported)", err)
+			return fmt.Errorf("import: %w (%s imported before it; running the import again skips them)", err, plural(added, "consent"))
 		}
 		fmt.Fprintf(e.stdout, "imported %s into %s (%d already there, skipped)\n", plural(added, "consent"), path, skipped)
 		return nil

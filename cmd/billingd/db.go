@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 func newDBCmd(a *app) *cobra.Command {
@@ -47,7 +48,7 @@ func newDBCheckCmd(a *app) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		rep, err := storage.Inspect(path, 2*time.Second)
+		rep, err := bolt.Inspect(path, 2*time.Second)
 		if rep != nil {
 			printReport(e.stdout, rep)
 		}
@@ -69,7 +70,7 @@ func newDBCheckCmd(a *app) *cobra.Command {
 
 // printReport prints what db check found: sizes (the file size is what ls -l
 // shows), records per bucket, consents per state, and every problem.
-func printReport(w io.Writer, r *storage.Report) {
+func printReport(w io.Writer, r *bolt.Report) {
 	fmt.Fprintf(w, "database:   %s\n", r.Path)
 	fmt.Fprintf(w, "file size:  %d bytes\n", r.FileBytes)
 	if r.PageSize > 0 {
@@ -134,7 +135,7 @@ func newDBCompactCmd(a *app) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		before, after, err := storage.Compact(args[0], path)
+		before, after, err := bolt.Compact(args[0], path)
 		if err != nil {
 			if errors.Is(err, storage.ErrLocked) {
 				return fmt.Errorf("%w; stop billingd before compacting", err)
@@ -179,10 +180,10 @@ func newDBBackupCmd(a *app) *cobra.Command {
 		}
 		defer os.Remove(tmp.Name())
 		via := "file"
-		db, err := storage.Open(path, storage.Options{ReadOnly: true, Timeout: time.Second})
+		db, err := bolt.Open(path, bolt.Options{ReadOnly: true, Timeout: time.Second})
 		switch {
 		case err == nil:
-			_, err = db.Backup(tmp)
+			_, err = db.Backup(cmd.Context(), tmp)
 			_ = db.Close()
 		case errors.Is(err, storage.ErrLocked):
 			via = "admin API"
@@ -201,11 +202,11 @@ func newDBBackupCmd(a *app) *cobra.Command {
 			return fmt.Errorf("backup of %s: %w", path, err)
 		}
 		// Verify the copy before it replaces anything.
-		cp, err := storage.Open(tmp.Name(), storage.Options{ReadOnly: true, Timeout: time.Second})
+		cp, err := bolt.Open(tmp.Name(), bolt.Options{ReadOnly: true, Timeout: time.Second})
 		if err != nil {
 			return fmt.Errorf("backup copy does not open: %w", err)
 		}
-		err = cp.Check()
+		err = cp.Check(cmd.Context())
 		_ = cp.Close()
 		if err != nil {
 			return fmt.Errorf("backup copy fails its check: %w", err)

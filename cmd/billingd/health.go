@@ -83,7 +83,7 @@ func (h *storeHealth) problem() string {
 
 // probeLoop calls probe while the store is unhealthy and no write was tried for
 // probeEvery, until ctx ends.
-func (h *storeHealth) probeLoop(ctx context.Context, probe func() error) {
+func (h *storeHealth) probeLoop(ctx context.Context, probe func(context.Context) error) {
 	t := time.NewTicker(probeEvery / 5)
 	defer t.Stop()
 	for {
@@ -96,7 +96,7 @@ func (h *storeHealth) probeLoop(ctx context.Context, probe func() error) {
 		due := h.failure != nil && time.Since(h.tried) >= probeEvery
 		h.mu.Unlock()
 		if due {
-			_ = probe() // reported through wrote
+			_ = probe(ctx) // reported through wrote
 		}
 	}
 }

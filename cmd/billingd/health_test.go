@@ -20,6 +20,7 @@ import (
 
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 func readyz(t *testing.T, d *daemon) (int, string) {
@@ -71,7 +72,7 @@ func TestStoreHealth(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			h.probeLoop(ctx, func() error { h.wrote(nil); cancel(); return nil })
+			h.probeLoop(ctx, func(context.Context) error { h.wrote(nil); cancel(); return nil })
 		}()
 		select {
 		case <-done:
@@ -89,7 +90,7 @@ func TestDaemon_ReadinessFollowsTheStore(t *testing.T) {
 	// The start-up scan's one write (the latest instant acted on; the test clock then
 	// stands still, so there is no other) must not land after the failure below.
 	deadline := time.Now().Add(10 * time.Second)
-	for hw, _ := de.d.db.HighWater(); hw.IsZero(); hw, _ = de.d.db.HighWater() {
+	for hw, _ := de.d.db.HighWater(context.Background()); hw.IsZero(); hw, _ = de.d.db.HighWater(context.Background()) {
 		require.True(t, time.Now().Before(deadline), "the start-up scan did not run")
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -103,7 +104,7 @@ func TestDaemon_ReadinessFollowsTheStore(t *testing.T) {
 	assert.Contains(t, metrics, "billingd_store_healthy 0")
 
 	// A write that succeeds (the probe's, here) makes it ready again by itself.
-	require.NoError(t, de.d.db.Probe())
+	require.NoError(t, de.d.db.Probe(context.Background()))
 	code, body = readyz(t, de.d)
 	assert.Equal(t, 200, code, body)
 	assert.Contains(t, de.get("/metrics"), "billingd_store_healthy 1")
@@ -226,13 +227,14 @@ func TestRun_VerifyOnStart(t *testing.T) {
 	dbPath := filepath.Join(dir, "b.db")
 	code, _, stderr := runCLI(t, nil, "consent", "import", "--db", dbPath, "../../examples/consents")
 	require.Equal(t, 0, code, stderr)
-	db, err := storage.Open(dbPath, storage.Options{})
+	db, err := bolt.Open(dbPath, bolt.Options{})
 	require.NoError(t, err)
 	var chs []*storage.Change
 	for i := 0; i < 300; i++ {
 		chs = append(chs, &storage.Change{PutDue: []storage.DueItem{{At: time.Unix(int64(i), 0), Key: storage.AttemptKey{ConsentID: fmt.Sprintf("urn:x:%03d", i)}}}})
 	}
-	require.NoError(t, db.ApplyAll(chs))
+	_, err = db.ApplyAll(context.Background(), chs)
+	require.NoError(t, err)
 	require.NoError(t, db.Close())
 	raw, err := os.ReadFile(dbPath)
 	require.NoError(t, err)

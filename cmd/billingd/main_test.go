@@ -16,7 +16,7 @@ import (
 
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/cycle"
-	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 // runCLI runs billingd's command line in-process and returns the exit code, stdout
@@ -166,12 +166,12 @@ func TestSimulate_Command(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "sim.db")
 		code, _, stderr := runCLI(t, nil, "simulate", "--days", "30", "--from", "2026-11-26", "--format", "json", "--db", path)
 		require.Equal(t, 0, code, stderr)
-		db, err := storage.Open(path, storage.Options{ReadOnly: true})
+		db, err := bolt.Open(path, bolt.Options{ReadOnly: true})
 		require.NoError(t, err)
-		recs, err := db.ListConsents("", 100, "")
+		recs, err := db.ListConsents(context.Background(), "", 100, "")
 		require.NoError(t, err)
 		assert.Len(t, recs, 6, "the example consents, as the run left them")
-		atts, err := db.Attempts("urn:klavi:consent-weekly-0002")
+		atts, err := db.Attempts(context.Background(), "urn:klavi:consent-weekly-0002")
 		require.NoError(t, err)
 		assert.NotEmpty(t, atts)
 		require.NoError(t, db.Close())

@@ -23,7 +23,7 @@ import (
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/metrics"
 	"github.com/klavi-billing/billingd/scheduler"
-	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 func newRunCmd(a *app) *cobra.Command {
@@ -93,7 +93,7 @@ func runDaemon(ctx context.Context, a *app) error {
 type daemon struct {
 	cfg    Config
 	log    *slog.Logger
-	db     *storage.DB
+	db     *bolt.Store
 	sched  *scheduler.Scheduler
 	srv    *http.Server
 	ln     net.Listener
@@ -129,7 +129,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	m := metrics.New(ver, rev, metrics.WithClock(clk), metrics.WithLogger(log))
 	d.health = newStoreHealth(log, m, d.stop)
 	d.health.dir = filepath.Dir(cfg.Storage.Path)
-	d.db, err = storage.Open(cfg.Storage.Path, storage.Options{Timeout: cfg.Storage.OpenTimeout, Logger: log, OnWrite: d.health.wrote})
+	d.db, err = bolt.Open(cfg.Storage.Path, bolt.Options{Timeout: cfg.Storage.OpenTimeout, Logger: log, OnWrite: d.health.wrote})
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +198,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	// scheduler reads it. Walk every page before the first submission instead.
 	if cfg.Storage.VerifyOnStart {
 		vstart := time.Now()
-		if err := d.db.Verify(); err != nil {
+		if err := d.db.Verify(context.Background()); err != nil {
 			return nil, fmt.Errorf("%s: %w", cfg.Storage.Path, err)
 		}
 		log.Info("database verified", "db", cfg.Storage.Path, "took", time.Since(vstart).String())

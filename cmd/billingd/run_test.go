@@ -17,13 +17,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 const testToken = "admin-token-0123456789abcdef"
@@ -168,13 +169,13 @@ func TestDaemon_EndToEnd(t *testing.T) {
 
 	// Graceful stop: readiness goes away, the store is closed and reopens cleanly.
 	require.NoError(t, de.d.Close(context.Background()))
-	db, err := storage.Open(de.cfg.Storage.Path, storage.Options{ReadOnly: true})
+	db, err := bolt.Open(de.cfg.Storage.Path, bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	defer db.Close()
-	rec, err := db.GetConsent(c.ID)
+	rec, err := db.GetConsent(context.Background(), c.ID)
 	require.NoError(t, err)
 	assert.Equal(t, storage.ConsentRevoked, rec.State)
-	atts, err := db.Attempts(c.ID)
+	atts, err := db.Attempts(context.Background(), c.ID)
 	require.NoError(t, err)
 	assert.Equal(t, storage.AttemptCompleted, atts[0].State)
 }
@@ -240,7 +241,7 @@ func TestRun_BadStarts(t *testing.T) {
 	})
 	t.Run("locked database", func(t *testing.T) {
 		dbPath := filepath.Join(t.TempDir(), "b.db")
-		holder, err := storage.Open(dbPath, storage.Options{})
+		holder, err := bolt.Open(dbPath, bolt.Options{})
 		require.NoError(t, err)
 		defer holder.Close()
 		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, base(dbPath)))
@@ -249,9 +250,9 @@ func TestRun_BadStarts(t *testing.T) {
 	})
 	t.Run("foreign database", func(t *testing.T) {
 		dbPath := filepath.Join(t.TempDir(), "other.db")
-		bdb, err := bolt.Open(dbPath, 0o600, nil)
+		bdb, err := bbolt.Open(dbPath, 0o600, nil)
 		require.NoError(t, err)
-		require.NoError(t, bdb.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("orders")); return err }))
+		require.NoError(t, bdb.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket([]byte("orders")); return err }))
 		require.NoError(t, bdb.Close())
 		before, _ := os.ReadFile(dbPath)
 		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, base(dbPath)))
@@ -276,7 +277,7 @@ func TestRun_BadStarts(t *testing.T) {
 		assert.Equal(t, 1, code)
 		assert.Contains(t, stderr, "address already in use")
 		// The store opened before the listener failed is closed again: reopen works.
-		db, err := storage.Open(dbPath, storage.Options{Timeout: 200 * time.Millisecond})
+		db, err := bolt.Open(dbPath, bolt.Options{Timeout: 200 * time.Millisecond})
 		require.NoError(t, err)
 		db.Close()
 	})

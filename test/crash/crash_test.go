@@ -64,6 +64,7 @@ import (
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 	"github.com/klavi-billing/billingd/test/proc"
 )
 
@@ -275,7 +276,7 @@ func TestCrash(t *testing.T) {
 	proc.Do(t, "GET", "http://"+sbAddr+"/_sandbox/ledger", "", &ledger)
 	var stats sandbox.Stats
 	proc.Do(t, "GET", "http://"+sbAddr+"/_sandbox/stats", "", &stats)
-	db, err := storage.Open(dbPath, storage.Options{ReadOnly: true, Timeout: 10 * time.Second})
+	db, err := bolt.Open(dbPath, bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
 	require.NoError(t, err)
 	defer db.Close()
 	require.NoError(t, db.Check())
@@ -317,7 +318,7 @@ func pending(t *testing.T, apiAddr, dir string) string {
 		return "no snapshot: " + err.Error()
 	}
 	defer os.Remove(snap)
-	db, err := storage.Open(snap, storage.Options{ReadOnly: true, Timeout: time.Second})
+	db, err := bolt.Open(snap, bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		return "snapshot: " + err.Error()
 	}

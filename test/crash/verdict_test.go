@@ -15,6 +15,7 @@ import (
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 // Violation categories, in the order the verdict reports them.
@@ -113,7 +114,7 @@ func describeAttempt(a *storage.Attempt) string {
 }
 
 // judge checks the run's outcome.
-func judge(t *testing.T, w *world, ledger []sandbox.LedgerEntry, db *storage.DB) *verdict {
+func judge(t *testing.T, w *world, ledger []sandbox.LedgerEntry, db *bolt.Store) *verdict {
 	v := &verdict{t: t, count: map[string]int{}, states: map[storage.AttemptState]int{}, scenario: w.scenario, tick: w.tick}
 	kv := index(ledger)
 

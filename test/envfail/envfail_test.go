@@ -38,6 +38,7 @@ import (
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 	"github.com/klavi-billing/billingd/test/proc"
 )
 
@@ -303,7 +304,7 @@ func (w *world) finish(t *testing.T, d *daemon) {
 	})
 	d.stop(t)
 	ledger := w.ledger(t)
-	db, err := storage.Open(w.db, storage.Options{ReadOnly: true})
+	db, err := bolt.Open(w.db, bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	defer db.Close()
 	require.NoError(t, db.Check())
@@ -406,7 +407,7 @@ func testReplaced(t *testing.T, bin string) {
 	assert.Equal(t, requestsBefore, w.sandboxStats(t).Requests, "no request reached Klavi after the replacement")
 
 	// Nothing is lost in the file the daemon had open: every payment is recorded there.
-	db, err := storage.Open(moved, storage.Options{ReadOnly: true})
+	db, err := bolt.Open(moved, bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	ledger := w.ledger(t)
 	for k, pays := range ledger {
@@ -503,7 +504,7 @@ func testCorrupt(t *testing.T, bin string) {
 // usedBytes is the database's high-water mark (the file may be longer).
 func usedBytes(t *testing.T, path string) int {
 	t.Helper()
-	db, err := storage.Open(path, storage.Options{ReadOnly: true})
+	db, err := bolt.Open(path, bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	defer db.Close()
 	st, err := db.Stats()
@@ -667,7 +668,7 @@ func testClockAhead(t *testing.T, bin string) {
 	assert.InDelta(t, 15*24*3600, skew, 60)
 	assert.Empty(t, w.ledger(t), "nothing sent while in doubt")
 	d.stop(t)
-	db, err := storage.Open(dbPath, storage.Options{ReadOnly: true})
+	db, err := bolt.Open(dbPath, bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	for _, k := range w.expect {
 		_, err := db.GetAttempt(k)
@@ -692,7 +693,7 @@ func testDowntime(t *testing.T, bin string) {
 	ahead := aheadBy(15 * 24 * time.Hour)
 	w := newWorldEnv(t, bin, dbPath, 20, "", "", []string{ahead})
 	w.importAll()
-	db, err := storage.Open(dbPath, storage.Options{})
+	db, err := bolt.Open(dbPath, bolt.Options{})
 	require.NoError(t, err)
 	require.NoError(t, db.Apply(&storage.Change{HighWater: time.Now()})) // the last run, 15 days ago
 	require.NoError(t, db.Close())
@@ -702,7 +703,7 @@ func testDowntime(t *testing.T, bin string) {
 	eventually(t, 30*time.Second, "every cycle decided", func() bool { return w.pending(t) == 0 })
 	assert.Equal(t, "0", w.metric("billingd_clock_in_doubt"))
 	d.stop(t)
-	db, err = storage.Open(dbPath, storage.Options{ReadOnly: true})
+	db, err = bolt.Open(dbPath, bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	defer db.Close()
 	for _, k := range w.expect {

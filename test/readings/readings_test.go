@@ -11,6 +11,7 @@
 package readings
 
 import (
+	"context"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -30,6 +31,7 @@ import (
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 	"github.com/klavi-billing/billingd/test/proc"
 )
 
@@ -199,13 +201,13 @@ log:
 			perCycle[fmt.Sprintf("%s/%d", l.ConsentID, l.Cycle)]++
 		}
 	}
-	db, err := storage.Open(dbPath, storage.Options{ReadOnly: true})
+	db, err := bolt.Open(dbPath, bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	defer db.Close()
 	refusals := strings.Contains(strings.Join(flags, " "), "--conflict-permissions")
 	failed := 0
 	for _, c := range cs {
-		a, err := db.GetAttempt(storage.AttemptKey{ConsentID: c.ID})
+		a, err := db.GetAttempt(context.Background(), storage.AttemptKey{ConsentID: c.ID})
 		require.NoError(t, err, c.ID)
 		if refusals && a.State == storage.AttemptFailed {
 			failed++
@@ -227,7 +229,7 @@ log:
 		assert.Positive(t, failed, "some creates were refused with a 409")
 	}
 	for _, st := range []storage.AttemptState{storage.AttemptUnconfirmed, storage.AttemptStuck, storage.AttemptFailed, storage.AttemptMissed} {
-		items, err := db.Attention(st, 100)
+		items, err := db.Attention(context.Background(), st, 100)
 		require.NoError(t, err)
 		if st == storage.AttemptFailed {
 			assert.Len(t, items, failed)

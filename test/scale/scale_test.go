@@ -34,6 +34,7 @@ import (
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/scheduler"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/bolt"
 	"github.com/klavi-billing/billingd/test/proc"
 )
 
@@ -49,7 +50,7 @@ func report(t *testing.T, format string, args ...any) {
 // today (their cycle falls in 3 days, lead 3, submit time 00:00) and the rest spread
 // over the coming year.
 func build(t *testing.T, path string, n, due int, today cycle.Date) []*consent.Consent {
-	db, err := storage.Open(path, storage.Options{NoSync: true, Timeout: time.Second})
+	db, err := bolt.Open(path, bolt.Options{NoSync: true, Timeout: time.Second})
 	require.NoError(t, err)
 	defer db.Close()
 	sch, err := scheduler.New(scheduler.Config{Policy: scheduler.Policy{LeadDays: 3, RetryMode: consent.Off}}, db, nil)
@@ -100,7 +101,7 @@ func TestScale(t *testing.T) {
 	report(t, "machine: %d CPUs, %s", runtime.NumCPU(), runtime.Version())
 
 	// 1. The due scan's selection: read the 10k due entries out of 1M consents.
-	db, err := storage.Open(master, storage.Options{ReadOnly: true})
+	db, err := bolt.Open(master, bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	now := time.Now()
 	var times []time.Duration

@@ -1,29 +1,26 @@
-package storage
+package bolt
 
 import (
-	"encoding/binary"
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/klavi-billing/billingd/storage"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // maxProblems bounds the problems a check lists: a badly damaged file has thousands.
 const maxProblems = 20
 
-// Stats are the file's size and how much of it holds data.
-type Stats struct {
-	SizeBytes  int64 // size of the file, as ls -l shows it
-	InUseBytes int64 // pages below the high-water mark, minus free pages
-	FreePages  int
-}
+// Stats are storage.Stats.
+type Stats = storage.Stats
 
 // Stats returns the database's size figures.
-func (db *DB) Stats() (Stats, error) {
+func (st *Store) Stats(ctx context.Context) (Stats, error) {
+	db := st.e
 	var s Stats
 	size, err := db.fileSize()
 	if err != nil {
@@ -31,7 +28,7 @@ func (db *DB) Stats() (Stats, error) {
 	}
 	s.SizeBytes = size
 	var used int64
-	err = db.view(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bbolt.Tx) error {
 		used = tx.Size()
 		return nil
 	})
@@ -42,7 +39,7 @@ func (db *DB) Stats() (Stats, error) {
 }
 
 // fileSize is the size of the open file.
-func (db *DB) fileSize() (int64, error) {
+func (db *engine) fileSize() (int64, error) {
 	if db.file == nil {
 		fi, err := os.Stat(db.path)
 		if err != nil {
@@ -59,13 +56,13 @@ func (db *DB) fileSize() (int64, error) {
 
 // checkLength refuses a file shorter than the pages its header says it has (a
 // truncated copy): reading those pages would fault. It reads only the header.
-func (db *DB) checkLength() error {
+func (db *engine) checkLength() error {
 	size, err := db.fileSize()
 	if err != nil {
 		return err
 	}
 	var need int64
-	if err := db.view(func(tx *bolt.Tx) error {
+	if err := db.view(func(tx *bbolt.Tx) error {
 		need = tx.Size()
 		return nil
 	}); err != nil {
@@ -84,13 +81,13 @@ func (db *DB) checkLength() error {
 // keeps no checksums of data pages, so this is how a damaged page is found before a
 // write depends on it. It reads the whole file in one read transaction; it does not
 // decode records (Check does).
-func (db *DB) Verify() error {
-	return problemsErr(db.structure(nil))
+func (st *Store) Verify(ctx context.Context) error {
+	return problemsErr(st.e.structure(nil))
 }
 
 // structure returns the structural problems of the file, and counts the keys of
 // each top-level bucket into records when it is not nil.
-func (db *DB) structure(records map[string]int) []string {
+func (db *engine) structure(records map[string]int) []string {
 	if err := db.checkLength(); err != nil {
 		return []string{problemText(err)}
 	}
@@ -121,8 +118,8 @@ func (db *DB) structure(records map[string]int) []string {
 	// damaged page then panics here, where it is recovered, instead of inside bbolt's
 	// own check goroutine, which would kill the process.
 	var names [][]byte
-	if err := db.view(func(tx *bolt.Tx) error {
-		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+	if err := db.view(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
 			names = append(names, append([]byte(nil), name...))
 			return nil
 		})
@@ -131,9 +128,9 @@ func (db *DB) structure(records map[string]int) []string {
 	}
 	for _, name := range names {
 		n := 0
-		err := db.view(func(tx *bolt.Tx) error {
-			var walk func(b *bolt.Bucket) error
-			walk = func(b *bolt.Bucket) error {
+		err := db.view(func(tx *bbolt.Tx) error {
+			var walk func(b *bbolt.Bucket) error
+			walk = func(b *bbolt.Bucket) error {
 				c := b.Cursor()
 				for k, v := c.First(); k != nil; k, v = c.Next() {
 					n++
@@ -163,7 +160,7 @@ func (db *DB) structure(records map[string]int) []string {
 	if len(problems) > 0 {
 		return problems
 	}
-	if err := db.view(func(tx *bolt.Tx) error {
+	if err := db.view(func(tx *bbolt.Tx) error {
 		// Drain the channel to its end: bbolt's goroutine holds the transaction
 		// until every problem is taken.
 		for err := range tx.Check() {
@@ -184,12 +181,12 @@ func (db *DB) structure(records map[string]int) []string {
 // finds them in the page cache: the walk goes in tree order, which on a cold disk is
 // random reads (a million consents: 33 s cold without, 5 s with). A read error is
 // left for the walk to meet.
-func (db *DB) prefetch() {
+func (db *engine) prefetch() {
 	if db.file == nil {
 		return
 	}
 	var used int64
-	if err := db.view(func(tx *bolt.Tx) error {
+	if err := db.view(func(tx *bbolt.Tx) error {
 		used = tx.Size()
 		return nil
 	}); err != nil {
@@ -205,8 +202,8 @@ func (db *DB) prefetch() {
 
 // release gives back the resident memory a walk of the mapping took. It holds a
 // read transaction, so the mapping cannot move meanwhile.
-func (db *DB) release() {
-	_ = db.view(func(tx *bolt.Tx) error {
+func (db *engine) release() {
+	_ = db.view(func(tx *bbolt.Tx) error {
 		releaseMapped(db.bolt.Info().Data, tx.Size())
 		return nil
 	})
@@ -228,80 +225,11 @@ func problemsErr(problems []string) error {
 // Check verifies the whole database and returns what it found wrong (nil when
 // sound): the structure (Verify), then billingd's own invariants (records decode,
 // every index entry points at a stored record, the consent counts match).
-func (db *DB) Check() error {
-	if problems := db.structure(nil); len(problems) > 0 {
+func (st *Store) Check(ctx context.Context) error {
+	if problems := st.e.structure(nil); len(problems) > 0 {
 		return problemsErr(problems)
 	}
-	return problemsErr(db.invariants())
-}
-
-// invariants lists what breaks billingd's own rules in a structurally sound file.
-func (db *DB) invariants() []string {
-	var problems []string
-	add := func(format string, args ...any) {
-		if len(problems) < maxProblems {
-			problems = append(problems, fmt.Sprintf(format, args...))
-		}
-	}
-	err := db.view(func(tx *bolt.Tx) error {
-		counts := map[ConsentState]int{}
-		if err := tx.Bucket(bucketConsents).ForEach(func(k, v []byte) error {
-			r, err := readConsent(tx, k, v)
-			if err != nil || r.Consent.ID != string(k) {
-				add("consent %q: record does not decode", k)
-				return nil
-			}
-			counts[r.State]++
-			return nil
-		}); err != nil {
-			return err
-		}
-		if n, m := tx.Bucket(bucketCursors).Stats().KeyN, tx.Bucket(bucketConsents).Stats().KeyN; n != m {
-			add("%d billing cursors for %d consents", n, m)
-		}
-		var stored map[ConsentState]int
-		if v := tx.Bucket(bucketMeta).Get(keyCounts); v != nil {
-			_ = json.Unmarshal(v, &stored)
-		}
-		for _, s := range ConsentStates {
-			if stored[s] != counts[s] {
-				add("consent count of %s: %d stored, %d counted", s, stored[s], counts[s])
-			}
-		}
-		attempts := tx.Bucket(bucketAttempts)
-		if err := attempts.ForEach(func(k, v []byte) error {
-			var a Attempt
-			if _, err := parseAttemptKey(k); err != nil || json.Unmarshal(v, &a) != nil {
-				add("attempt %x: record does not decode", k)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, idx := range [][]byte{bucketDue, bucketPoll} {
-			if err := tx.Bucket(idx).ForEach(func(k, _ []byte) error {
-				_, key, err := parseTimeKey(k)
-				if err != nil {
-					add("%s index key %x is malformed", idx, k)
-					return nil
-				}
-				if idx[0] == 'p' && attempts.Get(attemptKeyBytes(key)) == nil {
-					add("poll index entry for %s has no attempt", key)
-				}
-				if idx[0] == 'd' && tx.Bucket(bucketConsents).Get([]byte(key.ConsentID)) == nil {
-					add("due index entry for %s has no consent", key)
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		problems = append(problems, problemText(err))
-	}
-	return problems
+	return st.DB.Check(ctx)
 }
 
 // Report is what `billingd db check` prints: the file's figures, the records in
@@ -316,7 +244,7 @@ type Report struct {
 	FreePages int
 	Schema    int            // the schema version stored in the file; 0 when unreadable
 	Records   map[string]int // keys per bucket
-	Consents  map[ConsentState]int
+	Consents  map[storage.ConsentState]int
 	Problems  []string
 }
 
@@ -325,7 +253,7 @@ type Report struct {
 // damaged file, as far as it could be read, with the error wrapping ErrCorrupt. The
 // file is never written.
 func Inspect(path string, timeout time.Duration) (*Report, error) {
-	rep := &Report{Path: path, Records: map[string]int{}, Consents: map[ConsentState]int{}}
+	rep := &Report{Path: path, Records: map[string]int{}, Consents: map[storage.ConsentState]int{}}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("check %s: %w", path, err)
@@ -343,22 +271,23 @@ func Inspect(path string, timeout time.Duration) (*Report, error) {
 		return nil, err
 	}
 	defer db.Close()
-	rep.PageSize = db.bolt.Info().PageSize
-	_ = db.view(func(tx *bolt.Tx) error {
-		rep.UsedPages = tx.Size() / int64(rep.PageSize)
-		if v := tx.Bucket(bucketMeta).Get(keySchema); len(v) == 4 {
-			rep.Schema = int(binary.BigEndian.Uint32(v))
-		}
-		return nil
+	ctx := context.Background()
+	rep.PageSize = db.e.bolt.Info().PageSize
+	_ = guard(func() error {
+		return db.e.bolt.View(func(tx *bbolt.Tx) error {
+			rep.UsedPages = tx.Size() / int64(rep.PageSize)
+			return nil
+		})
 	})
-	rep.Problems = db.structure(rep.Records)
+	rep.Schema, _ = db.Schema(ctx)
+	rep.Problems = db.e.structure(rep.Records)
 	if len(rep.Problems) == 0 {
-		rep.Problems = db.invariants()
+		rep.Problems = db.Invariants(ctx)
 	}
-	bs := db.bolt.Stats()
+	bs := db.e.bolt.Stats()
 	rep.FreePages = bs.FreePageN + bs.PendingPageN
 	if len(rep.Problems) == 0 {
-		if counts, err := db.Counts(); err == nil {
+		if counts, err := db.Counts(ctx); err == nil {
 			rep.Consents = counts
 		}
 		return rep, nil
@@ -381,17 +310,17 @@ func Compact(dst, src string) (before, after int64, err error) {
 		return 0, 0, err
 	}
 	defer in.Close()
-	if err := in.Verify(); err != nil {
+	if err := in.Verify(context.Background()); err != nil {
 		return 0, 0, fmt.Errorf("compact: %s: %w", src, err)
 	}
-	out, err := bolt.Open(dst, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
+	out, err := bbolt.Open(dst, 0o600, &bbolt.Options{NoSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {
 		return 0, 0, fmt.Errorf("compact: create %s: %w", dst, err)
 	}
-	err = guard(func() error { return bolt.Compact(out, in.bolt, 64<<20) })
+	err = guard(func() error { return bbolt.Compact(out, in.e.bolt, 64<<20) })
 	var used int64
 	if err == nil {
-		err = out.View(func(tx *bolt.Tx) error {
+		err = out.View(func(tx *bbolt.Tx) error {
 			used = tx.Size()
 			return nil
 		})
@@ -411,7 +340,7 @@ func Compact(dst, src string) (before, after int64, err error) {
 	}
 	check, err := Open(dst, Options{ReadOnly: true, Timeout: time.Second})
 	if err == nil {
-		err = check.Check()
+		err = check.Check(context.Background())
 		_ = check.Close()
 	}
 	if err != nil {

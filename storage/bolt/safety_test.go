@@ -1,6 +1,7 @@
-package storage
+package bolt
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -12,9 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klavi-billing/billingd/storage"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // populated returns the path of a closed database of n consents, each with a due
@@ -22,17 +24,18 @@ import (
 func populated(t testing.TB, n int) string {
 	t.Helper()
 	db, path := openTemp(t)
-	var chs []*Change
+	var chs []*storage.Change
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("urn:t:%05d", i)
-		k := AttemptKey{ConsentID: id, Cycle: 1}
-		chs = append(chs, &Change{
-			Consent:  record(t, id, ConsentActive),
-			Attempts: []*Attempt{{AttemptKey: k, State: AttemptSubmitted, ClientRequestID: "crid-" + id, CreatedAt: t0, UpdatedAt: t0}},
-			PutDue:   []DueItem{{At: t0.Add(time.Duration(i) * time.Minute), Key: AttemptKey{ConsentID: id, Cycle: 2}}},
+		k := storage.AttemptKey{ConsentID: id, Cycle: 1}
+		chs = append(chs, &storage.Change{
+			Consent:  record(t, id, storage.ConsentActive),
+			Attempts: []*storage.Attempt{{AttemptKey: k, State: storage.AttemptSubmitted, ClientRequestID: "crid-" + id, CreatedAt: t0, UpdatedAt: t0}},
+			PutDue:   []storage.DueItem{{At: t0.Add(time.Duration(i) * time.Minute), Key: storage.AttemptKey{ConsentID: id, Cycle: 2}}},
 		})
 	}
-	require.NoError(t, db.ApplyAll(chs))
+	_, err := db.ApplyAll(context.Background(), chs)
+	require.NoError(t, err)
 	require.NoError(t, db.Close())
 	return path
 }
@@ -67,7 +70,7 @@ func TestOpen_CorruptFiles(t *testing.T) {
 	db, err := Open(src, Options{ReadOnly: true})
 	require.NoError(t, err)
 	var used int
-	require.NoError(t, db.view(func(tx *bolt.Tx) error { used = int(tx.Size()); return nil }))
+	require.NoError(t, db.e.view(func(tx *bbolt.Tx) error { used = int(tx.Size()); return nil }))
 	require.NoError(t, db.Close())
 	require.Greater(t, used, 20*4096)
 
@@ -79,10 +82,10 @@ func TestOpen_CorruptFiles(t *testing.T) {
 			return err
 		}
 		defer db.Close()
-		if err := db.Verify(); err != nil {
+		if err := db.Verify(context.Background()); err != nil {
 			return err
 		}
-		_, err = db.ListConsents("", 10000, "")
+		_, err = db.ListConsents(context.Background(), "", 10000, "")
 		return err
 	}
 	t.Run("truncated", func(t *testing.T) {
@@ -141,7 +144,9 @@ func TestOpen_CorruptFiles(t *testing.T) {
 }
 
 func TestDB_Replaced(t *testing.T) {
-	rec := func(id string) *Change { return &Change{Consent: record(t, id, ConsentActive), NewConsent: true} }
+	rec := func(id string) *storage.Change {
+		return &storage.Change{Consent: record(t, id, storage.ConsentActive), NewConsent: true}
+	}
 	for _, tt := range []struct {
 		name    string
 		replace func(t *testing.T, path string)
@@ -166,19 +171,20 @@ func TestDB_Replaced(t *testing.T) {
 			db, err := Open(path, Options{OnWrite: func(err error) { mu.Lock(); reports = append(reports, err); mu.Unlock() }})
 			require.NoError(t, err)
 			defer db.Close()
-			require.NoError(t, db.Apply(rec("urn:t:before")))
+			require.NoError(t, db.Apply(context.Background(), rec("urn:t:before")))
 			require.NoError(t, db.CheckIdentity())
 
 			tt.replace(t, path)
-			err = db.Apply(rec("urn:t:after"))
+			err = db.Apply(context.Background(), rec("urn:t:after"))
 			require.ErrorIs(t, err, ErrReplaced)
 			assert.Contains(t, err.Error(), "database file was replaced or removed while open: "+path)
-			assert.ErrorIs(t, db.ApplyAll([]*Change{rec("urn:t:after2")}), ErrReplaced)
-			assert.ErrorIs(t, db.SetAmount("urn:t:before", 1, 100), ErrReplaced)
-			assert.ErrorIs(t, db.Probe(), ErrReplaced)
+			_, err = db.ApplyAll(context.Background(), []*storage.Change{rec("urn:t:after2")})
+			assert.ErrorIs(t, err, ErrReplaced)
+			assert.ErrorIs(t, db.SetAmount(context.Background(), "urn:t:before", 1, 100), ErrReplaced)
+			assert.ErrorIs(t, db.Probe(context.Background()), ErrReplaced)
 			assert.ErrorIs(t, db.CheckIdentity(), ErrReplaced)
-			_, err = db.GetConsent("urn:t:after")
-			assert.ErrorIs(t, err, ErrNotFound, "nothing was written to the open file either")
+			_, err = db.GetConsent(context.Background(), "urn:t:after")
+			assert.ErrorIs(t, err, storage.ErrNotFound, "nothing was written to the open file either")
 			mu.Lock()
 			require.NotEmpty(t, reports)
 			assert.NoError(t, reports[0])
@@ -203,14 +209,14 @@ func TestDB_Replaced(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = db.Apply(rec(fmt.Sprintf("urn:t:%d", i)))
+				errs[i] = db.Apply(context.Background(), rec(fmt.Sprintf("urn:t:%d", i)))
 			}()
 		}
 		wg.Wait()
 		for _, err := range errs {
 			assert.ErrorIs(t, err, ErrReplaced)
 		}
-		list, err := db.ListConsents("", 100, "")
+		list, err := db.ListConsents(context.Background(), "", 100, "")
 		require.NoError(t, err)
 		assert.Empty(t, list)
 	})
@@ -255,7 +261,7 @@ func TestFailureReason(t *testing.T) {
 		{fmt.Errorf("store: %w: a page is damaged", ErrCorrupt), "other"},
 	} {
 		t.Run(tt.err.Error(), func(t *testing.T) {
-			assert.Equal(t, tt.want, FailureReason(tt.err))
+			assert.Equal(t, tt.want, storage.FailureReason(tt.err))
 		})
 	}
 }
@@ -266,10 +272,10 @@ func TestDB_OnWrite(t *testing.T) {
 	db, err := Open(path, Options{OnWrite: func(err error) { got = append(got, err) }})
 	require.NoError(t, err)
 	defer db.Close()
-	require.NoError(t, db.Apply(&Change{Consent: record(t, "urn:t:a", ConsentActive), NewConsent: true}))
-	require.ErrorIs(t, db.Apply(&Change{Consent: record(t, "urn:t:a", ConsentActive), NewConsent: true}), ErrExists)
-	require.ErrorIs(t, db.SetAmount("urn:t:none", 1, 1), ErrNotFound)
-	require.NoError(t, db.Probe())
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:a", storage.ConsentActive), NewConsent: true}))
+	require.ErrorIs(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:a", storage.ConsentActive), NewConsent: true}), storage.ErrExists)
+	require.ErrorIs(t, db.SetAmount(context.Background(), "urn:t:none", 1, 1), storage.ErrNotFound)
+	require.NoError(t, db.Probe(context.Background()))
 	assert.Equal(t, []error{nil, nil}, got, "refusals for what a write contains say nothing about the store")
 }
 
@@ -296,14 +302,14 @@ func TestCompact_Sizes(t *testing.T) {
 	assert.Equal(t, size(one), rep.FileBytes)
 	assert.Equal(t, 400, rep.Records["consents"])
 	assert.Equal(t, 400, rep.Records["attempts"])
-	assert.Equal(t, SchemaVersion, rep.Schema)
-	assert.Equal(t, 400, rep.Consents[ConsentActive])
+	assert.Equal(t, storage.SchemaVersion, rep.Schema)
+	assert.Equal(t, 400, rep.Consents[storage.ConsentActive])
 	assert.Empty(t, rep.Problems)
 
 	db, err := Open(one, Options{ReadOnly: true})
 	require.NoError(t, err)
 	defer db.Close()
-	st, err := db.Stats()
+	st, err := db.Stats(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, size(one), st.SizeBytes, "Stats agrees with ls")
 }
@@ -315,14 +321,14 @@ func BenchmarkApply(b *testing.B) {
 		b.Run(fmt.Sprintf("identity_check=%t", check), func(b *testing.B) {
 			db, _ := openTemp(b)
 			if !check {
-				db.hasID = false
+				db.e.hasID = false
 			}
-			rec := record(b, "urn:t:bench", ConsentActive)
-			require.NoError(b, db.Apply(&Change{Consent: rec}))
+			rec := record(b, "urn:t:bench", storage.ConsentActive)
+			require.NoError(b, db.Apply(context.Background(), &storage.Change{Consent: rec}))
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				rec.NextCycle = i
-				if err := db.Apply(&Change{Cursor: rec}); err != nil {
+				if err := db.Apply(context.Background(), &storage.Change{Cursor: rec}); err != nil {
 					b.Fatal(err)
 				}
 			}

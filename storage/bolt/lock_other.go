@@ -1,9 +1,8 @@
 //go:build !unix
 
-package storage
+package bolt
 
 import (
-	"errors"
 	"os"
 	"time"
 )
@@ -17,7 +16,3 @@ func idOf(os.FileInfo) (fileID, bool) { return fileID{}, false }
 func lockPath(path string) string { return path + ".lock" }
 
 func acquireLock(string, bool, time.Duration) (*os.File, error) { return nil, nil }
-
-func isNoSpace(error) bool { return false }
-
-func isReadOnly(err error) bool { return errors.Is(err, os.ErrPermission) }

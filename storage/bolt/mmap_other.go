@@ -1,5 +1,5 @@
 //go:build !linux
 
-package storage
+package bolt
 
 func releaseMapped(uintptr, int64) {}

@@ -1,0 +1,416 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/klavi-billing/billingd/storage"
+)
+
+// The sentinels of package storage, as this engine returns them.
+var (
+	ErrLocked      = storage.ErrLocked
+	ErrNotBillingd = storage.ErrNotBillingd
+	ErrCorrupt     = storage.ErrCorrupt
+	ErrReplaced    = storage.ErrReplaced
+)
+
+// v1Buckets are in every billingd file; the others came with schema 2 and are
+// created when a writer opens a schema 1 file.
+var v1Buckets = []string{"meta", "consents", "cursors", "due", "attempts", "poll", "amounts", "attention"}
+
+// Options tune Open. The zero value is the production setting.
+type Options struct {
+	// Timeout bounds the wait for the file lock (default 5s); then Open fails with ErrLocked.
+	Timeout time.Duration
+	// ReadOnly opens with a shared lock and never writes (db check, offline reads).
+	ReadOnly bool
+	// NoSync skips fsync on commit. Only for throwaway databases (simulations).
+	NoSync bool
+	// MaxBatchDelay and MaxBatchSize tune the group commit of Apply (defaults 2ms, 1000).
+	MaxBatchDelay time.Duration
+	MaxBatchSize  int
+	// Logger receives open/close notes; nil is slog.Default().
+	Logger *slog.Logger
+	// OnWrite is storage.Options.OnWrite.
+	OnWrite func(err error)
+}
+
+// Store is billingd's store in one bbolt file: a storage.DB over this engine, and
+// what only a file has (backup, size figures, page verification, identity).
+type Store struct {
+	*storage.DB
+	e *engine
+}
+
+// engine is kv.Engine over one bbolt file.
+type engine struct {
+	bolt *bbolt.DB
+	path string
+	log  *slog.Logger
+	lock *os.File // the flock of lockPath(path), held until Close
+	file *os.File // bbolt's open file (bbolt closes it)
+	id   fileID   // the open file's device and inode
+	// hasID: id is known (a platform without inodes has none).
+	hasID bool
+
+	// replaced is set for good once the path is found not to name the open file.
+	replaced atomic.Bool
+	// checkedTx is the write transaction whose identity check passed. Only write
+	// transactions touch it, and bbolt runs one at a time. Holding the pointer keeps
+	// that Tx alive, so a later transaction can never have the same address.
+	checkedTx *bbolt.Tx
+}
+
+// Open opens (creating if needed) the billingd database at path. It never hangs on a
+// file another process holds (ErrLocked after Options.Timeout), refuses a file that is
+// not a billingd database (ErrNotBillingd, ErrCorrupt) or comes from a newer version
+// (ErrSchema), and in those cases leaves the file untouched.
+//
+// A writer first takes an exclusive flock on <path>.lock, a file it creates beside
+// the database and never removes, and holds it until Close: the lock stays with the
+// path even if the database file is moved away or replaced, so a second writer on
+// the same path fails with ErrLocked. Before every write the path is checked to
+// still name the open file (ErrReplaced otherwise).
+func Open(path string, opts Options) (_ *Store, err error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("open %s: is a directory", path)
+	} else if err != nil && opts.ReadOnly {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	lock, err := acquireLock(path, !opts.ReadOnly, opts.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil && lock != nil {
+			_ = lock.Close()
+		}
+	}()
+	// A file shorter than its header says is refused before bbolt reads a page of it:
+	// reading past the end of a mapped file faults.
+	if err := precheck(path, opts.Timeout); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	bdb, file, err := openBolt(path, &bbolt.Options{
+		Timeout:      opts.Timeout,
+		ReadOnly:     opts.ReadOnly,
+		NoSync:       opts.NoSync,
+		FreelistType: bbolt.FreelistMapType,
+		// Read the free list now, under guard, rather than later on a goroutine of
+		// bbolt's where a damaged one would kill the process.
+		PreLoadFreelist: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	bdb.MaxBatchDelay = 2 * time.Millisecond
+	if opts.MaxBatchDelay > 0 {
+		bdb.MaxBatchDelay = opts.MaxBatchDelay
+	}
+	if opts.MaxBatchSize > 0 {
+		bdb.MaxBatchSize = opts.MaxBatchSize
+	}
+	db := &engine{bolt: bdb, path: path, log: log, lock: lock, file: file}
+	if err := db.identify(file); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := db.checkLength(); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := db.prepare(opts.ReadOnly); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	sdb, err := storage.New(context.Background(), db, storage.Options{ReadOnly: opts.ReadOnly, Logger: log, OnWrite: opts.OnWrite})
+	if err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return &Store{DB: sdb, e: db}, nil
+}
+
+// prepare refuses a bbolt file of another program and lays out the buckets: all of
+// them in a new file, those of schema 2 in a schema 1 file. Opening a current file
+// writes nothing.
+func (db *engine) prepare(readOnly bool) error {
+	var names []string
+	missing := false
+	if err := guard(func() error {
+		return db.bolt.View(func(tx *bbolt.Tx) error {
+			_ = tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
+				names = append(names, string(name))
+				return nil
+			})
+			for _, b := range storage.Buckets {
+				missing = missing || tx.Bucket(b) == nil
+			}
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	switch {
+	case len(names) == 0 && readOnly:
+		return fmt.Errorf("%w: the file is empty", ErrNotBillingd)
+	case len(names) > 0 && !contains(names, "meta"):
+		if len(names) > 5 {
+			names = append(names[:5], "…")
+		}
+		return fmt.Errorf("%w: it has buckets %s and no billingd meta bucket", ErrNotBillingd, strings.Join(names, ", "))
+	}
+	if len(names) > 0 {
+		for _, b := range v1Buckets {
+			if !contains(names, b) {
+				return fmt.Errorf("%w: bucket %s is missing", ErrCorrupt, b)
+			}
+		}
+	}
+	if !missing || readOnly {
+		return nil
+	}
+	return guard(func() error {
+		return db.bolt.Update(func(tx *bbolt.Tx) error {
+			for _, b := range storage.Buckets {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+}
+
+func contains(names []string, name string) bool {
+	for _, n := range names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// openBolt opens path with bbolt under guard and sorts its errors into the
+// package's sentinels. It returns bbolt's open file too: bbolt opens it through a
+// hook of ours, so that it can be closed (and its lock released) even when bbolt
+// panics halfway through opening a damaged file.
+func openBolt(path string, o *bbolt.Options) (*bbolt.DB, *os.File, error) {
+	// bbolt calls the hook again for Tx.WriteTo (backups): only the first file is the DB's.
+	var first atomic.Pointer[os.File]
+	o.OpenFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		if err == nil {
+			first.CompareAndSwap(nil, f)
+		}
+		return f, err
+	}
+	var bdb *bbolt.DB
+	err := guard(func() error {
+		var err error
+		bdb, err = bbolt.Open(path, 0o600, o)
+		return err
+	})
+	file := first.Load()
+	switch {
+	case err == nil:
+		return bdb, file, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, nil, fmt.Errorf("%w (waited %s; is billingd already running?)", ErrLocked, o.Timeout)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, nil, fmt.Errorf("%w: %v (not a bbolt database, or its header is damaged)", ErrCorrupt, err)
+	case errors.Is(err, ErrCorrupt):
+		if bdb == nil && file != nil {
+			_ = file.Close()
+		}
+	case strings.Contains(err.Error(), "file size too small"):
+		return nil, nil, fmt.Errorf("%w: %v (shorter than a database's first pages: truncated)", ErrCorrupt, err)
+	}
+	return nil, nil, err
+}
+
+// precheck opens an existing, non-empty file read-only, reading only its header,
+// and refuses it when it is shorter than the pages the header counts.
+func precheck(path string, timeout time.Duration) error {
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return nil // a new file: nothing to check; bbolt reports open errors
+	case fi.Size() == 0:
+		// Only a missing file is a first install. An empty one is a restore or a copy
+		// that went wrong (a full disk, a cp onto a truncated target): opening it would
+		// make it a new, empty database that bills nobody.
+		return fmt.Errorf("%w: the file is empty (0 bytes); a billingd database never is. Restore it, or remove it to start a new one", ErrCorrupt)
+	}
+	bdb, _, err := openBolt(path, &bbolt.Options{ReadOnly: true, Timeout: timeout})
+	if err != nil {
+		return err
+	}
+	defer bdb.Close()
+	var need int64
+	if err := guard(func() error {
+		return bdb.View(func(tx *bbolt.Tx) error {
+			need = tx.Size()
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	if need > fi.Size() {
+		return fmt.Errorf("%w: truncated: its header counts %d bytes of pages and the file has %d", ErrCorrupt, need, fi.Size())
+	}
+	return nil
+}
+
+// identify records the open file's device and inode, and makes sure the path still
+// names it (it could have been replaced between bbolt's open and now).
+func (db *engine) identify(f *os.File) error {
+	if f == nil {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if db.id, db.hasID = idOf(fi); !db.hasID {
+		return nil
+	}
+	return db.CheckIdentity()
+}
+
+// CheckIdentity returns ErrReplaced when the path no longer names the open file
+// (moved away, replaced by another file, removed), and nil when it does. Once it
+// has failed it keeps failing. It costs one stat(2).
+func (db *engine) CheckIdentity() error {
+	if db.replaced.Load() {
+		return fmt.Errorf("%w: %s", ErrReplaced, db.path)
+	}
+	if !db.hasID {
+		return nil
+	}
+	fi, err := os.Stat(db.path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("check %s: %w", db.path, err)
+	}
+	if err == nil {
+		if id, ok := idOf(fi); ok && id == db.id {
+			return nil
+		}
+	}
+	db.replaced.Store(true)
+	return fmt.Errorf("%w: %s", ErrReplaced, db.path)
+}
+
+// checkWrite runs first in every write transaction: one identity check per
+// transaction, however many batched changes share it.
+func (db *engine) checkWrite(tx *bbolt.Tx) error {
+	if db.checkedTx == tx {
+		return nil
+	}
+	if err := db.CheckIdentity(); err != nil {
+		return err
+	}
+	db.checkedTx = tx
+	return nil
+}
+
+// guard turns a panic inside bbolt (which is how it meets a damaged page: a failed
+// assertion, or a page pointer that leads out of the mapped file) into ErrCorrupt.
+// Memory faults become panics for the duration (debug.SetPanicOnFault), so reading
+// a damaged file never kills the process. bbolt rolls the transaction back before
+// the panic reaches here.
+func guard(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s", ErrCorrupt, panicText(r))
+		}
+	}()
+	return fn()
+}
+
+// panicText describes what bbolt panicked with. A memory fault means a page number
+// led outside the mapped file.
+func panicText(r any) string {
+	if re, ok := r.(runtime.Error); ok {
+		if _, fault := r.(interface{ Addr() uintptr }); fault || strings.Contains(re.Error(), "invalid memory address") {
+			return "a damaged page points outside the file"
+		}
+		return "a page is damaged (" + strings.TrimPrefix(re.Error(), "runtime error: ") + ")"
+	}
+	msg := fmt.Sprint(r)
+	// bbolt checks that a page read carries its own number; what it finds instead is
+	// whatever the damage left there, not a page number worth printing.
+	if m := pageSelfID.FindStringSubmatch(msg); m != nil {
+		return "page " + m[1] + " is damaged: its header does not carry its own page number"
+	}
+	return msg
+}
+
+var pageSelfID = regexp.MustCompile(`Page expected to be: (\d+), but self identifies as \d+`)
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.e.path }
+
+// CheckIdentity returns ErrReplaced when the path no longer names the open file
+// (see engine.CheckIdentity).
+func (s *Store) CheckIdentity() error { return s.e.CheckIdentity() }
+
+// Backup writes a consistent copy of the database to w (bbolt's Tx.WriteTo inside a
+// read transaction): safe while the daemon runs and writes.
+func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	db := s.e
+	var n int64
+	err := guard(func() error {
+		return db.bolt.View(func(tx *bbolt.Tx) error {
+			var err error
+			n, err = tx.WriteTo(w)
+			return err
+		})
+	})
+	return n, err
+}
+
+// Snapshot writes a consistent copy of the database to a temporary file beside it and
+// returns that file, open and rewound, with its size. The file has no name any more
+// (it is removed once open), so it disappears when closed. The read transaction lasts
+// only as long as the local copy, not as long as whoever reads the snapshot.
+func (s *Store) Snapshot(ctx context.Context) (*os.File, int64, error) {
+	db := s.e
+	f, err := os.CreateTemp(filepath.Dir(db.path), ".billingd-snapshot-*")
+	if err != nil {
+		return nil, 0, fmt.Errorf("snapshot: %w", err)
+	}
+	_ = os.Remove(f.Name())
+	n, err := s.Backup(ctx, f)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("snapshot: %w", err)
+	}
+	return f, n, nil
+}

@@ -1,0 +1,144 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"runtime/debug"
+
+	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/klavi-billing/billingd/storage/kv"
+)
+
+var _ kv.Engine = (*engine)(nil)
+
+// View runs fn in a bbolt read transaction, under guard (a damaged page becomes
+// ErrCorrupt). ctx is not consulted: a local read does not wait.
+func (db *engine) View(_ context.Context, fn func(kv.Tx) error) error {
+	return guard(func() error {
+		return db.bolt.View(func(t *bbolt.Tx) error { return fn(tx{t}) })
+	})
+}
+
+// Update runs fn in a write transaction, after the identity check; with w.Batch it
+// shares a transaction and an fsync with concurrent Updates (bbolt's DB.Batch, which
+// may run fn twice). The fence is not checked: the flock on the path makes this
+// process the only writer, so there is no other leader to fence out.
+func (db *engine) Update(_ context.Context, w kv.Write, fn func(kv.Tx) error) error {
+	run := func(t *bbolt.Tx) error {
+		if err := db.checkWrite(t); err != nil {
+			return err
+		}
+		return fn(tx{t})
+	}
+	if !w.Batch {
+		return guard(func() error { return db.bolt.Update(run) })
+	}
+	return guard(func() error {
+		return db.bolt.Batch(func(t *bbolt.Tx) error {
+			// Batches run on a goroutine of bbolt's: faults there must panic too.
+			debug.SetPanicOnFault(true)
+			return run(t)
+		})
+	})
+}
+
+// MaxOps is 0: one bbolt transaction holds any number of writes.
+func (db *engine) MaxOps() int { return 0 }
+
+// Name is "bolt".
+func (db *engine) Name() string { return "bolt" }
+
+// Close closes the database, waiting for open transactions to end, then releases
+// the lock file.
+func (db *engine) Close() error {
+	err := db.bolt.Close()
+	if db.lock != nil {
+		_ = db.lock.Close()
+		db.lock = nil
+	}
+	return err
+}
+
+type tx struct{ t *bbolt.Tx }
+
+// Bucket returns the named bucket; in a read transaction of a file that predates
+// the bucket (a schema 1 file opened read-only), an empty one.
+func (t tx) Bucket(name []byte) kv.Bucket {
+	if b := t.t.Bucket(name); b != nil {
+		return bucket{b}
+	}
+	if t.t.Writable() {
+		panic("bolt: no bucket " + string(name))
+	}
+	return empty{}
+}
+
+func (t tx) Writable() bool { return t.t.Writable() }
+
+type bucket struct{ b *bbolt.Bucket }
+
+func (b bucket) Get(key []byte) []byte { return b.b.Get(key) }
+
+// Put stores value; a nil value is stored as an empty one, which Get returns as a
+// non-nil empty slice.
+func (b bucket) Put(key, value []byte) error {
+	if value == nil {
+		value = []byte{}
+	}
+	return b.b.Put(key, value)
+}
+
+func (b bucket) Delete(key []byte) error                  { return b.b.Delete(key) }
+func (b bucket) Cursor() kv.Cursor                        { return b.b.Cursor() }
+func (b bucket) ForEach(fn func(k, v []byte) error) error { return b.b.ForEach(fn) }
+
+func (b bucket) Last(prefix []byte) (k, v []byte) {
+	c := b.b.Cursor()
+	if end := prefixEnd(prefix); end == nil {
+		k, v = c.Last()
+	} else if k, _ = c.Seek(end); k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return nil, nil
+	}
+	return k, v
+}
+
+// prefixEnd is the first key after every key that begins with prefix; nil when
+// there is none (a prefix of 0xff bytes only, or none).
+func prefixEnd(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// empty is a bucket that does not exist in a read-only file.
+type empty struct{}
+
+func (empty) Get([]byte) []byte                     { return nil }
+func (empty) Put([]byte, []byte) error              { return berrors.ErrTxNotWritable }
+func (empty) Delete([]byte) error                   { return berrors.ErrTxNotWritable }
+func (empty) Cursor() kv.Cursor                     { return emptyCursor{} }
+func (empty) ForEach(func(k, v []byte) error) error { return nil }
+func (empty) Last([]byte) (k, v []byte)             { return nil, nil }
+
+type emptyCursor struct{}
+
+func (emptyCursor) First() (k, v []byte)      { return nil, nil }
+func (emptyCursor) Seek([]byte) (k, v []byte) { return nil, nil }
+func (emptyCursor) Next() (k, v []byte)       { return nil, nil }
+
+// view is a read transaction of bbolt's own, under guard.
+func (db *engine) view(fn func(tx *bbolt.Tx) error) error {
+	return guard(func() error { return db.bolt.View(fn) })
+}
