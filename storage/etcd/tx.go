@@ -1,0 +1,274 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/klavi-billing/billingd/storage/kv"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// tx is one run of a View's or an Update's fn. Keys inside are full etcd keys.
+type tx struct {
+	e        *Engine
+	ctx      context.Context
+	writable bool
+	err      error // the first failed read (or ErrTooLarge): sticky
+	rev      int64 // the revision every read asks for; 0 until the first read
+
+	// Update only.
+	writes map[string][]byte // buffered puts; a nil value is a delete
+	keys   []string          // the keys of writes, sorted
+	gets   map[string]int64  // key read from etcd -> its ModRevision (0: absent)
+	spans  []span            // ranges walked by Cursor and Last
+}
+
+func (t *tx) Writable() bool { return t.writable }
+
+func (t *tx) Bucket(name []byte) kv.Bucket {
+	r, ok := t.e.buckets[string(name)]
+	if !ok {
+		panic(fmt.Sprintf("etcd: unknown bucket %q", name))
+	}
+	return &bucket{t: t, r: r}
+}
+
+// get reads from etcd at the transaction's revision, fixing it on the first read.
+// A failure is recorded and returns nil; after one, every read returns nil.
+func (t *tx) get(key string, opts ...clientv3.OpOption) *clientv3.GetResponse {
+	if t.err != nil {
+		return nil
+	}
+	if t.rev != 0 {
+		opts = append(opts, clientv3.WithRev(t.rev))
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, t.e.o.RequestTimeout)
+	defer cancel()
+	resp, err := t.e.c.Get(ctx, key, opts...)
+	if err != nil {
+		t.err = fmt.Errorf("etcd: read: %w", err)
+		return nil
+	}
+	if t.rev == 0 {
+		t.rev = resp.Header.Revision
+	}
+	return resp
+}
+
+// write buffers a put (v not nil) or a delete (v nil) of the etcd key k.
+func (t *tx) write(k string, v []byte) error {
+	switch {
+	case !t.writable:
+		return errors.New("etcd: write in a read-only transaction")
+	case t.err != nil:
+		return t.err
+	}
+	if _, ok := t.writes[k]; !ok {
+		if len(t.writes) >= t.e.o.MaxOps {
+			t.err = fmt.Errorf("etcd: more than %d puts and deletes: %w", t.e.o.MaxOps, kv.ErrTooLarge)
+			return t.err
+		}
+		i, _ := slices.BinarySearch(t.keys, k)
+		t.keys = slices.Insert(t.keys, i, k)
+	}
+	t.writes[k] = v
+	return nil
+}
+
+// value returns an etcd value as a present key's value: never nil.
+func value(v []byte) []byte {
+	if v == nil {
+		return []byte{}
+	}
+	return v
+}
+
+type bucket struct {
+	t *tx
+	r *bucketRange
+}
+
+func (b *bucket) Get(key []byte) []byte {
+	t, k := b.t, b.r.start+string(key)
+	if v, ok := t.writes[k]; ok {
+		return v
+	}
+	resp := t.get(k)
+	if resp == nil {
+		return nil
+	}
+	var rev int64
+	if len(resp.Kvs) > 0 {
+		rev = resp.Kvs[0].ModRevision
+	}
+	if t.writable {
+		t.gets[k] = rev
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	return value(resp.Kvs[0].Value)
+}
+
+func (b *bucket) Put(key, v []byte) error {
+	if len(key) == 0 {
+		return errors.New("etcd: put: empty key")
+	}
+	return b.t.write(b.r.start+string(key), append([]byte{}, v...)) // never nil
+}
+
+func (b *bucket) Delete(key []byte) error {
+	return b.t.write(b.r.start+string(key), nil)
+}
+
+func (b *bucket) Cursor() kv.Cursor { return &cursor{b: b, span: -1} }
+
+func (b *bucket) ForEach(fn func(k, v []byte) error) error {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return b.t.err
+}
+
+func (b *bucket) Last(prefix []byte) (k, v []byte) {
+	t, r := b.t, b.r
+	p := r.start + string(prefix)
+	end := clientv3.GetPrefixRangeEnd(p) // <= r.end: r.start ends in a zero byte
+	// The greatest buffered put in [p, end) wins over every etcd key below it.
+	var put string
+	for i := lowerBound(t.keys, end) - 1; i >= 0 && t.keys[i] >= p; i-- {
+		if t.writes[t.keys[i]] != nil {
+			put = t.keys[i]
+			break
+		}
+	}
+	found := put
+	lo, hi := max(p, put), end
+	for lo < hi {
+		resp := t.get(lo, clientv3.WithRange(hi), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))
+		if resp == nil {
+			return nil, nil
+		}
+		if len(resp.Kvs) == 0 {
+			break
+		}
+		ek := string(resp.Kvs[0].Key)
+		if w, ok := t.writes[ek]; ok && w == nil {
+			hi = ek // deleted by this transaction: look below it
+			continue
+		}
+		if ek != put {
+			found, v = ek, value(resp.Kvs[0].Value)
+		}
+		break
+	}
+	if t.writable {
+		t.spans = append(t.spans, span{max(p, found), end})
+	}
+	if found == "" {
+		return nil, nil
+	}
+	if v == nil {
+		v = t.writes[found]
+	}
+	return []byte(found[len(r.start):]), v
+}
+
+func lowerBound(keys []string, k string) int {
+	i, _ := slices.BinarySearch(keys, k)
+	return i
+}
+
+// cursor merges a bucket's etcd keys, fetched a page at a time, with the
+// transaction's buffered writes. It locates the buffer by key at every step, so
+// writes made while it walks are seen when they lie ahead of it.
+type cursor struct {
+	b       *bucket
+	started bool
+	lo      string             // the least key the next step may return
+	page    []*mvccpb.KeyValue // fetched etcd keys not yet passed
+	from    string             // where the next page starts
+	done    bool               // etcd holds nothing from `from` on
+	span    int                // this walk's index in t.spans; -1: none
+}
+
+func (c *cursor) First() (k, v []byte) { return c.seek(c.b.r.start) }
+
+func (c *cursor) Seek(seek []byte) (k, v []byte) { return c.seek(c.b.r.start + string(seek)) }
+
+func (c *cursor) Next() (k, v []byte) {
+	if !c.started {
+		return c.First()
+	}
+	return c.step()
+}
+
+func (c *cursor) seek(lo string) (k, v []byte) {
+	c.started, c.lo, c.page, c.from, c.done = true, lo, nil, lo, false
+	if t := c.b.t; t.writable {
+		t.spans = append(t.spans, span{lo, lo})
+		c.span = len(t.spans) - 1
+	}
+	return c.step()
+}
+
+func (c *cursor) step() (k, v []byte) {
+	t, r := c.b.t, c.b.r
+	for {
+		for len(c.page) > 0 && string(c.page[0].Key) < c.lo {
+			c.page = c.page[1:]
+		}
+		if len(c.page) == 0 && !c.done {
+			resp := t.get(max(c.from, c.lo), clientv3.WithRange(r.end), clientv3.WithLimit(pageSize))
+			if resp == nil {
+				return nil, nil
+			}
+			c.page, c.done = resp.Kvs, !resp.More
+			if n := len(resp.Kvs); n > 0 {
+				c.from = string(resp.Kvs[n-1].Key) + "\x00"
+			}
+			continue
+		}
+		var bk string // the next buffered key, if any
+		if i := lowerBound(t.keys, c.lo); i < len(t.keys) && t.keys[i] < r.end {
+			bk = t.keys[i]
+		}
+		var full string
+		switch {
+		case bk == "" && len(c.page) == 0:
+			c.lo = r.end
+			c.extend()
+			return nil, nil
+		case bk != "" && (len(c.page) == 0 || bk <= string(c.page[0].Key)):
+			if len(c.page) > 0 && bk == string(c.page[0].Key) {
+				c.page = c.page[1:]
+			}
+			full, v = bk, t.writes[bk]
+			if v == nil { // deleted by this transaction
+				c.lo = bk + "\x00"
+				continue
+			}
+			k = []byte(bk[len(r.start):])
+		default:
+			kv := c.page[0]
+			c.page = c.page[1:]
+			full, k, v = string(kv.Key), kv.Key[len(r.start):], value(kv.Value)
+		}
+		c.lo = full + "\x00"
+		c.extend()
+		return k, v
+	}
+}
+
+// extend stretches the walk's recorded range to the cursor's position.
+func (c *cursor) extend() {
+	if c.span >= 0 {
+		c.b.t.spans[c.span].end = c.lo
+	}
+}
