@@ -44,15 +44,16 @@ var (
 	// ErrConflict: a record changed since the writer read it (its Version moved on),
 	// or an optimistic engine kept meeting concurrent writers; nothing was written.
 	// Read again and decide again.
-	ErrConflict = errors.New("the record changed since it was read")
+	ErrConflict = kv.ErrConflict
 	// ErrFenced: the write carried a fencing token that no longer holds (this replica
 	// lost its leadership); nothing was written.
 	ErrFenced = kv.ErrFenced
 	// ErrTooLarge: one change is more than the engine commits at once.
 	ErrTooLarge = kv.ErrTooLarge
 	// ErrUnavailable: the store cannot be reached (etcd: no quorum or no answer in
-	// time); nothing is known to be written.
-	ErrUnavailable = errors.New("store unavailable")
+	// time). A write's outcome is then unknown: it may have been committed, and the
+	// record versions it carried are stale either way.
+	ErrUnavailable = kv.ErrUnavailable
 )
 
 var (

@@ -67,6 +67,8 @@ type engine struct {
 	id   fileID   // the open file's device and inode
 	// hasID: id is known (a platform without inodes has none).
 	hasID bool
+	// known names the buckets of the layout.
+	known map[string]bool
 
 	// replaced is set for good once the path is found not to name the open file.
 	replaced atomic.Bool
@@ -132,7 +134,7 @@ func Open(path string, opts Options) (_ *Store, err error) {
 	if opts.MaxBatchSize > 0 {
 		bdb.MaxBatchSize = opts.MaxBatchSize
 	}
-	db := &engine{bolt: bdb, path: path, log: log, lock: lock, file: file}
+	db := &engine{bolt: bdb, path: path, log: log, lock: lock, file: file, known: names(storage.Buckets)}
 	if err := db.identify(file); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -202,6 +204,14 @@ func (db *engine) prepare(readOnly bool) error {
 			return nil
 		})
 	})
+}
+
+func names(buckets [][]byte) map[string]bool {
+	m := make(map[string]bool, len(buckets))
+	for _, b := range buckets {
+		m[string(b)] = true
+	}
+	return m
 }
 
 func contains(names []string, name string) bool {

@@ -18,6 +18,8 @@ import (
 	"github.com/klavi-billing/billingd/examples"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/kv"
+	"github.com/klavi-billing/billingd/storage/kv/kvtest"
 	"github.com/klavi-billing/billingd/storage/storagetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -341,4 +343,22 @@ func timeKey(t time.Time, k storage.AttemptKey) []byte {
 	b = append(b, 0)
 	b = binary.BigEndian.AppendUint32(b, uint32(k.Cycle))
 	return binary.BigEndian.AppendUint16(b, uint16(k.Attempt))
+}
+
+// TestEngine runs the kv conformance suite on the bbolt engine.
+func TestEngine(t *testing.T) {
+	kvtest.Run(t, func(t *testing.T, buckets [][]byte) kv.Engine {
+		path := filepath.Join(t.TempDir(), "kv.db")
+		db, err := bbolt.Open(path, 0o600, nil)
+		require.NoError(t, err)
+		require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
+			for _, b := range buckets {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		return &engine{bolt: db, path: path, known: names(buckets)}
+	})
 }

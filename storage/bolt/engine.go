@@ -17,7 +17,7 @@ var _ kv.Engine = (*engine)(nil)
 // ErrCorrupt). ctx is not consulted: a local read does not wait.
 func (db *engine) View(_ context.Context, fn func(kv.Tx) error) error {
 	return guard(func() error {
-		return db.bolt.View(func(t *bbolt.Tx) error { return fn(tx{t}) })
+		return db.bolt.View(func(t *bbolt.Tx) error { return fn(tx{t, db.known}) })
 	})
 }
 
@@ -30,7 +30,7 @@ func (db *engine) Update(_ context.Context, w kv.Write, fn func(kv.Tx) error) er
 		if err := db.checkWrite(t); err != nil {
 			return err
 		}
-		return fn(tx{t})
+		return fn(tx{t, db.known})
 	}
 	if !w.Batch {
 		return guard(func() error { return db.bolt.Update(run) })
@@ -61,15 +61,19 @@ func (db *engine) Close() error {
 	return err
 }
 
-type tx struct{ t *bbolt.Tx }
+type tx struct {
+	t     *bbolt.Tx
+	known map[string]bool
+}
 
 // Bucket returns the named bucket; in a read transaction of a file that predates
-// the bucket (a schema 1 file opened read-only), an empty one.
+// the bucket (a schema 1 file opened read-only), an empty one. A name outside the
+// layout panics.
 func (t tx) Bucket(name []byte) kv.Bucket {
 	if b := t.t.Bucket(name); b != nil {
 		return bucket{b}
 	}
-	if t.t.Writable() {
+	if t.t.Writable() || !t.known[string(name)] {
 		panic("bolt: no bucket " + string(name))
 	}
 	return empty{}

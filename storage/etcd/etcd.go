@@ -24,7 +24,7 @@ import (
 // ErrConflict: other writers kept changing what an Update read, and fn ran
 // maxAttempts times without one commit succeeding; nothing was written by the
 // last attempt. Callers may retry later.
-var ErrConflict = errors.New("etcd: update conflict")
+var ErrConflict = kv.ErrConflict
 
 // Defaults for the zero fields of Options.
 const (
@@ -277,7 +277,7 @@ func (e *Engine) Update(ctx context.Context, w kv.Write, fn func(kv.Tx) error) e
 		e.log.Debug("etcd: update conflict, retrying", "attempt", attempt)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("etcd: update: %w", ctx.Err())
+			return fmt.Errorf("etcd: update: %w: %w", kv.ErrUnavailable, ctx.Err())
 		case <-time.After(e.jitter(attempt)):
 		}
 	}
@@ -321,7 +321,7 @@ func (t *tx) commit(f kv.Fence) (bool, error) {
 	defer cancel()
 	resp, err := e.c.Txn(ctx).If(cmps...).Then(ops...).Else(orElse...).Commit()
 	if err != nil {
-		return false, fmt.Errorf("etcd: commit: %w", err)
+		return false, fmt.Errorf("etcd: commit (its outcome is unknown): %w: %w", kv.ErrUnavailable, err)
 	}
 	if resp.Succeeded {
 		return true, nil

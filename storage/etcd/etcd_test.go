@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/klavi-billing/billingd/internal/etcdtest"
+	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/kv"
 	"github.com/klavi-billing/billingd/storage/kv/kvtest"
+	"github.com/klavi-billing/billingd/storage/storagetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -34,6 +36,14 @@ func TestEngine(t *testing.T) {
 		kvtest.Run(t, func(t *testing.T, buckets [][]byte) kv.Engine {
 			return newEngine(t, Options{Buckets: buckets})
 		}, kvtest.Caps{Concurrent: true, ContextReads: true, Fence: leaseFence})
+	})
+
+	t.Run("storagetest", func(t *testing.T) {
+		storagetest.Run(t, func(t *testing.T) storage.Store {
+			db, err := NewStore(t.Context(), c, Options{Prefix: "/test/" + t.Name() + "/"}, storage.Options{})
+			require.NoError(t, err)
+			return db
+		})
 	})
 
 	t.Run("Open", func(t *testing.T) {

@@ -49,7 +49,7 @@ func (t *tx) get(key string, opts ...clientv3.OpOption) *clientv3.GetResponse {
 	defer cancel()
 	resp, err := t.e.c.Get(ctx, key, opts...)
 	if err != nil {
-		t.err = fmt.Errorf("etcd: read: %w", err)
+		t.err = fmt.Errorf("etcd: read: %w: %w", kv.ErrUnavailable, err)
 		return nil
 	}
 	if t.rev == 0 {

@@ -37,6 +37,15 @@ var ErrFenced = errors.New("fenced: this replica is no longer the leader")
 // ErrTooLarge: one Update carried more operations than the engine commits at once.
 var ErrTooLarge = errors.New("transaction too large")
 
+// ErrConflict: what a write read was changed by another writer, and the write was
+// not made (an optimistic engine gave up after retrying; package storage: a
+// record's version moved on). Read again and decide again.
+var ErrConflict = errors.New("the record changed since it was read")
+
+// ErrUnavailable: the engine could not be reached or did not answer in time. For a
+// write, its outcome is unknown: it may have been committed.
+var ErrUnavailable = errors.New("store unavailable")
+
 // A Fence is the proof of leadership a write carries: the election key the leader
 // holds and the revision that created it (etcd's create revision, an increasing
 // number: the fencing token). The zero Fence is no fence.
