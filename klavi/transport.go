@@ -143,6 +143,9 @@ func (c *Client) send(ctx context.Context, ep endpoint, method, path string, pay
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	for k, v := range headersOf(ctx) {
+		req.Header.Set(k, v)
+	}
 	start := c.clock.Now()
 	a := attempt{}
 	resp, err := c.hc.Do(req)

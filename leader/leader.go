@@ -133,6 +133,23 @@ type Elector struct {
 	obsKey  string // first-created key under the prefix, as last observed
 	obsVal  string
 	lostKey string // the key of the last term this replica lost
+	cur     *lease // the current session's lease
+}
+
+// Holds reports, synchronously, whether this replica still holds the leadership
+// fence names: it is the current term's fence, the lease is not known lost, and a
+// keepalive response arrived less than a TTL ago by the Elector's clock. A leader
+// checks it just before an irreversible act (a payment request), so that a process
+// that was paused past its lease (SIGSTOP, a long GC, a frozen VM) does not act on
+// the leadership it had before the pause, even before the watchdog has run.
+func (e *Elector) Holds(fence kv.Fence) bool {
+	e.mu.Lock()
+	st, l := e.st, e.cur
+	e.mu.Unlock()
+	if fence.IsZero() || st.Role != Leader || st.Fence != fence || l == nil || l.isLost() {
+		return false
+	}
+	return e.clock.Now().Sub(time.Unix(0, l.last.Load())) < e.ttl
 }
 
 // New checks o and returns an Elector. It contacts nobody.

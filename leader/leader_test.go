@@ -102,6 +102,14 @@ func TestElector_Run(t *testing.T) {
 
 		err = a.el.Run(ctx(t), func(context.Context, kv.Fence) {})
 		require.ErrorIs(t, err, leader.ErrRunning)
+
+		assert.True(t, a.el.Holds(tm.fence), "the leader holds its fence")
+		assert.False(t, a.el.Holds(kv.Fence{Key: tm.fence.Key, Rev: tm.fence.Rev - 1}), "not another term's")
+		assert.False(t, a.el.Holds(kv.Fence{}), "nor no fence")
+		// A pause past the lease (the process stopped, the clock moved on): Holds
+		// answers false at once, before the watchdog has had a chance to run.
+		clk.Advance(3 * time.Second)
+		assert.False(t, a.el.Holds(tm.fence), "a keepalive older than the TTL proves nothing")
 	})
 
 	t.Run("two replicas never lead at once", func(t *testing.T) {
@@ -130,9 +138,11 @@ func TestElector_Run(t *testing.T) {
 		f := other(l, a, b)
 		require.Equal(t, leader.Leader, l.nextChange(t).Role)
 
+		require.True(t, l.el.Holds(tm.fence))
 		_, err := c.Revoke(ctx(t), l.el.Status().Lease)
 		require.NoError(t, err)
 		waitDone(t, tm.ctx, prompt, "the deposed leader's ctx")
+		require.Eventually(t, func() bool { return !l.el.Holds(tm.fence) }, prompt, 10*time.Millisecond)
 		st := l.nextChange(t)
 		assert.Equal(t, leader.Follower, st.Role)
 		assert.True(t, st.Fence.IsZero())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -20,6 +21,9 @@ type lease struct {
 	lost   chan struct{}      // closed when the lease is lost
 	once   sync.Once
 	reason string // why lost closed; written before the close
+	// last is when the last keepalive response arrived (Unix ns by the Elector's
+	// clock), for Holds.
+	last atomic.Int64
 }
 
 func (l *lease) fail(reason string) {
@@ -73,9 +77,11 @@ func (e *Elector) openLease(ctx context.Context) (*lease, error) {
 		return nil, fmt.Errorf("session: %w", err)
 	}
 	l := &lease{id: resp.ID, s: s, stop: stop, done: make(chan struct{}), lost: make(chan struct{})}
+	l.last.Store(last.UnixNano())
 	go e.watchdog(kctx, l, ka, last)
 	e.mu.Lock()
 	e.st.Lease = resp.ID
+	e.cur = l
 	e.mu.Unlock()
 	return l, nil
 }
@@ -101,6 +107,7 @@ func (e *Elector) watchdog(kctx context.Context, l *lease, ka <-chan *clientv3.L
 				return
 			}
 			last = e.clock.Now()
+			l.last.Store(last.UnixNano())
 		case <-l.s.Done():
 			if kctx.Err() == nil {
 				l.fail("session ended")

@@ -51,9 +51,12 @@ var runBuckets = []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 30
 // PollDone) are safe for concurrent use, and do nothing on a nil *Metrics, so a
 // command that runs without metrics can pass a nil one.
 type Metrics struct {
-	reg   *prometheus.Registry
-	clock clock.Clock
-	log   *slog.Logger
+	reg *prometheus.Registry
+	// leader is registered on the first role change: a single process has none.
+	leader     leaderMetrics
+	leaderOnce sync.Once
+	clock      clock.Clock
+	log        *slog.Logger
 
 	submitted   *prometheus.CounterVec // interval, mode
 	completed   *prometheus.CounterVec // interval

@@ -5,11 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/storage/kv"
 )
+
+// FenceHeader carries, on every Klavi request of a replicated scheduler, the
+// fencing token (the election key's create revision) of the term it was sent in.
+const FenceHeader = "X-Billingd-Fence"
 
 // runner is a started scheduler: cron and the contexts of its jobs.
 type runner struct {
@@ -31,14 +39,24 @@ func (l cronLogger) Error(err error, msg string, kv ...any) {
 // America/Sao_Paulo, each with SkipIfStillRunning (a slow scan is never run twice at
 // once), plus one scan and one poll right away to catch up after downtime. Hooks, when
 // not nil, are called after every scan and poll with their duration (metrics).
-func (s *Scheduler) Start(scanSpec, pollSpec string, hooks Hooks) error {
+//
+// ctx is the term the scheduler runs in: when it ends (a replica lost its
+// leadership), no new entry is started and in-flight Klavi calls are canceled at
+// once; Close then waits for the runs to return. fence is that term's fencing
+// token, carried by every write the scheduler makes until Close (zero: none, one
+// process on a bolt file).
+func (s *Scheduler) Start(ctx context.Context, fence kv.Fence, scanSpec, pollSpec string, hooks Hooks) error {
 	s.cronMu.Lock()
 	defer s.cronMu.Unlock()
 	if s.running != nil {
 		return errors.New("scheduler: already started")
 	}
-	stop, stopNew := context.WithCancel(context.Background())
-	req, abandon := context.WithCancel(context.Background())
+	stop, stopNew := context.WithCancel(ctx)
+	req, abandon := context.WithCancel(ctx)
+	if !fence.IsZero() {
+		s.fence.Store(&fence)
+		req = klavi.WithHeader(req, FenceHeader, strconv.FormatInt(fence.Rev, 10))
+	}
 	logger := cronLogger{s.log}
 	c := cron.New(
 		cron.WithParser(cron.NewParser(cron.Minute|cron.Hour|cron.Dom|cron.Month|cron.Dow|cron.Descriptor)),
@@ -148,11 +166,12 @@ type Hooks struct {
 	AfterPoll func(d time.Duration, res PollResult, err error)
 }
 
-// Stop stops the cron schedules and waits for running scans and polls: they start no
+// Close stops the cron schedules and waits for running scans and polls: they start no
 // new entry, and submissions already in flight finish. If ctx ends first, in-flight
 // Klavi calls are canceled; their attempts stay SUBMITTING and are re-sent with the
-// same key after restart. Stop returns ctx's error in that case.
-func (s *Scheduler) Stop(ctx context.Context) error {
+// same key after restart. Close returns ctx's error in that case. Once it returns,
+// the scheduler's writes carry no fence; it may be started again (a new term).
+func (s *Scheduler) Close(ctx context.Context) error {
 	s.cronMu.Lock()
 	r := s.running
 	s.running = nil
@@ -160,6 +179,7 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	if r == nil {
 		return nil
 	}
+	defer s.fence.Store(nil)
 	r.stopNew()
 	<-r.cron.Stop().Done() // no new ticks
 	done := make(chan struct{})

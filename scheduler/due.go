@@ -160,6 +160,16 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 	if err := s.store.Apply(ctx, &storage.Change{Attempts: []*storage.Attempt{a}}); err != nil {
 		return err
 	}
+	// The last look before an act that cannot be taken back: a replica paused past
+	// its lease between the fenced write and here sends nothing. The attempt stays
+	// SUBMITTING, and the leader re-sends it with the same clientRequestId.
+	if err := s.mayAct(); err != nil {
+		return err
+	}
+	// The answer is recorded even if ctx is canceled meanwhile (shutdown): a known
+	// outcome must not be lost. A deposed leader's record is refused by its fence,
+	// and the next leader looks the outcome up.
+	wctx := context.WithoutCancel(ctx)
 	var (
 		p   *klavi.Payment
 		err error
@@ -179,29 +189,27 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 			Date:            a.Date,
 		})
 	}
-	// The answer is recorded even if ctx was canceled meanwhile (shutdown): bbolt
-	// writes do not take a context, and a known outcome must not be lost.
 	ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: []storage.DueItem{it}}
 	if ans := answerOf(err); ans != answerCreated {
 		// Anything but a plain "created" is looked up in Klavi's orders list by the
 		// clientRequestId, never guessed (reconcile.go).
 		if _, serr := s.settleUnknown(ctx, rec, sched, a, ans, err, s.maySend(rec, a, now), now, ch); serr != nil {
-			if aerr := s.store.Apply(ctx, ch); aerr != nil {
+			if aerr := s.store.Apply(wctx, ch); aerr != nil {
 				return aerr
 			}
 			return serr
 		}
-		return s.store.Apply(ctx, ch)
+		return s.store.Apply(wctx, ch)
 	}
 	if p.ID == "" {
 		// A 2xx without an id: the payment exists; its id is in the orders list.
 		if _, serr := s.settleUnknown(ctx, rec, sched, a, answerUnknown, errors.New("created, but the answer has no payment id"), s.maySend(rec, a, now), now, ch); serr != nil {
-			if aerr := s.store.Apply(ctx, ch); aerr != nil {
+			if aerr := s.store.Apply(wctx, ch); aerr != nil {
 				return aerr
 			}
 			return serr
 		}
-		return s.store.Apply(ctx, ch)
+		return s.store.Apply(wctx, ch)
 	}
 	a.State, a.PaymentID, a.Status, a.SubmittedAt, a.Confirm, a.DueAt = storage.AttemptSubmitted, p.ID, p.Status, now, "", time.Time{}
 	a.Reason = ""
@@ -220,7 +228,7 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 	if a.Attempt == 0 && rec.NextCycle == a.Cycle && rec.State == storage.ConsentActive {
 		s.advance(rec, sched, a.Cycle, now, ch)
 	}
-	return s.store.Apply(ctx, ch)
+	return s.store.Apply(wctx, ch)
 }
 
 // finish moves an attempt to a final state.

@@ -57,6 +57,9 @@ type RefreshResult struct {
 // Refresh reads Klavi's view of every consent awaiting authorization, and of every
 // active consent last read more than Config.RefreshEvery ago, and acts on it.
 func (s *Scheduler) Refresh(ctx context.Context) (RefreshResult, error) {
+	if err := s.mayAct(); err != nil {
+		return RefreshResult{}, err
+	}
 	var res RefreshResult
 	if !s.checkClock(ctx) {
 		return res, nil // an authorization is billed from "today": not while in doubt
@@ -124,6 +127,9 @@ func (s *Scheduler) Refresh(ctx context.Context) (RefreshResult, error) {
 // what its status means (POST /v1/scheduler/refresh?consent=ID): an operator who
 // learns of a revocation at the bank need not wait for the daily read.
 func (s *Scheduler) RefreshConsent(ctx context.Context, id string) (RefreshResult, error) {
+	if err := s.mayAct(); err != nil {
+		return RefreshResult{}, err
+	}
 	var res RefreshResult
 	if !s.checkClock(ctx) {
 		return res, fmt.Errorf("%w: clock in doubt: %s", ErrConflict, s.ClockState().Reason)
@@ -249,6 +255,9 @@ var (
 // (`billingd payments cancel`). The attempt ends REJECTED with status CANCELED; the
 // timeline records actor as who canceled it.
 func (s *Scheduler) CancelPayment(ctx context.Context, consentID, paymentID, actor string) (*storage.Attempt, error) {
+	if err := s.mayAct(); err != nil {
+		return nil, err
+	}
 	defer s.locks.lock(consentID)()
 	rec, err := s.store.GetConsent(ctx, consentID)
 	if err != nil {
@@ -283,6 +292,9 @@ func (s *Scheduler) cancelInto(ctx context.Context, rec *storage.ConsentRecord, 
 	by := s.cancellerFor(rec)
 	if by == nil {
 		return ErrNoCanceller
+	}
+	if err := s.mayAct(); err != nil {
+		return err
 	}
 	_, err := s.klavi.CancelPayment(ctx, rec.ID(), a.PaymentID, &klavi.CancelPaymentRequest{CancelledBy: by.Identifier, IdentifierType: by.IdentifierType})
 	if err != nil {

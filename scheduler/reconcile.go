@@ -364,6 +364,9 @@ func (s *Scheduler) reconcileDue(ctx context.Context, rec *storage.ConsentRecord
 // UNCONFIRMED by earlier versions (which have no due entry). It returns how many
 // attempts it looked up and how many it resolved.
 func (s *Scheduler) Reconcile(ctx context.Context, consentID string) (ReconcileResult, error) {
+	if err := s.mayAct(); err != nil {
+		return ReconcileResult{}, err
+	}
 	var res ReconcileResult
 	if !s.checkClock(ctx) {
 		res.Paused = true // a found rejection plans retries from "today": not while in doubt

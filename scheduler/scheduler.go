@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klavi-billing/billingd/clock"
@@ -12,6 +13,7 @@ import (
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/kv"
 )
 
 // Store is what the scheduler needs of storage. *storage.DB implements it.
@@ -177,6 +179,11 @@ type Scheduler struct {
 
 	cronMu  sync.Mutex
 	running *runner
+
+	// leadership is nil unless replicated (WithLeadership); fence is the fence of
+	// the term Start runs in, nil outside one.
+	leadership Leadership
+	fence      *atomic.Pointer[kv.Fence]
 }
 
 // Option configures a Scheduler.
@@ -212,8 +219,9 @@ func New(cfg Config, store Store, kc Klavi, opts ...Option) (*Scheduler, error) 
 	if cfg.SubmitHour < 0 || cfg.SubmitHour > 23 || cfg.SubmitMinute < 0 || cfg.SubmitMinute > 59 {
 		return nil, fmt.Errorf("scheduler: submit time %02d:%02d is not a time of day", cfg.SubmitHour, cfg.SubmitMinute)
 	}
+	fence := new(atomic.Pointer[kv.Fence])
 	s := &Scheduler{
-		cfg: cfg, store: store, klavi: kc,
+		cfg: cfg, store: fencedStore{Store: store, fence: fence}, klavi: kc, fence: fence,
 		clock: clock.Real{}, log: slog.Default(), observe: func(Event) {},
 		retryable: map[klavi.ReasonCode]bool{},
 		locks:     newConsentLocks(),
@@ -252,6 +260,9 @@ func (s *Scheduler) Scan(ctx context.Context) (ScanResult, error) { return s.sca
 // scan is Scan with two contexts: once stop is done no new entry is started; req
 // is the context of Klavi calls, canceled only when in-flight calls must be abandoned.
 func (s *Scheduler) scan(stop, ctx context.Context) (ScanResult, error) {
+	if err := s.mayAct(); err != nil {
+		return ScanResult{}, err
+	}
 	s.replanFirst(stop) // clock-free: it moves entries by the settings, not by now
 	ok, judged := s.checkClockAt(ctx)
 	if !ok {
@@ -282,6 +293,9 @@ type PollResult struct {
 func (s *Scheduler) Poll(ctx context.Context) (PollResult, error) { return s.poll(ctx, ctx) }
 
 func (s *Scheduler) poll(stop, ctx context.Context) (PollResult, error) {
+	if err := s.mayAct(); err != nil {
+		return PollResult{}, err
+	}
 	ok, judged := s.checkClockAt(ctx)
 	if !ok {
 		return PollResult{Paused: true}, nil

@@ -19,6 +19,7 @@ import (
 	"github.com/klavi-billing/billingd/retry"
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/bolt"
+	"github.com/klavi-billing/billingd/storage/kv"
 )
 
 // harness runs a scheduler on a fake clock, a real bbolt store and a fake Klavi.
@@ -636,11 +637,11 @@ func TestScheduler_AuthorizeAndAdd(t *testing.T) {
 
 func TestScheduler_StartStop(t *testing.T) {
 	h := newHarness(t, time.Now(), nil)
-	require.NoError(t, h.s.Start("@every 1h", "@every 1h", Hooks{}))
-	require.Error(t, h.s.Start("@every 1h", "@every 1h", Hooks{}), "already started")
-	require.NoError(t, h.s.Stop(context.Background()))
-	require.NoError(t, h.s.Stop(context.Background()), "stopping twice is harmless")
-	require.Error(t, h.s.Start("not a spec", "@every 1h", Hooks{}))
+	require.NoError(t, h.s.Start(context.Background(), kv.Fence{}, "@every 1h", "@every 1h", Hooks{}))
+	require.Error(t, h.s.Start(context.Background(), kv.Fence{}, "@every 1h", "@every 1h", Hooks{}), "already started")
+	require.NoError(t, h.s.Close(context.Background()))
+	require.NoError(t, h.s.Close(context.Background()), "stopping twice is harmless")
+	require.Error(t, h.s.Start(context.Background(), kv.Fence{}, "not a spec", "@every 1h", Hooks{}))
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/kv"
 )
 
 // blockingKlavi holds every CreatePayment until released or its context ends.
@@ -40,14 +41,14 @@ func TestScheduler_GracefulStop(t *testing.T) {
 		c := loadExample(t, "monthly-31st.json")
 		c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10") // submit day: today
 		h.add(c)
-		require.NoError(t, h.s.Start("@every 1h", "@every 1h", Hooks{}))
+		require.NoError(t, h.s.Start(context.Background(), kv.Fence{}, "@every 1h", "@every 1h", Hooks{}))
 		<-bk.entered // the catch-up scan is inside the POST
 		return h, bk, c.ID
 	}
 	t.Run("in-flight submission finishes", func(t *testing.T) {
 		h, bk, id := setup(t)
 		stopped := make(chan error, 1)
-		go func() { stopped <- h.s.Stop(context.Background()) }()
+		go func() { stopped <- h.s.Close(context.Background()) }()
 		select {
 		case err := <-stopped:
 			t.Fatalf("Stop returned (%v) while a submission was in flight", err)
@@ -61,7 +62,7 @@ func TestScheduler_GracefulStop(t *testing.T) {
 		h, _, id := setup(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
-		require.ErrorIs(t, h.s.Stop(ctx), context.DeadlineExceeded)
+		require.ErrorIs(t, h.s.Close(ctx), context.DeadlineExceeded)
 		a := h.attempt(id, 0, 0)
 		assert.Equal(t, storage.AttemptSubmitting, a.State, "safe: re-sent with the same key after restart")
 		due, err := h.db.DueBefore(ctx, h.clock.Now(), 10)

@@ -33,6 +33,7 @@ type Config struct {
 	Scheduler SchedulerConfig `yaml:"scheduler"`
 	HTTP      HTTPConfig      `yaml:"http"`
 	Log       LogConfig       `yaml:"log"`
+	Leader    LeaderConfig    `yaml:"leader"`
 
 	src *configSource // where it was read from; nil for the defaults
 }
@@ -48,13 +49,51 @@ type BillingConfig struct {
 	RetryableReasons []string `yaml:"retryable_reasons"`
 }
 
-// StorageConfig locates the bbolt database.
+// StorageConfig chooses the store: one bbolt file (backend bolt, the default) or an
+// etcd cluster shared by several replicas (backend etcd).
 type StorageConfig struct {
+	// Backend is "bolt" or "etcd".
+	Backend     string        `yaml:"backend"`
 	Path        string        `yaml:"path"`
 	OpenTimeout time.Duration `yaml:"open_timeout"`
 	// VerifyOnStart makes `billingd run` check the file's structure (every page)
-	// before its first submission; /readyz waits for it.
-	VerifyOnStart bool `yaml:"verify_on_start"`
+	// before its first submission; /readyz waits for it. bolt only.
+	VerifyOnStart bool       `yaml:"verify_on_start"`
+	Etcd          EtcdConfig `yaml:"etcd"`
+}
+
+// EtcdConfig is how billingd reaches its etcd cluster (storage.backend: etcd).
+type EtcdConfig struct {
+	// Endpoints are the cluster's client URLs (http:// or https://).
+	Endpoints []string `yaml:"endpoints"`
+	// Prefix is the key prefix of billingd's records and of its election
+	// (<prefix>leader/); two deployments on one cluster need two prefixes.
+	Prefix   string `yaml:"prefix"`
+	Username string `yaml:"username"`
+	// Password: write ${ETCD_PASSWORD} and give it as a credential, never inline.
+	Password string `yaml:"password"`
+	// CertFile and KeyFile are the client certificate (mutual TLS); CAFile the CA
+	// that signed the cluster's certificates. Any of them turns TLS on.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	CAFile   string `yaml:"ca_file"`
+	// DialTimeout bounds the first contact; RequestTimeout every read and commit.
+	DialTimeout    time.Duration `yaml:"dial_timeout"`
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// MaxTxnOps is the cluster's --max-txn-ops (etcd's default 128): billingd
+	// chunks bulk writes to stay within it.
+	MaxTxnOps int `yaml:"max_txn_ops"`
+}
+
+// LeaderConfig tunes the election of the replica that schedules (etcd only).
+type LeaderConfig struct {
+	// LeaseTTL is the election lease: a leader that cannot renew it for this long
+	// stops scheduling, and another replica takes over about this long after a
+	// leader dies (whole seconds, at least 2s).
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// Identity names this replica in the election and in logs (default
+	// hostname:pid).
+	Identity string `yaml:"identity"`
 }
 
 // KlaviConfig is how billingd reaches Klavi.
@@ -143,7 +182,9 @@ func DefaultConfig() Config {
 			ExtraHolidays:    []string{},
 			RetryableReasons: reasons,
 		},
-		Storage: StorageConfig{Path: "/var/lib/billingd/billingd.db", OpenTimeout: 5 * time.Second, VerifyOnStart: true},
+		Storage: StorageConfig{Backend: "bolt", Path: "/var/lib/billingd/billingd.db", OpenTimeout: 5 * time.Second, VerifyOnStart: true,
+			Etcd: EtcdConfig{Endpoints: []string{}, Prefix: "/billingd/", DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second, MaxTxnOps: 128}},
+		Leader: LeaderConfig{LeaseTTL: 10 * time.Second},
 		Klavi: KlaviConfig{
 			BaseURL:            "https://api-sandbox.klavi.ai",
 			Timeout:            15 * time.Second,
@@ -287,6 +328,44 @@ func (c *Config) Validate() error {
 		} else if code.ConsentGone() {
 			bad(fmt.Sprintf("billing.retryable_reasons[%d]", i), "%s means the consent is revoked; it cannot be retried", code)
 		}
+	}
+	switch c.Storage.Backend {
+	case "bolt":
+	case "etcd":
+		e := c.Storage.Etcd
+		if len(e.Endpoints) == 0 {
+			bad("storage.etcd.endpoints", "is empty: name the cluster's client URLs (storage.backend is etcd)")
+		}
+		for i, ep := range e.Endpoints {
+			if u, err := url.Parse(ep); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+				bad(fmt.Sprintf("storage.etcd.endpoints[%d]", i), "%q must be an http(s) URL with a host and port", ep)
+			}
+		}
+		if !strings.HasPrefix(e.Prefix, "/") || !strings.HasSuffix(e.Prefix, "/") || len(e.Prefix) < 2 {
+			bad("storage.etcd.prefix", "%q must begin and end with / and name something (e.g. /billingd/)", e.Prefix)
+		}
+		if (e.CertFile == "") != (e.KeyFile == "") {
+			bad("storage.etcd.cert_file", "cert_file and key_file go together")
+		}
+		if e.Password != "" && e.Username == "" {
+			bad("storage.etcd.username", "is empty while a password is set")
+		}
+		if e.DialTimeout <= 0 {
+			bad("storage.etcd.dial_timeout", "must be more than 0")
+		}
+		if e.RequestTimeout <= 0 {
+			bad("storage.etcd.request_timeout", "must be more than 0")
+		}
+		if e.MaxTxnOps < 16 {
+			bad("storage.etcd.max_txn_ops", "must be at least 16 (etcd's default is 128)")
+		}
+		if c.Leader.LeaseTTL < 2*time.Second {
+			bad("leader.lease_ttl", "must be at least 2s")
+		} else if c.Leader.LeaseTTL > time.Minute {
+			bad("leader.lease_ttl", "must be at most 1m: a dead leader's cycles wait this long")
+		}
+	default:
+		bad("storage.backend", "%q: want bolt or etcd", c.Storage.Backend)
 	}
 	if p := c.Storage.Path; p == "" {
 		bad("storage.path", "is empty")

@@ -21,9 +21,13 @@ import (
 	"github.com/klavi-billing/billingd/admin"
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/leader"
 	"github.com/klavi-billing/billingd/metrics"
 	"github.com/klavi-billing/billingd/scheduler"
+	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/bolt"
+	etcdstore "github.com/klavi-billing/billingd/storage/etcd"
+	"github.com/klavi-billing/billingd/storage/kv"
 )
 
 func newRunCmd(a *app) *cobra.Command {
@@ -93,7 +97,8 @@ func runDaemon(ctx context.Context, a *app) error {
 type daemon struct {
 	cfg    Config
 	log    *slog.Logger
-	db     *bolt.Store
+	db     storage.Store
+	file   *bolt.Store // the bbolt store; nil on etcd
 	sched  *scheduler.Scheduler
 	srv    *http.Server
 	ln     net.Listener
@@ -106,6 +111,12 @@ type daemon struct {
 	probe context.CancelFunc
 	bg    sync.WaitGroup
 	sd    *sdNotifier // systemd readiness and watchdog; nil when not under systemd
+
+	// elector campaigns for the leadership of the scheduling (etcd only); elect
+	// ends its campaign, and elected is closed when it has returned.
+	elector *leader.Elector
+	elect   context.CancelFunc
+	elected chan struct{}
 }
 
 // startDaemon opens everything and starts serving and scheduling. The listener is
@@ -128,12 +139,11 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	ver, rev := buildVersion()
 	m := metrics.New(ver, rev, metrics.WithClock(clk), metrics.WithLogger(log))
 	d.health = newStoreHealth(log, m, d.stop)
-	d.health.dir = filepath.Dir(cfg.Storage.Path)
-	d.db, err = bolt.Open(cfg.Storage.Path, bolt.Options{Timeout: cfg.Storage.OpenTimeout, Logger: log, OnWrite: d.health.wrote})
-	if err != nil {
+	if err := d.openStore(cfg, log); err != nil {
 		return nil, err
 	}
 	m.WatchStore(d.db, clk.Now)
+	m.SetStoreEngine(d.db.Engine().Name())
 
 	kc, err := klavi.New(klavi.Config{
 		BaseURL:            cfg.Klavi.BaseURL,
@@ -155,7 +165,27 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	if err != nil {
 		return nil, err
 	}
-	d.sched, err = scheduler.New(sc, d.db, kc, scheduler.WithClock(clk), scheduler.WithLogger(log), scheduler.WithObserver(m.Observe), scheduler.WithObserver(d.sd.observe))
+	sopts := []scheduler.Option{scheduler.WithClock(clk), scheduler.WithLogger(log), scheduler.WithObserver(m.Observe), scheduler.WithObserver(d.sd.observe)}
+	if cfg.Storage.Backend == "etcd" {
+		identity := cfg.Leader.Identity
+		if identity == "" {
+			host, _ := os.Hostname()
+			identity = fmt.Sprintf("%s:%d", host, os.Getpid())
+		}
+		d.elector, err = leader.New(leader.Options{
+			Client:   d.db.(*etcdstore.Store).Client(),
+			Prefix:   cfg.Storage.Etcd.Prefix + "leader",
+			TTL:      cfg.Leader.LeaseTTL,
+			Identity: identity,
+			Logger:   log,
+			OnChange: m.SetLeader,
+		})
+		if err != nil {
+			return nil, err
+		}
+		sopts = append(sopts, scheduler.WithLeadership(d.elector))
+	}
+	d.sched, err = scheduler.New(sc, d.db, kc, sopts...)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +202,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		fmt.Fprintln(w, "ready"+d.role())
 	})
 	mux.Handle("GET /metrics", m.Handler())
 	api := &admin.Server{Token: cfg.HTTP.AdminToken, Store: d.db, Scheduler: d.sched, Klavi: kc, Clock: clk, Log: log}
@@ -196,14 +226,19 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	}()
 	// bbolt keeps no page checksums: a damaged page would be found only when the
 	// scheduler reads it. Walk every page before the first submission instead.
-	if cfg.Storage.VerifyOnStart {
+	if cfg.Storage.VerifyOnStart && d.file != nil {
 		vstart := time.Now()
-		if err := d.db.Verify(context.Background()); err != nil {
+		if err := d.file.Verify(context.Background()); err != nil {
 			return nil, fmt.Errorf("%s: %w", cfg.Storage.Path, err)
 		}
 		log.Info("database verified", "db", cfg.Storage.Path, "took", time.Since(vstart).String())
 	}
-	if err := d.sched.Start(cfg.Scheduler.ScanSchedule, cfg.Scheduler.PollSchedule, d.sd.hooks(m.SchedulerHooks())); err != nil {
+	hooks := d.sd.hooks(m.SchedulerHooks())
+	if d.elector == nil {
+		if err := d.sched.Start(context.Background(), kv.Fence{}, cfg.Scheduler.ScanSchedule, cfg.Scheduler.PollSchedule, hooks); err != nil {
+			return nil, err
+		}
+	} else if err := d.campaign(cfg, hooks); err != nil {
 		return nil, err
 	}
 	d.started.Store(true)
@@ -214,7 +249,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 		defer d.bg.Done()
 		d.health.probeLoop(pctx, d.db.Probe)
 	}()
-	log.Info("billingd started", "version", ver, "revision", rev, "db", cfg.Storage.Path, "listen", d.ln.Addr().String(),
+	log.Info("billingd started", "version", ver, "revision", rev, "store", d.storeName(cfg), "listen", d.ln.Addr().String(),
 		"admin_api", cfg.HTTP.AdminToken != "", "klavi", cfg.Klavi.BaseURL, "startup", time.Since(started).String())
 	return d, nil
 }
@@ -232,8 +267,10 @@ func (d *daemon) notReady() string {
 	case !d.started.Load():
 		return "starting: verifying the database"
 	}
-	if err := d.db.CheckIdentity(); err != nil {
-		return err.Error()
+	if d.file != nil {
+		if err := d.file.CheckIdentity(); err != nil {
+			return err.Error()
+		}
 	}
 	if p := d.health.problem(); p != "" {
 		return p
@@ -296,8 +333,15 @@ func (d *daemon) Close(ctx context.Context) error {
 	} else if d.ln != nil {
 		errs = append(errs, d.ln.Close())
 	}
+	if d.elect != nil {
+		d.elect() // the term ends: the scheduler stops, then the replica resigns
+		select {
+		case <-d.elected:
+		case <-ctx.Done():
+		}
+	}
 	if d.sched != nil {
-		errs = append(errs, d.sched.Stop(ctx))
+		errs = append(errs, d.sched.Close(ctx))
 	}
 	if d.db != nil {
 		errs = append(errs, d.db.Close())
@@ -373,4 +417,99 @@ func newHealthcheckCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&u, "url", "http://127.0.0.1:8080/healthz", "health `URL`")
 	return cmd
+}
+
+// openStore opens the configured store: the bbolt file, or the etcd cluster.
+func (d *daemon) openStore(cfg Config, log *slog.Logger) error {
+	so := storage.Options{Logger: log, OnWrite: d.health.wrote}
+	if cfg.Storage.Backend != "etcd" {
+		d.health.dir = filepath.Dir(cfg.Storage.Path)
+		db, err := bolt.Open(cfg.Storage.Path, bolt.Options{Timeout: cfg.Storage.OpenTimeout, Logger: log, OnWrite: d.health.wrote})
+		if err != nil {
+			return err
+		}
+		d.db, d.file = db, db
+		return nil
+	}
+	e := cfg.Storage.Etcd
+	o := etcdstore.Options{
+		Endpoints: e.Endpoints, Prefix: e.Prefix, Username: e.Username, Password: e.Password,
+		DialTimeout: e.DialTimeout, RequestTimeout: e.RequestTimeout, MaxOps: e.MaxTxnOps, Logger: log,
+	}
+	if e.CertFile != "" || e.CAFile != "" {
+		tc, err := etcdstore.TLSConfig(e.CertFile, e.KeyFile, e.CAFile)
+		if err != nil {
+			return fmt.Errorf("storage.etcd: %w", err)
+		}
+		o.TLS = tc
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.DialTimeout+e.RequestTimeout)
+	defer cancel()
+	db, err := etcdstore.OpenStore(ctx, o, so)
+	if err != nil {
+		return err
+	}
+	d.db = db
+	return nil
+}
+
+// campaign runs the election: while this replica leads, the scheduler runs in the
+// term (its writes fenced by the term's token); when the term ends it stops at once.
+// A cluster that grants no lease at start is an error of the environment.
+func (d *daemon) campaign(cfg Config, hooks scheduler.Hooks) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	d.elect, d.elected = cancel, make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		defer close(d.elected)
+		errc <- d.elector.Run(ctx, func(term context.Context, fence kv.Fence) {
+			if err := d.sched.Start(term, fence, cfg.Scheduler.ScanSchedule, cfg.Scheduler.PollSchedule, hooks); err != nil {
+				d.log.Error("scheduler did not start in this term", "fence_rev", fence.Rev, "err", err)
+				return
+			}
+			<-term.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.Scheduler.ShutdownTimeout)
+			defer cancel()
+			if err := d.sched.Close(sctx); err != nil {
+				d.log.Warn("scheduler stopped with runs abandoned", "fence_rev", fence.Rev, "err", err)
+			}
+		})
+	}()
+	// Run returns at once only when etcd grants no lease in time.
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("leader election: %w", err)
+		}
+	case <-time.After(cfg.Storage.Etcd.DialTimeout + time.Second):
+	}
+	go func() {
+		if err := <-errc; err != nil {
+			d.stop(fmt.Errorf("leader election: %w", err))
+		}
+	}()
+	return nil
+}
+
+// role says, for /readyz, which part this replica plays ("" with one process).
+func (d *daemon) role() string {
+	if d.elector == nil {
+		return ""
+	}
+	st := d.elector.Status()
+	if st.Role == leader.Leader {
+		return fmt.Sprintf(" (leader, fence %d)", st.Fence.Rev)
+	}
+	if st.Leader == "" {
+		return " (follower; no leader known)"
+	}
+	return " (follower; leader " + st.Leader + ")"
+}
+
+// storeName names the store for logs.
+func (d *daemon) storeName(cfg Config) string {
+	if cfg.Storage.Backend == "etcd" {
+		return "etcd " + cfg.Storage.Etcd.Prefix
+	}
+	return cfg.Storage.Path
 }
