@@ -245,7 +245,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, storage.ErrExists), errors.Is(err, scheduler.ErrConflict), errors.Is(err, storage.ErrConflict):
 		code = http.StatusConflict
-	case errors.Is(err, storage.ErrUnavailable):
+	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, scheduler.ErrNotLeader), errors.Is(err, storage.ErrFenced):
 		code = http.StatusServiceUnavailable
 	case errors.Is(err, scheduler.ErrInvalid), errors.Is(err, scheduler.ErrNoCanceller):
 		code = http.StatusBadRequest
