@@ -150,6 +150,10 @@ func (s *Scheduler) scheduleFirst(rec *storage.ConsentRecord, now time.Time, ch 
 // it) and schedules it from today or its billFrom, whichever is later. actor names
 // who asked, for the timeline.
 func (s *Scheduler) Authorize(id, actor string) (*storage.ConsentRecord, error) {
+	return retryConflict(func() (*storage.ConsentRecord, error) { return s.authorize(id, actor) })
+}
+
+func (s *Scheduler) authorize(id, actor string) (*storage.ConsentRecord, error) {
 	if err := s.trustClock(); err != nil {
 		return nil, err
 	}
@@ -201,6 +205,10 @@ func authorizedReason(rec *storage.ConsentRecord) string {
 // canceled at Klavi by the next poll, which tries again until Klavi takes it; planned
 // local retries are dropped.
 func (s *Scheduler) Revoke(id, reason, actor string) (*storage.ConsentRecord, error) {
+	return retryConflict(func() (*storage.ConsentRecord, error) { return s.revoke(id, reason, actor) })
+}
+
+func (s *Scheduler) revoke(id, reason, actor string) (*storage.ConsentRecord, error) {
 	defer s.locks.lock(id)()
 	rec, err := s.store.GetConsent(context.Background(), id)
 	if err != nil {
@@ -278,6 +286,10 @@ var (
 // attempt, ErrNotOpen (wrapped in ErrConflict) when it is not open, ErrInvalid for an
 // empty note.
 func (s *Scheduler) Resolve(k storage.AttemptKey, note, actor string) (*storage.Attempt, error) {
+	return retryConflict(func() (*storage.Attempt, error) { return s.resolve(k, note, actor) })
+}
+
+func (s *Scheduler) resolve(k storage.AttemptKey, note, actor string) (*storage.Attempt, error) {
 	if note == "" {
 		return nil, fmt.Errorf("%w: a note is required", ErrInvalid)
 	}
@@ -316,4 +328,17 @@ func (s *Scheduler) trustClock() error {
 		return fmt.Errorf("%w: clock in doubt: %s; try again when it agrees with Klavi's", ErrConflict, s.ClockState().Reason)
 	}
 	return nil
+}
+
+// retryConflict runs an operator's change again (up to 3 times) when the store
+// refused it because a record moved on since it was read (storage.ErrConflict: the
+// scheduler, maybe on another replica, wrote it meanwhile). Each run reads afresh
+// and checks its conditions again, so the change is never made on stale data.
+func retryConflict[T any](fn func() (T, error)) (T, error) {
+	for i := 0; ; i++ {
+		v, err := fn()
+		if i == 2 || !errors.Is(err, storage.ErrConflict) {
+			return v, err
+		}
+	}
 }
