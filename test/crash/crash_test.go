@@ -279,7 +279,7 @@ func TestCrash(t *testing.T) {
 	db, err := bolt.Open(dbPath, bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
 	require.NoError(t, err)
 	defer db.Close()
-	require.NoError(t, db.Check())
+	require.NoError(t, db.Check(ctx))
 	v := judge(t, w, ledger, db)
 
 	summary := fmt.Sprintf("kills %d, stops %d, sandbox kills %d, consents %d, cycles expected %d, cycles billed %d, "+
@@ -326,7 +326,7 @@ func pending(t *testing.T, apiAddr, dir string) string {
 	states := map[storage.AttemptState]int{}
 	active, after := 0, ""
 	for {
-		recs, err := db.ListConsents(after, 1000, "")
+		recs, err := db.ListConsents(context.Background(), after, 1000, "")
 		require.NoError(t, err)
 		if len(recs) == 0 {
 			break
@@ -336,7 +336,7 @@ func pending(t *testing.T, apiAddr, dir string) string {
 			if r.State == storage.ConsentActive {
 				active++
 			}
-			as, err := db.Attempts(r.ID())
+			as, err := db.Attempts(context.Background(), r.ID())
 			require.NoError(t, err)
 			for _, a := range as {
 				if !a.State.Final() {

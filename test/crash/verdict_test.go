@@ -3,6 +3,7 @@
 package crash
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -127,9 +128,9 @@ func judge(t *testing.T, w *world, ledger []sandbox.LedgerEntry, db *bolt.Store)
 
 	for _, s := range w.subjects {
 		id := s.c.ID
-		rec, err := db.GetConsent(id)
+		rec, err := db.GetConsent(context.Background(), id)
 		require.NoError(t, err, id)
-		list, err := db.Attempts(id)
+		list, err := db.Attempts(context.Background(), id)
 		require.NoError(t, err, id)
 		attempts := map[storage.AttemptKey]*storage.Attempt{}
 		cycles := map[int]bool{}

@@ -13,6 +13,7 @@
 package envfail
 
 import (
+	"context"
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
@@ -307,7 +308,7 @@ func (w *world) finish(t *testing.T, d *daemon) {
 	db, err := bolt.Open(w.db, bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	defer db.Close()
-	require.NoError(t, db.Check())
+	require.NoError(t, db.Check(context.Background()))
 	var duplicates, lost, unconfirmed int
 	for _, k := range w.expect {
 		pays := ledger[k]
@@ -319,7 +320,7 @@ func (w *world) finish(t *testing.T, d *daemon) {
 			duplicates++
 			t.Errorf("duplicate: %s has %d payments", k, len(pays))
 		}
-		a, err := db.GetAttempt(k)
+		a, err := db.GetAttempt(context.Background(), k)
 		require.NoError(t, err, "%s", k)
 		switch a.State {
 		case storage.AttemptSubmitted, storage.AttemptCompleted:
@@ -411,11 +412,11 @@ func testReplaced(t *testing.T, bin string) {
 	require.NoError(t, err)
 	ledger := w.ledger(t)
 	for k, pays := range ledger {
-		at, err := db.GetAttempt(k)
+		at, err := db.GetAttempt(context.Background(), k)
 		require.NoError(t, err, "%s", k)
 		assert.Equal(t, pays[0].PaymentID, at.PaymentID, "%s", k)
 	}
-	require.NoError(t, db.Check())
+	require.NoError(t, db.Check(context.Background()))
 	require.NoError(t, db.Close())
 
 	// A restart on the right file finishes every cycle exactly once.
@@ -507,7 +508,7 @@ func usedBytes(t *testing.T, path string) int {
 	db, err := bolt.Open(path, bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	defer db.Close()
-	st, err := db.Stats()
+	st, err := db.Stats(context.Background())
 	require.NoError(t, err)
 	return int(st.InUseBytes) + st.FreePages*4096
 }
@@ -671,10 +672,10 @@ func testClockAhead(t *testing.T, bin string) {
 	db, err := bolt.Open(dbPath, bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	for _, k := range w.expect {
-		_, err := db.GetAttempt(k)
+		_, err := db.GetAttempt(context.Background(), k)
 		assert.ErrorIs(t, err, storage.ErrNotFound, "%s: no MISSED, no FAILED, nothing written while in doubt", k)
 	}
-	hw, err := db.HighWater()
+	hw, err := db.HighWater(context.Background())
 	require.NoError(t, err)
 	assert.True(t, hw.IsZero() || hw.Before(time.Now().Add(time.Minute)), "the wrong clock was never recorded as the latest instant")
 	require.NoError(t, db.Close())
@@ -695,7 +696,7 @@ func testDowntime(t *testing.T, bin string) {
 	w.importAll()
 	db, err := bolt.Open(dbPath, bolt.Options{})
 	require.NoError(t, err)
-	require.NoError(t, db.Apply(&storage.Change{HighWater: time.Now()})) // the last run, 15 days ago
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{HighWater: time.Now()})) // the last run, 15 days ago
 	require.NoError(t, db.Close())
 	w.env = []string{ahead}
 	d := w.start()
@@ -707,7 +708,7 @@ func testDowntime(t *testing.T, bin string) {
 	require.NoError(t, err)
 	defer db.Close()
 	for _, k := range w.expect {
-		a, err := db.GetAttempt(k)
+		a, err := db.GetAttempt(context.Background(), k)
 		require.NoError(t, err, "%s", k)
 		assert.Equal(t, storage.AttemptMissed, a.State, "%s: its window closed during the downtime", k)
 	}
