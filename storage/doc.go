@@ -1,11 +1,16 @@
-// Package storage is billingd's durable state: one bbolt file.
+// Package storage is billingd's durable state: the records (consents, attempts,
+// amounts, timelines), the indexes the scheduler works from, and the contract every
+// storage engine meets. The records and indexes are written once, here, over the
+// ordered key-value transaction of package kv; storage/bolt keeps them in one bbolt
+// file (one process), storage/etcd in an etcd cluster (several replicas, one of them
+// leading). storage/storagetest is the conformance suite both engines pass.
 //
-// Buckets (schema version 2):
+// Buckets (schema version 2; on etcd a bucket is a key prefix):
 //
 //	meta       application marker, schema version, consent counts per state
 //	consents   consent id → the consent (JSON), written when added or its status changes
-//	cursors    consent id → its billing state and cursor (JSON), rewritten every cycle
-//	attempts   consent id ‖ 0 ‖ cycle ‖ attempt → Attempt (JSON)
+//	cursors    consent id → its billing state, cursor and record version (JSON)
+//	attempts   consent id ‖ 0 ‖ cycle ‖ attempt → Attempt (JSON, with its version)
 //	due        instant ‖ attempt key → kind (1 byte) [‖ centavos (8 bytes)]: work to do
 //	           at that instant, and what it will charge (DueKind; no amount: a variable
 //	           cycle with none set yet, or a lookup)
@@ -14,42 +19,42 @@
 //	attention  state ‖ 0 ‖ attempt key → since (Unix ns): open attention items
 //	           (UNCONFIRMED, STUCK, MISSED, FAILED, SKIPPED not resolved by an operator)
 //	           and the instant each entered its state
-//	events     consent id ‖ 0 ‖ sequence → Event (JSON): each consent's timeline
+//	events     consent id ‖ 0 ‖ sequence → Event (JSON): each consent's timeline; the
+//	           sequence is the timeline's own (the next after its last event)
 //	dates      date (Rata Die) ‖ attempt key → nil: attempts by payment date (the ledger)
 //
 // A schema 1 file is migrated in place when a writer opens it; a reader (ReadOnly)
 // reads it as it is, with empty timelines and ledger.
 //
 // Contracts:
+//   - Every method takes a context; on etcd it bounds the calls to the cluster (each
+//     also bounded by the engine's request timeout), on bolt reads do not wait.
 //   - The due and poll indexes are ordered by instant, so a scan reads only what is
 //     due (DueBefore) and never the whole consent set.
-//   - Every write is a Change applied atomically and durably (fsync) by Apply;
-//     concurrent Applies share a transaction and a sync (group commit). A Change only
-//     puts and deletes (its events take their sequence numbers inside the
-//     transaction), so bbolt's Batch may run it again after a rollback and it is
-//     still written once.
-//   - Read transactions are short and never span a network call: callers read, let
+//   - Every write is a Change applied atomically and durably by Apply (bolt: fsync,
+//     shared by concurrent Applies in a group commit; etcd: one transaction, committed
+//     by a quorum). A Change only puts and deletes, so an engine may run it again
+//     after a rollback or a conflict and it is still written once.
+//   - Records carry a Version. A write of a consent or an attempt succeeds only
+//     while the store holds the version the writer read (ErrConflict otherwise, and
+//     nothing is written); Apply advances the caller's Version when it commits. Two
+//     writers that read the same record cannot both write it, on any replica.
+//   - A Change may carry a Fence: the leadership the writer holds. On etcd the write
+//     commits only while the election key still has the fence's create revision
+//     (ErrFenced otherwise, nothing written), so a deposed leader writes nothing; on
+//     bolt the file lock is the fence.
+//   - ApplyAll writes many changes in as few transactions as the engine takes (one on
+//     bolt; chunks within etcd's operation limit), each atomic, in order.
+//   - Read transactions are short and never span a call to Klavi: callers read, let
 //     go, call Klavi, then Apply.
-//   - Open fails fast and clearly instead of hanging or touching the file: ErrLocked
-//     when another process holds it, ErrNotBillingd for a foreign bbolt file,
-//     ErrCorrupt for a damaged or non-bbolt file, ErrSchema for a newer layout.
-//   - One writer per path. A writer holds an flock on <path>.lock (created beside the
-//     database, never removed) from before bbolt opens the file until Close. The lock
-//     belongs to the path, not to the file's inode, so a database file moved over the
-//     path does not let a second writer in.
-//   - Every write transaction first checks that the path still names the open file
-//     (device and inode, one stat(2)); when it does not, the write fails with
-//     ErrReplaced, nothing is written anywhere, and every later write fails too.
-//   - A damaged file never panics the process: bbolt's panics and memory faults while
-//     reading it become ErrCorrupt ("database file is corrupt: ..."), and a file
-//     shorter than its header says is refused before a page of it is read. bbolt
-//     keeps no page checksums, so Verify walks every page before a daemon relies on
-//     the file, and Check adds billingd's own invariants.
 //   - A Change's Events are written in the transaction of the state change they
 //     describe: a committed change has its events, a failed one none.
+//   - An engine that cannot be reached fails with ErrUnavailable; a write's outcome
+//     is then unknown, and the protocol treats it as not written (the attempt stays
+//     SUBMITTING and is reconciled).
 //   - Options.OnWrite hears the outcome of every write, for health and metrics;
-//     FailureReason sorts failures into enospc, replaced, readonly and other.
-//
-// Everything bbolt-specific stays in this package; the scheduler consumes it through
-// an interface of its own, so another backend can replace it.
+//     FailureReason sorts failures into enospc, replaced, readonly, unavailable and
+//     other.
+//   - Optional capabilities (Snapshotter, Sizer, Verifier) are what some engines
+//     have; callers check for them and say plainly when the running engine lacks one.
 package storage
