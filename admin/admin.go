@@ -409,7 +409,7 @@ func (s *Server) createAtKlavi(w http.ResponseWriter, r *http.Request) {
 	}
 	// Check billingd's own rules before asking Klavi: the consent must be one billingd
 	// can bill once the payer authorizes it.
-	probe := &consent.Consent{ID: "urn:billingd:pending", Status: klavi.ConsentAwaitingAuthorization, CreateConsentRequest: req.CreateConsentRequest, Billing: req.Billing}
+	probe := &consent.Consent{CreatedConsent: klavi.CreatedConsent{ID: "urn:billingd:pending", Status: klavi.ConsentAwaitingAuthorization, CreateConsentRequest: req.CreateConsentRequest}, Billing: req.Billing}
 	if l := probe.Validate(); len(l) > 0 {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("invalid consent request: %d problems", len(l)), l)
 		return
@@ -419,7 +419,7 @@ func (s *Server) createAtKlavi(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("create consent at Klavi: %w", err))
 		return
 	}
-	c := &consent.Consent{ID: res.ID, Status: res.Status, CreateConsentRequest: req.CreateConsentRequest, Billing: req.Billing}
+	c := &consent.Consent{CreatedConsent: klavi.CreatedConsent{ID: res.ID, Status: res.Status, CreateConsentRequest: req.CreateConsentRequest}, Billing: req.Billing}
 	if c.Status == "" {
 		c.Status = klavi.ConsentAwaitingAuthorization
 	}

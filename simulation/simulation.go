@@ -219,7 +219,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	pol := sch.Policy()
 	for _, c := range opts.Consents {
-		if err := sb.AddConsent(c); err != nil {
+		if err := sb.AddConsent(&c.CreatedConsent); err != nil {
 			return nil, fmt.Errorf("seed sandbox with %s: %w", c.ID, err)
 		}
 		if _, err := sch.AddConsent(c, opts.From, "simulation"); err != nil {
