@@ -195,7 +195,7 @@ func (s *Server) Handler() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, a)
+		writeJSON(w, http.StatusOK, attemptOf(a))
 	})
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route %s %s", r.Method, r.URL.Path), nil)
@@ -511,10 +511,7 @@ func (s *Server) attempts(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if list == nil {
-		list = []*storage.Attempt{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"attempts": list})
+	writeJSON(w, http.StatusOK, map[string]any{"attempts": attemptsOf(list)})
 }
 
 func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
@@ -578,7 +575,7 @@ func (s *Server) attention(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"attempts": out})
+	writeJSON(w, http.StatusOK, map[string]any{"attempts": attemptsOf(out)})
 }
 
 // backup copies the database to a local snapshot first and streams that: the read

@@ -55,19 +55,6 @@ func actorOf(r *http.Request) string {
 	return scheduler.ActorOperator
 }
 
-// ConsentDetail is one consent as GET /v1/consents/{id} shows it: the stored record,
-// with the next submission instant and the due date of the cycle it submits; both
-// are absent when nothing is scheduled (awaiting authorization, stopped). The
-// record's own "nextDue" (the instant of its due entry, under a misleading name) is
-// not shown: nextSubmitAt is that instant.
-type ConsentDetail struct {
-	*storage.ConsentRecord
-	NextSubmitAt *time.Time  `json:"nextSubmitAt,omitempty"`
-	NextDueDate  *cycle.Date `json:"nextDueDate,omitempty"`
-	// hidden shadows the record's nextDue (a shallower field wins in encoding/json).
-	Hidden *struct{} `json:"nextDue,omitempty"`
-}
-
 // next returns the instant of a consent's due entry (in Brasília) and its cycle's due
 // date, or nils when none is scheduled.
 func (s *Server) next(r *storage.ConsentRecord) (*time.Time, *cycle.Date) {
@@ -78,15 +65,6 @@ func (s *Server) next(r *storage.ConsentRecord) (*time.Time, *cycle.Date) {
 	d := s.Scheduler.Policy().Schedule(r.Consent).Due(r.NextCycle)
 	return &t, &d
 }
-
-func (s *Server) detail(r *storage.ConsentRecord) ConsentDetail {
-	d := ConsentDetail{ConsentRecord: r}
-	d.NextSubmitAt, d.NextDueDate = s.next(r)
-	return d
-}
-
-// Event is a timeline event as the API shows it: its instant in Brasília.
-type Event = storage.Event
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -114,8 +92,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]Event, len(list))
 	for i, e := range list {
-		e.At = e.At.In(cycle.Brasilia)
-		out[i] = e
+		out[i] = eventOf(e)
 	}
 	next := ""
 	if more && len(list) > 0 {
@@ -138,9 +115,9 @@ type AttentionItem struct {
 	ClientRequestID string       `json:"clientRequestId"`
 	PaymentID       string       `json:"paymentId,omitempty"`
 	// Since is when the item opened (Brasília); AgeSeconds how long ago, at the read.
-	Since      time.Time           `json:"since"`
-	AgeSeconds int64               `json:"ageSeconds"`
-	Resolved   *storage.Resolution `json:"resolved,omitempty"`
+	Since      time.Time   `json:"since"`
+	AgeSeconds int64       `json:"ageSeconds"`
+	Resolved   *Resolution `json:"resolved,omitempty"`
 }
 
 func itemOf(a *storage.Attempt, since, now time.Time) AttentionItem {
@@ -151,11 +128,7 @@ func itemOf(a *storage.Attempt, since, now time.Time) AttentionItem {
 		amt := a.Amount
 		it.Amount = &amt
 	}
-	if a.Resolved != nil {
-		res := *a.Resolved
-		res.At = res.At.In(cycle.Brasilia)
-		it.Resolved = &res
-	}
+	it.Resolved = resolutionOf(a.Resolved, cycle.Brasilia)
 	return it
 }
 
@@ -399,11 +372,8 @@ func (s *Server) payments(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if list == nil {
-		list = []*storage.Attempt{}
-	}
 	if format == "json" {
-		writeJSON(w, http.StatusOK, map[string]any{"payments": list, "next": next})
+		writeJSON(w, http.StatusOK, map[string]any{"payments": attemptsOf(list), "next": next})
 		return
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
