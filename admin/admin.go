@@ -104,12 +104,41 @@ type Klavi interface {
 
 // Server is the admin API.
 type Server struct {
-	Token     string
-	Store     Store
-	Scheduler Scheduler
-	Klavi     Klavi // nil: consent creation at Klavi is unavailable
-	Clock     clock.Clock
-	Log       *slog.Logger
+	token string
+	store Store
+	sched Scheduler
+	klavi Klavi // nil: consent creation at Klavi is unavailable
+	clock clock.Clock
+	log   *slog.Logger
+}
+
+// An Option sets an optional dependency of the Server.
+type Option func(*Server)
+
+// WithKlavi sets the client that creates consents at Klavi (nil, the default:
+// POST /v1/klavi/consents answers 503).
+func WithKlavi(k Klavi) Option { return func(s *Server) { s.klavi = k } }
+
+// WithClock sets the clock of "today" and of attention ages (nil: the real clock).
+func WithClock(c clock.Clock) Option { return func(s *Server) { s.clock = clock.Or(c) } }
+
+// WithLogger sets the logger of failed requests and backups (nil: slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Server) {
+		if l != nil {
+			s.log = l
+		}
+	}
+}
+
+// New returns the admin API over store and sched, guarded by the bearer token (""
+// turns the API off: Handler returns nil).
+func New(token string, store Store, sched Scheduler, opts ...Option) *Server {
+	s := &Server{token: token, store: store, sched: sched, clock: clock.Real{}, log: slog.Default()}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 const maxBody = 1 << 20
@@ -117,13 +146,9 @@ const maxBody = 1 << 20
 // Handler returns the API's handler, or nil when no token is configured (the API is
 // off). Mount it at "/v1/".
 func (s *Server) Handler() http.Handler {
-	if s.Token == "" {
+	if s.token == "" {
 		return nil
 	}
-	if s.Log == nil {
-		s.Log = slog.Default()
-	}
-	s.Clock = clock.Or(s.Clock)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/consents", s.listConsents)
 	mux.HandleFunc("POST /v1/consents", s.addConsent)
@@ -143,7 +168,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/payments", s.payments)
 	mux.HandleFunc("GET /v1/backup", s.backup)
 	mux.HandleFunc("POST /v1/scheduler/scan", func(w http.ResponseWriter, r *http.Request) {
-		res, err := s.Scheduler.Scan(r.Context())
+		res, err := s.sched.Scan(r.Context())
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -151,7 +176,7 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("POST /v1/scheduler/poll", func(w http.ResponseWriter, r *http.Request) {
-		res, err := s.Scheduler.Poll(r.Context())
+		res, err := s.sched.Poll(r.Context())
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -164,9 +189,9 @@ func (s *Server) Handler() http.Handler {
 			err error
 		)
 		if id := r.URL.Query().Get("consent"); id != "" {
-			res, err = s.Scheduler.RefreshConsent(r.Context(), id)
+			res, err = s.sched.RefreshConsent(r.Context(), id)
 		} else {
-			res, err = s.Scheduler.Refresh(r.Context())
+			res, err = s.sched.Refresh(r.Context())
 		}
 		if err != nil {
 			s.fail(w, r, err)
@@ -177,12 +202,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/reconcile", func(w http.ResponseWriter, r *http.Request) {
 		id := r.URL.Query().Get("consent")
 		if id != "" {
-			if _, err := s.Store.GetConsent(r.Context(), id); err != nil {
+			if _, err := s.store.GetConsent(r.Context(), id); err != nil {
 				s.fail(w, r, err)
 				return
 			}
 		}
-		res, err := s.Scheduler.Reconcile(r.Context(), id)
+		res, err := s.sched.Reconcile(r.Context(), id)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -190,7 +215,7 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("POST /v1/consents/{id}/payments/{paymentId}/cancel", func(w http.ResponseWriter, r *http.Request) {
-		a, err := s.Scheduler.CancelPayment(r.Context(), r.PathValue("id"), r.PathValue("paymentId"), actorOf(r))
+		a, err := s.sched.CancelPayment(r.Context(), r.PathValue("id"), r.PathValue("paymentId"), actorOf(r))
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -204,7 +229,7 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) auth(next http.Handler) http.Handler {
-	want := []byte("Bearer " + s.Token)
+	want := []byte("Bearer " + s.token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
@@ -255,7 +280,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusGatewayTimeout
 	}
 	if code >= 500 {
-		s.Log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	writeError(w, code, err, probs)
 }
@@ -315,7 +340,7 @@ func (s *Server) listConsents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want one of %v", state, storage.ConsentStates), nil)
 		return
 	}
-	recs, err := s.Store.ListConsents(r.Context(), q.Get("after"), limit, state)
+	recs, err := s.store.ListConsents(r.Context(), q.Get("after"), limit, state)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -371,7 +396,7 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("invalid consent: %d problems", len(l)), l)
 		return
 	}
-	rec, err := s.Scheduler.AddConsent(c, billFrom, actorOf(r))
+	rec, err := s.sched.AddConsent(c, billFrom, actorOf(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -394,7 +419,7 @@ type createResponse struct {
 }
 
 func (s *Server) createAtKlavi(w http.ResponseWriter, r *http.Request) {
-	if s.Klavi == nil {
+	if s.klavi == nil {
 		writeError(w, http.StatusServiceUnavailable, errors.New("no Klavi client is configured"), nil)
 		return
 	}
@@ -414,7 +439,7 @@ func (s *Server) createAtKlavi(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("invalid consent request: %d problems", len(l)), l)
 		return
 	}
-	res, err := s.Klavi.CreateConsent(r.Context(), &req.CreateConsentRequest)
+	res, err := s.klavi.CreateConsent(r.Context(), &req.CreateConsentRequest)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("create consent at Klavi: %w", err))
 		return
@@ -423,7 +448,7 @@ func (s *Server) createAtKlavi(w http.ResponseWriter, r *http.Request) {
 	if c.Status == "" {
 		c.Status = klavi.ConsentAwaitingAuthorization
 	}
-	if _, err := s.Scheduler.AddCreatedConsent(c, res.ConsentRedirectURL, actorOf(r)); err != nil {
+	if _, err := s.sched.AddCreatedConsent(c, res.ConsentRedirectURL, actorOf(r)); err != nil {
 		s.fail(w, r, fmt.Errorf("store consent %s created at Klavi: %w", res.ID, err))
 		return
 	}
@@ -431,7 +456,7 @@ func (s *Server) createAtKlavi(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getConsent(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.Store.GetConsent(r.Context(), r.PathValue("id"))
+	rec, err := s.store.GetConsent(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -440,7 +465,7 @@ func (s *Server) getConsent(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.Scheduler.Authorize(r.PathValue("id"), actorOf(r))
+	rec, err := s.sched.Authorize(r.PathValue("id"), actorOf(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -464,7 +489,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("reason is longer than 200 characters"), nil)
 		return
 	}
-	rec, err := s.Scheduler.Revoke(r.PathValue("id"), req.Reason, actorOf(r))
+	rec, err := s.sched.Revoke(r.PathValue("id"), req.Reason, actorOf(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -493,7 +518,7 @@ func (s *Server) setAmount(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("amount is required, e.g. {\"amount\": \"123.45\"}"), nil)
 		return
 	}
-	if err := s.Scheduler.SetAmount(r.PathValue("id"), k, *req.Amount, actorOf(r)); err != nil {
+	if err := s.sched.SetAmount(r.PathValue("id"), k, *req.Amount, actorOf(r)); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -502,11 +527,11 @@ func (s *Server) setAmount(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) attempts(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, err := s.Store.GetConsent(r.Context(), id); err != nil {
+	if _, err := s.store.GetConsent(r.Context(), id); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	list, err := s.Store.Attempts(r.Context(), id)
+	list, err := s.store.Attempts(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -527,24 +552,24 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if from.IsZero() {
-		from = cycle.DateOf(s.Clock.Now())
+		from = cycle.DateOf(s.clock.Now())
 	}
-	rec, err := s.Store.GetConsent(r.Context(), r.PathValue("id"))
+	rec, err := s.store.GetConsent(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	amounts, err := s.Store.Amounts(r.Context(), rec.ID())
+	amounts, err := s.store.Amounts(r.Context(), rec.ID())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	atts, err := s.Store.Attempts(r.Context(), rec.ID())
+	atts, err := s.store.Attempts(r.Context(), rec.ID())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.Scheduler.Policy().PreviewStored(rec, atts, from, n, amounts))
+	writeJSON(w, http.StatusOK, s.sched.Policy().PreviewStored(rec, atts, from, n, amounts))
 }
 
 func (s *Server) attention(w http.ResponseWriter, r *http.Request) {
@@ -565,7 +590,7 @@ func (s *Server) attention(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []*storage.Attempt{}
 	for _, st := range states {
-		list, err := s.Store.Attention(r.Context(), st, limit-len(out))
+		list, err := s.store.Attention(r.Context(), st, limit-len(out))
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -582,7 +607,7 @@ func (s *Server) attention(w http.ResponseWriter, r *http.Request) {
 // transaction lasts as long as a local disk write, not as long as the client takes,
 // so a slow client never holds up a write that must grow the file.
 func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
-	snap, ok := s.Store.(storage.Snapshotter)
+	snap, ok := s.store.(storage.Snapshotter)
 	if !ok {
 		writeError(w, http.StatusNotImplemented, errors.New("backup: this store has no file to copy; back up etcd with its own tools (etcdctl snapshot save)"), nil)
 		return
@@ -598,8 +623,8 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 	if sent, err := io.Copy(w, f); err != nil {
 		// Headers are gone; the client sees a short body against Content-Length.
-		s.Log.Error("backup transfer failed", "bytes", sent, "of", n, "err", err)
+		s.log.Error("backup transfer failed", "bytes", sent, "of", n, "err", err)
 		return
 	}
-	s.Log.Info("backup served", "bytes", n)
+	s.log.Info("backup served", "bytes", n)
 }

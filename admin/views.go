@@ -62,7 +62,7 @@ func (s *Server) next(r *storage.ConsentRecord) (*time.Time, *cycle.Date) {
 		return nil, nil
 	}
 	t := r.NextDue.In(cycle.Brasilia)
-	d := s.Scheduler.Policy().Schedule(r.Consent).Due(r.NextCycle)
+	d := s.sched.Policy().Schedule(r.Consent).Due(r.NextCycle)
 	return &t, &d
 }
 
@@ -81,11 +81,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	id := r.PathValue("id")
-	if _, err := s.Store.GetConsent(r.Context(), id); err != nil {
+	if _, err := s.store.GetConsent(r.Context(), id); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	list, more, err := s.Store.Events(r.Context(), id, after, limit)
+	list, more, err := s.store.Events(r.Context(), id, after, limit)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -156,7 +156,7 @@ func (s *Server) attentionList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want one of %v or %s", q.Get("state"), storage.AttentionStates, StateAmountMissing), nil)
 		return
 	}
-	now := s.Clock.Now()
+	now := s.clock.Now()
 	after := q.Get("after")
 	items, next := []AttentionItem{}, ""
 	missingFrom := -1 // the offset in the AMOUNT_MISSING list to read from; -1: none
@@ -171,7 +171,7 @@ func (s *Server) attentionList(w http.ResponseWriter, r *http.Request) {
 	case state == StateAmountMissing:
 		missingFrom = 0
 	default:
-		list, nx, err := s.Store.AttentionItems(r.Context(), storage.AttemptState(state), after, limit)
+		list, nx, err := s.store.AttentionItems(r.Context(), storage.AttemptState(state), after, limit)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -184,7 +184,7 @@ func (s *Server) attentionList(w http.ResponseWriter, r *http.Request) {
 			missingFrom = 0
 		}
 	}
-	missing, err := s.Scheduler.MissingAmounts()
+	missing, err := s.sched.MissingAmounts()
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -201,7 +201,7 @@ func (s *Server) attentionList(w http.ResponseWriter, r *http.Request) {
 	} else if missingFrom >= 0 && len(missing) > missingFrom {
 		next = amountCursor + strconv.Itoa(missingFrom)
 	}
-	counts, err := s.Store.AttentionCounts(r.Context())
+	counts, err := s.store.AttentionCounts(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -248,7 +248,7 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("note is longer than %d characters", MaxNoteLen), nil)
 		return
 	}
-	a, err := s.Scheduler.Resolve(storage.AttemptKey{ConsentID: req.ConsentID, Cycle: *req.Cycle, Attempt: req.Attempt}, req.Note, actorOf(r))
+	a, err := s.sched.Resolve(storage.AttemptKey{ConsentID: req.ConsentID, Cycle: *req.Cycle, Attempt: req.Attempt}, req.Note, actorOf(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -257,7 +257,7 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 	if a.Resolved != nil && !a.Resolved.Since.IsZero() {
 		since = a.Resolved.Since
 	}
-	writeJSON(w, http.StatusOK, itemOf(a, since, s.Clock.Now()))
+	writeJSON(w, http.StatusOK, itemOf(a, since, s.clock.Now()))
 }
 
 // upcoming serves GET /v1/upcoming?from=&to= (Brasília dates; default today to
@@ -275,12 +275,12 @@ func (s *Server) upcoming(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if from.IsZero() {
-		from = cycle.DateOf(s.Clock.Now())
+		from = cycle.DateOf(s.clock.Now())
 	}
 	if to.IsZero() {
 		to = from.AddDays(7)
 	}
-	up, err := s.Scheduler.Upcoming(from, to)
+	up, err := s.sched.Upcoming(from, to)
 	if errors.Is(err, scheduler.ErrRange) {
 		writeError(w, http.StatusBadRequest, err, nil)
 		return
@@ -296,9 +296,9 @@ func (s *Server) upcoming(w http.ResponseWriter, r *http.Request) {
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	month := r.URL.Query().Get("month")
 	if month == "" {
-		month = cycle.DateOf(s.Clock.Now()).String()[:7]
+		month = cycle.DateOf(s.clock.Now()).String()[:7]
 	}
-	l, err := s.Scheduler.Report(month)
+	l, err := s.sched.Report(month)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -343,7 +343,7 @@ func (s *Server) payments(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("to: %v", err), nil)
 		return
 	}
-	today := cycle.DateOf(s.Clock.Now())
+	today := cycle.DateOf(s.clock.Now())
 	if from.IsZero() {
 		from = today.AddDays(1 - today.Day())
 	}
@@ -363,7 +363,7 @@ func (s *Server) payments(w http.ResponseWriter, r *http.Request) {
 	if state != "" {
 		keep = func(a *storage.Attempt) bool { return a.State == state }
 	}
-	list, next, err := s.Store.AttemptsBetween(r.Context(), from, to, q.Get("consent"), q.Get("cursor"), limit, keep)
+	list, next, err := s.store.AttemptsBetween(r.Context(), from, to, q.Get("consent"), q.Get("cursor"), limit, keep)
 	if errors.Is(err, storage.ErrBadCursor) {
 		writeError(w, http.StatusBadRequest, err, nil)
 		return
