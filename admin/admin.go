@@ -1,40 +1,3 @@
-// Package admin is billingd's operator API, served under /v1/ on the daemon's one
-// listener. Every request needs the configured bearer token; with no token configured
-// the API is off (Handler returns nil).
-//
-// Routes:
-//
-//	GET    /v1/consents?state=&after=&limit=      list consents (summaries)
-//	POST   /v1/consents?billFrom=YYYY-MM-DD        add a consent (body: a consent file)
-//	POST   /v1/klavi/consents                       create a consent at Klavi; returns the redirect URL
-//	GET    /v1/consents/{id}                        one consent with its billing state
-//	POST   /v1/consents/{id}/authorize              the payer authorized it
-//	POST   /v1/consents/{id}/revoke                 stop billing ({"reason": "..."})
-//	PUT    /v1/consents/{id}/cycles/{k}/amount      amount of a variable cycle ({"amount": "123.45"})
-//	GET    /v1/consents/{id}/attempts               its attempts and payments
-//	GET    /v1/consents/{id}/preview?from=&cycles=  its plan (the preview JSON contract)
-//	POST   /v1/consents/{id}/payments/{pid}/cancel  cancel at Klavi a payment scheduled for a later date
-//	GET    /v1/consents/{id}/events?limit=&after=   its timeline, oldest first: {"events": [...], "next": "cursor or empty"}
-//	GET    /v1/attempts?state=UNCONFIRMED&limit=    items needing an operator (UNCONFIRMED, STUCK, MISSED, FAILED, SKIPPED)
-//	GET    /v1/attention?state=&limit=&after=       open attention items with their age, counts per state, next cursor
-//	POST   /v1/attention/resolve                    close an item ({"consentId", "cycle", "attempt", "note"}): 404 unknown, 409 not open
-//	GET    /v1/upcoming?from=&to=                   every charge whose request goes out in [from, to] (default 8 days, at most 92)
-//	GET    /v1/report?month=YYYY-MM                 the month's ledger by interval and outcome (attempts by payment date)
-//	GET    /v1/payments?from=&to=&state=&consent=&limit=&cursor=&format=json|csv   attempts by payment date, paged
-//	POST   /v1/reconcile?consent=ID                 look UNCONFIRMED and STUCK attempts up in Klavi's orders list now
-//	GET    /v1/backup                               a consistent copy of the database
-//	POST   /v1/scheduler/scan, /v1/scheduler/poll   run a due scan or a status poll now
-//	POST   /v1/scheduler/refresh?consent=ID         run the consent refresh now (those due a read), or read one consent at Klavi now
-//
-// Ids ({id}, {pid}) are Klavi's opaque ids (UUIDs or urn: ids), escaped in the path.
-// Writes are recorded in the consent's timeline in the name of the X-Billingd-Actor
-// header (printable, at most 64 characters; "operator" when absent). Dates are
-// Brasília civil dates (YYYY-MM-DD); instants are RFC 3339 with the Brasília
-// offset; amounts are strings of reais with two decimals ("1234.56").
-//
-// Errors are JSON {"error": "...", "problems": [{"path", "message"}]} with a 4xx for
-// the caller's mistakes: 400 invalid input, 401 no or wrong token, 404 unknown id, 409
-// a state conflict, 413 a body over 1 MiB, 415 not JSON.
 package admin
 
 import (
@@ -104,12 +67,41 @@ type Klavi interface {
 
 // Server is the admin API.
 type Server struct {
-	Token     string
-	Store     Store
-	Scheduler Scheduler
-	Klavi     Klavi // nil: consent creation at Klavi is unavailable
-	Clock     clock.Clock
-	Log       *slog.Logger
+	token string
+	store Store
+	sched Scheduler
+	klavi Klavi // nil: consent creation at Klavi is unavailable
+	clock clock.Clock
+	log   *slog.Logger
+}
+
+// An Option sets an optional dependency of the Server.
+type Option func(*Server)
+
+// WithKlavi sets the client that creates consents at Klavi (nil, the default:
+// POST /v1/klavi/consents answers 503).
+func WithKlavi(k Klavi) Option { return func(s *Server) { s.klavi = k } }
+
+// WithClock sets the clock of "today" and of attention ages (nil: the real clock).
+func WithClock(c clock.Clock) Option { return func(s *Server) { s.clock = clock.Or(c) } }
+
+// WithLogger sets the logger of failed requests and backups (nil: slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Server) {
+		if l != nil {
+			s.log = l
+		}
+	}
+}
+
+// New returns the admin API over store and sched, guarded by the bearer token (""
+// turns the API off: Handler returns nil).
+func New(token string, store Store, sched Scheduler, opts ...Option) *Server {
+	s := &Server{token: token, store: store, sched: sched, clock: clock.Real{}, log: slog.Default()}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 const maxBody = 1 << 20
@@ -117,13 +109,9 @@ const maxBody = 1 << 20
 // Handler returns the API's handler, or nil when no token is configured (the API is
 // off). Mount it at "/v1/".
 func (s *Server) Handler() http.Handler {
-	if s.Token == "" {
+	if s.token == "" {
 		return nil
 	}
-	if s.Log == nil {
-		s.Log = slog.Default()
-	}
-	s.Clock = clock.Or(s.Clock)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/consents", s.listConsents)
 	mux.HandleFunc("POST /v1/consents", s.addConsent)
@@ -143,7 +131,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/payments", s.payments)
 	mux.HandleFunc("GET /v1/backup", s.backup)
 	mux.HandleFunc("POST /v1/scheduler/scan", func(w http.ResponseWriter, r *http.Request) {
-		res, err := s.Scheduler.Scan(r.Context())
+		res, err := s.sched.Scan(r.Context())
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -151,7 +139,7 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("POST /v1/scheduler/poll", func(w http.ResponseWriter, r *http.Request) {
-		res, err := s.Scheduler.Poll(r.Context())
+		res, err := s.sched.Poll(r.Context())
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -164,9 +152,9 @@ func (s *Server) Handler() http.Handler {
 			err error
 		)
 		if id := r.URL.Query().Get("consent"); id != "" {
-			res, err = s.Scheduler.RefreshConsent(r.Context(), id)
+			res, err = s.sched.RefreshConsent(r.Context(), id)
 		} else {
-			res, err = s.Scheduler.Refresh(r.Context())
+			res, err = s.sched.Refresh(r.Context())
 		}
 		if err != nil {
 			s.fail(w, r, err)
@@ -177,12 +165,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/reconcile", func(w http.ResponseWriter, r *http.Request) {
 		id := r.URL.Query().Get("consent")
 		if id != "" {
-			if _, err := s.Store.GetConsent(r.Context(), id); err != nil {
+			if _, err := s.store.GetConsent(r.Context(), id); err != nil {
 				s.fail(w, r, err)
 				return
 			}
 		}
-		res, err := s.Scheduler.Reconcile(r.Context(), id)
+		res, err := s.sched.Reconcile(r.Context(), id)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -190,12 +178,12 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("POST /v1/consents/{id}/payments/{paymentId}/cancel", func(w http.ResponseWriter, r *http.Request) {
-		a, err := s.Scheduler.CancelPayment(r.Context(), r.PathValue("id"), r.PathValue("paymentId"), actorOf(r))
+		a, err := s.sched.CancelPayment(r.Context(), r.PathValue("id"), r.PathValue("paymentId"), actorOf(r))
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, a)
+		writeJSON(w, http.StatusOK, attemptOf(a))
 	})
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route %s %s", r.Method, r.URL.Path), nil)
@@ -204,7 +192,7 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) auth(next http.Handler) http.Handler {
-	want := []byte("Bearer " + s.Token)
+	want := []byte("Bearer " + s.token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
@@ -255,7 +243,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusGatewayTimeout
 	}
 	if code >= 500 {
-		s.Log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	writeError(w, code, err, probs)
 }
@@ -315,7 +303,7 @@ func (s *Server) listConsents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want one of %v", state, storage.ConsentStates), nil)
 		return
 	}
-	recs, err := s.Store.ListConsents(r.Context(), q.Get("after"), limit, state)
+	recs, err := s.store.ListConsents(r.Context(), q.Get("after"), limit, state)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -371,7 +359,7 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("invalid consent: %d problems", len(l)), l)
 		return
 	}
-	rec, err := s.Scheduler.AddConsent(c, billFrom, actorOf(r))
+	rec, err := s.sched.AddConsent(c, billFrom, actorOf(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -394,7 +382,7 @@ type createResponse struct {
 }
 
 func (s *Server) createAtKlavi(w http.ResponseWriter, r *http.Request) {
-	if s.Klavi == nil {
+	if s.klavi == nil {
 		writeError(w, http.StatusServiceUnavailable, errors.New("no Klavi client is configured"), nil)
 		return
 	}
@@ -409,21 +397,21 @@ func (s *Server) createAtKlavi(w http.ResponseWriter, r *http.Request) {
 	}
 	// Check billingd's own rules before asking Klavi: the consent must be one billingd
 	// can bill once the payer authorizes it.
-	probe := &consent.Consent{ID: "urn:billingd:pending", Status: klavi.ConsentAwaitingAuthorization, CreateConsentRequest: req.CreateConsentRequest, Billing: req.Billing}
+	probe := &consent.Consent{CreatedConsent: klavi.CreatedConsent{ID: "urn:billingd:pending", Status: klavi.ConsentAwaitingAuthorization, CreateConsentRequest: req.CreateConsentRequest}, Billing: req.Billing}
 	if l := probe.Validate(); len(l) > 0 {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("invalid consent request: %d problems", len(l)), l)
 		return
 	}
-	res, err := s.Klavi.CreateConsent(r.Context(), &req.CreateConsentRequest)
+	res, err := s.klavi.CreateConsent(r.Context(), &req.CreateConsentRequest)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("create consent at Klavi: %w", err))
 		return
 	}
-	c := &consent.Consent{ID: res.ID, Status: res.Status, CreateConsentRequest: req.CreateConsentRequest, Billing: req.Billing}
+	c := &consent.Consent{CreatedConsent: klavi.CreatedConsent{ID: res.ID, Status: res.Status, CreateConsentRequest: req.CreateConsentRequest}, Billing: req.Billing}
 	if c.Status == "" {
 		c.Status = klavi.ConsentAwaitingAuthorization
 	}
-	if _, err := s.Scheduler.AddCreatedConsent(c, res.ConsentRedirectURL, actorOf(r)); err != nil {
+	if _, err := s.sched.AddCreatedConsent(c, res.ConsentRedirectURL, actorOf(r)); err != nil {
 		s.fail(w, r, fmt.Errorf("store consent %s created at Klavi: %w", res.ID, err))
 		return
 	}
@@ -431,7 +419,7 @@ func (s *Server) createAtKlavi(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getConsent(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.Store.GetConsent(r.Context(), r.PathValue("id"))
+	rec, err := s.store.GetConsent(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -440,7 +428,7 @@ func (s *Server) getConsent(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.Scheduler.Authorize(r.PathValue("id"), actorOf(r))
+	rec, err := s.sched.Authorize(r.PathValue("id"), actorOf(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -464,7 +452,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("reason is longer than 200 characters"), nil)
 		return
 	}
-	rec, err := s.Scheduler.Revoke(r.PathValue("id"), req.Reason, actorOf(r))
+	rec, err := s.sched.Revoke(r.PathValue("id"), req.Reason, actorOf(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -493,7 +481,7 @@ func (s *Server) setAmount(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("amount is required, e.g. {\"amount\": \"123.45\"}"), nil)
 		return
 	}
-	if err := s.Scheduler.SetAmount(r.PathValue("id"), k, *req.Amount, actorOf(r)); err != nil {
+	if err := s.sched.SetAmount(r.PathValue("id"), k, *req.Amount, actorOf(r)); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -502,19 +490,16 @@ func (s *Server) setAmount(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) attempts(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, err := s.Store.GetConsent(r.Context(), id); err != nil {
+	if _, err := s.store.GetConsent(r.Context(), id); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	list, err := s.Store.Attempts(r.Context(), id)
+	list, err := s.store.Attempts(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if list == nil {
-		list = []*storage.Attempt{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"attempts": list})
+	writeJSON(w, http.StatusOK, map[string]any{"attempts": attemptsOf(list)})
 }
 
 func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
@@ -530,24 +515,24 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if from.IsZero() {
-		from = cycle.DateOf(s.Clock.Now())
+		from = cycle.DateOf(s.clock.Now())
 	}
-	rec, err := s.Store.GetConsent(r.Context(), r.PathValue("id"))
+	rec, err := s.store.GetConsent(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	amounts, err := s.Store.Amounts(r.Context(), rec.ID())
+	amounts, err := s.store.Amounts(r.Context(), rec.ID())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	atts, err := s.Store.Attempts(r.Context(), rec.ID())
+	atts, err := s.store.Attempts(r.Context(), rec.ID())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.Scheduler.Policy().PreviewStored(rec, atts, from, n, amounts))
+	writeJSON(w, http.StatusOK, s.sched.Policy().PreviewStored(rec, atts, from, n, amounts))
 }
 
 func (s *Server) attention(w http.ResponseWriter, r *http.Request) {
@@ -568,7 +553,7 @@ func (s *Server) attention(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []*storage.Attempt{}
 	for _, st := range states {
-		list, err := s.Store.Attention(r.Context(), st, limit-len(out))
+		list, err := s.store.Attention(r.Context(), st, limit-len(out))
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -578,14 +563,14 @@ func (s *Server) attention(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"attempts": out})
+	writeJSON(w, http.StatusOK, map[string]any{"attempts": attemptsOf(out)})
 }
 
 // backup copies the database to a local snapshot first and streams that: the read
 // transaction lasts as long as a local disk write, not as long as the client takes,
 // so a slow client never holds up a write that must grow the file.
 func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
-	snap, ok := s.Store.(storage.Snapshotter)
+	snap, ok := s.store.(storage.Snapshotter)
 	if !ok {
 		writeError(w, http.StatusNotImplemented, errors.New("backup: this store has no file to copy; back up etcd with its own tools (etcdctl snapshot save)"), nil)
 		return
@@ -601,8 +586,8 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 	if sent, err := io.Copy(w, f); err != nil {
 		// Headers are gone; the client sees a short body against Content-Length.
-		s.Log.Error("backup transfer failed", "bytes", sent, "of", n, "err", err)
+		s.log.Error("backup transfer failed", "bytes", sent, "of", n, "err", err)
 		return
 	}
-	s.Log.Info("backup served", "bytes", n)
+	s.log.Info("backup served", "bytes", n)
 }

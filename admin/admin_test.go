@@ -51,7 +51,7 @@ func newEnv(t *testing.T) *env {
 	sch, err := scheduler.New(scheduler.Config{Policy: scheduler.Policy{LeadDays: 3, RetryMode: consent.Attach}, SubmitHour: 9}, db, nil, scheduler.WithClock(clk))
 	require.NoError(t, err)
 	kl := &fakeKlavi{}
-	s := &Server{Token: token, Store: db, Scheduler: sch, Klavi: kl, Clock: clk}
+	s := New(token, db, sch, WithKlavi(kl), WithClock(clk))
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, db: db, kl: kl, sch: sch, clk: clk}
@@ -96,7 +96,7 @@ func TestAdmin_Auth(t *testing.T) {
 		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "header %q", h)
 		assert.Contains(t, resp.Header.Get("WWW-Authenticate"), "Bearer")
 	}
-	assert.Nil(t, (&Server{}).Handler(), "no token: the API is off")
+	assert.Nil(t, New("", nil, nil).Handler(), "no token: the API is off")
 }
 
 func TestAdmin_ConsentLifecycle(t *testing.T) {

@@ -55,19 +55,6 @@ func actorOf(r *http.Request) string {
 	return scheduler.ActorOperator
 }
 
-// ConsentDetail is one consent as GET /v1/consents/{id} shows it: the stored record,
-// with the next submission instant and the due date of the cycle it submits; both
-// are absent when nothing is scheduled (awaiting authorization, stopped). The
-// record's own "nextDue" (the instant of its due entry, under a misleading name) is
-// not shown: nextSubmitAt is that instant.
-type ConsentDetail struct {
-	*storage.ConsentRecord
-	NextSubmitAt *time.Time  `json:"nextSubmitAt,omitempty"`
-	NextDueDate  *cycle.Date `json:"nextDueDate,omitempty"`
-	// hidden shadows the record's nextDue (a shallower field wins in encoding/json).
-	Hidden *struct{} `json:"nextDue,omitempty"`
-}
-
 // next returns the instant of a consent's due entry (in Brasília) and its cycle's due
 // date, or nils when none is scheduled.
 func (s *Server) next(r *storage.ConsentRecord) (*time.Time, *cycle.Date) {
@@ -75,18 +62,9 @@ func (s *Server) next(r *storage.ConsentRecord) (*time.Time, *cycle.Date) {
 		return nil, nil
 	}
 	t := r.NextDue.In(cycle.Brasilia)
-	d := s.Scheduler.Policy().Schedule(r.Consent).Due(r.NextCycle)
+	d := s.sched.Policy().Schedule(r.Consent).Due(r.NextCycle)
 	return &t, &d
 }
-
-func (s *Server) detail(r *storage.ConsentRecord) ConsentDetail {
-	d := ConsentDetail{ConsentRecord: r}
-	d.NextSubmitAt, d.NextDueDate = s.next(r)
-	return d
-}
-
-// Event is a timeline event as the API shows it: its instant in Brasília.
-type Event = storage.Event
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -103,19 +81,18 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	id := r.PathValue("id")
-	if _, err := s.Store.GetConsent(r.Context(), id); err != nil {
+	if _, err := s.store.GetConsent(r.Context(), id); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	list, more, err := s.Store.Events(r.Context(), id, after, limit)
+	list, more, err := s.store.Events(r.Context(), id, after, limit)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	out := make([]Event, len(list))
 	for i, e := range list {
-		e.At = e.At.In(cycle.Brasilia)
-		out[i] = e
+		out[i] = eventOf(e)
 	}
 	next := ""
 	if more && len(list) > 0 {
@@ -138,9 +115,9 @@ type AttentionItem struct {
 	ClientRequestID string       `json:"clientRequestId"`
 	PaymentID       string       `json:"paymentId,omitempty"`
 	// Since is when the item opened (Brasília); AgeSeconds how long ago, at the read.
-	Since      time.Time           `json:"since"`
-	AgeSeconds int64               `json:"ageSeconds"`
-	Resolved   *storage.Resolution `json:"resolved,omitempty"`
+	Since      time.Time   `json:"since"`
+	AgeSeconds int64       `json:"ageSeconds"`
+	Resolved   *Resolution `json:"resolved,omitempty"`
 }
 
 func itemOf(a *storage.Attempt, since, now time.Time) AttentionItem {
@@ -151,11 +128,7 @@ func itemOf(a *storage.Attempt, since, now time.Time) AttentionItem {
 		amt := a.Amount
 		it.Amount = &amt
 	}
-	if a.Resolved != nil {
-		res := *a.Resolved
-		res.At = res.At.In(cycle.Brasilia)
-		it.Resolved = &res
-	}
+	it.Resolved = resolutionOf(a.Resolved, cycle.Brasilia)
 	return it
 }
 
@@ -183,7 +156,7 @@ func (s *Server) attentionList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want one of %v or %s", q.Get("state"), storage.AttentionStates, StateAmountMissing), nil)
 		return
 	}
-	now := s.Clock.Now()
+	now := s.clock.Now()
 	after := q.Get("after")
 	items, next := []AttentionItem{}, ""
 	missingFrom := -1 // the offset in the AMOUNT_MISSING list to read from; -1: none
@@ -198,7 +171,7 @@ func (s *Server) attentionList(w http.ResponseWriter, r *http.Request) {
 	case state == StateAmountMissing:
 		missingFrom = 0
 	default:
-		list, nx, err := s.Store.AttentionItems(r.Context(), storage.AttemptState(state), after, limit)
+		list, nx, err := s.store.AttentionItems(r.Context(), storage.AttemptState(state), after, limit)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -211,7 +184,7 @@ func (s *Server) attentionList(w http.ResponseWriter, r *http.Request) {
 			missingFrom = 0
 		}
 	}
-	missing, err := s.Scheduler.MissingAmounts()
+	missing, err := s.sched.MissingAmounts()
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -228,7 +201,7 @@ func (s *Server) attentionList(w http.ResponseWriter, r *http.Request) {
 	} else if missingFrom >= 0 && len(missing) > missingFrom {
 		next = amountCursor + strconv.Itoa(missingFrom)
 	}
-	counts, err := s.Store.AttentionCounts(r.Context())
+	counts, err := s.store.AttentionCounts(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -275,7 +248,7 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("note is longer than %d characters", MaxNoteLen), nil)
 		return
 	}
-	a, err := s.Scheduler.Resolve(storage.AttemptKey{ConsentID: req.ConsentID, Cycle: *req.Cycle, Attempt: req.Attempt}, req.Note, actorOf(r))
+	a, err := s.sched.Resolve(storage.AttemptKey{ConsentID: req.ConsentID, Cycle: *req.Cycle, Attempt: req.Attempt}, req.Note, actorOf(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -284,7 +257,7 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 	if a.Resolved != nil && !a.Resolved.Since.IsZero() {
 		since = a.Resolved.Since
 	}
-	writeJSON(w, http.StatusOK, itemOf(a, since, s.Clock.Now()))
+	writeJSON(w, http.StatusOK, itemOf(a, since, s.clock.Now()))
 }
 
 // upcoming serves GET /v1/upcoming?from=&to= (Brasília dates; default today to
@@ -302,12 +275,12 @@ func (s *Server) upcoming(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if from.IsZero() {
-		from = cycle.DateOf(s.Clock.Now())
+		from = cycle.DateOf(s.clock.Now())
 	}
 	if to.IsZero() {
 		to = from.AddDays(7)
 	}
-	up, err := s.Scheduler.Upcoming(from, to)
+	up, err := s.sched.Upcoming(from, to)
 	if errors.Is(err, scheduler.ErrRange) {
 		writeError(w, http.StatusBadRequest, err, nil)
 		return
@@ -323,9 +296,9 @@ func (s *Server) upcoming(w http.ResponseWriter, r *http.Request) {
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	month := r.URL.Query().Get("month")
 	if month == "" {
-		month = cycle.DateOf(s.Clock.Now()).String()[:7]
+		month = cycle.DateOf(s.clock.Now()).String()[:7]
 	}
-	l, err := s.Scheduler.Report(month)
+	l, err := s.sched.Report(month)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -370,7 +343,7 @@ func (s *Server) payments(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("to: %v", err), nil)
 		return
 	}
-	today := cycle.DateOf(s.Clock.Now())
+	today := cycle.DateOf(s.clock.Now())
 	if from.IsZero() {
 		from = today.AddDays(1 - today.Day())
 	}
@@ -390,7 +363,7 @@ func (s *Server) payments(w http.ResponseWriter, r *http.Request) {
 	if state != "" {
 		keep = func(a *storage.Attempt) bool { return a.State == state }
 	}
-	list, next, err := s.Store.AttemptsBetween(r.Context(), from, to, q.Get("consent"), q.Get("cursor"), limit, keep)
+	list, next, err := s.store.AttemptsBetween(r.Context(), from, to, q.Get("consent"), q.Get("cursor"), limit, keep)
 	if errors.Is(err, storage.ErrBadCursor) {
 		writeError(w, http.StatusBadRequest, err, nil)
 		return
@@ -399,11 +372,8 @@ func (s *Server) payments(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if list == nil {
-		list = []*storage.Attempt{}
-	}
 	if format == "json" {
-		writeJSON(w, http.StatusOK, map[string]any{"payments": list, "next": next})
+		writeJSON(w, http.StatusOK, map[string]any{"payments": attemptsOf(list), "next": next})
 		return
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")

@@ -153,6 +153,21 @@ func TestAdmin_Attention(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	assert.Empty(t, body["attempts"], "the old listing shows open items too")
 
+	code, body = e.do("GET", "/v1/consents/"+monthlyID+"/attempts", "")
+	require.Equal(t, http.StatusOK, code)
+	atts := body["attempts"].([]any)
+	require.NotEmpty(t, atts)
+	att := atts[0].(map[string]any)
+	assert.Equal(t, "MISSED", att["state"])
+	assert.Positive(t, att["version"], "an attempt shows its stored version, for a compare-and-swap")
+	assert.Equal(t, "bob", att["resolved"].(map[string]any)["by"])
+
+	code, body = e.do("GET", "/v1/consents/"+monthlyID, "")
+	require.Equal(t, http.StatusOK, code)
+	assert.Positive(t, body["version"], "a consent shows its stored version, for a compare-and-swap")
+	assert.NotContains(t, body, "nextDue", "the due entry's instant is nextSubmitAt")
+	assert.Contains(t, body, "nextSubmitAt")
+
 	code, body = e.do("GET", "/v1/consents/"+monthlyID+"/events", "")
 	require.Equal(t, http.StatusOK, code)
 	evs := body["events"].([]any)

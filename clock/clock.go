@@ -1,10 +1,3 @@
-// Package clock is billingd's injectable notion of "now". Code that needs the time
-// takes a Clock; production passes Real{} (or nil, read as Real), tests and
-// `billingd simulate` pass a *Fake they move by hand. Nothing waits on a Fake: tests
-// advance it and then call the code under test, so no test sleeps. A *Scaled clock
-// runs a fixed multiple of real time from a fixed origin, so that several processes
-// (a daemon killed and restarted, the sandbox it talks to) share one fast timeline;
-// `billingd` selects it with the test-only BILLINGD_TEST_CLOCK variable.
 package clock
 
 import (

@@ -1,17 +1,3 @@
-// Package consent is a consent as billingd keeps and bills it: Klavi's
-// create-consent body (klavi.CreateConsentRequest) with the consent's id and status,
-// plus a billing object with billingd's own per-consent settings.
-//
-// The file format (and the admin API body) is that JSON object:
-//
-//	{"id": "06c26b65-497d-431e-8b50-c86ece05114a", "status": "CONSENT_AUTHORIZED", "clientRequestId": "...", ...,
-//	 "paymentMethodConfig": {...},
-//	 "billing": {"retryMode": "attach|local|off",
-//	             "autoRetryStrategy": {"days": [1, 3], "skipWeekend": true},
-//	             "dueDateAdjust": "none|next_business_day",
-//	             "remittanceInformation": "..."}}
-//
-// Decode checks every field and reports all problems at once, each with its JSON path.
 package consent
 
 import (
@@ -72,10 +58,11 @@ type Billing struct {
 // A Consent is a Klavi Automatic Pix consent with billingd's billing settings.
 // It holds personal data (contractDebtor, accounts, customer): never log it whole;
 // log its ID.
+//
+// Its id, status and Klavi body are a klavi.CreatedConsent, whose methods (Interval,
+// Expiry, FixedAmount, CheckVariableAmount, RetryAccepted) it has too.
 type Consent struct {
-	ID     string              `json:"id"`
-	Status klavi.ConsentStatus `json:"status"`
-	klavi.CreateConsentRequest
+	klavi.CreatedConsent
 	Billing Billing `json:"billing"`
 }
 
@@ -107,22 +94,18 @@ func Decode(data []byte) (*Consent, error) {
 	return nil, dl
 }
 
+// DecodeMany reads one consent, or a JSON array of them, and validates each with
+// Decode. The error, when not nil, is a problem.List naming every problem of every
+// consent with its JSON path, prefixed by the consent's index in an array ("[2].id"),
+// and every id that appears twice. Nothing is returned unless every consent is valid.
+func DecodeMany(data []byte) ([]*Consent, error) {
+	return problem.DecodeMany(data, "consents", Decode, func(c *Consent) string { return c.ID })
+}
+
 // Validate lists every problem of c: the Klavi rules of the consent body, the id and
 // status, and the billing settings.
 func (c *Consent) Validate() problem.List {
-	var l problem.List
-	if c.ID == "" {
-		l.Addf("id", "is required")
-	} else if err := klavi.CheckID(c.ID); err != nil {
-		l.Addf("id", "not a valid consent id: %v", err)
-	}
-	switch {
-	case c.Status == "":
-		l.Addf("status", "is required (e.g. CONSENT_AUTHORIZED)")
-	case !c.Status.Valid():
-		l.Addf("status", "%q is not a Klavi consent status", trunc(string(c.Status)))
-	}
-	l = append(l, c.CreateConsentRequest.Validate()...)
+	l := c.CreatedConsent.Validate()
 	b := c.Billing
 	if s := b.AutoRetryStrategy; s != nil {
 		pmc := c.PaymentMethodConfig
@@ -141,72 +124,13 @@ func (c *Consent) Validate() problem.List {
 	return l
 }
 
-func trunc(s string) string {
-	if len(s) > 60 {
-		return s[:60] + "…"
-	}
-	return s
-}
-
-// Interval returns the consent's billing interval.
-func (c *Consent) Interval() cycle.Interval { return c.PaymentMethodConfig.Interval }
-
-// Expiry returns the last date a payment may be dated: the Brasília date of
-// expirationDateTime, or the zero Date when the consent does not expire.
-func (c *Consent) Expiry() cycle.Date {
-	if c.ExpirationDateTime == nil || c.ExpirationDateTime.IsZero() {
-		return cycle.Date{}
-	}
-	return cycle.DateOf(c.ExpirationDateTime.Time)
-}
-
 // Schedule returns the consent's cycle schedule. adjust and cal are the daemon's
 // defaults; the consent's billing.dueDateAdjust overrides adjust.
 func (c *Consent) Schedule(adjust cycle.DueAdjust, cal *cycle.Calendar) cycle.Schedule {
 	if c.Billing.DueDateAdjust != nil {
 		adjust = *c.Billing.DueDateAdjust
 	}
-	return cycle.Schedule{
-		Reference: c.PaymentMethodConfig.ReferenceStartDate,
-		Interval:  c.PaymentMethodConfig.Interval,
-		Adjust:    adjust,
-		Calendar:  cal,
-		Expiry:    c.Expiry(),
-	}
-}
-
-// FixedAmount returns the amount every cycle bills, and false for a variable consent.
-func (c *Consent) FixedAmount() (klavi.Cents, bool) {
-	if a := c.PaymentMethodConfig.FixedAmount; a != nil {
-		return *a, true
-	}
-	return 0, false
-}
-
-// CheckVariableAmount reports whether a is an acceptable amount for one cycle of this
-// (variable) consent: more than zero, at least minimumVariableAmount and at most
-// maximumVariableAmount when they are set.
-func (c *Consent) CheckVariableAmount(a klavi.Cents) error {
-	pmc := c.PaymentMethodConfig
-	switch {
-	case pmc.FixedAmount != nil:
-		return fmt.Errorf("consent %s has a fixed amount of %s; a per-cycle amount cannot be set", c.ID, *pmc.FixedAmount)
-	case a <= 0:
-		return fmt.Errorf("amount %s must be more than 0.00", a)
-	case a > klavi.MaxCents:
-		return fmt.Errorf("amount %s is more than the largest amount, %s", a, klavi.MaxCents)
-	case pmc.MaximumVariableAmount != nil && a > *pmc.MaximumVariableAmount:
-		return fmt.Errorf("amount %s is above the consent's maximumVariableAmount %s", a, *pmc.MaximumVariableAmount)
-	case pmc.MinimumVariableAmount != nil && a < *pmc.MinimumVariableAmount:
-		return fmt.Errorf("amount %s is below the consent's minimumVariableAmount %s", a, *pmc.MinimumVariableAmount)
-	}
-	return nil
-}
-
-// RetryAccepted reports whether the payer accepted retries (isRetryAccepted).
-func (c *Consent) RetryAccepted() bool {
-	p := c.PaymentMethodConfig.IsRetryAccepted
-	return p != nil && *p
+	return c.CreatedConsent.Schedule(adjust, cal)
 }
 
 // Strategy returns the consent's retry strategy, or nil when it has none or does not

@@ -169,3 +169,46 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeMany(t *testing.T) {
+	good, err := os.ReadFile("../examples/consents/monthly-31st.json")
+	require.NoError(t, err)
+	c, err := Decode(good)
+	require.NoError(t, err)
+	other := strings.Replace(string(good), c.ID, "urn:test:other", 1)
+	tests := []struct {
+		name    string
+		data    string
+		wantIDs []string
+		want    []string // problems, as "path: message" prefixes
+	}{
+		{name: "one object", data: string(good), wantIDs: []string{c.ID}},
+		{name: "an array", data: " [" + string(good) + "," + other + "]", wantIDs: []string{c.ID, "urn:test:other"}},
+		{name: "an empty array", data: "[]"},
+		{name: "not an array", data: "[1,", want: []string{"not a JSON array of consents: "}},
+		{name: "a bad object in an array", data: "[" + string(good) + `,{"id":"x"}]`, want: []string{"[1].status: is required"}},
+		{name: "an id twice", data: "[" + string(good) + "," + string(good) + "]", want: []string{"[1].id: " + c.ID + " appears twice"}},
+		{name: "a bad single object", data: `{"id":"x"}`, want: []string{"status: is required"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs, err := DecodeMany([]byte(tt.data))
+			if len(tt.want) > 0 {
+				require.Error(t, err)
+				assert.Nil(t, cs)
+				var l problem.List
+				require.True(t, errors.As(err, &l), "a problem.List")
+				for _, w := range tt.want {
+					assert.Contains(t, err.Error(), w)
+				}
+				return
+			}
+			require.NoError(t, err)
+			var ids []string
+			for _, c := range cs {
+				ids = append(ids, c.ID)
+			}
+			assert.Equal(t, tt.wantIDs, ids)
+		})
+	}
+}

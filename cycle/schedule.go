@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/klavi-billing/billingd/internal/enum"
 )
 
 // A DueAdjust says how a cycle's due date follows from its start date.
@@ -33,7 +35,7 @@ func (a DueAdjust) String() string {
 // ParseDueAdjust parses "none" or "next_business_day" (case-insensitive; '-', ' ' and
 // '_' alike). The empty string is AdjustNone.
 func ParseDueAdjust(s string) (DueAdjust, error) {
-	switch strings.ToLower(NormalizeEnum(s)) {
+	switch strings.ToLower(enum.Normalize(s)) {
 	case "", "none":
 		return AdjustNone, nil
 	case "next_business_day":

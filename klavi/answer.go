@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/internal/enum"
 )
 
 // Klavi's answers are read more loosely than billingd's requests are written: what a
@@ -179,7 +180,7 @@ func (a answerCentsPtr) UnmarshalJSON(b []byte) error {
 }
 
 // answerEnum decodes a free enum (paymentMethod, cancelledFrom, currency) into *p
-// with cycle.NormalizeEnum: "automatic pix" reads as AUTOMATIC_PIX. Unknown values
+// with enum.Normalize: "automatic pix" reads as AUTOMATIC_PIX. Unknown values
 // are kept.
 type answerEnum struct{ p *string }
 
@@ -188,7 +189,7 @@ func (e answerEnum) UnmarshalJSON(b []byte) error {
 	if err != nil || !ok {
 		return err
 	}
-	*e.p = cycle.NormalizeEnum(s)
+	*e.p = enum.Normalize(s)
 	return nil
 }
 

@@ -1,10 +1,8 @@
 package klavi
 
-import (
-	"github.com/klavi-billing/billingd/cycle"
-)
+import "github.com/klavi-billing/billingd/internal/enum"
 
-// Enum values are decoded tolerantly with cycle.NormalizeEnum: case-insensitive and
+// Enum values are decoded tolerantly with enum.Normalize: case-insensitive and
 // Unicode-aware (diacritics dropped: "não informado" reads as NAO_INFORMADO), with
 // '_', '-' and any space alike and runs of them read as one ("payment  completed",
 // "PAYMENT__COMPLETED" and "payment_completed" read as PAYMENT_COMPLETED). Values are
@@ -12,7 +10,7 @@ import (
 // (normalized), so a new status from Klavi never breaks decoding; Valid methods tell
 // known values.
 
-func normalize(b []byte) string { return cycle.NormalizeEnum(string(b)) }
+func normalize(b []byte) string { return enum.Normalize(string(b)) }
 
 func oneOf[T ~string](v T, all ...T) bool {
 	for _, a := range all {

@@ -79,7 +79,7 @@ func (s *Scheduler) addConsent(c *consent.Consent, billFrom cycle.Date, redirect
 	if l := c.Validate(); len(l) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, l)
 	}
-	if billFrom.IsZero() && storage.StateFor(c.Status) == storage.ConsentActive {
+	if billFrom.IsZero() && stateFor(c.Status) == storage.ConsentActive {
 		if err := s.trustClock(); err != nil {
 			return nil, err // "billed from today" needs a today billingd can trust
 		}
@@ -89,7 +89,7 @@ func (s *Scheduler) addConsent(c *consent.Consent, billFrom cycle.Date, redirect
 	if billFrom.IsZero() {
 		billFrom = cycle.DateOf(now)
 	}
-	rec := &storage.ConsentRecord{Consent: c, State: storage.StateFor(c.Status), AddedAt: now, UpdatedAt: now, BillFrom: billFrom, RedirectURL: redirectURL}
+	rec := &storage.ConsentRecord{Consent: c, State: stateFor(c.Status), AddedAt: now, UpdatedAt: now, BillFrom: billFrom, RedirectURL: redirectURL}
 	ch := &storage.Change{Consent: rec, NewConsent: true}
 	if rec.State == storage.ConsentActive {
 		s.scheduleFirst(rec, now, ch)
@@ -119,7 +119,7 @@ func (s *Scheduler) AddConsents(ctx context.Context, cs []*consent.Consent, bill
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return added, skipped, err
 		}
-		rec := &storage.ConsentRecord{Consent: c, State: storage.StateFor(c.Status), AddedAt: now, UpdatedAt: now, BillFrom: billFrom}
+		rec := &storage.ConsentRecord{Consent: c, State: stateFor(c.Status), AddedAt: now, UpdatedAt: now, BillFrom: billFrom}
 		ch := &storage.Change{Consent: rec, NewConsent: true}
 		if rec.State == storage.ConsentActive {
 			s.scheduleFirst(rec, now, ch)

@@ -49,9 +49,9 @@ func BenchmarkScanSubmit(b *testing.B) {
 	due := cycle.DateOf(now).AddDays(3)
 	var cs []*consent.Consent
 	for i := 0; i < b.N; i++ {
-		c := sandbox.SampleConsent(fmt.Sprintf("urn:bench:c-%07d", i), cycle.Monthly, due, 99_90)
+		c := &consent.Consent{CreatedConsent: *sandbox.SampleConsent(fmt.Sprintf("urn:bench:c-%07d", i), cycle.Monthly, due, 99_90)}
 		c.Billing.RetryMode = consent.Off
-		if err := sb.AddConsent(c); err != nil {
+		if err := sb.AddConsent(&c.CreatedConsent); err != nil {
 			b.Fatal(err)
 		}
 		cs = append(cs, c)
@@ -96,7 +96,7 @@ func BenchmarkUpcoming(b *testing.B) {
 		var cs []*consent.Consent
 		for j := i; j < min(i+50_000, n); j++ {
 			due := cycle.DateOf(now).AddDays(4 + j%30)
-			cs = append(cs, sandbox.SampleConsent(fmt.Sprintf("urn:bench:c-%07d", j), cycle.Monthly, due, 99_90))
+			cs = append(cs, &consent.Consent{CreatedConsent: *sandbox.SampleConsent(fmt.Sprintf("urn:bench:c-%07d", j), cycle.Monthly, due, 99_90)})
 		}
 		if _, _, err := s.AddConsents(context.Background(), cs, cycle.DateOf(now)); err != nil {
 			b.Fatal(err)
@@ -137,7 +137,7 @@ func BenchmarkRefreshIdle(b *testing.B) {
 	for i := 0; i < n; i += 50_000 {
 		var cs []*consent.Consent
 		for j := i; j < min(i+50_000, n); j++ {
-			cs = append(cs, sandbox.SampleConsent(fmt.Sprintf("urn:bench:c-%07d", j), cycle.Monthly, cycle.DateOf(now).AddDays(4+j%30), 99_90))
+			cs = append(cs, &consent.Consent{CreatedConsent: *sandbox.SampleConsent(fmt.Sprintf("urn:bench:c-%07d", j), cycle.Monthly, cycle.DateOf(now).AddDays(4+j%30), 99_90)})
 		}
 		if _, _, err := s.AddConsents(context.Background(), cs, cycle.DateOf(now)); err != nil {
 			b.Fatal(err)

@@ -20,6 +20,21 @@ import (
 // that a revocation made at the bank stops billing before the next charge. On a
 // revocation, payments already scheduled for later dates are canceled at Klavi.
 
+// stateFor maps a Klavi consent status to the state billingd starts a consent in.
+func stateFor(s klavi.ConsentStatus) storage.ConsentState {
+	switch s {
+	case klavi.ConsentAuthorized:
+		return storage.ConsentActive
+	case klavi.ConsentRevoked:
+		return storage.ConsentRevoked
+	case klavi.ConsentRejected:
+		return storage.ConsentRejected
+	case klavi.ConsentExpired, klavi.ConsentPeriodExpired:
+		return storage.ConsentExpired
+	}
+	return storage.ConsentAwaiting
+}
+
 // consentChange is what Klavi's status of a consent means for billingd's record.
 type consentChange int
 
@@ -32,7 +47,7 @@ const (
 // judgeConsent decides what Klavi's status st means for a consent in state cur. It
 // is pure. It returns the state to stop in when the change is consentStopped.
 func judgeConsent(cur storage.ConsentState, st klavi.ConsentStatus) (consentChange, storage.ConsentState) {
-	next := storage.StateFor(st)
+	next := stateFor(st)
 	switch {
 	case !st.Valid():
 		return consentUnchanged, cur // a status billingd does not know changes nothing

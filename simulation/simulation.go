@@ -1,11 +1,3 @@
-// Package simulation runs billingd's real scheduler and store against the in-process
-// Klavi sandbox on a virtual clock: months of billing in seconds, with no Klavi
-// account and no network beyond loopback. It is `billingd simulate` and the README's
-// main command.
-//
-// The clock jumps from one piece of scheduled work to the next (the earliest entry of
-// the due or poll index), the way cron ticks would find it, so the timeline is the
-// daemon's own. Scans run with one worker so the output order is deterministic.
 package simulation
 
 import (
@@ -219,7 +211,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	pol := sch.Policy()
 	for _, c := range opts.Consents {
-		if err := sb.AddConsent(c); err != nil {
+		if err := sb.AddConsent(&c.CreatedConsent); err != nil {
 			return nil, fmt.Errorf("seed sandbox with %s: %w", c.ID, err)
 		}
 		if _, err := sch.AddConsent(c, opts.From, "simulation"); err != nil {

@@ -32,21 +32,6 @@ const (
 // ConsentStates lists every state, for metrics and listings.
 var ConsentStates = []ConsentState{ConsentActive, ConsentAwaiting, ConsentRevoked, ConsentRejected, ConsentExpired}
 
-// StateFor maps a Klavi consent status to the state billingd starts a consent in.
-func StateFor(s klavi.ConsentStatus) ConsentState {
-	switch s {
-	case klavi.ConsentAuthorized:
-		return ConsentActive
-	case klavi.ConsentRevoked:
-		return ConsentRevoked
-	case klavi.ConsentRejected:
-		return ConsentRejected
-	case klavi.ConsentExpired, klavi.ConsentPeriodExpired:
-		return ConsentExpired
-	}
-	return ConsentAwaiting
-}
-
 // A ConsentRecord is a stored consent and its billing cursor.
 type ConsentRecord struct {
 	Consent *consent.Consent `json:"consent"`

@@ -19,7 +19,6 @@ import (
 
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
-	"github.com/klavi-billing/billingd/internal/problem"
 	"github.com/klavi-billing/billingd/internal/redact"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/scheduler"
@@ -675,7 +674,7 @@ func readConsents(e *env, paths []string) ([]*consent.Consent, error) {
 		if err != nil {
 			return nil, usageErrorf("%v", err)
 		}
-		cs, err := decodeConsents(data)
+		cs, err := consent.DecodeMany(data)
 		if err != nil {
 			reportProblems(e.stderr, f, err)
 			bad = true
@@ -692,41 +691,6 @@ func readConsents(e *env, paths []string) ([]*consent.Consent, error) {
 	}
 	if bad {
 		return nil, errSilent
-	}
-	return out, nil
-}
-
-// decodeConsents decodes one consent object or an array of them.
-func decodeConsents(data []byte) ([]*consent.Consent, error) {
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 || trimmed[0] != '[' {
-		c, err := consent.Decode(data)
-		if err != nil {
-			return nil, err
-		}
-		return []*consent.Consent{c}, nil
-	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal(trimmed, &raws); err != nil {
-		return nil, problem.List{{Message: "not a valid JSON array of consents: " + strings.TrimPrefix(err.Error(), "json: ")}}
-	}
-	var (
-		out  []*consent.Consent
-		all  problem.List
-		list problem.List
-	)
-	for i, r := range raws {
-		c, err := consent.Decode(r)
-		if err != nil {
-			if errors.As(err, &list) {
-				all.Merge(problem.Index("", i), list)
-			}
-			continue
-		}
-		out = append(out, c)
-	}
-	if len(all) > 0 {
-		return nil, all
 	}
 	return out, nil
 }

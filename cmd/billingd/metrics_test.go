@@ -85,7 +85,7 @@ func TestDaemon_MetricsMoveWithTheScenario(t *testing.T) {
 		c.Scheduler.RefreshBeforeSubmit = false // the scripted fault is for the create
 	})
 	for _, c := range []*consent.Consent{weekly, monthly, variable, late} {
-		require.NoError(t, de.sb.AddConsent(c))
+		require.NoError(t, de.sb.AddConsent(&c.CreatedConsent))
 		body, _ := consentJSON(c)
 		f := t.TempDir() + "/c.json"
 		require.NoError(t, os.WriteFile(f, body, 0o600))

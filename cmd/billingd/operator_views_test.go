@@ -23,7 +23,7 @@ func TestDaemon_OperatorViews(t *testing.T) {
 	require.NoError(t, err)
 	c, err := consent.Decode(data)
 	require.NoError(t, err)
-	require.NoError(t, de.sb.AddConsent(c))
+	require.NoError(t, de.sb.AddConsent(&c.CreatedConsent))
 
 	code, stdout, stderr := de.cli("consent", "add", file)
 	require.Equal(t, 0, code, stderr)

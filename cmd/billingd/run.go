@@ -205,7 +205,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 		fmt.Fprintln(w, "ready"+d.role())
 	})
 	mux.Handle("GET /metrics", m.Handler())
-	api := &admin.Server{Token: cfg.HTTP.AdminToken, Store: d.db, Scheduler: d.sched, Klavi: kc, Clock: clk, Log: log}
+	api := admin.New(cfg.HTTP.AdminToken, d.db, d.sched, admin.WithKlavi(kc), admin.WithClock(clk), admin.WithLogger(log))
 	if h := api.Handler(); h != nil {
 		mux.Handle("/v1/", d.afterStart(h))
 	} else {

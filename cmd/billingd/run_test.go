@@ -120,7 +120,7 @@ func TestDaemon_EndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	c, err := consent.Decode(data)
 	require.NoError(t, err)
-	require.NoError(t, de.sb.AddConsent(c))
+	require.NoError(t, de.sb.AddConsent(&c.CreatedConsent))
 	code, stdout, stderr := de.cli("consent", "add", file)
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "added urn:klavi:consent-weekly-0002: active, next cycle 0, submitted Fri 2026-01-02 09:00")

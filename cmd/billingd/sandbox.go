@@ -15,7 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 )
 
@@ -108,10 +108,10 @@ func newSandboxCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var fresh []*consent.Consent
+			var fresh []*klavi.CreatedConsent
 			for _, c := range cs {
 				if !sb.HasConsent(c.ID) { // a replayed journal holds it already
-					fresh = append(fresh, c)
+					fresh = append(fresh, &c.CreatedConsent)
 				}
 			}
 			if err := sb.AddConsent(fresh...); err != nil {

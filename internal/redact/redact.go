@@ -1,6 +1,3 @@
-// Package redact masks personal data and secrets before they reach a log line or an
-// error. Every log call site that could carry a tax id, an account number, a name, an
-// e-mail, a phone, a key or a token passes it through here first.
 package redact
 
 import "strings"

@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/klavi-billing/billingd/clock"
-	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 )
 
@@ -37,7 +37,7 @@ func BenchmarkCreatePayment(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer sb.Close()
-				cs := make([]*consent.Consent, b.N)
+				cs := make([]*klavi.CreatedConsent, b.N)
 				for i := range cs {
 					cs[i] = sandbox.SampleConsent(fmt.Sprintf("urn:bench:c%d", i), cycle.Monthly, day("2026-02-05"), 9990)
 				}

@@ -24,6 +24,7 @@
 //	GET  /payment/management/v1/merchants/automatic/{appId}/consents/{consentId}/orders   paged payments
 //	GET|POST /_sandbox/authorize/{id}   the consentRedirectUrl: authorizes a consent or instant payment
 //	POST /_sandbox/consents             seed consents: one consent file JSON, or an array of them
+//	                                    (billing settings accepted and ignored)
 //	GET  /_sandbox/consents/{consentId} a consent's status
 //	POST /_sandbox/consents/{consentId}/authorize|reject|revoke|expire   the payer's or the bank's change (see AuthorizeConsent)
 //	GET  /_sandbox/ledger, /_sandbox/stats

@@ -15,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/klavi-billing/billingd/clock"
-	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
@@ -67,7 +66,7 @@ func newHarness(t *testing.T, opts sandbox.Options) *harness {
 }
 
 // seed adds a sample consent; fixed 0 makes it variable (max R$ 1.000,00).
-func (h *harness) seed(id string, iv cycle.Interval, ref string, fixed klavi.Cents, edit ...func(*consent.Consent)) {
+func (h *harness) seed(id string, iv cycle.Interval, ref string, fixed klavi.Cents, edit ...func(*klavi.CreatedConsent)) {
 	h.t.Helper()
 	c := sandbox.SampleConsent(id, iv, day(ref), fixed)
 	for _, e := range edit {

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/retry"
@@ -66,13 +65,13 @@ type record struct {
 }
 
 type consentImage struct {
-	ID      string              `json:"id"`
-	N       int                 `json:"n,omitempty"`
-	Status  klavi.ConsentStatus `json:"status"`
-	Reason  *klavi.StatusReason `json:"reason,omitempty"`
-	Created time.Time           `json:"created"`
-	Updated time.Time           `json:"updated"`
-	Consent *consent.Consent    `json:"consent"`
+	ID      string                `json:"id"`
+	N       int                   `json:"n,omitempty"`
+	Status  klavi.ConsentStatus   `json:"status"`
+	Reason  *klavi.StatusReason   `json:"reason,omitempty"`
+	Created time.Time             `json:"created"`
+	Updated time.Time             `json:"updated"`
+	Consent *klavi.CreatedConsent `json:"consent"`
 }
 
 type cancelImage struct {

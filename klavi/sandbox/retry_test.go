@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
@@ -95,7 +94,7 @@ func TestServer_AutoRetry_Bounds(t *testing.T) {
 	})
 	t.Run("never after the consent's expiry", func(t *testing.T) {
 		h := newHarness(t, sandbox.Options{Scenario: rejectAttempts(0, 1, 2, 3)})
-		h.seed(monthly, cycle.Monthly, "2026-02-05", 9990, func(c *consent.Consent) {
+		h.seed(monthly, cycle.Monthly, "2026-02-05", 9990, func(c *klavi.CreatedConsent) {
 			c.ExpirationDateTime = &klavi.DateTime{Time: day("2026-03-07").At(12, 0)}
 		})
 		h.mustPay(monthly, "exp-1", "2026-03-05", 9990, &retry.Strategy{Days: []int{1, 2, 3}})
@@ -120,7 +119,7 @@ func TestServer_RetryEndpoint(t *testing.T) {
 		h := newHarness(t, sandbox.Options{Scenario: sc})
 		h.seed(monthly, cycle.Monthly, "2026-02-05", 9990)
 		h.seed(weekly, cycle.Weekly, "2026-02-02", 2500)
-		h.seed("urn:test:noretry", cycle.Monthly, "2026-02-05", 9990, func(c *consent.Consent) {
+		h.seed("urn:test:noretry", cycle.Monthly, "2026-02-05", 9990, func(c *klavi.CreatedConsent) {
 			no := false
 			c.PaymentMethodConfig.IsRetryAccepted = &no
 		})

@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
@@ -112,22 +111,22 @@ func TestServer_CreatePaymentRules(t *testing.T) {
 	h := newHarness(t, sandbox.Options{})
 	h.seed(monthly, cycle.Monthly, "2026-02-05", 9990)
 	h.seed(weekly, cycle.Weekly, "2026-02-02", 2500)
-	h.seed("urn:test:variable", cycle.Monthly, "2026-02-05", 0, func(c *consent.Consent) {
+	h.seed("urn:test:variable", cycle.Monthly, "2026-02-05", 0, func(c *klavi.CreatedConsent) {
 		lo := klavi.Cents(1000)
 		c.PaymentMethodConfig.MinimumVariableAmount = &lo
 	})
-	h.seed("urn:test:noretry", cycle.Monthly, "2026-02-05", 9990, func(c *consent.Consent) {
+	h.seed("urn:test:noretry", cycle.Monthly, "2026-02-05", 9990, func(c *klavi.CreatedConsent) {
 		no := false
 		c.PaymentMethodConfig.IsRetryAccepted = &no
 	})
-	h.seed("urn:test:expiring", cycle.Monthly, "2026-02-05", 9990, func(c *consent.Consent) {
+	h.seed("urn:test:expiring", cycle.Monthly, "2026-02-05", 9990, func(c *klavi.CreatedConsent) {
 		c.ExpirationDateTime = &klavi.DateTime{Time: day("2026-03-04").At(23, 0)}
 	})
-	h.seed("urn:test:expired", cycle.Monthly, "2026-02-05", 9990, func(c *consent.Consent) {
+	h.seed("urn:test:expired", cycle.Monthly, "2026-02-05", 9990, func(c *klavi.CreatedConsent) {
 		c.ExpirationDateTime = &klavi.DateTime{Time: day("2026-02-25").At(9, 0)} // an hour ago
 	})
 	h.seed("urn:test:future", cycle.Monthly, "2026-03-06", 9990)
-	h.seed("urn:test:revoked", cycle.Monthly, "2026-02-05", 9990, func(c *consent.Consent) {
+	h.seed("urn:test:revoked", cycle.Monthly, "2026-02-05", 9990, func(c *klavi.CreatedConsent) {
 		c.Status = klavi.ConsentRevoked
 	})
 
@@ -184,7 +183,7 @@ func TestServer_CreatePaymentRules(t *testing.T) {
 		_, err := h.pay(weekly, "cycle1-a", "2026-03-02", 2500, nil)
 		require.ErrorIs(t, err, klavi.ErrDuplicateRequest)
 		requireRule(t, err, 409, sandbox.RuleDuplicate)
-		_, err = h.pay(weekly, "signup-"+consent.Hash(monthly), "2026-03-02", 2500, nil)
+		_, err = h.pay(weekly, sandbox.SampleConsent(monthly, cycle.Monthly, day("2026-02-05"), 9990).ClientRequestID, "2026-03-02", 2500, nil)
 		require.ErrorIs(t, err, klavi.ErrDuplicateRequest, "a seeded consent's clientRequestId is taken")
 	})
 	st := h.sb.Stats()

@@ -1,7 +1,9 @@
 package sandbox
 
 import (
-	"github.com/klavi-billing/billingd/consent"
+	"crypto/sha256"
+	"encoding/hex"
+
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 )
@@ -9,8 +11,9 @@ import (
 // SampleConsent returns a valid, authorized consent for tests and simulations: id,
 // interval iv, reference date ref, a fixed amount (or, when fixed is 0, variable
 // amounts up to R$ 1.000,00), retries accepted, no expiry. Its personal data is
-// made up (valid check digits, no real person).
-func SampleConsent(id string, iv cycle.Interval, ref cycle.Date, fixed klavi.Cents) *consent.Consent {
+// made up (valid check digits, no real person). A caller that bills it wraps it in
+// a consent.Consent.
+func SampleConsent(id string, iv cycle.Interval, ref cycle.Date, fixed klavi.Cents) *klavi.CreatedConsent {
 	yes := true
 	pmc := &klavi.PaymentMethodConfig{
 		ContractID:         "SAMPLE1",
@@ -26,11 +29,11 @@ func SampleConsent(id string, iv cycle.Interval, ref cycle.Date, fixed klavi.Cen
 		hi := klavi.Cents(100000)
 		pmc.MaximumVariableAmount = &hi
 	}
-	return &consent.Consent{
+	return &klavi.CreatedConsent{
 		ID:     id,
 		Status: klavi.ConsentAuthorized,
 		CreateConsentRequest: klavi.CreateConsentRequest{
-			ClientRequestID: "signup-" + consent.Hash(id),
+			ClientRequestID: "signup-" + idHash(id),
 			InstitutionID:   "bank-sample",
 			CreditorAccount: &klavi.Account{
 				ISPB: "12345678", Issuer: "0001", Number: "1234567890", AccountType: klavi.CACC,
@@ -40,4 +43,11 @@ func SampleConsent(id string, iv cycle.Interval, ref cycle.Date, fixed klavi.Cen
 			PaymentMethodConfig: pmc,
 		},
 	}
+}
+
+// idHash is 16 hex digits of the SHA-256 of id: the same digest billingd puts in
+// its clientRequestIds (consent.Hash), so a sample's sign-up key looks like one.
+func idHash(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:8])
 }

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"container/heap"
 	crand "crypto/rand"
 	"crypto/subtle"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"github.com/klavi-billing/billingd/clock"
-	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/internal/problem"
 	"github.com/klavi-billing/billingd/klavi"
@@ -180,8 +178,8 @@ var errConsentKnown = errors.New("already known")
 // each one's status is its Status (CONSENT_AUTHORIZED when empty). Each is
 // validated and copied, so the caller may reuse them; nothing is added unless all
 // are valid and new.
-func (s *Server) AddConsent(cs ...*consent.Consent) error {
-	var cp []*consent.Consent
+func (s *Server) AddConsent(cs ...*klavi.CreatedConsent) error {
+	var cp []*klavi.CreatedConsent
 	for _, c := range cs {
 		if c == nil {
 			return errors.New("add consent: nil consent")
@@ -224,7 +222,7 @@ func (s *Server) HasConsent(id string) bool {
 
 // addConsent records a consent; n is its number among the consents created through
 // the API (0 for a seeded one). Callers hold s.mu.
-func (s *Server) addConsent(c *consent.Consent, st klavi.ConsentStatus, now time.Time, n int) *consentState {
+func (s *Server) addConsent(c *klavi.CreatedConsent, st klavi.ConsentStatus, now time.Time, n int) *consentState {
 	c.Status = st
 	cs := &consentState{c: c, status: st, created: now, updated: now, n: n, sched: c.Schedule(cycle.AdjustNone, nil), byCycle: map[int][]*payment{}}
 	if c.ExpirationDateTime != nil {
@@ -599,7 +597,7 @@ func (s *Server) handleCreateConsent(r *http.Request) reply {
 	}
 	s.consentSeq++
 	id := s.newID(idConsent, s.consentSeq)
-	c := &consent.Consent{ID: id, CreateConsentRequest: req}
+	c := &klavi.CreatedConsent{ID: id, CreateConsentRequest: req}
 	cs := s.addConsent(c, klavi.ConsentAwaitingAuthorization, now, s.consentSeq)
 	s.log.Debug("sandbox consent created", "consent_id", id)
 	return reply{status: 201, body: s.consentView(cs, now, r, false)}
@@ -935,40 +933,28 @@ func (s *Server) handleSeed(r *http.Request) reply {
 
 // parseConsents decodes one consent (the consent file format) or a JSON array of
 // them, validating each; problems carry the index of their consent ("[2].id").
-func parseConsents(data []byte) ([]*consent.Consent, problem.List) {
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 || trimmed[0] != '[' {
-		c, err := consent.Decode(data)
-		if err != nil {
-			return nil, asProblems(err)
-		}
-		return []*consent.Consent{c}, nil
+func parseConsents(data []byte) ([]*klavi.CreatedConsent, problem.List) {
+	cs, err := problem.DecodeMany(data, "consents", decodeConsent, func(c *klavi.CreatedConsent) string { return c.ID })
+	if err != nil {
+		return nil, asProblems(err)
 	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal(trimmed, &raws); err != nil {
-		var l problem.List
-		l.Addf("", "not a JSON array of consents: %v", err)
+	return cs, nil
+}
+
+// decodeConsent reads one consent file. Its billing object is billingd's business,
+// not Klavi's: it is accepted as it is and dropped.
+func decodeConsent(data []byte) (*klavi.CreatedConsent, error) {
+	var c struct {
+		klavi.CreatedConsent
+		Billing json.RawMessage `json:"billing"`
+	}
+	if l := problem.DecodeJSON(data, &c); len(l) > 0 {
 		return nil, l
 	}
-	var out []*consent.Consent
-	var l problem.List
-	seen := map[string]bool{}
-	for i, raw := range raws {
-		c, err := consent.Decode(raw)
-		if err != nil {
-			l.Merge(problem.Index("", i), asProblems(err))
-			continue
-		}
-		if seen[c.ID] {
-			l.Addf(problem.Join(problem.Index("", i), "id"), "%s appears twice", c.ID)
-		}
-		seen[c.ID] = true
-		out = append(out, c)
-	}
-	if len(l) > 0 {
+	if l := c.Validate(); len(l) > 0 {
 		return nil, l
 	}
-	return out, nil
+	return &c.CreatedConsent, nil
 }
 
 func asProblems(err error) problem.List {

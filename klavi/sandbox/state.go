@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/retry"
@@ -64,7 +63,7 @@ func refuse(rule, format string, args ...any) *refusal {
 }
 
 type consentState struct {
-	c       *consent.Consent
+	c       *klavi.CreatedConsent
 	n       int // its number among consents created through the API; 0: seeded
 	status  klavi.ConsentStatus
 	reason  *klavi.StatusReason

@@ -61,7 +61,6 @@ type Store struct {
 type engine struct {
 	bolt *bbolt.DB
 	path string
-	log  *slog.Logger
 	lock *os.File // the flock of lockPath(path), held until Close
 	file *os.File // bbolt's open file (bbolt closes it)
 	id   fileID   // the open file's device and inode
@@ -134,7 +133,7 @@ func Open(path string, opts Options) (_ *Store, err error) {
 	if opts.MaxBatchSize > 0 {
 		bdb.MaxBatchSize = opts.MaxBatchSize
 	}
-	db := &engine{bolt: bdb, path: path, log: log, lock: lock, file: file, known: names(storage.Buckets)}
+	db := &engine{bolt: bdb, path: path, lock: lock, file: file, known: names(storage.Buckets)}
 	if err := db.identify(file); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)

@@ -124,7 +124,7 @@ func generate(n int, start time.Time, days int, rng *rand.Rand, seed uint64) *wo
 		default:
 			ref = anchor.AddMonthsClamped(-iv.Months() * (1 + rng.IntN(2)))
 		}
-		c := sandbox.SampleConsent(id, iv, ref, klavi.Cents(12_34+i%100))
+		c := &consent.Consent{CreatedConsent: *sandbox.SampleConsent(id, iv, ref, klavi.Cents(12_34+i%100))}
 		exp := lastDue.AddDays(-rng.IntN(6)).At(23, 59)
 		c.ExpirationDateTime = &klavi.DateTime{Time: exp.Add(59 * time.Second).UTC()}
 		switch x := rng.IntN(100); {

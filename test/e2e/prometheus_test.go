@@ -45,7 +45,7 @@ func TestPrometheusScrapesBillingd(t *testing.T) {
 		if i >= due {
 			ref = today.AddDays(1)
 		}
-		c := sandbox.SampleConsent(fmt.Sprintf("urn:e2e:consent-%03d", i), cycle.Intervals[i%5], ref, klavi.Cents(10_00+i))
+		c := &consent.Consent{CreatedConsent: *sandbox.SampleConsent(fmt.Sprintf("urn:e2e:consent-%03d", i), cycle.Intervals[i%5], ref, klavi.Cents(10_00+i))}
 		c.Billing.RetryMode = consent.Off
 		cs = append(cs, c)
 	}

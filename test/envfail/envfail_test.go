@@ -95,7 +95,7 @@ func newWorldEnv(t *testing.T, bin, dbPath string, n int, faults string, extra s
 	var cs []*consent.Consent
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("urn:envfail:consent-%04d", i)
-		c := sandbox.SampleConsent(id, cycle.Monthly, due, klavi.Cents(10_00+i))
+		c := &consent.Consent{CreatedConsent: *sandbox.SampleConsent(id, cycle.Monthly, due, klavi.Cents(10_00+i))}
 		c.Billing.RetryMode = consent.Off
 		cs = append(cs, c)
 		w.expect = append(w.expect, storage.AttemptKey{ConsentID: id, Cycle: 0})

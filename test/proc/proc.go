@@ -1,6 +1,3 @@
-// Package proc holds what the process-level suites (test/crash, test/scale,
-// test/e2e) share: building the billingd binary, free loopback ports, waiting for a
-// process's HTTP endpoint, reading JSON from one, and the knobs of the environment.
 package proc
 
 import (

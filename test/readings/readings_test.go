@@ -85,7 +85,7 @@ func run(t *testing.T, bin, dir string, flags []string) {
 	intervals := []cycle.Interval{cycle.Weekly, cycle.Monthly, cycle.Quarterly, cycle.Semiannual, cycle.Yearly}
 	var cs []*consent.Consent
 	for i := 0; i < consents; i++ {
-		c := sandbox.SampleConsent(uuid(i), intervals[i%5], due, klavi.Cents(10_00+i))
+		c := &consent.Consent{CreatedConsent: *sandbox.SampleConsent(uuid(i), intervals[i%5], due, klavi.Cents(10_00+i))}
 		c.Billing.RetryMode = []consent.RetryMode{consent.Off, consent.Attach, consent.Local}[i%3]
 		cs = append(cs, c)
 	}

@@ -33,7 +33,6 @@ import (
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/scheduler"
-	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/bolt"
 	"github.com/klavi-billing/billingd/test/proc"
 )
@@ -65,7 +64,7 @@ func build(t *testing.T, path string, n, due int, today cycle.Date) []*consent.C
 			if i >= due {
 				ref = today.AddDays(4 + i%360)
 			}
-			c := sandbox.SampleConsent(fmt.Sprintf("urn:scale:consent-%07d", i), cycle.Monthly, ref, klavi.Cents(99_90))
+			c := &consent.Consent{CreatedConsent: *sandbox.SampleConsent(fmt.Sprintf("urn:scale:consent-%07d", i), cycle.Monthly, ref, klavi.Cents(99_90))}
 			c.Billing.RetryMode = consent.Off
 			cs = append(cs, c)
 			if i < due {

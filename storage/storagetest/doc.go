@@ -1,0 +1,9 @@
+// Package storagetest is the conformance suite of billingd's store: Run exercises
+// a storage.DB (records and indexes, Change and Apply, counts, amounts, events,
+// attention items, the dates index) through an Opener, one subtest per behaviour. Every
+// engine (storage/bolt, storage/etcd) runs it unchanged from its own tests, and an
+// engine is done when it passes.
+//
+// It is imported by tests only. It checks behaviour through the storage API, never
+// an engine's keys or files.
+package storagetest
