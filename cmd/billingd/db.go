@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,14 +12,17 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/bolt"
+	"github.com/klavi-billing/billingd/storage/etcd"
+	"github.com/klavi-billing/billingd/storage/kv"
 )
 
 func newDBCmd(a *app) *cobra.Command {
-	return group("db", "check, back up or compact the database", "Check, back up or compact the database.",
-		newDBCheckCmd(a), newDBBackupCmd(a), newDBCompactCmd(a))
+	return group("db", "check, back up, compact or migrate the database", "Check, back up, compact or migrate the database.",
+		newDBCheckCmd(a), newDBBackupCmd(a), newDBCompactCmd(a), newDBMigrateCmd(a))
 }
 
 // dbPath picks --db, else storage.path of the config.
@@ -216,6 +220,256 @@ func newDBBackupCmd(a *app) *cobra.Command {
 		}
 		fi, _ := os.Stat(out)
 		fmt.Fprintf(e.stdout, "backed up %s to %s (%d bytes, via the %s, verified)\n", path, out, fi.Size(), via)
+		return nil
+	}
+	return cmd
+}
+
+// A storeSpec is a store named on the command line: bolt:PATH or
+// etcd:ENDPOINT[,ENDPOINT...].
+type storeSpec struct {
+	engine    string // "bolt" or "etcd"
+	path      string
+	endpoints []string
+}
+
+// parseStoreSpec reads the value of --from or --to (flag names it in errors).
+func parseStoreSpec(flag, s string) (storeSpec, error) {
+	engine, rest, ok := strings.Cut(s, ":")
+	switch {
+	case s == "":
+		return storeSpec{}, argErrorf("db migrate: %s is required: bolt:PATH or etcd:ENDPOINT[,ENDPOINT...]", flag)
+	case !ok || (engine != "bolt" && engine != "etcd"):
+		return storeSpec{}, argErrorf("db migrate: %s %q: want bolt:PATH or etcd:ENDPOINT[,ENDPOINT...]", flag, s)
+	case rest == "":
+		return storeSpec{}, argErrorf("db migrate: %s %q: no %s", flag, s, map[string]string{"bolt": "PATH", "etcd": "ENDPOINT"}[engine])
+	case engine == "bolt":
+		return storeSpec{engine: engine, path: rest}, nil
+	}
+	eps := strings.Split(rest, ",")
+	for _, ep := range eps {
+		if ep == "" {
+			return storeSpec{}, argErrorf("db migrate: %s %q: an empty ENDPOINT", flag, s)
+		}
+	}
+	return storeSpec{engine: engine, endpoints: eps}, nil
+}
+
+// migrateFlags are the etcd settings db migrate shares between source and target.
+type migrateFlags struct {
+	prefix, user, passwordFile string
+	cert, key, ca              string
+	dialTimeout                time.Duration
+}
+
+// etcdOptions builds the etcd options of a store on endpoints; the password is read
+// from its file, never taken from the command line.
+func (f *migrateFlags) etcdOptions(endpoints []string) (etcd.Options, error) {
+	o := etcd.Options{Endpoints: endpoints, Prefix: f.prefix, Username: f.user, DialTimeout: f.dialTimeout}
+	if f.passwordFile != "" {
+		b, err := os.ReadFile(f.passwordFile)
+		if err != nil {
+			return o, fmt.Errorf("--etcd-password-file: %w", err)
+		}
+		o.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	https := false
+	for _, ep := range endpoints {
+		https = https || strings.HasPrefix(ep, "https://")
+	}
+	if f.cert != "" || f.key != "" || f.ca != "" || https {
+		cfg, err := etcd.TLSConfig(f.cert, f.key, f.ca)
+		if err != nil {
+			return o, err
+		}
+		o.TLS = cfg
+	}
+	return o, nil
+}
+
+// describe names a store for the summary: bolt:PATH, etcd:ENDPOINTS (prefix P).
+func (f *migrateFlags) describe(s storeSpec) string {
+	if s.engine == "bolt" {
+		return "bolt:" + s.path
+	}
+	return fmt.Sprintf("etcd:%s (prefix %s)", strings.Join(s.endpoints, ","), f.prefix)
+}
+
+// openSource opens the store to copy from without writing to it: a bolt file
+// read-only (a running daemon holds it: ErrLocked), an etcd prefix that must hold
+// a billingd store (an empty one is ErrNotBillingd).
+func (f *migrateFlags) openSource(ctx context.Context, s storeSpec) (kv.Engine, error) {
+	if s.engine == "bolt" {
+		st, err := bolt.Open(s.path, bolt.Options{ReadOnly: true, Timeout: time.Second})
+		if errors.Is(err, storage.ErrLocked) {
+			return nil, fmt.Errorf("%w; stop billingd first: the source must not change while it is copied", err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return st.Engine(), nil
+	}
+	o, err := f.etcdOptions(s.endpoints)
+	if err != nil {
+		return nil, err
+	}
+	st, err := etcd.OpenStore(ctx, o, storage.Options{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	return st.Engine(), nil
+}
+
+// openTarget opens the store to copy into as a bare engine, which must be new: a
+// bolt file that does not exist yet, an etcd prefix without a key.
+func (f *migrateFlags) openTarget(ctx context.Context, s storeSpec) (kv.Engine, error) {
+	if s.engine == "bolt" {
+		if _, err := os.Stat(s.path); err == nil {
+			return nil, usageErrorf("db migrate: --to bolt:%s exists; migrate into a new file", s.path)
+		}
+		return bolt.OpenEngine(s.path, bolt.Options{Timeout: time.Second})
+	}
+	o, err := f.etcdOptions(s.endpoints)
+	if err != nil {
+		return nil, err
+	}
+	o.Buckets = storage.Buckets
+	e, err := etcd.Open(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	// Any key under the prefix, billingd's or not, makes it not ours to fill.
+	resp, err := e.Client().Get(ctx, f.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		_ = e.Close()
+		return nil, fmt.Errorf("etcd: read %s: %w", f.prefix, err)
+	}
+	if resp.Count > 0 {
+		_ = e.Close()
+		return nil, usageErrorf("db migrate: %v: etcd prefix %s holds %d keys; migrate into an empty prefix (--etcd-prefix)",
+			kv.ErrNotEmpty, f.prefix, resp.Count)
+	}
+	return e, nil
+}
+
+func newDBMigrateCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "migrate --from SRC --to DST [flags]",
+		Short: "copy the database between bolt and etcd, verified record by record",
+		Long: "Copy every record of the store SRC into the new store DST, then compare the two\n" +
+			"record by record and check that DST opens as a billingd store. SRC and DST are\n" +
+			"bolt:PATH (a bbolt file) or etcd:ENDPOINT[,ENDPOINT...] (the keys under --etcd-prefix).\n" +
+			"\n" +
+			"Stop billingd first (every replica): SRC is read as one snapshot and must not change\n" +
+			"until the comparison is done. DST must be new: a bolt file that does not exist yet,\n" +
+			"an etcd prefix without a key. Nothing is written to SRC.\n" +
+			"\n" +
+			"  billingd db migrate --from bolt:/var/lib/billingd/billingd.db --to etcd:https://10.0.0.1:2379 \\\n" +
+			"      --etcd-user billingd --etcd-password-file /etc/billingd/etcd-password --etcd-ca /etc/billingd/etcd-ca.pem",
+	}
+	fs := cmd.Flags()
+	from := fs.String("from", "", "source `STORE`: bolt:PATH or etcd:ENDPOINT[,ENDPOINT...]")
+	to := fs.String("to", "", "target `STORE`, which must be new: bolt:PATH or etcd:ENDPOINT[,ENDPOINT...]")
+	var f migrateFlags
+	fs.StringVar(&f.prefix, "etcd-prefix", etcd.DefaultPrefix, "etcd key `PREFIX` of the store")
+	fs.StringVar(&f.user, "etcd-user", "", "etcd `USER` (authentication off when empty)")
+	fs.StringVar(&f.passwordFile, "etcd-password-file", "", "`FILE` holding the etcd user's password (it is never taken on the command line)")
+	fs.StringVar(&f.cert, "etcd-cert", "", "client certificate `FILE` (PEM) for etcd over TLS")
+	fs.StringVar(&f.key, "etcd-key", "", "client key `FILE` (PEM) of --etcd-cert")
+	fs.StringVar(&f.ca, "etcd-ca", "", "CA bundle `FILE` (PEM) that verifies the etcd servers (default: the system roots)")
+	fs.DurationVar(&f.dialTimeout, "dial-timeout", etcd.DefaultDialTimeout, "wait at most `DURATION` for etcd to answer when connecting")
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e, ctx := a.e, cmd.Context()
+		src, err := parseStoreSpec("--from", *from)
+		if err != nil {
+			return err
+		}
+		dst, err := parseStoreSpec("--to", *to)
+		if err != nil {
+			return err
+		}
+		switch {
+		case f.passwordFile != "" && f.user == "":
+			return argErrorf("db migrate: --etcd-password-file needs --etcd-user")
+		case f.dialTimeout <= 0:
+			return argErrorf("db migrate: --dial-timeout %s: want a positive duration", f.dialTimeout)
+		case !strings.HasPrefix(f.prefix, "/") || strings.ContainsRune(f.prefix, 0):
+			return argErrorf("db migrate: --etcd-prefix %q: want a key prefix beginning with /", f.prefix)
+		case src.engine == "bolt" && dst.engine == "bolt" && filepath.Clean(src.path) == filepath.Clean(dst.path):
+			return argErrorf("db migrate: --from and --to name the same file")
+		}
+
+		source, err := f.openSource(ctx, src)
+		if err != nil {
+			return fmt.Errorf("db migrate: source %s: %w", f.describe(src), err)
+		}
+		defer source.Close()
+		target, err := f.openTarget(ctx, dst)
+		if errors.Is(err, errUsage) {
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("db migrate: target %s: %w", f.describe(dst), err)
+		}
+		closed := false
+		defer func() {
+			if !closed {
+				_ = target.Close()
+			}
+		}()
+		fmt.Fprintf(e.stdout, "source:   %s\n", f.describe(src))
+		fmt.Fprintf(e.stdout, "target:   %s\n", f.describe(dst))
+		partial := func(err error) error {
+			where := "remove " + dst.path
+			if dst.engine == "etcd" {
+				where = "delete the keys under " + f.prefix
+			}
+			return fmt.Errorf("%w; the target holds part of the store or a copy that differs: %s before migrating again", err, where)
+		}
+
+		since := func(t time.Time) time.Duration { return e.clock.Now().Sub(t).Round(time.Millisecond) }
+		counts := map[string]int{}
+		start, last := e.clock.Now(), e.clock.Now()
+		n, err := kv.Copy(ctx, target, source, storage.Buckets, func(b string, n int) {
+			counts[b] = n
+			if now := e.clock.Now(); now.Sub(last) >= 10*time.Second {
+				fmt.Fprintf(e.stderr, "copying %s: %d keys so far\n", b, n)
+				last = now
+			}
+		})
+		if errors.Is(err, kv.ErrNotEmpty) {
+			return usageErrorf("db migrate: target %s: %v; migrate into an empty store", f.describe(dst), err)
+		}
+		if err != nil {
+			return partial(fmt.Errorf("db migrate: %w", err))
+		}
+		for _, b := range storage.Buckets {
+			fmt.Fprintf(e.stdout, "  %-14s %9d\n", b, counts[string(b)])
+		}
+		fmt.Fprintf(e.stdout, "copied:   %d keys in %s\n", n, since(start))
+
+		start = e.clock.Now()
+		if err := kv.Compare(ctx, source, target, storage.Buckets); err != nil {
+			return partial(fmt.Errorf("db migrate: verify: %w (did billingd run meanwhile?)", err))
+		}
+		fmt.Fprintf(e.stdout, "verified: %d records identical (compared in %s)\n", n, since(start))
+
+		start = e.clock.Now()
+		db, err := storage.New(ctx, target, storage.Options{ReadOnly: true})
+		if err != nil {
+			return partial(fmt.Errorf("db migrate: the target does not open as a billingd store: %w", err))
+		}
+		closed = true
+		defer db.Close()
+		if err := db.Check(ctx); err != nil {
+			return partial(fmt.Errorf("db migrate: the target fails billingd's check: %w", err))
+		}
+		schema, err := db.Schema(ctx)
+		if err != nil {
+			return fmt.Errorf("db migrate: target: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "check:    the target opens as a billingd store (schema %d) and passes its check (in %s)\n", schema, since(start))
 		return nil
 	}
 	return cmd

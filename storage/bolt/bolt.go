@@ -19,6 +19,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/kv"
 )
 
 // The sentinels of package storage, as this engine returns them.
@@ -87,7 +88,31 @@ type engine struct {
 // path even if the database file is moved away or replaced, so a second writer on
 // the same path fails with ErrLocked. Before every write the path is checked to
 // still name the open file (ErrReplaced otherwise).
-func Open(path string, opts Options) (_ *Store, err error) {
+func Open(path string, opts Options) (*Store, error) {
+	db, err := openEngine(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	sdb, err := storage.New(context.Background(), db, storage.Options{ReadOnly: opts.ReadOnly, Logger: db.log, OnWrite: opts.OnWrite})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return &Store{DB: sdb, e: db}, nil
+}
+
+// OpenEngine opens (creating if needed) the bbolt file at path as a bare kv.Engine
+// with storage's buckets, under the same lock and checks as Open, but writes no
+// record: a new file has every bucket and no key, not even billingd's marker. It is
+// the target of a copy between engines (billingd db migrate), which writes the
+// source's meta records itself. A file that is already a billingd database is
+// opened as it is.
+func OpenEngine(path string, opts Options) (kv.Engine, error) {
+	return openEngine(path, opts)
+}
+
+// openEngine opens path for Open and OpenEngine: the lock, the checks, the layout.
+func openEngine(path string, opts Options) (_ *engine, err error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
 	}
@@ -146,12 +171,7 @@ func Open(path string, opts Options) (_ *Store, err error) {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	sdb, err := storage.New(context.Background(), db, storage.Options{ReadOnly: opts.ReadOnly, Logger: log, OnWrite: opts.OnWrite})
-	if err != nil {
-		_ = bdb.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	return &Store{DB: sdb, e: db}, nil
+	return db, nil
 }
 
 // prepare refuses a bbolt file of another program and lays out the buckets: all of
