@@ -67,7 +67,7 @@ func TestDaemon_Replicas(t *testing.T) {
 	require.NoError(t, err)
 	c, err := consent.Decode(data)
 	require.NoError(t, err)
-	require.NoError(t, sb.AddConsent(c))
+	require.NoError(t, sb.AddConsent(&c.CreatedConsent))
 	code, body := call(t, follow, "POST", "/v1/consents", string(data))
 	require.Equal(t, http.StatusCreated, code, body)
 
