@@ -93,7 +93,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	sdb, err := storage.New(context.Background(), db, storage.Options{ReadOnly: opts.ReadOnly, Logger: db.log, OnWrite: opts.OnWrite})
+	sdb, err := storage.New(context.Background(), db, storage.Options{ReadOnly: opts.ReadOnly, Logger: opts.Logger, OnWrite: opts.OnWrite})
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
