@@ -88,7 +88,7 @@ clean:
 	rm -rf bin
 
 # Container image (deploy/docker/Dockerfile): static, non-root, tzdata embedded.
-.PHONY: docker install
+.PHONY: docker install install-etcd
 docker:
 	docker build -f deploy/docker/Dockerfile --build-arg VERSION=$(VERSION) -t billingd:$(VERSION) .
 
@@ -138,4 +138,24 @@ install: build man
 	   echo "next: put the Klavi keys and the admin token in /etc/billingd/credentials/ (or"; \
 	   echo "      /etc/billingd/billingd.env), review /etc/billingd/billingd.yaml, then:"; \
 	   echo "      systemctl enable --now billingd billingd-backup.timer (see docs/OPERATIONS.md)"; \
+	 fi
+
+# A replica on etcd (storage.backend: etcd; docs/OPERATIONS.md, "Running several
+# replicas"): `make install`, plus the drop-in deploy/systemd/billingd.service.d/etcd.conf
+# (Type=exec, no watchdog, after etcd.service, the etcd password as a credential), an
+# empty credential file etcd_password (kept if present) and /etc/billingd/etcd/ for
+# the client certificate. billingd.yaml still needs storage.backend: etcd and the
+# cluster's endpoints.
+install-etcd: install
+	install -D -m 0644 deploy/systemd/billingd.service.d/etcd.conf $(DESTDIR)/etc/systemd/system/billingd.service.d/etcd.conf
+	install -d -m 0750 $(DESTDIR)/etc/billingd/etcd
+	@f=$(DESTDIR)/etc/billingd/credentials/etcd_password; \
+	 if [ -e $$f ]; then echo "keeping $$f"; \
+	 else echo "install -m 0600 /dev/null $$f"; install -m 0600 /dev/null $$f; fi
+	@if [ -z "$(DESTDIR)" ]; then \
+	   chgrp billingd /etc/billingd/etcd; \
+	   if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	   echo "next: set storage.backend: etcd and storage.etcd in /etc/billingd/billingd.yaml, the"; \
+	   echo "      password in /etc/billingd/credentials/etcd_password, the client certificate in"; \
+	   echo "      /etc/billingd/etcd/, then: systemctl enable --now billingd (not billingd-backup.timer)"; \
 	 fi

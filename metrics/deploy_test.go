@@ -2,7 +2,10 @@ package metrics
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +19,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/klavi-billing/billingd/leader"
+	"github.com/klavi-billing/billingd/storage/kv"
 )
 
 // The dashboard and the alert rules name metrics by string; these tests hold them to
@@ -23,6 +29,7 @@ import (
 
 const (
 	dashboardFile = "../deploy/grafana/billingd.json"
+	k8sFile       = "../deploy/kubernetes/billingd.yaml"
 	alertsFile    = "../deploy/prometheus/alerts.yaml"
 	alertTestFile = "../deploy/prometheus/alerts_test.yaml"
 	operationsDoc = "../docs/OPERATIONS.md"
@@ -34,10 +41,14 @@ const (
 var metricName = regexp.MustCompile(`\b(?:billingd|go|process)_[a-zA-Z0-9_]*[a-zA-Z0-9]`)
 
 // exposedNames returns every series name the registry of a populated Metrics exposes,
-// with the _bucket, _sum and _count series of histograms.
+// with the _bucket, _sum and _count series of histograms, and the families of a
+// replica on etcd (the election's, the store engine's).
 func exposedNames(t *testing.T) map[string]bool {
 	t.Helper()
-	mfs, err := populated(t).Registry().Gather()
+	m := populated(t)
+	m.SetLeader(leader.Status{Role: leader.Leader, Fence: kv.Fence{Key: "/billingd/leader/1", Rev: 7}, Since: t0})
+	m.SetStoreEngine("etcd")
+	mfs, err := m.Registry().Gather()
 	require.NoError(t, err)
 	names := map[string]bool{}
 	for _, mf := range mfs {
@@ -140,7 +151,7 @@ func TestDashboard(t *testing.T) {
 				rows = append(rows, p.Title)
 			}
 		}
-		assert.Equal(t, []string{"Overview", "Klavi API", "Retries", "Storage and process"}, rows)
+		assert.Equal(t, []string{"Overview", "Klavi API", "Retries", "Storage and process", "Replicas"}, rows)
 	})
 
 	t.Run("every panel queries $datasource", func(t *testing.T) {
@@ -178,6 +189,8 @@ func TestDashboard(t *testing.T) {
 			"billingd_retries_planned_total", "billingd_retries_sent_total", "billingd_retries_dropped_total",
 			"billingd_db_size_bytes", "billingd_db_inuse_bytes", "process_resident_memory_bytes", "go_goroutines",
 			"billingd_due_scan_duration_seconds_bucket", "billingd_status_poll_duration_seconds_bucket",
+			"billingd_leader", "billingd_leader_elections_total", "billingd_leader_changes_total",
+			"billingd_leader_last_change_timestamp_seconds", "billingd_leader_fence_revision", "billingd_store_info",
 		} {
 			assert.True(t, used[n], "the dashboard does not show %s", n)
 		}
@@ -351,4 +364,225 @@ func TestMetrics_promtoolCheckMetrics(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Empty(t, strings.TrimSpace(string(out)))
+}
+
+// k8sObject is the part of a Kubernetes object the manifest's checks read.
+type k8sObject struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+	Metadata   struct {
+		Name   string            `yaml:"name"`
+		Labels map[string]string `yaml:"labels"`
+	} `yaml:"metadata"`
+	Data map[string]string `yaml:"data"`
+	Spec struct {
+		Replicas *int `yaml:"replicas"`
+		Selector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		} `yaml:"selector"`
+		MaxUnavailable any `yaml:"maxUnavailable"`
+		Template       struct {
+			Metadata struct {
+				Labels      map[string]string `yaml:"labels"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"metadata"`
+			Spec k8sPodSpec `yaml:"spec"`
+		} `yaml:"template"`
+		// A Service's.
+		ServiceSelector map[string]string `yaml:"-"`
+		Ports           []struct {
+			Name       string `yaml:"name"`
+			Port       int    `yaml:"port"`
+			TargetPort any    `yaml:"targetPort"`
+		} `yaml:"ports"`
+	} `yaml:"spec"`
+}
+
+type k8sProbe struct {
+	HTTPGet struct {
+		Path string `yaml:"path"`
+		Port any    `yaml:"port"`
+	} `yaml:"httpGet"`
+}
+
+type k8sPodSpec struct {
+	AutomountServiceAccountToken  *bool `yaml:"automountServiceAccountToken"`
+	TerminationGracePeriodSeconds int   `yaml:"terminationGracePeriodSeconds"`
+	SecurityContext               struct {
+		RunAsNonRoot *bool `yaml:"runAsNonRoot"`
+		RunAsUser    int   `yaml:"runAsUser"`
+	} `yaml:"securityContext"`
+	Affinity struct {
+		PodAntiAffinity struct {
+			Required []struct {
+				TopologyKey string `yaml:"topologyKey"`
+			} `yaml:"requiredDuringSchedulingIgnoredDuringExecution"`
+		} `yaml:"podAntiAffinity"`
+	} `yaml:"affinity"`
+	Containers []struct {
+		Name  string   `yaml:"name"`
+		Image string   `yaml:"image"`
+		Args  []string `yaml:"args"`
+		Ports []struct {
+			Name          string `yaml:"name"`
+			ContainerPort int    `yaml:"containerPort"`
+		} `yaml:"ports"`
+		ReadinessProbe  *k8sProbe `yaml:"readinessProbe"`
+		LivenessProbe   *k8sProbe `yaml:"livenessProbe"`
+		SecurityContext struct {
+			AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
+			ReadOnlyRootFilesystem   *bool `yaml:"readOnlyRootFilesystem"`
+			Capabilities             struct {
+				Drop []string `yaml:"drop"`
+			} `yaml:"capabilities"`
+		} `yaml:"securityContext"`
+		Resources struct {
+			Requests map[string]string `yaml:"requests"`
+			Limits   map[string]string `yaml:"limits"`
+		} `yaml:"resources"`
+		VolumeMounts []struct {
+			Name      string `yaml:"name"`
+			MountPath string `yaml:"mountPath"`
+		} `yaml:"volumeMounts"`
+	} `yaml:"containers"`
+	Volumes []struct {
+		Name      string `yaml:"name"`
+		ConfigMap *struct {
+			Name string `yaml:"name"`
+		} `yaml:"configMap"`
+		Secret *struct {
+			SecretName string `yaml:"secretName"`
+		} `yaml:"secret"`
+		EmptyDir any `yaml:"emptyDir"`
+	} `yaml:"volumes"`
+}
+
+// loadK8s decodes every document of the manifest, by kind.
+func loadK8s(t *testing.T) map[string]k8sObject {
+	t.Helper()
+	f, err := os.Open(k8sFile)
+	require.NoError(t, err)
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	objs := map[string]k8sObject{}
+	for {
+		var raw struct {
+			Spec struct {
+				Selector any `yaml:"selector"`
+			} `yaml:"spec"`
+		}
+		var node yaml.Node
+		err := dec.Decode(&node)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err, "the manifest is YAML")
+		var o k8sObject
+		require.NoError(t, node.Decode(&o))
+		require.NoError(t, node.Decode(&raw))
+		require.NotEmpty(t, o.Kind, "every document is an object")
+		require.NotContains(t, objs, o.Kind, "one %s", o.Kind)
+		if o.Kind == "Service" {
+			sel, _ := raw.Spec.Selector.(map[string]any)
+			o.Spec.ServiceSelector = map[string]string{}
+			for k, v := range sel {
+				o.Spec.ServiceSelector[k] = fmt.Sprint(v)
+			}
+		}
+		objs[o.Kind] = o
+	}
+	return objs
+}
+
+// subset reports whether every label of sel is in labels (a selector selects them).
+func subset(sel, labels map[string]string) bool {
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return len(sel) > 0
+}
+
+// TestKubernetesManifest holds deploy/kubernetes/billingd.yaml to what billingd
+// serves and needs; cmd/billingd's TestKubernetesConfig loads its config.
+func TestKubernetesManifest(t *testing.T) {
+	objs := loadK8s(t)
+	kinds := slices.Sorted(maps.Keys(objs))
+	assert.Equal(t, []string{"ConfigMap", "Deployment", "PodDisruptionBudget", "Service"}, kinds,
+		"interchangeable replicas: a Deployment, no StatefulSet; the Secrets live elsewhere")
+	d := objs["Deployment"]
+	pod := d.Spec.Template.Spec
+	labels := d.Spec.Template.Metadata.Labels
+
+	t.Run("replicas", func(t *testing.T) {
+		require.NotNil(t, d.Spec.Replicas)
+		assert.Equal(t, 3, *d.Spec.Replicas)
+		assert.True(t, subset(d.Spec.Selector.MatchLabels, labels), "the Deployment selects its pods")
+		assert.True(t, subset(objs["Service"].Spec.ServiceSelector, labels), "the Service selects the pods")
+		assert.True(t, subset(objs["PodDisruptionBudget"].Spec.Selector.MatchLabels, labels), "the budget covers the pods")
+		assert.EqualValues(t, 1, objs["PodDisruptionBudget"].Spec.MaxUnavailable)
+		require.NotEmpty(t, pod.Affinity.PodAntiAffinity.Required)
+		assert.Equal(t, "kubernetes.io/hostname", pod.Affinity.PodAntiAffinity.Required[0].TopologyKey, "one replica per node")
+	})
+
+	require.Len(t, pod.Containers, 1)
+	c := pod.Containers[0]
+	t.Run("probes and port", func(t *testing.T) {
+		require.Len(t, c.Ports, 1)
+		assert.Equal(t, "http", c.Ports[0].Name)
+		port := c.Ports[0].ContainerPort
+		require.NotNil(t, c.ReadinessProbe)
+		require.NotNil(t, c.LivenessProbe)
+		assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
+		assert.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path, "never /readyz: an etcd outage would restart every replica")
+		assert.Equal(t, "http", c.ReadinessProbe.HTTPGet.Port)
+		assert.Equal(t, "http", c.LivenessProbe.HTTPGet.Port)
+		ann := d.Spec.Template.Metadata.Annotations
+		assert.Equal(t, "true", ann["prometheus.io/scrape"])
+		assert.Equal(t, fmt.Sprint(port), ann["prometheus.io/port"])
+		assert.Equal(t, "/metrics", ann["prometheus.io/path"])
+		sp := objs["Service"].Spec.Ports
+		require.Len(t, sp, 1)
+		assert.Equal(t, "http", sp[0].TargetPort)
+	})
+
+	t.Run("security", func(t *testing.T) {
+		require.NotNil(t, pod.SecurityContext.RunAsNonRoot)
+		assert.True(t, *pod.SecurityContext.RunAsNonRoot)
+		assert.Equal(t, 65532, pod.SecurityContext.RunAsUser, "the image's nonroot user")
+		require.NotNil(t, pod.AutomountServiceAccountToken)
+		assert.False(t, *pod.AutomountServiceAccountToken, "billingd never talks to the Kubernetes API")
+		sc := c.SecurityContext
+		require.NotNil(t, sc.ReadOnlyRootFilesystem)
+		assert.True(t, *sc.ReadOnlyRootFilesystem)
+		require.NotNil(t, sc.AllowPrivilegeEscalation)
+		assert.False(t, *sc.AllowPrivilegeEscalation)
+		assert.Equal(t, []string{"ALL"}, sc.Capabilities.Drop)
+		assert.NotEmpty(t, c.Resources.Requests["cpu"])
+		assert.NotEmpty(t, c.Resources.Requests["memory"])
+		assert.NotEmpty(t, c.Resources.Limits["memory"])
+		assert.GreaterOrEqual(t, pod.TerminationGracePeriodSeconds, 35, "scheduler.shutdown_timeout (30s) plus the HTTP server's 5s")
+	})
+
+	t.Run("config and secrets are mounted", func(t *testing.T) {
+		vols := map[string]bool{}
+		for _, v := range pod.Volumes {
+			vols[v.Name] = true
+			if v.ConfigMap != nil {
+				assert.Equal(t, objs["ConfigMap"].Metadata.Name, v.ConfigMap.Name)
+			}
+		}
+		mounts := map[string]string{}
+		for _, m := range c.VolumeMounts {
+			assert.True(t, vols[m.Name], "volumeMount %s has a volume", m.Name)
+			mounts[m.Name] = m.MountPath
+		}
+		i := slices.Index(c.Args, "--config")
+		require.True(t, i >= 0 && i+1 < len(c.Args), "args name the config: %v", c.Args)
+		cfg := c.Args[i+1]
+		assert.Equal(t, "run", c.Args[0])
+		assert.Equal(t, filepath.Join(mounts["config"], "billingd.yaml"), cfg)
+		assert.Contains(t, objs["ConfigMap"].Data, filepath.Base(cfg))
+	})
 }

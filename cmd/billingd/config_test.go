@@ -196,6 +196,6 @@ func TestLoadConfig_EnvNote(t *testing.T) {
 		err = cfg.validateForRun()
 		require.Error(t, err)
 		assert.NotContains(t, err.Error(), "note:", "its ${NAME:-} references have defaults; the one in a comment is not used")
-		assert.Contains(t, err.Error(), "config.example.yaml:44: klavi.access_key: is empty")
+		assert.Contains(t, err.Error(), "config.example.yaml:74: klavi.access_key: is empty")
 	})
 }
