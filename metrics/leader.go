@@ -30,7 +30,8 @@ func newLeaderMetrics(f factory) leaderMetrics {
 	}
 }
 
-// SetLeader records a role change of this replica (leader.Options.OnChange).
+// SetLeader records this replica's role: once at start (a follower, counters at
+// zero) and at every role change (leader.Options.OnChange).
 func (m *Metrics) SetLeader(st leader.Status) {
 	m.leaderOnce.Do(func() { m.leader = newLeaderMetrics(factory{m.reg}) })
 	l := m.leader
@@ -40,8 +41,12 @@ func (m *Metrics) SetLeader(st leader.Status) {
 	} else {
 		l.leading.Set(0)
 	}
-	l.changes.Inc()
-	l.lastChange.Set(float64(st.Since.UnixNano()) / 1e9)
+	if st.Changes > 0 { // the first call, before any election, only sets the role
+		l.changes.Inc()
+	}
+	if !st.Since.IsZero() {
+		l.lastChange.Set(float64(st.Since.UnixNano()) / 1e9)
+	}
 	l.fence.Set(float64(st.Fence.Rev))
 }
 

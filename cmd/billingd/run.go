@@ -183,6 +183,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 		if err != nil {
 			return nil, err
 		}
+		m.SetLeader(d.elector.Status()) // a follower until elected: billingd_leader 0
 		sopts = append(sopts, scheduler.WithLeadership(d.elector))
 	}
 	d.sched, err = scheduler.New(sc, d.db, kc, sopts...)
@@ -459,6 +460,10 @@ func (d *daemon) openStore(cfg Config, log *slog.Logger) error {
 func (d *daemon) campaign(cfg Config, hooks scheduler.Hooks) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.elect, d.elected = cancel, make(chan struct{})
+	d.sd.replica(ctx, func() bool {
+		st := d.elector.Status()
+		return st.Role == leader.Follower && st.Leader != ""
+	})
 	errc := make(chan error, 1)
 	go func() {
 		defer close(d.elected)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -125,6 +126,35 @@ func (n *sdNotifier) observe(scheduler.Event) {
 }
 
 func (n *sdNotifier) heartbeat() { n.beat.Store(n.now().UnixNano()) }
+
+// replica tells systemd that a replica of several (etcd) has started: it is ready
+// as soon as it campaigns, since a follower never scans. alive is asked every
+// minute until ctx ends; while it answers true (the replica follows, and the
+// election still reaches etcd) the watchdog is fed; a leader's scheduler feeds it
+// through hooks and observe as a single process's does.
+func (n *sdNotifier) replica(ctx context.Context, alive func() bool) {
+	if n == nil {
+		return
+	}
+	n.heartbeat()
+	if n.ready.CompareAndSwap(false, true) {
+		n.notify("READY=1\nSTATUS=replica: campaigning for the leadership")
+	}
+	go func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if alive() {
+					n.heartbeat()
+				}
+			}
+		}
+	}()
+}
 
 // stopping tells systemd the shutdown has begun and stops the pings (systemd stops
 // the watchdog too once the unit is stopping). Later calls do nothing.

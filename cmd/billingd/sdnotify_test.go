@@ -187,3 +187,20 @@ func TestDaemon_systemdNotify(t *testing.T) {
 	require.NoError(t, de.d.Close(context.Background()))
 	sd.await("STOPPING=1")
 }
+
+// TestSDNotifier_replica: a replica of several is ready as soon as it campaigns
+// (a follower never scans), once only.
+func TestSDNotifier_replica(t *testing.T) {
+	var sent []string
+	n := &sdNotifier{log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now, stale: sdStale,
+		send: func(s string) error { sent = append(sent, s); return nil }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n.replica(ctx, func() bool { return true })
+	require.Len(t, sent, 1)
+	assert.Contains(t, sent[0], "READY=1")
+	n.replica(ctx, func() bool { return true })
+	assert.Len(t, sent, 1, "READY=1 is said once")
+	var none *sdNotifier
+	none.replica(ctx, func() bool { return true }) // not under systemd: nothing
+}
