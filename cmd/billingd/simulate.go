@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -20,6 +21,7 @@ import (
 	"github.com/klavi-billing/billingd/examples"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/simulation"
+	"github.com/klavi-billing/billingd/simulation/calendar"
 )
 
 func newSimulateCmd(a *app) *cobra.Command {
@@ -35,9 +37,14 @@ func newSimulateCmd(a *app) *cobra.Command {
 			"file to keep: the store as the daemon would have left it at the run's end, which\n" +
 			"'billingd run' and the operator commands (report, payments upcoming, consent\n" +
 			"show) can then read. An existing file is refused: a run never writes into a\n" +
-			"database it did not create.",
+			"database it did not create.\n\n" +
+			"--html FILE and --svg FILE also draw the run as a calendar, month by month: per\n" +
+			"day the charges submitted and settled, one mark per outcome, the amount settled,\n" +
+			"weekends and holidays shaded, totals per month. Each file is self-contained\n" +
+			"and replaced if it exists.",
 		Example: "  billingd simulate --from 2026-02-01 --days 150\n" +
-			"  billingd simulate --from 2026-02-01 --days 150 --format json --db /tmp/sim.db",
+			"  billingd simulate --from 2026-02-01 --days 150 --format json --db /tmp/sim.db\n" +
+			"  billingd simulate --from 2026-01-01 --days 365 --svg docs/simulate-year.svg",
 	}
 	fl := cmd.Flags()
 	consentsFlag := fl.String("consents", "", "consent `FILE` or DIR (default: the embedded examples)")
@@ -47,6 +54,8 @@ func newSimulateCmd(a *app) *cobra.Command {
 	faultsFlag := fl.String("faults", "", "sandbox faults, e.g. 5xx=0.05,drop=0.02,seed=7 (see 'billingd sandbox -h')")
 	dbFlag := fl.String("db", "", "keep the run's database at `FILE`, a new file (default: a temporary one, removed)")
 	format := fl.String("format", "text", "`FORMAT`: text (timeline and summary) or json (one event per line)")
+	htmlFlag := fl.String("html", "", "also draw the run as a calendar in a self-contained HTML `FILE`")
+	svgFlag := fl.String("svg", "", "also draw the run as a calendar in an SVG `FILE`")
 	cmd.Args = noArgs
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		e := a.e
@@ -56,6 +65,17 @@ func newSimulateCmd(a *app) *cobra.Command {
 		}
 		if *days < 1 || *days > 3660 {
 			return argErrorf("simulate: --days %d: want 1..3660", *days)
+		}
+		if *htmlFlag != "" && *htmlFlag == *svgFlag {
+			return argErrorf("simulate: --html and --svg name the same file %s", *htmlFlag)
+		}
+		for _, f := range []struct{ flag, path string }{{"--html", *htmlFlag}, {"--svg", *svgFlag}} {
+			if f.path == "" {
+				continue
+			}
+			if st, err := os.Stat(filepath.Dir(f.path)); err != nil || !st.IsDir() {
+				return argErrorf("simulate: %s %s: no directory %s to write it in", f.flag, f.path, filepath.Dir(f.path))
+			}
 		}
 		if *dbFlag != "" {
 			if _, err := os.Lstat(*dbFlag); err == nil {
@@ -102,11 +122,25 @@ func newSimulateCmd(a *app) *cobra.Command {
 				return argErrorf("simulate: --faults: %v", err)
 			}
 		}
+		draw := func(res *simulation.Result) error {
+			if *htmlFlag != "" {
+				if err := writePicture(*htmlFlag, res, sc.Policy.Calendar, calendar.WriteHTML); err != nil {
+					return err
+				}
+			}
+			if *svgFlag != "" {
+				return writePicture(*svgFlag, res, sc.Policy.Calendar, calendar.WriteSVG)
+			}
+			return nil
+		}
 		if *format == "json" {
 			enc := json.NewEncoder(e.stdout)
 			opts.OnEvent = func(ev simulation.Event) { _ = enc.Encode(ev) }
-			_, err := simulation.Run(ctx, opts)
-			return err
+			res, err := simulation.Run(ctx, opts)
+			if err != nil {
+				return err
+			}
+			return draw(res)
 		}
 		fmt.Fprintf(e.stdout, "billingd simulate: %s, %s → %s (%s); charges submitted %d days before the due date at %02d:%02d Brasília\n",
 			plural(len(cs), "consent"), weekdayDate(start), weekdayDate(start.AddDays(*days-1)), plural(*days, "day"), sc.Policy.LeadDays, sc.SubmitHour, sc.SubmitMinute)
@@ -116,9 +150,34 @@ func newSimulateCmd(a *app) *cobra.Command {
 		}
 		writeTimeline(e.stdout, res)
 		writeSummary(e.stdout, res)
-		return nil
+		return draw(res)
 	}
 	return cmd
+}
+
+// writePicture draws res into path with draw, atomically (a temporary file renamed
+// over path), readable by all like any document.
+func writePicture(path string, res *simulation.Result, cal *cycle.Calendar, draw func(io.Writer, *simulation.Result, *cycle.Calendar) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".billingd-calendar-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := draw(tmp, res, cal); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 // writeTimeline prints the events day by day, with the retries Klavi ran itself for
