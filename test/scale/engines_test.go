@@ -226,20 +226,27 @@ func (f fenced) Apply(ctx context.Context, ch *storage.Change) error {
 type countingKV struct {
 	clientv3.KV
 	linearizable, serializable, commits, failed, other atomic.Int64
+	// Time spent waiting for each kind, in nanoseconds, summed over callers.
+	linNs, serNs, commitNs atomic.Int64
 }
 
 // rpcCounts are a countingKV's counts at one moment.
 type rpcCounts struct {
 	linearizable, serializable, commits, failed, other int64
+	linNs, serNs, commitNs                             int64
 }
 
 func (c *countingKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	start := time.Now()
+	resp, err := c.KV.Get(ctx, key, opts...)
 	if clientv3.OpGet(key, opts...).IsSerializable() {
 		c.serializable.Add(1)
+		c.serNs.Add(int64(time.Since(start)))
 	} else {
 		c.linearizable.Add(1)
+		c.linNs.Add(int64(time.Since(start)))
 	}
-	return c.KV.Get(ctx, key, opts...)
+	return resp, err
 }
 
 func (c *countingKV) Put(ctx context.Context, key, val string, opts ...clientv3.OpOption) (*clientv3.PutResponse, error) {
@@ -262,20 +269,28 @@ func (c *countingKV) Txn(ctx context.Context) clientv3.Txn {
 }
 
 func (c *countingKV) reset() {
-	for _, n := range []*atomic.Int64{&c.linearizable, &c.serializable, &c.commits, &c.failed, &c.other} {
+	for _, n := range []*atomic.Int64{&c.linearizable, &c.serializable, &c.commits, &c.failed, &c.other, &c.linNs, &c.serNs, &c.commitNs} {
 		n.Store(0)
 	}
 }
 
 func (c *countingKV) snapshot() rpcCounts {
-	return rpcCounts{c.linearizable.Load(), c.serializable.Load(), c.commits.Load(), c.failed.Load(), c.other.Load()}
+	return rpcCounts{c.linearizable.Load(), c.serializable.Load(), c.commits.Load(), c.failed.Load(), c.other.Load(),
+		c.linNs.Load(), c.serNs.Load(), c.commitNs.Load()}
 }
 
 // per formats the counts per submission.
 func (r rpcCounts) per(n int) string {
 	f := func(v int64) float64 { return float64(v) / float64(n) }
-	return fmt.Sprintf("%.2f reads (%.2f linearizable, %.2f serializable), %.2f commits (%.3f failed compares), %.2f other",
-		f(r.linearizable+r.serializable), f(r.linearizable), f(r.serializable), f(r.commits), f(r.failed), f(r.other))
+	ms := func(ns, n int64) float64 {
+		if n == 0 {
+			return 0
+		}
+		return float64(ns) / float64(n) / 1e6
+	}
+	return fmt.Sprintf("%.2f reads (%.2f linearizable, %.2f serializable), %.2f commits (%.3f failed compares), %.2f other; mean wait %.1f ms linearizable, %.1f ms serializable, %.1f ms commit",
+		f(r.linearizable+r.serializable), f(r.linearizable), f(r.serializable), f(r.commits), f(r.failed), f(r.other),
+		ms(r.linNs, r.linearizable), ms(r.serNs, r.serializable), ms(r.commitNs, r.commits))
 }
 
 type countingTxn struct {
@@ -299,8 +314,10 @@ func (t *countingTxn) Else(ops ...clientv3.Op) clientv3.Txn {
 }
 
 func (t *countingTxn) Commit() (*clientv3.TxnResponse, error) {
-	t.c.commits.Add(1)
+	start := time.Now()
 	resp, err := t.Txn.Commit()
+	t.c.commits.Add(1)
+	t.c.commitNs.Add(int64(time.Since(start)))
 	if err == nil && !resp.Succeeded {
 		t.c.failed.Add(1)
 	}
