@@ -10,7 +10,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build man test test-short crash envfail e2e deploy-check lint bench run demo fuzz clean
+.PHONY: all build man test test-short bench-etcd crash envfail e2e deploy-check lint bench run demo fuzz clean
 
 all: lint test build
 
@@ -55,6 +55,12 @@ e2e:
 deploy-check:
 	deploy/prometheus/check.sh
 	deploy/systemd/verify.sh
+
+# End-to-end durable submissions/s on bolt and on a 3-member etcd cluster (embedded,
+# loopback), the same load against the same sandbox, runs interleaved; RPCs per
+# submission on etcd. See docs/BENCHMARKS.md ("etcd beside bolt") and test/scale.
+bench-etcd:
+	$(GO) test -tags scale -run '^TestEngines$$' -count=1 -v -timeout 30m ./test/scale/
 
 test-short:
 	$(GO) test -race -short -count=1 $(PKGS)

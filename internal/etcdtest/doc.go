@@ -1,5 +1,6 @@
-// Package etcdtest starts an etcd server inside the test process (etcd's
-// server/v3/embed) on loopback ports of its own, in a temporary directory, and
-// stops it when the test ends. Tests of the etcd storage engine and of leader
-// election use it; nothing outside tests imports it.
+// Package etcdtest starts etcd servers inside the test process (etcd's
+// server/v3/embed) on loopback ports of their own, in temporary directories, and
+// stops them when the test ends: one member (Start) or a cluster of several
+// (StartCluster). Tests of the etcd storage engine and of leader election, and the
+// scale harness, use it; nothing outside tests imports it.
 package etcdtest

@@ -11,10 +11,15 @@
 // # Transactions
 //
 // View reads at one etcd revision: the first read fixes it and every later read
-// (Get, a Cursor's pages of 256 keys, Last) asks for that revision.
+// (Get, a Cursor's pages of 256 keys, Last) asks for that revision. The first read
+// is linearizable (a read-index round through the leader: nothing committed before
+// it began is missed); the later ones are serializable, answered by the member
+// from its own store, since a revision's contents never change. A member that has
+// not applied that revision yet answers ErrFutureRev, and the read is asked again
+// as a linearizable one, which waits for it to catch up.
 //
 // Update is optimistic, like etcd's STM. fn runs against a transaction that reads
-// at one revision, buffers its puts and deletes in memory, and reads its own writes
+// at one revision (as View does), buffers its puts and deletes in memory, and reads its own writes
 // (Get, Cursor and Last overlay the buffer on what etcd holds). It records what it
 // read: the ModRevision of every key it got from etcd (0 when absent) and every
 // range a Cursor, ForEach or Last walked. The commit is one etcd Txn:
@@ -42,8 +47,13 @@
 // Last sorts its range in descending key order, which etcd serves by reading the
 // whole range at the server: keep the prefixes given to Last narrow.
 //
-// Write.Batch is ignored: etcd commits each Txn through raft on its own and has no
-// group commit to share at this level.
+// Write.Batch shares no commit: etcd commits each Txn through raft on its own and
+// has no group commit to share at this level. It says that fn may run more than
+// once, and the engine uses that to read optimistically: the first run of such an
+// Update reads serializably from whichever member answers (no read-index round
+// through the leader), and its result is kept only when its commit, whose compares
+// cover everything it read, succeeds; otherwise fn runs again reading as above
+// (see Engine.Update).
 //
 // # Failure
 //

@@ -251,12 +251,47 @@ func (e *Engine) View(ctx context.Context, fn func(kv.Tx) error) error {
 // and that nothing fn read has changed; when something has, fn runs again on fresh
 // data (at most 10 runs, then ErrConflict). It returns fn's error, the first
 // failed read's, kv.ErrTooLarge, kv.ErrFenced (never retried) or the commit's
-// error, all but fn's wrapped, and commits nothing in those cases. w.Batch is
-// ignored.
+// error, all but fn's wrapped, and commits nothing in those cases.
+//
+// With w.Batch (the caller accepts that fn runs more than once, as storage.Apply
+// does), the first run reads serializably throughout (optimistic): its first read is
+// answered by whichever member the client asks, from its own store, without a
+// read-index round through the leader, and that member may be a little behind.
+// Such a run's result is kept only when the commit proves it current: the commit
+// compares the ModRevision of every key the run read and of every range it walked
+// (and, for Last, of the key it found, so a key deleted since is a conflict too), so
+// a stale read fails the commit, and fn runs again, reading linearizably as every
+// later run does. A first run whose outcome no commit would check — fn failed,
+// nothing to write, a Cursor walked a range (whose deleted keys a compare cannot
+// see), or too many compares — is dropped unseen and fn runs again linearizably at
+// once; it does not count as an attempt. A failed read fails the Update as on any
+// run.
 func (e *Engine) Update(ctx context.Context, w kv.Write, fn func(kv.Tx) error) error {
+	optimistic := w.Batch
 	for attempt := 1; ; attempt++ {
-		t := &tx{e: e, ctx: ctx, writable: true, writes: map[string][]byte{}, gets: map[string]int64{}}
+		t := &tx{e: e, ctx: ctx, writable: true, writes: map[string][]byte{}, gets: map[string]int64{}, optimistic: optimistic}
 		err := fn(t)
+		if optimistic {
+			optimistic = false
+			if t.err == nil { // a failed read fails the Update below, as on any run
+				if err != nil || len(t.writes) == 0 || t.walked {
+					attempt-- // no commit would check this run's outcome: drop it
+					continue
+				}
+				ok, err := t.commit(w.Fence)
+				switch {
+				case errors.Is(err, kv.ErrTooLarge): // refused before anything was sent
+					attempt--
+					continue
+				case ok || err != nil:
+					return err
+				}
+				// A stale read is the likely cause: run again reading linearizably,
+				// without the backoff meant for concurrent writers.
+				e.log.Debug("etcd: update conflict, retrying", "attempt", attempt)
+				continue
+			}
+		}
 		if t.err != nil {
 			if errors.Is(t.err, rpctypes.ErrCompacted) && attempt < maxAttempts {
 				continue // the revision fn read at is gone: run again on fresh data

@@ -8,6 +8,7 @@ import (
 
 	"github.com/klavi-billing/billingd/storage/kv"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -18,6 +19,9 @@ type tx struct {
 	writable bool
 	err      error // the first failed read (or ErrTooLarge): sticky
 	rev      int64 // the revision every read asks for; 0 until the first read
+	// optimistic: the first read too is serializable (an Update's first run; see
+	// Engine.Update). walked: a Cursor walked a range in such a run.
+	optimistic, walked bool
 
 	// Update only.
 	writes map[string][]byte // buffered puts; a nil value is a delete
@@ -38,16 +42,38 @@ func (t *tx) Bucket(name []byte) kv.Bucket {
 
 // get reads from etcd at the transaction's revision, fixing it on the first read.
 // A failure is recorded and returns nil; after one, every read returns nil.
+//
+// The first read is linearizable: the member confirms with a quorum that it has
+// applied everything committed before the read began, so the revision it answers
+// at is current. Every later read names that revision and is serializable: the
+// member answers from its own store without a read-index round to the leader. That
+// is the same answer, not a staler one: what a key held at a given revision never
+// changes, and every member that has applied the revision holds it. A member that
+// has not applied it yet (a follower a little behind the one that answered the
+// first read) refuses with ErrFutureRev, and the read is asked again as a
+// linearizable one, which waits until the member has caught up. A revision
+// compacted meanwhile fails the read either way (ErrCompacted, as before).
 func (t *tx) get(key string, opts ...clientv3.OpOption) *clientv3.GetResponse {
 	if t.err != nil {
 		return nil
 	}
-	if t.rev != 0 {
-		opts = append(opts, clientv3.WithRev(t.rev))
-	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.e.o.RequestTimeout)
 	defer cancel()
-	resp, err := t.e.c.Get(ctx, key, opts...)
+	var (
+		resp *clientv3.GetResponse
+		err  error
+	)
+	if t.rev != 0 {
+		opts = append(opts, clientv3.WithRev(t.rev))
+		resp, err = t.e.c.Get(ctx, key, append(opts, clientv3.WithSerializable())...)
+		if errors.Is(err, rpctypes.ErrFutureRev) {
+			resp, err = t.e.c.Get(ctx, key, opts...)
+		}
+	} else if t.optimistic {
+		resp, err = t.e.c.Get(ctx, key, append(opts, clientv3.WithSerializable())...)
+	} else {
+		resp, err = t.e.c.Get(ctx, key, opts...)
+	}
 	if err != nil {
 		t.err = fmt.Errorf("etcd: read: %w: %w", kv.ErrUnavailable, err)
 		return nil
@@ -165,6 +191,12 @@ func (b *bucket) Last(prefix []byte) (k, v []byte) {
 		}
 		if ek != put {
 			found, v = ek, value(resp.Kvs[0].Value)
+			if t.optimistic {
+				// The range compare sees keys created above found, not found's own
+				// deletion: compare its ModRevision too, so that a stale read of a
+				// key deleted since is a conflict (see Engine.Update).
+				t.gets[ek] = resp.Kvs[0].ModRevision
+			}
 		}
 		break
 	}
@@ -212,6 +244,7 @@ func (c *cursor) Next() (k, v []byte) {
 func (c *cursor) seek(lo string) (k, v []byte) {
 	c.started, c.lo, c.page, c.from, c.done = true, lo, nil, lo, false
 	if t := c.b.t; t.writable {
+		t.walked = t.walked || t.optimistic
 		t.spans = append(t.spans, span{lo, lo})
 		c.span = len(t.spans) - 1
 	}

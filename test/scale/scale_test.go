@@ -13,6 +13,7 @@
 package scale
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -52,6 +53,7 @@ func build(t *testing.T, path string, n, due int, today cycle.Date) []*consent.C
 	db, err := bolt.Open(path, bolt.Options{NoSync: true, Timeout: time.Second})
 	require.NoError(t, err)
 	defer db.Close()
+	ctx := context.Background()
 	sch, err := scheduler.New(scheduler.Config{Policy: scheduler.Policy{LeadDays: 3, RetryMode: consent.Off}}, db, nil)
 	require.NoError(t, err)
 	var seed []*consent.Consent
@@ -71,10 +73,10 @@ func build(t *testing.T, path string, n, due int, today cycle.Date) []*consent.C
 				seed = append(seed, c)
 			}
 		}
-		_, _, err := sch.AddConsents(cs, today, db.ApplyAll)
+		_, _, err := sch.AddConsents(ctx, cs, today)
 		require.NoError(t, err)
 	}
-	st, err := db.Stats()
+	st, err := db.Stats(ctx)
 	require.NoError(t, err)
 	report(t, "built %d consents (%d due) in %s: file %d MiB", n, due, time.Since(started).Round(time.Second), st.SizeBytes>>20)
 	return seed
@@ -100,13 +102,14 @@ func TestScale(t *testing.T) {
 	report(t, "machine: %d CPUs, %s", runtime.NumCPU(), runtime.Version())
 
 	// 1. The due scan's selection: read the 10k due entries out of 1M consents.
+	ctx := context.Background()
 	db, err := bolt.Open(master, bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	now := time.Now()
 	var times []time.Duration
 	for i := 0; i < 7; i++ {
 		start := time.Now()
-		items, err := db.DueBefore(now, due+1)
+		items, err := db.DueBefore(ctx, now, due+1)
 		times = append(times, time.Since(start))
 		require.NoError(t, err)
 		require.Len(t, items, due)
@@ -114,12 +117,12 @@ func TestScale(t *testing.T) {
 	// 1b. The structural check `billingd run` makes before its first submission
 	// (storage.verify_on_start), and db check's full check (records decoded too).
 	vstart := time.Now()
-	require.NoError(t, db.Verify())
+	require.NoError(t, db.Verify(ctx))
 	verify := time.Since(vstart)
 	cstart := time.Now()
-	require.NoError(t, db.Check())
+	require.NoError(t, db.Check(ctx))
 	check := time.Since(cstart)
-	st, err := db.Stats()
+	st, err := db.Stats(ctx)
 	require.NoError(t, err)
 	report(t, "verify on start (structure, every page) of %d consents, %d MiB file: %s; db check (structure and records): %s",
 		n, st.SizeBytes>>20, verify.Round(time.Millisecond), check.Round(time.Millisecond))
