@@ -10,7 +10,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build man test test-short crash envfail e2e deploy-check lint bench run demo fuzz clean
+.PHONY: all build man test test-short crash envfail e2e browser screenshots deploy-check lint bench run demo fuzz clean
 
 all: lint test build
 
@@ -50,6 +50,19 @@ envfail:
 # promtool (Debian's prometheus package).
 e2e:
 	$(GO) test -tags e2e -count=1 -v -timeout 5m ./test/e2e/
+
+# The web console in a real browser: headless Chromium (Debian's chromium package;
+# $$CHROMIUM overrides /usr/bin/chromium) driven by chromedp over a daemon billing the
+# example consents against the sandbox: login, every page with assertions on its
+# content, a read-only session refused, an attention item resolved, a CSV export.
+# Screenshots and the CSV go to bin/browser/ (go test -artifacts); `make
+# screenshots` also refreshes docs/console/*.png.
+browser:
+	mkdir -p bin/browser
+	$(GO) test -tags browser -count=1 -v -timeout 5m -run '^TestBrowser_' -artifacts -outputdir $(CURDIR)/bin/browser ./cmd/billingd/
+
+screenshots:
+	BILLINGD_SCREENSHOTS=docs $(MAKE) browser
 
 # Alert rules (promtool check/test rules) and the systemd unit (systemd-analyze verify).
 deploy-check:

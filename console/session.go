@@ -40,9 +40,9 @@ const (
 // whose tokens are the same accepts it, so no sticky sessions are needed behind a
 // load balancer. N is a random nonce the CSRF token is derived from.
 type session struct {
-	Role    Role  `json:"r"`
-	Issued  int64 `json:"iat"`
-	Expires int64 `json:"exp"`
+	Role    Role   `json:"r"`
+	Issued  int64  `json:"iat"`
+	Expires int64  `json:"exp"`
 	N       string `json:"n"`
 }
 
