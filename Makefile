@@ -10,7 +10,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build man test test-short crash envfail e2e browser screenshots deploy-check lint bench run demo fuzz clean
+.PHONY: all build man test test-short crash envfail e2e deploy-check lint bench run demo fuzz clean
 
 all: lint test build
 
@@ -57,6 +57,7 @@ e2e:
 # content, a read-only session refused, an attention item resolved, a CSV export.
 # Screenshots and the CSV go to bin/browser/ (go test -artifacts); `make
 # screenshots` also refreshes docs/console/*.png.
+.PHONY: browser screenshots
 browser:
 	mkdir -p bin/browser
 	$(GO) test -tags browser -count=1 -v -timeout 5m -run '^TestBrowser_' -artifacts -outputdir $(CURDIR)/bin/browser ./cmd/billingd/
