@@ -51,6 +51,20 @@ envfail:
 e2e:
 	$(GO) test -tags e2e -count=1 -v -timeout 5m ./test/e2e/
 
+# The web console in a real browser: headless Chromium (Debian's chromium package;
+# $$CHROMIUM overrides /usr/bin/chromium) driven by chromedp over a daemon billing the
+# example consents against the sandbox: login, every page with assertions on its
+# content, a read-only session refused, an attention item resolved, a CSV export.
+# Screenshots and the CSV go to bin/browser/ (go test -artifacts); `make
+# screenshots` also refreshes docs/console/*.png.
+.PHONY: browser screenshots
+browser:
+	mkdir -p bin/browser
+	$(GO) test -tags browser -count=1 -v -timeout 5m -run '^TestBrowser_' -artifacts -outputdir $(CURDIR)/bin/browser ./cmd/billingd/
+
+screenshots:
+	BILLINGD_SCREENSHOTS=docs $(MAKE) browser
+
 # Alert rules (promtool check/test rules) and the systemd unit (systemd-analyze verify).
 deploy-check:
 	deploy/prometheus/check.sh

@@ -155,10 +155,12 @@ type SchedulerConfig struct {
 	RefreshBeforeSubmit bool          `yaml:"refresh_before_submit"`
 }
 
-// HTTPConfig is the one listener: /metrics, /healthz, /readyz and the admin API.
+// HTTPConfig is the one listener: /metrics, /healthz, /readyz, the admin API and the
+// web console. ReadOnlyToken opens console sessions that can look but not act.
 type HTTPConfig struct {
-	Listen     string `yaml:"listen"`
-	AdminToken string `yaml:"admin_token"`
+	Listen        string `yaml:"listen"`
+	AdminToken    string `yaml:"admin_token"`
+	ReadOnlyToken string `yaml:"readonly_token"`
 }
 
 // LogConfig sets the slog handler.
@@ -460,6 +462,15 @@ func (c *Config) Validate() error {
 	}
 	if t := c.HTTP.AdminToken; t != "" && len(t) < 16 {
 		bad("http.admin_token", "is shorter than 16 characters; use a long random token")
+	}
+	switch t := c.HTTP.ReadOnlyToken; {
+	case t == "":
+	case len(t) < 16:
+		bad("http.readonly_token", "is shorter than 16 characters; use a long random token")
+	case c.HTTP.AdminToken == "":
+		bad("http.readonly_token", "needs http.admin_token: the console is off without it")
+	case t == c.HTTP.AdminToken:
+		bad("http.readonly_token", "must differ from http.admin_token")
 	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":

@@ -20,6 +20,7 @@ import (
 
 	"github.com/klavi-billing/billingd/admin"
 	"github.com/klavi-billing/billingd/clock"
+	"github.com/klavi-billing/billingd/console"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/leader"
 	"github.com/klavi-billing/billingd/metrics"
@@ -213,6 +214,13 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 		mux.HandleFunc("/v1/", func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, `{"error":"the admin API is off: no http.admin_token is configured"}`, http.StatusNotFound)
 		})
+	}
+	ui := console.New(cfg.HTTP.AdminToken, d.db, d.sched, console.WithReadOnlyToken(cfg.HTTP.ReadOnlyToken), console.WithClock(clk),
+		console.WithLogger(log), console.WithStatus(func() console.Status {
+			return console.Status{Role: d.role(), NotReady: d.notReady(), Clock: d.sched.ClockState()}
+		}))
+	if h := ui.Handler(); h != nil {
+		mux.Handle(console.Prefix, d.afterStart(h))
 	}
 	d.srv = &http.Server{
 		Handler:           mux,
