@@ -157,15 +157,21 @@ func (w *world) result() *Result {
 }
 
 func lastLines(b []byte, n int) []byte {
+	if n <= 0 {
+		return b[len(b):]
+	}
 	i := len(b)
-	for ; n >= 0 && i > 0; n-- {
-		j := bytes.LastIndexByte(b[:i-1], '\n')
+	if i > 0 && b[i-1] == '\n' {
+		i--
+	}
+	for ; n > 0; n-- {
+		j := bytes.LastIndexByte(b[:i], '\n')
 		if j < 0 {
 			return b
 		}
-		i = j + 1
+		i = j
 	}
-	return b[i:]
+	return b[i+1:]
 }
 
 func newWorld(ctx context.Context, seed uint64, opts Options) *world {

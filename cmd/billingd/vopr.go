@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -111,9 +110,6 @@ func readSeeds(path string) ([]uint64, error) {
 			return nil, fmt.Errorf("%s:%d: %q is not a seed", path, n, line)
 		}
 		out = append(out, s)
-	}
-	if len(out) == 0 {
-		return nil, errors.New(path + ": no seeds")
 	}
 	return out, sc.Err()
 }
