@@ -10,7 +10,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build man test test-short bench-etcd crash envfail e2e deploy-check lint bench run demo fuzz clean
+.PHONY: all build man test test-short bench-etcd crash envfail e2e vopr deploy-check lint bench run demo fuzz clean
 
 all: lint test build
 
@@ -44,6 +44,15 @@ crash:
 # binary each time; exit codes, readiness, metrics and the sandbox's ledger checked.
 envfail:
 	$(GO) test -tags envfail -count=1 -v -timeout 5m ./test/envfail/
+
+# The deterministic simulator (package vopr): first the test that each deliberate
+# protocol mistake (build tag voprbugs) is caught, then seeded worlds for
+# VOPR_BUDGET: the seeds that once failed (vopr/testdata/seeds.txt), then fresh ones.
+# A violation prints its seed; `billingd vopr --seed N` replays it exactly.
+VOPR_BUDGET ?= 60s
+vopr: build
+	$(GO) test -tags voprbugs -count=1 -run '^TestBugs$$' ./vopr/
+	./$(BIN) vopr --budget $(VOPR_BUDGET) --seeds vopr/testdata/seeds.txt
 
 # A real Prometheus server scrapes billingd driving the sandbox (both processes);
 # PromQL over its API must return billingd's payment counts. Needs prometheus and

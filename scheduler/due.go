@@ -31,6 +31,9 @@ func (s *Scheduler) handleDue(ctx context.Context, it storage.DueItem, now time.
 	} else if err != nil {
 		return err
 	}
+	if has(bugMissedOnDoubt) && s.ClockState().Doubt && (it.Key.Attempt != 0 || att != nil) {
+		return nil
+	}
 	if it.Key.Attempt == 0 {
 		return s.handleOriginal(ctx, rec, att, it, now)
 	}
@@ -81,6 +84,9 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 		}
 	}
 	plan := pol.Plan(c, sched, k, today, amount)
+	if has(bugMissedOnDoubt) && s.ClockState().Doubt && plan.State != StateMissed {
+		return nil
+	}
 
 	if att != nil { // SUBMITTING: a crash or an unknown outcome
 		if att.Confirm != "" || !windowOpen(att, today) {
@@ -157,8 +163,13 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched cycle.Schedule, a *storage.Attempt, it storage.DueItem, now time.Time) error {
 	c := rec.Consent
 	a.State, a.Sends, a.UpdatedAt = storage.AttemptSubmitting, a.Sends+1, now
-	if err := s.store.Apply(ctx, &storage.Change{Attempts: []*storage.Attempt{a}}); err != nil {
-		return err
+	if has(bugNewKeyOnResend) && a.Sends > 1 {
+		a.ClientRequestID = fmt.Sprintf("%s-%d", consent.ClientRequestID(c.ID, a.Cycle, a.Attempt), a.Sends)
+	}
+	if !has(bugPostBeforeDurable) {
+		if err := s.store.Apply(ctx, &storage.Change{Attempts: []*storage.Attempt{a}}); err != nil {
+			return err
+		}
 	}
 	// The last look before an act that cannot be taken back: a replica paused past
 	// its lease between the fenced write and here sends nothing. The attempt stays
@@ -188,6 +199,9 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 			ClientRequestID: a.ClientRequestID,
 			Date:            a.Date,
 		})
+	}
+	if has(bugConflictIsCreated) && answerOf(err) == answerConflict {
+		p, err = &klavi.Payment{ID: a.ClientRequestID, Status: klavi.PaymentPending}, nil
 	}
 	ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: []storage.DueItem{it}}
 	if ans := answerOf(err); ans != answerCreated {

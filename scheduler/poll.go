@@ -187,6 +187,10 @@ func (s *Scheduler) planRetry(rec *storage.ConsentRecord, sched cycle.Schedule, 
 			CreatedAt:         now,
 			UpdatedAt:         now,
 		}
+		if has(bugRetryPastWindow) {
+			a.Date = prev.Date.AddDays(r.Day)
+			r.Date = a.Date
+		}
 		ch.Attempts = append(ch.Attempts, a)
 		if reqDay := r.Date.AddDays(-1); reqDay.Before(today) {
 			s.finish(a, storage.AttemptDropped, now, fmt.Sprintf("its request day %s had passed when the rejection was seen", reqDay))
