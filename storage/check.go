@@ -43,9 +43,9 @@ func (db *DB) Invariants(ctx context.Context) []string {
 		if n, m := countKeys(tx.Bucket(bucketCursors)), countKeys(tx.Bucket(bucketConsents)); n != m {
 			add("%d billing cursors for %d consents", n, m)
 		}
-		var stored map[ConsentState]int
-		if v := tx.Bucket(bucketMeta).Get(keyCounts); v != nil {
-			_ = json.Unmarshal(v, &stored)
+		stored, err := storedCounts(tx)
+		if err != nil {
+			add("consent counts: %v", err)
 		}
 		for _, s := range ConsentStates {
 			if stored[s] != counts[s] {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"strings"
@@ -605,12 +606,53 @@ func (db *DB) SetAmount(ctx context.Context, id string, k int, c klavi.Cents) er
 func (db *DB) Counts(ctx context.Context) (map[ConsentState]int, error) {
 	out := map[ConsentState]int{}
 	err := db.view(ctx, func(tx kv.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get(keyCounts); v != nil {
-			return json.Unmarshal(v, &out)
-		}
-		return nil
+		var err error
+		out, err = storedCounts(tx)
+		return err
 	})
 	return out, err
+}
+
+// countShards spreads the consent counts over this many keys, chosen by a hash of
+// the consent id: on etcd, whose transactions are optimistic, one key rewritten by
+// every consent's state change would make concurrent writers of different consents
+// conflict; with shards they rarely meet. (Files written before the shards keep
+// their totals in keyCounts, which the shards add to.)
+const countShards = 64
+
+func countsKey(id string) []byte {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return fmt.Appendf(append([]byte(nil), keyCounts...), "/%02x", h.Sum32()%countShards)
+}
+
+// storedCounts sums the consent counts: keyCounts and its shards.
+func storedCounts(tx kv.Tx) (map[ConsentState]int, error) {
+	out := map[ConsentState]int{}
+	add := func(k, v []byte) error {
+		var m map[ConsentState]int
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("%w: consent counts %s: %v", ErrCorrupt, k, err)
+		}
+		for st, n := range m {
+			out[st] += n
+		}
+		return nil
+	}
+	meta := tx.Bucket(bucketMeta)
+	if v := meta.Get(keyCounts); v != nil {
+		if err := add(keyCounts, v); err != nil {
+			return nil, err
+		}
+	}
+	prefix := append(append([]byte(nil), keyCounts...), '/')
+	c := meta.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if err := add(k, v); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // HighWater returns the latest instant the scheduler acted on (zero: never). A clock
@@ -872,8 +914,11 @@ func putCursor(tx kv.Tx, r *ConsentRecord) error {
 		}
 	}
 	if old == nil || prev.State != r.State {
+		// The shard of this consent only (countShards): a shard may hold a negative
+		// count of a state whose consents were counted in another key first.
+		shard := countsKey(r.Consent.ID)
 		counts := map[ConsentState]int{}
-		if v := meta.Get(keyCounts); v != nil {
+		if v := meta.Get(shard); v != nil {
 			if err := json.Unmarshal(v, &counts); err != nil {
 				return fmt.Errorf("%w: consent counts: %v", ErrCorrupt, err)
 			}
@@ -882,7 +927,7 @@ func putCursor(tx kv.Tx, r *ConsentRecord) error {
 			counts[prev.State]--
 		}
 		counts[r.State]++
-		if err := putJSON(meta, keyCounts, counts); err != nil {
+		if err := putJSON(meta, shard, counts); err != nil {
 			return err
 		}
 	}
