@@ -127,8 +127,14 @@ func Generate(n int, start time.Time, days int, rng *rand.Rand, seed uint64) *Wo
 		default:
 			ref = anchor.AddMonthsClamped(-iv.Months() * (1 + rng.IntN(2)))
 		}
+		expDay := lastDue.AddDays(-rng.IntN(6))
+		if expDay.Before(ref) {
+			// A short run ends before a late month-end reference begins: a
+			// consent the sandbox would refuse to take.
+			ref = anchor.AddMonthsClamped(-iv.Months())
+		}
 		c := sandbox.SampleConsent(id, iv, ref, klavi.Cents(12_34+i%100))
-		exp := lastDue.AddDays(-rng.IntN(6)).At(23, 59)
+		exp := expDay.At(23, 59)
 		c.ExpirationDateTime = &klavi.DateTime{Time: exp.Add(59 * time.Second).UTC()}
 		switch x := rng.IntN(100); {
 		case x < 40:
