@@ -40,10 +40,10 @@ crash:
 
 # The crash test of a replicated deployment: a real 3-member etcd cluster on
 # loopback (one process per member), the sandbox process and 3 billingd replicas
-# billing 2000 consents over 16 days of a fast clock. The leader is SIGKILLed 6
-# times (and restarted), SIGSTOPped past its lease once, and one etcd member is
-# killed and restarted. The verdict: no duplicate charge, no lost cycle, no attempt
-# left unknown, no payment request from a deposed leader (the sandbox's
+# billing 1500 consents over 14 days of a fast clock (a day in 15 s). The leader is
+# SIGKILLed 6 times (and restarted), SIGSTOPped past its lease once, and one etcd
+# member is killed and restarted. The verdict: no duplicate charge, no lost cycle, no
+# attempt left unknown, no payment request from a deposed leader (the sandbox's
 # --request-log against the replicas' fences and logs); failover times printed.
 # Lease TTL 3s (HA_TTL). Knobs in test/ha's package doc (HA_CONSENTS, HA_KILLS,
 # HA_DAYS, HA_RATE, HA_TTL, HA_SEED). About 5 minutes.
