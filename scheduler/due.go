@@ -174,9 +174,11 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 	// The last look before an act that cannot be taken back: a replica paused past
 	// its lease between the fenced write and here sends nothing. The attempt stays
 	// SUBMITTING, and the leader re-sends it with the same clientRequestId.
-	if err := s.mayAct(); err != nil {
-		return err
+	actx, aerr := s.acting(ctx)
+	if aerr != nil {
+		return aerr
 	}
+	ctx = actx
 	// The answer is recorded even if ctx is canceled meanwhile (shutdown): a known
 	// outcome must not be lost. A deposed leader's record is refused by its fence,
 	// and the next leader looks the outcome up.

@@ -3,8 +3,10 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync/atomic"
 
+	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/kv"
 )
@@ -56,13 +58,33 @@ func (f fencedStore) ApplyAll(ctx context.Context, chs []*storage.Change) (int, 
 // mayAct returns nil when this scheduler may decide and send now: it is not
 // replicated, or it runs in a term whose fence it still holds.
 func (s *Scheduler) mayAct() error {
+	_, err := s.held()
+	return err
+}
+
+// held returns the fence of the term this replica was just found to hold (nil when
+// not replicated), or ErrNotLeader.
+func (s *Scheduler) held() (*kv.Fence, error) {
 	if s.leadership == nil {
-		return nil
+		return nil, nil
 	}
 	if fe := s.fence.Load(); fe != nil && s.leadership.Holds(*fe) {
-		return nil
+		return fe, nil
 	}
-	return ErrNotLeader
+	return nil, ErrNotLeader
+}
+
+// acting is mayAct for work that reaches Klavi: it returns ctx carrying the
+// FenceHeader of the term just found held, so that every Klavi request of a
+// replicated scheduler carries its term's fence, whether a cron run or an admin
+// call (scan, poll, refresh, reconcile, cancel) started it, and a payment request
+// carries the very fence its last look checked.
+func (s *Scheduler) acting(ctx context.Context) (context.Context, error) {
+	fe, err := s.held()
+	if err != nil || fe == nil {
+		return ctx, err
+	}
+	return klavi.WithHeader(ctx, FenceHeader, strconv.FormatInt(fe.Rev, 10)), nil
 }
 
 // Fence returns the fence of the term the scheduler runs in; zero when it runs in

@@ -72,7 +72,8 @@ type RefreshResult struct {
 // Refresh reads Klavi's view of every consent awaiting authorization, and of every
 // active consent last read more than Config.RefreshEvery ago, and acts on it.
 func (s *Scheduler) Refresh(ctx context.Context) (RefreshResult, error) {
-	if err := s.mayAct(); err != nil {
+	ctx, err := s.acting(ctx)
+	if err != nil {
 		return RefreshResult{}, err
 	}
 	var res RefreshResult
@@ -142,7 +143,8 @@ func (s *Scheduler) Refresh(ctx context.Context) (RefreshResult, error) {
 // what its status means (POST /v1/scheduler/refresh?consent=ID): an operator who
 // learns of a revocation at the bank need not wait for the daily read.
 func (s *Scheduler) RefreshConsent(ctx context.Context, id string) (RefreshResult, error) {
-	if err := s.mayAct(); err != nil {
+	ctx, err := s.acting(ctx)
+	if err != nil {
 		return RefreshResult{}, err
 	}
 	var res RefreshResult
@@ -270,7 +272,8 @@ var (
 // (`billingd payments cancel`). The attempt ends REJECTED with status CANCELED; the
 // timeline records actor as who canceled it.
 func (s *Scheduler) CancelPayment(ctx context.Context, consentID, paymentID, actor string) (*storage.Attempt, error) {
-	if err := s.mayAct(); err != nil {
+	ctx, err := s.acting(ctx)
+	if err != nil {
 		return nil, err
 	}
 	defer s.locks.lock(consentID)()
@@ -308,10 +311,11 @@ func (s *Scheduler) cancelInto(ctx context.Context, rec *storage.ConsentRecord, 
 	if by == nil {
 		return ErrNoCanceller
 	}
-	if err := s.mayAct(); err != nil {
+	ctx, err := s.acting(ctx)
+	if err != nil {
 		return err
 	}
-	_, err := s.klavi.CancelPayment(ctx, rec.ID(), a.PaymentID, &klavi.CancelPaymentRequest{CancelledBy: by.Identifier, IdentifierType: by.IdentifierType})
+	_, err = s.klavi.CancelPayment(ctx, rec.ID(), a.PaymentID, &klavi.CancelPaymentRequest{CancelledBy: by.Identifier, IdentifierType: by.IdentifierType})
 	if err != nil {
 		// An error says nothing sure: an earlier attempt's answer may have been lost
 		// after Klavi canceled it (a retry then meets "already canceled"). Look.

@@ -364,7 +364,8 @@ func (s *Scheduler) reconcileDue(ctx context.Context, rec *storage.ConsentRecord
 // UNCONFIRMED by earlier versions (which have no due entry). It returns how many
 // attempts it looked up and how many it resolved.
 func (s *Scheduler) Reconcile(ctx context.Context, consentID string) (ReconcileResult, error) {
-	if err := s.mayAct(); err != nil {
+	ctx, err := s.acting(ctx)
+	if err != nil {
 		return ReconcileResult{}, err
 	}
 	var res ReconcileResult

@@ -255,7 +255,13 @@ type ScanResult struct {
 // their submit day (or late, while the window is open), records missed and skipped
 // cycles, sends planned local retries, and re-sends submissions whose outcome is
 // unknown. At most Config.Workers Klavi calls run at once.
-func (s *Scheduler) Scan(ctx context.Context) (ScanResult, error) { return s.scan(ctx, ctx) }
+func (s *Scheduler) Scan(ctx context.Context) (ScanResult, error) {
+	ctx, err := s.acting(ctx)
+	if err != nil {
+		return ScanResult{}, err
+	}
+	return s.scan(ctx, ctx)
+}
 
 // scan is Scan with two contexts: once stop is done no new entry is started; req
 // is the context of Klavi calls, canceled only when in-flight calls must be abandoned.
@@ -290,7 +296,13 @@ type PollResult struct {
 }
 
 // Poll fetches the status of every payment whose poll entry is at or before now.
-func (s *Scheduler) Poll(ctx context.Context) (PollResult, error) { return s.poll(ctx, ctx) }
+func (s *Scheduler) Poll(ctx context.Context) (PollResult, error) {
+	ctx, err := s.acting(ctx)
+	if err != nil {
+		return PollResult{}, err
+	}
+	return s.poll(ctx, ctx)
+}
 
 func (s *Scheduler) poll(stop, ctx context.Context) (PollResult, error) {
 	if err := s.mayAct(); err != nil {

@@ -48,6 +48,7 @@ func newSandboxCmd(a *app) *cobra.Command {
 	consents := fs.String("consents", "", "seed authorized consents from `FILE` or DIR (*.json; one consent or an array per file)")
 	ledger := fs.String("ledger", "", "write the ledger as JSON to `FILE` at exit")
 	journal := fs.String("journal", "", "append every state change to `FILE`, fsynced before the answer that reveals it, and replay it at start (survives SIGKILL)")
+	requestLog := fs.String("request-log", "", "append every payment-creating request (arrival instants, X-Billingd-Fence, clientRequestId, outcome) as a JSON line to `FILE`")
 	ttl := fs.Duration("token-ttl", time.Hour, "lifetime of an access token")
 	settleHour := fs.Int("settle-hour", 6, "Brasília hour (1..23) at which payments settle on their date")
 	seed := fs.Uint64("seed", 0, "seed of the sandbox's draws: the UUIDs it issues and --conflict-permissions")
@@ -84,6 +85,7 @@ func newSandboxCmd(a *app) *cobra.Command {
 			StatusCase: *statusCase, Duplicate: *duplicate, CheckOrder: *checkOrder,
 			ConflictPermissions: *conflictPermissions, CursorField: *cursorField,
 			PageSizeMax: *pageSizeMax, ClockOffset: *clockOffset, AppID: *appID, Journal: *journal,
+			RequestLog: *requestLog,
 		}
 		var err error
 		if opts.Faults, err = sandbox.ParseFaults(*faultsSpec); err != nil {

@@ -115,6 +115,12 @@ type Options struct {
 	// is appended and fsynced before the answer that reveals it is written. Open
 	// replays an existing journal. Empty: state lives in memory only.
 	Journal string
+	// RequestLog is a file where every payment-creating request (create payment,
+	// retry payment) is appended as one JSON line (RequestRecord) once it is
+	// answered: arrival instants, its X-Billingd-Fence, clientRequestId and outcome.
+	// Lines are written, not fsynced: they survive the process, not the machine.
+	// Empty: no request log. Read it with ReadRequestLog.
+	RequestLog string
 }
 
 // withDefaults fills the empty readings with their defaults.

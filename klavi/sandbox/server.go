@@ -63,7 +63,8 @@ type Server struct {
 	refusals    map[string]int
 	faultCounts map[string]int
 
-	jr            *journal // nil: no Options.Journal
+	jr            *journal    // nil: no Options.Journal
+	reqlog        *requestLog // nil: no Options.RequestLog
 	dirtyConsents []*consentState
 	dirtyPayments []*payment
 }
@@ -112,6 +113,12 @@ func Open(opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
+	if opts.RequestLog != "" {
+		var err error
+		if s.reqlog, err = openRequestLog(opts.RequestLog); err != nil {
+			return nil, err
+		}
+	}
 	s.mux = s.routes()
 	return s, nil
 }
@@ -144,6 +151,12 @@ func (s *Server) routes() *http.ServeMux {
 // included), as Klavi's carry its own.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Date", s.clock.Now().UTC().Format(http.TimeFormat))
+	if s.reqlog != nil {
+		var rec *RequestRecord
+		if rec, r = s.reqlog.arrive(s, r); rec != nil {
+			defer s.reqlog.write(s, rec)
+		}
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -156,6 +169,11 @@ func (s *Server) Close() {
 		if s.jr != nil {
 			if err := s.jr.close(); err != nil {
 				s.log.Error("sandbox journal close", "error", err)
+			}
+		}
+		if s.reqlog != nil {
+			if err := s.reqlog.close(); err != nil {
+				s.log.Error("sandbox request log close", "error", err)
 			}
 		}
 	})
@@ -359,6 +377,10 @@ func (s *Server) api(needToken bool, h func(r *http.Request) reply) http.Handler
 			t.Stop()
 		}
 		switch fault {
+		case Fault5xx, Fault429, FaultTimeout:
+			noteFault(r, fault)
+		}
+		switch fault {
 		case Fault5xx:
 			s.writeReply(w, errReply(&refusal{status: 503, rule: "fault", msg: "sandbox fault: service unavailable"}))
 			return
@@ -389,6 +411,7 @@ func (s *Server) api(needToken bool, h func(r *http.Request) reply) http.Handler
 			s.mu.Unlock()
 			s.log.Debug("sandbox refused a request", "path", r.URL.Path, "rule", rep.rule, "status", rep.status)
 		}
+		noteReply(r, rep, fault == FaultDrop)
 		if fault == FaultDrop {
 			if rep.created != nil {
 				s.mu.Lock()

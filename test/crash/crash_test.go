@@ -54,7 +54,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,16 +62,10 @@ import (
 
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
-	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/bolt"
+	"github.com/klavi-billing/billingd/test/harness"
 	"github.com/klavi-billing/billingd/test/proc"
 )
-
-const token = "crash-test-admin-token-0123456789"
-
-// The run starts on Wednesday 20 Jan 2027, 00:00 in Brasília, so that 31 Jan and the
-// clamped 28 Feb fall inside it.
-var virtualStart = time.Date(2027, 1, 20, 3, 0, 0, 0, time.UTC)
 
 // klaviTimeout is billingd's per-request timeout (real time); the SIGSTOP lasts four
 // times as long. Short, because on the fast clock a second is hours: a request that
@@ -112,48 +105,35 @@ func TestCrash(t *testing.T) {
 	}
 	bin := proc.Build(t, dir, flags...)
 
-	w := generate(n, virtualStart, days, rng, seed)
-	w.tick = time.Duration(2 * rate * float64(time.Second)) // two scans, with margin
+	w := harness.Generate(n, harness.VirtualStart, days, rng, seed)
+	w.Tick = time.Duration(2 * rate * float64(time.Second)) // two scans, with margin
 	consentsFile, scenarioFile := filepath.Join(dir, "consents.json"), filepath.Join(dir, "scenario.json")
-	require.NoError(t, w.write(consentsFile, scenarioFile))
-	t.Logf("world: %s", w.counts())
+	require.NoError(t, w.Write(consentsFile, scenarioFile))
+	t.Logf("world: %s", w.Counts())
 
 	// One timeline for every process: the clock reads virtualStart a moment from now,
 	// once the sandbox is up and the consents are imported.
 	epoch := time.Now().Add(2 * time.Second)
-	clk := &clock.Scaled{Start: virtualStart, Epoch: time.UnixMilli(epoch.UnixMilli()), Rate: rate}
+	clk := &clock.Scaled{Start: harness.VirtualStart, Epoch: time.UnixMilli(epoch.UnixMilli()), Rate: rate}
 	environ := append(os.Environ(), "BILLINGD_TEST_CLOCK="+clk.String())
 	t.Logf("BILLINGD_TEST_CLOCK=%s", clk)
 
 	// The sandbox: a separate process that keeps the ledger in a write-ahead journal,
-	// so that it can be killed too.
-	sbAddr := proc.FreePort(t)
-	sbLog, err := os.Create(filepath.Join(dir, "sandbox.log"))
-	require.NoError(t, err)
-	defer sbLog.Close()
-	// Each 429 holds a request for a real second (Retry-After) and each hang for the
-	// Klavi timeout, hours on the fast clock: they are kept rare.
+	// so that it can be killed too. Each 429 holds a request for a real second
+	// (Retry-After) and each hang for the Klavi timeout, hours on the fast clock:
+	// they are kept rare.
 	faults := fmt.Sprintf("drop=0.05,5xx=0.02,429=0.005,timeout=0.001,latency=1ms,seed=%d", seed)
-	sbArgs := []string{"sandbox", "--addr", sbAddr, "--access-key", "ak", "--secret-key", "sk",
-		"--consents", consentsFile, "--scenario", scenarioFile, "--faults", faults, "--token-ttl", "24h",
-		"--journal", filepath.Join(dir, "sandbox.journal")}
-	startSandbox := func() *exec.Cmd {
-		cmd := exec.Command(bin, sbArgs...)
-		cmd.Env, cmd.Stdout, cmd.Stderr = environ, sbLog, sbLog
-		require.NoError(t, cmd.Start())
-		proc.WaitHTTP(t, "http://"+sbAddr+"/_sandbox/stats", 60*time.Second)
-		return cmd
-	}
-	sb := startSandbox()
-	defer func() { _ = sb.Process.Kill(); _ = sb.Wait() }()
+	sb := harness.StartSandbox(t, bin, dir, environ, "--consents", consentsFile, "--scenario", scenarioFile,
+		"--faults", faults, "--journal", filepath.Join(dir, "sandbox.journal"))
+	sbAddr := sb.Addr
 
 	// billingd's database: the consents imported offline, billed from three days in.
 	dbPath := filepath.Join(dir, "billingd.db")
 	apiAddr := proc.FreePort(t)
 	cfgPath := filepath.Join(dir, "billingd.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte(config(dbPath, sbAddr, apiAddr, klaviTimeout,
+	require.NoError(t, os.WriteFile(cfgPath, []byte(harness.Config("  path: "+dbPath+"\n  open_timeout: 10s\n", sbAddr, apiAddr, klaviTimeout,
 		time.Duration(float64(2*3*klaviTimeout)*rate).Round(time.Minute))), 0o600))
-	imp := exec.Command(bin, "consent", "import", "--config", cfgPath, "--bill-from", w.billFrom.String(), consentsFile)
+	imp := exec.Command(bin, "consent", "import", "--config", cfgPath, "--bill-from", w.BillFrom.String(), consentsFile)
 	imp.Env = environ
 	out, err := imp.CombinedOutput()
 	require.NoError(t, err, string(out))
@@ -179,24 +159,7 @@ func TestCrash(t *testing.T) {
 	sort.Slice(events, func(i, j int) bool { return events[i].at < events[j].at })
 	stopFor := 4 * klaviTimeout
 
-	// Nudges: besides its own once-a-second cron, billingd is asked through the admin
-	// API to scan and poll several times a second, so that its cadence on the fast
-	// clock stays finer than a virtual hour. Answers are ignored (it may be down).
-	ctx, cancelNudge := context.WithCancel(context.Background())
-	var nudges sync.WaitGroup
-	for _, what := range []string{"scan", "poll"} {
-		nudges.Add(1)
-		go func() {
-			defer nudges.Done()
-			for ctx.Err() == nil {
-				if proc.Try("POST", "http://"+apiAddr+"/v1/scheduler/"+what, token, 30*time.Second) != nil {
-					time.Sleep(50 * time.Millisecond) // down or stopped: do not spin
-				}
-				time.Sleep(150 * time.Millisecond)
-			}
-		}()
-	}
-	stopNudges := func() { cancelNudge(); nudges.Wait() }
+	stopNudges := harness.Nudge([]string{apiAddr})
 	defer stopNudges()
 
 	time.Sleep(time.Until(epoch))
@@ -222,9 +185,7 @@ func TestCrash(t *testing.T) {
 			done.stops++
 		case "sandbox-kill":
 			t.Logf("SIGKILL the sandbox at %s (virtual %s)", time.Since(epoch).Round(time.Millisecond), clk.Now().Format(time.RFC3339))
-			require.NoError(t, sb.Process.Signal(syscall.SIGKILL))
-			_ = sb.Wait()
-			sb = startSandbox()
+			sb.Restart(t)
 			done.sandboxKills++
 		}
 	}
@@ -232,22 +193,12 @@ func TestCrash(t *testing.T) {
 	t.Logf("billingd killed at (virtual, UTC) %s", strings.Join(killedAt, " "))
 	t.Logf("run over at virtual %s; settling", clk.Now().Format(time.RFC3339))
 
-	// Settle: every consent's last payment is dated by its expiry; once the clock is a
-	// day past the last expiry nothing new can happen at Klavi, and billingd must bring
-	// every attempt to a final state. Bounded: what is left then is reported.
-	settled, left := false, ""
-	deadline := time.Now().Add(max(90*time.Second, 6*span/time.Duration(days)))
-	for time.Now().Before(deadline) {
-		if !clk.Now().Before(w.end.AddDays(1).At(12, 0)) {
-			if left = pending(t, apiAddr, dir); left == "" {
-				settled = true
-				break
-			}
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	// Settle, bounded: what is left then is reported.
+	left := harness.Settle(w, clk, time.Now().Add(max(90*time.Second, 6*span/time.Duration(days))), func() string {
+		return pending(t, apiAddr, dir)
+	})
 	stopNudges()
-	if !settled {
+	if left != "" {
 		t.Errorf("billingd did not settle within the deadline: %s", left)
 	}
 	// A graceful stop with nothing in flight is quick; if it is not, a goroutine dump
@@ -265,56 +216,53 @@ func TestCrash(t *testing.T) {
 		<-exited
 		t.Errorf("billingd did not stop within 8s of SIGTERM with nothing left to do; its goroutines are dumped in billingd.log")
 	}
-	for _, f := range []string{logFile.Name(), sbLog.Name()} {
+	for _, f := range []string{logFile.Name(), sb.LogFile()} {
 		if logs, err := os.ReadFile(f); err == nil && bytes.Contains(logs, []byte("DATA RACE")) {
 			t.Errorf("the race detector reported a data race (log: %s)", f)
 		}
 	}
 
 	// The verdict, from the sandbox's ledger and billingd's store.
-	var ledger []sandbox.LedgerEntry
-	proc.Do(t, "GET", "http://"+sbAddr+"/_sandbox/ledger", "", &ledger)
-	var stats sandbox.Stats
-	proc.Do(t, "GET", "http://"+sbAddr+"/_sandbox/stats", "", &stats)
+	ledger, stats := sb.Ledger(t), sb.Stats(t)
 	db, err := bolt.Open(dbPath, bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
 	require.NoError(t, err)
 	defer db.Close()
-	require.NoError(t, db.Check(ctx))
-	v := judge(t, w, ledger, db)
+	require.NoError(t, db.Check(context.Background()))
+	v := harness.Judge(t, w, ledger, db)
 
 	summary := fmt.Sprintf("kills %d, stops %d, sandbox kills %d, consents %d, cycles expected %d, cycles billed %d, "+
 		"payments %d (originals %d, local retries %d, Klavi retries %d), duplicates %d, lost %d, unconfirmed %d, "+
 		"submitting %d, unsettled %d, retry violations %d, retries late past midnight %d, mismatches %d, refusals %v, "+
 		"attempt states %v, faults %v, days %d at %g×, seed %d, wall time %s",
-		done.kills, done.stops, done.sandboxKills, n, v.expected, v.billed,
+		done.kills, done.stops, done.sandboxKills, n, v.Expected, v.Billed,
 		len(ledger), stats.Accepted[sandbox.KindOriginal], stats.Accepted[sandbox.KindRetry], stats.Accepted[sandbox.KindAutoRetry],
-		v.count[catDuplicate], v.count[catLost], v.count[catUnconfirmed], v.count[catSubmitting], v.count[catUnsettled],
-		v.count[catRetry], v.late, v.count[catMismatch], stats.Refusals,
-		v.states, stats.Faults, days, rate, seed, time.Since(began).Round(time.Second))
+		v.Count[harness.CatDuplicate], v.Count[harness.CatLost], v.Count[harness.CatUnconfirmed], v.Count[harness.CatSubmitting], v.Count[harness.CatUnsettled],
+		v.Count[harness.CatRetry], v.Late, v.Count[harness.CatMismatch], stats.Refusals,
+		v.States, stats.Faults, days, rate, seed, time.Since(began).Round(time.Second))
 	t.Log(summary)
 	fmt.Println("CRASH TEST:", summary)
 	if stats.Refusals[sandbox.RuleOnePerCycle] > 0 {
 		t.Errorf("billingd asked %d times for a second live payment in a cycle (refused by Klavi's one-per-cycle rule)",
 			stats.Refusals[sandbox.RuleOnePerCycle])
 	}
-	for _, c := range categories {
-		if v.count[c] > 0 {
-			t.Errorf("%d %s (listed above)", v.count[c], c)
+	for _, c := range harness.Categories {
+		if v.Count[c] > 0 {
+			t.Errorf("%d %s (listed above)", v.Count[c], c)
 		}
 	}
 	// Late retries are the sped-up clock's midnight edge: a few per run. Many of them
 	// would be billingd sending retries late (or on their date), not the clock.
-	if local := stats.Accepted[sandbox.KindRetry]; v.late > max(5, local/20) {
-		t.Errorf("%d local retries late past midnight against %d sent: more than the clock's midnight edge explains", v.late, local)
+	if local := stats.Accepted[sandbox.KindRetry]; v.Late > max(5, local/20) {
+		t.Errorf("%d local retries late past midnight against %d sent: more than the clock's midnight edge explains", v.Late, local)
 	}
 }
 
 // pending returns what billingd still has to do, read from a consistent snapshot of
-// its store taken through the admin API (the running daemon holds the file's lock):
-// attempts that are not final, and consents still billed. "" when nothing is left.
+// its store taken through the admin API (the running daemon holds the file's lock).
+// "" when nothing is left.
 func pending(t *testing.T, apiAddr, dir string) string {
 	snap := filepath.Join(dir, "snapshot.db")
-	if err := proc.Download("http://"+apiAddr+"/v1/backup", token, snap, 30*time.Second); err != nil {
+	if err := proc.Download("http://"+apiAddr+"/v1/backup", harness.Token, snap, 30*time.Second); err != nil {
 		return "no snapshot: " + err.Error()
 	}
 	defer os.Remove(snap)
@@ -323,35 +271,7 @@ func pending(t *testing.T, apiAddr, dir string) string {
 		return "snapshot: " + err.Error()
 	}
 	defer db.Close()
-	states := map[storage.AttemptState]int{}
-	active, after := 0, ""
-	for {
-		recs, err := db.ListConsents(context.Background(), after, 1000, "")
-		require.NoError(t, err)
-		if len(recs) == 0 {
-			break
-		}
-		for _, r := range recs {
-			after = r.ID()
-			if r.State == storage.ConsentActive {
-				active++
-			}
-			as, err := db.Attempts(context.Background(), r.ID())
-			require.NoError(t, err)
-			for _, a := range as {
-				if !a.State.Final() {
-					states[a.State]++
-				}
-			}
-		}
-	}
-	if active == 0 && len(states) == 0 {
-		return ""
-	}
-	var parts []string
-	for s, n := range states {
-		parts = append(parts, fmt.Sprintf("%d %s", n, s))
-	}
-	sort.Strings(parts)
-	return fmt.Sprintf("%d consents still active, attempts not final: %s", active, strings.Join(parts, ", "))
+	left, err := harness.Pending(context.Background(), db)
+	require.NoError(t, err)
+	return left
 }

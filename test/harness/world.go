@@ -1,14 +1,14 @@
-//go:build crash
-
-package crash
+package harness
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"time"
 
+	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
@@ -17,14 +17,17 @@ import (
 	"github.com/klavi-billing/billingd/scheduler"
 )
 
-// The billing rules of the run, shared by billingd's config and the verdict.
+// The billing rules of a run, shared by billingd's config and the verdict:
+// originals are submitted LeadDays before their due date, at SubmitHour:00 in
+// Brasília.
 const (
-	leadDays   = 5
-	submitTime = "09:00"
+	LeadDays   = 5
+	SubmitHour = 9
+	SubmitTime = "09:00"
 )
 
 // policy is billingd's policy under the config the test writes.
-var policy = scheduler.Policy{LeadDays: leadDays, RetryMode: consent.Off}
+var policy = scheduler.Policy{LeadDays: LeadDays, RetryMode: consent.Off}
 
 // retryable is billingd's default retryable_reasons.
 var retryable = func() map[klavi.ReasonCode]bool {
@@ -46,7 +49,7 @@ const (
 	fateRetryable fate = "retryable" // every attempt of one cycle is rejected, retryable
 )
 
-// A subject is one consent of the run and what the verdict expects of it.
+// A subject is one consent of the run and what the Verdict expects of it.
 type subject struct {
 	c     *consent.Consent
 	sched cycle.Schedule
@@ -59,18 +62,18 @@ type subject struct {
 	fateCycle int
 }
 
-// world is the generated input of a run.
-type world struct {
-	start    time.Time  // the virtual instant the run begins at
-	billFrom cycle.Date // the first date billingd bills
-	end      cycle.Date // the last expiry of any consent
+// World is the generated input of a run.
+type World struct {
+	Start    time.Time  // the virtual instant the run begins at
+	BillFrom cycle.Date // the first date billingd bills
+	End      cycle.Date // the last expiry of any consent
 	subjects []*subject
 	byID     map[string]*subject
-	scenario *sandbox.Scenario
-	// tick is how much virtual time passes between two of billingd's scans (the
+	Scenario *sandbox.Scenario
+	// Tick is how much virtual time passes between two of billingd's scans (the
 	// scan runs every real second): a local retry planned less than a tick before
 	// its request day ends may find that day over when the next scan runs.
-	tick time.Duration
+	Tick time.Duration
 }
 
 // Month-end and leap-day reference dates whose cycles clamp inside a run that starts
@@ -88,13 +91,13 @@ var monthEnds = map[cycle.Interval][]cycle.Date{
 var weeklyStrategies = [][]int{{1, 2, 3}, {2, 4}, {1, 3, 5}, {2}, {1, 2}, {3, 5}}
 var otherStrategies = [][]int{{1, 3, 7}, {2, 5}, {1, 2, 3}, {7}, {3, 6}, {2, 4, 6}}
 
-// generate makes n consents whose cycles fall inside the run: every interval, month-end
+// Generate makes n consents whose cycles fall inside the run: every interval, month-end
 // references, retry modes local, attach and off with assorted strategies, expiries
 // near the end of the run (so that billing ends by itself), and a scenario of
 // rejections.
-func generate(n int, start time.Time, days int, rng *rand.Rand, seed uint64) *world {
+func Generate(n int, start time.Time, days int, rng *rand.Rand, seed uint64) *World {
 	first := cycle.DateOf(start)
-	w := &world{start: start, billFrom: first.AddDays(3), byID: map[string]*subject{}}
+	w := &World{Start: start, BillFrom: first.AddDays(3), byID: map[string]*subject{}}
 	scen := &sandbox.Scenario{RejectFraction: 0.25, RejectReason: klavi.ReasonNotInformed, Seed: seed}
 	lastDue := first.AddDays(days - 1)
 	for i := 0; i < n; i++ {
@@ -113,7 +116,7 @@ func generate(n int, start time.Time, days int, rng *rand.Rand, seed uint64) *wo
 			iv = cycle.Yearly
 		}
 		// A due date somewhere in the run, and a reference that many periods back.
-		anchor := w.billFrom.AddDays(rng.IntN(max(1, lastDue.DaysSince(w.billFrom)-6)))
+		anchor := w.BillFrom.AddDays(rng.IntN(max(1, lastDue.DaysSince(w.BillFrom)-6)))
 		var ref cycle.Date
 		switch {
 		case iv == cycle.Weekly:
@@ -124,8 +127,14 @@ func generate(n int, start time.Time, days int, rng *rand.Rand, seed uint64) *wo
 		default:
 			ref = anchor.AddMonthsClamped(-iv.Months() * (1 + rng.IntN(2)))
 		}
+		expDay := lastDue.AddDays(-rng.IntN(6))
+		if expDay.Before(ref) {
+			// A short run ends before a late month-end reference begins: a
+			// consent the sandbox would refuse to take.
+			ref = anchor.AddMonthsClamped(-iv.Months())
+		}
 		c := &consent.Consent{CreatedConsent: *sandbox.SampleConsent(id, iv, ref, klavi.Cents(12_34+i%100))}
-		exp := lastDue.AddDays(-rng.IntN(6)).At(23, 59)
+		exp := expDay.At(23, 59)
 		c.ExpirationDateTime = &klavi.DateTime{Time: exp.Add(59 * time.Second).UTC()}
 		switch x := rng.IntN(100); {
 		case x < 40:
@@ -143,11 +152,11 @@ func generate(n int, start time.Time, days int, rng *rand.Rand, seed uint64) *wo
 			c.Billing.AutoRetryStrategy = &retry.Strategy{Days: list[rng.IntN(len(list))], SkipWeekend: rng.IntN(3) == 0}
 		}
 		s := &subject{c: c, sched: policy.Schedule(c), mode: policy.RetryModeOf(c), fateCycle: -1}
-		for k := s.sched.FirstDueOnOrAfter(w.billFrom); s.sched.Exists(k); k++ {
+		for k := s.sched.FirstDueOnOrAfter(w.BillFrom); s.sched.Exists(k); k++ {
 			s.cycles = append(s.cycles, k)
 		}
-		if exp := s.sched.Expiry; exp.After(w.end) {
-			w.end = exp
+		if exp := s.sched.Expiry; exp.After(w.End) {
+			w.End = exp
 		}
 		if len(s.cycles) > 0 {
 			switch x := rng.IntN(100); {
@@ -182,12 +191,12 @@ func generate(n int, start time.Time, days int, rng *rand.Rand, seed uint64) *wo
 		w.subjects = append(w.subjects, s)
 		w.byID[id] = s
 	}
-	w.scenario = scen
+	w.Scenario = scen
 	return w
 }
 
-// write stores the consents and the scenario as the files billingd and the sandbox read.
-func (w *world) write(consentsFile, scenarioFile string) error {
+// Write stores the consents and the scenario as the files billingd and the sandbox read.
+func (w *World) Write(consentsFile, scenarioFile string) error {
 	cs := make([]*consent.Consent, len(w.subjects))
 	for i, s := range w.subjects {
 		cs[i] = s.c
@@ -199,14 +208,30 @@ func (w *world) write(consentsFile, scenarioFile string) error {
 	if err := os.WriteFile(consentsFile, raw, 0o600); err != nil {
 		return err
 	}
-	if raw, err = json.Marshal(w.scenario); err != nil {
+	if raw, err = json.Marshal(w.Scenario); err != nil {
 		return err
 	}
 	return os.WriteFile(scenarioFile, raw, 0o600)
 }
 
-// counts summarizes the generated world for the log.
-func (w *world) counts() string {
+// Import stores w's consents in db, billed from w.BillFrom, as `billingd consent
+// import --bill-from` does on a bbolt file (it has no etcd form: the HA suite
+// imports in-process). It returns how many were added.
+func (w *World) Import(ctx context.Context, db scheduler.Store, clk clock.Clock) (int, error) {
+	sch, err := scheduler.New(scheduler.Config{Policy: policy, SubmitHour: SubmitHour}, db, nil, scheduler.WithClock(clk))
+	if err != nil {
+		return 0, err
+	}
+	cs := make([]*consent.Consent, len(w.subjects))
+	for i, s := range w.subjects {
+		cs[i] = s.c
+	}
+	added, _, err := sch.AddConsents(ctx, cs, w.BillFrom)
+	return added, err
+}
+
+// Counts summarizes the generated World for the log.
+func (w *World) Counts() string {
 	ivs, modes, fates := map[cycle.Interval]int{}, map[consent.RetryMode]int{}, map[fate]int{}
 	cycles, monthEnd := 0, 0
 	for _, s := range w.subjects {
@@ -226,20 +251,23 @@ func (w *world) counts() string {
 		cycles, monthEnd, ivs, modes, fates)
 }
 
-// config is billingd's config for the run. Durations of the scheduler and the token
-// are on the test clock (virtual); the Klavi timeout and backoff are real.
+// Token is the admin API's bearer token in the configs Config writes.
+const Token = "crash-test-admin-token-0123456789"
+
+// Config is billingd's config for a run; storage is the YAML of its storage
+// section (and any other top-level sections, e.g. leader), without the "storage:"
+// line itself: "  path: /x/billingd.db\n". Durations of the scheduler and the
+// token are on the test clock (virtual); the Klavi timeout and backoff are real.
 // confirmAfter is given in virtual time: on the sped-up clock a create can stay in
 // flight for klavi.timeout × max_attempts of real time, which is hours of it.
-func config(dbPath, sandboxAddr, listen string, klaviTimeout, confirmAfter time.Duration) string {
+func Config(storage, sandboxAddr, listen string, klaviTimeout, confirmAfter time.Duration) string {
 	return fmt.Sprintf(`
 billing:
   lead_days: %d
   submit_time: "%s"
   retry_mode: "off"
 storage:
-  path: %s
-  open_timeout: 10s
-klavi:
+%sklavi:
   base_url: http://%s
   access_key: ak
   secret_key: sk
@@ -265,5 +293,5 @@ http:
   admin_token: %s
 log:
   format: json
-`, leadDays, submitTime, dbPath, sandboxAddr, klaviTimeout, confirmAfter, listen, token)
+`, LeadDays, SubmitTime, storage, sandboxAddr, klaviTimeout, confirmAfter, listen, Token)
 }
