@@ -71,6 +71,8 @@ type Server struct {
 	store Store
 	sched Scheduler
 	klavi Klavi // nil: consent creation at Klavi is unavailable
+	// webhooks: nil when none are wired (the feed and replays answer 503)
+	webhooks Webhooks
 	clock clock.Clock
 	log   *slog.Logger
 }
@@ -130,6 +132,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/report", s.report)
 	mux.HandleFunc("GET /v1/payments", s.payments)
 	mux.HandleFunc("GET /v1/backup", s.backup)
+	s.webhookRoutes(mux)
 	mux.HandleFunc("POST /v1/scheduler/scan", func(w http.ResponseWriter, r *http.Request) {
 		res, err := s.sched.Scan(r.Context())
 		if err != nil {
