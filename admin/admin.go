@@ -71,10 +71,11 @@ type Server struct {
 	store Store
 	sched Scheduler
 	klavi Klavi // nil: consent creation at Klavi is unavailable
-	// webhooks: nil when none are wired (the feed and replays answer 503)
-	webhooks Webhooks
 	clock clock.Clock
 	log   *slog.Logger
+
+	// webhooks: nil when none are wired (the feed and replays answer 503)
+	webhooks Webhooks
 }
 
 // An Option sets an optional dependency of the Server.

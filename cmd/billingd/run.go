@@ -101,9 +101,7 @@ type daemon struct {
 	db     storage.Store
 	file   *bolt.Store // the bbolt store; nil on etcd
 	sched  *scheduler.Scheduler
-	// webhooks publishes the feed and delivers it; it runs where the scheduler runs.
-	webhooks *webhook.Dispatcher
-	srv      *http.Server
+	srv    *http.Server
 	ln     net.Listener
 	health *storeHealth
 	// started is set once the database is verified and the scheduler runs;
@@ -120,6 +118,9 @@ type daemon struct {
 	elector *leader.Elector
 	elect   context.CancelFunc
 	elected chan struct{}
+
+	// webhooks publishes the feed and delivers it; it runs where the scheduler runs.
+	webhooks *webhook.Dispatcher
 }
 
 // startDaemon opens everything and starts serving and scheduling. The listener is
