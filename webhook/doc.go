@@ -40,8 +40,8 @@
 //     operator's name and free text are not sent.
 //   - Events written before the feed existed (an older billingd) are in their
 //     timelines but not in the feed, and are not delivered. An endpoint added to
-//     the config starts at the feed's head: it receives the events published from
-//     then on (Replay From 0 sends it the whole feed).
+//     the config starts at the feed's head: it receives the events not yet
+//     published then, and all later ones (Replay From 0 sends it the whole feed).
 //   - Time (signatures, retries, ages) is the injected clock; the jitter's source
 //     is injectable (WithRand).
 package webhook

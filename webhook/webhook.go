@@ -315,6 +315,19 @@ func (d *Dispatcher) batch() int {
 // dispatcher calls it every Interval; tests call it with a fake clock.
 func (d *Dispatcher) Tick(ctx context.Context) error {
 	fence := d.currentFence()
+	// An endpoint seen for the first time starts at the feed's head, before the
+	// outbox is published: the events waiting there are its first.
+	for _, ep := range d.cfg.Endpoints {
+		if _, ok, err := d.store.WebhookCursor(ctx, ep.Name); err != nil {
+			return err
+		} else if !ok {
+			cur, err := d.store.StartWebhook(ctx, fence, ep.Name)
+			if err != nil {
+				return err
+			}
+			d.log.Info("webhooks: new endpoint starts at the feed's head", "endpoint", ep.Name, "position", cur)
+		}
+	}
 	for range 100 {
 		n, err := d.store.Publish(ctx, fence, 1000)
 		if err != nil {
@@ -365,14 +378,8 @@ func (d *Dispatcher) endpointPass(ctx context.Context, fence kv.Fence, ep *Endpo
 // It reports whether a full batch was read (more may follow).
 func (d *Dispatcher) scan(ctx context.Context, fence kv.Fence, ep *Endpoint) (bool, error) {
 	cur, ok, err := d.store.WebhookCursor(ctx, ep.Name)
-	if err != nil {
+	if err != nil || !ok {
 		return false, err
-	}
-	if !ok {
-		if cur, err = d.store.StartWebhook(ctx, fence, ep.Name); err != nil {
-			return false, err
-		}
-		d.log.Info("webhooks: new endpoint starts at the feed's head", "endpoint", ep.Name, "position", cur)
 	}
 	batch := d.batch()
 	evs, err := d.store.Feed(ctx, cur, batch)
