@@ -8,10 +8,13 @@
 //
 //   - answers 500 to 30 % of the deliveries (seeded),
 //   - is down (its listener closed: connection refused) for a stretch of the run,
-//   - verifies every request's signature (webhook.Verify) and records what it took.
+//   - verifies every request's signature (webhook.Verify) and records what it took,
+//     answering 2xx 30 ms after taking an event (so that a SIGKILL can fall between
+//     the two and the event comes again).
 //
-// Meanwhile billingd is SIGKILLed WEBHOOKS_KILLS times (default 20) at random
-// instants and restarted. When the run is over the daemon is left to settle (its
+// Meanwhile billingd is SIGKILLed WEBHOOKS_KILLS times (default 20) and restarted:
+// at random instants, and every other time while a delivery is in flight (the
+// receiver has taken the event and not yet answered). When the run is over the daemon is left to settle (its
 // backlog empty and its feed still), stopped gracefully, and the verdict compares
 // what the receiver took (2xx answers only) with billingd's store read afterwards:
 //
@@ -84,6 +87,10 @@ type receiver struct {
 	clk  clock.Clock
 	mu   sync.Mutex
 	rng  *rand.Rand
+	// answerDelay is how long a taken event waits for its 2xx; taken hears that
+	// an event was taken (and is waiting for it).
+	answerDelay time.Duration
+	taken       chan struct{}
 
 	srvMu sync.Mutex
 	srv   *http.Server
@@ -160,6 +167,15 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	seen[p.Seq] = true
 	r.took = append(r.took, receipt{id: p.ID, p: p, body: string(body)})
+	select {
+	case r.taken <- struct{}{}:
+	default:
+	}
+	r.mu.Unlock()
+	// Taken, but answered a moment later: a SIGKILL in between makes billingd
+	// deliver the event again (at least once: a duplicate, same id).
+	time.Sleep(r.answerDelay)
+	r.mu.Lock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -226,7 +242,7 @@ func TestWebhooksCrash(t *testing.T) {
 	defer func() { _ = sb.Process.Kill(); _ = sb.Wait() }()
 	proc.WaitHTTP(t, "http://"+sbAddr+"/_sandbox/stats", 60*time.Second)
 
-	rcv := &receiver{addr: proc.FreePort(t), clk: clk, rng: rand.New(rand.NewPCG(seed, 8)), delivered: map[string]map[uint64]bool{}}
+	rcv := &receiver{addr: proc.FreePort(t), clk: clk, rng: rand.New(rand.NewPCG(seed, 8)), answerDelay: 30 * time.Millisecond, taken: make(chan struct{}, 1), delivered: map[string]map[uint64]bool{}}
 	rcv.start(t)
 	defer func() { rcv.stop() }()
 	t.Logf("receiver on %s: 30 %% of deliveries answered 500", rcv.addr)
@@ -286,9 +302,22 @@ func TestWebhooksCrash(t *testing.T) {
 	}()
 	time.Sleep(time.Until(epoch))
 	daemon := start()
-	killed := 0
-	for _, at := range killAt {
+	killed, aimed := 0, 0
+	for i, at := range killAt {
 		time.Sleep(time.Until(epoch.Add(at)))
+		if i%2 == 0 {
+			// Every other kill waits (3 s at most) for an event taken and not
+			// yet answered: billingd dies between the receiver's taking and its 2xx.
+			select {
+			case <-rcv.taken:
+			default:
+			}
+			select {
+			case <-rcv.taken:
+				aimed++
+			case <-time.After(3 * time.Second):
+			}
+		}
 		require.NoError(t, daemon.Process.Signal(syscall.SIGKILL))
 		_ = daemon.Wait()
 		killed++
@@ -385,9 +414,9 @@ func TestWebhooksCrash(t *testing.T) {
 		}
 	}
 	dups := len(rcv.took) - len(got)
-	summary := fmt.Sprintf("kills %d, consents %d, events %d %v, requests %d, delivered (2xx) %d, distinct %d, duplicates %d, "+
+	summary := fmt.Sprintf("kills %d (%d during a delivery), consents %d, events %d %v, requests %d, delivered (2xx) %d, distinct %d, duplicates %d, "+
 		"failed answers %d, bad signatures %d, lost %d, out of order %d, unknown ids %d, differing duplicates %d, days %d at %g×, seed %d, wall time %s",
-		killed, n, len(want), kinds, rcv.requests, len(rcv.took), len(got), dups, rcv.failed, rcv.badSig, len(lost), len(rcv.outOfOrder),
+		killed, aimed, n, len(want), kinds, rcv.requests, len(rcv.took), len(got), dups, rcv.failed, rcv.badSig, len(lost), len(rcv.outOfOrder),
 		len(unknown), len(differ), days, rate, seed, time.Since(began).Round(time.Second))
 	t.Log(summary)
 	fmt.Println("WEBHOOKS TEST:", summary)
