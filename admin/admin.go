@@ -73,6 +73,9 @@ type Server struct {
 	klavi Klavi // nil: consent creation at Klavi is unavailable
 	clock clock.Clock
 	log   *slog.Logger
+
+	// webhooks: nil when none are wired (the feed and replays answer 503)
+	webhooks Webhooks
 }
 
 // An Option sets an optional dependency of the Server.
@@ -130,6 +133,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/report", s.report)
 	mux.HandleFunc("GET /v1/payments", s.payments)
 	mux.HandleFunc("GET /v1/backup", s.backup)
+	s.webhookRoutes(mux)
 	mux.HandleFunc("POST /v1/scheduler/scan", func(w http.ResponseWriter, r *http.Request) {
 		res, err := s.sched.Scan(r.Context())
 		if err != nil {

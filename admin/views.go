@@ -118,6 +118,9 @@ type AttentionItem struct {
 	Since      time.Time   `json:"since"`
 	AgeSeconds int64       `json:"ageSeconds"`
 	Resolved   *Resolution `json:"resolved,omitempty"`
+	// Endpoint and EventID name a WEBHOOK_DEAD item's endpoint and first event.
+	Endpoint string `json:"endpoint,omitempty"`
+	EventID  string `json:"eventId,omitempty"`
 }
 
 func itemOf(a *storage.Attempt, since, now time.Time) AttentionItem {
@@ -152,15 +155,21 @@ func (s *Server) attentionList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := strings.ToUpper(q.Get("state"))
-	if state != "" && state != StateAmountMissing && !isAttention(storage.AttemptState(state)) {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want one of %v or %s", q.Get("state"), storage.AttentionStates, StateAmountMissing), nil)
+	if state != "" && state != StateAmountMissing && state != StateWebhookDead && !isAttention(storage.AttemptState(state)) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want one of %v, %s or %s", q.Get("state"), storage.AttentionStates, StateAmountMissing, StateWebhookDead), nil)
 		return
 	}
 	now := s.clock.Now()
 	after := q.Get("after")
 	items, next := []AttentionItem{}, ""
 	missingFrom := -1 // the offset in the AMOUNT_MISSING list to read from; -1: none
+	deadFrom := ""    // WEBHOOK_DEAD items come last; their page's cursor ("-": none)
 	switch {
+	case strings.HasPrefix(after, webhookCursor) || state == StateWebhookDead:
+		deadFrom = strings.TrimPrefix(after, webhookCursor)
+		if deadFrom == "" {
+			deadFrom = "-"
+		}
 	case strings.HasPrefix(after, amountCursor):
 		n, err := strconv.Atoi(strings.TrimPrefix(after, amountCursor))
 		if err != nil || n < 0 || state != "" && state != StateAmountMissing {
@@ -201,12 +210,36 @@ func (s *Server) attentionList(w http.ResponseWriter, r *http.Request) {
 	} else if missingFrom >= 0 && len(missing) > missingFrom {
 		next = amountCursor + strconv.Itoa(missingFrom)
 	}
+	if deadFrom == "" && next == "" && state == "" {
+		deadFrom = "-" // the stored items and AMOUNT_MISSING are all listed: then the dead letters
+	}
+	if deadFrom != "" {
+		from := strings.TrimPrefix(deadFrom, "-")
+		if len(items) < limit {
+			dead, nx, err := s.deadLetters(r.Context(), from, limit-len(items), now)
+			if err != nil {
+				s.failWebhook(w, r, err)
+				return
+			}
+			items, next = append(items, dead...), nx
+		} else if d, _, err := s.deadLetters(r.Context(), from, 1, now); err == nil && len(d) > 0 {
+			next = webhookCursor + from
+		}
+	}
 	counts, err := s.store.AttentionCounts(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	dead, err := s.deadCount(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	out := map[string]int{StateAmountMissing: len(missing)}
+	if s.webhooks != nil {
+		out[StateWebhookDead] = dead
+	}
 	for st, n := range counts {
 		out[string(st)] = n
 	}
@@ -217,6 +250,8 @@ func isAttention(st storage.AttemptState) bool { return slices.Contains(storage.
 
 // resolveRequest is the body of POST /v1/attention/resolve.
 type resolveRequest struct {
+	// Webhook names the endpoint of a WEBHOOK_DEAD item (cycle and attempt unused).
+	Webhook   string `json:"webhook,omitempty"`
 	ConsentID string `json:"consentId"`
 	Cycle     *int   `json:"cycle"`
 	Attempt   int    `json:"attempt"`
@@ -234,6 +269,10 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Note = strings.TrimSpace(req.Note)
+	if req.Webhook != "" {
+		s.resolveDead(w, r, req)
+		return
+	}
 	switch {
 	case req.ConsentID == "" || req.Cycle == nil:
 		writeError(w, http.StatusBadRequest, errors.New(`consentId and cycle are required, e.g. {"consentId": "...", "cycle": 3, "attempt": 0, "note": "..."}`), nil)

@@ -91,6 +91,9 @@ type Metrics struct {
 
 	store       *storeCollector
 	clockGauges *clockCollector
+	// webhooks is registered by the first WatchWebhooks or WebhookHooks.
+	webhooks     *webhookCollector
+	webhooksOnce sync.Once
 }
 
 // An Option changes a Metrics built by New.

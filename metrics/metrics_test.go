@@ -29,6 +29,7 @@ import (
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/scheduler"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/webhook"
 )
 
 // contract lists every billingd_ metric family, as the dashboard, the alert rules and
@@ -72,6 +73,10 @@ var contract = []string{
 	"billingd_reconciliation_lookups_total",
 	"billingd_clock_skew_seconds",
 	"billingd_clock_in_doubt",
+	"billingd_webhook_backlog",
+	"billingd_webhook_oldest_undelivered_seconds",
+	"billingd_webhook_deliveries_total",
+	"billingd_webhook_dead_letters",
 }
 
 var t0 = time.Date(2026, 3, 5, 12, 0, 0, 0, time.UTC)
@@ -681,6 +686,7 @@ func populated(t *testing.T) *Metrics {
 		stats: storage.Stats{SizeBytes: 1 << 20, InUseBytes: 1 << 19},
 	}, func() time.Time { return t0 })
 	m.WatchClock(func() (time.Duration, bool, bool) { return time.Second, true, false })
+	m.WatchWebhooks(&fakeWebhooks{st: []webhook.EndpointStatus{{Name: "shop"}}})
 	return m
 }
 

@@ -217,6 +217,10 @@ func putEvents(tx kv.Tx, events []Event) error {
 		if err := putJSON(b, eventKey(e.ConsentID, seq), e); err != nil {
 			return err
 		}
+		// The outbox entry, in the same transaction: Publish moves it to the feed.
+		if err := tx.Bucket(bucketOutbox).Put(eventKey(e.ConsentID, seq), unixNano(e.At)); err != nil {
+			return err
+		}
 	}
 	return nil
 }

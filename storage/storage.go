@@ -72,8 +72,11 @@ var (
 	// consent whose id differs from a stored one only in letter case is refused.
 	bucketFolds = []byte("consent_folds")
 
-	// Buckets names every bucket of the layout, for the engines to lay out.
-	Buckets = [][]byte{bucketMeta, bucketConsents, bucketCursors, bucketDue, bucketAttempts, bucketPoll, bucketAmounts, bucketAttention, bucketEvents, bucketDates, bucketFolds}
+	// Buckets names every bucket of the layout, for the engines to lay out. The
+	// feed's buckets (feed.go) came after schema 2 without changing it: bolt lays
+	// them out when a writer opens the file.
+	Buckets = [][]byte{bucketMeta, bucketConsents, bucketCursors, bucketDue, bucketAttempts, bucketPoll, bucketAmounts, bucketAttention, bucketEvents, bucketDates, bucketFolds,
+		bucketOutbox, bucketFeed, bucketFeedIDs, bucketWebhooks}
 
 	keySchema = []byte("schema")
 	keyCounts = []byte("consent_counts")
@@ -111,6 +114,18 @@ type Store interface {
 	DueTotals(ctx context.Context, untils ...time.Time) ([]DueTotal, error)
 	EachAttemptBetween(ctx context.Context, from, to cycle.Date, fn func(*Attempt) error) error
 	AttemptsBetween(ctx context.Context, from, to cycle.Date, consentID, after string, limit int, keep func(*Attempt) bool) ([]*Attempt, string, error)
+	Publish(ctx context.Context, fence kv.Fence, limit int) (int, error)
+	Feed(ctx context.Context, after uint64, limit int) ([]FeedEvent, error)
+	FeedAt(ctx context.Context, positions []uint64) ([]FeedEvent, error)
+	FeedPosition(ctx context.Context, id string) (uint64, error)
+	FeedStatus(ctx context.Context) (FeedStatus, error)
+	ApplyWebhook(ctx context.Context, ch *WebhookChange) error
+	WebhookCursor(ctx context.Context, ep string) (uint64, bool, error)
+	StartWebhook(ctx context.Context, fence kv.Fence, ep string) (uint64, error)
+	WebhookBacklog(ctx context.Context, ep, consentID string) (*WebhookBacklog, error)
+	WebhookBacklogs(ctx context.Context, ep string) ([]*WebhookBacklog, error)
+	WebhookDue(ctx context.Context, ep string, now time.Time, limit int) ([]*WebhookBacklog, error)
+	WebhookDeadLetters(ctx context.Context, after string, limit int) ([]*WebhookBacklog, string, error)
 	Probe(ctx context.Context) error
 	Check(ctx context.Context) error
 	Schema(ctx context.Context) (int, error)

@@ -19,14 +19,16 @@ import (
 
 // attentionStates are the states an attention item can be in, in the order counts
 // are shown.
-var attentionStates = []string{"MISSED", "SKIPPED", "FAILED", "UNCONFIRMED", "STUCK", "AMOUNT_MISSING"}
+var attentionStates = []string{"MISSED", "SKIPPED", "FAILED", "UNCONFIRMED", "STUCK", "AMOUNT_MISSING", "WEBHOOK_DEAD"}
 
 func newAttentionCmd(a *app) *cobra.Command {
 	return group("attention", "list and resolve the items waiting for an operator",
 		"List the items waiting for an operator (MISSED, SKIPPED, FAILED, UNCONFIRMED and STUCK\n"+
 			"attempts, and variable cycles whose submission is near with no amount set,\n"+
-			"AMOUNT_MISSING), with how long each has been open; resolve one with a note: who,\n"+
-			"when and why are kept in the consent's timeline.",
+			"AMOUNT_MISSING), and the consents whose webhook events an endpoint has not taken\n"+
+			"for webhooks.max_age (WEBHOOK_DEAD), with how long each has been open; resolve one\n"+
+			"with a note: who, when and why are kept in the consent's timeline (for WEBHOOK_DEAD,\n"+
+			"in the daemon's log).",
 		newAttentionListCmd(a), newAttentionResolveCmd(a))
 }
 
@@ -43,7 +45,21 @@ type attentionItem struct {
 	PaymentID       string     `json:"paymentId"`
 	Since           instant    `json:"since"`
 	AgeSeconds      int64      `json:"ageSeconds"`
+	// Endpoint and EventID: a WEBHOOK_DEAD item's endpoint and first event.
+	Endpoint string `json:"endpoint,omitempty"`
+	EventID  string `json:"eventId,omitempty"`
 }
+
+// name is the item as attention resolve takes it.
+func (it attentionItem) name() string {
+	if it.Endpoint != "" {
+		return webhookItemPrefix + it.Endpoint + "/" + it.ConsentID
+	}
+	return fmt.Sprintf("%s/%d/%d", it.ConsentID, it.Cycle, it.Attempt)
+}
+
+// webhookItemPrefix starts the name of a WEBHOOK_DEAD item: webhook:ENDPOINT/CONSENT_ID.
+const webhookItemPrefix = "webhook:"
 
 type attentionPage struct {
 	Items  []attentionItem `json:"items"`
@@ -128,7 +144,7 @@ func writeAttention(w io.Writer, p attentionPage) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ITEM\tSTATE\tAGE\tSINCE\tDATE\tAMOUNT\tCLIENT REQUEST ID\tPAYMENT ID\tREASON")
 	for _, it := range p.Items {
-		fmt.Fprintf(tw, "%s/%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.ConsentID, it.Cycle, it.Attempt, it.State,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.name(), it.State,
 			age(time.Duration(it.AgeSeconds)*time.Second), tableTime(it.Since.Time), weekdayDate(it.Date), brl(it.Amount),
 			dash(it.ClientRequestID), dash(it.PaymentID), dash(oneLine(it.Reason, 80)))
 	}
@@ -197,7 +213,10 @@ func newAttentionResolveCmd(a *app) *cobra.Command {
 		Use:   "resolve CONSENT_ID/CYCLE/ATTEMPT --note TEXT [flags]",
 		Short: "resolve an open item with a note (kept with who and when)",
 		Long: "Resolve an open item: it leaves the list and the alerts, and the consent's timeline\n" +
-			"keeps who resolved it, when and why. The item is named as attention list shows it.",
+			"keeps who resolved it, when and why. The item is named as attention list shows it.\n" +
+			"A WEBHOOK_DEAD item (webhook:ENDPOINT/CONSENT_ID) is resolved by giving its first\n" +
+			"event up: the endpoint will not get it, and the consent's later events follow\n" +
+			"(to deliver it instead: billingd webhooks replay --consent).",
 		Example: "  billingd attention resolve urn:klavi:consent-0001/3/0 --note \"charged by hand, ticket 4411\"",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
@@ -210,12 +229,31 @@ func newAttentionResolveCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&actor, "actor", "", "`NAME` of who resolves it (default: $USER)")
 	af := addAdminFlags(cmd, a)
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if strings.TrimSpace(note) == "" {
+			return argErrorf("attention resolve: --note is required: say why, for the record")
+		}
+		if rest, ok := strings.CutPrefix(args[0], webhookItemPrefix); ok {
+			ep, id, ok := strings.Cut(rest, "/")
+			if !ok || ep == "" || id == "" {
+				return argErrorf("attention resolve: %q is not webhook:ENDPOINT/CONSENT_ID", args[0])
+			}
+			cl, err := af.client()
+			if err != nil {
+				return err
+			}
+			if who := firstNonEmpty(actor, a.e.getenv("USER")); who != "" {
+				cl.actor = who
+			}
+			body, _ := json.Marshal(map[string]any{"webhook": ep, "consentId": id, "note": note})
+			if err := cl.do("POST", "/v1/attention/resolve", bytes.NewReader(body), nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.e.stdout, "resolved %s (WEBHOOK_DEAD): its first event is given up; the later ones follow\n", args[0])
+			return nil
+		}
 		id, k, n, err := parseItem(args[0])
 		if err != nil {
 			return argErrorf("attention resolve: %v", err)
-		}
-		if strings.TrimSpace(note) == "" {
-			return argErrorf("attention resolve: --note is required: say why, for the record")
 		}
 		who := firstNonEmpty(actor, a.e.getenv("USER"))
 		if who == "" {

@@ -110,7 +110,7 @@ Exit status: 0 done; 1 a failure a restart may fix; 2 a usage or config error;
 		}
 	}
 	add(groupDaemon, newRunCmd(a), newHealthcheckCmd(a), newDBCmd(a))
-	add(groupOperate, newConsentCmd(a), newPaymentsCmd(a), newAttentionCmd(a), newReportCmd(a))
+	add(groupOperate, newConsentCmd(a), newPaymentsCmd(a), newAttentionCmd(a), newReportCmd(a), newWebhooksCmd(a))
 	add(groupTools, newPreviewCmd(a), newSimulateCmd(a), newSandboxCmd(a), newVoprCmd(a))
 	root.AddCommand(newVersionCmd(a), newManCmd(a))
 	root.SetHelpCommandGroupID("")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,8 @@ import (
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/scheduler"
+	"github.com/klavi-billing/billingd/webhook"
 )
 
 // defaultConfigPath is where `billingd run` looks without --config; BILLINGD_CONFIG
@@ -34,6 +37,7 @@ type Config struct {
 	HTTP      HTTPConfig      `yaml:"http"`
 	Log       LogConfig       `yaml:"log"`
 	Leader    LeaderConfig    `yaml:"leader"`
+	Webhooks  WebhooksConfig  `yaml:"webhooks"`
 
 	src *configSource // where it was read from; nil for the defaults
 }
@@ -83,6 +87,35 @@ type EtcdConfig struct {
 	// MaxTxnOps is the cluster's --max-txn-ops (etcd's default 128): billingd
 	// chunks bulk writes to stay within it.
 	MaxTxnOps int `yaml:"max_txn_ops"`
+}
+
+// WebhooksConfig is the merchant's webhook endpoints and how events are delivered
+// to them (package webhook).
+type WebhooksConfig struct {
+	Endpoints []WebhookEndpointConfig `yaml:"endpoints"`
+	// MaxAge: how long an event is retried before it is dead-lettered (WEBHOOK_DEAD).
+	MaxAge time.Duration `yaml:"max_age"`
+	// BackoffMin and BackoffMax bound the wait between two tries of an event
+	// (exponential, with jitter).
+	BackoffMin time.Duration `yaml:"backoff_min"`
+	BackoffMax time.Duration `yaml:"backoff_max"`
+	// Timeout bounds one delivery; Workers the deliveries in flight per endpoint.
+	Timeout time.Duration `yaml:"timeout"`
+	Workers int           `yaml:"workers"`
+	// Interval is how often new events are published and delivered.
+	Interval time.Duration `yaml:"interval"`
+}
+
+// WebhookEndpointConfig is one receiver.
+type WebhookEndpointConfig struct {
+	// Name names it in metrics, logs and commands ([a-z0-9_-]).
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// Secret signs its deliveries (HMAC-SHA256): write ${NAME} and give it as a
+	// credential, never inline.
+	Secret string `yaml:"secret"`
+	// Events are the event kinds it receives; empty: all.
+	Events []string `yaml:"events"`
 }
 
 // LeaderConfig tunes the election of the replica that schedules (etcd only).
@@ -217,6 +250,9 @@ func DefaultConfig() Config {
 		},
 		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
 		Log:  LogConfig{Level: "info", Format: "auto"},
+		Webhooks: WebhooksConfig{Endpoints: []WebhookEndpointConfig{}, MaxAge: webhook.DefaultMaxAge,
+			BackoffMin: webhook.DefaultBackoffMin, BackoffMax: webhook.DefaultBackoffMax, Timeout: webhook.DefaultTimeout,
+			Workers: webhook.DefaultWorkers, Interval: webhook.DefaultInterval},
 	}
 }
 
@@ -482,6 +518,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "%q must be auto, json or text", c.Log.Format)
 	}
+	c.Webhooks.validate(bad)
 	if len(errs) == 0 {
 		return nil
 	}
@@ -583,4 +620,63 @@ func configPath(flagValue string, getenv func(string) string, fallback string) s
 		return p
 	}
 	return fallback
+}
+
+// webhookKinds are the event kinds of a consent's timeline, what an endpoint's
+// events may name.
+var webhookKinds = []scheduler.EventKind{scheduler.EventSubmitted, scheduler.EventRetrySubmitted, scheduler.EventCompleted,
+	scheduler.EventRejected, scheduler.EventMissed, scheduler.EventSkipped, scheduler.EventUnconfirmed, scheduler.EventFailed,
+	scheduler.EventResend, scheduler.EventRetryPlanned, scheduler.EventRetryDropped, scheduler.EventConsentStopped,
+	"adopted", scheduler.EventStuck, scheduler.EventCanceled, scheduler.EventAdded, scheduler.EventAuthorized,
+	scheduler.EventRevoked, scheduler.EventAmountSet, scheduler.EventResolved}
+
+func (w *WebhooksConfig) validate(bad func(key, format string, args ...any)) {
+	names := map[string]bool{}
+	for i, e := range w.Endpoints {
+		key := fmt.Sprintf("webhooks.endpoints[%d]", i)
+		switch {
+		case !webhook.NameRE.MatchString(e.Name):
+			bad(key+".name", "%q: want lower-case letters, digits, _ and - (at most 63), e.g. shop", e.Name)
+		case names[e.Name]:
+			bad(key+".name", "%q names two endpoints", e.Name)
+		}
+		names[e.Name] = true
+		if u, err := url.Parse(e.URL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			bad(key+".url", "%q must be an absolute http(s) URL", e.URL)
+		}
+		if len(e.Secret) < 16 {
+			bad(key+".secret", "must be at least 16 characters (the value is not shown); use ${NAME} and a credential")
+		}
+		for j, k := range e.Events {
+			if !slices.Contains(webhookKinds, scheduler.EventKind(k)) {
+				bad(fmt.Sprintf("%s.events[%d]", key, j), "%q is not an event kind (known: %v)", k, webhookKinds)
+			}
+		}
+	}
+	if w.MaxAge < time.Minute {
+		bad("webhooks.max_age", "%s: want at least 1m", w.MaxAge)
+	}
+	if w.BackoffMin <= 0 || w.BackoffMax < w.BackoffMin {
+		bad("webhooks.backoff_min", "must be more than 0 and at most webhooks.backoff_max")
+	}
+	if w.Timeout <= 0 {
+		bad("webhooks.timeout", "must be more than 0")
+	}
+	if w.Workers < 1 || w.Workers > 256 {
+		bad("webhooks.workers", "%d is outside 1..256", w.Workers)
+	}
+	if w.Interval <= 0 {
+		bad("webhooks.interval", "must be more than 0")
+	}
+}
+
+// webhookConfig is the dispatcher's share of the config.
+func (c *Config) webhookConfig() webhook.Config {
+	w := c.Webhooks
+	out := webhook.Config{MaxAge: w.MaxAge, BackoffMin: w.BackoffMin, BackoffMax: w.BackoffMax, Timeout: w.Timeout,
+		Workers: w.Workers, Interval: w.Interval}
+	for _, e := range w.Endpoints {
+		out.Endpoints = append(out.Endpoints, webhook.Endpoint{Name: e.Name, URL: e.URL, Secret: e.Secret, Events: e.Events})
+	}
+	return out
 }

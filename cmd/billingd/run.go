@@ -29,6 +29,7 @@ import (
 	"github.com/klavi-billing/billingd/storage/bolt"
 	etcdstore "github.com/klavi-billing/billingd/storage/etcd"
 	"github.com/klavi-billing/billingd/storage/kv"
+	"github.com/klavi-billing/billingd/webhook"
 )
 
 func newRunCmd(a *app) *cobra.Command {
@@ -118,6 +119,9 @@ type daemon struct {
 	elector *leader.Elector
 	elect   context.CancelFunc
 	elected chan struct{}
+
+	// webhooks publishes the feed and delivers it; it runs where the scheduler runs.
+	webhooks *webhook.Dispatcher
 }
 
 // startDaemon opens everything and starts serving and scheduling. The listener is
@@ -191,6 +195,10 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	if err != nil {
 		return nil, err
 	}
+	if d.webhooks, err = webhook.New(cfg.webhookConfig(), d.db, webhook.WithClock(clk), webhook.WithLogger(log), webhook.WithHooks(m.WebhookHooks())); err != nil {
+		return nil, err
+	}
+	m.WatchWebhooks(d.webhooks)
 	m.SetAmountWarningDays(d.sched.AmountWarningDays())
 	m.WatchClock(func() (time.Duration, bool, bool) {
 		st := d.sched.ClockState()
@@ -207,7 +215,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 		fmt.Fprintln(w, "ready"+d.role())
 	})
 	mux.Handle("GET /metrics", m.Handler())
-	api := admin.New(cfg.HTTP.AdminToken, d.db, d.sched, admin.WithKlavi(kc), admin.WithClock(clk), admin.WithLogger(log))
+	api := admin.New(cfg.HTTP.AdminToken, d.db, d.sched, admin.WithKlavi(kc), admin.WithClock(clk), admin.WithLogger(log), admin.WithWebhooks(d.webhooks))
 	if h := api.Handler(); h != nil {
 		mux.Handle("/v1/", d.afterStart(h))
 	} else {
@@ -245,6 +253,9 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	hooks := d.sd.hooks(m.SchedulerHooks())
 	if d.elector == nil {
 		if err := d.sched.Start(context.Background(), kv.Fence{}, cfg.Scheduler.ScanSchedule, cfg.Scheduler.PollSchedule, hooks); err != nil {
+			return nil, err
+		}
+		if err := d.webhooks.Start(context.Background(), kv.Fence{}); err != nil {
 			return nil, err
 		}
 	} else if err := d.campaign(cfg, hooks); err != nil {
@@ -348,6 +359,9 @@ func (d *daemon) Close(ctx context.Context) error {
 		case <-d.elected:
 		case <-ctx.Done():
 		}
+	}
+	if d.webhooks != nil {
+		errs = append(errs, d.webhooks.Close(ctx))
 	}
 	if d.sched != nil {
 		errs = append(errs, d.sched.Close(ctx))
@@ -480,9 +494,15 @@ func (d *daemon) campaign(cfg Config, hooks scheduler.Hooks) error {
 				d.log.Error("scheduler did not start in this term", "fence_rev", fence.Rev, "err", err)
 				return
 			}
+			if err := d.webhooks.Start(term, fence); err != nil {
+				d.log.Error("webhooks did not start in this term", "fence_rev", fence.Rev, "err", err)
+			}
 			<-term.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.Scheduler.ShutdownTimeout)
 			defer cancel()
+			if err := d.webhooks.Close(sctx); err != nil {
+				d.log.Warn("webhooks stopped with deliveries abandoned", "fence_rev", fence.Rev, "err", err)
+			}
 			if err := d.sched.Close(sctx); err != nil {
 				d.log.Warn("scheduler stopped with runs abandoned", "fence_rev", fence.Rev, "err", err)
 			}

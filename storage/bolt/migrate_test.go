@@ -37,6 +37,14 @@ func fill(t *testing.T, db *Store, n int) {
 			Events:    []storage.Event{storage.AttemptEvent("submitted", t0, paid, storage.ActorBillingd, "")},
 			HighWater: t0.Add(time.Duration(i) * time.Minute)}))
 	}
+	// Half the events published into the feed (the rest wait in the outbox), and a
+	// webhook endpoint's cursor and backlog.
+	_, err := db.Publish(ctx, kv.Fence{}, n)
+	require.NoError(t, err)
+	_, err = db.StartWebhook(ctx, kv.Fence{}, "shop")
+	require.NoError(t, err)
+	require.NoError(t, db.ApplyWebhook(ctx, &storage.WebhookChange{Endpoint: "shop", Put: []*storage.WebhookBacklog{
+		{Endpoint: "shop", ConsentID: "urn:t:000", Parked: []uint64{1}, Since: t0, Attempts: 1, FirstFailure: t0, NextTry: t0}}}))
 }
 
 // keys counts the keys of every bucket of e.

@@ -39,7 +39,7 @@ func Run(t *testing.T, open Opener) {
 		{"DB_AttemptsBetween", testDB_AttemptsBetween},
 		{"DB_DatesIndexFollowsTheDate", testDB_DatesIndexFollowsTheDate},
 	}
-	for _, tt := range tests {
+	for _, tt := range append(tests, feedTests...) {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
 	}
 }
