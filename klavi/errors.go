@@ -167,7 +167,7 @@ func (e *outcomeUnknownError) Is(target error) bool {
 	switch target {
 	case ErrOutcomeUnknown:
 		return true
-	case ErrUnavailable, ErrMalformedResponse, context.Canceled, context.DeadlineExceeded:
+	case ErrUnavailable, ErrMalformedResponse, ErrWindowClosed, context.Canceled, context.DeadlineExceeded:
 		return errors.Is(e.err, target)
 	}
 	return false

@@ -60,6 +60,9 @@ func (c *Client) do(ctx context.Context, ep endpoint, method, path string, body,
 			}
 			token = tok
 		}
+		if t, ok := sendBeforeOf(ctx); ok && ep != epAuth && !c.clock.Now().Before(t) {
+			return fail(fmt.Errorf("%w (at %s)", ErrWindowClosed, t.Format(time.RFC3339)))
+		}
 		a := c.send(ctx, ep, method, path, payload, token)
 		if a.err != nil {
 			maybeCommitted = true

@@ -187,6 +187,10 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 		p   *klavi.Payment
 		err error
 	)
+	// No attempt of this call, not even the client's own retry after a timeout, goes
+	// out once the window has closed (after midnight, on D−1): the outcome is then
+	// looked up like any other unknown one.
+	ctx = klavi.WithSendBefore(ctx, sendBefore(a))
 	if a.Attempt == 0 {
 		p, err = s.klavi.CreatePayment(ctx, c.ID, &klavi.CreatePaymentRequest{
 			ClientRequestID:       a.ClientRequestID,
@@ -245,6 +249,15 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 		s.advance(rec, sched, a.Cycle, now, ch)
 	}
 	return s.store.Apply(wctx, ch)
+}
+
+// sendBefore is the first instant a's request may no longer be sent: the Brasília
+// midnight after the last day windowOpen allows.
+func sendBefore(a *storage.Attempt) time.Time {
+	if a.Attempt == 0 {
+		return a.Date.AddDays(-WindowClosesDays + 1).At(0, 0)
+	}
+	return a.Date.At(0, 0)
 }
 
 // finish moves an attempt to a final state.
