@@ -181,18 +181,11 @@ func TestCrash(t *testing.T) {
 	}
 	// A graceful stop with nothing in flight is quick; if it is not, a goroutine dump
 	// (SIGQUIT) shows in billingd.log what it waits for.
-	require.NoError(t, daemon.Cmd.Process.Signal(syscall.SIGTERM))
-	exited := make(chan error, 1)
-	go func() { exited <- daemon.Cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("graceful stop of a settled billingd: %v (see billingd.log)", err)
-		}
-	case <-time.After(8 * time.Second):
-		_ = daemon.Cmd.Process.Signal(syscall.SIGQUIT)
-		<-exited
+	switch inTime, err := daemon.Stop(t, 8*time.Second, syscall.SIGQUIT); {
+	case !inTime:
 		t.Errorf("billingd did not stop within 8s of SIGTERM with nothing left to do; its goroutines are dumped in billingd.log")
+	case err != nil:
+		t.Errorf("graceful stop of a settled billingd: %v (see billingd.log)", err)
 	}
 	for _, f := range []string{daemon.LogFile(), sb.LogFile()} {
 		if logs, err := os.ReadFile(f); err == nil && bytes.Contains(logs, []byte("DATA RACE")) {

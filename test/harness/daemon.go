@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -78,3 +79,21 @@ func (d *Daemon) Kill(t *testing.T) {
 
 // LogFile is the path of the daemon's log.
 func (d *Daemon) LogFile() string { return d.log.Name() }
+
+// Stop stops the current process gracefully: SIGTERM, then up to limit for it to
+// exit. It returns whether it exited in time and its exit's error (nil: a clean
+// exit); one that did not is sent last (SIGQUIT dumps its goroutines in the log,
+// SIGKILL ends it) and waited for.
+func (d *Daemon) Stop(t *testing.T, limit time.Duration, last syscall.Signal) (inTime bool, err error) {
+	t.Helper()
+	require.NoError(t, d.Cmd.Process.Signal(syscall.SIGTERM))
+	exited := make(chan error, 1)
+	go func() { exited <- d.Cmd.Wait() }()
+	select {
+	case err := <-exited:
+		return true, err
+	case <-time.After(limit):
+		_ = d.Cmd.Process.Signal(last)
+		return false, <-exited
+	}
+}

@@ -303,17 +303,11 @@ func TestWebhooksCrash(t *testing.T) {
 	if !settled {
 		t.Errorf("the webhooks did not settle within the deadline (see billingd.log)")
 	}
-	require.NoError(t, daemon.Cmd.Process.Signal(syscall.SIGTERM))
-	exited := make(chan error, 1)
-	go func() { exited <- daemon.Cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("graceful stop: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		_ = daemon.Cmd.Process.Kill()
+	switch inTime, err := daemon.Stop(t, 15*time.Second, syscall.SIGKILL); {
+	case !inTime:
 		t.Errorf("billingd did not stop within 15s of SIGTERM")
+	case err != nil:
+		t.Errorf("graceful stop: %v", err)
 	}
 	rcv.stop()
 	if logs, err := os.ReadFile(daemon.LogFile()); err == nil && bytes.Contains(logs, []byte("DATA RACE")) {
