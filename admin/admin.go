@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -337,6 +338,24 @@ func intParam(v string, def, lo, hi int) (int, error) {
 		return 0, fmt.Errorf("%q: want a number from %d to %d", v, lo, hi)
 	}
 	return n, nil
+}
+
+// pageParams reads the query of a page of numbered items: limit (100 by default,
+// from 1 to hi) and after (a number, 0 when absent; want says what it must be).
+// On a bad one it answers 400 and returns ok false.
+func pageParams(w http.ResponseWriter, q url.Values, hi int, want string) (limit int, after uint64, ok bool) {
+	limit, err := intParam(q.Get("limit"), 100, 1, hi)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %v", err), nil)
+		return 0, 0, false
+	}
+	if v := q.Get("after"); v != "" {
+		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("after %q: want %s", v, want), nil)
+			return 0, 0, false
+		}
+	}
+	return limit, after, true
 }
 
 func dateParam(v string) (cycle.Date, error) {

@@ -67,18 +67,9 @@ func (s *Server) next(r *storage.ConsentRecord) (*time.Time, *cycle.Date) {
 }
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	limit, err := intParam(q.Get("limit"), 100, 1, 10000)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %v", err), nil)
+	limit, after, ok := pageParams(w, r.URL.Query(), 10000, "the next cursor of an earlier page")
+	if !ok {
 		return
-	}
-	var after uint64
-	if v := q.Get("after"); v != "" {
-		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("after %q: want the next cursor of an earlier page", v), nil)
-			return
-		}
 	}
 	id := r.PathValue("id")
 	if _, err := s.store.GetConsent(r.Context(), id); err != nil {

@@ -78,18 +78,9 @@ func (s *Server) feed(w http.ResponseWriter, r *http.Request) {
 	if s.noWebhooks(w) {
 		return
 	}
-	q := r.URL.Query()
-	limit, err := intParam(q.Get("limit"), 100, 1, 1000)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %v", err), nil)
+	limit, after, ok := pageParams(w, r.URL.Query(), 1000, "a position (the next of an earlier page, or 0)")
+	if !ok {
 		return
-	}
-	var after uint64
-	if v := q.Get("after"); v != "" {
-		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("after %q: want a position (the next of an earlier page, or 0)", v), nil)
-			return
-		}
 	}
 	list, err := s.webhooks.Events(r.Context(), after, limit)
 	if err != nil {

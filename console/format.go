@@ -96,11 +96,7 @@ func person(p *klavi.Person) string {
 	if p == nil {
 		return "—"
 	}
-	s := string(p.IdentifierType) + " " + redact.ID(p.Identifier)
-	if p.Name != "" {
-		s += ", " + redact.Name(p.Name)
-	}
-	return s
+	return p.Masked()
 }
 
 // funcs are the templates' helpers.

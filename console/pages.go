@@ -16,7 +16,6 @@ import (
 	"github.com/klavi-billing/billingd/admin"
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
-	"github.com/klavi-billing/billingd/internal/redact"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/scheduler"
 	"github.com/klavi-billing/billingd/storage"
@@ -525,38 +524,20 @@ func describe(v *consentView, c *consent.Consent) {
 	v.Debtor, v.Creditor, v.Account = "—", "—", "—"
 	if pm := c.PaymentMethodConfig; pm != nil {
 		v.Debtor = person(pm.ContractDebtor)
-		if pm.FixedAmount == nil {
-			lo, hi := "—", "—"
-			if pm.MinimumVariableAmount != nil {
-				lo = pm.MinimumVariableAmount.BRL()
-			}
-			if pm.MaximumVariableAmount != nil {
-				hi = pm.MaximumVariableAmount.BRL()
-			}
-			v.Variable = lo + " to " + hi
-		}
+		v.Variable = pm.VariableRange("—")
 	}
 	if ca := c.CreditorAccount; ca != nil {
 		v.Creditor = person(ca.Holder)
-		v.Account = "ISPB " + ca.ISPB + ", account " + maskAccount(ca.Number)
+		v.Account = ca.Masked()
 	}
 	if st := c.Strategy(); st != nil {
-		ds := make([]string, len(st.Days))
-		for i, d := range st.Days {
-			ds[i] = "+" + strconv.Itoa(d)
-		}
-		v.Retries = "days " + strings.Join(ds, ", ")
-		if st.SkipWeekend {
-			v.Retries += ", skipping weekends"
-		}
+		v.Retries = st.Describe()
 	}
 	v.Remittance = c.Billing.RemittanceInformation
 	if exp := c.Expiry(); !exp.IsZero() {
 		v.Expires = Day(exp)
 	}
 }
-
-func maskAccount(n string) string { return redact.ID(n) }
 
 // ---- Payments
 

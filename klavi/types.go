@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/internal/redact"
 	"github.com/klavi-billing/billingd/retry"
 )
 
@@ -314,4 +315,37 @@ type InstantPayment struct {
 	Status             PaymentStatus `json:"status"`
 	StatusReason       *StatusReason `json:"statusReason,omitempty"`
 	ConsentRedirectURL string        `json:"consentRedirectUrl,omitempty"`
+}
+
+// Masked is p as an operator may read it, identifier and name masked (see
+// internal/redact): "CPF *********25, M**** d* S****". It is "" for a nil p.
+func (p *Person) Masked() string {
+	if p == nil {
+		return ""
+	}
+	s := string(p.IdentifierType) + " " + redact.ID(p.Identifier)
+	if p.Name != "" {
+		s += ", " + redact.Name(p.Name)
+	}
+	return s
+}
+
+// Masked is a's bank and account number, the number masked: "ISPB 12345678,
+// account ******78".
+func (a *Account) Masked() string { return "ISPB " + a.ISPB + ", account " + redact.ID(a.Number) }
+
+// VariableRange is "MIN to MAX" of a variable amount in reais, none standing for
+// a bound not given; "" for a fixed amount.
+func (c *PaymentMethodConfig) VariableRange(none string) string {
+	if c.FixedAmount != nil {
+		return ""
+	}
+	lo, hi := none, none
+	if c.MinimumVariableAmount != nil {
+		lo = c.MinimumVariableAmount.BRL()
+	}
+	if c.MaximumVariableAmount != nil {
+		hi = c.MaximumVariableAmount.BRL()
+	}
+	return lo + " to " + hi
 }

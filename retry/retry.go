@@ -44,6 +44,19 @@ type Violation struct {
 	Message string
 }
 
+// Describe is s as people read it: "days +1, +3, skipping weekends".
+func (s Strategy) Describe() string {
+	ds := make([]string, len(s.Days))
+	for i, d := range s.Days {
+		ds[i] = "+" + strconv.Itoa(d)
+	}
+	out := "days " + strings.Join(ds, ", ")
+	if s.SkipWeekend {
+		out += ", skipping weekends"
+	}
+	return out
+}
+
 // Violations lists every rule s breaks for a consent of interval iv that does or does
 // not accept retries. An empty result means the strategy is valid.
 func (s Strategy) Violations(iv cycle.Interval, retryAccepted bool) []Violation {

@@ -3,7 +3,6 @@ package simulation
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -20,27 +19,12 @@ import (
 	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
-func examples(t *testing.T) []*consent.Consent {
-	t.Helper()
-	files, err := filepath.Glob("../examples/consents/*.json")
-	require.NoError(t, err)
-	var cs []*consent.Consent
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		require.NoError(t, err)
-		c, err := consent.Decode(data)
-		require.NoError(t, err)
-		cs = append(cs, c)
-	}
-	require.NotEmpty(t, cs)
-	return cs
-}
-
 // run simulates days from 1 Feb 2026 with the demo scenario plus random rejections,
 // and opens the store it leaves, read-only, with a scheduler on a clock at its end.
 func run(t *testing.T, days int) (*Result, *bolt.Store, *scheduler.Scheduler) {
 	t.Helper()
-	cs := examples(t)
+	cs, err := Examples()
+	require.NoError(t, err)
 	from := cycle.MustDate(2026, 2, 1)
 	cfg := scheduler.Config{Policy: scheduler.Policy{LeadDays: 3, RetryMode: consent.Attach, Calendar: cycle.NewCalendar()}, SubmitHour: 9}
 	sc, amounts := Demo(cs, from, cfg.Policy)

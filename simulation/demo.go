@@ -1,8 +1,14 @@
 package simulation
 
 import (
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/examples"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/scheduler"
@@ -63,4 +69,27 @@ func demoAmount(c *consent.Consent) klavi.Cents {
 		a = *pmc.MinimumVariableAmount
 	}
 	return a
+}
+
+// Examples decodes the example consents built into the binary (package examples),
+// in the order of their file names: the consents of the default simulation.
+func Examples() ([]*consent.Consent, error) {
+	names, err := fs.Glob(examples.Consents, "consents/*.json")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var out []*consent.Consent
+	for _, n := range names {
+		data, err := examples.Consents.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		c, err := consent.Decode(data)
+		if err != nil {
+			return nil, fmt.Errorf("embedded %s: %w", path.Base(n), err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,7 +18,6 @@ import (
 
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
-	"github.com/klavi-billing/billingd/internal/redact"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/scheduler"
 	"github.com/klavi-billing/billingd/storage"
@@ -328,7 +326,7 @@ func viewOf(raw []byte) (consentView, error) {
 	v.RetryMode = string(c.Billing.RetryMode)
 	v.Retries = "none"
 	if st := c.Strategy(); st != nil {
-		v.Retries = strategyText(st.Days, st.SkipWeekend)
+		v.Retries = st.Describe()
 	}
 	if exp := c.Expiry(); !exp.IsZero() {
 		v.Expires = exp.String()
@@ -336,47 +334,14 @@ func viewOf(raw []byte) (consentView, error) {
 	if pm := c.PaymentMethodConfig; pm != nil {
 		v.ContractID = pm.ContractID
 		v.Reference = pm.ReferenceStartDate
-		v.Debtor = person(pm.ContractDebtor)
-		if pm.FixedAmount == nil {
-			lo, hi := "-", "-"
-			if pm.MinimumVariableAmount != nil {
-				lo = pm.MinimumVariableAmount.BRL()
-			}
-			if pm.MaximumVariableAmount != nil {
-				hi = pm.MaximumVariableAmount.BRL()
-			}
-			v.Variable = lo + " to " + hi
-		}
+		v.Debtor = dash(pm.ContractDebtor.Masked())
+		v.Variable = pm.VariableRange("-")
 	}
 	if ca := c.CreditorAccount; ca != nil {
-		v.Creditor = person(ca.Holder)
-		v.Account = fmt.Sprintf("ISPB %s, account %s", ca.ISPB, redact.ID(ca.Number))
+		v.Creditor = dash(ca.Holder.Masked())
+		v.Account = ca.Masked()
 	}
 	return v, nil
-}
-
-// person is a masked CPF/CNPJ and name.
-func person(p *klavi.Person) string {
-	if p == nil {
-		return "-"
-	}
-	s := fmt.Sprintf("%s %s", p.IdentifierType, redact.ID(p.Identifier))
-	if p.Name != "" {
-		s += ", " + redact.Name(p.Name)
-	}
-	return s
-}
-
-func strategyText(days []int, skipWeekend bool) string {
-	ds := make([]string, len(days))
-	for i, d := range days {
-		ds[i] = "+" + strconv.Itoa(d)
-	}
-	s := "days " + strings.Join(ds, ", ")
-	if skipWeekend {
-		s += ", skipping weekends"
-	}
-	return s
 }
 
 // A timelineEvent is one event of a consent's timeline.

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
-	"github.com/klavi-billing/billingd/examples"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/simulation"
 	"github.com/klavi-billing/billingd/simulation/calendar"
@@ -103,7 +101,7 @@ func newSimulateCmd(a *app) *cobra.Command {
 			if cs, err = readConsents(e, []string{*consentsFlag}); err != nil {
 				return err
 			}
-		} else if cs, err = embeddedConsents(); err != nil {
+		} else if cs, err = simulation.Examples(); err != nil {
 			return err
 		}
 		opts := simulation.Options{Consents: cs, From: start, Days: *days, Scheduler: sc, DB: *dbFlag}
@@ -206,28 +204,6 @@ func writeTimeline(w io.Writer, res *simulation.Result) {
 		}
 		fmt.Fprintf(w, "  %s  %s\n", l.at.In(cycle.Brasilia).Format("15:04"), l.text)
 	}
-}
-
-// embeddedConsents decodes the example consents built into the binary.
-func embeddedConsents() ([]*consent.Consent, error) {
-	names, err := fs.Glob(examples.Consents, "consents/*.json")
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(names)
-	var out []*consent.Consent
-	for _, n := range names {
-		data, err := examples.Consents.ReadFile(n)
-		if err != nil {
-			return nil, err
-		}
-		c, err := consent.Decode(data)
-		if err != nil {
-			return nil, fmt.Errorf("embedded %s: %w", path.Base(n), err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
 }
 
 // describe is one timeline line.

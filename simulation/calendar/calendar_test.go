@@ -42,16 +42,8 @@ var writers = []struct {
 // deterministic, with every common outcome.
 func simulate(t *testing.T) *simulation.Result {
 	t.Helper()
-	files, err := filepath.Glob("../../examples/consents/*.json")
+	cs, err := simulation.Examples()
 	require.NoError(t, err)
-	var cs []*consent.Consent
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		require.NoError(t, err)
-		c, err := consent.Decode(data)
-		require.NoError(t, err)
-		cs = append(cs, c)
-	}
 	require.NotEmpty(t, cs)
 	from := cycle.MustDate(2026, 2, 1)
 	cfg := scheduler.Config{Policy: scheduler.Policy{LeadDays: 3, RetryMode: consent.Attach, Calendar: cycle.NewCalendar()}, SubmitHour: 9}

@@ -13,9 +13,7 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
-	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
-	"github.com/klavi-billing/billingd/examples"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/kv"
@@ -33,17 +31,8 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-var t0 = time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
-
-func testConsent(t testing.TB, id string) *consent.Consent {
-	t.Helper()
-	data, err := examples.Consents.ReadFile("consents/monthly-31st.json")
-	require.NoError(t, err)
-	c, err := consent.Decode(data)
-	require.NoError(t, err)
-	c.ID = id
-	return c
-}
+// t0 is the instant storagetest.Record's records are added at.
+var t0 = storagetest.T0
 
 func openTemp(t testing.TB) (*Store, string) {
 	t.Helper()
@@ -54,18 +43,9 @@ func openTemp(t testing.TB) (*Store, string) {
 	return db, path
 }
 
-func record(t testing.TB, id string, state storage.ConsentState) *storage.ConsentRecord {
-	return &storage.ConsentRecord{Consent: testConsent(t, id), State: state, AddedAt: t0, UpdatedAt: t0, BillFrom: cycle.DateOf(t0)}
-}
-
-func attempt(id string, k, n int, st storage.AttemptState, date cycle.Date, at time.Time) *storage.Attempt {
-	return &storage.Attempt{AttemptKey: storage.AttemptKey{ConsentID: id, Cycle: k, Attempt: n}, State: st, Date: date, Amount: 99_90,
-		ClientRequestID: fmt.Sprintf("billingd-x-%d-%d", k, n), CreatedAt: at, UpdatedAt: at}
-}
-
 func TestOpen_CreatesAndReopens(t *testing.T) {
 	db, path := openTemp(t)
-	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:a", storage.ConsentActive), NewConsent: true}))
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: storagetest.Record(t, "urn:t:a", storage.ConsentActive), NewConsent: true}))
 	require.NoError(t, db.Close())
 	db2, err := Open(path, Options{ReadOnly: true})
 	require.NoError(t, err)
@@ -79,7 +59,7 @@ func TestOpen_CreatesAndReopens(t *testing.T) {
 func TestOpen_BadFiles(t *testing.T) {
 	t.Run("locked by another process", func(t *testing.T) {
 		db, path := openTemp(t)
-		require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:a", storage.ConsentActive)}))
+		require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: storagetest.Record(t, "urn:t:a", storage.ConsentActive)}))
 		start := time.Now()
 		_, err := Open(path, Options{Timeout: 100 * time.Millisecond})
 		require.ErrorIs(t, err, ErrLocked)
@@ -127,7 +107,7 @@ func TestOpen_BadFiles(t *testing.T) {
 	})
 	t.Run("damaged header", func(t *testing.T) {
 		db, path := openTemp(t)
-		require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:a", storage.ConsentActive)}))
+		require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: storagetest.Record(t, "urn:t:a", storage.ConsentActive)}))
 		require.NoError(t, db.Close())
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
 		require.NoError(t, err)
@@ -152,7 +132,7 @@ func TestOpen_BadFiles(t *testing.T) {
 func TestBackupAndCheck(t *testing.T) {
 	db, _ := openTemp(t)
 	for i := 0; i < 50; i++ {
-		require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, fmt.Sprintf("urn:t:%03d", i), storage.ConsentActive)}))
+		require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: storagetest.Record(t, fmt.Sprintf("urn:t:%03d", i), storage.ConsentActive)}))
 	}
 	var buf bytes.Buffer
 	n, err := db.Backup(context.Background(), &buf)
@@ -180,7 +160,7 @@ func TestBackupAndCheck(t *testing.T) {
 
 func TestCheck_FindsDamage(t *testing.T) {
 	db, _ := openTemp(t)
-	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:a", storage.ConsentActive),
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: storagetest.Record(t, "urn:t:a", storage.ConsentActive),
 		PutPoll: []storage.PollItem{{At: t0, Key: storage.AttemptKey{ConsentID: "urn:t:a", Cycle: 1}}}}))
 	err := db.Check(context.Background())
 	require.ErrorIs(t, err, ErrCorrupt)
@@ -197,7 +177,7 @@ func TestCheck_FindsDamage(t *testing.T) {
 
 func TestSnapshot(t *testing.T) {
 	db, path := openTemp(t)
-	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:s", storage.ConsentActive)}))
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: storagetest.Record(t, "urn:t:s", storage.ConsentActive)}))
 	f, n, err := db.Snapshot(context.Background())
 	require.NoError(t, err)
 	defer f.Close()
@@ -224,10 +204,10 @@ func TestSnapshot(t *testing.T) {
 
 func TestOpen_MigratesSchema1(t *testing.T) {
 	db, path := openTemp(t)
-	rec := record(t, "urn:t:a", storage.ConsentActive)
+	rec := storagetest.Record(t, "urn:t:a", storage.ConsentActive)
 	at := t0.Add(48 * time.Hour)
 	rec.NextCycle, rec.NextDue = 1, at
-	missed := attempt("urn:t:a", 0, 0, storage.AttemptMissed, cycle.MustDate(2026, 3, 31), t0)
+	missed := storagetest.Attempt("urn:t:a", 0, 0, storage.AttemptMissed, cycle.MustDate(2026, 3, 31), t0)
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: rec, NewConsent: true, Attempts: []*storage.Attempt{missed},
 		PutDue: []storage.DueItem{{At: at, Key: storage.AttemptKey{ConsentID: "urn:t:a", Cycle: 1}}}}))
 	// Turn it back into what schema 1 wrote.
@@ -274,7 +254,7 @@ func TestOpen_MigratesSchema1(t *testing.T) {
 	require.NoError(t, db.EachAttemptBetween(context.Background(), cycle.MustDate(2026, 3, 1), cycle.MustDate(2026, 3, 31), func(*storage.Attempt) error { n++; return nil }))
 	assert.Equal(t, 1, n, "the dates index was built")
 	require.NoError(t, db.Check(context.Background()))
-	err = db.Apply(context.Background(), &storage.Change{Consent: record(t, "URN:T:A", storage.ConsentActive), NewConsent: true})
+	err = db.Apply(context.Background(), &storage.Change{Consent: storagetest.Record(t, "URN:T:A", storage.ConsentActive), NewConsent: true})
 	require.ErrorIs(t, err, storage.ErrExists, "the letter-case index was built from the stored consents")
 }
 

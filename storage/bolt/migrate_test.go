@@ -15,6 +15,7 @@ import (
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/etcd"
 	"github.com/klavi-billing/billingd/storage/kv"
+	"github.com/klavi-billing/billingd/storage/storagetest"
 )
 
 // fill stores n consents, each with an event, two attempts (one needing
@@ -24,13 +25,13 @@ func fill(t *testing.T, db *Store, n int) {
 	ctx := context.Background()
 	for i := range n {
 		id := fmt.Sprintf("urn:t:%03d", i)
-		rec := record(t, id, storage.ConsentActive)
+		rec := storagetest.Record(t, id, storage.ConsentActive)
 		require.NoError(t, db.Apply(ctx, &storage.Change{Consent: rec, NewConsent: true,
 			PutDue: []storage.DueItem{{At: t0.Add(time.Duration(i) * time.Hour), Key: storage.AttemptKey{ConsentID: id, Cycle: 1}}},
 			Events: []storage.Event{storage.ConsentEvent("added", t0, id, "alice", "")}}))
-		paid := attempt(id, 0, 0, storage.AttemptSubmitted, cycle.MustDate(2026, 3, 31), t0)
+		paid := storagetest.Attempt(id, 0, 0, storage.AttemptSubmitted, cycle.MustDate(2026, 3, 31), t0)
 		paid.PaymentID = "pay-" + id
-		missed := attempt(id, 0, 1, storage.AttemptMissed, cycle.MustDate(2026, 4, 1), t0)
+		missed := storagetest.Attempt(id, 0, 1, storage.AttemptMissed, cycle.MustDate(2026, 4, 1), t0)
 		require.NoError(t, db.Apply(ctx, &storage.Change{Attempts: []*storage.Attempt{paid, missed},
 			PutPoll:   []storage.PollItem{{At: t0.Add(time.Hour), Key: paid.AttemptKey}},
 			Amounts:   []storage.CycleAmount{{ConsentID: id, Cycle: 2, Amount: 12_34}},

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/storagetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	bbolt "go.etcd.io/bbolt"
@@ -29,7 +30,7 @@ func populated(t testing.TB, n int) string {
 		id := fmt.Sprintf("urn:t:%05d", i)
 		k := storage.AttemptKey{ConsentID: id, Cycle: 1}
 		chs = append(chs, &storage.Change{
-			Consent:  record(t, id, storage.ConsentActive),
+			Consent:  storagetest.Record(t, id, storage.ConsentActive),
 			Attempts: []*storage.Attempt{{AttemptKey: k, State: storage.AttemptSubmitted, ClientRequestID: "crid-" + id, CreatedAt: t0, UpdatedAt: t0}},
 			PutDue:   []storage.DueItem{{At: t0.Add(time.Duration(i) * time.Minute), Key: storage.AttemptKey{ConsentID: id, Cycle: 2}}},
 		})
@@ -145,7 +146,7 @@ func TestOpen_CorruptFiles(t *testing.T) {
 
 func TestDB_Replaced(t *testing.T) {
 	rec := func(id string) *storage.Change {
-		return &storage.Change{Consent: record(t, id, storage.ConsentActive), NewConsent: true}
+		return &storage.Change{Consent: storagetest.Record(t, id, storage.ConsentActive), NewConsent: true}
 	}
 	for _, tt := range []struct {
 		name    string
@@ -272,8 +273,8 @@ func TestDB_OnWrite(t *testing.T) {
 	db, err := Open(path, Options{OnWrite: func(err error) { got = append(got, err) }})
 	require.NoError(t, err)
 	defer db.Close()
-	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:a", storage.ConsentActive), NewConsent: true}))
-	require.ErrorIs(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:a", storage.ConsentActive), NewConsent: true}), storage.ErrExists)
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: storagetest.Record(t, "urn:t:a", storage.ConsentActive), NewConsent: true}))
+	require.ErrorIs(t, db.Apply(context.Background(), &storage.Change{Consent: storagetest.Record(t, "urn:t:a", storage.ConsentActive), NewConsent: true}), storage.ErrExists)
 	require.ErrorIs(t, db.SetAmount(context.Background(), "urn:t:none", 1, 1), storage.ErrNotFound)
 	require.NoError(t, db.Probe(context.Background()))
 	assert.Equal(t, []error{nil, nil}, got, "refusals for what a write contains say nothing about the store")
@@ -323,7 +324,7 @@ func BenchmarkApply(b *testing.B) {
 			if !check {
 				db.e.hasID = false
 			}
-			rec := record(b, "urn:t:bench", storage.ConsentActive)
+			rec := storagetest.Record(b, "urn:t:bench", storage.ConsentActive)
 			require.NoError(b, db.Apply(context.Background(), &storage.Change{Consent: rec}))
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

@@ -38,14 +38,14 @@ func testFeed_Publish(t *testing.T, open Opener) {
 	assert.Equal(t, storage.FeedStatus{}, st)
 
 	for i := range 3 {
-		at := t0.Add(time.Duration(i) * time.Minute)
+		at := T0.Add(time.Duration(i) * time.Minute)
 		require.NoError(t, db.Apply(ctx, &storage.Change{Events: []storage.Event{event("urn:t:b", fmt.Sprintf("b%d", i), at), event("urn:t:a", fmt.Sprintf("a%d", i), at)}}))
 	}
 	st, err = db.FeedStatus(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 6, st.Outbox)
 	assert.Equal(t, uint64(0), st.Head)
-	assert.True(t, st.OutboxOldest.Equal(t0))
+	assert.True(t, st.OutboxOldest.Equal(T0))
 	none, err := db.Feed(ctx, 0, 10)
 	require.NoError(t, err)
 	assert.Empty(t, none, "nothing is in the feed before it is published")
@@ -91,7 +91,7 @@ func testFeed_Publish(t *testing.T, open Opener) {
 	require.ErrorIs(t, err, storage.ErrNotFound)
 
 	// A later event of a consent comes after its earlier ones.
-	require.NoError(t, db.Apply(ctx, &storage.Change{Events: []storage.Event{event("urn:t:a", "a3", t0.Add(time.Hour))}}))
+	require.NoError(t, db.Apply(ctx, &storage.Change{Events: []storage.Event{event("urn:t:a", "a3", T0.Add(time.Hour))}}))
 	_, err = db.Publish(ctx, kv.Fence{}, 100)
 	require.NoError(t, err)
 	more, err := db.Feed(ctx, 6, 100)
@@ -105,7 +105,7 @@ func testFeed_FailedChangeQueuesNothing(t *testing.T, open Opener) {
 	ctx := context.Background()
 	db := open(t)
 	err := db.Apply(ctx, &storage.Change{Amounts: []storage.CycleAmount{{ConsentID: "urn:t:none", Cycle: 1, Amount: 100}},
-		Events: []storage.Event{event("urn:t:none", "amount_set", t0)}})
+		Events: []storage.Event{event("urn:t:none", "amount_set", T0)}})
 	require.ErrorIs(t, err, storage.ErrNotFound)
 	st, err := db.FeedStatus(ctx)
 	require.NoError(t, err)
@@ -125,7 +125,7 @@ func testFeed_ConcurrentWritersAndPublisher(t *testing.T, open Opener) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				assert.NoError(t, db.Apply(ctx, &storage.Change{Events: []storage.Event{event(fmt.Sprintf("urn:t:%d", w), fmt.Sprintf("e%d", i), t0.Add(time.Duration(i)*time.Second))}}))
+				assert.NoError(t, db.Apply(ctx, &storage.Change{Events: []storage.Event{event(fmt.Sprintf("urn:t:%d", w), fmt.Sprintf("e%d", i), T0.Add(time.Duration(i)*time.Second))}}))
 			}
 		}()
 	}
@@ -173,7 +173,7 @@ func testWebhook_CursorAndBacklogs(t *testing.T, open Opener) {
 	ctx := context.Background()
 	db := open(t)
 	for i := range 3 {
-		require.NoError(t, db.Apply(ctx, &storage.Change{Events: []storage.Event{event("urn:t:a", fmt.Sprintf("e%d", i), t0)}}))
+		require.NoError(t, db.Apply(ctx, &storage.Change{Events: []storage.Event{event("urn:t:a", fmt.Sprintf("e%d", i), T0)}}))
 	}
 	_, err := db.Publish(ctx, kv.Fence{}, 100)
 	require.NoError(t, err)
@@ -197,9 +197,9 @@ func testWebhook_CursorAndBacklogs(t *testing.T, open Opener) {
 	assert.Equal(t, uint64(1), cur)
 
 	// Backlogs: versioned, found by their retry time, dead ones listed.
-	a := &storage.WebhookBacklog{Endpoint: "shop", ConsentID: "urn:t:a", Parked: []uint64{2, 3}, Since: t0, Attempts: 1, FirstFailure: t0, NextTry: t0.Add(time.Minute)}
-	b := &storage.WebhookBacklog{Endpoint: "shop", ConsentID: "urn:t:b", Parked: []uint64{9}, Since: t0, Attempts: 1, FirstFailure: t0, NextTry: t0.Add(time.Hour)}
-	other := &storage.WebhookBacklog{Endpoint: "crm", ConsentID: "urn:t:a", Parked: []uint64{2}, FirstFailure: t0, NextTry: t0}
+	a := &storage.WebhookBacklog{Endpoint: "shop", ConsentID: "urn:t:a", Parked: []uint64{2, 3}, Since: T0, Attempts: 1, FirstFailure: T0, NextTry: T0.Add(time.Minute)}
+	b := &storage.WebhookBacklog{Endpoint: "shop", ConsentID: "urn:t:b", Parked: []uint64{9}, Since: T0, Attempts: 1, FirstFailure: T0, NextTry: T0.Add(time.Hour)}
+	other := &storage.WebhookBacklog{Endpoint: "crm", ConsentID: "urn:t:a", Parked: []uint64{2}, FirstFailure: T0, NextTry: T0}
 	require.NoError(t, db.ApplyWebhook(ctx, &storage.WebhookChange{Endpoint: "shop", Put: []*storage.WebhookBacklog{a, b}}))
 	require.NoError(t, db.ApplyWebhook(ctx, &storage.WebhookChange{Endpoint: "crm", Put: []*storage.WebhookBacklog{other}}))
 	assert.Equal(t, uint64(1), a.Version)
@@ -207,7 +207,7 @@ func testWebhook_CursorAndBacklogs(t *testing.T, open Opener) {
 	stale.Version = 0
 	require.ErrorIs(t, db.ApplyWebhook(ctx, &storage.WebhookChange{Endpoint: "shop", Put: []*storage.WebhookBacklog{&stale}}), storage.ErrConflict)
 
-	due, err := db.WebhookDue(ctx, "shop", t0.Add(30*time.Minute), 10)
+	due, err := db.WebhookDue(ctx, "shop", T0.Add(30*time.Minute), 10)
 	require.NoError(t, err)
 	require.Len(t, due, 1)
 	assert.Equal(t, "urn:t:a", due[0].ConsentID)
@@ -226,7 +226,7 @@ func testWebhook_CursorAndBacklogs(t *testing.T, open Opener) {
 	require.NoError(t, db.ApplyWebhook(ctx, &storage.WebhookChange{Endpoint: "shop", Put: []*storage.WebhookBacklog{a}}))
 	other.Dead = true
 	require.NoError(t, db.ApplyWebhook(ctx, &storage.WebhookChange{Endpoint: "crm", Put: []*storage.WebhookBacklog{other}}))
-	due, err = db.WebhookDue(ctx, "shop", t0.Add(2*time.Hour), 10)
+	due, err = db.WebhookDue(ctx, "shop", T0.Add(2*time.Hour), 10)
 	require.NoError(t, err)
 	require.Len(t, due, 1)
 	assert.Equal(t, "urn:t:b", due[0].ConsentID)
@@ -242,14 +242,14 @@ func testWebhook_CursorAndBacklogs(t *testing.T, open Opener) {
 	assert.Equal(t, "urn:t:a", dead[0].ConsentID)
 	assert.Empty(t, next)
 
-	a.Dead, a.NextTry = false, t0
+	a.Dead, a.NextTry = false, T0
 	require.NoError(t, db.ApplyWebhook(ctx, &storage.WebhookChange{Endpoint: "shop", Put: []*storage.WebhookBacklog{a}}))
 	require.NoError(t, db.ApplyWebhook(ctx, &storage.WebhookChange{Endpoint: "crm", Del: []*storage.WebhookBacklog{other}}))
 	dead, _, err = db.WebhookDeadLetters(ctx, "", 10)
 	require.NoError(t, err)
 	assert.Empty(t, dead)
 	require.NoError(t, db.ApplyWebhook(ctx, &storage.WebhookChange{Endpoint: "shop", Del: []*storage.WebhookBacklog{a, b}}))
-	due, err = db.WebhookDue(ctx, "shop", t0.Add(24*time.Hour), 10)
+	due, err = db.WebhookDue(ctx, "shop", T0.Add(24*time.Hour), 10)
 	require.NoError(t, err)
 	assert.Empty(t, due, "a deleted backlog leaves no timer")
 	list, err = db.WebhookBacklogs(ctx, "shop")

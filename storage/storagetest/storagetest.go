@@ -44,9 +44,12 @@ func Run(t *testing.T, open Opener) {
 	}
 }
 
-var t0 = time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+// T0 is the instant Record's records are added and updated at.
+var T0 = time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
 
-func testConsent(t testing.TB, id string) *consent.Consent {
+// Consent returns the example consent "monthly-31st" (monthly on the 31st, 99.90)
+// with id id.
+func Consent(t testing.TB, id string) *consent.Consent {
 	t.Helper()
 	data, err := examples.Consents.ReadFile("consents/monthly-31st.json")
 	require.NoError(t, err)
@@ -56,11 +59,15 @@ func testConsent(t testing.TB, id string) *consent.Consent {
 	return c
 }
 
-func record(t testing.TB, id string, state storage.ConsentState) *storage.ConsentRecord {
-	return &storage.ConsentRecord{Consent: testConsent(t, id), State: state, AddedAt: t0, UpdatedAt: t0, BillFrom: cycle.DateOf(t0)}
+// Record returns a record of Consent(t, id) in state, added at T0 and billed from
+// its date.
+func Record(t testing.TB, id string, state storage.ConsentState) *storage.ConsentRecord {
+	return &storage.ConsentRecord{Consent: Consent(t, id), State: state, AddedAt: T0, UpdatedAt: T0, BillFrom: cycle.DateOf(T0)}
 }
 
-func attempt(id string, k, n int, st storage.AttemptState, date cycle.Date, at time.Time) *storage.Attempt {
+// Attempt returns attempt n of cycle k of consent id, of 99.90, in state st, dated
+// date, created and updated at at.
+func Attempt(id string, k, n int, st storage.AttemptState, date cycle.Date, at time.Time) *storage.Attempt {
 	return &storage.Attempt{AttemptKey: storage.AttemptKey{ConsentID: id, Cycle: k, Attempt: n}, State: st, Date: date, Amount: 99_90,
 		ClientRequestID: fmt.Sprintf("billingd-x-%d-%d", k, n), CreatedAt: at, UpdatedAt: at}
 }
@@ -68,9 +75,9 @@ func attempt(id string, k, n int, st storage.AttemptState, date cycle.Date, at t
 func testApply_IndexesAndCounts(t *testing.T, open Opener) {
 	db := open(t)
 	for i, st := range []storage.ConsentState{storage.ConsentActive, storage.ConsentActive, storage.ConsentAwaiting} {
-		require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, fmt.Sprintf("urn:t:%d", i), st), NewConsent: true}))
+		require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: Record(t, fmt.Sprintf("urn:t:%d", i), st), NewConsent: true}))
 	}
-	err := db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:0", storage.ConsentActive), NewConsent: true})
+	err := db.Apply(context.Background(), &storage.Change{Consent: Record(t, "urn:t:0", storage.ConsentActive), NewConsent: true})
 	require.ErrorIs(t, err, storage.ErrExists)
 
 	counts, err := db.Counts(context.Background())
@@ -82,41 +89,41 @@ func testApply_IndexesAndCounts(t *testing.T, open Opener) {
 		return storage.AttemptKey{ConsentID: id, Cycle: c, Attempt: a}
 	}
 	due := []storage.DueItem{
-		{At: t0.Add(3 * time.Hour), Key: k("urn:t:1", 2, 0)},
-		{At: t0, Key: k("urn:t:0", 5, 0)},
-		{At: t0.Add(time.Hour), Key: k("urn:t:0", 5, 1)},
-		{At: t0.Add(48 * time.Hour), Key: k("urn:t:2", 0, 0)},
+		{At: T0.Add(3 * time.Hour), Key: k("urn:t:1", 2, 0)},
+		{At: T0, Key: k("urn:t:0", 5, 0)},
+		{At: T0.Add(time.Hour), Key: k("urn:t:0", 5, 1)},
+		{At: T0.Add(48 * time.Hour), Key: k("urn:t:2", 0, 0)},
 	}
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{PutDue: due}))
-	got, err := db.DueBefore(context.Background(), t0.Add(3*time.Hour), 100)
+	got, err := db.DueBefore(context.Background(), T0.Add(3*time.Hour), 100)
 	require.NoError(t, err)
 	require.Len(t, got, 3)
 	assert.Equal(t, []storage.AttemptKey{k("urn:t:0", 5, 0), k("urn:t:0", 5, 1), k("urn:t:1", 2, 0)}, []storage.AttemptKey{got[0].Key, got[1].Key, got[2].Key})
-	assert.True(t, got[0].At.Equal(t0))
-	got, err = db.DueBefore(context.Background(), t0.Add(3*time.Hour), 2)
+	assert.True(t, got[0].At.Equal(T0))
+	got, err = db.DueBefore(context.Background(), T0.Add(3*time.Hour), 2)
 	require.NoError(t, err)
 	assert.Len(t, got, 2, "limit")
 
-	oldest, next, err := db.DueBounds(context.Background(), t0.Add(90*time.Minute))
+	oldest, next, err := db.DueBounds(context.Background(), T0.Add(90*time.Minute))
 	require.NoError(t, err)
-	assert.True(t, oldest.Equal(t0))
-	assert.True(t, next.Equal(t0.Add(3*time.Hour)))
+	assert.True(t, oldest.Equal(T0))
+	assert.True(t, next.Equal(T0.Add(3*time.Hour)))
 
 	// A consent moves state: counts follow.
-	r := record(t, "urn:t:2", storage.ConsentRevoked)
+	r := Record(t, "urn:t:2", storage.ConsentRevoked)
 	r.Version = 1 // written once, by the add
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: r, DelDue: due[3:]}))
 	counts, _ = db.Counts(context.Background())
 	assert.Equal(t, map[storage.ConsentState]int{storage.ConsentActive: 2, storage.ConsentAwaiting: 0, storage.ConsentRevoked: 1}, counts)
-	got, _ = db.DueBefore(context.Background(), t0.Add(1000*time.Hour), 100)
+	got, _ = db.DueBefore(context.Background(), T0.Add(1000*time.Hour), 100)
 	assert.Len(t, got, 3)
 	require.NoError(t, db.Check(context.Background()))
 }
 
 func testApply_AttemptsAndAttention(t *testing.T, open Opener) {
 	db := open(t)
-	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:a", storage.ConsentActive)}))
-	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:ab", storage.ConsentActive)}))
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: Record(t, "urn:t:a", storage.ConsentActive)}))
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: Record(t, "urn:t:ab", storage.ConsentActive)}))
 	a := &storage.Attempt{AttemptKey: storage.AttemptKey{ConsentID: "urn:t:a", Cycle: 3}, State: storage.AttemptSubmitting, ClientRequestID: "billingd-x-3-0", Date: cycle.MustDate(2026, 3, 5), Amount: 9990}
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{a}}))
 	a2 := *a
@@ -152,7 +159,7 @@ func testApply_AttemptsAndAttention(t *testing.T, open Opener) {
 func testAmounts(t *testing.T, open Opener) {
 	db := open(t)
 	require.ErrorIs(t, db.SetAmount(context.Background(), "urn:t:none", 1, 100), storage.ErrNotFound)
-	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:v", storage.ConsentActive)}))
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: Record(t, "urn:t:v", storage.ConsentActive)}))
 	require.NoError(t, db.SetAmount(context.Background(), "urn:t:v", 4, 123_45))
 	c, ok, err := db.Amount(context.Background(), "urn:t:v", 4)
 	require.NoError(t, err)
@@ -167,35 +174,35 @@ func testAmounts(t *testing.T, open Opener) {
 
 func testApply_CursorOnly(t *testing.T, open Opener) {
 	db := open(t)
-	r := record(t, "urn:t:c", storage.ConsentActive)
+	r := Record(t, "urn:t:c", storage.ConsentActive)
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: r, NewConsent: true}))
-	r.NextCycle, r.NextDue, r.State = 7, t0.Add(time.Hour), storage.ConsentExpired
+	r.NextCycle, r.NextDue, r.State = 7, T0.Add(time.Hour), storage.ConsentExpired
 	r.Consent.Billing.RemittanceInformation = "changed in memory only"
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Cursor: r}))
 	got, err := db.GetConsent(context.Background(), "urn:t:c")
 	require.NoError(t, err)
 	assert.Equal(t, 7, got.NextCycle)
-	assert.True(t, got.NextDue.Equal(t0.Add(time.Hour)))
+	assert.True(t, got.NextDue.Equal(T0.Add(time.Hour)))
 	assert.Equal(t, "Plano Premium", got.Consent.Billing.RemittanceInformation, "a cursor write leaves the consent alone")
 	counts, _ := db.Counts(context.Background())
 	assert.Equal(t, map[storage.ConsentState]int{storage.ConsentActive: 0, storage.ConsentExpired: 1}, counts)
 	require.NoError(t, db.Check(context.Background()))
 	// A cursor for an unknown consent is refused.
-	err = db.Apply(context.Background(), &storage.Change{Cursor: record(t, "urn:t:none", storage.ConsentActive)})
+	err = db.Apply(context.Background(), &storage.Change{Cursor: Record(t, "urn:t:none", storage.ConsentActive)})
 	require.ErrorIs(t, err, storage.ErrNotFound)
 }
 
 func testDB_ConsentIDsDifferingOnlyInCase(t *testing.T, open Opener) {
 	db := open(t)
 	const id = "9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"
-	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, id, storage.ConsentActive), NewConsent: true}))
-	err := db.Apply(context.Background(), &storage.Change{Consent: record(t, strings.ToUpper(id), storage.ConsentActive), NewConsent: true})
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: Record(t, id, storage.ConsentActive), NewConsent: true}))
+	err := db.Apply(context.Background(), &storage.Change{Consent: Record(t, strings.ToUpper(id), storage.ConsentActive), NewConsent: true})
 	require.ErrorIs(t, err, storage.ErrExists, "the same UUID in capitals is the same consent")
 	assert.Contains(t, err.Error(), "differ only in letter case")
-	again := record(t, id, storage.ConsentActive)
+	again := Record(t, id, storage.ConsentActive)
 	again.Version = 1
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: again}), "rewriting the stored one is fine")
-	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:klavi:other", storage.ConsentActive), NewConsent: true}))
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: Record(t, "urn:klavi:other", storage.ConsentActive), NewConsent: true}))
 	n, err := db.ListConsents(context.Background(), "", 10, "")
 	require.NoError(t, err)
 	assert.Len(t, n, 2)
@@ -203,16 +210,16 @@ func testDB_ConsentIDsDifferingOnlyInCase(t *testing.T, open Opener) {
 
 func testDB_Events(t *testing.T, open Opener) {
 	db := open(t)
-	rec := record(t, "urn:t:a", storage.ConsentActive)
+	rec := Record(t, "urn:t:a", storage.ConsentActive)
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: rec, NewConsent: true,
-		Events: []storage.Event{storage.ConsentEvent("added", t0, "urn:t:a", "alice", "stored active")}}))
-	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:b", storage.ConsentActive), NewConsent: true,
-		Events: []storage.Event{storage.ConsentEvent("added", t0, "urn:t:b", "bob", "")}}))
-	a := attempt("urn:t:a", 0, 0, storage.AttemptSubmitted, cycle.MustDate(2026, 3, 31), t0)
+		Events: []storage.Event{storage.ConsentEvent("added", T0, "urn:t:a", "alice", "stored active")}}))
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: Record(t, "urn:t:b", storage.ConsentActive), NewConsent: true,
+		Events: []storage.Event{storage.ConsentEvent("added", T0, "urn:t:b", "bob", "")}}))
+	a := Attempt("urn:t:a", 0, 0, storage.AttemptSubmitted, cycle.MustDate(2026, 3, 31), T0)
 	a.PaymentID = "pay-1"
 	for i := range 5 {
 		require.NoError(t, db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{a},
-			Events: []storage.Event{storage.AttemptEvent(fmt.Sprintf("e%d", i), t0.Add(time.Duration(i)*time.Minute), a, storage.ActorBillingd, "")}}))
+			Events: []storage.Event{storage.AttemptEvent(fmt.Sprintf("e%d", i), T0.Add(time.Duration(i)*time.Minute), a, storage.ActorBillingd, "")}}))
 	}
 
 	t.Run("in order, one consent only", func(t *testing.T) {
@@ -260,17 +267,17 @@ func testDB_Events(t *testing.T, open Opener) {
 
 func testDB_Events_AtomicWithTheChange(t *testing.T, open Opener) {
 	db := open(t)
-	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:a", storage.ConsentActive), NewConsent: true,
-		Events: []storage.Event{storage.ConsentEvent("added", t0, "urn:t:a", "alice", "")}}))
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: Record(t, "urn:t:a", storage.ConsentActive), NewConsent: true,
+		Events: []storage.Event{storage.ConsentEvent("added", T0, "urn:t:a", "alice", "")}}))
 
-	err := db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:a", storage.ConsentActive), NewConsent: true,
-		Events: []storage.Event{storage.ConsentEvent("added", t0, "urn:t:a", "mallory", "")}})
+	err := db.Apply(context.Background(), &storage.Change{Consent: Record(t, "urn:t:a", storage.ConsentActive), NewConsent: true,
+		Events: []storage.Event{storage.ConsentEvent("added", T0, "urn:t:a", "mallory", "")}})
 	require.ErrorIs(t, err, storage.ErrExists)
 	err = db.Apply(context.Background(), &storage.Change{Amounts: []storage.CycleAmount{{ConsentID: "urn:t:none", Cycle: 1, Amount: 5_00}},
-		Events: []storage.Event{storage.ConsentEvent("amount_set", t0, "urn:t:a", "mallory", "")}})
+		Events: []storage.Event{storage.ConsentEvent("amount_set", T0, "urn:t:a", "mallory", "")}})
 	require.ErrorIs(t, err, storage.ErrNotFound)
-	err = db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{attempt("urn:t:a", 0, 0, storage.AttemptMissed, cycle.MustDate(2026, 3, 31), t0)},
-		Events: []storage.Event{{Kind: "missed", At: t0}}}) // no consent id: the whole change fails
+	err = db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{Attempt("urn:t:a", 0, 0, storage.AttemptMissed, cycle.MustDate(2026, 3, 31), T0)},
+		Events: []storage.Event{{Kind: "missed", At: T0}}}) // no consent id: the whole change fails
 	require.Error(t, err)
 
 	list, _, err := db.Events(context.Background(), "urn:t:a", 0, 10)
@@ -283,15 +290,15 @@ func testDB_Events_AtomicWithTheChange(t *testing.T, open Opener) {
 
 func testDB_Attention(t *testing.T, open Opener) {
 	db := open(t)
-	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:a", storage.ConsentActive), NewConsent: true}))
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: Record(t, "urn:t:a", storage.ConsentActive), NewConsent: true}))
 	d := cycle.MustDate(2026, 3, 31)
-	missed := attempt("urn:t:a", 0, 0, storage.AttemptMissed, d, t0)
-	stuck := attempt("urn:t:a", 1, 0, storage.AttemptSubmitted, d.AddDays(30), t0)
+	missed := Attempt("urn:t:a", 0, 0, storage.AttemptMissed, d, T0)
+	stuck := Attempt("urn:t:a", 1, 0, storage.AttemptSubmitted, d.AddDays(30), T0)
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{missed, stuck}}))
 
-	stuck.State, stuck.UpdatedAt = storage.AttemptStuck, t0.Add(time.Hour)
+	stuck.State, stuck.UpdatedAt = storage.AttemptStuck, T0.Add(time.Hour)
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{stuck}}))
-	stuck.UpdatedAt = t0.Add(5 * time.Hour) // polled again, still STUCK: the item keeps its age
+	stuck.UpdatedAt = T0.Add(5 * time.Hour) // polled again, still STUCK: the item keeps its age
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{stuck}}))
 
 	counts, err := db.AttentionCounts(context.Background())
@@ -300,8 +307,8 @@ func testDB_Attention(t *testing.T, open Opener) {
 	assert.Equal(t, 1, counts[storage.AttemptStuck])
 	oldest, err := db.AttentionOldest(context.Background())
 	require.NoError(t, err)
-	assert.True(t, oldest[storage.AttemptMissed].Equal(t0))
-	assert.True(t, oldest[storage.AttemptStuck].Equal(t0.Add(time.Hour)), "since it entered STUCK, not its last update")
+	assert.True(t, oldest[storage.AttemptMissed].Equal(T0))
+	assert.True(t, oldest[storage.AttemptStuck].Equal(T0.Add(time.Hour)), "since it entered STUCK, not its last update")
 	assert.NotContains(t, oldest, storage.AttemptFailed)
 
 	items, next, err := db.AttentionItems(context.Background(), "", "", 1)
@@ -313,13 +320,13 @@ func testDB_Attention(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	require.Len(t, items, 1)
 	assert.Equal(t, storage.AttemptStuck, items[0].Attempt.State)
-	assert.True(t, items[0].Since.Equal(t0.Add(time.Hour)))
+	assert.True(t, items[0].Since.Equal(T0.Add(time.Hour)))
 	assert.Empty(t, next)
 	_, _, err = db.AttentionItems(context.Background(), "", "!!", 1)
 	assert.ErrorIs(t, err, storage.ErrBadCursor)
 
 	t.Run("resolved leaves the index and keeps its state", func(t *testing.T) {
-		missed.Resolved = &storage.Resolution{At: t0.Add(time.Hour), By: "alice", Note: "customer paid by boleto", State: storage.AttemptMissed}
+		missed.Resolved = &storage.Resolution{At: T0.Add(time.Hour), By: "alice", Note: "customer paid by boleto", State: storage.AttemptMissed}
 		require.NoError(t, db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{missed}}))
 		got, err := db.GetAttempt(context.Background(), missed.AttemptKey)
 		require.NoError(t, err)
@@ -336,32 +343,32 @@ func testDB_Attention(t *testing.T, open Opener) {
 		assert.False(t, ok)
 	})
 	t.Run("a resolved item that enters another attention state opens again", func(t *testing.T) {
-		stuck.Resolved = &storage.Resolution{At: t0.Add(6 * time.Hour), By: "bob", Note: "asked Klavi", State: storage.AttemptStuck}
+		stuck.Resolved = &storage.Resolution{At: T0.Add(6 * time.Hour), By: "bob", Note: "asked Klavi", State: storage.AttemptStuck}
 		require.NoError(t, db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{stuck}}))
-		stuck.State, stuck.UpdatedAt = storage.AttemptUnconfirmed, t0.Add(7*time.Hour)
+		stuck.State, stuck.UpdatedAt = storage.AttemptUnconfirmed, T0.Add(7*time.Hour)
 		require.NoError(t, db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{stuck}}))
 		since, ok, err := db.AttentionSince(context.Background(), stuck.AttemptKey, storage.AttemptUnconfirmed)
 		require.NoError(t, err)
 		assert.True(t, ok)
-		assert.True(t, since.Equal(t0.Add(7*time.Hour)))
+		assert.True(t, since.Equal(T0.Add(7*time.Hour)))
 	})
 }
 
 func testDB_DueValues(t *testing.T, open Opener) {
 	db := open(t)
-	fixed := record(t, "urn:t:fixed", storage.ConsentActive) // 99.90 a month
-	variable := record(t, "urn:t:var", storage.ConsentActive)
+	fixed := Record(t, "urn:t:fixed", storage.ConsentActive) // 99.90 a month
+	variable := Record(t, "urn:t:var", storage.ConsentActive)
 	variable.Consent.PaymentMethodConfig.FixedAmount = nil
-	at := t0.Add(24 * time.Hour)
+	at := T0.Add(24 * time.Hour)
 	fixed.NextCycle, fixed.NextDue = 2, at
 	variable.NextCycle, variable.NextDue = 2, at.Add(time.Hour)
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: fixed, PutDue: []storage.DueItem{{At: at, Key: storage.AttemptKey{ConsentID: "urn:t:fixed", Cycle: 2}}}}))
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: variable, PutDue: []storage.DueItem{{At: at.Add(time.Hour), Key: storage.AttemptKey{ConsentID: "urn:t:var", Cycle: 2}}}}))
-	retry := attempt("urn:t:fixed", 1, 1, storage.AttemptPlanned, cycle.MustDate(2026, 3, 5), t0)
+	retry := Attempt("urn:t:fixed", 1, 1, storage.AttemptPlanned, cycle.MustDate(2026, 3, 5), T0)
 	retry.Amount, retry.DueAt = 50_00, at.Add(2*time.Hour)
-	lookup := attempt("urn:t:fixed", 0, 0, storage.AttemptUnconfirmed, cycle.MustDate(2026, 2, 5), t0)
+	lookup := Attempt("urn:t:fixed", 0, 0, storage.AttemptUnconfirmed, cycle.MustDate(2026, 2, 5), T0)
 	lookup.DueAt = at.Add(3 * time.Hour)
-	resend := attempt("urn:t:var", 1, 0, storage.AttemptSubmitting, cycle.MustDate(2026, 3, 9), t0)
+	resend := Attempt("urn:t:var", 1, 0, storage.AttemptSubmitting, cycle.MustDate(2026, 3, 9), T0)
 	resend.Amount, resend.DueAt = 70_00, at.Add(4*time.Hour)
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{retry, lookup, resend}, PutDue: []storage.DueItem{
 		{At: retry.DueAt, Key: retry.AttemptKey}, {At: lookup.DueAt, Key: lookup.AttemptKey}, {At: resend.DueAt, Key: resend.AttemptKey}}}))
@@ -396,12 +403,12 @@ func testDB_DueValues(t *testing.T, open Opener) {
 func testDB_AttemptsBetween(t *testing.T, open Opener) {
 	db := open(t)
 	for _, id := range []string{"urn:t:a", "urn:t:b"} {
-		require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, id, storage.ConsentActive), NewConsent: true}))
+		require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: Record(t, id, storage.ConsentActive), NewConsent: true}))
 	}
 	var atts []*storage.Attempt
 	for k := range 4 {
 		d := cycle.MustDate(2026, 1, 31).AddMonthsClamped(k)
-		atts = append(atts, attempt("urn:t:a", k, 0, storage.AttemptCompleted, d, t0), attempt("urn:t:b", k, 0, storage.AttemptRejected, d.AddDays(1), t0))
+		atts = append(atts, Attempt("urn:t:a", k, 0, storage.AttemptCompleted, d, T0), Attempt("urn:t:b", k, 0, storage.AttemptRejected, d.AddDays(1), T0))
 	}
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Attempts: atts}))
 
@@ -440,9 +447,9 @@ func testDB_AttemptsBetween(t *testing.T, open Opener) {
 
 func testDB_DatesIndexFollowsTheDate(t *testing.T, open Opener) {
 	db := open(t)
-	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: record(t, "urn:t:a", storage.ConsentActive), NewConsent: true}))
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: Record(t, "urn:t:a", storage.ConsentActive), NewConsent: true}))
 	march, april := cycle.MustDate(2026, 3, 31), cycle.MustDate(2026, 4, 2)
-	a := attempt("urn:t:a", 0, 0, storage.AttemptSubmitting, march, t0)
+	a := Attempt("urn:t:a", 0, 0, storage.AttemptSubmitting, march, T0)
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{a}}))
 	dates := func() []string {
 		var out []string
@@ -452,10 +459,10 @@ func testDB_DatesIndexFollowsTheDate(t *testing.T, open Opener) {
 		}))
 		return out
 	}
-	a.State, a.UpdatedAt = storage.AttemptSubmitted, t0.Add(time.Minute)
+	a.State, a.UpdatedAt = storage.AttemptSubmitted, T0.Add(time.Minute)
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{a}}))
 	assert.Equal(t, []string{"2026-03-31 SUBMITTED"}, dates(), "same date: the entry stays")
-	a.Date, a.UpdatedAt = april, t0.Add(2*time.Minute)
+	a.Date, a.UpdatedAt = april, T0.Add(2*time.Minute)
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{a}}))
 	assert.Equal(t, []string{"2026-04-02 SUBMITTED"}, dates(), "new date: the entry moves")
 	a.Date = cycle.Date{}

@@ -50,7 +50,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -85,15 +84,7 @@ func TestCrash(t *testing.T) {
 	race := os.Getenv("CRASH_RACE") != ""
 	rng := rand.New(rand.NewPCG(seed, 99))
 	// The directory (logs, database, journal) is kept when the test fails.
-	dir, err := os.MkdirTemp("", "billingd-crash-")
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("kept %s (billingd.log, sandbox.log, billingd.db)", dir)
-			return
-		}
-		_ = os.RemoveAll(dir)
-	})
+	dir := harness.Dir(t, "billingd-crash-", "billingd.log, sandbox.log, billingd.db")
 	began := time.Now()
 	span := time.Duration(float64(days) * 24 * float64(time.Hour) / rate) // real length of the run
 	t.Logf("crash test: %d consents, %d kills, %d days at %g× (%s real), seed %d, race %v, dir %s",
@@ -133,21 +124,9 @@ func TestCrash(t *testing.T) {
 	cfgPath := filepath.Join(dir, "billingd.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(harness.Config("  path: "+dbPath+"\n  open_timeout: 10s\n", sbAddr, apiAddr, klaviTimeout,
 		time.Duration(float64(2*3*klaviTimeout)*rate).Round(time.Minute))), 0o600))
-	imp := exec.Command(bin, "consent", "import", "--config", cfgPath, "--bill-from", w.BillFrom.String(), consentsFile)
-	imp.Env = environ
-	out, err := imp.CombinedOutput()
-	require.NoError(t, err, string(out))
+	out := harness.Import(t, bin, cfgPath, environ, w.BillFrom.String(), consentsFile)
 	t.Logf("%s", bytes.TrimSpace(out))
-
-	logFile, err := os.Create(filepath.Join(dir, "billingd.log"))
-	require.NoError(t, err)
-	defer logFile.Close()
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "run", "--config", cfgPath)
-		cmd.Env, cmd.Stdout, cmd.Stderr = environ, logFile, logFile
-		require.NoError(t, cmd.Start())
-		return cmd
-	}
+	daemon := harness.NewDaemon(t, bin, dir, cfgPath, environ)
 
 	// The events, spread over the whole run.
 	var events []event
@@ -163,7 +142,7 @@ func TestCrash(t *testing.T) {
 	defer stopNudges()
 
 	time.Sleep(time.Until(epoch))
-	daemon := start()
+	daemon.Start(t)
 	var (
 		done     struct{ kills, stops, sandboxKills int }
 		killedAt []string // virtual instants, for reading the logs
@@ -172,16 +151,15 @@ func TestCrash(t *testing.T) {
 		time.Sleep(time.Until(epoch.Add(ev.at)))
 		switch ev.kind {
 		case "kill":
-			require.NoError(t, daemon.Process.Signal(syscall.SIGKILL))
-			_ = daemon.Wait()
+			daemon.Kill(t)
 			killedAt = append(killedAt, clk.Now().Format("01-02T15:04"))
-			daemon = start()
+			daemon.Start(t)
 			done.kills++
 		case "stop":
 			t.Logf("SIGSTOP billingd for %s at %s (virtual %s)", stopFor, time.Since(epoch).Round(time.Millisecond), clk.Now().Format(time.RFC3339))
-			require.NoError(t, daemon.Process.Signal(syscall.SIGSTOP))
+			require.NoError(t, daemon.Cmd.Process.Signal(syscall.SIGSTOP))
 			time.Sleep(stopFor)
-			require.NoError(t, daemon.Process.Signal(syscall.SIGCONT))
+			require.NoError(t, daemon.Cmd.Process.Signal(syscall.SIGCONT))
 			done.stops++
 		case "sandbox-kill":
 			t.Logf("SIGKILL the sandbox at %s (virtual %s)", time.Since(epoch).Round(time.Millisecond), clk.Now().Format(time.RFC3339))
@@ -203,20 +181,13 @@ func TestCrash(t *testing.T) {
 	}
 	// A graceful stop with nothing in flight is quick; if it is not, a goroutine dump
 	// (SIGQUIT) shows in billingd.log what it waits for.
-	require.NoError(t, daemon.Process.Signal(syscall.SIGTERM))
-	exited := make(chan error, 1)
-	go func() { exited <- daemon.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("graceful stop of a settled billingd: %v (see billingd.log)", err)
-		}
-	case <-time.After(8 * time.Second):
-		_ = daemon.Process.Signal(syscall.SIGQUIT)
-		<-exited
+	switch inTime, err := daemon.Stop(t, 8*time.Second, syscall.SIGQUIT); {
+	case !inTime:
 		t.Errorf("billingd did not stop within 8s of SIGTERM with nothing left to do; its goroutines are dumped in billingd.log")
+	case err != nil:
+		t.Errorf("graceful stop of a settled billingd: %v (see billingd.log)", err)
 	}
-	for _, f := range []string{logFile.Name(), sb.LogFile()} {
+	for _, f := range []string{daemon.LogFile(), sb.LogFile()} {
 		if logs, err := os.ReadFile(f); err == nil && bytes.Contains(logs, []byte("DATA RACE")) {
 			t.Errorf("the race detector reported a data race (log: %s)", f)
 		}

@@ -126,15 +126,7 @@ func TestHACrash(t *testing.T) {
 	}
 	seed := uint64(proc.EnvInt("HA_SEED", int(time.Now().UnixNano()%1e9)))
 	rng := rand.New(rand.NewPCG(seed, 77))
-	dir, err := os.MkdirTemp("", "billingd-ha-")
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("kept %s (r*.log, etcd-*.log, sandbox.log, requests.jsonl)", dir)
-			return
-		}
-		_ = os.RemoveAll(dir)
-	})
+	dir := harness.Dir(t, "billingd-ha-", "r*.log, etcd-*.log, sandbox.log, requests.jsonl")
 	began := time.Now()
 	day := time.Duration(float64(24*time.Hour) / rate) // a virtual day, in real time
 	span := time.Duration(days) * day
@@ -210,9 +202,10 @@ func TestHACrash(t *testing.T) {
 	for i := range rs {
 		r := &replica{name: fmt.Sprintf("r%d", i+1), api: proc.FreePort(t)}
 		r.cfg, r.log = filepath.Join(dir, r.name+".yaml"), filepath.Join(dir, r.name+".log")
-		st := fmt.Sprintf("  backend: etcd\n  etcd:\n    endpoints: [%s]\n    prefix: %s\n    dial_timeout: 5s\n    request_timeout: 2s\n"+
-			"leader:\n  lease_ttl: %s\n  identity: %s\n", strings.Join(endpoints, ", "), prefix, ttl, r.name)
-		cfg := harness.Config(st, sb.Addr, r.api, klaviTimeout, time.Duration(float64(2*3*klaviTimeout)*rate).Round(time.Minute))
+		st := fmt.Sprintf("  backend: etcd\n  etcd:\n    endpoints: [%s]\n    prefix: %s\n    dial_timeout: 5s\n    request_timeout: 2s\n",
+			strings.Join(endpoints, ", "), prefix)
+		leader := fmt.Sprintf("leader:\n  lease_ttl: %s\n  identity: %s\n", ttl, r.name)
+		cfg := harness.Config(st, sb.Addr, r.api, klaviTimeout, time.Duration(float64(2*3*klaviTimeout)*rate).Round(time.Minute), leader)
 		require.NoError(t, os.WriteFile(r.cfg, []byte(cfg), 0o600))
 		rs[i], apis = r, append(apis, r.api)
 	}

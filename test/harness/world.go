@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/klavi-billing/billingd/clock"
@@ -255,12 +256,13 @@ func (w *World) Counts() string {
 const Token = "crash-test-admin-token-0123456789"
 
 // Config is billingd's config for a run; storage is the YAML of its storage
-// section (and any other top-level sections, e.g. leader), without the "storage:"
-// line itself: "  path: /x/billingd.db\n". Durations of the scheduler and the
-// token are on the test clock (virtual); the Klavi timeout and backoff are real.
-// confirmAfter is given in virtual time: on the sped-up clock a create can stay in
-// flight for klavi.timeout × max_attempts of real time, which is hours of it.
-func Config(storage, sandboxAddr, listen string, klaviTimeout, confirmAfter time.Duration) string {
+// section, without the "storage:" line itself: "  path: /x/billingd.db\n", and
+// sections are further top-level sections (leader:, webhooks:), appended as they
+// are. Durations of the scheduler and the token are on the test clock (virtual);
+// the Klavi timeout and backoff are real. confirmAfter is given in virtual time: on
+// the sped-up clock a create can stay in flight for klavi.timeout × max_attempts of
+// real time, which is hours of it.
+func Config(storage, sandboxAddr, listen string, klaviTimeout, confirmAfter time.Duration, sections ...string) string {
 	return fmt.Sprintf(`
 billing:
   lead_days: %d
@@ -293,5 +295,5 @@ http:
   admin_token: %s
 log:
   format: json
-`, LeadDays, SubmitTime, storage, sandboxAddr, klaviTimeout, confirmAfter, listen, Token)
+`, LeadDays, SubmitTime, storage, sandboxAddr, klaviTimeout, confirmAfter, listen, Token) + strings.Join(sections, "")
 }

@@ -44,7 +44,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -61,17 +60,12 @@ import (
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/bolt"
+	"github.com/klavi-billing/billingd/test/harness"
 	"github.com/klavi-billing/billingd/test/proc"
 	"github.com/klavi-billing/billingd/webhook"
 )
 
-const (
-	token  = "webhooks-test-admin-token-0123456789"
-	secret = "whsec_webhooks_test_0123456789"
-)
-
-// The run starts on Wednesday 20 Jan 2027, 00:00 in Brasília.
-var virtualStart = time.Date(2027, 1, 20, 3, 0, 0, 0, time.UTC)
+const secret = "whsec_webhooks_test_0123456789"
 
 // A receipt is one request the receiver answered 2xx.
 type receipt struct {
@@ -184,15 +178,7 @@ func TestWebhooksCrash(t *testing.T) {
 	days, rate := proc.EnvInt("WEBHOOKS_DAYS", 21), proc.EnvFloat("WEBHOOKS_RATE", 17280)
 	seed := uint64(proc.EnvInt("WEBHOOKS_SEED", int(time.Now().UnixNano()%1e9)))
 	rng := rand.New(rand.NewPCG(seed, 7))
-	dir, err := os.MkdirTemp("", "billingd-webhooks-")
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("kept %s (billingd.log, sandbox.log, billingd.db)", dir)
-			return
-		}
-		_ = os.RemoveAll(dir)
-	})
+	dir := harness.Dir(t, "billingd-webhooks-", "billingd.log, sandbox.log, billingd.db")
 	began := time.Now()
 	span := time.Duration(float64(days) * 24 * float64(time.Hour) / rate)
 	t.Logf("webhooks crash test: %d consents, %d kills, %d days at %g× (%s real), seed %d, dir %s",
@@ -200,7 +186,7 @@ func TestWebhooksCrash(t *testing.T) {
 	bin := proc.Build(t, dir, proc.RaceFlags...)
 
 	// Consents: weekly and monthly, a due date in the run, billed from three days in.
-	first := cycle.DateOf(virtualStart)
+	first := cycle.DateOf(harness.VirtualStart)
 	billFrom := first.AddDays(3)
 	var cs []*consent.Consent
 	for i := range n {
@@ -228,19 +214,11 @@ func TestWebhooksCrash(t *testing.T) {
 	require.NoError(t, os.WriteFile(scenarioFile, scen, 0o600))
 
 	epoch := time.Now().Add(2 * time.Second)
-	clk := &clock.Scaled{Start: virtualStart, Epoch: time.UnixMilli(epoch.UnixMilli()), Rate: rate}
+	clk := &clock.Scaled{Start: harness.VirtualStart, Epoch: time.UnixMilli(epoch.UnixMilli()), Rate: rate}
 	environ := append(os.Environ(), "BILLINGD_TEST_CLOCK="+clk.String())
 
-	sbAddr := proc.FreePort(t)
-	sbLog, err := os.Create(filepath.Join(dir, "sandbox.log"))
-	require.NoError(t, err)
-	defer sbLog.Close()
-	sb := exec.Command(bin, "sandbox", "--addr", sbAddr, "--access-key", "ak", "--secret-key", "sk",
-		"--consents", consentsFile, "--scenario", scenarioFile, "--faults", fmt.Sprintf("drop=0.02,5xx=0.01,latency=1ms,seed=%d", seed), "--token-ttl", "24h")
-	sb.Env, sb.Stdout, sb.Stderr = environ, sbLog, sbLog
-	require.NoError(t, sb.Start())
-	defer func() { _ = sb.Process.Kill(); _ = sb.Wait() }()
-	proc.WaitHTTP(t, "http://"+sbAddr+"/_sandbox/stats", 60*time.Second)
+	sb := harness.StartSandbox(t, bin, dir, environ, "--consents", consentsFile, "--scenario", scenarioFile,
+		"--faults", fmt.Sprintf("drop=0.02,5xx=0.01,latency=1ms,seed=%d", seed))
 
 	rcv := &receiver{addr: proc.FreePort(t), clk: clk, rng: rand.New(rand.NewPCG(seed, 8)), answerDelay: 30 * time.Millisecond, taken: make(chan struct{}, 1), delivered: map[string]map[uint64]bool{}}
 	rcv.start(t)
@@ -250,21 +228,9 @@ func TestWebhooksCrash(t *testing.T) {
 	dbPath := filepath.Join(dir, "billingd.db")
 	apiAddr := proc.FreePort(t)
 	cfgPath := filepath.Join(dir, "billingd.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte(config(dbPath, sbAddr, apiAddr, rcv.addr)), 0o600))
-	imp := exec.Command(bin, "consent", "import", "--config", cfgPath, "--bill-from", billFrom.String(), consentsFile)
-	imp.Env = environ
-	out, err := imp.CombinedOutput()
-	require.NoError(t, err, string(out))
-
-	logFile, err := os.Create(filepath.Join(dir, "billingd.log"))
-	require.NoError(t, err)
-	defer logFile.Close()
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "run", "--config", cfgPath)
-		cmd.Env, cmd.Stdout, cmd.Stderr = environ, logFile, logFile
-		require.NoError(t, cmd.Start())
-		return cmd
-	}
+	require.NoError(t, os.WriteFile(cfgPath, []byte(config(dbPath, sb.Addr, apiAddr, rcv.addr)), 0o600))
+	harness.Import(t, bin, cfgPath, environ, billFrom.String(), consentsFile)
+	daemon := harness.NewDaemon(t, bin, dir, cfgPath, environ)
 
 	// Kill instants over the run; the receiver is down from 30 % to 45 % of it.
 	var killAt []time.Duration
@@ -274,21 +240,7 @@ func TestWebhooksCrash(t *testing.T) {
 	sort.Slice(killAt, func(i, j int) bool { return killAt[i] < killAt[j] })
 	downAt, upAt := span*30/100, span*45/100
 
-	ctx, cancelNudge := context.WithCancel(context.Background())
-	var nudges sync.WaitGroup
-	for _, what := range []string{"scan", "poll"} {
-		nudges.Add(1)
-		go func() {
-			defer nudges.Done()
-			for ctx.Err() == nil {
-				if proc.Try("POST", "http://"+apiAddr+"/v1/scheduler/"+what, token, 30*time.Second) != nil {
-					time.Sleep(50 * time.Millisecond)
-				}
-				time.Sleep(150 * time.Millisecond)
-			}
-		}()
-	}
-	stopNudges := func() { cancelNudge(); nudges.Wait() }
+	stopNudges := harness.Nudge([]string{apiAddr})
 	defer stopNudges()
 
 	// The receiver's downtime runs beside the kills.
@@ -301,7 +253,7 @@ func TestWebhooksCrash(t *testing.T) {
 		rcv.start(t)
 	}()
 	time.Sleep(time.Until(epoch))
-	daemon := start()
+	daemon.Start(t)
 	killed, aimed := 0, 0
 	for i, at := range killAt {
 		time.Sleep(time.Until(epoch.Add(at)))
@@ -318,10 +270,9 @@ func TestWebhooksCrash(t *testing.T) {
 			case <-time.After(3 * time.Second):
 			}
 		}
-		require.NoError(t, daemon.Process.Signal(syscall.SIGKILL))
-		_ = daemon.Wait()
+		daemon.Kill(t)
 		killed++
-		daemon = start()
+		daemon.Start(t)
 	}
 	<-outage
 	time.Sleep(time.Until(epoch.Add(span)))
@@ -352,20 +303,14 @@ func TestWebhooksCrash(t *testing.T) {
 	if !settled {
 		t.Errorf("the webhooks did not settle within the deadline (see billingd.log)")
 	}
-	require.NoError(t, daemon.Process.Signal(syscall.SIGTERM))
-	exited := make(chan error, 1)
-	go func() { exited <- daemon.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("graceful stop: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		_ = daemon.Process.Kill()
+	switch inTime, err := daemon.Stop(t, 15*time.Second, syscall.SIGKILL); {
+	case !inTime:
 		t.Errorf("billingd did not stop within 15s of SIGTERM")
+	case err != nil:
+		t.Errorf("graceful stop: %v", err)
 	}
 	rcv.stop()
-	if logs, err := os.ReadFile(logFile.Name()); err == nil && bytes.Contains(logs, []byte("DATA RACE")) {
+	if logs, err := os.ReadFile(daemon.LogFile()); err == nil && bytes.Contains(logs, []byte("DATA RACE")) {
 		t.Errorf("the race detector reported a data race (billingd.log)")
 	}
 
@@ -444,7 +389,7 @@ func TestWebhooksCrash(t *testing.T) {
 
 func get(url string, out any) error {
 	req, _ := http.NewRequest("GET", url, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Authorization", "Bearer "+harness.Token)
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
 		return err
@@ -456,47 +401,14 @@ func get(url string, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// config is billingd's config for the run: durations of the scheduler and the
-// webhooks' backoff are on the fast clock (virtual), timeouts and the dispatcher's
-// interval real. max_age is far beyond the receiver's downtime (hours of the fast
-// clock): the test is about nothing being lost, not about dead letters.
+// config is billingd's config for the run (harness.Config) with the merchant's
+// endpoint: the webhooks' backoff is on the fast clock (virtual), their timeout and
+// the dispatcher's interval real. max_age is far beyond the receiver's downtime
+// (hours of the fast clock): the test is about nothing being lost, not about dead
+// letters.
 func config(dbPath, sandboxAddr, listen, receiver string) string {
-	return fmt.Sprintf(`
-billing:
-  lead_days: 5
-  submit_time: "09:00"
-  retry_mode: "off"
-storage:
-  path: %s
-  open_timeout: 10s
-  verify_on_start: false
-klavi:
-  base_url: http://%s
-  access_key: ak
-  secret_key: sk
-  timeout: 500ms
-  max_attempts: 3
-  backoff_min: 5ms
-  backoff_max: 100ms
-  rate_limit: 2000
-  rate_burst: 200
-  token_refresh_before: 1h
-scheduler:
-  scan_schedule: "@every 1s"
-  poll_schedule: "@every 1s"
-  workers: 32
-  poll_min_interval: 30m
-  poll_max_interval: 6h
-  resend_min_interval: 10m
-  resend_max_interval: 2h
-  confirm_after: 10h
-  shutdown_timeout: 10s
-http:
-  listen: %s
-  admin_token: %s
-log:
-  format: json
-webhooks:
+	return harness.Config(fmt.Sprintf("  path: %s\n  open_timeout: 10s\n  verify_on_start: false\n", dbPath),
+		sandboxAddr, listen, 500*time.Millisecond, 10*time.Hour, fmt.Sprintf(`webhooks:
   endpoints:
     - name: merchant
       url: http://%s/hooks/billingd
@@ -507,5 +419,5 @@ webhooks:
   timeout: 2s
   workers: 8
   interval: 100ms
-`, dbPath, sandboxAddr, listen, token, receiver, secret)
+`, receiver, secret))
 }
