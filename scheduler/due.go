@@ -255,7 +255,7 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 // midnight after the last day windowOpen allows.
 func sendBefore(a *storage.Attempt) time.Time {
 	if a.Attempt == 0 {
-		return a.Date.AddDays(-WindowClosesDays + 1).At(0, 0)
+		return a.Date.AddDays(-WindowClosesDays+1).At(0, 0)
 	}
 	return a.Date.At(0, 0)
 }
