@@ -35,6 +35,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -183,8 +184,8 @@ log:
 `, dbPath, proc.FreePort(t), addr, token)), 0o600))
 	clockEnv := fmt.Sprintf("BILLINGD_TEST_CLOCK=start=%s,epoch=%d,rate=1", now.UTC().Format(time.RFC3339), time.Now().UnixMilli())
 	d := exec.Command(bin, "run", "--config", cfgPath)
-	var logs bytes.Buffer
-	d.Env, d.Stdout, d.Stderr = append(env, clockEnv), &logs, &logs
+	logs := &lockedBuffer{}
+	d.Env, d.Stdout, d.Stderr = append(env, clockEnv), logs, logs
 	require.NoError(t, d.Start())
 	t.Cleanup(func() {
 		_ = d.Process.Signal(syscall.SIGTERM)
@@ -197,7 +198,9 @@ log:
 	// The admin API answers once the database is verified.
 	deadline := time.Now().Add(30 * time.Second)
 	for proc.Try("GET", "http://"+addr+"/v1/report?month=2026-02", token, 5*time.Second) != nil {
-		require.True(t, time.Now().Before(deadline), "the admin API did not answer within 30s; logs:\n%s", logs.String())
+		if time.Now().After(deadline) {
+			t.Fatalf("the admin API did not answer within 30s; logs:\n%s", logs.String())
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	cliEnv := append(env, "BILLINGD_ADDR=http://"+addr, "BILLINGD_ADMIN_TOKEN="+token, "BILLINGD_CONFIG="+cfgPath)
@@ -587,4 +590,22 @@ func checkConsentShow(t *testing.T, cli cliFunc, events []simulation.Event, end 
 	if checked != len(events) {
 		t.Errorf("the run has %d events, %d of them of the example consents", len(events), checked)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer a running process writes while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
