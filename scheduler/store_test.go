@@ -89,11 +89,3 @@ func openStore(t testing.TB) storage.Store {
 	t.Cleanup(func() { _ = db.Close() })
 	return db
 }
-
-// boltOnly skips t on any other engine: it needs what only a bbolt file has.
-func boltOnly(t testing.TB, why string) {
-	t.Helper()
-	if testEngine != "bolt" {
-		t.Skipf("bolt only (%s=%s): %s", storeEnv, testEngine, why)
-	}
-}
