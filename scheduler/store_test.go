@@ -16,6 +16,7 @@ import (
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/bolt"
 	"github.com/klavi-billing/billingd/storage/etcd"
+	"github.com/klavi-billing/billingd/storage/kv"
 )
 
 // The scheduler's tests run on one storage engine per test binary, chosen by
@@ -88,4 +89,18 @@ func openStore(t testing.TB) storage.Store {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	return db
+}
+
+// heldFence returns a fence that holds for the rest of the test: on etcd a key of
+// the test's own, as an election's key, at its create revision; on bolt, which has
+// one writer and takes any fence, a made-up one.
+func heldFence(t testing.TB) kv.Fence {
+	t.Helper()
+	if testEngine != "etcd" {
+		return kv.Fence{Key: "/billingd/leader/1", Rev: 42}
+	}
+	key := fmt.Sprintf("/scheduler-test/fence/%d", etcdStores.Add(1))
+	resp, err := etcdClient.Put(t.Context(), key, "leader")
+	require.NoError(t, err)
+	return kv.Fence{Key: key, Rev: resp.Header.Revision}
 }
