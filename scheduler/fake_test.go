@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/retry"
 )
 
 // fakeKlavi is a hand-written Klavi for scheduler tests: payments settle at 06:00 of
@@ -234,4 +236,71 @@ func (f *fakeKlavi) CancelPayment(_ context.Context, consentID, paymentID string
 	p.Status = klavi.PaymentCanceled
 	f.cancels = append(f.cancels, paymentID)
 	return &klavi.Payment{ID: p.ID, ClientRequestID: p.CRID, Status: p.Status}, nil
+}
+
+func unknownErr(op string) error {
+	return fmt.Errorf("%s: timeout: %w", op, klavi.ErrOutcomeUnknown)
+}
+
+// recordingKlavi records the autoRetryStrategy of every create, by clientRequestId.
+type recordingKlavi struct {
+	*fakeKlavi
+	smu        sync.Mutex
+	strategies map[string]*retry.Strategy
+}
+
+func newRecordingKlavi(f *fakeKlavi) *recordingKlavi {
+	return &recordingKlavi{fakeKlavi: f, strategies: map[string]*retry.Strategy{}}
+}
+
+func (r *recordingKlavi) CreatePayment(ctx context.Context, id string, req *klavi.CreatePaymentRequest) (*klavi.Payment, error) {
+	r.smu.Lock()
+	if s := req.AutoRetryStrategy; s != nil {
+		cp := *s
+		cp.Days = append([]int(nil), s.Days...)
+		r.strategies[req.ClientRequestID] = &cp
+	} else {
+		r.strategies[req.ClientRequestID] = nil
+	}
+	r.smu.Unlock()
+	return r.fakeKlavi.CreatePayment(ctx, id, req)
+}
+
+// slowKlavi makes every create take some (fake) time: the clock moves on by step
+// after each call, as it does in a long catch-up drain.
+type slowKlavi struct {
+	*fakeKlavi
+	step time.Duration
+	clk  interface{ Advance(time.Duration) time.Time }
+}
+
+func (s *slowKlavi) CreatePayment(ctx context.Context, id string, req *klavi.CreatePaymentRequest) (*klavi.Payment, error) {
+	p, err := s.fakeKlavi.CreatePayment(ctx, id, req)
+	s.clk.Advance(s.step)
+	return p, err
+}
+
+// retryFaultKlavi injects failures into RetryPayment (the fake injects only creates).
+type retryFaultKlavi struct {
+	*fakeKlavi
+	fault func(crid string) (err error, commit bool)
+}
+
+func (r *retryFaultKlavi) RetryPayment(ctx context.Context, consentID, paymentID string, req *klavi.RetryPaymentRequest) (*klavi.Payment, error) {
+	if r.fault != nil {
+		if err, commit := r.fault(req.ClientRequestID); err != nil {
+			if commit { // Klavi stores it, then the answer is lost
+				_, _ = r.fakeKlavi.RetryPayment(ctx, consentID, paymentID, req)
+				r.fakeKlavi.mu.Lock()
+				r.fakeKlavi.retries[len(r.fakeKlavi.retries)-1].Err = err
+				r.fakeKlavi.mu.Unlock()
+				return nil, err
+			}
+			r.fakeKlavi.mu.Lock()
+			r.fakeKlavi.retries = append(r.fakeKlavi.retries, fakeCall{Day: cycle.DateOf(r.fakeKlavi.clock.Now()), ConsentID: consentID, CRID: req.ClientRequestID, Date: req.Date, Err: err})
+			r.fakeKlavi.mu.Unlock()
+			return nil, err
+		}
+	}
+	return r.fakeKlavi.RetryPayment(ctx, consentID, paymentID, req)
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +19,6 @@ import (
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
-	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 // settleAll settles every payment Klavi holds whose date has come, as Klavi does
@@ -136,9 +134,7 @@ func (p *onOffProber) Probe(context.Context) error {
 // on would be stored 15 days ahead. The wall and monotonic elapsed times are compared
 // (stepSince), and a step with no Klavi reading since is doubt.
 func TestHazard_ClockWallStepWhileKlaviUnreadable(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "billingd.db"), bolt.Options{NoSync: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() })
+	db := openStore(t)
 	clk := &steppedClock{}
 	p := &onOffProber{fakeKlavi: newFakeKlavi(clk), truth: time.Now}
 	s, err := New(Config{Policy: Policy{LeadDays: 3, RetryMode: consent.Attach}, SubmitHour: 9}, db, p, WithClock(clk))

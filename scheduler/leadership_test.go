@@ -17,7 +17,6 @@ import (
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
-	"github.com/klavi-billing/billingd/storage/bolt"
 	"github.com/klavi-billing/billingd/storage/kv"
 )
 
@@ -43,10 +42,8 @@ func TestScheduler_FenceHeader(t *testing.T) {
 		MaxAttempts: 1, BackoffMin: time.Millisecond, BackoffMax: time.Millisecond, RateLimit: 1e6, RateBurst: 1000},
 		klavi.WithClock(clk), klavi.WithLogger(quiet))
 	require.NoError(t, err)
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "b.db"), bolt.Options{Logger: quiet, NoSync: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() })
-	term := kv.Fence{Key: "/billingd/leader/1", Rev: 42}
+	db := openStore(t)
+	term := heldFence(t)
 	lead := &heldLeadership{fence: term}
 	s, err := New(Config{Policy: Policy{LeadDays: 3, RetryMode: consent.Off}, SubmitHour: 9, RefreshSchedule: "off", ClockTolerance: -1},
 		db, kc, WithClock(clk), WithLogger(quiet), WithLeadership(lead))

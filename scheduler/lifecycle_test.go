@@ -9,7 +9,6 @@ import (
 
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
-	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 func TestJudgeConsent(t *testing.T) {
@@ -170,7 +169,7 @@ func TestScheduler_ConsentLifecycle(t *testing.T) {
 
 // countingStore counts the consent sweeps (ListConsents pages) a Scheduler reads.
 type countingStore struct {
-	*bolt.Store
+	storage.Store
 	pages map[storage.ConsentState]int
 }
 

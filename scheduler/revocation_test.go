@@ -3,7 +3,6 @@ package scheduler
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,7 +15,6 @@ import (
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
-	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 // An operator revokes a consent while its next cycle's payment is in flight
@@ -127,7 +125,7 @@ func (f *flakyCancelKlavi) CancelPayment(ctx context.Context, consentID, payment
 // consents: an NTP step, or a restored VM's clock set right, in the seconds after
 // start, while the re-plan walks every consent.
 type steppingStore struct {
-	*bolt.Store
+	storage.Store
 	clk   *steppedClock
 	step  time.Duration
 	armed atomic.Bool
@@ -146,9 +144,7 @@ func (s *steppingStore) ListConsents(ctx context.Context, after string, limit in
 // very reading it judged, so the scan never reads the due index up to a stepped
 // instant and records MISSED for a cycle whose window is open.
 func TestScheduler_ClockStepDuringFirstScanReplan(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "billingd.db"), bolt.Options{NoSync: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() })
+	db := openStore(t)
 	clk := &steppedClock{}
 	st := &steppingStore{Store: db, clk: clk, step: 15 * 24 * time.Hour}
 	p := &onOffProber{fakeKlavi: newFakeKlavi(clk), truth: time.Now}
@@ -200,7 +196,7 @@ func TestScheduler_FailedReplanIsTriedAgain(t *testing.T) {
 
 // failingListStore fails ListConsents the first fails times.
 type failingListStore struct {
-	*bolt.Store
+	storage.Store
 	fails atomic.Int32
 }
 

@@ -4,106 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/retry"
 	"github.com/klavi-billing/billingd/storage"
-	"github.com/klavi-billing/billingd/storage/bolt"
 	"github.com/klavi-billing/billingd/storage/kv"
 )
-
-// harness runs a scheduler on a fake clock, a real bbolt store and a fake Klavi.
-type harness struct {
-	t     *testing.T
-	clock *clock.Fake
-	db    *bolt.Store
-	kl    *fakeKlavi
-	s     *Scheduler
-
-	mu     sync.Mutex
-	events []Event
-}
-
-func newHarness(t *testing.T, start time.Time, mod func(*Config)) *harness {
-	t.Helper()
-	h := &harness{t: t, clock: clock.NewFake(start)}
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "billingd.db"), bolt.Options{NoSync: true, MaxBatchDelay: 20 * time.Microsecond})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() })
-	h.db, h.kl = db, newFakeKlavi(h.clock)
-	cfg := Config{Policy: Policy{LeadDays: 3, RetryMode: consent.Attach, Calendar: cycle.NewCalendar()}, SubmitHour: 9, Workers: 4}
-	if mod != nil {
-		mod(&cfg)
-	}
-	h.s, err = New(cfg, db, h.kl, WithClock(h.clock), WithObserver(func(e Event) {
-		h.mu.Lock()
-		h.events = append(h.events, e)
-		h.mu.Unlock()
-	}))
-	require.NoError(t, err)
-	return h
-}
-
-// at is an instant in Brasília.
-func at(date string, hour, minute int) time.Time { return d(date).At(hour, minute) }
-
-func (h *harness) add(c *consent.Consent) *storage.ConsentRecord {
-	h.t.Helper()
-	rec, err := h.s.AddConsent(c, cycle.Date{}, "")
-	require.NoError(h.t, err)
-	return rec
-}
-
-// runUntil runs scans and polls, jumping the clock from one piece of scheduled work
-// to the next, up to end; the clock is left at end.
-func (h *harness) runUntil(end time.Time) {
-	h.t.Helper()
-	ctx := context.Background()
-	for {
-		_, err := h.s.Scan(ctx)
-		require.NoError(h.t, err)
-		_, err = h.s.Poll(ctx)
-		require.NoError(h.t, err)
-		next, err := h.db.NextWork(ctx, h.clock.Now())
-		require.NoError(h.t, err)
-		if next.IsZero() || next.After(end) {
-			break
-		}
-		h.clock.Set(next)
-	}
-	h.clock.Set(end)
-}
-
-func (h *harness) eventsOf(kinds ...EventKind) []Event {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []Event
-	for _, e := range h.events {
-		for _, k := range kinds {
-			if e.Kind == k {
-				out = append(out, e)
-			}
-		}
-	}
-	return out
-}
-
-func (h *harness) attempt(id string, k, n int) *storage.Attempt {
-	h.t.Helper()
-	a, err := h.db.GetAttempt(context.Background(), storage.AttemptKey{ConsentID: id, Cycle: k, Attempt: n})
-	require.NoError(h.t, err)
-	return a
-}
 
 func TestScheduler_MatchesPreviewTwoYears(t *testing.T) {
 	tests := []struct {

@@ -15,6 +15,7 @@ import (
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/internal/fastforward"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/scheduler"
@@ -226,26 +227,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.Summaries = append(res.Summaries, sums[c.ID])
 	}
 
-	for ctx.Err() == nil {
-		if _, err := sch.Scan(ctx); err != nil {
-			return nil, err
-		}
-		if _, err := sch.Poll(ctx); err != nil {
-			return nil, err
-		}
-		next, err := db.NextWork(ctx, clk.Now())
-		if err != nil {
-			return nil, err
-		}
-		if next.IsZero() || !next.Before(end) {
-			break
-		}
-		clk.Set(next)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := runner(clk, sch, db).Before(ctx, end); err != nil {
 		return nil, err
 	}
-	clk.Set(end)
 
 	res.Ledger = sb.Ledger()
 	res.Stats = sb.Stats()
@@ -280,6 +264,16 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	sort.SliceStable(res.Events, func(i, j int) bool { return res.Events[i].At.Before(res.Events[j].At) })
 	res.Elapsed = time.Since(started)
 	return res, nil
+}
+
+// runner drives s on clk from one piece of work in db to the next.
+func runner(clk *clock.Fake, s *scheduler.Scheduler, db storage.Store) fastforward.Runner {
+	return fastforward.Runner{
+		Clock:    clk,
+		Scan:     func(ctx context.Context) error { _, err := s.Scan(ctx); return err },
+		Poll:     func(ctx context.Context) error { _, err := s.Poll(ctx); return err },
+		NextWork: db.NextWork,
+	}
 }
 
 // syncFile flushes a file written without fsync to disk.

@@ -753,14 +753,20 @@ func (db *DB) Apply(ctx context.Context, ch *Change) error {
 
 // ApplyAll commits many changes (bulk loads) in order, as few transactions as the
 // engine allows: all in one on bolt, chunks within etcd's operation limit. Each
-// transaction is atomic; when one fails, the changes before it stay committed and
-// applied says how many they are.
+// transaction is atomic and fenced like Apply (changes with different fences are
+// never in one); when one fails, the changes before it stay committed and applied
+// says how many they are.
 func (db *DB) ApplyAll(ctx context.Context, chs []*Change) (applied int, err error) {
+	try := len(chs) // changes to try in the next transaction: twice the last that fit
 	for len(chs) > 0 {
-		n := len(chs)
+		fence := chs[0].Fence
+		n := 1
+		for n < min(try, len(chs)) && chs[n].Fence == fence {
+			n++
+		}
 		for {
 			part := chs[:n]
-			err = db.update(ctx, func(tx kv.Tx) error {
+			err = db.kv.Update(ctx, kv.Write{Fence: fence}, func(tx kv.Tx) error {
 				for _, ch := range part {
 					if err := applyTx(tx, ch); err != nil {
 						return err
@@ -774,6 +780,7 @@ func (db *DB) ApplyAll(ctx context.Context, chs []*Change) (applied int, err err
 			}
 			break
 		}
+		db.wrote(err)
 		if err != nil {
 			return applied, err
 		}
@@ -782,6 +789,7 @@ func (db *DB) ApplyAll(ctx context.Context, chs []*Change) (applied int, err err
 		}
 		applied += n
 		chs = chs[n:]
+		try = 2 * n
 	}
 	return applied, nil
 }

@@ -40,14 +40,47 @@ func (s *Server) Stop() {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	client, peer := freeURL(t), freeURL(t)
-	cfg := config(t, "test", client, peer)
-	cfg.InitialCluster = fmt.Sprintf("test=%s", peer.String())
-	// Tests write fast and keep little: no snapshot pressure, short elections.
-	cfg.TickMs = 10
-	cfg.ElectionMs = 100
-	s := start(t, cfg)
+	s := start(t, single(config(t.TempDir(), "test", client, peer)))
 	wait(t, s)
 	return s
+}
+
+// Launch runs a one-member etcd cluster as Start does, keeping its data in dir, for
+// a whole test binary (TestMain), where no testing.TB cleans up: the caller calls
+// Stop, then removes dir. It fails when the server is not ready within 30 seconds.
+func Launch(dir string) (*Server, error) {
+	client, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	peer, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cfg := single(config(dir, "test", client, peer))
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("etcdtest: start: %w", err)
+	}
+	s := &Server{Endpoints: []string{client.String()}, Name: cfg.Name, etcd: e}
+	select {
+	case <-e.Server.ReadyNotify():
+		return s, nil
+	case <-time.After(readyWithin):
+		s.Stop()
+		return nil, fmt.Errorf("etcdtest: the server was not ready within %s", readyWithin)
+	}
+}
+
+// single makes cfg the one member of its cluster. Tests write fast and keep
+// little: no snapshot pressure, short elections, and no fsync (nothing outlives
+// the process, so a commit need not wait for the disk).
+func single(cfg *embed.Config) *embed.Config {
+	cfg.InitialCluster = fmt.Sprintf("%s=%s", cfg.Name, cfg.AdvertisePeerUrls[0].String())
+	cfg.TickMs = 10
+	cfg.ElectionMs = 100
+	cfg.UnsafeNoFsync = true
+	return cfg
 }
 
 // Cluster is n embedded etcd members of one cluster, each with its own data
@@ -83,7 +116,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	// Every member is started before any is waited for: a member is ready only
 	// once a quorum of its peers answers.
 	for i := range n {
-		cfg := config(t, names[i], clients[i], peers[i])
+		cfg := config(t.TempDir(), names[i], clients[i], peers[i])
 		cfg.InitialCluster = strings.Join(initial, ",")
 		cfg.TickMs = 25
 		cfg.ElectionMs = 500
@@ -99,9 +132,9 @@ func StartCluster(t testing.TB, n int) *Cluster {
 
 // config is a member's configuration: its own directory, loopback URLs and a
 // silent logger.
-func config(t testing.TB, name string, client, peer url.URL) *embed.Config {
+func config(dir, name string, client, peer url.URL) *embed.Config {
 	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
+	cfg.Dir = dir
 	cfg.Logger = "zap"
 	cfg.LogLevel = "error"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
@@ -140,11 +173,19 @@ func wait(t testing.TB, s *Server) {
 // freeURL returns an http://127.0.0.1:PORT address whose port was free a moment ago.
 func freeURL(t testing.TB) url.URL {
 	t.Helper()
+	u, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func freeAddr() (url.URL, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("etcdtest: %v", err)
+		return url.URL{}, fmt.Errorf("etcdtest: %w", err)
 	}
 	addr := l.Addr().String()
 	_ = l.Close()
-	return url.URL{Scheme: "http", Host: addr}
+	return url.URL{Scheme: "http", Host: addr}, nil
 }

@@ -39,11 +39,15 @@ func TestEngine(t *testing.T) {
 	})
 
 	t.Run("storagetest", func(t *testing.T) {
+		// A small MaxOps: bulk loads (ApplyAll) commit in many chunks.
 		storagetest.Run(t, func(t *testing.T) storage.Store {
-			db, err := NewStore(t.Context(), c, Options{Prefix: "/test/" + t.Name() + "/"}, storage.Options{})
+			db, err := NewStore(t.Context(), c, Options{Prefix: "/test/" + t.Name() + "/", MaxOps: storeMaxOps}, storage.Options{})
 			require.NoError(t, err)
+			t.Cleanup(func() { _ = db.Close() })
 			return db
-		})
+		}, storagetest.Caps{Fence: func(t *testing.T, db storage.Store) (kv.Fence, func()) {
+			return leaseFence(t, db.Engine())
+		}})
 	})
 
 	t.Run("Open", func(t *testing.T) {
@@ -209,6 +213,9 @@ func TestEngine(t *testing.T) {
 		}))
 	})
 }
+
+// storeMaxOps is the MaxOps of the stores the conformance suite runs on.
+const storeMaxOps = 32
 
 // leaseFence puts a key under a lease, as an election does, and returns it as a
 // fence; lose revokes the lease, which deletes the key.

@@ -13,6 +13,7 @@ import (
 	"github.com/klavi-billing/billingd/examples"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/kv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -20,28 +21,68 @@ import (
 // An Opener returns a new, empty store for one test, closed when the test ends.
 type Opener func(t *testing.T) storage.Store
 
+// Caps are what an engine has beyond what every engine must. The zero Caps is an
+// engine with one writer process (storage/bolt).
+type Caps struct {
+	// Fence, when not nil, returns a fence that holds on db and a function that
+	// makes it stop holding (etcd: revoke the lease of the election key). Turns on
+	// the lost-fence subtests. When nil, the suite writes with a made-up non-zero
+	// fence, which an engine with one writer accepts: bolt's flock already makes its
+	// process the only writer, so it has no other leader to fear and takes any
+	// fence that is not zero.
+	Fence func(t *testing.T, db storage.Store) (held kv.Fence, lose func())
+}
+
 // Run runs the conformance suite against the stores open returns: every engine
 // must pass it unchanged (storage/bolt and storage/etcd run it in their tests).
-func Run(t *testing.T, open Opener) {
+// caps holds at most one Caps; none is the zero Caps.
+func Run(t *testing.T, open Opener, caps ...Caps) {
+	var c Caps
+	if len(caps) > 0 {
+		c = caps[0]
+	}
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, open Opener)
+		skip string // why the subtest does not apply, if it does not
 	}{
-		{"Apply_IndexesAndCounts", testApply_IndexesAndCounts},
-		{"Apply_AttemptsAndAttention", testApply_AttemptsAndAttention},
-		{"Amounts", testAmounts},
-		{"Apply_CursorOnly", testApply_CursorOnly},
-		{"DB_ConsentIDsDifferingOnlyInCase", testDB_ConsentIDsDifferingOnlyInCase},
-		{"DB_Events", testDB_Events},
-		{"DB_Events_AtomicWithTheChange", testDB_Events_AtomicWithTheChange},
-		{"DB_Attention", testDB_Attention},
-		{"DB_DueValues", testDB_DueValues},
-		{"DB_AttemptsBetween", testDB_AttemptsBetween},
-		{"DB_DatesIndexFollowsTheDate", testDB_DatesIndexFollowsTheDate},
+		{"Apply_IndexesAndCounts", testApply_IndexesAndCounts, ""},
+		{"Apply_AttemptsAndAttention", testApply_AttemptsAndAttention, ""},
+		{"Amounts", testAmounts, ""},
+		{"Apply_CursorOnly", testApply_CursorOnly, ""},
+		{"DB_ConsentIDsDifferingOnlyInCase", testDB_ConsentIDsDifferingOnlyInCase, ""},
+		{"DB_Events", testDB_Events, ""},
+		{"DB_Events_AtomicWithTheChange", testDB_Events_AtomicWithTheChange, ""},
+		{"DB_Attention", testDB_Attention, ""},
+		{"DB_DueValues", testDB_DueValues, ""},
+		{"DB_AttemptsBetween", testDB_AttemptsBetween, ""},
+		{"DB_DatesIndexFollowsTheDate", testDB_DatesIndexFollowsTheDate, ""},
+		{"Versions_NewRecordsStartAtOne", testVersions_NewRecordsStartAtOne, ""},
+		{"Versions_StaleWriteConflicts", testVersions_StaleWriteConflicts, ""},
+		{"Versions_ConcurrentWriters", testVersions_ConcurrentWriters, ""},
+		{"ApplyAll_Many", testApplyAll_Many, ""},
+		{"ApplyAll_StopsAtTheFirstFailure", testApplyAll_StopsAtTheFirstFailure, ""},
+		{"Fence_Held", func(t *testing.T, open Opener) { testFence_Held(t, open, c) }, ""},
+		{"Fence_Lost", func(t *testing.T, open Opener) { testFence_Lost(t, open, c) }, ifNot(c.Fence != nil, "no fence can be lost: one writer")},
 	}
-	for _, tt := range append(tests, feedTests...) {
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.skip != "" {
+				t.Skip(tt.skip)
+			}
+			tt.fn(t, open)
+		})
+	}
+	for _, tt := range feedTests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
 	}
+}
+
+func ifNot(ok bool, why string) string {
+	if ok {
+		return ""
+	}
+	return why
 }
 
 // T0 is the instant Record's records are added and updated at.
