@@ -122,6 +122,11 @@ func (n network) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if pay != nil {
 		w.tracef("answer %s %d", pay.body.ClientRequestID, rec.Code)
+		if rec.Code == http.StatusConflict && strings.Contains(rec.Body.String(), "Insufficient permissions") {
+			// The seeds' refusing 409 (sandbox ConflictPermissions): Klavi refused the
+			// payment, which no preview can foresee.
+			w.disturb(pay.consentID, "klavi refused (409 permissions)")
+		}
 	}
 	return rec.Result(), nil
 }
