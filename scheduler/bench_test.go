@@ -76,32 +76,8 @@ func BenchmarkScanSubmit(b *testing.B) {
 // days: the due index up to the range's end, then each consent found (record,
 // attempts) and its plan.
 func BenchmarkUpcoming(b *testing.B) {
-	n := 100_000
-	if v := os.Getenv("BENCH_CONSENTS"); v != "" {
-		fmt.Sscan(v, &n)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	now := cycle.MustDate(2026, 3, 2).At(8, 0)
-	clk := clock.NewFake(now)
-	db, err := bolt.Open(filepath.Join(b.TempDir(), "b.db"), bolt.Options{Logger: quiet, NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	s, err := New(Config{Policy: Policy{LeadDays: 3, RetryMode: consent.Off}, SubmitHour: 9}, db, nil, WithClock(clk), WithLogger(quiet))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := 0; i < n; i += 50_000 {
-		var cs []*consent.Consent
-		for j := i; j < min(i+50_000, n); j++ {
-			due := cycle.DateOf(now).AddDays(4 + j%30)
-			cs = append(cs, &consent.Consent{CreatedConsent: *sandbox.SampleConsent(fmt.Sprintf("urn:bench:c-%07d", j), cycle.Monthly, due, 99_90)})
-		}
-		if _, _, err := s.AddConsents(context.Background(), cs, cycle.DateOf(now)); err != nil {
-			b.Fatal(err)
-		}
-	}
+	s, _, now, _ := benchScheduler(b)
+	var err error
 	b.ResetTimer()
 	var up *Upcoming
 	for b.Loop() {
@@ -118,31 +94,7 @@ func BenchmarkUpcoming(b *testing.B) {
 // active consents each run (what every run did before sweeps were spaced by
 // RefreshEvery/24 and skipped when no consent awaits authorization).
 func BenchmarkRefreshIdle(b *testing.B) {
-	n := 100_000
-	if v := os.Getenv("BENCH_CONSENTS"); v != "" {
-		fmt.Sscan(v, &n)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	now := cycle.MustDate(2026, 3, 2).At(8, 0)
-	clk := clock.NewFake(now)
-	db, err := bolt.Open(filepath.Join(b.TempDir(), "b.db"), bolt.Options{Logger: quiet, NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	s, err := New(Config{Policy: Policy{LeadDays: 3, RetryMode: consent.Off}, SubmitHour: 9}, db, nil, WithClock(clk), WithLogger(quiet))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := 0; i < n; i += 50_000 {
-		var cs []*consent.Consent
-		for j := i; j < min(i+50_000, n); j++ {
-			cs = append(cs, &consent.Consent{CreatedConsent: *sandbox.SampleConsent(fmt.Sprintf("urn:bench:c-%07d", j), cycle.Monthly, cycle.DateOf(now).AddDays(4+j%30), 99_90)})
-		}
-		if _, _, err := s.AddConsents(context.Background(), cs, cycle.DateOf(now)); err != nil {
-			b.Fatal(err)
-		}
-	}
+	s, db, now, n := benchScheduler(b)
 	// Every consent was read at Klavi a moment ago: nothing is stale.
 	recs, err := db.ListConsents(context.Background(), "", n, storage.ConsentActive)
 	if err != nil {
@@ -173,4 +125,36 @@ func BenchmarkRefreshIdle(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchScheduler is a scheduler over a new bbolt file holding BENCH_CONSENTS (default
+// 100,000) active monthly consents whose due dates spread over the 30 days after
+// day 4 from now.
+func benchScheduler(b *testing.B) (*Scheduler, *bolt.Store, time.Time, int) {
+	b.Helper()
+	n := 100_000
+	if v := os.Getenv("BENCH_CONSENTS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	now := cycle.MustDate(2026, 3, 2).At(8, 0)
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "b.db"), bolt.Options{Logger: quiet, NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = db.Close() })
+	s, err := New(Config{Policy: Policy{LeadDays: 3, RetryMode: consent.Off}, SubmitHour: 9}, db, nil, WithClock(clock.NewFake(now)), WithLogger(quiet))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < n; i += 50_000 {
+		var cs []*consent.Consent
+		for j := i; j < min(i+50_000, n); j++ {
+			cs = append(cs, &consent.Consent{CreatedConsent: *sandbox.SampleConsent(fmt.Sprintf("urn:bench:c-%07d", j), cycle.Monthly, cycle.DateOf(now).AddDays(4+j%30), 99_90)})
+		}
+		if _, _, err := s.AddConsents(context.Background(), cs, cycle.DateOf(now)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s, db, now, n
 }
