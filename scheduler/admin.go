@@ -150,13 +150,13 @@ func (s *Scheduler) scheduleFirst(rec *storage.ConsentRecord, now time.Time, ch 
 // it) and schedules it from today or its billFrom, whichever is later. actor names
 // who asked, for the timeline.
 func (s *Scheduler) Authorize(id, actor string) (*storage.ConsentRecord, error) {
+	if err := s.trustClock(); err != nil { // once, not on every retry: it asks Klavi
+		return nil, err
+	}
 	return retryConflict(func() (*storage.ConsentRecord, error) { return s.authorize(id, actor) })
 }
 
 func (s *Scheduler) authorize(id, actor string) (*storage.ConsentRecord, error) {
-	if err := s.trustClock(); err != nil {
-		return nil, err
-	}
 	defer s.locks.lock(id)()
 	rec, err := s.store.GetConsent(context.Background(), id)
 	if err != nil {

@@ -10,16 +10,6 @@ import (
 // This build (tag voprbugs) can switch on one of the deliberate mistakes of
 // bugs.go, for package vopr's tests. Never in a release.
 
-type bug uint8
-
-const (
-	bugPostBeforeDurable bug = iota + 1
-	bugNewKeyOnResend
-	bugRetryPastWindow
-	bugMissedOnDoubt
-	bugConflictIsCreated
-)
-
 // Bugs names the mistakes InjectBug knows.
 var Bugs = map[string]bug{
 	"post-before-durable": bugPostBeforeDurable,
