@@ -842,9 +842,11 @@ func applyTx(tx kv.Tx, ch *Change) error {
 		key := attemptKeyBytes(a.AttemptKey)
 		var prev *Attempt
 		if old := attempts.Get(key); old != nil {
-			var p Attempt
-			if err := json.Unmarshal(old, &p); err == nil {
-				prev = &p
+			// A stored record that does not decode is not an absent one: overwriting it
+			// would leave its attention and dates entries behind.
+			prev = &Attempt{}
+			if err := json.Unmarshal(old, prev); err != nil {
+				return fmt.Errorf("%w: attempt %s: %v", ErrCorrupt, a.AttemptKey, err)
 			}
 		}
 		if stored := versionOf(prev); stored != a.Version {
