@@ -94,9 +94,6 @@ func (db *DB) Publish(ctx context.Context, fence kv.Fence, limit int) (int, erro
 	var keys [][]byte
 	err := db.view(ctx, func(tx kv.Tx) error {
 		b := tx.Bucket(bucketOutbox)
-		if b == nil {
-			return nil
-		}
 		c := b.Cursor()
 		for k, _ := c.First(); k != nil && len(keys) < limit; k, _ = c.Next() {
 			keys = append(keys, bytes.Clone(k))
@@ -161,9 +158,6 @@ func (db *DB) Feed(ctx context.Context, after uint64, limit int) ([]FeedEvent, e
 	var out []FeedEvent
 	err := db.view(ctx, func(tx kv.Tx) error {
 		b := tx.Bucket(bucketFeed)
-		if b == nil {
-			return nil
-		}
 		c := b.Cursor()
 		for k, v := c.Seek(posKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 			fe, err := feedEvent(tx, k, v)
@@ -184,10 +178,7 @@ func (db *DB) FeedAt(ctx context.Context, positions []uint64) ([]FeedEvent, erro
 	err := db.view(ctx, func(tx kv.Tx) error {
 		b := tx.Bucket(bucketFeed)
 		for _, p := range positions {
-			var v []byte
-			if b != nil {
-				v = b.Get(posKey(p))
-			}
+			v := b.Get(posKey(p))
 			if v == nil {
 				return fmt.Errorf("feed position %d: %w", p, ErrNotFound)
 			}
@@ -221,10 +212,7 @@ func (db *DB) FeedPosition(ctx context.Context, id string) (uint64, error) {
 	var pos uint64
 	err := db.view(ctx, func(tx kv.Tx) error {
 		b := tx.Bucket(bucketFeedIDs)
-		var v []byte
-		if b != nil {
-			v = b.Get([]byte(id))
-		}
+		v := b.Get([]byte(id))
 		if len(v) != 8 {
 			return fmt.Errorf("event %s: %w", id, ErrNotFound)
 		}
@@ -243,9 +231,6 @@ func (db *DB) FeedStatus(ctx context.Context) (FeedStatus, error) {
 			st.Head = binary.BigEndian.Uint64(v) - 1
 		}
 		b := tx.Bucket(bucketOutbox)
-		if b == nil {
-			return nil
-		}
 		return b.ForEach(func(_, v []byte) error {
 			st.Outbox++
 			if len(v) == 8 {
@@ -408,9 +393,6 @@ func (db *DB) WebhookCursor(ctx context.Context, ep string) (uint64, bool, error
 	)
 	err := db.view(ctx, func(tx kv.Tx) error {
 		b := tx.Bucket(bucketWebhooks)
-		if b == nil {
-			return nil
-		}
 		if v := b.Get(whKey('c', ep)); len(v) == 8 {
 			pos, ok = binary.BigEndian.Uint64(v), true
 		}
@@ -445,9 +427,6 @@ func (db *DB) WebhookBacklog(ctx context.Context, ep, consentID string) (*Webhoo
 	var w *WebhookBacklog
 	err := db.view(ctx, func(tx kv.Tx) error {
 		b := tx.Bucket(bucketWebhooks)
-		if b == nil {
-			return ErrNotFound
-		}
 		w = &WebhookBacklog{Endpoint: ep, ConsentID: consentID}
 		return getJSON(b, backlogKey(ep, consentID), w)
 	})
@@ -462,9 +441,6 @@ func (db *DB) WebhookBacklogs(ctx context.Context, ep string) ([]*WebhookBacklog
 	var out []*WebhookBacklog
 	err := db.view(ctx, func(tx kv.Tx) error {
 		b := tx.Bucket(bucketWebhooks)
-		if b == nil {
-			return nil
-		}
 		prefix := whKey('b', ep, nil)
 		c := b.Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
@@ -485,9 +461,6 @@ func (db *DB) WebhookDue(ctx context.Context, ep string, now time.Time, limit in
 	var out []*WebhookBacklog
 	err := db.view(ctx, func(tx kv.Tx) error {
 		b := tx.Bucket(bucketWebhooks)
-		if b == nil {
-			return nil
-		}
 		prefix := whKey('t', ep, nil)
 		end := uint64(now.UnixNano())
 		c := b.Cursor()
@@ -522,9 +495,6 @@ func (db *DB) WebhookDeadLetters(ctx context.Context, after string, limit int) (
 	)
 	err = db.view(ctx, func(tx kv.Tx) error {
 		b := tx.Bucket(bucketWebhooks)
-		if b == nil {
-			return nil
-		}
 		prefix := []byte{'d', 0}
 		c := b.Cursor()
 		k, _ := c.Seek(prefix)

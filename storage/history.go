@@ -291,9 +291,6 @@ func (db *DB) Events(ctx context.Context, consentID string, after uint64, limit 
 	)
 	err := db.view(ctx, func(tx kv.Tx) error {
 		b := tx.Bucket(bucketEvents)
-		if b == nil {
-			return nil
-		}
 		prefix := consentPrefix(consentID)
 		c := b.Cursor()
 		k, v := c.Seek(eventKey(consentID, after+1))
@@ -562,9 +559,6 @@ func (db *DB) AttemptsBetween(ctx context.Context, from, to cycle.Date, consentI
 func walkDates(tx kv.Tx, from, to cycle.Date, start []byte, consentID string, fn func(k []byte, a *Attempt) (bool, error)) (bool, error) {
 	prefix := consentPrefix(consentID)
 	b := tx.Bucket(bucketDates)
-	if b == nil {
-		return true, nil
-	}
 	attempts := tx.Bucket(bucketAttempts)
 	end := uint32(to.Rata())
 	c := b.Cursor()

@@ -842,9 +842,11 @@ func applyTx(tx kv.Tx, ch *Change) error {
 		key := attemptKeyBytes(a.AttemptKey)
 		var prev *Attempt
 		if old := attempts.Get(key); old != nil {
-			var p Attempt
-			if err := json.Unmarshal(old, &p); err == nil {
-				prev = &p
+			// A stored record that does not decode is not an absent one: overwriting it
+			// would leave its attention and dates entries behind.
+			prev = &Attempt{}
+			if err := json.Unmarshal(old, prev); err != nil {
+				return fmt.Errorf("%w: attempt %s: %v", ErrCorrupt, a.AttemptKey, err)
 			}
 		}
 		if stored := versionOf(prev); stored != a.Version {
@@ -894,19 +896,18 @@ func putConsent(tx kv.Tx, r *ConsentRecord, mustBeNew bool) error {
 	if mustBeNew && b.Get(key) != nil {
 		return fmt.Errorf("consent %s: %w", r.Consent.ID, ErrExists)
 	}
-	if folds := tx.Bucket(bucketFolds); folds != nil {
-		// Klavi's ids are opaque, but one that differs from a stored id only in letter
-		// case (a UUID written in capitals) is far more likely the same consent than
-		// another one: billing both would charge the payer twice.
-		fold := []byte(strings.ToLower(r.Consent.ID))
-		other := folds.Get(fold)
-		if other != nil && !bytes.Equal(other, key) {
-			return fmt.Errorf("consent %s: %w: consent %s is stored, and their ids differ only in letter case", r.Consent.ID, ErrExists, other)
-		}
-		if other == nil {
-			if err := folds.Put(fold, key); err != nil {
-				return err
-			}
+	// Klavi's ids are opaque, but one that differs from a stored id only in letter
+	// case (a UUID written in capitals) is far more likely the same consent than
+	// another one: billing both would charge the payer twice.
+	folds := tx.Bucket(bucketFolds)
+	fold := []byte(strings.ToLower(r.Consent.ID))
+	other := folds.Get(fold)
+	if other != nil && !bytes.Equal(other, key) {
+		return fmt.Errorf("consent %s: %w: consent %s is stored, and their ids differ only in letter case", r.Consent.ID, ErrExists, other)
+	}
+	if other == nil {
+		if err := folds.Put(fold, key); err != nil {
+			return err
 		}
 	}
 	raw, err := json.Marshal(r.Consent)
