@@ -54,8 +54,12 @@ func mac(secret, ts string, body []byte) string {
 // value, body the raw request body (before any JSON decoding), tolerance how far
 // the timestamp may be from now (0: DefaultTolerance). Several v1= entries are
 // allowed (any one matching is enough) so that a secret can be rotated. It returns
-// nil only for a body signed with secret within the tolerance.
+// nil only for a body signed with secret within the tolerance; an empty secret
+// verifies nothing.
 func Verify(secret, header string, body []byte, tolerance time.Duration, now time.Time) error {
+	if secret == "" {
+		return ErrBadSignature // anyone can sign with an empty key
+	}
 	if tolerance <= 0 {
 		tolerance = DefaultTolerance
 	}
