@@ -149,7 +149,7 @@ func (e *Elector) Holds(fence kv.Fence) bool {
 	if fence.IsZero() || st.Role != Leader || st.Fence != fence || l == nil || l.isLost() {
 		return false
 	}
-	return e.clock.Now().Sub(time.Unix(0, l.last.Load())) < e.ttl
+	return e.clock.Now().Sub(*l.last.Load()) < e.ttl
 }
 
 // New checks o and returns an Elector. It contacts nobody.

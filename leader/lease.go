@@ -21,9 +21,10 @@ type lease struct {
 	lost   chan struct{}      // closed when the lease is lost
 	once   sync.Once
 	reason string // why lost closed; written before the close
-	// last is when the last keepalive response arrived (Unix ns by the Elector's
-	// clock), for Holds.
-	last atomic.Int64
+	// last is when the last keepalive response arrived, by the Elector's clock and
+	// with its monotonic reading (a wall clock stepped back during a pause must not
+	// make an old keepalive look recent), for Holds.
+	last atomic.Pointer[time.Time]
 }
 
 func (l *lease) fail(reason string) {
@@ -77,7 +78,8 @@ func (e *Elector) openLease(ctx context.Context) (*lease, error) {
 		return nil, fmt.Errorf("session: %w", err)
 	}
 	l := &lease{id: resp.ID, s: s, stop: stop, done: make(chan struct{}), lost: make(chan struct{})}
-	l.last.Store(last.UnixNano())
+	granted := last
+	l.last.Store(&granted)
 	go e.watchdog(kctx, l, ka, last)
 	e.mu.Lock()
 	e.st.Lease = resp.ID
@@ -107,7 +109,8 @@ func (e *Elector) watchdog(kctx context.Context, l *lease, ka <-chan *clientv3.L
 				return
 			}
 			last = e.clock.Now()
-			l.last.Store(last.UnixNano())
+			seen := last // a copy: last changes under Holds' feet otherwise
+			l.last.Store(&seen)
 		case <-l.s.Done():
 			if kctx.Err() == nil {
 				l.fail("session ended")
