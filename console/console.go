@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 type Store interface {
 	GetConsent(ctx context.Context, id string) (*storage.ConsentRecord, error)
 	ListConsents(ctx context.Context, after string, limit int, state storage.ConsentState) ([]*storage.ConsentRecord, error)
+	GetAttempt(ctx context.Context, k storage.AttemptKey) (*storage.Attempt, error)
 	Attempts(ctx context.Context, consentID string) ([]*storage.Attempt, error)
 	Amounts(ctx context.Context, id string) (map[int]klavi.Cents, error)
 	Events(ctx context.Context, consentID string, after uint64, limit int) ([]storage.Event, bool, error)
@@ -277,8 +279,30 @@ func (c *Console) render(w http.ResponseWriter, code int, name string, p page) {
 
 func (c *Console) pageOf(r *request, title, nav string, data any) page {
 	p := page{Title: title, Nav: nav, Role: r.s.Role, CSRF: r.csrf, Now: Instant(r.now), Data: data, LoginIn: true}
-	p.Flash = r.URL.Query().Get("done")
+	p.Flash = c.flash(r)
 	return p
+}
+
+// flash is the note a page shows after an action, built from the store, never from
+// the link's text: ?resolved=ID/K/N shows an attention item that is resolved, and
+// nothing for one that is not (a crafted link cannot put words on the page).
+func (c *Console) flash(r *request) string {
+	// An attempt key, ID/K/N (consent ids hold no "/").
+	parts := strings.Split(r.URL.Query().Get("resolved"), "/")
+	if len(parts) != 3 {
+		return ""
+	}
+	k, err1 := strconv.Atoi(parts[1])
+	n, err2 := strconv.Atoi(parts[2])
+	if err1 != nil || err2 != nil {
+		return ""
+	}
+	key := storage.AttemptKey{ConsentID: parts[0], Cycle: k, Attempt: n}
+	a, err := c.store.GetAttempt(r.Context(), key)
+	if err != nil || a.Resolved == nil {
+		return ""
+	}
+	return fmt.Sprintf("Resolved %s (%s) by %s.", key, a.Resolved.State, a.Resolved.By)
 }
 
 // errorPage answers an error as a page (with the navigation when there is a session).
@@ -304,7 +328,12 @@ func (c *Console) fail(w http.ResponseWriter, r *request, err error) {
 		code = http.StatusServiceUnavailable
 	}
 	if code >= 500 {
+		// The store's or the cluster's own words stay in the log.
 		c.log.Error("console request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		err = fmt.Errorf("%s: the request failed; the operator log has the cause", http.StatusText(code))
+		if code == http.StatusServiceUnavailable {
+			err = errors.New("this replica cannot serve that now (not the leader, or the store is unreachable); try again, or use the leader")
+		}
 	}
 	c.errorPage(w, r.Request, code, err)
 }

@@ -228,6 +228,15 @@ func TestConsole_Security(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, a.code, "foreign origin")
 		assert.True(t, e.open(), "nothing resolved")
 	})
+	t.Run("a link cannot put words on a page", func(t *testing.T) {
+		b := e.browser()
+		b.login(adminToken)
+		for _, q := range []string{"?done=Your+account+is+locked,+call+0800", "?resolved=" + url.QueryEscape(monthlyID+"/2/0"), "?resolved=Call+us/1/0"} {
+			a := b.get("/ui/attention" + q)
+			require.Equal(t, http.StatusOK, a.code, q)
+			assert.NotContains(t, a.body, `class="flash"`, "%s: no note for an item that is not resolved", q)
+		}
+	})
 	t.Run("read-only sees every page and cannot act", func(t *testing.T) {
 		b := e.browser()
 		csrf := b.login(readOnlyToken)

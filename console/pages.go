@@ -314,14 +314,14 @@ func (c *Console) resolve(w http.ResponseWriter, r *request) {
 		return
 	}
 	c.log.Info("console: attention item resolved", "consent_id", id, "cycle", k, "attempt", n, "state", string(a.State), "actor", Actor(r.s.Role))
-	done := fmt.Sprintf("Resolved %s/%d/%d (%s).", id, k, n, a.State)
+	done := key.String()
 	back := r.PostFormValue("back")
 	if back != "attention" && back != "consent" {
 		back = "attention"
 	}
-	to := c.prefix + "attention?done=" + url.QueryEscape(done)
+	to := c.prefix + "attention?resolved=" + url.QueryEscape(done)
 	if back == "consent" {
-		to = c.prefix + "consents/" + url.PathEscape(id) + "?done=" + url.QueryEscape(done)
+		to = c.prefix + "consents/" + url.PathEscape(id) + "?resolved=" + url.QueryEscape(done)
 	}
 	http.Redirect(w, r.Request, to, http.StatusSeeOther)
 }
