@@ -6,6 +6,10 @@ import (
 	"time"
 )
 
+// FenceHeader carries, on every Klavi request of a replicated billingd, the fencing
+// token (the election key's create revision) of the leadership term it was sent in.
+const FenceHeader = "X-Billingd-Fence"
+
 type headersKey struct{}
 
 // WithHeader returns a context whose Klavi requests carry the header name: value

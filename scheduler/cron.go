@@ -15,10 +15,6 @@ import (
 	"github.com/klavi-billing/billingd/storage/kv"
 )
 
-// FenceHeader carries, on every Klavi request of a replicated scheduler, the
-// fencing token (the election key's create revision) of the term it was sent in.
-const FenceHeader = "X-Billingd-Fence"
-
 // runner is a started scheduler: cron and the contexts of its jobs.
 type runner struct {
 	cron    *cron.Cron
@@ -55,7 +51,7 @@ func (s *Scheduler) Start(ctx context.Context, fence kv.Fence, scanSpec, pollSpe
 	req, abandon := context.WithCancel(ctx)
 	if !fence.IsZero() {
 		s.fence.Store(&fence)
-		req = klavi.WithHeader(req, FenceHeader, strconv.FormatInt(fence.Rev, 10))
+		req = klavi.WithHeader(req, klavi.FenceHeader, strconv.FormatInt(fence.Rev, 10))
 	}
 	logger := cronLogger{s.log}
 	c := cron.New(

@@ -75,7 +75,7 @@ func (s *Scheduler) held() (*kv.Fence, error) {
 }
 
 // acting is mayAct for work that reaches Klavi: it returns ctx carrying the
-// FenceHeader of the term just found held, so that every Klavi request of a
+// klavi.FenceHeader of the term just found held, so that every Klavi request of a
 // replicated scheduler carries its term's fence, whether a cron run or an admin
 // call (scan, poll, refresh, reconcile, cancel) started it, and a payment request
 // carries the very fence its last look checked.
@@ -84,7 +84,7 @@ func (s *Scheduler) acting(ctx context.Context) (context.Context, error) {
 	if err != nil || fe == nil {
 		return ctx, err
 	}
-	return klavi.WithHeader(ctx, FenceHeader, strconv.FormatInt(fe.Rev, 10)), nil
+	return klavi.WithHeader(ctx, klavi.FenceHeader, strconv.FormatInt(fe.Rev, 10)), nil
 }
 
 // Fence returns the fence of the term the scheduler runs in; zero when it runs in

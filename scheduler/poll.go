@@ -44,6 +44,9 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 		if err == nil {
 			return s.store.Apply(ctx, ch)
 		}
+		if errors.Is(err, ErrNotLeader) {
+			return err // the term ended: the leader polls it
+		}
 		s.log.Error("cancel payment of a revoked consent; will try again at the next poll", "consent_id", c.ID,
 			"cycle", att.Cycle, "attempt", att.Attempt, "payment_id", att.PaymentID, "err", err)
 	}

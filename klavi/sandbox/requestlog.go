@@ -14,12 +14,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-)
 
-// FenceHeader is the header billingd's replicas put on every Klavi request: the
-// fencing token (an increasing number) of the leadership term it was sent in. The
-// sandbox reads it only for Options.RequestLog.
-const FenceHeader = "X-Billingd-Fence"
+	"github.com/klavi-billing/billingd/klavi"
+)
 
 // Outcomes of a payment-creating request (RequestRecord.Outcome).
 const (
@@ -48,7 +45,7 @@ type RequestRecord struct {
 	Kind            Kind   `json:"kind"`
 	ConsentID       string `json:"consentId"`
 	ClientRequestID string `json:"clientRequestId,omitempty"`
-	// Fence is the request's FenceHeader value (0: none or not a number);
+	// Fence is the request's klavi.FenceHeader value (0: none or not a number);
 	// FenceSeen the highest one any request carried that arrived at this process
 	// before it. A request whose Fence is below FenceSeen was sent by a replica
 	// that had been deposed by then.
@@ -89,7 +86,7 @@ type recordKey struct{}
 // arrive notes r's fence and, when r creates payments, returns its record (and r
 // with the record in its context, for api to fill); nil otherwise.
 func (l *requestLog) arrive(s *Server, r *http.Request) (*RequestRecord, *http.Request) {
-	fence, _ := strconv.ParseInt(r.Header.Get(FenceHeader), 10, 64)
+	fence, _ := strconv.ParseInt(r.Header.Get(klavi.FenceHeader), 10, 64)
 	seen := l.fence.Load()
 	for fence > seen && !l.fence.CompareAndSwap(seen, fence) {
 		seen = l.fence.Load()

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 )
 
@@ -19,7 +20,7 @@ func (b *rawBox) fenced(fence, method, path, body string) int {
 	req, err := http.NewRequest(method, b.ts.URL+path, strings.NewReader(body))
 	require.NoError(b.t, err)
 	req.Header.Set("Authorization", "Bearer "+b.token())
-	req.Header.Set(sandbox.FenceHeader, fence)
+	req.Header.Set(klavi.FenceHeader, fence)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0 // a dropped answer

@@ -71,6 +71,7 @@ import (
 
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/storage"
 	etcdstore "github.com/klavi-billing/billingd/storage/etcd"
@@ -345,7 +346,7 @@ func TestHACrash(t *testing.T) {
 		switch {
 		case q.Fence == 0:
 			unfenced++
-			t.Errorf("payment request without %s: %+v", sandbox.FenceHeader, q)
+			t.Errorf("payment request without %s: %+v", klavi.FenceHeader, q)
 		case q.Fence < max(seen, q.FenceSeen):
 			stale++
 			t.Errorf("payment request from a deposed leader: fence %d (%s) after fence %d had been seen: %s %s %s, outcome %s",
