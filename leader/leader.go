@@ -134,7 +134,15 @@ type Elector struct {
 	obsVal  string
 	lostKey string // the key of the last term this replica lost
 	cur     *lease // the current session's lease
+
+	granted     chan struct{} // closed once the first lease is granted
+	grantedOnce sync.Once
 }
+
+// Granted is closed once etcd has granted this replica its first lease: the
+// election runs, whether this replica leads or follows. Run returns ErrUnreachable
+// instead when no lease comes within Options.StartTimeout.
+func (e *Elector) Granted() <-chan struct{} { return e.granted }
 
 // Holds reports, synchronously, whether this replica still holds the leadership
 // fence names: it is the current term's fence, the lease is not known lost, and a
@@ -192,6 +200,7 @@ func New(o Options) (*Elector, error) {
 		c: o.Client, prefix: prefix, ttl: ttl, id: id, start: start,
 		log:   log.With("election", prefix, "identity", id),
 		clock: clock.Or(o.Clock), onChange: o.OnChange, rand: rand.Float64,
+		granted: make(chan struct{}),
 	}, nil
 }
 

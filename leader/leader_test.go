@@ -76,6 +76,11 @@ func TestElector_Run(t *testing.T) {
 		clk := clock.NewFake(t0)
 		a := start(t, srv.Endpoints, "a", leader.Options{Prefix: prefix(t), TTL: 2500 * time.Millisecond, Clock: clk}, nil)
 		tm := a.nextTerm(t, prompt)
+		select {
+		case <-a.el.Granted():
+		case <-time.After(prompt):
+			t.Fatal("Granted is not closed though the replica leads")
+		}
 		require.False(t, tm.fence.IsZero())
 		require.Positive(t, tm.fence.Rev)
 		require.True(t, strings.HasPrefix(tm.fence.Key, prefix(t)+"/"), tm.fence.Key)
@@ -246,6 +251,11 @@ func TestElector_Run_unreachableAtStart(t *testing.T) {
 		t.Fatal("Run did not give up")
 	}
 	assert.Equal(t, leader.Follower, e.Status().Role)
+	select {
+	case <-e.Granted():
+		t.Error("Granted is closed, but no lease was granted")
+	default:
+	}
 }
 
 // replica is one Elector running in the background, as a billingd replica would.

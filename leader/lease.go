@@ -85,6 +85,7 @@ func (e *Elector) openLease(ctx context.Context) (*lease, error) {
 	e.st.Lease = resp.ID
 	e.cur = l
 	e.mu.Unlock()
+	e.grantedOnce.Do(func() { close(e.granted) })
 	return l, nil
 }
 

@@ -285,6 +285,9 @@ func (d *daemon) notReady() string {
 	case d.stopping.Load():
 		return "stopping"
 	case !d.started.Load():
+		if d.file == nil {
+			return "starting: joining the election"
+		}
 		return "starting: verifying the database"
 	}
 	if d.file != nil {
@@ -508,13 +511,15 @@ func (d *daemon) campaign(cfg Config, hooks scheduler.Hooks) error {
 			}
 		})
 	}()
-	// Run returns at once only when etcd grants no lease in time.
+	// Run returns early only when etcd grants no lease in time (an error of the
+	// environment); once a lease is granted the replica is running.
 	select {
 	case err := <-errc:
-		if err != nil {
-			return fmt.Errorf("leader election: %w", err)
+		if err == nil {
+			err = errors.New("stopped before it started")
 		}
-	case <-time.After(cfg.Storage.Etcd.DialTimeout + time.Second):
+		return fmt.Errorf("leader election: %w", err)
+	case <-d.elector.Granted():
 	}
 	go func() {
 		if err := <-errc; err != nil {
