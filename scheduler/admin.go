@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"sync"
 	"time"
 
@@ -24,19 +23,42 @@ var (
 )
 
 // consentLocks serialize everything done to one consent (a due entry, a poll, an
-// operator's change), so that no two writers of a consent record race. Striped: ids
-// hash onto a fixed set of mutexes.
+// operator's change), so that no two writers of a consent record race. One lock per
+// consent id, held by nobody else: the due scan keeps a consent's lock from the
+// decision to send until the answer is recorded, across its pipeline's stages, and
+// a lock shared with another consent would stall (or, within one chunk, deadlock)
+// that other consent. Entries exist only while held or awaited.
 type consentLocks struct {
-	seed  maphash.Seed
-	locks [1024]sync.Mutex
+	mu    sync.Mutex
+	locks map[string]*consentLock
 }
 
-func newConsentLocks() *consentLocks { return &consentLocks{seed: maphash.MakeSeed()} }
+type consentLock struct {
+	sync.Mutex
+	refs int // holders and waiters; the entry goes when it drops to 0
+}
 
+func newConsentLocks() *consentLocks { return &consentLocks{locks: map[string]*consentLock{}} }
+
+// lock takes id's lock and returns its release, to be called exactly once.
 func (l *consentLocks) lock(id string) func() {
-	m := &l.locks[maphash.String(l.seed, id)%uint64(len(l.locks))]
+	l.mu.Lock()
+	m := l.locks[id]
+	if m == nil {
+		m = &consentLock{}
+		l.locks[id] = m
+	}
+	m.refs++
+	l.mu.Unlock()
 	m.Lock()
-	return m.Unlock
+	return func() {
+		m.Unlock()
+		l.mu.Lock()
+		if m.refs--; m.refs == 0 {
+			delete(l.locks, id)
+		}
+		l.mu.Unlock()
+	}
 }
 
 // ActorOperator is the actor of an operator's action when no name is given.

@@ -15,8 +15,24 @@ import (
 
 // handleDue acts on one due entry. It returns an error only when the store failed;
 // the entry then stays and the next scan tries again.
-func (s *Scheduler) handleDue(ctx context.Context, it storage.DueItem, now time.Time) error {
-	defer s.locks.lock(it.Key.ConsentID)()
+//
+// With out nil, a request it decides to send is sent at once (SUBMITTING written,
+// sent, the answer written). Otherwise the request is left in *out, its consent's
+// lock held (out's unlock), for the scan's pipeline to record, send and answer
+// (submit.go); nothing about it is written yet.
+func (s *Scheduler) handleDue(ctx context.Context, it storage.DueItem, now time.Time, out **submission) error {
+	unlock := s.locks.lock(it.Key.ConsentID)
+	err := s.decideDue(ctx, it, now, out)
+	if out != nil && *out != nil {
+		(*out).unlock = unlock
+		return err
+	}
+	unlock()
+	return err
+}
+
+// decideDue is handleDue under the consent's lock.
+func (s *Scheduler) decideDue(ctx context.Context, it storage.DueItem, now time.Time, out **submission) error {
 	rec, err := s.store.GetConsent(ctx, it.Key.ConsentID)
 	if errors.Is(err, storage.ErrNotFound) {
 		s.log.Warn("due entry without a consent removed", "consent_id", it.Key.ConsentID, "cycle", it.Key.Cycle)
@@ -35,13 +51,13 @@ func (s *Scheduler) handleDue(ctx context.Context, it storage.DueItem, now time.
 		return nil
 	}
 	if it.Key.Attempt == 0 {
-		return s.handleOriginal(ctx, rec, att, it, now)
+		return s.handleOriginal(ctx, rec, att, it, now, out)
 	}
-	return s.handleRetry(ctx, rec, att, it, now)
+	return s.handleRetry(ctx, rec, att, it, now, out)
 }
 
 // handleOriginal decides and acts on cycle k's original payment.
-func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentRecord, att *storage.Attempt, it storage.DueItem, now time.Time) error {
+func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentRecord, att *storage.Attempt, it storage.DueItem, now time.Time, out **submission) error {
 	c, k, today := rec.Consent, it.Key.Cycle, cycle.DateOf(now)
 	pol := s.cfg.Policy
 	sched := pol.Schedule(c)
@@ -94,7 +110,7 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 			// one lookup decides, nothing is sent.
 			return s.reconcileDue(ctx, rec, att, it, now)
 		}
-		return s.send(ctx, rec, sched, att, it, now) // the same key again
+		return s.send(ctx, rec, sched, att, it, now, out) // the same key again
 	}
 
 	newAttempt := func(state storage.AttemptState, reason string) *storage.Attempt {
@@ -153,36 +169,61 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 		a.LastRetryDate = plan.Retries[len(plan.Retries)-1].Date
 		a.PlannedRetries = len(plan.Retries)
 	}
-	return s.send(ctx, rec, sched, a, it, now)
+	return s.send(ctx, rec, sched, a, it, now, out)
 }
 
 // send records the attempt as SUBMITTING (durably), sends it, and records the answer.
 // The order is the exactly-once protocol: if the process dies after the first write,
 // the attempt is found SUBMITTING and sent again with the same clientRequestId, and
 // Klavi refuses a second payment for it (409 → UNCONFIRMED, never a new key).
-func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched cycle.Schedule, a *storage.Attempt, it storage.DueItem, now time.Time) error {
+//
+// With out not nil, the attempt is only made ready and left in *out: the scan's
+// pipeline writes it SUBMITTING with the rest of its chunk, then calls exchange.
+func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched cycle.Schedule, a *storage.Attempt, it storage.DueItem, now time.Time, out **submission) error {
 	c := rec.Consent
 	a.State, a.Sends, a.UpdatedAt = storage.AttemptSubmitting, a.Sends+1, now
 	if has(bugNewKeyOnResend) && a.Sends > 1 {
 		a.ClientRequestID = fmt.Sprintf("%s-%d", consent.ClientRequestID(c.ID, a.Cycle, a.Attempt), a.Sends)
 	}
+	sub := &submission{rec: rec, sched: sched, a: a, it: it}
+	if out != nil {
+		*out = sub
+		return nil
+	}
 	if !has(bugPostBeforeDurable) {
-		if err := s.store.Apply(ctx, &storage.Change{Attempts: []*storage.Attempt{a}}); err != nil {
+		if err := s.store.Apply(ctx, sub.submitting()); err != nil {
 			return err
 		}
 	}
+	ch, err := s.exchange(ctx, sub, now)
+	if ch != nil {
+		// The answer is recorded even if ctx is canceled meanwhile (shutdown): a known
+		// outcome must not be lost. A deposed leader's record is refused by its fence,
+		// and the next leader looks the outcome up.
+		if aerr := s.store.Apply(context.WithoutCancel(ctx), ch); aerr != nil {
+			return aerr
+		}
+	}
+	return err
+}
+
+// exchange sends sub's request, whose SUBMITTING record is durable, and returns the
+// change that records the answer; err, when not nil, is to be reported once ch is
+// written. ch is nil when nothing was sent (the term ended): the attempt stays
+// SUBMITTING and its due entry stays, for the leader to send again with the same key.
+func (s *Scheduler) exchange(ctx context.Context, sub *submission, now time.Time) (*storage.Change, error) {
+	rec, sched, a, it := sub.rec, sub.sched, sub.a, sub.it
+	c := rec.Consent
 	// The last look before an act that cannot be taken back: a replica paused past
 	// its lease between the fenced write and here sends nothing. The attempt stays
 	// SUBMITTING, and the leader re-sends it with the same clientRequestId.
-	actx, aerr := s.acting(ctx)
+	ctx, aerr := s.acting(ctx)
 	if aerr != nil {
-		return aerr
+		return nil, aerr
 	}
-	ctx = actx
-	// The answer is recorded even if ctx is canceled meanwhile (shutdown): a known
-	// outcome must not be lost. A deposed leader's record is refused by its fence,
-	// and the next leader looks the outcome up.
-	wctx := context.WithoutCancel(ctx)
+	if a.Sends == 1 && !now.Before(sendBefore(a)) {
+		return s.lapse(sub, now)
+	}
 	var (
 		p   *klavi.Payment
 		err error
@@ -213,23 +254,13 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 	if ans := answerOf(err); ans != answerCreated {
 		// Anything but a plain "created" is looked up in Klavi's orders list by the
 		// clientRequestId, never guessed (reconcile.go).
-		if _, serr := s.settleUnknown(ctx, rec, sched, a, ans, err, s.maySend(rec, a, now), now, ch); serr != nil {
-			if aerr := s.store.Apply(wctx, ch); aerr != nil {
-				return aerr
-			}
-			return serr
-		}
-		return s.store.Apply(wctx, ch)
+		_, serr := s.settleUnknown(ctx, rec, sched, a, ans, err, s.maySend(rec, a, now), now, ch)
+		return ch, serr
 	}
 	if p.ID == "" {
 		// A 2xx without an id: the payment exists; its id is in the orders list.
-		if _, serr := s.settleUnknown(ctx, rec, sched, a, answerUnknown, errors.New("created, but the answer has no payment id"), s.maySend(rec, a, now), now, ch); serr != nil {
-			if aerr := s.store.Apply(wctx, ch); aerr != nil {
-				return aerr
-			}
-			return serr
-		}
-		return s.store.Apply(wctx, ch)
+		_, serr := s.settleUnknown(ctx, rec, sched, a, answerUnknown, errors.New("created, but the answer has no payment id"), s.maySend(rec, a, now), now, ch)
+		return ch, serr
 	}
 	a.State, a.PaymentID, a.Status, a.SubmittedAt, a.Confirm, a.DueAt = storage.AttemptSubmitted, p.ID, p.Status, now, "", time.Time{}
 	a.Reason = ""
@@ -248,7 +279,26 @@ func (s *Scheduler) send(ctx context.Context, rec *storage.ConsentRecord, sched 
 	if a.Attempt == 0 && rec.NextCycle == a.Cycle && rec.State == storage.ConsentActive {
 		s.advance(rec, sched, a.Cycle, now, ch)
 	}
-	return s.store.Apply(wctx, ch)
+	return ch, nil
+}
+
+// lapse records a first send whose window closed between its decision and its
+// turn to go (a chunk decided just before midnight): nothing was ever sent with its
+// key, so it ends as the decision would have ended had it been made now, MISSED (an
+// original) or DROPPED (a local retry, whose next one is then planned).
+func (s *Scheduler) lapse(sub *submission, now time.Time) (*storage.Change, error) {
+	rec, a, c := sub.rec, sub.a, sub.rec.Consent
+	ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: []storage.DueItem{sub.it}}
+	if a.Attempt == 0 {
+		s.finish(a, storage.AttemptMissed, now, fmt.Sprintf(
+			"the submission window for due date %s closed on %s before billingd could submit", a.Date, a.Date.AddDays(-WindowClosesDays)))
+		s.log.Error("cycle missed", "consent_id", c.ID, "cycle", a.Cycle, "due", a.Date.String(), "deadline", a.Date.AddDays(-WindowClosesDays).String())
+		s.emit(ch, EventMissed, now, c, a, a.Reason)
+	} else {
+		s.finish(a, storage.AttemptDropped, now, fmt.Sprintf("its request day %s has passed", a.Date.AddDays(-1)))
+		s.emit(ch, EventRetryDropped, now, c, a, a.Reason)
+	}
+	return ch, s.afterFinal(rec, sub.sched, a, now, ch)
 }
 
 // sendBefore is the first instant a's request may no longer be sent: the Brasília
@@ -302,7 +352,7 @@ func (s *Scheduler) stopAs(actor string, kind EventKind, rec *storage.ConsentRec
 }
 
 // handleRetry acts on a local retry (attempt ≥ 1): planned, or in flight.
-func (s *Scheduler) handleRetry(ctx context.Context, rec *storage.ConsentRecord, att *storage.Attempt, it storage.DueItem, now time.Time) error {
+func (s *Scheduler) handleRetry(ctx context.Context, rec *storage.ConsentRecord, att *storage.Attempt, it storage.DueItem, now time.Time, out **submission) error {
 	c, today := rec.Consent, cycle.DateOf(now)
 	sched := s.cfg.Policy.Schedule(c)
 	ch := &storage.Change{DelDue: []storage.DueItem{it}}
@@ -330,7 +380,7 @@ func (s *Scheduler) handleRetry(ctx context.Context, rec *storage.ConsentRecord,
 		}
 		return s.store.Apply(ctx, ch)
 	}
-	return s.send(ctx, rec, sched, att, it, now)
+	return s.send(ctx, rec, sched, att, it, now, out)
 }
 
 // retriesAllowed reports whether a consent's rejected payments may still be retried:

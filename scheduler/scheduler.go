@@ -56,7 +56,8 @@ type Config struct {
 	Policy Policy
 	// SubmitHour and SubmitMinute: the Brasília time of day a submit day's work is due.
 	SubmitHour, SubmitMinute int
-	// Workers bounds concurrent Klavi calls of one scan or poll (default 16).
+	// Workers bounds concurrent Klavi calls of one poll, and of each stage of a due
+	// scan: the entries being decided, and the requests being sent (default 16).
 	Workers int
 	// PollMin and PollMax bound the interval between status polls of one payment
 	// (defaults 5m and 6h). The interval grows with the time since the payment was
@@ -68,8 +69,14 @@ type Config struct {
 	// RetryableReasons: rejections after which local retries are made
 	// (default klavi.DefaultRetryableReasons).
 	RetryableReasons []klavi.ReasonCode
-	// Batch is how many index entries one scan or poll pass reads at a time (default 1000).
+	// Batch is how many index entries one scan or poll pass reads at a time; in a due
+	// scan, also how many SUBMITTING attempts are committed in one transaction
+	// (default DefaultBatch). Up to two such chunks are in flight at once.
 	Batch int
+	// RecordBatch bounds how many answers of a due scan are recorded in one
+	// transaction (default DefaultRecordBatch): the answers that arrived while the
+	// previous transaction committed, up to this many.
+	RecordBatch int
 	// ReconcileEvery is how often an UNCONFIRMED attempt is looked up again in Klavi's
 	// orders list (default 1h).
 	ReconcileEvery time.Duration
@@ -127,7 +134,10 @@ func (c *Config) defaults() {
 		c.RetryableReasons = klavi.DefaultRetryableReasons
 	}
 	if c.Batch <= 0 {
-		c.Batch = 1000
+		c.Batch = DefaultBatch
+	}
+	if c.RecordBatch <= 0 {
+		c.RecordBatch = DefaultRecordBatch
 	}
 	if c.ReconcileEvery <= 0 {
 		c.ReconcileEvery = time.Hour
@@ -155,6 +165,13 @@ func (c *Config) defaults() {
 	}
 }
 
+// Defaults of Config's batching (measured: docs/BENCHMARKS.md, "The due scan's
+// pipeline").
+const (
+	DefaultBatch       = 1000
+	DefaultRecordBatch = 256
+)
+
 // A Scheduler bills consents: the due scan submits what is due, the poll follows
 // payments to their final status and plans local retries. Scan and Poll are plain
 // functions of (clock, store, client): tests and `billingd simulate` call them
@@ -171,6 +188,7 @@ type Scheduler struct {
 	locks     *consentLocks
 	witness   clockWitness
 	replanMu  sync.Mutex // serializes replanFirst
+	scanMu    sync.Mutex // serializes due scans (scanDue)
 	replanned bool       // a re-plan has gone through (replanFirst)
 	clockMu   sync.Mutex // serializes checkClock
 
@@ -274,14 +292,7 @@ func (s *Scheduler) scan(stop, ctx context.Context) (ScanResult, error) {
 	if !ok && !has(bugMissedOnDoubt) {
 		return ScanResult{Paused: true}, nil
 	}
-	handled, failed, err := s.drain(stop, judged, s.store.DueBefore, func(it storage.Entry, now time.Time) error {
-		err := s.handleDue(ctx, it, now)
-		if err != nil {
-			s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
-				"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
-		}
-		return err
-	})
+	handled, failed, err := s.scanDue(stop, ctx, judged)
 	if err != nil {
 		err = fmt.Errorf("due scan: %w", err)
 	}

@@ -222,6 +222,15 @@ func (f fenced) Apply(ctx context.Context, ch *storage.Change) error {
 	return f.Store.Apply(ctx, ch)
 }
 
+func (f fenced) ApplyAll(ctx context.Context, chs []*storage.Change) (int, error) {
+	for _, ch := range chs {
+		if ch.Fence.IsZero() {
+			ch.Fence = f.fence
+		}
+	}
+	return f.Store.ApplyAll(ctx, chs)
+}
+
 // countingKV counts the KV RPCs the etcd engine makes.
 type countingKV struct {
 	clientv3.KV

@@ -1,0 +1,335 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+// A submission is a request the due scan decided to send: the attempt (already made
+// SUBMITTING in memory), its consent as read under the consent's lock, and that
+// lock's release. Nothing is sent before submitting() is durable.
+type submission struct {
+	rec    *storage.ConsentRecord
+	sched  cycle.Schedule
+	a      *storage.Attempt
+	it     storage.DueItem
+	unlock func()
+}
+
+// submitting is the change that records the attempt SUBMITTING.
+func (sub *submission) submitting() *storage.Change {
+	return &storage.Change{Attempts: []*storage.Attempt{sub.a}}
+}
+
+// scanDue is the due scan's pass. It keeps drain's contract: every entry at or
+// before the pass's start is handled once, each decided on the clock's reading when
+// it is decided, the clock re-checked against judged before each decision. It runs
+// as a pipeline, so that no worker waits for a commit:
+//
+//  1. Config.Batch entries are read and decided by Config.Workers goroutines. A
+//     decision to send keeps its consent's lock and waits with the chunk.
+//  2. The chunk's SUBMITTING attempts are committed together (Store.ApplyAll: one
+//     transaction on bolt; transactions within the operation limit on etcd).
+//  3. Config.Workers senders send them; each hands its answer to the recorder and
+//     takes the next request at once.
+//  4. The recorder commits the answers that arrived meanwhile together, at most
+//     Config.RecordBatch in one transaction (a group commit), then releases their
+//     consents.
+//
+// The next chunk is read and decided while the last one is sent. The protocol is
+// the one of a single entry (send): no request goes out before its SUBMITTING write
+// is durable, and a crash anywhere leaves SUBMITTING attempts that the next scan
+// sends again with the same clientRequestId or looks up. With Config.Workers 1
+// (the simulations) every stage runs on the caller's goroutine, in order.
+func (s *Scheduler) scanDue(stop, ctx context.Context, judged time.Time) (handled, failed int, err error) {
+	passStart := judged
+	if !s.stillTrusted(passStart) && !has(bugMissedOnDoubt) {
+		return 0, 0, nil
+	}
+	now := passStart.Round(0)
+	// One due scan at a time: a scan holds the locks of a chunk's consents together,
+	// and two scans taking theirs in different orders would wait on each other.
+	s.scanMu.Lock()
+	defer s.scanMu.Unlock()
+	p := s.newPipeline(stop, ctx, passStart)
+	defer func() {
+		rfailed := p.close()
+		failed += rfailed
+	}()
+	var (
+		mu   sync.Mutex
+		seen = map[storage.AttemptKey]bool{}
+	)
+	for stop.Err() == nil {
+		// The entries in flight are still in the index until their answers are
+		// recorded: read past them.
+		items, err := s.store.DueBefore(stop, now, s.cfg.Batch+int(p.inflight.Load()))
+		if err != nil {
+			return handled, failed, err
+		}
+		// One entry per consent in a chunk: a second one (a retry beside an
+		// original) waits for a later read, when the first has let go of the lock.
+		var fresh []storage.Entry
+		inChunk := map[string]bool{}
+		for _, it := range items {
+			if seen[it.Key] || inChunk[it.Key.ConsentID] || len(fresh) == s.cfg.Batch {
+				continue
+			}
+			inChunk[it.Key.ConsentID] = true
+			seen[it.Key] = true
+			fresh = append(fresh, it)
+		}
+		if len(fresh) == 0 {
+			if p.inflight.Load() > 0 {
+				p.wait() // entries of consents in flight may be left: read again after
+				continue
+			}
+			break
+		}
+		subs := make([]*submission, len(fresh))
+		s.each(stop, len(fresh), func(i int) {
+			if !s.stillTrusted(passStart) && !has(bugMissedOnDoubt) {
+				return // left for the next pass, which judges the clock again
+			}
+			it := fresh[i]
+			var sub *submission
+			err := s.handleDue(ctx, it, s.clock.Now(), &sub)
+			if err != nil {
+				s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
+					"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
+			}
+			subs[i] = sub
+			mu.Lock()
+			defer mu.Unlock()
+			handled++
+			if err != nil {
+				failed++
+			}
+		})
+		failed += p.submit(ctx, subs)
+	}
+	return handled, failed, nil
+}
+
+// A pipeline sends a scan's committed submissions and records their answers.
+type pipeline struct {
+	s         *Scheduler
+	stop, ctx context.Context
+	passStart time.Time // the clock reading the scan judged (stillTrusted)
+	inline    bool      // Config.Workers 1: every stage on the caller's goroutine
+
+	work     chan *submission
+	answers  chan answer
+	senders  sync.WaitGroup
+	recorded chan struct{} // closed when the recorder has returned
+
+	inflight atomic.Int64 // committed SUBMITTING, answer not yet recorded
+	failed   atomic.Int64
+	idle     sync.Cond // signaled when inflight drops to 0
+	idleMu   sync.Mutex
+}
+
+// An answer is a sent submission and the change recording what Klavi answered (nil:
+// nothing was sent), err what to report once it is written.
+type answer struct {
+	sub *submission
+	ch  *storage.Change
+	err error
+}
+
+func (s *Scheduler) newPipeline(stop, ctx context.Context, passStart time.Time) *pipeline {
+	p := &pipeline{s: s, stop: stop, ctx: ctx, passStart: passStart, inline: s.cfg.Workers == 1}
+	p.idle.L = &p.idleMu
+	if p.inline {
+		return p
+	}
+	p.work = make(chan *submission, s.cfg.Batch)
+	p.answers = make(chan answer, s.cfg.Batch)
+	p.recorded = make(chan struct{})
+	for range s.cfg.Workers {
+		p.senders.Add(1)
+		go func() {
+			defer p.senders.Done()
+			for sub := range p.work {
+				p.answers <- p.exchange(sub)
+			}
+		}()
+	}
+	go func() {
+		defer close(p.recorded)
+		for a := range p.answers {
+			group := []answer{a}
+		more:
+			for len(group) < s.cfg.RecordBatch {
+				select {
+				case a, ok := <-p.answers:
+					if !ok {
+						break more
+					}
+					group = append(group, a)
+				default:
+					break more
+				}
+			}
+			p.record(group)
+		}
+	}()
+	return p
+}
+
+// submit commits subs' SUBMITTING attempts (nil entries are skipped) and hands the
+// committed ones to the senders. It returns how many could not be committed: their
+// consents are released, and their entries stay for the next scan.
+func (p *pipeline) submit(ctx context.Context, subs []*submission) (failed int) {
+	var (
+		ready []*submission
+		chs   []*storage.Change
+	)
+	for _, sub := range subs {
+		if sub != nil {
+			ready = append(ready, sub)
+			chs = append(chs, sub.submitting())
+		}
+	}
+	if len(ready) == 0 {
+		return 0
+	}
+	s := p.s
+	committed := make([]bool, len(ready))
+	if has(bugPostBeforeDurable) {
+		for i := range committed {
+			committed[i] = true
+		}
+	} else {
+		applied, err := s.store.ApplyAll(ctx, chs)
+		for i := range applied {
+			committed[i] = true
+		}
+		if err != nil {
+			// One change the store refused (a version moved on, a fence lost) fails its
+			// whole transaction: the rest are committed one by one.
+			for i := applied; i < len(ready); i++ {
+				if err := s.store.Apply(ctx, chs[i]); err != nil {
+					k := ready[i].a.AttemptKey
+					s.log.Error("due entry left for the next scan", "consent_id", k.ConsentID,
+						"cycle", k.Cycle, "attempt", k.Attempt, "err", err)
+					continue
+				}
+				committed[i] = true
+			}
+		}
+	}
+	for i, sub := range ready {
+		if !committed[i] {
+			sub.unlock()
+			failed++
+			continue
+		}
+		p.inflight.Add(1)
+		if p.inline {
+			p.record([]answer{p.exchange(sub)})
+			continue
+		}
+		p.work <- sub
+	}
+	return failed
+}
+
+// errClockStepped: the clock stepped between a submission's decision and its turn to
+// be sent.
+var errClockStepped = errors.New("the clock stepped during the scan: left for the next scan, which judges it again")
+
+// exchange sends a committed submission, unless the scan is stopping or the clock
+// stepped since the scan judged it: then it stays SUBMITTING, with its due entry, to
+// be decided again by the next scan (sent with the same key, or looked up).
+func (p *pipeline) exchange(sub *submission) answer {
+	if p.stop.Err() != nil {
+		return answer{sub: sub, err: p.stop.Err()}
+	}
+	if !p.s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
+		return answer{sub: sub, err: errClockStepped}
+	}
+	ch, err := p.s.exchange(p.ctx, sub, p.s.clock.Now())
+	return answer{sub: sub, ch: ch, err: err}
+}
+
+// record commits a group of answers in one transaction where it can (one by one when
+// the store refuses the group), then releases their consents. A known outcome is
+// recorded even if the scan's context is canceled meanwhile (shutdown).
+func (p *pipeline) record(group []answer) {
+	s := p.s
+	wctx := context.WithoutCancel(p.ctx)
+	var (
+		chs []*storage.Change
+		at  []int // group index of each change
+	)
+	for i, a := range group {
+		if a.ch != nil {
+			chs = append(chs, a.ch)
+			at = append(at, i)
+		}
+	}
+	errs := make([]error, len(group))
+	for i, a := range group {
+		errs[i] = a.err
+	}
+	switch {
+	case len(chs) == 1:
+		if err := s.store.Apply(wctx, chs[0]); err != nil {
+			errs[at[0]] = err
+		}
+	case len(chs) > 1:
+		if applied, err := s.store.ApplyAll(wctx, chs); err != nil {
+			// One change the store refused fails the transaction it was in: those
+			// not committed are written one by one, each with its own error.
+			for j := applied; j < len(chs); j++ {
+				if err := s.store.Apply(wctx, chs[j]); err != nil {
+					errs[at[j]] = err
+				}
+			}
+		}
+	}
+	for i, a := range group {
+		a.sub.unlock()
+		if err := errs[i]; err != nil {
+			if !errors.Is(err, context.Canceled) {
+				k := a.sub.a.AttemptKey
+				s.log.Error("due entry left for the next scan", "consent_id", k.ConsentID,
+					"cycle", k.Cycle, "attempt", k.Attempt, "err", err)
+			}
+			p.failed.Add(1)
+		}
+	}
+	if p.inflight.Add(-int64(len(group))) == 0 {
+		p.idleMu.Lock()
+		p.idle.Broadcast()
+		p.idleMu.Unlock()
+	}
+}
+
+// wait returns once nothing is in flight.
+func (p *pipeline) wait() {
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
+	for p.inflight.Load() > 0 {
+		p.idle.Wait()
+	}
+}
+
+// close waits for every submission to be answered and recorded, and returns how
+// many failed.
+func (p *pipeline) close() int {
+	if !p.inline {
+		close(p.work)
+		p.senders.Wait()
+		close(p.answers)
+		<-p.recorded
+	}
+	return int(p.failed.Load())
+}
