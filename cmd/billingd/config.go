@@ -157,9 +157,13 @@ type CancellerConfig struct {
 
 // SchedulerConfig drives the due scan and the status poll.
 type SchedulerConfig struct {
-	ScanSchedule      string        `yaml:"scan_schedule"`
-	PollSchedule      string        `yaml:"poll_schedule"`
-	Workers           int           `yaml:"workers"`
+	ScanSchedule string `yaml:"scan_schedule"`
+	PollSchedule string `yaml:"poll_schedule"`
+	Workers      int    `yaml:"workers"`
+	// Batch: due entries read, decided and written SUBMITTING in one transaction by
+	// a due scan; RecordBatch: answers recorded in one transaction at most.
+	Batch             int           `yaml:"batch"`
+	RecordBatch       int           `yaml:"record_batch"`
 	PollMinInterval   time.Duration `yaml:"poll_min_interval"`
 	PollMaxInterval   time.Duration `yaml:"poll_max_interval"`
 	ResendMinInterval time.Duration `yaml:"resend_min_interval"`
@@ -234,6 +238,8 @@ func DefaultConfig() Config {
 			ScanSchedule:        "@every 1m",
 			PollSchedule:        "@every 1m",
 			Workers:             16,
+			Batch:               scheduler.DefaultBatch,
+			RecordBatch:         scheduler.DefaultRecordBatch,
 			PollMinInterval:     5 * time.Minute,
 			PollMaxInterval:     6 * time.Hour,
 			ResendMinInterval:   time.Minute,
@@ -447,6 +453,12 @@ func (c *Config) Validate() error {
 	}
 	if s.Workers < 1 || s.Workers > 1024 {
 		bad("scheduler.workers", "%d is outside 1..1024", s.Workers)
+	}
+	if s.Batch < 1 || s.Batch > 10000 {
+		bad("scheduler.batch", "%d is outside 1..10000", s.Batch)
+	}
+	if s.RecordBatch < 1 || s.RecordBatch > 10000 {
+		bad("scheduler.record_batch", "%d is outside 1..10000", s.RecordBatch)
 	}
 	if s.PollMinInterval <= 0 || s.PollMaxInterval < s.PollMinInterval {
 		bad("scheduler.poll_min_interval", "must be more than 0 and at most scheduler.poll_max_interval")

@@ -70,6 +70,8 @@ klavi:
 scheduler:
   scan_schedule: "every minute"
   workers: 0
+  batch: 0
+  record_batch: 20000
 http:
   listen: "8080"
   admin_token: short
@@ -80,7 +82,8 @@ log:
 			"billing.lead_days: 1 is outside 2..10", "billing.submit_time", "billing.retry_mode", "billing.due_date_adjust",
 			"billing.extra_holidays[0]", "billing.retryable_reasons[0]: REVOKED_USER means the consent is revoked",
 			"billing.retryable_reasons[1]", "storage.path: is empty", "klavi.base_url", "klavi.max_attempts", "klavi.rate_limit",
-			"scheduler.scan_schedule", "scheduler.workers", "http.listen", "http.admin_token", "log.level", "log.format",
+			"scheduler.scan_schedule", "scheduler.workers", "scheduler.batch: 0 is outside 1..10000",
+			"scheduler.record_batch: 20000 is outside 1..10000", "http.listen", "http.admin_token", "log.level", "log.format",
 		}},
 	}
 	for _, tt := range tests {

@@ -394,6 +394,8 @@ func (c *Config) schedulerConfig() (scheduler.Config, error) {
 		SubmitHour:          h,
 		SubmitMinute:        m,
 		Workers:             c.Scheduler.Workers,
+		Batch:               c.Scheduler.Batch,
+		RecordBatch:         c.Scheduler.RecordBatch,
 		PollMin:             c.Scheduler.PollMinInterval,
 		PollMax:             c.Scheduler.PollMaxInterval,
 		ResendMin:           c.Scheduler.ResendMinInterval,

@@ -1,0 +1,188 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/storage"
+)
+
+// commitCounter counts the scheduler's store commits by kind, and lets a test refuse
+// one attempt's SUBMITTING write.
+type commitCounter struct {
+	Store
+	mu       sync.Mutex
+	applies  int // Apply calls
+	applyAll []int
+	refuse   storage.AttemptKey // its SUBMITTING write fails with ErrConflict
+}
+
+func (c *commitCounter) Apply(ctx context.Context, ch *storage.Change) error {
+	c.mu.Lock()
+	c.applies++
+	refused := c.refuses(ch)
+	c.mu.Unlock()
+	if refused {
+		return fmt.Errorf("store: %w (test)", storage.ErrConflict)
+	}
+	return c.Store.Apply(ctx, ch)
+}
+
+func (c *commitCounter) ApplyAll(ctx context.Context, chs []*storage.Change) (int, error) {
+	c.mu.Lock()
+	c.applyAll = append(c.applyAll, len(chs))
+	for _, ch := range chs {
+		if c.refuses(ch) {
+			c.mu.Unlock()
+			return 0, fmt.Errorf("store: %w (test)", storage.ErrConflict)
+		}
+	}
+	c.mu.Unlock()
+	return c.Store.ApplyAll(ctx, chs)
+}
+
+func (c *commitCounter) refuses(ch *storage.Change) bool {
+	for _, a := range ch.Attempts {
+		if a.AttemptKey == c.refuse && a.State == storage.AttemptSubmitting && a.PaymentID == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// durableKlavi checks, as each create arrives, that the store already holds its
+// attempt SUBMITTING with this clientRequestId: no request before its write.
+type durableKlavi struct {
+	*fakeKlavi
+	t  *testing.T
+	db storage.Store
+
+	mu     sync.Mutex
+	unsafe []string
+}
+
+func (k *durableKlavi) CreatePayment(ctx context.Context, id string, req *klavi.CreatePaymentRequest) (*klavi.Payment, error) {
+	k0, _ := cycleOfCRID(k.t, req.ClientRequestID)
+	a, err := k.db.GetAttempt(ctx, storage.AttemptKey{ConsentID: id, Cycle: k0})
+	if err != nil || a.State != storage.AttemptSubmitting || a.ClientRequestID != req.ClientRequestID {
+		k.mu.Lock()
+		k.unsafe = append(k.unsafe, req.ClientRequestID)
+		k.mu.Unlock()
+	}
+	return k.fakeKlavi.CreatePayment(ctx, id, req)
+}
+
+func addDue(t *testing.T, h *harness, n int, prefix string) []string {
+	var ids []string
+	for i := range n {
+		c := loadExample(t, "monthly-31st.json")
+		c.ID = fmt.Sprintf("urn:klavi:%s-%03d", prefix, i)
+		c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10") // submitted on 7 Jan
+		h.add(c)
+		ids = append(ids, c.ID)
+	}
+	return ids
+}
+
+// The due scan commits a chunk's SUBMITTING attempts in one transaction, sends none
+// before that commit, and records the answers in group commits.
+func TestScanDue_OneCommitPerChunk(t *testing.T) {
+	for _, workers := range []int{1, 8} {
+		t.Run(fmt.Sprintf("workers %d", workers), func(t *testing.T) {
+			h := newHarness(t, at("2026-01-07", 9, 0), func(c *Config) { c.Workers, c.Batch = workers, 16 })
+			ids := addDue(t, h, 40, "chunk")
+			cs := &commitCounter{Store: h.db}
+			dk := &durableKlavi{fakeKlavi: h.kl, t: t, db: h.db}
+			var err error
+			h.s, err = New(h.s.cfg, cs, dk, WithClock(h.clock))
+			require.NoError(t, err)
+
+			res, err := h.s.Scan(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, ScanResult{Handled: 40}, res)
+			assert.Empty(t, dk.unsafe, "requests sent before their SUBMITTING write was committed")
+			require.Len(t, h.kl.payments, 40)
+			for _, id := range ids {
+				assert.Equal(t, storage.AttemptSubmitted, h.attempt(id, 0, 0).State, id)
+			}
+			// 40 entries in chunks of 16: three SUBMITTING transactions of 16, 16 and 8
+			// changes (answer groups are ApplyAll calls too, or single Applies).
+			require.GreaterOrEqual(t, len(cs.applyAll), 3)
+			assert.Equal(t, []int{16, 16, 8}, submittingChunks(cs, workers), "SUBMITTING commits")
+			if workers == 1 {
+				assert.Equal(t, 40, cs.applies, "inline: each answer recorded alone")
+			} else {
+				assert.Less(t, cs.applies, 40, "answers are grouped")
+			}
+			assertExactlyOnce(t, h)
+		})
+	}
+}
+
+// submittingChunks picks the SUBMITTING transactions out of the ApplyAll calls. In
+// the inline pipeline every ApplyAll is one; with workers answers may be grouped too,
+// and the first three calls of sizes 16, 16, 8 in order are the chunks.
+func submittingChunks(cs *commitCounter, workers int) []int {
+	if workers == 1 {
+		return cs.applyAll
+	}
+	var out []int
+	want := []int{16, 16, 8}
+	for _, n := range cs.applyAll {
+		if len(out) < len(want) && n == want[len(out)] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// One change of a chunk that the store refuses (a version moved on) fails only its
+// own entry: the chunk's other attempts are committed one by one and sent; the
+// refused one stays due and goes out on the next scan, once.
+func TestScanDue_ChunkWithARefusedChange(t *testing.T) {
+	h := newHarness(t, at("2026-01-07", 9, 0), func(c *Config) { c.Workers, c.Batch = 4, 8 })
+	ids := addDue(t, h, 8, "refused")
+	cs := &commitCounter{Store: h.db, refuse: storage.AttemptKey{ConsentID: ids[3]}}
+	var err error
+	h.s, err = New(h.s.cfg, cs, h.kl, WithClock(h.clock))
+	require.NoError(t, err)
+
+	res, err := h.s.Scan(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, ScanResult{Handled: 8, Errors: 1}, res)
+	assert.Len(t, h.kl.payments, 7)
+	_, ok := h.attemptOK(ids[3], 0, 0)
+	assert.False(t, ok, "the refused SUBMITTING write left nothing")
+
+	cs.refuse = storage.AttemptKey{}
+	res, err = h.s.Scan(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, ScanResult{Handled: 1}, res)
+	assert.Len(t, h.kl.payments, 8)
+	assertExactlyOnce(t, h)
+}
+
+// Two due entries of one consent (an original and a local retry) never sit in one
+// chunk: the second is decided after the first's answer is recorded, in the same scan.
+func TestScanDue_OneEntryPerConsentInAChunk(t *testing.T) {
+	h := newHarness(t, at("2026-01-07", 9, 0), func(c *Config) { c.Workers = 4 })
+	ids := addDue(t, h, 3, "twice")
+	rec := mustConsent(t, h, ids[0])
+	// A stale second entry of ids[0] (cycle 5), due at the same instant.
+	require.NoError(t, h.db.Apply(context.Background(), &storage.Change{
+		PutDue: []storage.DueItem{{At: rec.NextDue, Key: storage.AttemptKey{ConsentID: ids[0], Cycle: 5}}}}))
+	res, err := h.s.Scan(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, ScanResult{Handled: 4}, res)
+	assert.Len(t, h.kl.payments, 3)
+	due, err := h.db.DueBefore(context.Background(), h.clock.Now(), 10)
+	require.NoError(t, err)
+	assert.Empty(t, due, "the stale entry was handled (removed) in the same scan")
+	assertExactlyOnce(t, h)
+}
