@@ -45,7 +45,8 @@ import (
 // Each run stores SCALE_ENGINE_DUE consents (default 5000) whose cycle is due now in
 // a fresh store (a new bbolt file; a new key prefix on the cluster), then times one
 // due scan of the scheduler submitting all of them with scheduler.workers
-// SCALE_ENGINE_WORKERS (a comma-separated list, default "64"): SUBMITTING committed
+// SCALE_ENGINE_WORKERS (a comma-separated list, default "64"), scheduler.batch
+// SCALE_ENGINE_BATCH and record_batch SCALE_ENGINE_RECORD_BATCH (the defaults): SUBMITTING committed
 // durably, POST through the real klavi.Client to the sandbox on loopback (one
 // httptest.Server for the whole test), the answer committed durably. On etcd every
 // write carries a leadership fence, as the daemon's do. Runs alternate bolt, etcd,
@@ -61,6 +62,8 @@ import (
 // engines, e.g. "etcd" alone under -cpuprofile.
 func TestEngines(t *testing.T) {
 	due := proc.EnvInt("SCALE_ENGINE_DUE", 5000)
+	batch := proc.EnvInt("SCALE_ENGINE_BATCH", scheduler.DefaultBatch)
+	recordBatch := proc.EnvInt("SCALE_ENGINE_RECORD_BATCH", scheduler.DefaultRecordBatch)
 	rounds := proc.EnvInt("SCALE_ENGINE_ROUNDS", 2)
 	members := proc.EnvInt("SCALE_ETCD_MEMBERS", 3)
 	engines := envList("SCALE_ENGINES", "bolt,etcd")
@@ -94,8 +97,8 @@ func TestEngines(t *testing.T) {
 	if slices.Contains(engines, "etcd") {
 		cluster = etcdtest.StartCluster(t, members)
 	}
-	report(t, "engines: machine %d CPUs, %s; %d due consents a run, workers %v; etcd: %d embedded members in this process, loopback, durable WAL",
-		runtime.NumCPU(), runtime.Version(), due, workers, members)
+	report(t, "engines: machine %d CPUs, %s; %d due consents a run, workers %v, batch %d, record batch %d; etcd: %d embedded members in this process, loopback, durable WAL",
+		runtime.NumCPU(), runtime.Version(), due, workers, batch, recordBatch, members)
 
 	type result struct {
 		engine  string
@@ -142,7 +145,7 @@ func TestEngines(t *testing.T) {
 					t.Fatalf("SCALE_ENGINES: unknown engine %q", eng)
 				}
 				s, err := scheduler.New(scheduler.Config{Policy: scheduler.Policy{LeadDays: 3, RetryMode: consent.Off},
-					SubmitHour: 0, Workers: w, Batch: 1000}, fenced{Store: store, fence: fence}, kc,
+					SubmitHour: 0, Workers: w, Batch: batch, RecordBatch: recordBatch}, fenced{Store: store, fence: fence}, kc,
 					scheduler.WithClock(clk), scheduler.WithLogger(quiet))
 				require.NoError(t, err)
 				current.Store(s)
