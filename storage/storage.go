@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/klavi-billing/billingd/cycle"
@@ -184,6 +185,11 @@ type DB struct {
 	log      *slog.Logger
 	onWrite  func(error)
 	readOnly bool
+	// refused is the fewest changes ApplyAll ever found too large for one
+	// transaction (ErrTooLarge; 0: never): later transactions hold fewer, instead of
+	// halving down from all their changes again, each halving a transaction built
+	// and refused (with its reads, on etcd).
+	refused atomic.Int64
 }
 
 // New lays billingd's records over an engine: it checks the store's marker and
@@ -758,6 +764,9 @@ func (db *DB) Apply(ctx context.Context, ch *Change) error {
 // says how many they are.
 func (db *DB) ApplyAll(ctx context.Context, chs []*Change) (applied int, err error) {
 	try := len(chs) // changes to try in the next transaction: twice the last that fit
+	if r := int(db.refused.Load()); r > 1 {
+		try = min(try, r-1)
+	}
 	for len(chs) > 0 {
 		fence := chs[0].Fence
 		n := 1
@@ -775,6 +784,9 @@ func (db *DB) ApplyAll(ctx context.Context, chs []*Change) (applied int, err err
 				return nil
 			})
 			if errors.Is(err, kv.ErrTooLarge) && n > 1 {
+				if r := db.refused.Load(); r == 0 || int64(n) < r {
+					db.refused.Store(int64(n))
+				}
 				n /= 2
 				continue
 			}
@@ -790,6 +802,9 @@ func (db *DB) ApplyAll(ctx context.Context, chs []*Change) (applied int, err err
 		applied += n
 		chs = chs[n:]
 		try = 2 * n
+		if r := int(db.refused.Load()); r > 1 {
+			try = min(try, r-1)
+		}
 	}
 	return applied, nil
 }

@@ -272,6 +272,20 @@ func testApplyAll_Many(t *testing.T, open Opener) {
 	require.Len(t, ids, n)
 	assert.Equal(t, "urn:t:bulk-000", ids[0])
 	assert.Equal(t, fmt.Sprintf("urn:t:bulk-%03d", n-1), ids[n-1])
+
+	// A second load on the same store starts from the size the engine refused
+	// before (the etcd engine's limit, learned), and commits every change too.
+	more := make([]*storage.Change, n)
+	for i := range more {
+		id := fmt.Sprintf("urn:t:more-%03d", i)
+		more[i] = &storage.Change{Consent: Record(t, id, storage.ConsentActive), NewConsent: true}
+	}
+	applied, err = db.ApplyAll(ctx, more)
+	require.NoError(t, err)
+	assert.Equal(t, n, applied)
+	counts, err = db.Counts(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, map[storage.ConsentState]int{storage.ConsentActive: 2 * n}, counts)
 	for _, i := range []int{0, 31, 32, 150, n - 1} {
 		evs, _, err := db.Events(ctx, fmt.Sprintf("urn:t:bulk-%03d", i), 0, 10)
 		require.NoError(t, err)
