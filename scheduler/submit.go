@@ -32,8 +32,10 @@ func (sub *submission) submitting() *storage.Change {
 // it is decided, the clock re-checked against judged before each decision. It runs
 // as a pipeline, so that no worker waits for a commit:
 //
-//  1. Config.Batch entries are read and decided by Config.Workers goroutines. A
-//     decision to send keeps its consent's lock and waits with the chunk.
+//  1. A chunk of entries is read and decided by Config.Workers goroutines. A
+//     decision to send keeps its consent's lock and waits with the chunk. The
+//     first chunk holds max(Workers, 16) entries, each next one twice the last,
+//     up to Config.Batch.
 //  2. The chunk's SUBMITTING attempts are committed together (Store.ApplyAll: one
 //     transaction on bolt; transactions within the operation limit on etcd).
 //  3. Config.Workers senders send them; each hands its answer to the recorder and
@@ -66,10 +68,14 @@ func (s *Scheduler) scanDue(stop, ctx context.Context, judged time.Time) (handle
 		mu   sync.Mutex
 		seen = map[storage.AttemptKey]bool{}
 	)
+	// The first chunk is small, so that the first requests go out soon after the
+	// scan starts (a new leader's first scan, a submit time's first seconds); each
+	// next one is twice the last, up to Config.Batch.
+	size := min(s.cfg.Batch, max(s.cfg.Workers, 16))
 	for stop.Err() == nil {
 		// The entries in flight are still in the index until their answers are
 		// recorded: read past them.
-		items, err := s.store.DueBefore(stop, now, s.cfg.Batch+int(p.inflight.Load()))
+		items, err := s.store.DueBefore(stop, now, size+int(p.inflight.Load()))
 		if err != nil {
 			return handled, failed, err
 		}
@@ -78,7 +84,7 @@ func (s *Scheduler) scanDue(stop, ctx context.Context, judged time.Time) (handle
 		var fresh []storage.Entry
 		inChunk := map[string]bool{}
 		for _, it := range items {
-			if seen[it.Key] || inChunk[it.Key.ConsentID] || len(fresh) == s.cfg.Batch {
+			if seen[it.Key] || inChunk[it.Key.ConsentID] || len(fresh) == size {
 				continue
 			}
 			inChunk[it.Key.ConsentID] = true
@@ -113,6 +119,7 @@ func (s *Scheduler) scanDue(stop, ctx context.Context, judged time.Time) (handle
 			}
 		})
 		failed += p.submit(ctx, subs)
+		size = min(s.cfg.Batch, 2*size)
 	}
 	return handled, failed, nil
 }

@@ -186,3 +186,19 @@ func TestScanDue_OneEntryPerConsentInAChunk(t *testing.T) {
 	assert.Empty(t, due, "the stale entry was handled (removed) in the same scan")
 	assertExactlyOnce(t, h)
 }
+
+// The first chunk is small (the first requests go out soon after a scan starts);
+// each next one doubles, up to Config.Batch.
+func TestScanDue_ChunksGrow(t *testing.T) {
+	h := newHarness(t, at("2026-01-07", 9, 0), func(c *Config) { c.Workers, c.Batch = 1, 64 })
+	addDue(t, h, 200, "grow")
+	cs := &commitCounter{Store: h.db}
+	var err error
+	h.s, err = New(h.s.cfg, cs, h.kl, WithClock(h.clock))
+	require.NoError(t, err)
+	res, err := h.s.Scan(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, ScanResult{Handled: 200}, res)
+	assert.Equal(t, []int{16, 32, 64, 64, 24}, cs.applyAll, "SUBMITTING commits")
+	assertExactlyOnce(t, h)
+}
