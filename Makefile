@@ -10,7 +10,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build man test test-short bench-etcd crash ha-crash webhooks-crash envfail e2e vopr deploy-check lint bench run demo fuzz clean
+.PHONY: all build man test test-short bench-etcd bench-peer crash ha-crash webhooks-crash envfail e2e vopr deploy-check lint bench run demo fuzz clean
 
 all: lint test build
 
@@ -110,6 +110,20 @@ deploy-check:
 # submission on etcd. See docs/BENCHMARKS.md ("etcd beside bolt") and test/scale.
 bench-etcd:
 	$(GO) test -tags scale -run '^TestEngines$$' -count=1 -v -timeout 30m ./test/scale/
+
+# billingd beside River on PostgreSQL (test/peer/river, a Go module of its own): the
+# same POST per due cycle against the same sandbox process, PEER_DUE (10000) cycles a
+# run with PEER_WORKERS (64) workers, PEER_ROUNDS (2) pairs of runs interleaved, and
+# the machine's ceiling (bbolt group commit, fdatasync, loopback HTTP, the sandbox)
+# measured in the same run. PostgreSQL is Debian's, started on loopback in a temporary
+# directory (installed with apt-get if missing and root; skipped otherwise). The log
+# is kept in bin/bench-peer.log; the last line is `billingd/river ratio: X.XX`.
+# About 2 minutes. See docs/BENCHMARKS.md ("billingd beside River on PostgreSQL").
+bench-peer:
+	@mkdir -p bin; rm -f bin/bench-peer.failed
+	@{ $(GO) test -tags peer -run '^TestPeer$$' -count=1 -v -timeout 12m ./test/peer/ 2>&1 || touch bin/bench-peer.failed; } | tee bin/bench-peer.log
+	@if [ -e bin/bench-peer.failed ]; then rm -f bin/bench-peer.failed; echo "bench-peer: failed (log: bin/bench-peer.log)"; exit 1; fi
+	@grep -h '^billingd/river ratio: ' bin/bench-peer.log | tail -n 1 | grep . || { grep -h -m1 'bench-peer: ' bin/bench-peer.log || echo "bench-peer: no ratio (log: bin/bench-peer.log)"; }
 
 test-short:
 	$(GO) test -race -short -count=1 $(PKGS)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/cycle"
@@ -84,4 +85,43 @@ func benchToken(b *testing.B, sb *sandbox.Server) string {
 		b.Fatal(err)
 	}
 	return out.AccessToken
+}
+
+// BenchmarkStats measures Stats (what GET /_sandbox/stats serves) with ledgers of
+// different sizes: its cost does not grow with the ledger.
+//
+//	go test -run '^$' -bench Stats ./klavi/sandbox/
+func BenchmarkStats(b *testing.B) {
+	for _, n := range []int{1_000, 50_000} {
+		b.Run(fmt.Sprintf("ledger=%d", n), func(b *testing.B) {
+			clk := clock.NewFake(start)
+			sb := sandbox.New(sandbox.Options{Clock: clk, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			defer sb.Close()
+			cs := make([]*klavi.CreatedConsent, n)
+			for i := range cs {
+				cs[i] = sandbox.SampleConsent(fmt.Sprintf("urn:bench:c%d", i), cycle.Monthly, day("2026-02-05"), 9990)
+			}
+			if err := sb.AddConsent(cs...); err != nil {
+				b.Fatal(err)
+			}
+			tok := benchToken(b, sb)
+			for i := range n {
+				req := httptest.NewRequest(http.MethodPost, fmt.Sprintf("/payment/customer/v1/automatic/consents/urn:bench:c%d/payments", i),
+					strings.NewReader(fmt.Sprintf(`{"clientRequestId":"b-%d","date":"2026-03-05","amount":"99.90","currency":"BRL"}`, i)))
+				req.Header.Set("Authorization", "Bearer "+tok)
+				w := httptest.NewRecorder()
+				sb.ServeHTTP(w, req)
+				if w.Code != 201 {
+					b.Fatalf("create: %d %s", w.Code, w.Body)
+				}
+			}
+			clk.Advance(time.Second)
+			b.ResetTimer()
+			for range b.N {
+				if st := sb.Stats(); st.Accepted[sandbox.KindOriginal] != n {
+					b.Fatalf("accepted %d, want %d", st.Accepted[sandbox.KindOriginal], n)
+				}
+			}
+		})
+	}
 }

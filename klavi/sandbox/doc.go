@@ -159,7 +159,9 @@
 //
 // Ledger lists every payment accepted, in creation order, with its kind (original,
 // retry, auto_retry, instant), cycle, attempt, status and whether a "drop" fault ate
-// the answer to the request that created it. Faults (latency, 5xx, 429 with
+// the answer to the request that created it. Stats (GET /_sandbox/stats) counts the
+// payments by kind and by status as they change, so reading it walks nothing and
+// costs the same with any ledger: a harness may poll it during a run. Faults (latency, 5xx, 429 with
 // Retry-After, timeouts that hang until the client gives up, and "commit, then drop
 // the connection") apply to API endpoints only; ScriptFaults queues exact ones.
 package sandbox

@@ -371,6 +371,7 @@ func (s *Server) replayJournal(path string, data []byte) (int, error) {
 		}
 		s.payments[p.id] = p
 		s.ledger = append(s.ledger, p)
+		s.countPayment(p)
 		s.accepted[p.kind]++
 		s.seq = max(s.seq, p.seq)
 		if p.crid != "" {

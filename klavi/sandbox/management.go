@@ -52,11 +52,13 @@ func (s *Server) handleCancel(r *http.Request) reply {
 		heap.Remove(&s.queue, p.heapIndex)
 	}
 	p.settleAt = time.Time{}
-	p.status, p.reason, p.updatedAt = klavi.PaymentCanceled, nil, now
+	s.setStatus(p, klavi.PaymentCanceled)
+	p.reason, p.updatedAt = nil, now
 	p.cancel = &cancellation{from: "INITIATOR", at: now, by: b.CancelledBy, byType: string(b.IdentifierType)}
 	s.touchPayment(p)
 	if root := p.original; p.kind == KindAutoRetry && root != nil {
-		root.status, root.updatedAt, root.plan = klavi.PaymentRejected, now, nil
+		s.setStatus(root, klavi.PaymentRejected)
+		root.updatedAt, root.plan = now, nil
 		s.touchPayment(root)
 	}
 	s.log.Debug("sandbox payment canceled", "payment_id", p.id, "consent_id", p.consentID)

@@ -62,6 +62,12 @@ type Server struct {
 	accepted    map[Kind]int
 	refusals    map[string]int
 	faultCounts map[string]int
+	// statuses counts the ledger's payments by the status Stats shows (payment.shown),
+	// kept up to date wherever a status changes so that Stats walks nothing; fresh
+	// holds, in creation order, the payments shown PENDING until the clock passes
+	// their creation (ageFresh).
+	statuses map[klavi.PaymentStatus]int
+	fresh    []*payment
 
 	jr            *journal    // nil: no Options.Journal
 	reqlog        *requestLog // nil: no Options.RequestLog
@@ -101,6 +107,7 @@ func Open(opts Options) (*Server, error) {
 		accepted:    map[Kind]int{},
 		refusals:    map[string]int{},
 		faultCounts: map[string]int{},
+		statuses:    map[klavi.PaymentStatus]int{},
 	}
 	if opts.ClockOffset != 0 {
 		s.clock = offsetClock{c: s.clock, d: opts.ClockOffset}
@@ -304,9 +311,12 @@ func (s *Server) Ledger() []LedgerEntry {
 	return out
 }
 
-// Stats returns the sandbox's counters at the clock's now.
+// Stats returns the sandbox's counters at the clock's now. It copies counters kept
+// as the ledger changes and walks no payment, so polling it costs the same with a
+// ledger of ten payments or of a million. Statuses assumes the clock does not go
+// back, as settlement does: a payment shown SCHEDULED is not shown PENDING again.
 func (s *Server) Stats() Stats {
-	now := s.lockNow()
+	s.lockNow()
 	defer s.unlock()
 	st := Stats{
 		Requests: s.requests, TokensIssued: s.tokensGiven, Consents: len(s.consents),
@@ -322,8 +332,10 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.faultCounts {
 		st.Faults[k] = v
 	}
-	for _, p := range s.ledger {
-		st.Statuses[p.statusAt(now)]++
+	for k, v := range s.statuses {
+		if v != 0 {
+			st.Statuses[k] = v
+		}
 	}
 	return st
 }
@@ -877,7 +889,7 @@ func (s *Server) handleInstant(r *http.Request) reply {
 		return errReply(refuse(RuleInstantDate, "date %s is in the past (today is %s)", req.Date, today(now)))
 	}
 	p := s.newPayment(now, "", req.ClientRequestID, KindInstant, 0, req.Date, req.Amount)
-	p.status = instantAwaiting
+	s.setStatus(p, instantAwaiting)
 	p.remittance = req.RemittanceInformation
 	s.crids[req.ClientRequestID] = p.id
 	return reply{status: 200, created: p, body: s.instantView(p, r)}
@@ -906,12 +918,14 @@ func (s *Server) handleAuthorize(r *http.Request) reply {
 		return errReply(&refusal{status: 409, rule: RuleAuthorization, msg: fmt.Sprintf("payment is %s, not awaiting authorization", p.status)})
 	}
 	if now.Sub(p.createdAt) > authorizeWithin {
-		p.status, p.updatedAt = klavi.PaymentRejected, now
+		s.setStatus(p, klavi.PaymentRejected)
+		p.updatedAt = now
 		p.reason = &klavi.StatusReason{Code: klavi.ReasonAuthorizationExpiredTime}
 		s.touchPayment(p)
 		return errReply(&refusal{status: 410, rule: RuleAuthorization, msg: "not authorized within 60 minutes: the payment is rejected"})
 	}
-	p.status, p.updatedAt = klavi.PaymentScheduled, now
+	s.setStatus(p, klavi.PaymentScheduled)
+	p.updatedAt = now
 	if p.date.IsZero() || !p.date.After(today(now)) {
 		p.settleAt = now // immediate: settles now
 		heap.Push(&s.queue, p)

@@ -103,6 +103,9 @@ type payment struct {
 	cancel     *cancellation
 	heapIndex  int
 	dirty      bool // changed since it was last journaled
+	// fresh: PENDING and in Server.fresh, shown PENDING until the clock passes
+	// createdAt (see shown).
+	fresh bool
 }
 
 // cancellation says who canceled a payment: from is INITIATOR (the cancel endpoint)
@@ -120,6 +123,59 @@ func (p *payment) statusAt(now time.Time) klavi.PaymentStatus {
 		return klavi.PaymentScheduled
 	}
 	return p.status
+}
+
+// shown is the status Server.statuses counts p under: statusAt at the clock's last
+// reading under the lock, without reading the clock (a PENDING payment leaves fresh,
+// and shows SCHEDULED, once ageFresh sees the clock past its creation).
+func (p *payment) shown() klavi.PaymentStatus {
+	if p.status == klavi.PaymentPending && !p.fresh {
+		return klavi.PaymentScheduled
+	}
+	return p.status
+}
+
+// setStatus changes p's status and the counts Stats reads. Every change of a
+// payment's status goes through it. Callers hold s.mu.
+func (s *Server) setStatus(p *payment, st klavi.PaymentStatus) {
+	s.statuses[p.shown()]--
+	p.status = st
+	if st != klavi.PaymentPending {
+		p.fresh = false // left in s.fresh until ageFresh drops it
+	}
+	s.statuses[p.shown()]++
+}
+
+// countPayment adds a payment that has just joined the ledger to the counts Stats
+// reads; a PENDING one is shown PENDING until ageFresh sees the clock past its
+// creation. Callers hold s.mu.
+func (s *Server) countPayment(p *payment) {
+	if p.status == klavi.PaymentPending {
+		p.fresh = true
+		s.fresh = append(s.fresh, p)
+	}
+	s.statuses[p.shown()]++
+}
+
+// ageFresh moves the PENDING payments created before now from PENDING to SCHEDULED
+// in the counts, as statusAt shows them. s.fresh is in creation order, so with a
+// clock that does not go back the payments still shown PENDING are a suffix of it:
+// each payment is looked at here once after it stops being fresh. Callers hold s.mu.
+func (s *Server) ageFresh(now time.Time) {
+	i := 0
+	for ; i < len(s.fresh); i++ {
+		p := s.fresh[i]
+		if p.fresh && !now.After(p.createdAt) {
+			break
+		}
+		if p.fresh {
+			s.statuses[klavi.PaymentPending]--
+			p.fresh = false
+			s.statuses[p.shown()]++
+		}
+		s.fresh[i] = nil
+	}
+	s.fresh = s.fresh[i:]
 }
 
 // failed reports a payment that no longer holds its cycle.
@@ -163,6 +219,7 @@ func (s *Server) advance(now time.Time) {
 		p := heap.Pop(&s.queue).(*payment)
 		s.settle(p)
 	}
+	s.ageFresh(now)
 }
 
 // consentStatus is the consent's status at now: one awaiting authorization for more
@@ -194,14 +251,15 @@ func (s *Server) settle(p *payment) {
 	}
 	switch outcome {
 	case Completed:
-		p.status, p.reason = klavi.PaymentCompleted, nil
+		s.setStatus(p, klavi.PaymentCompleted)
+		p.reason = nil
 		p.endToEnd = s.endToEndID(p, cs, at)
 	case Canceled:
-		p.status = klavi.PaymentCanceled
+		s.setStatus(p, klavi.PaymentCanceled)
 		p.reason = &klavi.StatusReason{Code: code, Message: "canceled by the account holder (sandbox scenario)"}
 		p.cancel = &cancellation{from: "HOLDER", at: at}
 	default:
-		p.status = klavi.PaymentRejected
+		s.setStatus(p, klavi.PaymentRejected)
 		p.reason = &klavi.StatusReason{Code: code, Message: "rejected (sandbox scenario)"}
 		if code.ConsentGone() && cs != nil {
 			s.setConsentStatus(cs, klavi.ConsentRevoked, &klavi.StatusReason{Code: code}, at)
@@ -222,7 +280,8 @@ func (s *Server) settle(p *payment) {
 	// consent is gone).
 	if p.status == klavi.PaymentCompleted {
 		if root != p {
-			root.status, root.reason, root.updatedAt = klavi.PaymentCompleted, nil, at
+			s.setStatus(root, klavi.PaymentCompleted)
+			root.reason, root.updatedAt = nil, at
 			root.endToEnd = p.endToEnd
 		}
 		return
@@ -237,7 +296,8 @@ func (s *Server) settle(p *payment) {
 	}
 	stop := len(root.plan) == 0 || p.status == klavi.PaymentCanceled || (cs != nil && cs.status == klavi.ConsentRevoked)
 	if root != p {
-		root.status, root.reason, root.updatedAt = klavi.PaymentRejected, p.reason, at
+		s.setStatus(root, klavi.PaymentRejected)
+		root.reason, root.updatedAt = p.reason, at
 	}
 	if stop {
 		root.plan = nil
@@ -245,7 +305,7 @@ func (s *Server) settle(p *payment) {
 	}
 	next := root.plan[0]
 	root.plan = root.plan[1:]
-	root.status = klavi.PaymentScheduled
+	s.setStatus(root, klavi.PaymentScheduled)
 	r := s.newPayment(at, root.consentID, "", KindAutoRetry, root.cycle, next.Date, root.amount)
 	r.original, r.attempt = root, len(root.retries)+1
 	r.remittance = root.remittance
@@ -267,6 +327,7 @@ func (s *Server) newPayment(now time.Time, consentID, crid string, kind Kind, k 
 	}
 	s.payments[p.id] = p
 	s.ledger = append(s.ledger, p)
+	s.countPayment(p)
 	s.touchPayment(p)
 	s.accepted[kind]++
 	if cs := s.consents[consentID]; cs != nil && kind != KindInstant {
