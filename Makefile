@@ -118,7 +118,9 @@ bench-etcd:
 # measured in the same run. PostgreSQL is Debian's, started on loopback in a temporary
 # directory (installed with apt-get if missing and root; skipped otherwise). The log
 # is kept in bin/bench-peer.log; the last line is `billingd/river ratio: X.XX`.
-# About 2 minutes. See docs/BENCHMARKS.md ("billingd beside River on PostgreSQL").
+# About 30 s with a warm build cache (building River and its dependencies from an
+# empty cache took 83 s more). See docs/BENCHMARKS.md ("billingd beside River on
+# PostgreSQL").
 bench-peer:
 	@mkdir -p bin; rm -f bin/bench-peer.failed
 	@{ $(GO) test -tags peer -run '^TestPeer$$' -count=1 -v -timeout 12m ./test/peer/ 2>&1 || touch bin/bench-peer.failed; } | tee bin/bench-peer.log
