@@ -149,6 +149,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckID$$' -fuzztime $(FUZZTIME) ./klavi
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodePayment$$' -fuzztime $(FUZZTIME) ./klavi
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./internal/problem
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./internal/enum
 
 # The main job on built-in defaults: the real scheduler and store billing the example
 # consents against the in-process Klavi sandbox, 120 simulated days.

@@ -13,6 +13,14 @@ import (
 // "Payment - Completed" → "PAYMENT_COMPLETED"). Other characters are kept, so an
 // unknown value stays recognizable.
 func Normalize(s string) string {
+	if canonical(s) {
+		return s // the usual case (billingd's own records, Klavi's usual spelling): no copy
+	}
+	return fold(s)
+}
+
+// fold is Normalize without its shortcut.
+func fold(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	sep := false
@@ -25,14 +33,31 @@ func Normalize(s string) string {
 			b.WriteByte('_')
 			sep = false
 		}
+		if r < 0x80 {
+			b.WriteRune(unicode.ToUpper(r))
+			continue
+		}
 		b.WriteString(foldLetter(r))
 	}
 	return b.String()
 }
 
-// foldLetter upper-cases r and drops its diacritic: the Latin-1 and Latin
-// Extended-A letters Portuguese and Spanish use map to their base letter (Æ and ß
-// to two letters); other letters are only upper-cased.
+// canonical reports whether s is already what Normalize returns for it: ASCII
+// upper-case letters, digits and other printable ASCII but separators, words joined
+// by single underscores, none at either end.
+func canonical(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 0x80 || c <= ' ' || c == '-' || c == 0x7f || ('a' <= c && c <= 'z'):
+			return false
+		case c == '_' && (i == 0 || i == len(s)-1 || s[i-1] == '_'):
+			return false
+		}
+	}
+	return true
+}
+
 func foldLetter(r rune) string {
 	if r < 0x80 {
 		return string(unicode.ToUpper(r))

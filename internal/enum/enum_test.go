@@ -33,3 +33,33 @@ func TestNormalize(t *testing.T) {
 		})
 	}
 }
+
+// Canonical spellings come back as they are, without a copy; every other input
+// still goes through the fold (the table above), and the fast path agrees with it.
+func TestNormalize_CanonicalNoAlloc(t *testing.T) {
+	for _, s := range []string{"PAYMENT_COMPLETED", "MONTHLY", "CONSENT_AUTHORIZED", "A1_B2", "X.Y"} {
+		assert.Equal(t, s, Normalize(s))
+		assert.Zero(t, testing.AllocsPerRun(100, func() { _ = Normalize(s) }), s)
+	}
+	for _, s := range []string{"_A", "A_", "A__B", "a", "A-B", "A B", "Ã", "A\x7fB"} {
+		assert.False(t, canonical(s), "%q", s)
+	}
+}
+
+func FuzzNormalize(f *testing.F) {
+	for _, s := range []string{"payment completed", "NÃO INFORMADO", "A__B", "_x_", "PAYMENT_COMPLETED", "статус"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n := Normalize(s)
+		if Normalize(n) != n {
+			t.Fatalf("Normalize(%q) = %q is not a fixed point: %q", s, n, Normalize(n))
+		}
+		if canonical(s) && fold(s) != s {
+			t.Fatalf("%q taken as canonical, but the fold makes it %q", s, fold(s))
+		}
+		if fold(s) != n {
+			t.Fatalf("Normalize(%q) = %q, the fold %q", s, n, fold(s))
+		}
+	})
+}
