@@ -148,6 +148,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAnswerAmount$$' -fuzztime $(FUZZTIME) ./klavi
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckID$$' -fuzztime $(FUZZTIME) ./klavi
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodePayment$$' -fuzztime $(FUZZTIME) ./klavi
+	$(GO) test -run '^$$' -fuzz '^FuzzPlainString$$' -fuzztime $(FUZZTIME) ./klavi
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./internal/problem
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./internal/enum
 

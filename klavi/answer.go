@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/internal/enum"
@@ -109,11 +110,33 @@ func answerString(b []byte, what string) (string, bool, error) {
 	if string(b) == "null" {
 		return "", false, nil
 	}
+	if s, ok := plainString(b); ok {
+		return s, true, nil
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return "", false, fmt.Errorf("%s: want a string, got %s", what, truncate(string(b), 40))
 	}
 	return s, true, nil
+}
+
+// plainString reads a JSON string with no escapes, no control characters and valid
+// UTF-8 (the usual answer: "2026-03-05", "PAYMENT_COMPLETED") without the decoder;
+// ok is false for anything else, which json.Unmarshal then reads.
+func plainString(b []byte) (string, bool) {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return "", false
+	}
+	in := b[1 : len(b)-1]
+	for _, c := range in {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	if !utf8.Valid(in) {
+		return "", false
+	}
+	return string(in), true
 }
 
 // answerDate decodes into *p with ParseAnswerDate.

@@ -307,3 +307,24 @@ func roundTrip(t *testing.T, c Cents) {
 	require.NoError(t, json.Unmarshal(enc, &back))
 	require.Equal(t, c, back)
 }
+
+// plainString, the decoder's shortcut for plain strings, reads exactly what
+// json.Unmarshal reads, and declines whatever it cannot read the same way.
+func FuzzPlainString(f *testing.F) {
+	for _, s := range []string{`"2026-03-05"`, `"PAYMENT_COMPLETED"`, `"não"`, `"a\"b"`, `"a\\u0041"`, "\"a\xffb\"", `"`, `""`, `null`, `12`, "\"tab\there\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, ok := plainString(b)
+		if !ok {
+			return
+		}
+		var want string
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatalf("plainString read %q from %q, which json.Unmarshal refuses: %v", s, b, err)
+		}
+		if s != want {
+			t.Fatalf("plainString(%q) = %q, json.Unmarshal reads %q", b, s, want)
+		}
+	})
+}
