@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"sync"
 	"errors"
 	"fmt"
 	"time"
@@ -24,7 +25,7 @@ func (s *Scheduler) handleDue(ctx context.Context, it storage.DueItem, now time.
 	unlock := s.locks.lock(it.Key.ConsentID)
 	err := s.decideDue(ctx, it, now, out)
 	if out != nil && *out != nil {
-		(*out).unlock = unlock
+		(*out).unlock = sync.OnceFunc(unlock)
 		return err
 	}
 	unlock()
@@ -255,12 +256,12 @@ func (s *Scheduler) exchange(ctx context.Context, sub *submission, now time.Time
 		// Anything but a plain "created" is looked up in Klavi's orders list by the
 		// clientRequestId, never guessed (reconcile.go).
 		_, serr := s.settleUnknown(ctx, rec, sched, a, ans, err, s.maySend(rec, a, now), now, ch)
-		return ch, serr
+		return settled(ch, serr)
 	}
 	if p.ID == "" {
 		// A 2xx without an id: the payment exists; its id is in the orders list.
 		_, serr := s.settleUnknown(ctx, rec, sched, a, answerUnknown, errors.New("created, but the answer has no payment id"), s.maySend(rec, a, now), now, ch)
-		return ch, serr
+		return settled(ch, serr)
 	}
 	a.State, a.PaymentID, a.Status, a.SubmittedAt, a.Confirm, a.DueAt = storage.AttemptSubmitted, p.ID, p.Status, now, "", time.Time{}
 	a.Reason = ""
@@ -282,6 +283,18 @@ func (s *Scheduler) exchange(ctx context.Context, sub *submission, now time.Time
 	return ch, nil
 }
 
+// settled returns what exchange returns after settleUnknown: the change, or, when
+// settleUnknown failed (the next retry could not be planned: a store read failed),
+// nothing to record and the error. The attempt then stays SUBMITTING with its due
+// entry, and the next scan looks it up and decides again; recording the change
+// would drop the entry with no next retry planned.
+func settled(ch *storage.Change, err error) (*storage.Change, error) {
+	if err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
 // lapse records a first send whose window closed between its decision and its
 // turn to go (a chunk decided just before midnight): nothing was ever sent with its
 // key, so it ends as the decision would have ended had it been made now, MISSED (an
@@ -298,7 +311,13 @@ func (s *Scheduler) lapse(sub *submission, now time.Time) (*storage.Change, erro
 		s.finish(a, storage.AttemptDropped, now, fmt.Sprintf("its request day %s has passed", a.Date.AddDays(-1)))
 		s.emit(ch, EventRetryDropped, now, c, a, a.Reason)
 	}
-	return ch, s.afterFinal(rec, sub.sched, a, now, ch)
+	if err := s.afterFinal(rec, sub.sched, a, now, ch); err != nil {
+		// The next retry could not be planned (a store read failed): nothing is
+		// recorded, the attempt stays SUBMITTING with its due entry, and the next
+		// scan looks it up and decides again, rather than drop it with no next retry.
+		return nil, err
+	}
+	return ch, nil
 }
 
 // sendBefore is the first instant a's request may no longer be sent: the Brasília

@@ -350,9 +350,8 @@ func (s *Scheduler) reconcileDue(ctx context.Context, rec *storage.ConsentRecord
 		a.Confirm = storage.ConfirmLost // its window is closed and it was looked up before
 	}
 	if _, err := s.settleUnknown(ctx, rec, s.cfg.Policy.Schedule(rec.Consent), a, answerUnknown, nil, s.maySend(rec, a, now), now, ch); err != nil {
-		if aerr := s.store.Apply(ctx, ch); aerr != nil {
-			return aerr
-		}
+		// The next retry could not be planned: nothing is recorded and the entry
+		// stays, for the next scan to look up again (see settled).
 		return err
 	}
 	return s.store.Apply(ctx, ch)

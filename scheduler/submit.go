@@ -19,7 +19,10 @@ type submission struct {
 	sched  cycle.Schedule
 	a      *storage.Attempt
 	it     storage.DueItem
-	unlock func()
+	unlock func() // safe to call more than once
+	// handed: passed to a sender or the recorder, which release the lock; until
+	// then the scan does (a panic on its goroutine included).
+	handed bool
 }
 
 // submitting is the change that records the attempt SUBMITTING.
@@ -60,9 +63,22 @@ func (s *Scheduler) scanDue(stop, ctx context.Context, judged time.Time) (handle
 	s.scanMu.Lock()
 	defer s.scanMu.Unlock()
 	p := s.newPipeline(stop, ctx, passStart)
+	var chunk []*submission // the chunk being decided or committed
 	defer func() {
-		rfailed := p.close()
+		if r := recover(); r != nil {
+			// A bug, recovered above (cron): the chunk's consents must not stay
+			// locked for the life of the process.
+			for _, sub := range chunk {
+				if sub != nil && !sub.handed {
+					sub.unlock()
+				}
+			}
+			p.close()
+			panic(r)
+		}
+		rfailed, left := p.close()
 		failed += rfailed
+		handled -= left
 	}()
 	var (
 		mu   sync.Mutex
@@ -99,6 +115,7 @@ func (s *Scheduler) scanDue(stop, ctx context.Context, judged time.Time) (handle
 			break
 		}
 		subs := make([]*submission, len(fresh))
+		chunk = subs
 		s.each(stop, len(fresh), func(i int) {
 			if !s.stillTrusted(passStart) && !has(bugMissedOnDoubt) {
 				return // left for the next pass, which judges the clock again
@@ -138,6 +155,7 @@ type pipeline struct {
 
 	inflight atomic.Int64 // committed SUBMITTING, answer not yet recorded
 	failed   atomic.Int64
+	left     atomic.Int64 // not sent: the scan stopped, or the clock stepped
 	idle     sync.Cond // signaled when inflight drops to 0
 	idleMu   sync.Mutex
 }
@@ -234,15 +252,17 @@ func (p *pipeline) submit(ctx context.Context, subs []*submission) (failed int) 
 	}
 	for i, sub := range ready {
 		if !committed[i] {
+			sub.handed = true
 			sub.unlock()
 			failed++
 			continue
 		}
 		p.inflight.Add(1)
 		if p.inline {
-			p.record([]answer{p.exchange(sub)})
+			p.record([]answer{p.exchange(sub)}) // releases it (a panic: the scan does)
 			continue
 		}
+		sub.handed = true
 		p.work <- sub
 	}
 	return failed
@@ -304,12 +324,16 @@ func (p *pipeline) record(group []answer) {
 	}
 	for i, a := range group {
 		a.sub.unlock()
-		if err := errs[i]; err != nil {
-			if !errors.Is(err, context.Canceled) {
-				k := a.sub.a.AttemptKey
-				s.log.Error("due entry left for the next scan", "consent_id", k.ConsentID,
-					"cycle", k.Cycle, "attempt", k.Attempt, "err", err)
-			}
+		switch err := errs[i]; {
+		case err == nil:
+		case a.ch == nil && (a.err == errClockStepped || errors.Is(a.err, context.Canceled) && p.stop.Err() != nil):
+			// Not sent, and not a failure: left SUBMITTING for the next scan, as an
+			// entry the scan had not reached yet.
+			p.left.Add(1)
+		default:
+			k := a.sub.a.AttemptKey
+			s.log.Error("due entry left for the next scan", "consent_id", k.ConsentID,
+				"cycle", k.Cycle, "attempt", k.Attempt, "err", err)
 			p.failed.Add(1)
 		}
 	}
@@ -330,13 +354,13 @@ func (p *pipeline) wait() {
 }
 
 // close waits for every submission to be answered and recorded, and returns how
-// many failed.
-func (p *pipeline) close() int {
+// many failed and how many were left unsent (the scan stopped, the clock stepped).
+func (p *pipeline) close() (failed, left int) {
 	if !p.inline {
 		close(p.work)
 		p.senders.Wait()
 		close(p.answers)
 		<-p.recorded
 	}
-	return int(p.failed.Load())
+	return int(p.failed.Load()), int(p.left.Load())
 }

@@ -202,3 +202,36 @@ func TestScanDue_ChunksGrow(t *testing.T) {
 	assert.Equal(t, []int{16, 32, 64, 64, 24}, cs.applyAll, "SUBMITTING commits")
 	assertExactlyOnce(t, h)
 }
+
+// panickyKlavi panics on its first create: a bug somewhere under the scan.
+type panickyKlavi struct {
+	*fakeKlavi
+	once sync.Once
+}
+
+func (p *panickyKlavi) CreatePayment(ctx context.Context, id string, req *klavi.CreatePaymentRequest) (*klavi.Payment, error) {
+	p.once.Do(func() { panic("test: a bug under the scan") })
+	return p.fakeKlavi.CreatePayment(ctx, id, req)
+}
+
+// A panic under a due scan (recovered above it, as cron does) leaves no consent
+// locked: the chunk's decided consents are released, and the next scan bills them.
+func TestScanDue_PanicReleasesTheChunk(t *testing.T) {
+	h := newHarness(t, at("2026-01-07", 9, 0), func(c *Config) { c.Workers = 1 })
+	ids := addDue(t, h, 5, "panic")
+	h.useKlavi(&panickyKlavi{fakeKlavi: h.kl})
+	require.Panics(t, func() { _, _ = h.s.Scan(context.Background()) })
+	h.s.locks.mu.Lock()
+	held := len(h.s.locks.locks)
+	h.s.locks.mu.Unlock()
+	assert.Zero(t, held, "consent locks left held")
+
+	res, err := h.s.Scan(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, 5, res.Handled)
+	assert.Len(t, h.kl.payments, 5)
+	for _, id := range ids {
+		assert.Equal(t, storage.AttemptSubmitted, h.attempt(id, 0, 0).State, id)
+	}
+	assertExactlyOnce(t, h)
+}

@@ -69,7 +69,7 @@ func watchdog(t *testing.T, d time.Duration, done <-chan struct{}) {
 // lost answers and a clock that moves during the passes: nothing deadlocks, every
 // payment Klavi created is followed, no cycle is charged twice, and no consent lock
 // is left behind.
-func TestBreak_PipelineChaos(t *testing.T) {
+func TestScanDue_PipelineChaos(t *testing.T) {
 	h := newHarness(t, at("2026-01-01", 8, 0), func(c *Config) {
 		c.Workers, c.Batch, c.RecordBatch = 8, 3, 2
 	})
@@ -208,7 +208,7 @@ func (l *lapseStore) GetAttempt(ctx context.Context, k storage.AttemptKey) (*sto
 // entry gone and no next retry planned loses the rest of the cycle's retries for
 // good, with no error left to retry (handleRetry's own drop returns the error and
 // writes nothing).
-func TestBreak_LapseWithFailedRetryPlanLosesRetries(t *testing.T) {
+func TestScanDue_LapseWithFailedRetryPlanKeepsTheEntry(t *testing.T) {
 	h := newHarness(t, at("2026-01-01", 8, 0), func(c *Config) { c.Workers = 1 })
 	c := loadExample(t, "weekly-retries.json") // local, [1,2,3]
 	h.kl.outcome = func(p *fakePayment) (klavi.PaymentStatus, klavi.ReasonCode) {
