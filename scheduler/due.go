@@ -2,9 +2,9 @@ package scheduler
 
 import (
 	"context"
-	"sync"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/klavi-billing/billingd/consent"

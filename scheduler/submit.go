@@ -156,7 +156,7 @@ type pipeline struct {
 	inflight atomic.Int64 // committed SUBMITTING, answer not yet recorded
 	failed   atomic.Int64
 	left     atomic.Int64 // not sent: the scan stopped, or the clock stepped
-	idle     sync.Cond // signaled when inflight drops to 0
+	idle     sync.Cond    // signaled when inflight drops to 0
 	idleMu   sync.Mutex
 }
 
