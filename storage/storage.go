@@ -185,11 +185,14 @@ type DB struct {
 	log      *slog.Logger
 	onWrite  func(error)
 	readOnly bool
-	// refused is the fewest changes ApplyAll ever found too large for one
-	// transaction (ErrTooLarge; 0: never): later transactions hold fewer, instead of
-	// halving down from all their changes again, each halving a transaction built
-	// and refused (with its reads, on etcd).
-	refused atomic.Int64
+	// refused is the fewest changes ApplyAll found too large for one transaction
+	// (ErrTooLarge; 0: none) in its last refusedFor calls: later transactions hold
+	// fewer, instead of halving down from all their changes again, each halving a
+	// transaction built and refused (with its reads, on etcd). It is forgotten after
+	// refusedFor calls without a refusal, as changes differ in size (a bulk load's
+	// against a scan's SUBMITTING attempts). calls counts ApplyAll calls;
+	// refusedCall is the call that last set refused.
+	refused, calls, refusedCall atomic.Int64
 }
 
 // New lays billingd's records over an engine: it checks the store's marker and
@@ -757,6 +760,9 @@ func (db *DB) Apply(ctx context.Context, ch *Change) error {
 	return nil
 }
 
+// refusedFor is how many ApplyAll calls remember a refused size (DB.refused).
+const refusedFor = 64
+
 // ApplyAll commits many changes (bulk loads) in order, as few transactions as the
 // engine allows: all in one on bolt, chunks within etcd's operation limit. Each
 // transaction is atomic and fenced like Apply (changes with different fences are
@@ -764,6 +770,9 @@ func (db *DB) Apply(ctx context.Context, ch *Change) error {
 // says how many they are.
 func (db *DB) ApplyAll(ctx context.Context, chs []*Change) (applied int, err error) {
 	try := len(chs) // changes to try in the next transaction: twice the last that fit
+	if call := db.calls.Add(1); call-db.refusedCall.Load() > refusedFor {
+		db.refused.Store(0)
+	}
 	if r := int(db.refused.Load()); r > 1 {
 		try = min(try, r-1)
 	}
@@ -787,6 +796,7 @@ func (db *DB) ApplyAll(ctx context.Context, chs []*Change) (applied int, err err
 				if r := db.refused.Load(); r == 0 || int64(n) < r {
 					db.refused.Store(int64(n))
 				}
+				db.refusedCall.Store(db.calls.Load())
 				n /= 2
 				continue
 			}
