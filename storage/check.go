@@ -52,11 +52,40 @@ func (db *DB) Invariants(ctx context.Context) []string {
 				add("consent count of %s: %d stored, %d counted", s, stored[s], counts[s])
 			}
 		}
-		attempts := tx.Bucket(bucketAttempts)
+		attempts, archive := tx.Bucket(bucketAttempts), tx.Bucket(bucketArchive)
 		if err := attempts.ForEach(func(k, v []byte) error {
 			var a Attempt
 			if _, err := parseAttemptKey(k); err != nil || json.Unmarshal(v, &a) != nil {
 				add("attempt %x: record does not decode", k)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		// The archive holds settled attempts only, never one that is also live, and
+		// never an original its consent's cursor pins (archive.go: the scan trusts a
+		// live miss for those).
+		if err := archive.ForEach(func(k, v []byte) error {
+			var a Attempt
+			key, err := parseAttemptKey(k)
+			switch {
+			case err != nil || json.Unmarshal(v, &a) != nil:
+				add("archived attempt %x: record does not decode", k)
+			case attempts.Get(k) != nil:
+				add("attempt %s is both live and archived", key)
+			case !headOf(&a).settled():
+				add("archived attempt %s is %s, not settled", key, a.State)
+			case pinned(tx, key):
+				add("archived attempt %s is the next cycle of its active consent", key)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		events := tx.Bucket(bucketEvents)
+		if err := tx.Bucket(bucketEventArchive).ForEach(func(k, _ []byte) error {
+			if events.Get(k) != nil {
+				add("event %x is both live and archived", k)
 			}
 			return nil
 		}); err != nil {
@@ -69,7 +98,7 @@ func (db *DB) Invariants(ctx context.Context) []string {
 					add("%s index key %x is malformed", idx, k)
 					return nil
 				}
-				if idx[0] == 'p' && attempts.Get(attemptKeyBytes(key)) == nil {
+				if idx[0] == 'p' && attempts.Get(attemptKeyBytes(key)) == nil && archive.Get(attemptKeyBytes(key)) == nil {
 					add("poll index entry for %s has no attempt", key)
 				}
 				if idx[0] == 'd' && tx.Bucket(bucketConsents).Get([]byte(key.ConsentID)) == nil {

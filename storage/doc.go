@@ -5,12 +5,14 @@
 // file (one process), storage/etcd in an etcd cluster (several replicas, one of them
 // leading). storage/storagetest is the conformance suite both engines pass.
 //
-// Buckets (schema version 2; on etcd a bucket is a key prefix):
+// Buckets (schema version 3; on etcd a bucket is a key prefix):
 //
 //	meta       application marker, schema version, consent counts per state
 //	consents   consent id → the consent (JSON), written when added or its status changes
 //	cursors    consent id → its billing state, cursor and record version (JSON)
-//	attempts   consent id ‖ 0 ‖ cycle ‖ attempt → Attempt (JSON, with its version)
+//	attempts   consent id ‖ 0 ‖ cycle ‖ attempt → Attempt (JSON, with its version):
+//	           the attempts that can still change (archive.go)
+//	archive    the same keys and records: settled attempts
 //	due        instant ‖ attempt key → kind (1 byte) [‖ centavos (8 bytes)]: work to do
 //	           at that instant, and what it will charge (DueKind; no amount: a variable
 //	           cycle with none set yet, or a lookup)
@@ -21,10 +23,18 @@
 //	           and the instant each entered its state
 //	events     consent id ‖ 0 ‖ sequence → Event (JSON): each consent's timeline; the
 //	           sequence is the timeline's own (the next after its last event)
+//	event_archive  the same keys and records: older events of the timelines (the
+//	           newest of each stays in events)
 //	dates      date (Rata Die) ‖ attempt key → nil: attempts by payment date (the ledger)
 //
-// A schema 1 file is migrated in place when a writer opens it; a reader (ReadOnly)
-// reads it as it is, with empty timelines and ledger.
+// An older file is migrated in place when a writer opens it; a reader (ReadOnly)
+// reads it as it is (schema 1: with empty timelines and ledger; schema 2: with
+// every attempt and event in the live buckets, which every read also looks in).
+//
+// History is kept off the hot path: a submission's writes and the due scan's reads
+// touch the live buckets and indexes only, which hold what can still change and
+// the newest event of each timeline; settled attempts and older events are in the
+// archive buckets, read by the timeline, ledger, reports and webhooks (archive.go).
 //
 // Contracts:
 //   - Every method takes a context; on etcd it bounds the calls to the cluster (each

@@ -106,7 +106,7 @@ func (db *DB) Publish(ctx context.Context, fence kv.Fence, limit int) (int, erro
 	var n int
 	err = db.kv.Update(ctx, kv.Write{Fence: fence}, func(tx kv.Tx) error {
 		n = 0
-		meta, outbox, events := tx.Bucket(bucketMeta), tx.Bucket(bucketOutbox), tx.Bucket(bucketEvents)
+		meta, outbox := tx.Bucket(bucketMeta), tx.Bucket(bucketOutbox)
 		feed, ids := tx.Bucket(bucketFeed), tx.Bucket(bucketFeedIDs)
 		next := uint64(1)
 		if v := meta.Get(keyFeedNext); len(v) == 8 {
@@ -116,7 +116,7 @@ func (db *DB) Publish(ctx context.Context, fence kv.Fence, limit int) (int, erro
 			if outbox.Get(k) == nil {
 				continue // published meanwhile (a run before a conflict)
 			}
-			raw := events.Get(k)
+			raw := getEvent(tx, k)
 			i := bytes.IndexByte(k, 0)
 			if raw == nil || i < 0 || len(k) != i+9 {
 				// An outbox entry with no event cannot be published; it goes.
@@ -199,8 +199,12 @@ func feedEvent(tx kv.Tx, k, v []byte) (FeedEvent, error) {
 		return FeedEvent{}, fmt.Errorf("%w: feed entry %x", ErrCorrupt, k)
 	}
 	var e Event
-	if err := getJSON(tx.Bucket(bucketEvents), v, &e); err != nil {
-		return FeedEvent{}, fmt.Errorf("feed position %d: %w", binary.BigEndian.Uint64(k), err)
+	raw := getEvent(tx, v)
+	if raw == nil {
+		return FeedEvent{}, fmt.Errorf("feed position %d: %w", binary.BigEndian.Uint64(k), ErrNotFound)
+	}
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return FeedEvent{}, fmt.Errorf("feed position %d: %w: record %q: %v", binary.BigEndian.Uint64(k), ErrCorrupt, v, err)
 	}
 	e.Seq = binary.BigEndian.Uint64(v[i+1:])
 	return FeedEvent{Pos: binary.BigEndian.Uint64(k), ID: EventID(e.ConsentID, e.Seq, e.At), Event: e}, nil

@@ -55,9 +55,9 @@ func decodeCursor(s string) ([]byte, error) {
 // indexAttempt keeps the attention and dates indexes in step with a write of a (prev
 // is the stored record it replaces, nil when new). An attention item keeps the
 // instant it opened while the attempt stays in that state.
-func indexAttempt(tx kv.Tx, prev, a *Attempt) error {
+func indexAttempt(tx kv.Tx, prev *attemptHead, a *Attempt) error {
 	attention := tx.Bucket(bucketAttention)
-	prevOpen := prev != nil && prev.Open()
+	prevOpen := prev != nil && prev.open()
 	if prevOpen && (!a.Open() || prev.State != a.State) {
 		if err := attention.Delete(attentionKey(prev.State, a.AttemptKey)); err != nil {
 			return err
@@ -147,7 +147,7 @@ func dueOf(tx kv.Tx, ch *Change, k AttemptKey) (DueKind, klavi.Cents, bool, erro
 		}
 	}
 	if a == nil {
-		if raw := tx.Bucket(bucketAttempts).Get(attemptKeyBytes(k)); raw != nil {
+		if raw, _ := getAttempt(tx, k); raw != nil {
 			var st Attempt
 			if err := json.Unmarshal(raw, &st); err != nil {
 				return 0, 0, false, fmt.Errorf("%w: attempt %s: %v", ErrCorrupt, k, err)
@@ -210,7 +210,13 @@ func putEvents(tx kv.Tx, events []Event) error {
 		// conflict with every other.
 		prefix := consentPrefix(e.ConsentID)
 		seq := uint64(1)
-		if k, _ := b.Last(prefix); len(k) == len(prefix)+8 {
+		k, _ := b.Last(prefix)
+		if k == nil {
+			// The newest event stays live (archive.go); only a timeline with none
+			// yet, or one moved by hand, looks in the archive.
+			k, _ = tx.Bucket(bucketEventArchive).Last(prefix)
+		}
+		if len(k) == len(prefix)+8 {
 			seq = binary.BigEndian.Uint64(k[len(prefix):]) + 1
 		}
 		e.Seq = seq
@@ -225,11 +231,29 @@ func putEvents(tx kv.Tx, events []Event) error {
 	return nil
 }
 
-// migrate lays schema 2 over a schema 1 file, in the transaction that opens it for
-// writing: the new buckets, the dates index of every attempt, the opening instant
-// of every open attention item (its attempt's UpdatedAt, the best the file knows),
-// and the kind and amount of every due entry.
-func migrate(tx kv.Tx, log *slog.Logger) error {
+// migrate brings a file of schema from up to SchemaVersion, in the transaction that
+// opens it for writing.
+//   - 1 to 2: migrate2.
+//   - 2 to 3: nothing is rewritten. The archive buckets start empty (bolt lays them
+//     out when a writer opens the file; on etcd a bucket is a key prefix) and every
+//     read looks in both; settled attempts and older events move there as their
+//     consents settle their next attempt, or at once with Compact. The version
+//     changes so that a billingd that knows no archive refuses the file.
+func migrate(tx kv.Tx, from uint32, log *slog.Logger) error {
+	if from < 2 {
+		if err := migrate2(tx, log); err != nil {
+			return err
+		}
+	}
+	log.Info("database migrated", "schema_from", from, "schema_to", SchemaVersion)
+	return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
+}
+
+// migrate2 lays schema 2 over a schema 1 file: the new buckets, the dates index of
+// every attempt, the opening instant of every open attention item (its attempt's
+// UpdatedAt, the best the file knows), and the kind and amount of every due entry.
+// A schema 1 file has no archive: every attempt is in the live bucket.
+func migrate2(tx kv.Tx, log *slog.Logger) error {
 	folds := tx.Bucket(bucketFolds)
 	if err := tx.Bucket(bucketConsents).ForEach(func(k, _ []byte) error {
 		return folds.Put([]byte(strings.ToLower(string(k))), bytes.Clone(k))
@@ -277,8 +301,8 @@ func migrate(tx kv.Tx, log *slog.Logger) error {
 			return err
 		}
 	}
-	log.Info("database migrated", "schema_from", 1, "schema_to", SchemaVersion, "attempts", n, "due_entries", len(keys))
-	return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
+	log.Info("database migrated", "schema_from", 1, "schema_to", 2, "attempts", n, "due_entries", len(keys))
+	return nil
 }
 
 // Events returns up to limit events of a consent's timeline after the event whose
@@ -290,23 +314,23 @@ func (db *DB) Events(ctx context.Context, consentID string, after uint64, limit 
 		more bool
 	)
 	err := db.view(ctx, func(tx kv.Tx) error {
-		b := tx.Bucket(bucketEvents)
 		prefix := consentPrefix(consentID)
-		c := b.Cursor()
-		k, v := c.Seek(eventKey(consentID, after+1))
-		for ; k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, v = c.Next() {
+		return merged(tx.Bucket(bucketEvents), tx.Bucket(bucketEventArchive), prefix, eventKey(consentID, after+1), func(k, v []byte) (bool, error) {
+			if len(k) != len(prefix)+8 {
+				return false, nil
+			}
 			if len(out) == limit {
 				more = true
-				break
+				return false, nil
 			}
 			var e Event
 			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("%w: event %x: %v", ErrCorrupt, k, err)
+				return false, fmt.Errorf("%w: event %x: %v", ErrCorrupt, k, err)
 			}
 			e.Seq = binary.BigEndian.Uint64(k[len(prefix):])
 			out = append(out, e)
-		}
-		return nil
+			return true, nil
+		})
 	})
 	return out, more, err
 }
@@ -333,7 +357,6 @@ func (db *DB) AttentionItems(ctx context.Context, s AttemptState, after string, 
 	)
 	err = db.view(ctx, func(tx kv.Tx) error {
 		c := tx.Bucket(bucketAttention).Cursor()
-		attempts := tx.Bucket(bucketAttempts)
 		var prefix []byte
 		if s != "" {
 			prefix = append([]byte(s), 0)
@@ -360,7 +383,7 @@ func (db *DB) AttentionItems(ctx context.Context, s AttemptState, after string, 
 				return fmt.Errorf("%w: attention key %x", ErrCorrupt, k)
 			}
 			var a Attempt
-			if err := getJSON(attempts, k[i+1:], &a); err != nil {
+			if err := readAttempt(tx, k[i+1:], &a); err != nil {
 				return err
 			}
 			since := a.UpdatedAt
@@ -393,7 +416,7 @@ func (db *DB) AttentionSince(ctx context.Context, k AttemptKey, st AttemptState)
 			return nil
 		}
 		var a Attempt
-		if err := getJSON(tx.Bucket(bucketAttempts), attemptKeyBytes(k), &a); err != nil {
+		if err := readAttempt(tx, attemptKeyBytes(k), &a); err != nil {
 			return err
 		}
 		since = a.UpdatedAt
@@ -409,7 +432,6 @@ func (db *DB) AttentionSince(ctx context.Context, k AttemptKey, st AttemptState)
 func (db *DB) AttentionOldest(ctx context.Context) (map[AttemptState]time.Time, error) {
 	out := map[AttemptState]time.Time{}
 	err := db.view(ctx, func(tx kv.Tx) error {
-		attempts := tx.Bucket(bucketAttempts)
 		c := tx.Bucket(bucketAttention).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			i := bytes.IndexByte(k, 0)
@@ -421,7 +443,7 @@ func (db *DB) AttentionOldest(ctx context.Context) (map[AttemptState]time.Time, 
 				since = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
 			} else {
 				var a Attempt
-				if err := getJSON(attempts, k[i+1:], &a); err != nil {
+				if err := readAttempt(tx, k[i+1:], &a); err != nil {
 					continue
 				}
 				since = a.UpdatedAt
@@ -559,7 +581,6 @@ func (db *DB) AttemptsBetween(ctx context.Context, from, to cycle.Date, consentI
 func walkDates(tx kv.Tx, from, to cycle.Date, start []byte, consentID string, fn func(k []byte, a *Attempt) (bool, error)) (bool, error) {
 	prefix := consentPrefix(consentID)
 	b := tx.Bucket(bucketDates)
-	attempts := tx.Bucket(bucketAttempts)
 	end := uint32(to.Rata())
 	c := b.Cursor()
 	var k []byte
@@ -578,7 +599,7 @@ func walkDates(tx kv.Tx, from, to cycle.Date, start []byte, consentID string, fn
 			continue
 		}
 		var a Attempt
-		if err := getJSON(attempts, k[4:], &a); err != nil {
+		if err := readAttempt(tx, k[4:], &a); err != nil {
 			return false, err
 		}
 		goOn, err := fn(k, &a)

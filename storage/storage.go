@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -20,10 +21,13 @@ import (
 )
 
 // SchemaVersion is the layout this code reads and writes. A database with a higher
-// version was written by a newer billingd and is refused, never rewritten. A version
-// 1 file (no events or dates bucket, index values empty) is migrated in place when
-// a writer opens it (migrate); a reader reads it as it is.
-const SchemaVersion = 2
+// version was written by a newer billingd and is refused, never rewritten. An older
+// file is migrated in place when a writer opens it (migrate); a reader reads it as
+// it is. Version 1 had no events or dates bucket and empty index values; version 2
+// kept every attempt and event in the live buckets. Version 3 keeps settled ones
+// in the archive buckets (archive.go), which a billingd that reads version 2 would
+// not see: it refuses the file instead of billing from half of it.
+const SchemaVersion = 3
 
 // Sentinel errors. Callers branch with errors.Is.
 var (
@@ -77,7 +81,7 @@ var (
 	// feed's buckets (feed.go) came after schema 2 without changing it: bolt lays
 	// them out when a writer opens the file.
 	Buckets = [][]byte{bucketMeta, bucketConsents, bucketCursors, bucketDue, bucketAttempts, bucketPoll, bucketAmounts, bucketAttention, bucketEvents, bucketDates, bucketFolds,
-		bucketOutbox, bucketFeed, bucketFeedIDs, bucketWebhooks}
+		bucketOutbox, bucketFeed, bucketFeedIDs, bucketWebhooks, bucketArchive, bucketEventArchive}
 
 	keySchema = []byte("schema")
 	keyCounts = []byte("consent_counts")
@@ -129,6 +133,7 @@ type Store interface {
 	WebhookDeadLetters(ctx context.Context, after string, limit int) ([]*WebhookBacklog, string, error)
 	Probe(ctx context.Context) error
 	Check(ctx context.Context) error
+	Compact(ctx context.Context, chunk int, progress func(attempts, events int)) (attempts, events int, err error)
 	Schema(ctx context.Context) (int, error)
 	Engine() kv.Engine
 	Close() error
@@ -258,10 +263,11 @@ func (db *DB) init(ctx context.Context) error {
 		return nil
 	case !fresh:
 		return db.kv.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
-			if _, n, err := check(tx); err != nil || n >= SchemaVersion {
+			_, n, err := check(tx)
+			if err != nil || n >= SchemaVersion {
 				return err
 			}
-			return migrate(tx, db.log)
+			return migrate(tx, n, db.log)
 		})
 	}
 	return db.kv.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
@@ -456,7 +462,14 @@ func (db *DB) ListConsents(ctx context.Context, after string, limit int, state C
 func (db *DB) GetAttempt(ctx context.Context, k AttemptKey) (*Attempt, error) {
 	var a Attempt
 	err := db.view(ctx, func(tx kv.Tx) error {
-		return getJSON(tx.Bucket(bucketAttempts), attemptKeyBytes(k), &a)
+		raw, _ := getAttempt(tx, k)
+		if raw == nil {
+			return ErrNotFound
+		}
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return fmt.Errorf("%w: record %q: %v", ErrCorrupt, attemptKeyBytes(k), err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("attempt %s: %w", k, err)
@@ -468,16 +481,18 @@ func (db *DB) GetAttempt(ctx context.Context, k AttemptKey) (*Attempt, error) {
 func (db *DB) Attempts(ctx context.Context, consentID string) ([]*Attempt, error) {
 	var out []*Attempt
 	err := db.view(ctx, func(tx kv.Tx) error {
-		c := tx.Bucket(bucketAttempts).Cursor()
 		prefix := consentPrefix(consentID)
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+6; k, v = c.Next() {
+		return merged(tx.Bucket(bucketAttempts), tx.Bucket(bucketArchive), prefix, prefix, func(k, v []byte) (bool, error) {
+			if len(k) != len(prefix)+6 {
+				return false, nil
+			}
 			var a Attempt
 			if err := json.Unmarshal(v, &a); err != nil {
-				return fmt.Errorf("%w: attempt %q: %v", ErrCorrupt, k, err)
+				return false, fmt.Errorf("%w: attempt %q: %v", ErrCorrupt, k, err)
 			}
 			out = append(out, &a)
-		}
-		return nil
+			return true, nil
+		})
 	})
 	return out, err
 }
@@ -488,11 +503,10 @@ func (db *DB) Attention(ctx context.Context, s AttemptState, limit int) ([]*Atte
 	var out []*Attempt
 	err := db.view(ctx, func(tx kv.Tx) error {
 		c := tx.Bucket(bucketAttention).Cursor()
-		attempts := tx.Bucket(bucketAttempts)
 		prefix := append([]byte(s), 0)
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Next() {
 			var a Attempt
-			if err := getJSON(attempts, k[len(prefix):], &a); err != nil {
+			if err := readAttempt(tx, k[len(prefix):], &a); err != nil {
 				return err
 			}
 			out = append(out, &a)
@@ -749,9 +763,13 @@ type Change struct {
 // when a record's Version moved on since it was read, ErrFenced when the fence no
 // longer holds, ErrExists or ErrNotFound for what the change assumes.
 func (db *DB) Apply(ctx context.Context, ch *Change) error {
-	err := db.kv.Update(ctx, kv.Write{Fence: ch.Fence, Batch: true}, func(tx kv.Tx) error {
-		return applyTx(tx, ch)
-	})
+	sweepOn := true
+	run := func(tx kv.Tx) error { return applyTx(tx, ch, sweepOn) }
+	err := db.kv.Update(ctx, kv.Write{Fence: ch.Fence, Batch: true}, run)
+	if errors.Is(err, kv.ErrTooLarge) {
+		sweepOn = false // the archive's sweep made it too large: the change alone
+		err = db.kv.Update(ctx, kv.Write{Fence: ch.Fence, Batch: true}, run)
+	}
 	db.wrote(err)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
@@ -782,11 +800,12 @@ func (db *DB) ApplyAll(ctx context.Context, chs []*Change) (applied int, err err
 		for n < min(try, len(chs)) && chs[n].Fence == fence {
 			n++
 		}
+		sweepOn := true
 		for {
 			part := chs[:n]
 			err = db.kv.Update(ctx, kv.Write{Fence: fence}, func(tx kv.Tx) error {
 				for _, ch := range part {
-					if err := applyTx(tx, ch); err != nil {
+					if err := applyTx(tx, ch, sweepOn); err != nil {
 						return err
 					}
 				}
@@ -798,6 +817,10 @@ func (db *DB) ApplyAll(ctx context.Context, chs []*Change) (applied int, err err
 				}
 				db.refusedCall.Store(db.calls.Load())
 				n /= 2
+				continue
+			}
+			if errors.Is(err, kv.ErrTooLarge) && sweepOn {
+				sweepOn = false // the archive's sweep made it too large: the change alone
 				continue
 			}
 			break
@@ -820,7 +843,7 @@ func (db *DB) ApplyAll(ctx context.Context, chs []*Change) (applied int, err err
 }
 
 // versionOf is a stored attempt's version; 0 for none.
-func versionOf(a *Attempt) uint64 {
+func versionOf(a *attemptHead) uint64 {
 	if a == nil {
 		return 0
 	}
@@ -839,7 +862,10 @@ func (ch *Change) committed() {
 	}
 }
 
-func applyTx(tx kv.Tx, ch *Change) error {
+// applyTx writes ch in tx. sweepOn lets a change that archives an attempt move its
+// consent's older live records too (sweep); off, the change writes only itself (it
+// did not fit in the engine's transaction with them).
+func applyTx(tx kv.Tx, ch *Change, sweepOn bool) error {
 	if r := ch.Consent; r != nil {
 		if err := putConsent(tx, r, ch.NewConsent); err != nil {
 			return err
@@ -862,14 +888,14 @@ func applyTx(tx kv.Tx, ch *Change) error {
 			return err
 		}
 	}
-	attempts := tx.Bucket(bucketAttempts)
+	var swept []string // consents whose change archived an attempt: their older records follow
 	for _, a := range ch.Attempts {
-		key := attemptKeyBytes(a.AttemptKey)
-		var prev *Attempt
-		if old := attempts.Get(key); old != nil {
+		old, archived := getAttempt(tx, a.AttemptKey)
+		var prev *attemptHead
+		if old != nil {
 			// A stored record that does not decode is not an absent one: overwriting it
 			// would leave its attention and dates entries behind.
-			prev = &Attempt{}
+			prev = &attemptHead{}
 			if err := json.Unmarshal(old, prev); err != nil {
 				return fmt.Errorf("%w: attempt %s: %v", ErrCorrupt, a.AttemptKey, err)
 			}
@@ -879,11 +905,19 @@ func applyTx(tx kv.Tx, ch *Change) error {
 		}
 		next := *a
 		next.Version++
-		if err := putJSON(attempts, key, &next); err != nil {
+		raw, err := json.Marshal(&next)
+		if err != nil {
+			return err
+		}
+		toArchive, err := putAttempt(tx, a, raw, old != nil, archived)
+		if err != nil {
 			return err
 		}
 		if err := indexAttempt(tx, prev, a); err != nil {
 			return err
+		}
+		if toArchive && !archived && sweepOn && !slices.Contains(swept, a.ConsentID) {
+			swept = append(swept, a.ConsentID)
 		}
 	}
 	due, poll := tx.Bucket(bucketDue), tx.Bucket(bucketPoll)
@@ -911,7 +945,15 @@ func applyTx(tx kv.Tx, ch *Change) error {
 			return err
 		}
 	}
-	return putEvents(tx, ch.Events)
+	if err := putEvents(tx, ch.Events); err != nil {
+		return err
+	}
+	for _, id := range swept {
+		if err := sweep(tx, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // putConsent writes a whole consent record.
@@ -955,7 +997,9 @@ func putCursor(tx kv.Tx, r *ConsentRecord) error {
 	var prev consentCursor
 	old := cursors.Get(key)
 	if old != nil {
-		if err := json.Unmarshal(old, &prev); err != nil {
+		var ok bool
+		if prev.State, prev.NextCycle, prev.Version, ok = cursorFields(old); !ok {
+			err := json.Unmarshal(old, &prev)
 			return fmt.Errorf("%w: cursor of consent %q: %v", ErrCorrupt, key, err)
 		}
 		if prev.Version != r.Version {
@@ -977,6 +1021,13 @@ func putCursor(tx kv.Tx, r *ConsentRecord) error {
 		}
 		counts[r.State]++
 		if err := putJSON(meta, shard, counts); err != nil {
+			return err
+		}
+	}
+	if old != nil {
+		// A cursor that moves back, or bills a stopped consent again, brings the
+		// originals it now pins back from the archive (archive.go).
+		if err := unpin(tx, r.Consent.ID, &prev, cursorHead{State: r.State, NextCycle: r.NextCycle}); err != nil {
 			return err
 		}
 	}

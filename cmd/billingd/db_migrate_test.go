@@ -64,7 +64,7 @@ func TestDBMigrate(t *testing.T) {
 	assert.Contains(t, stdout, "target:   etcd:"+ep+" (prefix /billingd/)\n")
 	assert.Regexp(t, `\n  consents\s+6\n`, stdout)
 	assert.Regexp(t, `\n  attention\s+1\n`, stdout)
-	assert.Contains(t, stdout, "check:    the target opens as a billingd store (schema 2) and passes its check (in 0s)\n")
+	assert.Contains(t, stdout, "check:    the target opens as a billingd store (schema 3) and passes its check (in 0s)\n")
 	m := verified.FindStringSubmatch(stdout)
 	require.NotNil(t, m, stdout)
 	n, _ := strconv.Atoi(m[1])

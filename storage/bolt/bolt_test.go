@@ -210,9 +210,12 @@ func TestOpen_MigratesSchema1(t *testing.T) {
 	missed := storagetest.Attempt("urn:t:a", 0, 0, storage.AttemptMissed, cycle.MustDate(2026, 3, 31), t0)
 	require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: rec, NewConsent: true, Attempts: []*storage.Attempt{missed},
 		PutDue: []storage.DueItem{{At: at, Key: storage.AttemptKey{ConsentID: "urn:t:a", Cycle: 1}}}}))
-	// Turn it back into what schema 1 wrote.
+	// Turn it back into what schema 1 wrote: every attempt live, no archive.
 	require.NoError(t, db.e.bolt.Update(func(tx *bbolt.Tx) error {
-		for _, b := range v2Buckets {
+		require.NoError(t, tx.Bucket(bucketArchive).ForEach(func(k, v []byte) error {
+			return tx.Bucket(bucketAttempts).Put(k, v)
+		}))
+		for _, b := range append(v2Buckets, v3Buckets...) {
 			require.NoError(t, tx.DeleteBucket(b))
 		}
 		for _, b := range [][]byte{bucketDue, bucketAttention} {
@@ -256,6 +259,70 @@ func TestOpen_MigratesSchema1(t *testing.T) {
 	require.NoError(t, db.Check(context.Background()))
 	err = db.Apply(context.Background(), &storage.Change{Consent: storagetest.Record(t, "URN:T:A", storage.ConsentActive), NewConsent: true})
 	require.ErrorIs(t, err, storage.ErrExists, "the letter-case index was built from the stored consents")
+}
+
+// TestOpen_MigratesSchema2: a file written before the archive (every attempt and
+// event live, schema 2) is read as it is by a reader, and a writer marks it schema 3
+// (an older billingd then refuses it) without moving anything: its records settle
+// into the archive as their consents settle their next attempt, or with Compact.
+func TestOpen_MigratesSchema2(t *testing.T) {
+	ctx := context.Background()
+	db, path := openTemp(t)
+	rec := storagetest.Record(t, "urn:t:a", storage.ConsentActive)
+	rec.NextCycle = 1
+	require.NoError(t, db.Apply(ctx, &storage.Change{Consent: rec, NewConsent: true, Events: []storage.Event{storage.ConsentEvent("added", t0, "urn:t:a", "alice", "")}}))
+	paid := storagetest.Attempt("urn:t:a", 0, 0, storage.AttemptCompleted, cycle.MustDate(2026, 3, 31), t0)
+	require.NoError(t, db.Apply(ctx, &storage.Change{Attempts: []*storage.Attempt{paid},
+		Events: []storage.Event{storage.AttemptEvent("completed", t0, paid, storage.ActorBillingd, "")}}))
+	// Turn it back into what schema 2 wrote.
+	require.NoError(t, db.e.bolt.Update(func(tx *bbolt.Tx) error {
+		for _, pair := range [][2][]byte{{bucketArchive, bucketAttempts}, {v3Buckets[1], []byte("events")}} {
+			require.NoError(t, tx.Bucket(pair[0]).ForEach(func(k, v []byte) error { return tx.Bucket(pair[1]).Put(k, v) }))
+		}
+		for _, b := range v3Buckets {
+			require.NoError(t, tx.DeleteBucket(b))
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, 2))
+	}))
+	require.NoError(t, db.Close())
+
+	ro, err := Open(path, Options{ReadOnly: true})
+	require.NoError(t, err, "a reader opens schema 2 as it is")
+	n, err := ro.Schema(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	got, err := ro.GetAttempt(ctx, paid.AttemptKey)
+	require.NoError(t, err)
+	assert.Equal(t, storage.AttemptCompleted, got.State)
+	evs, _, err := ro.Events(ctx, "urn:t:a", 0, 10)
+	require.NoError(t, err)
+	assert.Len(t, evs, 2)
+	require.NoError(t, ro.Check(ctx))
+	require.NoError(t, ro.Close())
+
+	db, err = Open(path, Options{})
+	require.NoError(t, err)
+	defer db.Close()
+	n, err = db.Schema(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, storage.SchemaVersion, n)
+	require.NoError(t, db.e.bolt.View(func(tx *bbolt.Tx) error {
+		assert.Equal(t, 1, tx.Bucket(bucketAttempts).Stats().KeyN, "nothing moved at the upgrade")
+		assert.Zero(t, tx.Bucket(bucketArchive).Stats().KeyN)
+		return nil
+	}))
+	require.NoError(t, db.Check(ctx))
+	moved, events, err := db.Compact(ctx, 0, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 1, moved)
+	assert.Equal(t, 1, events, "every event but the newest")
+	got, err = db.GetAttempt(ctx, paid.AttemptKey)
+	require.NoError(t, err)
+	assert.Equal(t, storage.AttemptCompleted, got.State)
+	evs, _, err = db.Events(ctx, "urn:t:a", 0, 10)
+	require.NoError(t, err)
+	assert.Len(t, evs, 2)
+	require.NoError(t, db.Check(ctx))
 }
 
 // BenchmarkDueTotals measures the scrape-time read of the upcoming and
@@ -306,7 +373,10 @@ var (
 	bucketConsents  = []byte("consents")
 	bucketDue       = []byte("due")
 	bucketAttention = []byte("attention")
+	bucketAttempts  = []byte("attempts")
+	bucketArchive   = []byte("archive")
 	v2Buckets       = [][]byte{[]byte("events"), []byte("dates"), []byte("consent_folds")}
+	v3Buckets       = [][]byte{bucketArchive, []byte("event_archive")}
 	keySchema       = []byte("schema")
 )
 

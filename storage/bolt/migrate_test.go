@@ -68,7 +68,7 @@ func keyTotal(m map[string]int) (s int) {
 	return s
 }
 
-// TestCopy_BoltEtcdBolt: a store copied from bolt to etcd (in Updates of 16 puts)
+// TestCopy_BoltEtcdBolt: a store copied from bolt to etcd (in Updates of 20 puts)
 // and back is identical key by key, and opens and checks as a billingd store.
 func TestCopy_BoltEtcdBolt(t *testing.T) {
 	ctx := t.Context()
@@ -80,7 +80,7 @@ func TestCopy_BoltEtcdBolt(t *testing.T) {
 	}
 
 	srv := etcdtest.Start(t)
-	mid, err := etcd.Open(ctx, etcd.Options{Endpoints: srv.Endpoints, Prefix: "/migrate/", Buckets: storage.Buckets, MaxOps: 16})
+	mid, err := etcd.Open(ctx, etcd.Options{Endpoints: srv.Endpoints, Prefix: "/migrate/", Buckets: storage.Buckets, MaxOps: 20})
 	require.NoError(t, err)
 	defer mid.Close()
 	got := map[string]int{}
@@ -89,7 +89,7 @@ func TestCopy_BoltEtcdBolt(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, keyTotal(want), n)
 	assert.Equal(t, want, got, "the last progress call of each bucket carries its count")
-	assert.Greater(t, calls, keyTotal(want)/16, "chunked into Updates of at most 16 puts")
+	assert.Greater(t, calls, keyTotal(want)/20, "chunked into Updates of at most 20 puts")
 	require.NoError(t, kv.Compare(ctx, src.Engine(), mid, storage.Buckets))
 
 	path := filepath.Join(t.TempDir(), "back.db")

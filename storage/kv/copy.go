@@ -28,7 +28,8 @@ const copyBatch = 10_000
 // and returns an error wrapping ErrNotEmpty that names the bucket. The check is
 // made again inside the first Update, so a writer that fills dst meanwhile is
 // caught on engines that detect conflicts (etcd) and cannot exist on bolt (one
-// writer per file).
+// writer per file); on etcd that Update's reads take one compare per bucket, so
+// dst.MaxOps() must be at least len(buckets).
 //
 // progress, when not nil, is called after every commit with the bucket and how
 // many of its keys are committed so far, and once with 0 for an empty bucket: the

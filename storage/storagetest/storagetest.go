@@ -76,6 +76,9 @@ func Run(t *testing.T, open Opener, caps ...Caps) {
 	for _, tt := range feedTests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
 	}
+	for _, tt := range archiveTests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
+	}
 }
 
 func ifNot(ok bool, why string) string {
