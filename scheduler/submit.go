@@ -36,11 +36,14 @@ func (sub *submission) submitting() *storage.Change {
 // as a pipeline, so that no worker waits for a commit:
 //
 //  1. A chunk of entries is read and decided by Config.Workers goroutines. A
-//     decision to send keeps its consent's lock and waits with the chunk. The
-//     first chunk holds max(Workers, 16) entries, each next one twice the last,
-//     up to Config.Batch.
-//  2. The chunk's SUBMITTING attempts are committed together (Store.ApplyAll: one
-//     transaction on bolt; transactions within the operation limit on etcd).
+//     decision to send keeps its consent's lock and goes to the committer at once.
+//     The first chunk holds max(Workers, 16) entries, each next one twice the
+//     last, up to Config.Batch.
+//  2. The committer commits the SUBMITTING attempts decided while its last
+//     transaction ran, up to Config.Batch, together (Store.ApplyAll: one
+//     transaction on bolt; transactions within the operation limit on etcd), so a
+//     slow decision (a lookup at Klavi, a consent locked by a poll) holds back no
+//     other. With Config.Workers 1 a chunk is committed once it is decided.
 //  3. Config.Workers senders send them; each hands its answer to the recorder and
 //     takes the next request at once.
 //  4. The recorder commits the answers that arrived meanwhile together, at most
@@ -127,6 +130,10 @@ func (s *Scheduler) scanDue(stop, ctx context.Context, judged time.Time) (handle
 				s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
 					"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
 			}
+			if sub != nil && !p.inline {
+				p.decide(sub) // to the committer at once: no chunk waits for its slowest entry
+				sub = nil
+			}
 			subs[i] = sub
 			mu.Lock()
 			defer mu.Unlock()
@@ -135,7 +142,9 @@ func (s *Scheduler) scanDue(stop, ctx context.Context, judged time.Time) (handle
 				failed++
 			}
 		})
-		failed += p.submit(ctx, subs)
+		if p.inline {
+			failed += p.submit(ctx, subs)
+		}
 		size = min(s.cfg.Batch, 2*size)
 	}
 	return handled, failed, nil
@@ -148,12 +157,14 @@ type pipeline struct {
 	passStart time.Time // the clock reading the scan judged (stillTrusted)
 	inline    bool      // Config.Workers 1: every stage on the caller's goroutine
 
-	work     chan *submission
-	answers  chan answer
-	senders  sync.WaitGroup
-	recorded chan struct{} // closed when the recorder has returned
+	decided   chan *submission // to the committer
+	committed chan struct{}    // closed when the committer has returned
+	work      chan *submission
+	answers   chan answer
+	senders   sync.WaitGroup
+	recorded  chan struct{} // closed when the recorder has returned
 
-	inflight atomic.Int64 // committed SUBMITTING, answer not yet recorded
+	inflight atomic.Int64 // decided to send, answer not yet recorded
 	failed   atomic.Int64
 	left     atomic.Int64 // not sent: the scan stopped, or the clock stepped
 	idle     sync.Cond    // signaled when inflight drops to 0
@@ -174,9 +185,30 @@ func (s *Scheduler) newPipeline(stop, ctx context.Context, passStart time.Time) 
 	if p.inline {
 		return p
 	}
+	p.decided = make(chan *submission, s.cfg.Batch)
+	p.committed = make(chan struct{})
 	p.work = make(chan *submission, s.cfg.Batch)
 	p.answers = make(chan answer, s.cfg.Batch)
 	p.recorded = make(chan struct{})
+	go func() {
+		defer close(p.committed)
+		for sub := range p.decided {
+			group := []*submission{sub}
+		more:
+			for len(group) < s.cfg.Batch {
+				select {
+				case sub, ok := <-p.decided:
+					if !ok {
+						break more
+					}
+					group = append(group, sub)
+				default:
+					break more
+				}
+			}
+			p.failed.Add(int64(p.submit(ctx, group)))
+		}
+	}()
 	for range s.cfg.Workers {
 		p.senders.Add(1)
 		go func() {
@@ -206,6 +238,13 @@ func (s *Scheduler) newPipeline(stop, ctx context.Context, passStart time.Time) 
 		}
 	}()
 	return p
+}
+
+// decide hands a decided submission to the committer.
+func (p *pipeline) decide(sub *submission) {
+	p.inflight.Add(1)
+	sub.handed = true
+	p.decided <- sub
 }
 
 // submit commits subs' SUBMITTING attempts (nil entries are skipped) and hands the
@@ -255,10 +294,13 @@ func (p *pipeline) submit(ctx context.Context, subs []*submission) (failed int) 
 			sub.handed = true
 			sub.unlock()
 			failed++
+			if !p.inline {
+				p.done(1) // counted in flight when decided
+			}
 			continue
 		}
-		p.inflight.Add(1)
 		if p.inline {
+			p.inflight.Add(1)
 			p.record([]answer{p.exchange(sub)}) // releases it (a panic: the scan does)
 			continue
 		}
@@ -337,7 +379,12 @@ func (p *pipeline) record(group []answer) {
 			p.failed.Add(1)
 		}
 	}
-	if p.inflight.Add(-int64(len(group))) == 0 {
+	p.done(len(group))
+}
+
+// done takes n submissions out of flight.
+func (p *pipeline) done(n int) {
+	if p.inflight.Add(-int64(n)) == 0 {
 		p.idleMu.Lock()
 		p.idle.Broadcast()
 		p.idleMu.Unlock()
@@ -357,6 +404,8 @@ func (p *pipeline) wait() {
 // many failed and how many were left unsent (the scan stopped, the clock stepped).
 func (p *pipeline) close() (failed, left int) {
 	if !p.inline {
+		close(p.decided)
+		<-p.committed
 		close(p.work)
 		p.senders.Wait()
 		close(p.answers)
