@@ -251,6 +251,12 @@ func (s *Scheduler) exchange(ctx context.Context, sub *submission, now time.Time
 	if has(bugConflictIsCreated) && answerOf(err) == answerConflict {
 		p, err = &klavi.Payment{ID: a.ClientRequestID, Status: klavi.PaymentPending}, nil
 	}
+	if a.Sends == 1 && errors.Is(err, klavi.ErrWindowClosed) && !klavi.IsOutcomeUnknown(err) {
+		// The client sent nothing, the window having closed on its way out (a rate
+		// limit wait, a token renewal), and this was the attempt's first send:
+		// nothing was ever sent with its key.
+		return s.lapse(sub, s.clock.Now())
+	}
 	ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: []storage.DueItem{it}}
 	if ans := answerOf(err); ans != answerCreated {
 		// Anything but a plain "created" is looked up in Klavi's orders list by the

@@ -234,3 +234,29 @@ func TestScanDue_PanicReleasesTheChunk(t *testing.T) {
 	}
 	assertExactlyOnce(t, h)
 }
+
+// The client refuses to send a first send because the window closed on its way out
+// (klavi.ErrWindowClosed, not wrapped as an unknown outcome: no attempt of the call
+// went out): nothing was ever sent with the key, so the cycle is MISSED at once,
+// without a lookup.
+func TestScanDue_WindowClosedOnTheWayOut(t *testing.T) {
+	h := newHarness(t, at("2026-01-07", 9, 0), func(c *Config) { c.Workers = 4 })
+	ids := addDue(t, h, 2, "closed")
+	h.kl.inject = func(op, crid string) (error, bool) {
+		if k, _ := cycleOfCRID(t, crid); k == 0 {
+			return fmt.Errorf("create payment: %w (at 2026-01-08T03:00:00Z)", klavi.ErrWindowClosed), false
+		}
+		return nil, false
+	}
+	res, err := h.s.Scan(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, ScanResult{Handled: 2}, res)
+	for _, id := range ids {
+		a := h.attempt(id, 0, 0)
+		assert.Equal(t, storage.AttemptMissed, a.State, id)
+		assert.Contains(t, a.Reason, "closed on 2026-01-08 before billingd could submit")
+		assert.Equal(t, 1, mustConsent(t, h, id).NextCycle, "the cursor moved on")
+	}
+	assert.Zero(t, h.kl.finds, "nothing to look up: nothing was sent")
+	assert.Empty(t, h.kl.payments)
+}
