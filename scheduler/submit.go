@@ -35,37 +35,128 @@ func (sub *submission) submitting() *storage.Change {
 // it is decided, the clock re-checked against judged before each decision. It runs
 // as a pipeline, so that no worker waits for a commit:
 //
-//  1. A chunk of entries is read and decided by Config.Workers goroutines. A
-//     decision to send keeps its consent's lock and goes to the committer at once.
-//     The first chunk holds max(Workers, 16) entries, each next one twice the
-//     last, up to Config.Batch.
+//  1. Entries are read in index order and decided by up to Config.Workers
+//     goroutines (scanStream). A decision to send keeps its consent's lock and goes
+//     to the committer at once.
 //  2. The committer commits the SUBMITTING attempts decided while its last
 //     transaction ran, up to Config.Batch, together (Store.ApplyAll: one
-//     transaction on bolt; transactions within the operation limit on etcd), so a
-//     slow decision (a lookup at Klavi, a consent locked by a poll) holds back no
-//     other. With Config.Workers 1 a chunk is committed once it is decided.
+//     transaction on bolt; transactions within the operation limit on etcd).
 //  3. Config.Workers senders send them; each hands its answer to the recorder and
 //     takes the next request at once.
 //  4. The recorder commits the answers that arrived meanwhile together, at most
 //     Config.RecordBatch in one transaction (a group commit), then releases their
 //     consents.
 //
-// The next chunk is read and decided while the last one is sent. The protocol is
-// the one of a single entry (send): no request goes out before its SUBMITTING write
-// is durable, and a crash anywhere leaves SUBMITTING attempts that the next scan
-// sends again with the same clientRequestId or looks up. With Config.Workers 1
-// (the simulations) every stage runs on the caller's goroutine, in order.
+// The protocol is the one of a single entry (send): no request goes out before its
+// SUBMITTING write is durable, and a crash anywhere leaves SUBMITTING attempts that
+// the next scan sends again with the same clientRequestId or looks up. With
+// Config.Workers 1 (the simulations) the stages run in chunks on the caller's
+// goroutine, in order (scanChunks).
 func (s *Scheduler) scanDue(stop, ctx context.Context, judged time.Time) (handled, failed int, err error) {
 	passStart := judged
 	if !s.stillTrusted(passStart) && !has(bugMissedOnDoubt) {
 		return 0, 0, nil
 	}
-	now := passStart.Round(0)
-	// One due scan at a time: a scan holds the locks of a chunk's consents together,
+	// One due scan at a time: a scan holds the locks of the consents it has in flight,
 	// and two scans taking theirs in different orders would wait on each other.
 	s.scanMu.Lock()
 	defer s.scanMu.Unlock()
 	p := s.newPipeline(stop, ctx, passStart)
+	if p.inline {
+		return s.scanChunks(p, passStart.Round(0))
+	}
+	return s.scanStream(p, passStart.Round(0))
+}
+
+// scanStream is the due scan with Config.Workers > 1: entries are read in index
+// order and each is decided as soon as a worker is free, with no barrier between
+// chunks (a decision that waits, on a lookup at Klavi that met a 429 or on a
+// consent a poll holds, holds back nothing else). At most Config.Workers decisions
+// run at once; a consent with an entry being decided or in flight is not decided
+// again until it is let go (its next entry is read again then).
+func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int, err error) {
+	var (
+		counts   sync.Mutex
+		seen     = map[storage.AttemptKey]bool{}
+		sem      = make(chan struct{}, s.cfg.Workers)
+		deciding sync.WaitGroup
+	)
+	defer func() {
+		deciding.Wait()
+		rfailed, left := p.close()
+		failed += rfailed
+		handled -= left
+	}()
+	stop := p.stop
+	for stop.Err() == nil {
+		// Entries being decided or in flight are still in the index: read past them.
+		items, rerr := s.store.DueBefore(stop, now, s.cfg.Batch+p.busyCount())
+		if rerr != nil {
+			err = rerr
+			return // decisions still running count themselves in (deferred wait)
+		}
+		var fresh []storage.Entry
+		for _, it := range items {
+			if len(fresh) == s.cfg.Batch {
+				break
+			}
+			if seen[it.Key] || !p.take(it.Key.ConsentID) {
+				continue // done in this pass, or its consent is busy: read again later
+			}
+			seen[it.Key] = true
+			fresh = append(fresh, it)
+		}
+		if len(fresh) == 0 {
+			if p.busyCount() > 0 {
+				p.waitProgress() // a consent let go may have an entry left: read again
+				continue
+			}
+			break
+		}
+		for i, it := range fresh {
+			select {
+			case sem <- struct{}{}:
+			case <-stop.Done():
+				for _, it := range fresh[i:] {
+					p.letGo(it.Key.ConsentID)
+				}
+				return
+			}
+			deciding.Add(1)
+			go func() {
+				defer func() { <-sem; deciding.Done() }()
+				if !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
+					p.letGo(it.Key.ConsentID)
+					return // left for the next pass, which judges the clock again
+				}
+				var sub *submission
+				err := s.handleDue(p.ctx, it, s.clock.Now(), &sub)
+				if err != nil {
+					s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
+						"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
+				}
+				if sub != nil {
+					p.decide(sub) // let go once its answer is recorded
+				} else {
+					p.letGo(it.Key.ConsentID)
+				}
+				counts.Lock()
+				defer counts.Unlock()
+				handled++
+				if err != nil {
+					failed++
+				}
+			}()
+		}
+	}
+	return
+}
+
+// scanChunks is the due scan with Config.Workers 1 (the simulations): chunks of
+// entries decided in order, then their SUBMITTING attempts committed together, then
+// each sent and its answer recorded, all on the caller's goroutine. The first chunk
+// holds 16 entries, each next one twice the last, up to Config.Batch.
+func (s *Scheduler) scanChunks(p *pipeline, now time.Time) (handled, failed int, err error) {
 	var chunk []*submission // the chunk being decided or committed
 	defer func() {
 		if r := recover(); r != nil {
@@ -76,25 +167,17 @@ func (s *Scheduler) scanDue(stop, ctx context.Context, judged time.Time) (handle
 					sub.unlock()
 				}
 			}
-			p.close()
 			panic(r)
 		}
 		rfailed, left := p.close()
 		failed += rfailed
 		handled -= left
 	}()
-	var (
-		mu   sync.Mutex
-		seen = map[storage.AttemptKey]bool{}
-	)
-	// The first chunk is small, so that the first requests go out soon after the
-	// scan starts (a new leader's first scan, a submit time's first seconds); each
-	// next one is twice the last, up to Config.Batch.
-	size := min(s.cfg.Batch, max(s.cfg.Workers, 16))
+	seen := map[storage.AttemptKey]bool{}
+	size := min(s.cfg.Batch, 16)
+	stop := p.stop
 	for stop.Err() == nil {
-		// The entries in flight are still in the index until their answers are
-		// recorded: read past them.
-		items, err := s.store.DueBefore(stop, now, size+int(p.inflight.Load()))
+		items, err := s.store.DueBefore(stop, now, size)
 		if err != nil {
 			return handled, failed, err
 		}
@@ -103,7 +186,7 @@ func (s *Scheduler) scanDue(stop, ctx context.Context, judged time.Time) (handle
 		var fresh []storage.Entry
 		inChunk := map[string]bool{}
 		for _, it := range items {
-			if seen[it.Key] || inChunk[it.Key.ConsentID] || len(fresh) == size {
+			if seen[it.Key] || inChunk[it.Key.ConsentID] {
 				continue
 			}
 			inChunk[it.Key.ConsentID] = true
@@ -111,40 +194,26 @@ func (s *Scheduler) scanDue(stop, ctx context.Context, judged time.Time) (handle
 			fresh = append(fresh, it)
 		}
 		if len(fresh) == 0 {
-			if p.inflight.Load() > 0 {
-				p.wait() // entries of consents in flight may be left: read again after
-				continue
-			}
 			break
 		}
 		subs := make([]*submission, len(fresh))
 		chunk = subs
-		s.each(stop, len(fresh), func(i int) {
-			if !s.stillTrusted(passStart) && !has(bugMissedOnDoubt) {
-				return // left for the next pass, which judges the clock again
+		for i, it := range fresh {
+			if stop.Err() != nil {
+				break
 			}
-			it := fresh[i]
-			var sub *submission
-			err := s.handleDue(ctx, it, s.clock.Now(), &sub)
+			if !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
+				continue // left for the next pass, which judges the clock again
+			}
+			err := s.handleDue(p.ctx, it, s.clock.Now(), &subs[i])
 			if err != nil {
 				s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
 					"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
-			}
-			if sub != nil && !p.inline {
-				p.decide(sub) // to the committer at once: no chunk waits for its slowest entry
-				sub = nil
-			}
-			subs[i] = sub
-			mu.Lock()
-			defer mu.Unlock()
-			handled++
-			if err != nil {
 				failed++
 			}
-		})
-		if p.inline {
-			failed += p.submit(ctx, subs)
+			handled++
 		}
+		failed += p.submit(p.ctx, subs)
 		size = min(s.cfg.Batch, 2*size)
 	}
 	return handled, failed, nil
@@ -164,11 +233,14 @@ type pipeline struct {
 	senders   sync.WaitGroup
 	recorded  chan struct{} // closed when the recorder has returned
 
-	inflight atomic.Int64 // decided to send, answer not yet recorded
+	// busy: consents with an entry being decided or in flight (scanStream), let go
+	// when the decision sends nothing or the answer is recorded; progress is
+	// signaled on every let-go.
+	busyMu   sync.Mutex
+	busy     map[string]bool
+	progress *sync.Cond
 	failed   atomic.Int64
 	left     atomic.Int64 // not sent: the scan stopped, or the clock stepped
-	idle     sync.Cond    // signaled when inflight drops to 0
-	idleMu   sync.Mutex
 }
 
 // An answer is a sent submission and the change recording what Klavi answered (nil:
@@ -180,8 +252,8 @@ type answer struct {
 }
 
 func (s *Scheduler) newPipeline(stop, ctx context.Context, passStart time.Time) *pipeline {
-	p := &pipeline{s: s, stop: stop, ctx: ctx, passStart: passStart, inline: s.cfg.Workers == 1}
-	p.idle.L = &p.idleMu
+	p := &pipeline{s: s, stop: stop, ctx: ctx, passStart: passStart, inline: s.cfg.Workers == 1, busy: map[string]bool{}}
+	p.progress = sync.NewCond(&p.busyMu)
 	if p.inline {
 		return p
 	}
@@ -240,9 +312,45 @@ func (s *Scheduler) newPipeline(stop, ctx context.Context, passStart time.Time) 
 	return p
 }
 
+// take marks a consent busy; false when it already is.
+func (p *pipeline) take(id string) bool {
+	p.busyMu.Lock()
+	defer p.busyMu.Unlock()
+	if p.busy[id] {
+		return false
+	}
+	p.busy[id] = true
+	return true
+}
+
+// letGo marks a consent no longer busy (a no-op outside scanStream).
+func (p *pipeline) letGo(id string) {
+	p.busyMu.Lock()
+	defer p.busyMu.Unlock()
+	if p.busy[id] {
+		delete(p.busy, id)
+		p.progress.Broadcast()
+	}
+}
+
+// busyCount is how many consents are busy.
+func (p *pipeline) busyCount() int {
+	p.busyMu.Lock()
+	defer p.busyMu.Unlock()
+	return len(p.busy)
+}
+
+// waitProgress returns once a consent has been let go (at once when none is busy).
+func (p *pipeline) waitProgress() {
+	p.busyMu.Lock()
+	defer p.busyMu.Unlock()
+	if len(p.busy) > 0 {
+		p.progress.Wait()
+	}
+}
+
 // decide hands a decided submission to the committer.
 func (p *pipeline) decide(sub *submission) {
-	p.inflight.Add(1)
 	sub.handed = true
 	p.decided <- sub
 }
@@ -293,14 +401,11 @@ func (p *pipeline) submit(ctx context.Context, subs []*submission) (failed int) 
 		if !committed[i] {
 			sub.handed = true
 			sub.unlock()
+			p.letGo(sub.a.ConsentID)
 			failed++
-			if !p.inline {
-				p.done(1) // counted in flight when decided
-			}
 			continue
 		}
 		if p.inline {
-			p.inflight.Add(1)
 			p.record([]answer{p.exchange(sub)}) // releases it (a panic: the scan does)
 			continue
 		}
@@ -366,6 +471,7 @@ func (p *pipeline) record(group []answer) {
 	}
 	for i, a := range group {
 		a.sub.unlock()
+		p.letGo(a.sub.a.ConsentID)
 		switch err := errs[i]; {
 		case err == nil:
 		case a.ch == nil && (a.err == errClockStepped || errors.Is(a.err, context.Canceled) && p.stop.Err() != nil):
@@ -378,25 +484,6 @@ func (p *pipeline) record(group []answer) {
 				"cycle", k.Cycle, "attempt", k.Attempt, "err", err)
 			p.failed.Add(1)
 		}
-	}
-	p.done(len(group))
-}
-
-// done takes n submissions out of flight.
-func (p *pipeline) done(n int) {
-	if p.inflight.Add(-int64(n)) == 0 {
-		p.idleMu.Lock()
-		p.idle.Broadcast()
-		p.idleMu.Unlock()
-	}
-}
-
-// wait returns once nothing is in flight.
-func (p *pipeline) wait() {
-	p.idleMu.Lock()
-	defer p.idleMu.Unlock()
-	for p.inflight.Load() > 0 {
-		p.idle.Wait()
 	}
 }
 
