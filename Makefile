@@ -10,7 +10,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build man test test-short bench-etcd crash ha-crash webhooks-crash envfail e2e vopr deploy-check lint bench run demo fuzz clean
+.PHONY: all build man test test-short bench-etcd bench-history crash ha-crash webhooks-crash envfail e2e vopr deploy-check lint bench run demo fuzz clean
 
 all: lint test build
 
@@ -110,6 +110,15 @@ deploy-check:
 # submission on etcd. See docs/BENCHMARKS.md ("etcd beside bolt") and test/scale.
 bench-etcd:
 	$(GO) test -tags scale -run '^TestEngines$$' -count=1 -v -timeout 30m ./test/scale/
+
+# Submissions/s and peak memory with and without a year of history: two bolt stores
+# of SCALE_HISTORY_CONSENTS (100,000) consents, SCALE_HISTORY_DUE (10,000) due now,
+# one with 12 settled monthly cycles per consent; each run a durable due scan in a
+# child process against an in-process sandbox, runs interleaved. SCALE_DIR keeps the
+# stores between runs. See docs/BENCHMARKS.md ("History off the hot path") and
+# test/scale's TestHistory.
+bench-history:
+	$(GO) test -tags scale -run '^TestHistory$$' -count=1 -v -timeout 90m ./test/scale/
 
 test-short:
 	$(GO) test -race -short -count=1 $(PKGS)
