@@ -10,7 +10,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build man test test-short bench-etcd bench-peer crash ha-crash webhooks-crash envfail e2e vopr deploy-check lint bench run demo fuzz clean
+.PHONY: all build man test test-short bench-etcd bench-peer bench-history crash ha-crash webhooks-crash envfail e2e vopr deploy-check lint bench run demo fuzz clean
 
 all: lint test build
 
@@ -126,6 +126,14 @@ bench-peer:
 	@{ $(GO) test -tags peer -run '^TestPeer$$' -count=1 -v -timeout 12m ./test/peer/ 2>&1 || touch bin/bench-peer.failed; } | tee bin/bench-peer.log
 	@if [ -e bin/bench-peer.failed ]; then rm -f bin/bench-peer.failed; echo "bench-peer: failed (log: bin/bench-peer.log)"; exit 1; fi
 	@grep -h '^billingd/river ratio: ' bin/bench-peer.log | tail -n 1 | grep . || { grep -h -m1 'bench-peer: ' bin/bench-peer.log || echo "bench-peer: no ratio (log: bin/bench-peer.log)"; }
+# Submissions/s and peak memory with and without a year of history: two bolt stores
+# of SCALE_HISTORY_CONSENTS (100,000) consents, SCALE_HISTORY_DUE (10,000) due now,
+# one with 12 settled monthly cycles per consent; each run a durable due scan in a
+# child process against an in-process sandbox, runs interleaved. SCALE_DIR keeps the
+# stores between runs. See docs/BENCHMARKS.md ("History off the hot path") and
+# test/scale's TestHistory.
+bench-history:
+	$(GO) test -tags scale -run '^TestHistory$$' -count=1 -v -timeout 90m ./test/scale/
 
 test-short:
 	$(GO) test -race -short -count=1 $(PKGS)
