@@ -126,6 +126,7 @@ bench-peer:
 	@{ $(GO) test -tags peer -run '^TestPeer$$' -count=1 -v -timeout 12m ./test/peer/ 2>&1 || touch bin/bench-peer.failed; } | tee bin/bench-peer.log
 	@if [ -e bin/bench-peer.failed ]; then rm -f bin/bench-peer.failed; echo "bench-peer: failed (log: bin/bench-peer.log)"; exit 1; fi
 	@grep -h '^billingd/river ratio: ' bin/bench-peer.log | tail -n 1 | grep . || { grep -h -m1 'bench-peer: ' bin/bench-peer.log || echo "bench-peer: no ratio (log: bin/bench-peer.log)"; }
+
 # Submissions/s and peak memory with and without a year of history: two bolt stores
 # of SCALE_HISTORY_CONSENTS (100,000) consents, SCALE_HISTORY_DUE (10,000) due now,
 # one with 12 settled monthly cycles per consent; each run a durable due scan in a
