@@ -125,7 +125,11 @@ func newDBCompactCmd(a *app) *cobra.Command {
 		Use:   "compact OUT [flags]",
 		Short: "write a compacted, verified copy of the database",
 		Long: "Write a compacted, verified copy of the database to the new file OUT, with billingd\n" +
-			"stopped (the live file is locked while it runs). Then replace the file with OUT.",
+			"stopped (the live file is locked while it runs). Then replace the file with OUT.\n" +
+			"First, settled attempts and older events still in the live buckets (a file written\n" +
+			"before schema 3) move to the archive; then every bucket is written in contiguous\n" +
+			"pages, as a year of commits does not leave it (docs/BENCHMARKS.md, \"History off\n" +
+			"the hot path\").",
 	}
 	fs := cmd.Flags()
 	dbFlag := fs.String("db", "", "database `PATH` (default: storage.path of the config)")
@@ -139,6 +143,14 @@ func newDBCompactCmd(a *app) *cobra.Command {
 		if err != nil {
 			return err
 		}
+		if _, err := os.Stat(args[0]); err == nil {
+			return fmt.Errorf("db compact: %s exists; give a new file", args[0])
+		}
+		moved, events, err := archiveSettled(cmd.Context(), path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "archived %d settled attempts and %d older events\n", moved, events)
 		before, after, err := bolt.Compact(args[0], path)
 		if err != nil {
 			if errors.Is(err, storage.ErrLocked) {
@@ -150,6 +162,20 @@ func newDBCompactCmd(a *app) *cobra.Command {
 		return nil
 	}
 	return cmd
+}
+
+// archiveSettled moves what the archive rule allows out of the live buckets of the
+// database at path (storage.DB.Compact), with the file locked.
+func archiveSettled(ctx context.Context, path string) (attempts, events int, err error) {
+	db, err := bolt.Open(path, bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, storage.ErrLocked) {
+			return 0, 0, fmt.Errorf("%w; stop billingd before compacting", err)
+		}
+		return 0, 0, err
+	}
+	defer db.Close()
+	return db.Compact(ctx, 0, nil)
 }
 
 func newDBBackupCmd(a *app) *cobra.Command {

@@ -343,6 +343,7 @@ func TestImportAndDBCommands(t *testing.T) {
 	code, stdout, stderr = runCLI(t, nil, "db", "compact", "--db", dbPath, compacted)
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "verified")
+	assert.Regexp(t, `archived \d+ settled attempts and \d+ older events`, stdout)
 	code, stdout, stderr = runCLI(t, nil, "db", "check", "--db", compacted)
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "6 active")
