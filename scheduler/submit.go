@@ -257,10 +257,13 @@ func (s *Scheduler) newPipeline(stop, ctx context.Context, passStart time.Time) 
 	if p.inline {
 		return p
 	}
-	p.decided = make(chan *submission, s.cfg.Batch)
+	// Short queues: a submission holds its consent's lock from its decision to its
+	// recorded answer, and a poll or an operator's action on that consent waits
+	// that long. Queues of Workers keep it to a few requests' time, not a batch's.
+	p.decided = make(chan *submission, s.cfg.Workers)
 	p.committed = make(chan struct{})
-	p.work = make(chan *submission, s.cfg.Batch)
-	p.answers = make(chan answer, s.cfg.Batch)
+	p.work = make(chan *submission, s.cfg.Workers)
+	p.answers = make(chan answer, s.cfg.Workers)
 	p.recorded = make(chan struct{})
 	go func() {
 		defer close(p.committed)
