@@ -70,8 +70,8 @@ type Config struct {
 	// (default klavi.DefaultRetryableReasons).
 	RetryableReasons []klavi.ReasonCode
 	// Batch is how many index entries one scan or poll pass reads at a time; in a due
-	// scan, also how many SUBMITTING attempts are committed in one transaction
-	// (default DefaultBatch). Up to two such chunks are in flight at once.
+	// scan, also the most SUBMITTING attempts committed in one transaction (default
+	// DefaultBatch; the queues between its stages hold Workers submissions).
 	Batch int
 	// RecordBatch bounds how many answers of a due scan are recorded in one
 	// transaction (default DefaultRecordBatch): the answers that arrived while the
