@@ -125,11 +125,11 @@ func newDBCompactCmd(a *app) *cobra.Command {
 		Use:   "compact OUT [flags]",
 		Short: "write a compacted, verified copy of the database",
 		Long: "Write a compacted, verified copy of the database to the new file OUT, with billingd\n" +
-			"stopped (the live file is locked while it runs). Then replace the file with OUT.\n" +
-			"First, settled attempts and older events still in the live buckets (a file written\n" +
-			"before schema 3) move to the archive; then every bucket is written in contiguous\n" +
-			"pages, as a year of commits does not leave it (docs/BENCHMARKS.md, \"History off\n" +
-			"the hot path\").",
+			"stopped (the live file is locked while it runs, and only read). Then replace the\n" +
+			"file with OUT. In the copy, settled attempts and older events still in the live\n" +
+			"buckets (a file written before schema 3) move to the archive, and every bucket is\n" +
+			"written in contiguous pages, as a year of commits does not leave it\n" +
+			"(docs/BENCHMARKS.md, \"History off the hot path\").",
 	}
 	fs := cmd.Flags()
 	dbFlag := fs.String("db", "", "database `PATH` (default: storage.path of the config)")
@@ -143,14 +143,6 @@ func newDBCompactCmd(a *app) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if _, err := os.Stat(args[0]); err == nil {
-			return fmt.Errorf("db compact: %s exists; give a new file", args[0])
-		}
-		moved, events, err := archiveSettled(cmd.Context(), path)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "archived %d settled attempts and %d older events\n", moved, events)
 		before, after, err := bolt.Compact(args[0], path)
 		if err != nil {
 			if errors.Is(err, storage.ErrLocked) {
@@ -158,6 +150,25 @@ func newDBCompactCmd(a *app) *cobra.Command {
 			}
 			return err
 		}
+		// The live file is only read: settled records are archived in the copy, which
+		// is then compacted once more so that its buckets stay contiguous.
+		moved, events, err := archiveSettled(cmd.Context(), args[0])
+		if err != nil {
+			return fmt.Errorf("db compact: archive settled records in %s: %w", args[0], err)
+		}
+		fmt.Fprintf(e.stdout, "archived %d settled attempts and %d older events\n", moved, events)
+		if moved+events > 0 {
+			tmp := args[0] + ".compact"
+			_ = os.Remove(tmp)
+			if _, after, err = bolt.Compact(tmp, args[0]); err != nil {
+				return fmt.Errorf("db compact: %w", err)
+			}
+			if err := os.Rename(tmp, args[0]); err != nil {
+				return fmt.Errorf("db compact: %w", err)
+			}
+			_ = os.Remove(tmp + ".lock")
+		}
+		_ = os.Remove(args[0] + ".lock") // the copy's, from archiving in it: not the live file's
 		fmt.Fprintf(e.stdout, "compacted %s (%d bytes) into %s (%d bytes), verified\n", path, before, args[0], after)
 		return nil
 	}
