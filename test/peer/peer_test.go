@@ -190,24 +190,24 @@ func TestPeer(t *testing.T) {
 		got := accepted() - before
 		require.Equal(t, due, got, "run %d (%s): payments the sandbox accepted", run, side)
 		rates[side] = append(rates[side], rate)
-		report("run %d %-8s %s; the sandbox accepted %d; load average %s", run, side, line, got, loadAvg())
+		report("run %d %-8s %s; the sandbox accepted %d; load average %s", run, side, line, got, proc.LoadAvg())
 	}
-	bMed, rMed := median(rates["billingd"]), median(rates["river"])
-	report("billingd: %.0f submissions/s median (runs %s)", bMed, joinRates(rates["billingd"]))
-	report("river:    %.0f jobs/s median (runs %s)", rMed, joinRates(rates["river"]))
+	bMed, rMed := proc.Median(rates["billingd"]), proc.Median(rates["river"])
+	report("billingd: %.0f submissions/s median (runs %s)", bMed, proc.JoinRates(rates["billingd"]))
+	report("river:    %.0f jobs/s median (runs %s)", rMed, proc.JoinRates(rates["river"]))
 
 	// The ceiling, measured now on the same machine.
 	window := time.Duration(proc.EnvFloat("PEER_CEILING_SECONDS", 3) * float64(time.Second))
 	batch := boltBatchRate(t, filepath.Join(dir, "ceiling-batch.db"), 256, window)
-	report("ceiling (a) bbolt DB.Batch of one small put from 256 goroutines, MaxBatchDelay 2ms (billingd's), fresh file: %.0f writes/s; load average %s", batch, loadAvg())
+	report("ceiling (a) bbolt DB.Batch of one small put from 256 goroutines, MaxBatchDelay 2ms (billingd's), fresh file: %.0f writes/s; load average %s", batch, proc.LoadAvg())
 	syncs := fdatasyncRate(t, filepath.Join(dir, "ceiling-fdatasync"), window)
-	report("ceiling (b) fdatasync after a 4 KiB write, one writer: %.0f/s; load average %s", syncs, loadAvg())
+	report("ceiling (b) fdatasync after a 4 KiB write, one writer: %.0f/s; load average %s", syncs, proc.LoadAvg())
 	trivial := trivialPostRate(t, 64, window)
-	report("ceiling (c) loopback POST to a trivial net/http handler from 64 goroutines: %.0f/s; load average %s", trivial, loadAvg())
+	report("ceiling (c) loopback POST to a trivial net/http handler from 64 goroutines: %.0f/s; load average %s", trivial, proc.LoadAvg())
 	before := accepted()
 	sandboxRate := sandboxPostRate(t, sbURL, ids(0, "ceiling"), 64, ref)
 	require.Equal(t, due, accepted()-before, "ceiling (d): payments the sandbox accepted")
-	report("ceiling (d) CreatePayment to the sandbox process from 64 goroutines, nothing stored: %.0f/s (%d payments); load average %s", sandboxRate, due, loadAvg())
+	report("ceiling (d) CreatePayment to the sandbox process from 64 goroutines, nothing stored: %.0f/s (%d payments); load average %s", sandboxRate, due, proc.LoadAvg())
 	ceiling := min(batch/2, trivial, sandboxRate)
 	report("ceiling: min(a/2 = %.0f, c = %.0f, d = %.0f) = %.0f submissions/s; billingd/ceiling %.2f; river/ceiling %.2f",
 		batch/2, trivial, sandboxRate, ceiling, bMed/ceiling, rMed/ceiling)
@@ -553,34 +553,6 @@ func startPostgres(t *testing.T, bin, dir string) *postgres {
 	p.dsn = fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", net.JoinHostPort(host, port))
 	p.version = "PostgreSQL " + p.setting(t, "server_version")
 	return p
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(xs))
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func joinRates(xs []float64) string {
-	var parts []string
-	for _, x := range xs {
-		parts = append(parts, strconv.FormatFloat(x, 'f', 0, 64))
-	}
-	return strings.Join(parts, ", ")
-}
-
-// loadAvg is the first three fields of /proc/loadavg ("?" elsewhere).
-func loadAvg() string {
-	raw, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(raw)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "?"
 }
 
 // cpuModel is the first "model name" of /proc/cpuinfo.

@@ -186,7 +186,7 @@ func TestEngines(t *testing.T) {
 					rs.rpc = count.snapshot()
 					line += "; per submission: " + rs.rpc.per(due)
 				}
-				report(t, "%s; load average %s", line, loadAvg())
+				report(t, "%s; load average %s", line, proc.LoadAvg())
 				results = append(results, rs)
 				require.NoError(t, store.Close())
 			}
@@ -201,10 +201,10 @@ func TestEngines(t *testing.T) {
 		}
 		var parts []string
 		for _, eng := range engines {
-			parts = append(parts, fmt.Sprintf("%s %.0f/s (runs %s)", eng, median(rates[eng]), joinRates(rates[eng])))
+			parts = append(parts, fmt.Sprintf("%s %.0f/s (runs %s)", eng, proc.Median(rates[eng]), proc.JoinRates(rates[eng])))
 		}
 		line := fmt.Sprintf("engines summary, workers %d: %s", w, strings.Join(parts, ", "))
-		if b, e := median(rates["bolt"]), median(rates["etcd"]); b > 0 && e > 0 {
+		if b, e := proc.Median(rates["bolt"]), proc.Median(rates["etcd"]); b > 0 && e > 0 {
 			line += fmt.Sprintf("; etcd/bolt %.2f", e/b)
 		}
 		report(t, "%s", line)
@@ -348,33 +348,4 @@ func envList(name, def string) []string {
 		}
 	}
 	return out
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(xs))
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func joinRates(xs []float64) string {
-	var parts []string
-	for _, x := range xs {
-		parts = append(parts, strconv.FormatFloat(x, 'f', 0, 64))
-	}
-	return strings.Join(parts, ", ")
-}
-
-// loadAvg is the first three fields of /proc/loadavg ("?" elsewhere): how busy the
-// shared machine was.
-func loadAvg() string {
-	raw, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(raw)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "?"
 }

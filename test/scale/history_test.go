@@ -156,7 +156,7 @@ func TestHistory(t *testing.T) {
 			results = append(results, result{kind, run})
 			report(t, "history: run %d %-7s (file %d MiB; fsync %s before it): %d submissions in %s: %.0f submissions/s; peak RSS %d MiB (%d MiB before the scan, %d MiB at its peak: +%d MiB, %d minor faults; at the end %d MiB of the file, %d MiB anonymous); re-plan %s; load average %s",
 				len(results), kind, st.Size()>>20, probe.Round(10*time.Microsecond), due, run.Took.Round(time.Millisecond), run.Rate, run.PeakKB>>10, run.ReadyKB>>10, run.ScanPeakKB>>10,
-				(run.ScanPeakKB-run.ReadyKB)>>10, run.Faults, run.FileKB>>10, run.AnonKB>>10, run.Replan.Round(time.Millisecond), loadAvg())
+				(run.ScanPeakKB-run.ReadyKB)>>10, run.Faults, run.FileKB>>10, run.AnonKB>>10, run.Replan.Round(time.Millisecond), proc.LoadAvg())
 		}
 	}
 	pick := func(kind string, f func(historyRun) float64) []float64 {
@@ -178,7 +178,7 @@ func TestHistory(t *testing.T) {
 	}{{"submissions/s", rate}, {"peak RSS MiB", peak}, {"RSS growth during the scan MiB", growth}, {"minor faults during the scan", faults}} {
 		a, b := pick("none", m.f), pick("history", m.f)
 		report(t, "history summary: %s: none %.0f (runs %s), history %.0f (runs %s); history/none %.3f",
-			m.name, median(a), joinRates(a), median(b), joinRates(b), median(b)/median(a))
+			m.name, proc.Median(a), proc.JoinRates(a), proc.Median(b), proc.JoinRates(b), proc.Median(b)/proc.Median(a))
 	}
 }
 
