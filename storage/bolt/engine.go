@@ -17,7 +17,7 @@ var _ kv.Engine = (*engine)(nil)
 // ErrCorrupt). ctx is not consulted: a local read does not wait.
 func (db *engine) View(_ context.Context, fn func(kv.Tx) error) error {
 	return guard(func() error {
-		return db.bolt.View(func(t *bbolt.Tx) error { return fn(tx{t, db.known}) })
+		return db.bolt.View(func(t *bbolt.Tx) error { return fn(&tx{t: t, known: db.known}) })
 	})
 }
 
@@ -30,7 +30,7 @@ func (db *engine) Update(_ context.Context, w kv.Write, fn func(kv.Tx) error) er
 		if err := db.checkWrite(t); err != nil {
 			return err
 		}
-		return fn(tx{t, db.known})
+		return fn(&tx{t: t, known: db.known})
 	}
 	if !w.Batch {
 		return guard(func() error { return db.bolt.Update(run) })
@@ -61,44 +61,87 @@ func (db *engine) Close() error {
 	return err
 }
 
+// tx is one bbolt transaction. It keeps the buckets it opened, in itself (no
+// allocation for the first few): bbolt opens a bucket anew at every Tx.Bucket of a
+// read transaction, and a record write touches the same few buckets many times.
 type tx struct {
 	t     *bbolt.Tx
 	known map[string]bool
+	open  [8]bucket
+	n     int
+	more  []*bucket
 }
 
 // Bucket returns the named bucket; in a read transaction of a file that predates
 // the bucket (a schema 1 file opened read-only), an empty one. A name outside the
 // layout panics.
-func (t tx) Bucket(name []byte) kv.Bucket {
-	if b := t.t.Bucket(name); b != nil {
-		return bucket{b}
+func (t *tx) Bucket(name []byte) kv.Bucket {
+	for i := range t.n {
+		if string(t.open[i].name) == string(name) {
+			return &t.open[i]
+		}
 	}
-	if t.t.Writable() || !t.known[string(name)] {
-		panic("bolt: no bucket " + string(name))
+	for _, b := range t.more {
+		if string(b.name) == string(name) {
+			return b
+		}
 	}
-	return empty{}
+	b := t.t.Bucket(name)
+	if b == nil {
+		if t.t.Writable() || !t.known[string(name)] {
+			panic("bolt: no bucket " + string(name))
+		}
+		return empty{}
+	}
+	if t.n < len(t.open) {
+		t.open[t.n] = bucket{b: b, name: name}
+		t.n++
+		return &t.open[t.n-1]
+	}
+	nb := &bucket{b: b, name: name}
+	t.more = append(t.more, nb)
+	return nb
 }
 
-func (t tx) Writable() bool { return t.t.Writable() }
+func (t *tx) Writable() bool { return t.t.Writable() }
 
-type bucket struct{ b *bbolt.Bucket }
+// bucket is one bucket of one transaction. Get seeks with one cursor kept for the
+// transaction: bbolt's Bucket.Get makes a new cursor, and its search stack, at every
+// call. Seek repositions the cursor from the root, so puts and deletes between two
+// Gets do not disturb it; cursors given out by Cursor are separate.
+type bucket struct {
+	b    *bbolt.Bucket
+	name []byte
+	get  *bbolt.Cursor
+}
 
-func (b bucket) Get(key []byte) []byte { return b.b.Get(key) }
+// Get returns the key's value, or nil: bbolt's Bucket.Get, through the kept cursor.
+// A nested bucket's key reads as absent, as in bbolt (Seek returns its value nil).
+func (b *bucket) Get(key []byte) []byte {
+	if b.get == nil {
+		b.get = b.b.Cursor()
+	}
+	k, v := b.get.Seek(key)
+	if v == nil || !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
+}
 
 // Put stores value; a nil value is stored as an empty one, which Get returns as a
 // non-nil empty slice.
-func (b bucket) Put(key, value []byte) error {
+func (b *bucket) Put(key, value []byte) error {
 	if value == nil {
 		value = []byte{}
 	}
 	return b.b.Put(key, value)
 }
 
-func (b bucket) Delete(key []byte) error                  { return b.b.Delete(key) }
-func (b bucket) Cursor() kv.Cursor                        { return b.b.Cursor() }
-func (b bucket) ForEach(fn func(k, v []byte) error) error { return b.b.ForEach(fn) }
+func (b *bucket) Delete(key []byte) error                  { return b.b.Delete(key) }
+func (b *bucket) Cursor() kv.Cursor                        { return b.b.Cursor() }
+func (b *bucket) ForEach(fn func(k, v []byte) error) error { return b.b.ForEach(fn) }
 
-func (b bucket) Last(prefix []byte) (k, v []byte) {
+func (b *bucket) Last(prefix []byte) (k, v []byte) {
 	c := b.b.Cursor()
 	if end := prefixEnd(prefix); end == nil {
 		k, v = c.Last()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -65,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T, buckets [][]byte) kv.Engine, caps
 		{"ForEach", s.forEach, ""},
 		{"Last", s.last, ""},
 		{"ReadYourWrites", s.readYourWrites, ""},
+		{"GetsBetweenWrites", s.getsBetweenWrites, ""},
 		{"Atomic", s.atomic, ""},
 		{"Fence", s.fence, ""},
 		{"FenceLost", s.fenceLost, ifNot(c.Fence != nil, "no fence can be lost")},
@@ -410,6 +412,67 @@ func (s *suite) readYourWrites(t *testing.T) {
 	}))
 	assert.Equal(t, []string{"a=1", "b=2", "e=55"}, dump(t, e, bkt))
 	assert.Equal(t, []string{"d=other"}, dump(t, e, bkt2))
+}
+
+// getsBetweenWrites interleaves Gets with puts and deletes over many pages' worth of
+// keys in one transaction, through two handles of the same bucket, and checks every
+// Get against a model: an engine that keeps state between Gets (a reused cursor, a
+// cached bucket) must see each write at once.
+func (s *suite) getsBetweenWrites(t *testing.T) {
+	e := s.engine(t)
+	n := 600 // keys, over several bbolt pages
+	if m := e.MaxOps(); m > 0 {
+		n = m / 2 // every key read is one more compare at commit (etcd)
+	}
+	model := map[string]string{}
+	var pairs []string
+	for i := 0; i < n; i += 2 {
+		k, v := key(i), strings.Repeat("v", 40)+key(i)
+		pairs, model[k] = append(pairs, k, v), v
+	}
+	put(t, e, bkt, pairs...)
+	check := func(b kv.Bucket, i int) {
+		t.Helper()
+		k := key(i)
+		want, ok := model[k]
+		got := b.Get([]byte(k))
+		if !ok {
+			assert.Nil(t, got, "Get(%s) of an absent key", k)
+			return
+		}
+		assert.Equal(t, want, string(got), "Get(%s)", k)
+	}
+	writes := n // within the engine's operation limit
+	require.NoError(t, e.Update(t.Context(), kv.Write{}, func(tx kv.Tx) error {
+		b1, b2 := tx.Bucket(bkt), tx.Bucket(bkt)
+		for i := 0; i < n+2; i++ {
+			j := (i * 7919) % (n + 2) // an order that jumps across pages
+			check(b1, j)
+			switch {
+			case writes == 0:
+			case j%3 == 0:
+				writes--
+				v := "new" + key(j)
+				require.NoError(t, b2.Put([]byte(key(j)), []byte(v)))
+				model[key(j)] = v
+			case j%3 == 1:
+				writes--
+				require.NoError(t, b1.Delete([]byte(key(j))))
+				delete(model, key(j))
+			}
+			check(b2, j)
+			check(b1, j+1)
+			check(b2, j-1)
+		}
+		return nil
+	}))
+	require.NoError(t, e.View(t.Context(), func(tx kv.Tx) error {
+		b := tx.Bucket(bkt)
+		for i := -1; i < n+3; i++ {
+			check(b, i)
+		}
+		return nil
+	}))
 }
 
 func (s *suite) atomic(t *testing.T) {
