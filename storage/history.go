@@ -179,10 +179,11 @@ func dueOf(tx kv.Tx, ch *Change, k AttemptKey) (DueKind, klavi.Cents, bool, erro
 		if body == nil {
 			return DueOriginal, 0, false, nil
 		}
-		var b consentBody
-		if err := json.Unmarshal(body, &b); err != nil || json.Unmarshal(b.Consent, &c) != nil || c == nil {
-			return 0, 0, false, fmt.Errorf("%w: consent %q does not decode", ErrCorrupt, k.ConsentID)
+		b, err := decodeBody([]byte(k.ConsentID), body)
+		if err != nil {
+			return 0, 0, false, err
 		}
+		c = b.Consent
 	}
 	if fixed, ok := c.FixedAmount(); ok {
 		return DueOriginal, fixed, true, nil

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage/kv"
@@ -95,6 +96,7 @@ var (
 // the scheduler, the admin API and the metrics read and write through it.
 type Store interface {
 	GetConsent(ctx context.Context, id string) (*ConsentRecord, error)
+	GetConsentAttempt(ctx context.Context, k AttemptKey) (*ConsentRecord, *Attempt, error)
 	ListConsents(ctx context.Context, after string, limit int, state ConsentState) ([]*ConsentRecord, error)
 	GetAttempt(ctx context.Context, k AttemptKey) (*Attempt, error)
 	Attempts(ctx context.Context, consentID string) ([]*Attempt, error)
@@ -372,6 +374,27 @@ type consentBody struct {
 	RedirectURL string          `json:"redirectUrl,omitempty"`
 }
 
+// decodedBody is consentBody as it is read: the consent decoded in the same pass
+// (a RawMessage would be scanned, copied, then scanned again).
+type decodedBody struct {
+	Consent     *consent.Consent `json:"consent"`
+	AddedAt     time.Time        `json:"addedAt"`
+	RedirectURL string           `json:"redirectUrl,omitempty"`
+}
+
+// decodeBody reads a stored consent body; a body that does not decode, or holds no
+// consent, is ErrCorrupt.
+func decodeBody(id, body []byte) (decodedBody, error) {
+	var b decodedBody
+	if err := json.Unmarshal(body, &b); err != nil {
+		return b, fmt.Errorf("%w: consent %q: %v", ErrCorrupt, id, err)
+	}
+	if b.Consent == nil {
+		return b, fmt.Errorf("%w: consent %q does not decode", ErrCorrupt, id)
+	}
+	return b, nil
+}
+
 type consentCursor struct {
 	State       ConsentState `json:"state"`
 	StateReason string       `json:"stateReason,omitempty"`
@@ -390,16 +413,14 @@ func cursorOf(r *ConsentRecord) consentCursor {
 // readConsent assembles a record from its two parts.
 func readConsent(tx kv.Tx, id []byte, body []byte) (*ConsentRecord, error) {
 	var (
-		b   consentBody
 		cur consentCursor
 		r   ConsentRecord
 	)
-	if err := json.Unmarshal(body, &b); err != nil {
-		return nil, fmt.Errorf("%w: consent %q: %v", ErrCorrupt, id, err)
+	b, err := decodeBody(id, body)
+	if err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(b.Consent, &r.Consent); err != nil || r.Consent == nil {
-		return nil, fmt.Errorf("%w: consent %q does not decode", ErrCorrupt, id)
-	}
+	r.Consent = b.Consent
 	if err := getJSON(tx.Bucket(bucketCursors), id, &cur); err != nil {
 		return nil, fmt.Errorf("%w: consent %q has no billing cursor", ErrCorrupt, id)
 	}
@@ -475,6 +496,41 @@ func (db *DB) GetAttempt(ctx context.Context, k AttemptKey) (*Attempt, error) {
 		return nil, fmt.Errorf("attempt %s: %w", k, err)
 	}
 	return &a, nil
+}
+
+// GetConsentAttempt reads consent k.ConsentID and its attempt k in one read
+// transaction (on etcd, one linearizable read where GetConsent then GetAttempt are
+// two): the record, and the attempt or nil when it has none. ErrNotFound when the
+// consent is not stored; ErrCorrupt when either record does not decode.
+func (db *DB) GetConsentAttempt(ctx context.Context, k AttemptKey) (*ConsentRecord, *Attempt, error) {
+	var (
+		r *ConsentRecord
+		a *Attempt
+	)
+	err := db.view(ctx, func(tx kv.Tx) error {
+		id := []byte(k.ConsentID)
+		body := tx.Bucket(bucketConsents).Get(id)
+		if body == nil {
+			return ErrNotFound
+		}
+		var err error
+		if r, err = readConsent(tx, id, body); err != nil {
+			return err
+		}
+		raw, _ := getAttempt(tx, k)
+		if raw == nil {
+			return nil
+		}
+		a = new(Attempt)
+		if err := json.Unmarshal(raw, a); err != nil {
+			return fmt.Errorf("%w: record %q: %v", ErrCorrupt, attemptKeyBytes(k), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("attempt %s: %w", k, err)
+	}
+	return r, a, nil
 }
 
 // Attempts returns every attempt of a consent, in cycle and attempt order.
