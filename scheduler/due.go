@@ -34,18 +34,12 @@ func (s *Scheduler) handleDue(ctx context.Context, it storage.DueItem, now time.
 
 // decideDue is handleDue under the consent's lock.
 func (s *Scheduler) decideDue(ctx context.Context, it storage.DueItem, now time.Time, out **submission) error {
-	rec, err := s.store.GetConsent(ctx, it.Key.ConsentID)
+	rec, att, err := s.store.GetConsentAttempt(ctx, it.Key)
 	if errors.Is(err, storage.ErrNotFound) {
 		s.log.Warn("due entry without a consent removed", "consent_id", it.Key.ConsentID, "cycle", it.Key.Cycle)
 		return s.store.Apply(ctx, &storage.Change{DelDue: []storage.DueItem{it}})
 	}
 	if err != nil {
-		return err
-	}
-	att, err := s.store.GetAttempt(ctx, it.Key)
-	if errors.Is(err, storage.ErrNotFound) {
-		att = nil
-	} else if err != nil {
 		return err
 	}
 	if has(bugMissedOnDoubt) && s.ClockState().Doubt && (it.Key.Attempt != 0 || att != nil) {

@@ -20,6 +20,7 @@ import (
 type Store interface {
 	GetConsent(ctx context.Context, id string) (*storage.ConsentRecord, error)
 	GetAttempt(ctx context.Context, k storage.AttemptKey) (*storage.Attempt, error)
+	GetConsentAttempt(ctx context.Context, k storage.AttemptKey) (*storage.ConsentRecord, *storage.Attempt, error)
 	Amount(ctx context.Context, id string, k int) (klavi.Cents, bool, error)
 	DueBefore(ctx context.Context, t time.Time, limit int) ([]storage.DueItem, error)
 	PollBefore(ctx context.Context, t time.Time, limit int) ([]storage.PollItem, error)

@@ -3,6 +3,7 @@ package storagetest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -73,6 +74,22 @@ func billed(t *testing.T, db storage.Store, rec *storage.ConsentRecord, k int, a
 	return a
 }
 
+// getAttempt reads attempt k with GetAttempt, and checks that GetConsentAttempt,
+// the decision's read, finds the same attempt (or none) in the archive's every case.
+func getAttempt(t *testing.T, db storage.Store, k storage.AttemptKey) (*storage.Attempt, error) {
+	t.Helper()
+	a, err := db.GetAttempt(context.Background(), k)
+	rec, b, err2 := db.GetConsentAttempt(context.Background(), k)
+	require.NoError(t, err2)
+	assert.Equal(t, k.ConsentID, rec.ID())
+	if errors.Is(err, storage.ErrNotFound) {
+		assert.Nil(t, b, "GetConsentAttempt found %s, GetAttempt did not", k)
+	} else if err == nil {
+		assert.Equal(t, a, b, "GetConsentAttempt and GetAttempt read %s differently", k)
+	}
+	return a, err
+}
+
 func kinds(t *testing.T, db storage.Store, id string) []string {
 	t.Helper()
 	evs, more, err := db.Events(context.Background(), id, 0, 100)
@@ -109,7 +126,7 @@ func testArchive_SettledAttemptMoves(t *testing.T, open Opener) {
 	assert.Equal(t, held{archived: 1, events: 1, archivedEvents: 2}, where(t, db, "urn:t:a"),
 		"COMPLETED with the cursor past its cycle: archived, with the timeline but its newest event")
 
-	got, err := db.GetAttempt(ctx, a.AttemptKey)
+	got, err := getAttempt(t, db, a.AttemptKey)
 	require.NoError(t, err)
 	assert.Equal(t, storage.AttemptCompleted, got.State)
 	assert.Equal(t, uint64(3), got.Version)
@@ -139,13 +156,13 @@ func testArchive_SettledAttemptMoves(t *testing.T, open Opener) {
 		require.NoError(t, db.Apply(ctx, &storage.Change{Attempts: []*storage.Attempt{a}}))
 		assert.Equal(t, uint64(4), a.Version)
 		assert.ErrorIs(t, db.Apply(ctx, &storage.Change{Attempts: []*storage.Attempt{&stale}}), storage.ErrConflict)
-		got, err := db.GetAttempt(ctx, a.AttemptKey)
+		got, err := getAttempt(t, db, a.AttemptKey)
 		require.NoError(t, err)
 		assert.Equal(t, "noted", got.Reason)
 		assert.Equal(t, 1, where(t, db, "urn:t:a").archived)
 	})
 	t.Run("the next cycle is new, and its events follow the timeline", func(t *testing.T) {
-		_, err := db.GetAttempt(ctx, storage.AttemptKey{ConsentID: "urn:t:a", Cycle: 1})
+		_, err := getAttempt(t, db, storage.AttemptKey{ConsentID: "urn:t:a", Cycle: 1})
 		require.ErrorIs(t, err, storage.ErrNotFound)
 		billed(t, db, rec, 1, T0.Add(30*24*time.Hour))
 		assert.Equal(t, held{archived: 2, events: 1, archivedEvents: 4}, where(t, db, "urn:t:a"))
@@ -190,7 +207,7 @@ func testArchive_WhatCanStillChangeStaysLive(t *testing.T, open Opener) {
 	dropped := Attempt("urn:t:a", 2, 2, storage.AttemptDropped, d.AddDays(63), T0)
 	require.NoError(t, db.Apply(ctx, &storage.Change{Attempts: []*storage.Attempt{dropped}}))
 	assert.Equal(t, held{live: 4, archived: 2}, where(t, db, "urn:t:a"))
-	got, err := db.GetAttempt(ctx, pinned.AttemptKey)
+	got, err := getAttempt(t, db, pinned.AttemptKey)
 	require.NoError(t, err)
 	assert.Equal(t, storage.AttemptCompleted, got.State)
 
@@ -247,7 +264,7 @@ func testArchive_ResolvedAttentionItem(t *testing.T, open Opener) {
 	missed.Resolved = &storage.Resolution{At: T0.Add(2 * time.Hour), By: "alice", Note: "paid by boleto", State: storage.AttemptMissed, Since: T0}
 	require.NoError(t, db.Apply(ctx, &storage.Change{Attempts: []*storage.Attempt{missed}}))
 	assert.Equal(t, held{archived: 2}, where(t, db, "urn:t:a"), "a resolved item stays archived")
-	got, err := db.GetAttempt(ctx, missed.AttemptKey)
+	got, err := getAttempt(t, db, missed.AttemptKey)
 	require.NoError(t, err)
 	require.NotNil(t, got.Resolved)
 	assert.Equal(t, "alice", got.Resolved.By)
@@ -276,7 +293,7 @@ func testArchive_CursorMovedBack(t *testing.T, open Opener) {
 	rec.NextCycle = 2
 	require.NoError(t, db.Apply(ctx, &storage.Change{Cursor: rec}))
 	assert.Equal(t, held{live: 1, events: 1, archivedEvents: 1}, where(t, db, "urn:t:a"))
-	got, err := db.GetAttempt(ctx, a.AttemptKey)
+	got, err := getAttempt(t, db, a.AttemptKey)
 	require.NoError(t, err, "the scan sees the cycle was attempted")
 	assert.Equal(t, storage.AttemptCompleted, got.State)
 	require.NoError(t, db.Check(ctx))
@@ -289,7 +306,7 @@ func testArchive_CursorMovedBack(t *testing.T, open Opener) {
 	rec.NextCycle, rec.State = 2, storage.ConsentActive
 	require.NoError(t, db.Apply(ctx, &storage.Change{Consent: rec}))
 	assert.Equal(t, 1, where(t, db, "urn:t:a").live)
-	_, err = db.GetAttempt(ctx, a.AttemptKey)
+	_, err = getAttempt(t, db, a.AttemptKey)
 	require.NoError(t, err)
 	require.NoError(t, db.Check(ctx))
 }
@@ -365,7 +382,7 @@ func testArchive_OldStore(t *testing.T, open Opener) {
 
 	// Written: a settled attempt written again moves, and takes the consent's
 	// older records along.
-	a, err := db.GetAttempt(ctx, storage.AttemptKey{ConsentID: "urn:t:a", Cycle: 1})
+	a, err := getAttempt(t, db, storage.AttemptKey{ConsentID: "urn:t:a", Cycle: 1})
 	require.NoError(t, err)
 	a.Reason = "noted"
 	require.NoError(t, db.Apply(ctx, &storage.Change{Attempts: []*storage.Attempt{a}}))
@@ -375,7 +392,7 @@ func testArchive_OldStore(t *testing.T, open Opener) {
 	// The next cycle is billed as in a new store, its events numbered after the
 	// last.
 	unarchive(t, db)
-	_, err = db.GetAttempt(ctx, storage.AttemptKey{ConsentID: "urn:t:a", Cycle: 3})
+	_, err = getAttempt(t, db, storage.AttemptKey{ConsentID: "urn:t:a", Cycle: 3})
 	require.ErrorIs(t, err, storage.ErrNotFound)
 	billed(t, db, rec, 3, T0.Add(90*24*time.Hour))
 	assert.Equal(t, held{archived: 4, events: 1, archivedEvents: 8}, where(t, db, "urn:t:a"))

@@ -198,6 +198,16 @@ func testApply_AttemptsAndAttention(t *testing.T, open Opener) {
 
 	_, err = db.GetAttempt(context.Background(), storage.AttemptKey{ConsentID: "urn:t:a", Cycle: 9})
 	assert.ErrorIs(t, err, storage.ErrNotFound)
+	rec, none, err := db.GetConsentAttempt(context.Background(), storage.AttemptKey{ConsentID: "urn:t:a", Cycle: 9})
+	require.NoError(t, err)
+	assert.Equal(t, "urn:t:a", rec.ID())
+	assert.Nil(t, none)
+	rec, got, err := db.GetConsentAttempt(context.Background(), list[0].AttemptKey)
+	require.NoError(t, err)
+	assert.Equal(t, "urn:t:a", rec.ID())
+	assert.Equal(t, list[0], got)
+	_, _, err = db.GetConsentAttempt(context.Background(), storage.AttemptKey{ConsentID: "urn:t:none", Cycle: 0})
+	assert.ErrorIs(t, err, storage.ErrNotFound, "no consent")
 }
 
 func testAmounts(t *testing.T, open Opener) {
