@@ -37,7 +37,9 @@ func (sub *submission) submitting() *storage.Change {
 //
 //  1. Entries are read in index order and decided by up to Config.Workers
 //     goroutines (scanStream). A decision to send keeps its consent's lock and goes
-//     to the committer at once.
+//     to the committer at once. Every read starts at the head of the index, and
+//     reaches past the entries this pass has in flight or left in place by a failure
+//     (pipeline.kept): a head of failing entries holds back nothing behind it.
 //  2. The committer commits the SUBMITTING attempts decided while its last
 //     transaction ran, up to Config.Batch, together (Store.ApplyAll: one
 //     transaction on bolt; transactions within the operation limit on etcd).
@@ -89,8 +91,11 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 	}()
 	stop := p.stop
 	for stop.Err() == nil {
-		// Entries being decided or in flight are still in the index: read past them.
-		items, rerr := s.store.DueBefore(stop, now, s.cfg.Batch+p.busyCount())
+		// Entries being decided or in flight, and those a failure left in place, are
+		// still in the index: read past them. busy first: an entry is counted kept
+		// before its consent is let go, so none is missed between the two.
+		busy := p.busyCount()
+		items, rerr := s.store.DueBefore(stop, now, s.cfg.Batch+busy+p.kept())
 		if rerr != nil {
 			err = rerr
 			return // decisions still running count themselves in (deferred wait)
@@ -134,17 +139,15 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 				if err != nil {
 					s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
 						"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
+					p.failed.Add(1) // before the let-go (kept)
 				}
+				counts.Lock()
+				handled++
+				counts.Unlock()
 				if sub != nil {
 					p.decide(sub) // let go once its answer is recorded
 				} else {
 					p.letGo(it.Key.ConsentID)
-				}
-				counts.Lock()
-				defer counts.Unlock()
-				handled++
-				if err != nil {
-					failed++
 				}
 			}()
 		}
@@ -155,7 +158,8 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 // scanChunks is the due scan with Config.Workers 1 (the simulations): chunks of
 // entries decided in order, then their SUBMITTING attempts committed together, then
 // each sent and its answer recorded, all on the caller's goroutine. The first chunk
-// holds 16 entries, each next one twice the last, up to Config.Batch.
+// holds 16 entries, each next one twice the last, up to Config.Batch; each read
+// reaches that many past the entries the pass has left in place (pipeline.kept).
 func (s *Scheduler) scanChunks(p *pipeline, now time.Time) (handled, failed int, err error) {
 	var chunk []*submission // the chunk being decided or committed
 	defer func() {
@@ -177,7 +181,7 @@ func (s *Scheduler) scanChunks(p *pipeline, now time.Time) (handled, failed int,
 	size := min(s.cfg.Batch, 16)
 	stop := p.stop
 	for stop.Err() == nil {
-		items, err := s.store.DueBefore(stop, now, size)
+		items, err := s.store.DueBefore(stop, now, size+p.kept())
 		if err != nil {
 			return handled, failed, err
 		}
@@ -186,6 +190,9 @@ func (s *Scheduler) scanChunks(p *pipeline, now time.Time) (handled, failed int,
 		var fresh []storage.Entry
 		inChunk := map[string]bool{}
 		for _, it := range items {
+			if len(fresh) == size {
+				break // a kept entry was removed meanwhile: the read held more
+			}
 			if seen[it.Key] || inChunk[it.Key.ConsentID] {
 				continue
 			}
@@ -209,11 +216,11 @@ func (s *Scheduler) scanChunks(p *pipeline, now time.Time) (handled, failed int,
 			if err != nil {
 				s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
 					"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
-				failed++
+				p.failed.Add(1)
 			}
 			handled++
 		}
-		failed += p.submit(p.ctx, subs)
+		p.submit(p.ctx, subs)
 		size = min(s.cfg.Batch, 2*size)
 	}
 	return handled, failed, nil
@@ -239,8 +246,10 @@ type pipeline struct {
 	busyMu   sync.Mutex
 	busy     map[string]bool
 	progress *sync.Cond
-	failed   atomic.Int64
-	left     atomic.Int64 // not sent: the scan stopped, or the clock stepped
+	// failed and left count entries the pass leaves in the index (kept), each
+	// before its consent is let go.
+	failed atomic.Int64 // their handling failed (a store error)
+	left   atomic.Int64 // not sent: the scan stopped, or the clock stepped
 }
 
 // An answer is a sent submission and the change recording what Klavi answered (nil:
@@ -281,7 +290,7 @@ func (s *Scheduler) newPipeline(stop, ctx context.Context, passStart time.Time) 
 					break more
 				}
 			}
-			p.failed.Add(int64(p.submit(ctx, group)))
+			p.submit(ctx, group)
 		}
 	}()
 	for range s.cfg.Workers {
@@ -336,6 +345,14 @@ func (p *pipeline) letGo(id string) {
 	}
 }
 
+// kept is how many entries the pass has handled and left in the index (a failure, a
+// request not sent), which each read of the index reaches past. Entries skipped
+// because the clock stepped are not counted: every entry after them would be skipped
+// too, and the pass ends at the first read that holds nothing new.
+func (p *pipeline) kept() int {
+	return int(p.failed.Load() + p.left.Load())
+}
+
 // busyCount is how many consents are busy.
 func (p *pipeline) busyCount() int {
 	p.busyMu.Lock()
@@ -359,9 +376,9 @@ func (p *pipeline) decide(sub *submission) {
 }
 
 // submit commits subs' SUBMITTING attempts (nil entries are skipped) and hands the
-// committed ones to the senders. It returns how many could not be committed: their
-// consents are released, and their entries stay for the next scan.
-func (p *pipeline) submit(ctx context.Context, subs []*submission) (failed int) {
+// committed ones to the senders. Those that could not be committed are counted
+// failed and their consents released; their entries stay for the next scan.
+func (p *pipeline) submit(ctx context.Context, subs []*submission) {
 	var (
 		ready []*submission
 		chs   []*storage.Change
@@ -373,7 +390,7 @@ func (p *pipeline) submit(ctx context.Context, subs []*submission) (failed int) 
 		}
 	}
 	if len(ready) == 0 {
-		return 0
+		return
 	}
 	s := p.s
 	committed := make([]bool, len(ready))
@@ -402,10 +419,10 @@ func (p *pipeline) submit(ctx context.Context, subs []*submission) (failed int) 
 	}
 	for i, sub := range ready {
 		if !committed[i] {
+			p.failed.Add(1) // before the let-go (kept)
 			sub.handed = true
 			sub.unlock()
 			p.letGo(sub.a.ConsentID)
-			failed++
 			continue
 		}
 		if p.inline {
@@ -415,7 +432,6 @@ func (p *pipeline) submit(ctx context.Context, subs []*submission) (failed int) 
 		sub.handed = true
 		p.work <- sub
 	}
-	return failed
 }
 
 // errClockStepped: the clock stepped between a submission's decision and its turn to
@@ -473,8 +489,7 @@ func (p *pipeline) record(group []answer) {
 		}
 	}
 	for i, a := range group {
-		a.sub.unlock()
-		p.letGo(a.sub.a.ConsentID)
+		// Counted before the let-go (kept).
 		switch err := errs[i]; {
 		case err == nil:
 		case a.ch == nil && (a.err == errClockStepped || errors.Is(a.err, context.Canceled) && p.stop.Err() != nil):
@@ -487,6 +502,8 @@ func (p *pipeline) record(group []answer) {
 				"cycle", k.Cycle, "attempt", k.Attempt, "err", err)
 			p.failed.Add(1)
 		}
+		a.sub.unlock()
+		p.letGo(a.sub.a.ConsentID)
 	}
 }
 

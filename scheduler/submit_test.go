@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -259,4 +260,135 @@ func TestScanDue_WindowClosedOnTheWayOut(t *testing.T) {
 	}
 	assert.Zero(t, h.kl.finds, "nothing to look up: nothing was sent")
 	assert.Empty(t, h.kl.payments)
+}
+
+// brokenStore fails the handling of some consents' due entries with a store error:
+// their consent read, or their SUBMITTING write, until heal.
+type brokenStore struct {
+	Store
+	mu     sync.Mutex
+	broken map[string]bool
+	commit bool // fail the SUBMITTING write instead of the consent read
+}
+
+var _ Store = (*brokenStore)(nil)
+
+func (b *brokenStore) isBroken(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.broken[id]
+}
+
+func (b *brokenStore) heal() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.broken = nil
+}
+
+// refuses reports whether ch is a SUBMITTING write of a broken consent.
+func (b *brokenStore) refuses(ch *storage.Change) bool {
+	if !b.commit {
+		return false
+	}
+	for _, a := range ch.Attempts {
+		if a.State == storage.AttemptSubmitting && a.PaymentID == "" && b.isBroken(a.ConsentID) {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *brokenStore) GetConsent(ctx context.Context, id string) (*storage.ConsentRecord, error) {
+	if !b.commit && b.isBroken(id) {
+		return nil, fmt.Errorf("store: %w (test)", storage.ErrUnavailable)
+	}
+	return b.Store.GetConsent(ctx, id)
+}
+
+func (b *brokenStore) Apply(ctx context.Context, ch *storage.Change) error {
+	if b.refuses(ch) {
+		return fmt.Errorf("store: %w (test)", storage.ErrUnavailable)
+	}
+	return b.Store.Apply(ctx, ch)
+}
+
+// ApplyAll commits the changes before the first refused one, as a store whose
+// transaction fails at that change.
+func (b *brokenStore) ApplyAll(ctx context.Context, chs []*storage.Change) (int, error) {
+	for i, ch := range chs {
+		if b.refuses(ch) {
+			if i == 0 {
+				return 0, fmt.Errorf("store: %w (test)", storage.ErrUnavailable)
+			}
+			n, err := b.Store.ApplyAll(ctx, chs[:i])
+			if err != nil {
+				return n, err
+			}
+			return i, fmt.Errorf("store: %w (test)", storage.ErrUnavailable)
+		}
+	}
+	return b.Store.ApplyAll(ctx, chs)
+}
+
+// Due entries whose handling fails with a store error stay in the index, at its
+// head; the scan reads past them, so one pass still handles every other due entry
+// (none waits a scan behind them), and once the store heals the next scan handles
+// the failed ones, each sent once.
+func TestScanDue_ReadsPastFailedEntries(t *testing.T) {
+	cases := []struct {
+		name           string
+		workers, batch int
+		broken, fine   int
+	}{
+		{"chunks", 1, 16, 40, 24},          // more failures than a chunk holds
+		{"chunks growing", 1, 64, 100, 30}, // chunks of 16, 32, 64, 64, …
+		{"stream", 4, 8, 20, 12},           // more failures than Batch+Workers
+	}
+	for _, tc := range cases {
+		for _, commit := range []bool{false, true} {
+			what := "read"
+			if commit {
+				what = "commit"
+			}
+			t.Run(tc.name+"/"+what, func(t *testing.T) {
+				h := newHarness(t, at("2026-01-07", 9, 0), func(c *Config) { c.Workers, c.Batch = tc.workers, tc.batch })
+				ids := addDue(t, h, tc.broken+tc.fine, "late") // index order: ids order
+				bs := &brokenStore{Store: h.db, broken: map[string]bool{}, commit: commit}
+				for _, id := range ids[:tc.broken] {
+					bs.broken[id] = true
+				}
+				var err error
+				h.s, err = New(h.s.cfg, bs, h.kl, WithClock(h.clock))
+				require.NoError(t, err)
+
+				res, err := h.s.Scan(context.Background())
+				require.NoError(t, err)
+				assert.Equal(t, ScanResult{Handled: tc.broken + tc.fine, Errors: tc.broken}, res)
+				assert.Len(t, h.kl.payments, tc.fine, "every entry behind the failed ones sent in the same scan")
+				for _, id := range ids[tc.broken:] {
+					assert.Equal(t, storage.AttemptSubmitted, h.attempt(id, 0, 0).State, id)
+				}
+				due, err := h.db.DueBefore(context.Background(), h.clock.Now(), 1000)
+				require.NoError(t, err)
+				require.Len(t, due, tc.broken, "the failed entries stay due")
+				for i, e := range due {
+					assert.Equal(t, storage.AttemptKey{ConsentID: ids[i]}, e.Key)
+					_, ok := h.attemptOK(ids[i], 0, 0)
+					assert.False(t, ok, "%s: nothing written", ids[i])
+				}
+
+				bs.heal()
+				h.clock.Advance(time.Minute)
+				res, err = h.s.Scan(context.Background())
+				require.NoError(t, err)
+				assert.Equal(t, ScanResult{Handled: tc.broken}, res)
+				assert.Len(t, h.kl.payments, tc.broken+tc.fine)
+				for _, id := range ids {
+					assert.Equal(t, storage.AttemptSubmitted, h.attempt(id, 0, 0).State, id)
+					assertNoneStuck(t, h, id)
+				}
+				assertExactlyOnce(t, h)
+			})
+		}
+	}
 }
