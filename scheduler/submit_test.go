@@ -305,6 +305,13 @@ func (b *brokenStore) GetConsent(ctx context.Context, id string) (*storage.Conse
 	return b.Store.GetConsent(ctx, id)
 }
 
+func (b *brokenStore) GetConsentAttempt(ctx context.Context, k storage.AttemptKey) (*storage.ConsentRecord, *storage.Attempt, error) {
+	if !b.commit && b.isBroken(k.ConsentID) {
+		return nil, nil, fmt.Errorf("store: %w (test)", storage.ErrUnavailable)
+	}
+	return b.Store.GetConsentAttempt(ctx, k)
+}
+
 func (b *brokenStore) Apply(ctx context.Context, ch *storage.Change) error {
 	if b.refuses(ch) {
 		return fmt.Errorf("store: %w (test)", storage.ErrUnavailable)
