@@ -131,7 +131,9 @@ bench-peer:
 # of SCALE_HISTORY_CONSENTS (100,000) consents, SCALE_HISTORY_DUE (10,000) due now,
 # one with 12 settled monthly cycles per consent; each run a durable due scan in a
 # child process against an in-process sandbox, runs interleaved. SCALE_DIR keeps the
-# stores between runs. See docs/BENCHMARKS.md ("History off the hot path") and
+# stores between runs, SCALE_HISTORY_DATE (YYYY-MM-DD) the day they are built for
+# (default today), so that stores built on another day serve again. See
+# docs/BENCHMARKS.md ("History off the hot path") and
 # test/scale's TestHistory.
 bench-history:
 	$(GO) test -tags scale -run '^TestHistory$$' -count=1 -v -timeout 90m ./test/scale/

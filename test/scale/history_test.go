@@ -100,6 +100,11 @@ func TestHistory(t *testing.T) {
 	}
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	now := cycle.DateOf(time.Now()).At(9, 0)
+	if d := os.Getenv("SCALE_HISTORY_DATE"); d != "" { // reuse stores built on another day
+		day, err := cycle.ParseDate(d)
+		require.NoError(t, err, "SCALE_HISTORY_DATE must be a date, YYYY-MM-DD")
+		now = day.At(9, 0)
+	}
 	report(t, "history: machine %d CPUs, %s; %d consents, %d due, %d months of history, workers %d",
 		runtime.NumCPU(), runtime.Version(), n, due, months, workers)
 
