@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -21,6 +22,12 @@ type runner struct {
 	jobs    sync.WaitGroup     // every scan and poll run, cron's and the catch-up ones
 	stopNew context.CancelFunc // no new entries are started once called
 	abandon context.CancelFunc // in-flight Klavi calls are canceled once called
+
+	// replan runs the re-plan (replanFirst), then a scan when it moved a queued
+	// submission; counted in jobs by its caller (replanAside). replanning is set
+	// while one is under way.
+	replan     func()
+	replanning atomic.Bool
 }
 
 // cronLogger adapts slog to cron's logger, quietly: only errors are worth a line.
@@ -34,7 +41,10 @@ func (l cronLogger) Error(err error, msg string, kv ...any) {
 // Start runs the due scan and the status poll on their cron schedules, evaluated in
 // America/Sao_Paulo, each with SkipIfStillRunning (a slow scan is never run twice at
 // once), plus one scan and one poll right away to catch up after downtime. Hooks, when
-// not nil, are called after every scan and poll with their duration (metrics).
+// not nil, are called after every scan and poll with their duration (metrics). The
+// first re-plan of the Scheduler (Replan) runs beside the scans, not before them
+// (replanAside): a new leader's catch-up scan sends what is due without waiting for a
+// read of every active consent.
 //
 // ctx is the term the scheduler runs in: when it ends (a replica lost its
 // leadership), no new entry is started and in-flight Klavi calls are canceled at
@@ -143,6 +153,16 @@ func (s *Scheduler) Start(ctx context.Context, fence kv.Fence, scanSpec, pollSpe
 				s.log.Info("start-up reconciliation", "looked", res.Looked, "resolved", res.Resolved, "errors", res.Errors)
 			}
 			return
+		}
+	}))
+	// The re-plan, started by the first scan (replanAside). A submission it moved to
+	// an instant already past is due now, and a scan that read the index before the
+	// move may have ended without it: a scan of its own follows (after any scan
+	// running then: one due scan at a time), rather than the next tick.
+	r.replan = guarded(cron.FuncJob(func() {
+		defer r.replanning.Store(false)
+		if s.replanFirst(stop) > 0 && stop.Err() == nil {
+			scan()
 		}
 	}))
 	s.running = r

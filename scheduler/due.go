@@ -133,8 +133,10 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 		s.log.Error("cycle missed", "consent_id", c.ID, "cycle", k, "due", plan.Due.String(), "deadline", plan.Deadline.String())
 		s.emit(ch, EventMissed, now, c, a, a.Reason)
 		return s.store.Apply(ctx, ch)
-	case plan.State == StatePlanned && plan.SubmitOn.After(today):
-		// Early (the lead days changed): move the entry to the submit day.
+	case plan.State == StatePlanned && s.submitAt(plan.SubmitOn).After(now):
+		// Early: queued under other settings (lead days, submit time) that the re-plan
+		// has not caught up with yet (a started scheduler's scans do not wait for it,
+		// replanAside). Move the entry to the current settings' instant.
 		at := s.submitAt(plan.SubmitOn)
 		rec.NextDue, rec.UpdatedAt = at, now
 		return s.store.Apply(ctx, &storage.Change{Cursor: rec, DelDue: []storage.DueItem{it}, PutDue: []storage.DueItem{{At: at, Key: it.Key}}})

@@ -20,8 +20,9 @@ type ReplanResult struct {
 // submit_time), so that the daemon and the preview agree after a configuration
 // change: a cycle queued by `consent import` under lead 3 is submitted on D−4 once the
 // daemon runs with lead 4. A move to an instant already past is due at once (the
-// scan then submits it, or records it MISSED if its window closed). The first scan
-// of a Scheduler runs it once.
+// scan then submits it, or records it MISSED if its window closed). A Scheduler runs
+// it once: a started one (Start) beside its scans, which do not wait for it; one
+// driven by Scan alone at its first scan, before deciding (replanFirst).
 func (s *Scheduler) Replan(ctx context.Context) (ReplanResult, error) {
 	var res ReplanResult
 	after := ""
@@ -99,19 +100,51 @@ func (s *Scheduler) replanOne(id string) (bool, error) {
 }
 
 // replanFirst makes the scans of a Scheduler re-plan the queue until one re-plan has
-// gone through: a store error leaves it for the next scan.
-func (s *Scheduler) replanFirst(ctx context.Context) {
+// gone through: a store error leaves it for the next scan. It returns how many
+// queued submissions it moved.
+func (s *Scheduler) replanFirst(ctx context.Context) (moved int) {
 	s.replanMu.Lock()
 	defer s.replanMu.Unlock()
-	if s.replanned {
-		return
+	if s.replanned.Load() {
+		return 0
 	}
 	start := time.Now()
 	res, err := s.Replan(ctx)
 	if err != nil {
 		s.log.Error("re-plan queued submissions; the next scan tries again", "err", err)
-		return
+		return res.Moved
 	}
-	s.replanned = ctx.Err() == nil // a re-plan cut short by shutdown is not done
+	s.replanned.Store(ctx.Err() == nil) // a re-plan cut short by shutdown is not done
 	s.log.Debug("re-plan", "consents", res.Consents, "moved", res.Moved, "took", time.Since(start).String())
+	return res.Moved
+}
+
+// replanAside is the re-plan of a started Scheduler: it starts replanFirst on a job
+// of the runner, beside the scans, unless a re-plan has gone through or one is under
+// way, and reports true. A scan does not wait for it: the re-plan reads every active
+// consent (two etcd reads each: seconds at a few thousand consents), and a new
+// leader's catch-up scan would send nothing until it is done. Deciding before the
+// re-plan is safe: an original whose instant under the current settings is still
+// ahead is moved there, not sent (handleOriginal); one the re-plan moves to an
+// instant already past is sent by the scan the job runs once it is done.
+//
+// It reports false when the Scheduler is not started (Scan called directly: the
+// tests, the simulations): the caller then re-plans before deciding (replanFirst).
+func (s *Scheduler) replanAside() bool {
+	if s.replanned.Load() {
+		return true
+	}
+	// Under cronMu, so that the job is counted in r.jobs before Close can wait for
+	// them (Close takes cronMu first).
+	s.cronMu.Lock()
+	defer s.cronMu.Unlock()
+	r := s.running
+	if r == nil {
+		return false
+	}
+	if r.replanning.CompareAndSwap(false, true) {
+		r.jobs.Add(1)
+		go r.replan()
+	}
+	return true
 }

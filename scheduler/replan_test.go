@@ -3,11 +3,13 @@ package scheduler
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/kv"
 )
 
 func TestScheduler_ReplanFollowsTheSettings(t *testing.T) {
@@ -50,6 +52,149 @@ func TestScheduler_FirstScanReplans(t *testing.T) {
 	_, err := h.s.Scan(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, storage.AttemptSubmitted, h.attempt(c.ID, 0, 0).State, "the first scan re-planned, then submitted the now-late cycle")
+}
+
+// heldListStore holds ListConsents (the re-plan's read of every active consent)
+// until release is closed or its context ends.
+type heldListStore struct {
+	storage.Store
+	entered chan struct{} // one value on the first call
+	release chan struct{}
+}
+
+func (h *heldListStore) ListConsents(ctx context.Context, after string, limit int, st storage.ConsentState) ([]*storage.ConsentRecord, error) {
+	select {
+	case h.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return h.Store.ListConsents(ctx, after, limit, st)
+}
+
+// startHeld starts a scheduler on h's store, Klavi and clock, with h's config
+// changed by mod (the settings the daemon starts with), whose re-plan is held in
+// ListConsents until hs.release is closed. creates receives a value at every
+// CreatePayment, scans the result of every scan. Cron's own ticks are an hour away.
+func startHeld(t *testing.T, h *harness, mod func(*Config)) (s *Scheduler, hs *heldListStore, creates <-chan struct{}, scans <-chan ScanResult) {
+	t.Helper()
+	cfg := h.s.cfg
+	cfg.RefreshSchedule = "off"
+	if mod != nil {
+		mod(&cfg)
+	}
+	hs = &heldListStore{Store: h.db, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	bk := &blockingKlavi{fakeKlavi: h.kl, entered: make(chan struct{}, 16), release: make(chan struct{})}
+	close(bk.release) // signals each create, holds none
+	s, err := New(cfg, hs, bk, WithClock(h.clock))
+	require.NoError(t, err)
+	h.s = s
+	done := make(chan ScanResult, 16)
+	require.NoError(t, s.Start(context.Background(), kv.Fence{}, "@every 1h", "@every 1h", Hooks{
+		AfterScan: func(_ time.Duration, res ScanResult, err error) {
+			assert.NoError(t, err)
+			done <- res
+		}}))
+	t.Cleanup(func() {
+		select {
+		case <-hs.release:
+		default:
+			close(hs.release)
+		}
+		_ = s.Close(context.Background())
+	})
+	return s, hs, bk.entered, done
+}
+
+// within receives from ch, failing the test with what when nothing comes in 10s.
+func within[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("waited 10s for %s", what)
+		panic("unreachable")
+	}
+}
+
+// A started scheduler's first scan (a new leader's catch-up scan) sends what is due
+// without waiting for the re-plan, which reads every active consent (on etcd,
+// seconds at a few thousand consents: the HA crash test's failovers waited that
+// long for their first payment request).
+func TestScheduler_StartedScanDoesNotWaitForTheReplan(t *testing.T) {
+	h := newHarness(t, at("2026-01-07", 9, 30), nil) // lead 3, 09:00
+	c := loadExample(t, "monthly-31st.json")
+	c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10") // submit day: today, 09:00
+	h.add(c)
+	s, hs, creates, scans := startHeld(t, h, nil)
+
+	within(t, hs.entered, "the re-plan to start")
+	within(t, creates, "the catch-up scan's payment request while the re-plan is held")
+	assert.Equal(t, 1, within(t, scans, "the catch-up scan").Handled)
+	assert.False(t, s.replanned.Load(), "the re-plan is still held")
+
+	close(hs.release)
+	s.replanFirst(context.Background()) // waits for the re-plan's job (replanMu), then finds it done
+	assert.True(t, s.replanned.Load(), "the re-plan went through beside the scan")
+	require.NoError(t, s.Close(context.Background()))
+	assert.Equal(t, storage.AttemptSubmitted, h.attempt(c.ID, 0, 0).State)
+	assert.Len(t, h.kl.createCalls(), 1)
+}
+
+// A scan that decides before the re-plan has gone through keeps to the current
+// settings: an original queued for 09:00 under the old submit time is moved to the
+// new one (10:30), not sent at 09:30.
+func TestScheduler_ScanBeforeTheReplanKeepsTheCurrentSettings(t *testing.T) {
+	h := newHarness(t, at("2026-01-07", 9, 30), nil) // queued under lead 3, 09:00
+	c := loadExample(t, "monthly-31st.json")
+	c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10") // queued for today 09:00
+	h.add(c)
+	s, hs, _, scans := startHeld(t, h, func(c *Config) { c.SubmitHour, c.SubmitMinute = 10, 30 })
+
+	within(t, hs.entered, "the re-plan to start")
+	assert.Equal(t, 1, within(t, scans, "the catch-up scan").Handled)
+	assert.Empty(t, h.kl.createCalls(), "nothing sent at the old settings' instant")
+	got := mustConsent(t, h, c.ID)
+	assert.True(t, got.NextDue.Equal(at("2026-01-07", 10, 30)), "%s %+v", got.NextDue, got)
+	due, err := h.db.DueBefore(context.Background(), at("2026-12-31", 0, 0), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 1, "the old entry is gone")
+	assert.True(t, due[0].At.Equal(at("2026-01-07", 10, 30)))
+
+	close(hs.release)
+	s.replanFirst(context.Background()) // waits for the re-plan's job
+	assert.True(t, s.replanned.Load())
+	require.NoError(t, s.Close(context.Background()))
+	assert.Empty(t, h.kl.createCalls())
+}
+
+// A queued submission the re-plan moves to an instant already past (the lead days
+// grew) is sent by the scan that follows the re-plan, not at cron's next tick (an
+// hour away here).
+func TestScheduler_ReplanAsideSendsWhatItMovedDue(t *testing.T) {
+	h := newHarness(t, at("2026-01-07", 9, 30), nil) // lead 3, 09:00
+	c := loadExample(t, "monthly-31st.json")
+	c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-11")
+	rec := h.add(c)
+	require.True(t, rec.NextDue.Equal(at("2026-01-08", 9, 0)), "queued for %s", rec.NextDue)
+	s, hs, creates, scans := startHeld(t, h, func(c *Config) { c.Policy.LeadDays = 4 }) // D−4: today 09:00
+
+	within(t, hs.entered, "the re-plan to start")
+	assert.Zero(t, within(t, scans, "the catch-up scan").Handled, "not due by its queued instant")
+	assert.Empty(t, h.kl.createCalls())
+
+	close(hs.release)
+	within(t, creates, "the payment request of the scan after the re-plan")
+	assert.Equal(t, 1, within(t, scans, "the scan after the re-plan").Handled)
+	require.NoError(t, s.Close(context.Background()))
+	assert.Equal(t, storage.AttemptSubmitted, h.attempt(c.ID, 0, 0).State)
+	calls := h.kl.createCalls()
+	require.Len(t, calls, 1)
+	assert.Equal(t, "2026-01-07", calls[0].Day.String(), "submitted on D−4, as the preview under lead 4 says")
 }
 
 func TestPolicy_PreviewStored(t *testing.T) {

@@ -189,10 +189,10 @@ type Scheduler struct {
 	retryable map[klavi.ReasonCode]bool
 	locks     *consentLocks
 	witness   clockWitness
-	replanMu  sync.Mutex // serializes replanFirst
-	scanMu    sync.Mutex // serializes due scans (scanDue)
-	replanned bool       // a re-plan has gone through (replanFirst)
-	clockMu   sync.Mutex // serializes checkClock
+	replanMu  sync.Mutex  // serializes replanFirst
+	scanMu    sync.Mutex  // serializes due scans (scanDue)
+	replanned atomic.Bool // a re-plan has gone through (replanFirst)
+	clockMu   sync.Mutex  // serializes checkClock
 
 	refreshMu       sync.Mutex
 	lastActiveSweep time.Time // when Refresh last swept the active consents
@@ -289,7 +289,9 @@ func (s *Scheduler) scan(stop, ctx context.Context) (ScanResult, error) {
 	if err := s.mayAct(); err != nil {
 		return ScanResult{}, err
 	}
-	s.replanFirst(stop) // clock-free: it moves entries by the settings, not by now
+	if !s.replanAside() {
+		s.replanFirst(stop) // clock-free: it moves entries by the settings, not by now
+	}
 	ok, judged := s.checkClockAt(ctx)
 	if !ok && !has(bugMissedOnDoubt) {
 		return ScanResult{Paused: true}, nil
