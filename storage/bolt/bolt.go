@@ -129,8 +129,11 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	opened := false
 	defer func() {
-		if err != nil && lock != nil {
+		// Every failure below releases the lock (their errors are scoped to their
+		// own if statements: the lock's release must not hang on a variable).
+		if !opened && lock != nil {
 			_ = lock.Close()
 		}
 	}()
@@ -171,6 +174,7 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	opened = true
 	return db, nil
 }
 
@@ -272,6 +276,7 @@ func openBolt(path string, o *bbolt.Options) (*bbolt.DB, *os.File, error) {
 		return nil, nil, fmt.Errorf("%w: %v (not a bbolt database, or its header is damaged)", ErrCorrupt, err)
 	case errors.Is(err, ErrCorrupt):
 		if bdb == nil && file != nil {
+			unmapLeaked(file)
 			_ = file.Close()
 		}
 	case strings.Contains(err.Error(), "file size too small"):

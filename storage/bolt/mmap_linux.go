@@ -2,7 +2,12 @@
 
 package bolt
 
-import "syscall"
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
 
 // releaseMapped drops the pages of bbolt's read-only shared mapping from this
 // process's page tables (madvise MADV_DONTNEED): they stay in the page cache, and a
@@ -13,4 +18,54 @@ func releaseMapped(data uintptr, size int64) {
 		return
 	}
 	_, _, _ = syscall.Syscall(syscall.SYS_MADVISE, data, uintptr(size), syscall.MADV_DONTNEED)
+}
+
+// unmapLeaked unmaps every mapping of f's file in this process (read from
+// /proc/self/maps, matched by device and inode). bbolt maps the file in Open before
+// it reads the free list; when a damaged free list panics there (recovered by
+// guard), Open returns without unmapping it, and the mapping keeps the file's open
+// description, and with it bbolt's flock, alive until the process ends: every later
+// open of the path in this process would wait for the lock and fail as locked.
+func unmapLeaked(f *os.File) {
+	st, err := f.Stat()
+	if err != nil {
+		return
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		// start-end perms offset major:minor inode path
+		fs := strings.Fields(line)
+		if len(fs) < 6 {
+			continue
+		}
+		ino, err := strconv.ParseUint(fs[4], 10, 64)
+		if err != nil || ino != sys.Ino {
+			continue
+		}
+		major, minor, ok := strings.Cut(fs[3], ":")
+		ma, err1 := strconv.ParseUint(major, 16, 32)
+		mi, err2 := strconv.ParseUint(minor, 16, 32)
+		if !ok || err1 != nil || err2 != nil || mkdev(ma, mi) != sys.Dev {
+			continue
+		}
+		lo, hi, ok := strings.Cut(fs[0], "-")
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if !ok || err1 != nil || err2 != nil || end <= start {
+			continue
+		}
+		_, _, _ = syscall.Syscall(syscall.SYS_MUNMAP, uintptr(start), uintptr(end-start), 0)
+	}
+}
+
+// mkdev encodes a device number as Linux's stat does (glibc's makedev).
+func mkdev(major, minor uint64) uint64 {
+	return (major&0xfffff000)<<32 | (major&0xfff)<<8 | (minor&0xffffff00)<<12 | minor&0xff
 }

@@ -2,4 +2,8 @@
 
 package bolt
 
+import "os"
+
 func releaseMapped(uintptr, int64) {}
+
+func unmapLeaked(*os.File) {}

@@ -3,6 +3,7 @@ package bolt
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -346,4 +347,39 @@ func BenchmarkCheckIdentity(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A free list damaged in its page header panics in bbolt's Open after the file is
+// mapped (recovered: ErrCorrupt). The mapping must not outlive the failed open: it
+// would hold bbolt's lock on the file, and every later open in the process (billingd
+// db check after a failed start) would fail as locked, not as damaged.
+func TestOpen_DamagedFreeListReleasesTheFile(t *testing.T) {
+	path := populated(t, 50)
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	const ps = 4096
+	meta := func(i int) (txid, freelist uint64) {
+		m := raw[i*ps+16:]
+		return binary.LittleEndian.Uint64(m[48:]), binary.LittleEndian.Uint64(m[32:])
+	}
+	tx0, fl0 := meta(0)
+	tx1, fl1 := meta(1)
+	fl := fl0
+	if tx1 > tx0 {
+		fl = fl1
+	}
+	require.Less(t, int(fl)*ps+ps, len(raw)+1, "the free list page is in the file")
+	binary.LittleEndian.PutUint16(raw[int(fl)*ps+8:], 0x7e38) // an unknown page type
+	require.NoError(t, os.WriteFile(path, raw, 0o600))
+
+	_, err = Open(path, Options{Timeout: time.Second})
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "freelist")
+	for _, ro := range []bool{false, true} {
+		_, err = Open(path, Options{ReadOnly: ro, Timeout: time.Second})
+		require.ErrorIs(t, err, ErrCorrupt, "read-only %t: the damage again, not a lock", ro)
+		assert.NotErrorIs(t, err, ErrLocked)
+	}
+	_, err = Inspect(path, time.Second)
+	require.ErrorIs(t, err, ErrCorrupt)
 }
