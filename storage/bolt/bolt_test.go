@@ -93,6 +93,8 @@ func TestOpen_BadFiles(t *testing.T) {
 		_, err = Open(path, Options{})
 		require.ErrorIs(t, err, ErrNotBillingd)
 		assert.Contains(t, err.Error(), "widgets")
+		_, err = Open(path, Options{Timeout: time.Second})
+		require.ErrorIs(t, err, ErrNotBillingd, "the failed open released its lock")
 		after, _ := os.ReadFile(path)
 		assert.Equal(t, before, after, "nothing in the foreign file changed")
 	})
