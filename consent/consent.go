@@ -164,3 +164,25 @@ func Hash(id string) string {
 func ClientRequestID(id string, k, a int) string {
 	return fmt.Sprintf("billingd-%s-%d-%d", Hash(id), k, a)
 }
+
+// Terms returns a copy of c with only what billing decisions read: the id, status,
+// interval, reference start date, expiry, amounts, retry acceptance, currency and
+// contract id, the creditor account (whose holder may cancel payments) and the
+// billing settings. The customer, the debtor account and contract debtor, the
+// first payment, the client metadata, the external info and the redirect URL are
+// left out. c is not changed; the copy shares nothing that c's setters change.
+//
+// The store keeps a consent's Terms beside it so that a due entry's decision
+// decodes a few fields, not the whole consent (storage: GetConsentAttempt).
+func (c *Consent) Terms() *Consent {
+	t := &Consent{Billing: c.Billing}
+	t.ID, t.Status = c.ID, c.Status
+	t.ExpirationDateTime = c.ExpirationDateTime
+	t.CreditorAccount = c.CreditorAccount
+	if p := c.PaymentMethodConfig; p != nil {
+		q := *p
+		q.ContractDebtor, q.FirstPayment = nil, nil
+		t.PaymentMethodConfig = &q
+	}
+	return t
+}

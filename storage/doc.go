@@ -10,6 +10,8 @@
 //	meta       application marker, schema version, consent counts per state
 //	consents   consent id → the consent (JSON), written when added or its status changes
 //	cursors    consent id → its billing state, cursor and record version (JSON)
+//	consent_terms  consent id → CRC-32C of its stored body ‖ the body with only the
+//	           consent's Terms (JSON): what a due entry's decision reads (terms.go)
 //	attempts   consent id ‖ 0 ‖ cycle ‖ attempt → Attempt (JSON, with its version):
 //	           the attempts that can still change (archive.go)
 //	archive    the same keys and records: settled attempts

@@ -60,7 +60,17 @@ type ConsentRecord struct {
 	// both write (an operator's change is never lost to the scheduler's, on any
 	// replica).
 	Version uint64 `json:"version,omitempty"`
+
+	// partial: read through the consent's terms (terms.go); Consent holds only
+	// consent.Consent.Terms. staleTerms: read whole because the terms were missing or
+	// stale; its next cursor write writes them again.
+	partial, staleTerms bool
 }
+
+// Partial reports whether the record was read through its consent's terms
+// (GetConsentAttempt): its Consent then holds only consent.Consent.Terms, and only
+// its cursor and its consent's status can be written.
+func (r *ConsentRecord) Partial() bool { return r.partial }
 
 // ID returns the consent id.
 func (r *ConsentRecord) ID() string { return r.Consent.ID }

@@ -82,7 +82,7 @@ var (
 	// feed's buckets (feed.go) came after schema 2 without changing it: bolt lays
 	// them out when a writer opens the file.
 	Buckets = [][]byte{bucketMeta, bucketConsents, bucketCursors, bucketDue, bucketAttempts, bucketPoll, bucketAmounts, bucketAttention, bucketEvents, bucketDates, bucketFolds,
-		bucketOutbox, bucketFeed, bucketFeedIDs, bucketWebhooks, bucketArchive, bucketEventArchive}
+		bucketOutbox, bucketFeed, bucketFeedIDs, bucketWebhooks, bucketArchive, bucketEventArchive, bucketTerms}
 
 	keySchema = []byte("schema")
 	keyCounts = []byte("consent_counts")
@@ -412,6 +412,12 @@ func cursorOf(r *ConsentRecord) consentCursor {
 
 // readConsent assembles a record from its two parts.
 func readConsent(tx kv.Tx, id []byte, body []byte) (*ConsentRecord, error) {
+	return readRecord(tx, id, body)
+}
+
+// readRecord assembles a record from a body (the consent's, or its terms') and the
+// consent's cursor.
+func readRecord(tx kv.Tx, id []byte, body []byte) (*ConsentRecord, error) {
 	var (
 		cur consentCursor
 		r   ConsentRecord
@@ -502,6 +508,10 @@ func (db *DB) GetAttempt(ctx context.Context, k AttemptKey) (*Attempt, error) {
 // transaction (on etcd, one linearizable read where GetConsent then GetAttempt are
 // two): the record, and the attempt or nil when it has none. ErrNotFound when the
 // consent is not stored; ErrCorrupt when either record does not decode.
+//
+// The record is read through the consent's terms (terms.go) when they are current:
+// its Consent then holds only consent.Consent.Terms, and the record can be written
+// with its cursor or its consent's status changed, nothing else.
 func (db *DB) GetConsentAttempt(ctx context.Context, k AttemptKey) (*ConsentRecord, *Attempt, error) {
 	var (
 		r *ConsentRecord
@@ -514,7 +524,7 @@ func (db *DB) GetConsentAttempt(ctx context.Context, k AttemptKey) (*ConsentReco
 			return ErrNotFound
 		}
 		var err error
-		if r, err = readConsent(tx, id, body); err != nil {
+		if r, err = readTerms(tx, id, body); err != nil {
 			return err
 		}
 		raw, _ := getAttempt(tx, k)
@@ -930,6 +940,11 @@ func applyTx(tx kv.Tx, ch *Change, sweepOn bool) error {
 		if err := putCursor(tx, r); err != nil {
 			return err
 		}
+		if r.staleTerms && !r.partial {
+			if err := refreshTerms(tx, r); err != nil {
+				return err
+			}
+		}
 	}
 	if !ch.HighWater.IsZero() {
 		meta := tx.Bucket(bucketMeta)
@@ -1033,14 +1048,46 @@ func putConsent(tx kv.Tx, r *ConsentRecord, mustBeNew bool) error {
 			return err
 		}
 	}
-	raw, err := json.Marshal(r.Consent)
+	c := r.Consent
+	if r.partial {
+		if mustBeNew {
+			return fmt.Errorf("consent %s: a record read for its terms only cannot be added", r.Consent.ID)
+		}
+		var err error
+		if c, err = mergeTerms(tx, key, r); err != nil {
+			return err
+		}
+	}
+	raw, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
-	if err := putJSON(b, key, consentBody{Consent: raw, AddedAt: r.AddedAt, RedirectURL: r.RedirectURL}); err != nil {
+	body, err := json.Marshal(consentBody{Consent: raw, AddedAt: r.AddedAt, RedirectURL: r.RedirectURL})
+	if err != nil {
+		return err
+	}
+	if err := b.Put(key, body); err != nil {
+		return err
+	}
+	if err := putTerms(tx, key, body, c, r.AddedAt, r.RedirectURL); err != nil {
 		return err
 	}
 	return putCursor(tx, r)
+}
+
+// refreshTerms writes the terms of a record that was read whole because its terms
+// were missing or stale (readTerms), from its stored body.
+func refreshTerms(tx kv.Tx, r *ConsentRecord) error {
+	key := []byte(r.Consent.ID)
+	body := tx.Bucket(bucketConsents).Get(key)
+	if body == nil {
+		return nil // putCursor reports it
+	}
+	b, err := decodeBody(key, body)
+	if err != nil {
+		return err
+	}
+	return putTerms(tx, key, body, b.Consent, b.AddedAt, b.RedirectURL)
 }
 
 // putCursor writes a consent's billing state and keeps the per-state counts in step.

@@ -59,7 +59,7 @@ func TestCopy_Etcd(t *testing.T) {
 	assert.Contains(t, commits, "consents 300")
 	assert.Contains(t, commits, "meta 4")
 	assert.Contains(t, commits, "poll 0", "an empty bucket is reported too")
-	assert.Len(t, commits, 1+15+14+1, "meta, 15 Updates of consents (300/20), 14 empty buckets, dates")
+	assert.Len(t, commits, 1+15+15+1, "meta, 15 Updates of consents (300/20), 15 empty buckets, dates")
 	require.NoError(t, kv.Compare(ctx, src, dst, storage.Buckets))
 	require.NoError(t, dst.View(ctx, func(tx kv.Tx) error {
 		assert.Equal(t, []byte{}, tx.Bucket([]byte("meta")).Get([]byte("empty")), "an empty value stays a present key")

@@ -50,6 +50,7 @@ func Run(t *testing.T, open Opener, caps ...Caps) {
 		{"Apply_AttemptsAndAttention", testApply_AttemptsAndAttention, ""},
 		{"Amounts", testAmounts, ""},
 		{"Apply_CursorOnly", testApply_CursorOnly, ""},
+		{"Terms", testTerms, ""},
 		{"DB_ConsentIDsDifferingOnlyInCase", testDB_ConsentIDsDifferingOnlyInCase, ""},
 		{"DB_Events", testDB_Events, ""},
 		{"DB_Events_AtomicWithTheChange", testDB_Events_AtomicWithTheChange, ""},

@@ -1,0 +1,119 @@
+package storagetest
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/kv"
+)
+
+// testTerms: a decision's read (GetConsentAttempt) goes through the consent's terms,
+// a partial record that writes its cursor and its status and nothing else, and a
+// body written without its terms (an older writer) is read whole until the next
+// cursor write writes them again.
+func testTerms(t *testing.T, open Opener) {
+	db := open(t)
+	ctx := context.Background()
+	rec := Record(t, "urn:t:a", storage.ConsentActive)
+	require.NoError(t, db.Apply(ctx, &storage.Change{Consent: rec, NewConsent: true}))
+	key := storage.AttemptKey{ConsentID: "urn:t:a"}
+
+	part, _, err := db.GetConsentAttempt(ctx, key)
+	require.NoError(t, err)
+	require.True(t, part.Partial())
+	assert.Equal(t, rec.Consent.Terms(), part.Consent, "the terms, and nothing else")
+	assert.Nil(t, part.Consent.PaymentMethodConfig.ContractDebtor, "no personal data of the debtor")
+	assert.NotNil(t, part.Consent.CreditorAccount.Holder, "who may cancel")
+	assert.Equal(t, rec.AddedAt, part.AddedAt)
+	assert.Equal(t, rec.Version, part.Version)
+	whole, err := db.GetConsent(ctx, "urn:t:a")
+	require.NoError(t, err)
+	assert.False(t, whole.Partial())
+	assert.Equal(t, rec.Consent, whole.Consent)
+
+	t.Run("a partial record writes its cursor", func(t *testing.T) {
+		part.NextCycle = 1
+		require.NoError(t, db.Apply(ctx, &storage.Change{Cursor: part}))
+		got, err := db.GetConsent(ctx, "urn:t:a")
+		require.NoError(t, err)
+		assert.Equal(t, rec.Consent, got.Consent)
+		assert.Equal(t, 1, got.NextCycle)
+	})
+	t.Run("a partial record writes its status into the whole consent", func(t *testing.T) {
+		part.Consent.Status = klavi.ConsentRevoked
+		part.State = storage.ConsentRevoked
+		require.NoError(t, db.Apply(ctx, &storage.Change{Consent: part}))
+		got, err := db.GetConsent(ctx, "urn:t:a")
+		require.NoError(t, err)
+		want := *rec.Consent
+		want.Status = klavi.ConsentRevoked
+		assert.Equal(t, &want, got.Consent, "every other field kept")
+		again, _, err := db.GetConsentAttempt(ctx, key)
+		require.NoError(t, err)
+		assert.True(t, again.Partial())
+		assert.Equal(t, klavi.ConsentRevoked, again.Consent.Status)
+		assert.Equal(t, storage.ConsentRevoked, again.State)
+		part = again
+	})
+	t.Run("any other change of a partial consent fails, and writes nothing", func(t *testing.T) {
+		before, err := db.GetConsent(ctx, "urn:t:a")
+		require.NoError(t, err)
+		changed := *part
+		c := *part.Consent
+		c.Billing.RemittanceInformation = "changed"
+		changed.Consent = &c
+		err = db.Apply(ctx, &storage.Change{Consent: &changed})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "terms only")
+		after, err := db.GetConsent(ctx, "urn:t:a")
+		require.NoError(t, err)
+		assert.Equal(t, before, after)
+		fresh := *part
+		fresh.Consent = &c
+		assert.Error(t, db.Apply(ctx, &storage.Change{Consent: &fresh, NewConsent: true}), "nor is one added")
+	})
+	for _, how := range []string{"written by an older writer", "missing"} {
+		t.Run("terms "+how+": read whole, then written again", func(t *testing.T) {
+			rewriteBody(t, db.Engine(), "urn:t:a", how == "missing", func(c map[string]any) {
+				c["billing"].(map[string]any)["remittanceInformation"] = "by hand " + how
+			})
+			got, _, err := db.GetConsentAttempt(ctx, key)
+			require.NoError(t, err)
+			assert.False(t, got.Partial(), "stale terms never serve")
+			assert.Equal(t, "by hand "+how, got.Consent.Billing.RemittanceInformation)
+			assert.NotNil(t, got.Consent.PaymentMethodConfig.ContractDebtor, "whole")
+			got.UpdatedAt = T0.Add(1)
+			require.NoError(t, db.Apply(ctx, &storage.Change{Cursor: got}))
+			got, _, err = db.GetConsentAttempt(ctx, key)
+			require.NoError(t, err)
+			assert.True(t, got.Partial(), "the cursor's write wrote the terms again")
+			assert.Equal(t, "by hand "+how, got.Consent.Billing.RemittanceInformation)
+			require.NoError(t, db.Check(ctx))
+		})
+	}
+	require.NoError(t, db.Check(ctx))
+}
+
+// rewriteBody changes a stored consent's body by hand, as a writer that knows no
+// terms would (and removes its terms when drop).
+func rewriteBody(t *testing.T, e kv.Engine, id string, drop bool, change func(map[string]any)) {
+	t.Helper()
+	require.NoError(t, e.Update(context.Background(), kv.Write{}, func(tx kv.Tx) error {
+		b := tx.Bucket([]byte("consents"))
+		var body map[string]any
+		require.NoError(t, json.Unmarshal(b.Get([]byte(id)), &body))
+		change(body["consent"].(map[string]any))
+		raw, err := json.Marshal(body)
+		require.NoError(t, err)
+		if drop {
+			require.NoError(t, tx.Bucket([]byte("consent_terms")).Delete([]byte(id)))
+		}
+		return b.Put([]byte(id), raw)
+	}))
+}

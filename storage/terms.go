@@ -1,0 +1,96 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"time"
+
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/storage/kv"
+)
+
+// Consent terms: what a due entry's decision reads of a consent, kept beside it.
+//
+//	consent_terms  consent id → CRC-32C of the stored body (4 bytes, big-endian) ‖
+//	               the body with the consent's Terms instead of the consent (JSON)
+//
+// A decision (GetConsentAttempt) decodes the terms, a few fields, not the whole
+// consent. The terms are a copy of the body, checked at every read: they serve only
+// while the checksum of the body as stored matches theirs, so a body written without
+// them (by an older billingd, or a tool) is read whole, never through stale terms.
+// Such a read marks the record, and the next write of its cursor writes its terms
+// again, so a store fills in its terms as it bills.
+//
+// A record read through its terms is partial (ConsentRecord.partial). Its cursor is
+// written as any other. Its consent can be written with its status changed (a
+// consent stopped, or authorized, by a decision) and nothing else: the store merges
+// that status into the stored body. Any other change of a partial consent fails the
+// write; read the record whole (GetConsent) to change it.
+var bucketTerms = []byte("consent_terms")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// putTerms writes the terms of consent c, whose body as stored is body.
+func putTerms(tx kv.Tx, key, body []byte, c *consent.Consent, addedAt time.Time, redirectURL string) error {
+	raw, err := json.Marshal(decodedBody{Consent: c.Terms(), AddedAt: addedAt, RedirectURL: redirectURL})
+	if err != nil {
+		return err
+	}
+	v := make([]byte, 4, 4+len(raw))
+	binary.BigEndian.PutUint32(v, crc32.Checksum(body, castagnoli))
+	return tx.Bucket(bucketTerms).Put(key, append(v, raw...))
+}
+
+// readTerms reads consent id, whose stored body is body, through its terms: a
+// partial record. It falls back to the whole body (readConsent) when the terms are
+// missing, or were written for another body; that record is marked for its terms to
+// be written again.
+func readTerms(tx kv.Tx, id, body []byte) (*ConsentRecord, error) {
+	t := tx.Bucket(bucketTerms).Get(id)
+	if len(t) < 4 || binary.BigEndian.Uint32(t) != crc32.Checksum(body, castagnoli) {
+		r, err := readConsent(tx, id, body)
+		if err == nil {
+			r.staleTerms = true
+		}
+		return r, err
+	}
+	r, err := readRecord(tx, id, t[4:])
+	if err != nil {
+		return nil, err
+	}
+	r.partial = true
+	return r, nil
+}
+
+// mergeTerms returns the consent to store for a partial record r: the stored
+// consent with r's status. It fails when r's consent differs from the stored
+// consent's terms in anything but the status.
+func mergeTerms(tx kv.Tx, key []byte, r *ConsentRecord) (*consent.Consent, error) {
+	body := tx.Bucket(bucketConsents).Get(key)
+	if body == nil {
+		return nil, fmt.Errorf("consent %s: %w", key, ErrNotFound)
+	}
+	stored, err := decodeBody(key, body)
+	if err != nil {
+		return nil, err
+	}
+	want := stored.Consent.Terms()
+	want.Status = r.Consent.Status
+	a, err := json.Marshal(want)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(r.Consent)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(a, b) {
+		return nil, fmt.Errorf("consent %s was read for its terms only, and was changed in more than its status: read it whole to change it", key)
+	}
+	full := stored.Consent
+	full.Status = r.Consent.Status
+	return full, nil
+}
