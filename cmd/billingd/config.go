@@ -18,6 +18,7 @@ import (
 
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/internal/gcpercent"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/scheduler"
 	"github.com/klavi-billing/billingd/webhook"
@@ -38,6 +39,7 @@ type Config struct {
 	Log       LogConfig       `yaml:"log"`
 	Leader    LeaderConfig    `yaml:"leader"`
 	Webhooks  WebhooksConfig  `yaml:"webhooks"`
+	Runtime   RuntimeConfig   `yaml:"runtime"`
 
 	src *configSource // where it was read from; nil for the defaults
 }
@@ -155,6 +157,13 @@ type CancellerConfig struct {
 	Identifier     string `yaml:"identifier"`
 }
 
+// RuntimeConfig tunes the Go runtime of the daemon (billingd run).
+type RuntimeConfig struct {
+	// GCPercent is the garbage collector's target (GOGC), gcpercent.Min to
+	// gcpercent.Max; the GOGC environment variable, when set, wins.
+	GCPercent int `yaml:"gc_percent"`
+}
+
 // SchedulerConfig drives the due scan and the status poll.
 type SchedulerConfig struct {
 	ScanSchedule string `yaml:"scan_schedule"`
@@ -254,8 +263,9 @@ func DefaultConfig() Config {
 			RefreshEvery:        24 * time.Hour,
 			RefreshBeforeSubmit: true,
 		},
-		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
-		Log:  LogConfig{Level: "info", Format: "auto"},
+		HTTP:    HTTPConfig{Listen: "127.0.0.1:8080"},
+		Runtime: RuntimeConfig{GCPercent: gcpercent.Default},
+		Log:     LogConfig{Level: "info", Format: "auto"},
 		Webhooks: WebhooksConfig{Endpoints: []WebhookEndpointConfig{}, MaxAge: webhook.DefaultMaxAge,
 			BackoffMin: webhook.DefaultBackoffMin, BackoffMax: webhook.DefaultBackoffMax, Timeout: webhook.DefaultTimeout,
 			Workers: webhook.DefaultWorkers, Interval: webhook.DefaultInterval},
@@ -444,6 +454,9 @@ func (c *Config) Validate() error {
 	}
 	if k.TokenRefreshBefore < 0 {
 		bad("klavi.token_refresh_before", "must not be negative")
+	}
+	if g := c.Runtime.GCPercent; g < gcpercent.Min || g > gcpercent.Max {
+		bad("runtime.gc_percent", "%d is outside %d..%d", g, gcpercent.Min, gcpercent.Max)
 	}
 	s := c.Scheduler
 	for key, spec := range map[string]string{"scheduler.scan_schedule": s.ScanSchedule, "scheduler.poll_schedule": s.PollSchedule} {

@@ -78,12 +78,15 @@ http:
 log:
   level: loud
   format: xml
+runtime:
+  gc_percent: 5
 `, []string{
 			"billing.lead_days: 1 is outside 2..10", "billing.submit_time", "billing.retry_mode", "billing.due_date_adjust",
 			"billing.extra_holidays[0]", "billing.retryable_reasons[0]: REVOKED_USER means the consent is revoked",
 			"billing.retryable_reasons[1]", "storage.path: is empty", "klavi.base_url", "klavi.max_attempts", "klavi.rate_limit",
 			"scheduler.scan_schedule", "scheduler.workers", "scheduler.batch: 0 is outside 1..10000",
 			"scheduler.record_batch: 20000 is outside 1..10000", "http.listen", "http.admin_token", "log.level", "log.format",
+			"runtime.gc_percent: 5 is outside 25..2000",
 		}},
 	}
 	for _, tt := range tests {

@@ -21,6 +21,7 @@ import (
 	"github.com/klavi-billing/billingd/admin"
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/console"
+	"github.com/klavi-billing/billingd/internal/gcpercent"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/leader"
 	"github.com/klavi-billing/billingd/metrics"
@@ -60,6 +61,9 @@ func runDaemon(ctx context.Context, a *app) error {
 	}
 	cfg.Log.Level = a.logLevelOr(cfg.Log.Level)
 	log := newLogger(cfg.Log, e.stderr)
+	if gc, fromEnv := gcpercent.Apply(cfg.Runtime.GCPercent); fromEnv {
+		log.Info("garbage collector target from GOGC; runtime.gc_percent ignored", "gc_percent", gc)
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

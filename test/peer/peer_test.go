@@ -75,6 +75,7 @@ import (
 
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/internal/gcpercent"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/scheduler"
@@ -98,6 +99,12 @@ func TestPeer(t *testing.T) {
 	workers := proc.EnvInt("PEER_WORKERS", 64)
 	rounds := proc.EnvInt("PEER_ROUNDS", 2)
 	began := time.Now()
+	// The daemon's garbage collector target (runtime.gc_percent), for billingd's side
+	// in this process; River's worker runs with the same GOGC. GOGC set in the
+	// environment wins on both sides.
+	gc, _ := gcpercent.Apply(gcpercent.Default)
+	riverGC = gc
+	report("garbage collector target %d on both sides (GOGC)", gc)
 
 	bin := postgresBin(t)
 	dir := workDir(t)
@@ -281,12 +288,16 @@ type riverResult struct {
 	SynchronousCommit string  `json:"synchronousCommit"`
 }
 
+// riverGC is the GOGC the River worker runs with: billingd's side's target.
+var riverGC = gcpercent.Default
+
 // runRiver runs the River worker once on a database of its own.
 func runRiver(t *testing.T, bin string, pg *postgres, run int, sbURL string, due, workers int, ref cycle.Date) (float64, string) {
 	cmd := exec.Command(bin, "-dsn", pg.dsn, "-pool-max-conns", strconv.Itoa(proc.EnvInt("PEER_PG_CONNS", 0)), "-database", fmt.Sprintf("peer_run%02d", run), "-sandbox", sbURL,
 		"-consents", fmt.Sprintf("urn:peer:run%02d-river-", run), "-jobs", strconv.Itoa(due), "-workers", strconv.Itoa(workers),
 		"-date", ref.String(), "-amount", "9990", "-timeout", "5m")
 	cmd.Args = append(cmd.Args, strings.Fields(os.Getenv("PEER_RIVER_FLAGS"))...)
+	cmd.Env = append(os.Environ(), "GOGC="+strconv.Itoa(riverGC))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	require.NoError(t, cmd.Run(), "river run %d: %s", run, stderr.String())
