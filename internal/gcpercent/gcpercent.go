@@ -7,8 +7,10 @@ import (
 
 // Default is the daemon's target, 400 (Go's own is 100). A due scan allocates about
 // 27 KB per submission, nearly all of it garbage at once; at 100 the collector took
-// about a tenth of the scan's CPU. BenchmarkScanSubmit measured 7,736/s at 100 and
-// 8,562/s at 400 (medians of three interleaved runs, docs/BENCHMARKS.md). The cost
+// about a tenth of the scan's CPU. BenchmarkScanSubmit (the sandbox in the same
+// process) measured 7,736/s at 100 and 8,562/s at 400, medians of three interleaved
+// runs; make bench-peer, billingd's side alone, 3 to 6 % more (docs/BENCHMARKS.md).
+// The cost
 // is a heap that may grow to five times the live heap between collections; set
 // GOMEMLIMIT to bound it.
 const Default = 400
