@@ -10,9 +10,8 @@ import (
 // about a tenth of the scan's CPU. BenchmarkScanSubmit (the sandbox in the same
 // process) measured 7,736/s at 100 and 8,562/s at 400, medians of three interleaved
 // runs; make bench-peer, billingd's side alone, 3 to 6 % more (docs/BENCHMARKS.md).
-// The cost
-// is a heap that may grow to five times the live heap between collections; set
-// GOMEMLIMIT to bound it.
+// The cost is a heap that may grow to five times the live heap between
+// collections; set GOMEMLIMIT to bound it.
 const Default = 400
 
 // Min and Max bound the configured target.
