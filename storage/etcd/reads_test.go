@@ -109,6 +109,35 @@ func TestEngine_Reads(t *testing.T) {
 		assert.Equal(t, int64(2), lag.serializable.Load(), "batch update")
 	})
 
+	t.Run("AKeyIsReadOnce", func(t *testing.T) {
+		e := newEngine(t)
+		put(t, e, "a", "1")
+		for _, w := range []*kv.Write{nil, {}, {Batch: true}} {
+			lag.reset()
+			fn := func(tx kv.Tx) error {
+				bk := tx.Bucket(kvtest.Buckets[0])
+				for range 3 {
+					assert.Equal(t, "1", string(bk.Get([]byte("a"))))
+					assert.Nil(t, bk.Get([]byte("none")))
+				}
+				if !tx.Writable() {
+					return nil
+				}
+				require.NoError(t, bk.Put([]byte("a"), []byte("2")))
+				assert.Equal(t, "2", string(bk.Get([]byte("a"))), "a write of the transaction wins")
+				require.NoError(t, bk.Delete([]byte("a")))
+				assert.Nil(t, bk.Get([]byte("a")), "and a delete")
+				return bk.Put([]byte("a"), []byte("1"))
+			}
+			if w == nil {
+				require.NoError(t, e.View(t.Context(), fn))
+			} else {
+				require.NoError(t, e.Update(t.Context(), *w, fn))
+			}
+			assert.Equal(t, int64(2), lag.linearizable.Load()+lag.serializable.Load(), "two keys, two reads (%v)", w)
+		}
+	})
+
 	t.Run("MemberBehindTheRevision", func(t *testing.T) {
 		e := newEngine(t)
 		put(t, e, "a", "1", "b", "2")

@@ -23,6 +23,12 @@ type tx struct {
 	// Engine.Update). walked: a Cursor walked a range in such a run.
 	optimistic, walked bool
 
+	// read holds the keys Get read from etcd and their values (nil: absent). The
+	// transaction reads one revision, so a key read twice (a record's version
+	// check, then the record; the cursor a consent's every write looks at) is read
+	// from etcd once.
+	read map[string][]byte
+
 	// Update only.
 	writes map[string][]byte // buffered puts; a nil value is a delete
 	keys   []string          // the keys of writes, sorted
@@ -122,6 +128,9 @@ func (b *bucket) Get(key []byte) []byte {
 	if v, ok := t.writes[k]; ok {
 		return v
 	}
+	if v, ok := t.read[k]; ok {
+		return v
+	}
 	resp := t.get(k)
 	if resp == nil {
 		return nil
@@ -133,10 +142,15 @@ func (b *bucket) Get(key []byte) []byte {
 	if t.writable {
 		t.gets[k] = rev
 	}
-	if len(resp.Kvs) == 0 {
-		return nil
+	var v []byte
+	if len(resp.Kvs) > 0 {
+		v = value(resp.Kvs[0].Value)
 	}
-	return value(resp.Kvs[0].Value)
+	if t.read == nil {
+		t.read = map[string][]byte{}
+	}
+	t.read[k] = v
+	return v
 }
 
 func (b *bucket) Put(key, v []byte) error {
