@@ -519,6 +519,11 @@ func (db *DB) GetConsentAttempt(ctx context.Context, k AttemptKey) (*ConsentReco
 	)
 	err := db.view(ctx, func(tx kv.Tx) error {
 		id := []byte(k.ConsentID)
+		if p, ok := tx.(kv.Prefetcher); ok {
+			key := attemptKeyBytes(k)
+			p.Prefetch([]kv.BucketKey{{Bucket: bucketConsents, Key: id}, {Bucket: bucketTerms, Key: id}, {Bucket: bucketCursors, Key: id},
+				{Bucket: bucketAttempts, Key: key}, {Bucket: bucketArchive, Key: key}})
+		}
 		body := tx.Bucket(bucketConsents).Get(id)
 		if body == nil {
 			return ErrNotFound
@@ -830,7 +835,12 @@ type Change struct {
 // longer holds, ErrExists or ErrNotFound for what the change assumes.
 func (db *DB) Apply(ctx context.Context, ch *Change) error {
 	sweepOn := true
-	run := func(tx kv.Tx) error { return applyTx(tx, ch, sweepOn) }
+	run := func(tx kv.Tx) error {
+		if p, ok := tx.(kv.Prefetcher); ok {
+			p.Prefetch(readsOf([]*Change{ch}))
+		}
+		return applyTx(tx, ch, sweepOn)
+	}
 	err := db.kv.Update(ctx, kv.Write{Fence: ch.Fence, Batch: true}, run)
 	if errors.Is(err, kv.ErrTooLarge) {
 		sweepOn = false // the archive's sweep made it too large: the change alone
@@ -870,6 +880,9 @@ func (db *DB) ApplyAll(ctx context.Context, chs []*Change) (applied int, err err
 		for {
 			part := chs[:n]
 			err = db.kv.Update(ctx, kv.Write{Fence: fence}, func(tx kv.Tx) error {
+				if p, ok := tx.(kv.Prefetcher); ok {
+					p.Prefetch(readsOf(part))
+				}
 				for _, ch := range part {
 					if err := applyTx(tx, ch, sweepOn); err != nil {
 						return err
@@ -906,6 +919,41 @@ func (db *DB) ApplyAll(ctx context.Context, chs []*Change) (applied int, err err
 		}
 	}
 	return applied, nil
+}
+
+// readsOf lists the keys applyTx reads to write chs, for an engine that reads
+// many keys at once (kv.Prefetcher): each record's cursor, body and count shard,
+// the high-water mark, and each attempt's live and archived record (with its
+// consent's cursor, which says whether the archive may hold it). The timelines'
+// last events (a range) are read as applyTx goes.
+func readsOf(chs []*Change) []kv.BucketKey {
+	var keys []kv.BucketKey
+	consent := func(id string) {
+		keys = append(keys, kv.BucketKey{Bucket: bucketConsents, Key: []byte(id)}, kv.BucketKey{Bucket: bucketCursors, Key: []byte(id)},
+			kv.BucketKey{Bucket: bucketMeta, Key: countsKey(id)})
+	}
+	attempt := func(k AttemptKey) {
+		key := attemptKeyBytes(k)
+		keys = append(keys, kv.BucketKey{Bucket: bucketAttempts, Key: key}, kv.BucketKey{Bucket: bucketArchive, Key: key},
+			kv.BucketKey{Bucket: bucketCursors, Key: []byte(k.ConsentID)})
+	}
+	for _, ch := range chs {
+		for _, r := range []*ConsentRecord{ch.Consent, ch.Cursor} {
+			if r != nil {
+				consent(r.Consent.ID)
+			}
+		}
+		if !ch.HighWater.IsZero() {
+			keys = append(keys, kv.BucketKey{Bucket: bucketMeta, Key: keyHighWater})
+		}
+		for _, a := range ch.Attempts {
+			attempt(a.AttemptKey)
+		}
+		for _, d := range ch.PutDue {
+			attempt(d.Key)
+		}
+	}
+	return keys
 }
 
 // versionOf is a stored attempt's version; 0 for none.

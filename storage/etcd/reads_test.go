@@ -138,6 +138,57 @@ func TestEngine_Reads(t *testing.T) {
 		}
 	})
 
+	t.Run("Prefetch", func(t *testing.T) {
+		e := newEngine(t)
+		put(t, e, "a", "1", "b", "2", "c", "3")
+		bucket := kvtest.Buckets[0]
+		keys := func(ks ...string) []kv.BucketKey {
+			var out []kv.BucketKey
+			for _, k := range ks {
+				out = append(out, kv.BucketKey{Bucket: bucket, Key: []byte(k)})
+			}
+			return out
+		}
+		for _, w := range []kv.Write{{}, {Batch: true}} {
+			lag.reset()
+			runs := 0
+			require.NoError(t, e.Update(t.Context(), w, func(tx kv.Tx) error {
+				runs++
+				bk := tx.Bucket(bucket)
+				require.NoError(t, bk.Put([]byte("c"), []byte("33")))
+				tx.(kv.Prefetcher).Prefetch(keys("a", "b", "c", "none", "a"))
+				reads := lag.linearizable.Load() + lag.serializable.Load()
+				assert.Equal(t, "1", string(bk.Get([]byte("a"))))
+				assert.Equal(t, "33", string(bk.Get([]byte("c"))), "the transaction's write wins")
+				assert.Nil(t, bk.Get([]byte("none")))
+				assert.Equal(t, reads, lag.linearizable.Load()+lag.serializable.Load(), "answered from the prefetch")
+				if runs == 1 {
+					// Another writer changes b, which was fetched but never read: no conflict.
+					put(t, e, "b", "22")
+				}
+				return bk.Put([]byte("out"), []byte("x"))
+			}))
+			assert.Equal(t, 1, runs, "a key fetched but not read is not in the read set (%+v)", w)
+			assert.Equal(t, int64(1), lag.linearizable.Load()+lag.serializable.Load(), "one key read alone, the rest in one Txn (%+v)", w)
+
+			runs = 0
+			var seen []string
+			require.NoError(t, e.Update(t.Context(), w, func(tx kv.Tx) error {
+				runs++
+				tx.(kv.Prefetcher).Prefetch(keys("a", "b"))
+				v := tx.Bucket(bucket).Get([]byte("b"))
+				seen = append(seen, string(v))
+				if runs == 1 {
+					put(t, e, "b", "2"+string(v)) // b changes after it was read
+				}
+				return tx.Bucket(bucket).Put([]byte("out"), v)
+			}))
+			assert.Equal(t, 2, runs, "a key fetched and read is in the read set (%+v)", w)
+			assert.Equal(t, "2"+seen[0], seen[1], "the second run reads b as changed")
+			assert.Equal(t, seen[1], string(get(t, e, "out")))
+		}
+	})
+
 	t.Run("MemberBehindTheRevision", func(t *testing.T) {
 		e := newEngine(t)
 		put(t, e, "a", "1", "b", "2")

@@ -27,7 +27,8 @@ type tx struct {
 	// transaction reads one revision, so a key read twice (a record's version
 	// check, then the record; the cursor a consent's every write looks at) is read
 	// from etcd once.
-	read map[string][]byte
+	read    map[string][]byte
+	readRev map[string]int64 // the ModRevision of each key in read (0: absent)
 
 	// Update only.
 	writes map[string][]byte // buffered puts; a nil value is a delete
@@ -128,29 +129,89 @@ func (b *bucket) Get(key []byte) []byte {
 	if v, ok := t.writes[k]; ok {
 		return v
 	}
-	if v, ok := t.read[k]; ok {
-		return v
-	}
-	resp := t.get(k)
-	if resp == nil {
-		return nil
-	}
-	var rev int64
-	if len(resp.Kvs) > 0 {
-		rev = resp.Kvs[0].ModRevision
+	if _, ok := t.read[k]; !ok {
+		resp := t.get(k)
+		if resp == nil {
+			return nil
+		}
+		t.keep(k, resp.Kvs)
 	}
 	if t.writable {
-		t.gets[k] = rev
+		if _, ok := t.gets[k]; !ok {
+			t.gets[k] = t.readRev[k]
+		}
 	}
-	var v []byte
-	if len(resp.Kvs) > 0 {
-		v = value(resp.Kvs[0].Value)
-	}
+	return t.read[k]
+}
+
+// keep records what a read of key k found (kvs: none, or the key).
+func (t *tx) keep(k string, kvs []*mvccpb.KeyValue) {
 	if t.read == nil {
-		t.read = map[string][]byte{}
+		t.read, t.readRev = map[string][]byte{}, map[string]int64{}
 	}
-	t.read[k] = v
-	return v
+	if len(kvs) == 0 {
+		t.read[k], t.readRev[k] = nil, 0
+		return
+	}
+	t.read[k], t.readRev[k] = value(kvs[0].Value), kvs[0].ModRevision
+}
+
+// Prefetch reads the keys not read or written yet in read-only Txns of at most the
+// engine's operation limit, at the transaction's revision (the first key is read
+// alone when none is fixed yet, as Get reads it). A Txn that fails (a member behind
+// the revision, a timeout) is dropped: Get reads its keys itself.
+func (t *tx) Prefetch(keys []kv.BucketKey) {
+	var want []string
+	for _, bk := range keys {
+		r, ok := t.e.buckets[string(bk.Bucket)]
+		if !ok {
+			panic(fmt.Sprintf("etcd: unknown bucket %q", bk.Bucket))
+		}
+		k := r.start + string(bk.Key)
+		if _, ok := t.writes[k]; ok {
+			continue
+		}
+		if _, ok := t.read[k]; ok || slices.Contains(want, k) {
+			continue
+		}
+		want = append(want, k)
+	}
+	if len(want) == 0 || t.err != nil {
+		return
+	}
+	if t.rev == 0 {
+		resp := t.get(want[0])
+		if resp == nil {
+			return
+		}
+		t.keep(want[0], resp.Kvs)
+		want = want[1:]
+	}
+	limit := t.e.MaxOps()
+	if limit <= 0 {
+		limit = 128
+	}
+	for len(want) > 0 {
+		part := want[:min(limit, len(want))]
+		want = want[len(part):]
+		ops := make([]clientv3.Op, len(part))
+		for i, k := range part {
+			ops[i] = clientv3.OpGet(k, clientv3.WithRev(t.rev), clientv3.WithSerializable())
+		}
+		ctx, cancel := context.WithTimeout(t.ctx, t.e.o.RequestTimeout)
+		resp, err := t.e.c.Txn(ctx).Then(ops...).Commit()
+		cancel()
+		if err != nil || len(resp.Responses) != len(part) {
+			return
+		}
+		for i, r := range resp.Responses {
+			rr := r.GetResponseRange()
+			if rr == nil {
+				return
+			}
+			t.keep(part[i], rr.Kvs)
+		}
+	}
 }
 
 func (b *bucket) Put(key, v []byte) error {

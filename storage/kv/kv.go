@@ -74,6 +74,18 @@ type Bucket interface {
 	Last(prefix []byte) (k, v []byte)
 }
 
+// A Prefetcher is a Tx that can read many keys in one round trip (etcd: one
+// read-only Txn). Prefetch reads those of keys the transaction has not read or
+// written yet, at the transaction's revision; a later Get of one is answered from
+// memory, and counts as read (for an Update's conflict check) only then. A prefetch
+// that fails leaves its keys to Get, which reports any failure.
+type Prefetcher interface {
+	Prefetch(keys []BucketKey)
+}
+
+// BucketKey names one key of one bucket.
+type BucketKey struct{ Bucket, Key []byte }
+
 // Cursor walks a bucket in key order. A nil key is the end.
 type Cursor interface {
 	First() (k, v []byte)

@@ -238,14 +238,17 @@ func (f fenced) ApplyAll(ctx context.Context, chs []*storage.Change) (int, error
 type countingKV struct {
 	clientv3.KV
 	linearizable, serializable, commits, failed, other atomic.Int64
+	// batches: read-only Txns (a transaction's prefetch), batchKeys the keys they read.
+	batches, batchKeys atomic.Int64
 	// Time spent waiting for each kind, in nanoseconds, summed over callers.
-	linNs, serNs, commitNs atomic.Int64
+	linNs, serNs, commitNs, batchNs atomic.Int64
 }
 
 // rpcCounts are a countingKV's counts at one moment.
 type rpcCounts struct {
 	linearizable, serializable, commits, failed, other int64
-	linNs, serNs, commitNs                             int64
+	batches, batchKeys                                 int64
+	linNs, serNs, commitNs, batchNs                    int64
 }
 
 func (c *countingKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
@@ -281,14 +284,14 @@ func (c *countingKV) Txn(ctx context.Context) clientv3.Txn {
 }
 
 func (c *countingKV) reset() {
-	for _, n := range []*atomic.Int64{&c.linearizable, &c.serializable, &c.commits, &c.failed, &c.other, &c.linNs, &c.serNs, &c.commitNs} {
+	for _, n := range []*atomic.Int64{&c.linearizable, &c.serializable, &c.commits, &c.failed, &c.other, &c.batches, &c.batchKeys, &c.linNs, &c.serNs, &c.commitNs, &c.batchNs} {
 		n.Store(0)
 	}
 }
 
 func (c *countingKV) snapshot() rpcCounts {
 	return rpcCounts{c.linearizable.Load(), c.serializable.Load(), c.commits.Load(), c.failed.Load(), c.other.Load(),
-		c.linNs.Load(), c.serNs.Load(), c.commitNs.Load()}
+		c.batches.Load(), c.batchKeys.Load(), c.linNs.Load(), c.serNs.Load(), c.commitNs.Load(), c.batchNs.Load()}
 }
 
 // per formats the counts per submission.
@@ -300,22 +303,38 @@ func (r rpcCounts) per(n int) string {
 		}
 		return float64(ns) / float64(n) / 1e6
 	}
-	return fmt.Sprintf("%.2f reads (%.2f linearizable, %.2f serializable), %.2f commits (%.3f failed compares), %.2f other; mean wait %.1f ms linearizable, %.1f ms serializable, %.1f ms commit",
-		f(r.linearizable+r.serializable), f(r.linearizable), f(r.serializable), f(r.commits), f(r.failed), f(r.other),
-		ms(r.linNs, r.linearizable), ms(r.serNs, r.serializable), ms(r.commitNs, r.commits))
+	each := 0.0
+	if r.batches > 0 {
+		each = float64(r.batchKeys) / float64(r.batches)
+	}
+	return fmt.Sprintf("%.2f reads (%.2f linearizable, %.2f serializable), %.2f batched reads (%.1f keys each), %.2f commits (%.3f failed compares), %.2f other; mean wait %.1f ms linearizable, %.1f ms serializable, %.1f ms batched, %.1f ms commit",
+		f(r.linearizable+r.serializable), f(r.linearizable), f(r.serializable), f(r.batches), each, f(r.commits), f(r.failed), f(r.other),
+		ms(r.linNs, r.linearizable), ms(r.serNs, r.serializable), ms(r.batchNs, r.batches), ms(r.commitNs, r.commits))
 }
 
 type countingTxn struct {
 	clientv3.Txn
 	c *countingKV
+	// reads: a Txn of Gets only, with no compare (a prefetch), counted apart from
+	// the commits; keys: its Gets.
+	cmp        bool
+	keys, puts int
 }
 
 func (t *countingTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
+	t.cmp = t.cmp || len(cs) > 0
 	t.Txn = t.Txn.If(cs...)
 	return t
 }
 
 func (t *countingTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	for _, op := range ops {
+		if op.IsGet() {
+			t.keys++
+		} else {
+			t.puts++
+		}
+	}
 	t.Txn = t.Txn.Then(ops...)
 	return t
 }
@@ -328,6 +347,12 @@ func (t *countingTxn) Else(ops ...clientv3.Op) clientv3.Txn {
 func (t *countingTxn) Commit() (*clientv3.TxnResponse, error) {
 	start := time.Now()
 	resp, err := t.Txn.Commit()
+	if !t.cmp && t.puts == 0 && t.keys > 0 {
+		t.c.batches.Add(1)
+		t.c.batchKeys.Add(int64(t.keys))
+		t.c.batchNs.Add(int64(time.Since(start)))
+		return resp, err
+	}
 	t.c.commits.Add(1)
 	t.c.commitNs.Add(int64(time.Since(start)))
 	if err == nil && !resp.Succeeded {
