@@ -27,7 +27,7 @@ func (s *Scheduler) Replan(ctx context.Context) (ReplanResult, error) {
 	var res ReplanResult
 	after := ""
 	for ctx.Err() == nil {
-		recs, err := s.store.ListConsents(ctx, after, s.cfg.Batch, storage.ConsentActive)
+		recs, err := s.store.ListConsentTerms(ctx, after, s.cfg.Batch, storage.ConsentActive)
 		if err != nil {
 			return res, fmt.Errorf("replan: %w", err)
 		}
@@ -35,6 +35,9 @@ func (s *Scheduler) Replan(ctx context.Context) (ReplanResult, error) {
 			break
 		}
 		after = recs[len(recs)-1].ID()
+		// The walk reads every active consent: on bolt, pages spread over the whole
+		// file in a store of long history. Give them back page by page.
+		s.store.ReleaseMapped()
 		for _, r := range recs {
 			res.Consents++
 			if !s.replanNeeded(r) {

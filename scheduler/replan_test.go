@@ -54,15 +54,15 @@ func TestScheduler_FirstScanReplans(t *testing.T) {
 	assert.Equal(t, storage.AttemptSubmitted, h.attempt(c.ID, 0, 0).State, "the first scan re-planned, then submitted the now-late cycle")
 }
 
-// heldListStore holds ListConsents (the re-plan's read of every active consent)
-// until release is closed or its context ends.
+// heldListStore holds ListConsentTerms (the re-plan's read of every active
+// consent) until release is closed or its context ends.
 type heldListStore struct {
 	storage.Store
 	entered chan struct{} // one value on the first call
 	release chan struct{}
 }
 
-func (h *heldListStore) ListConsents(ctx context.Context, after string, limit int, st storage.ConsentState) ([]*storage.ConsentRecord, error) {
+func (h *heldListStore) ListConsentTerms(ctx context.Context, after string, limit int, st storage.ConsentState) ([]*storage.ConsentRecord, error) {
 	select {
 	case h.entered <- struct{}{}:
 	default:
@@ -72,12 +72,12 @@ func (h *heldListStore) ListConsents(ctx context.Context, after string, limit in
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return h.Store.ListConsents(ctx, after, limit, st)
+	return h.Store.ListConsentTerms(ctx, after, limit, st)
 }
 
 // startHeld starts a scheduler on h's store, Klavi and clock, with h's config
 // changed by mod (the settings the daemon starts with), whose re-plan is held in
-// ListConsents until hs.release is closed. creates receives a value at every
+// ListConsentTerms until hs.release is closed. creates receives a value at every
 // CreatePayment, scans the result of every scan. Cron's own ticks are an hour away.
 func startHeld(t *testing.T, h *harness, mod func(*Config)) (s *Scheduler, hs *heldListStore, creates <-chan struct{}, scans <-chan ScanResult) {
 	t.Helper()

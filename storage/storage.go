@@ -97,7 +97,9 @@ var (
 type Store interface {
 	GetConsent(ctx context.Context, id string) (*ConsentRecord, error)
 	GetConsentAttempt(ctx context.Context, k AttemptKey) (*ConsentRecord, *Attempt, error)
+	ReleaseMapped()
 	ListConsents(ctx context.Context, after string, limit int, state ConsentState) ([]*ConsentRecord, error)
+	ListConsentTerms(ctx context.Context, after string, limit int, state ConsentState) ([]*ConsentRecord, error)
 	GetAttempt(ctx context.Context, k AttemptKey) (*Attempt, error)
 	Attempts(ctx context.Context, consentID string) ([]*Attempt, error)
 	Attention(ctx context.Context, s AttemptState, limit int) ([]*Attempt, error)
@@ -435,6 +437,18 @@ func readRecord(tx kv.Tx, id []byte, body []byte) (*ConsentRecord, error) {
 	return &r, nil
 }
 
+// ReleaseMapped gives back the resident memory that reading many records took: on
+// bolt, the file's pages leave this process's page tables (they stay in the page
+// cache, and a later read maps them again from there); on etcd, nothing. A walk of
+// every consent (the scheduler's start-up re-plan) calls it page by page, so that
+// a store of a year's history, whose records bbolt spread over the whole file, does
+// not map the file into the daemon's resident memory.
+func (db *DB) ReleaseMapped() {
+	if r, ok := db.kv.(interface{ ReleaseMapped() }); ok {
+		r.ReleaseMapped()
+	}
+}
+
 // GetConsent returns the stored consent id, or ErrNotFound.
 func (db *DB) GetConsent(ctx context.Context, id string) (*ConsentRecord, error) {
 	var r *ConsentRecord
@@ -456,6 +470,18 @@ func (db *DB) GetConsent(ctx context.Context, id string) (*ConsentRecord, error)
 // ListConsents returns up to limit consents with ids after the id after (""
 // starts at the beginning), in id order; state "" matches every state.
 func (db *DB) ListConsents(ctx context.Context, after string, limit int, state ConsentState) ([]*ConsentRecord, error) {
+	return db.listConsents(ctx, after, limit, state, readConsent)
+}
+
+// ListConsentTerms is ListConsents through the consents' terms (terms.go): each
+// record is partial where its terms are current, as GetConsentAttempt's. For a
+// walk that plans (the scheduler's re-plan), not one that shows or changes a
+// consent.
+func (db *DB) ListConsentTerms(ctx context.Context, after string, limit int, state ConsentState) ([]*ConsentRecord, error) {
+	return db.listConsents(ctx, after, limit, state, readTerms)
+}
+
+func (db *DB) listConsents(ctx context.Context, after string, limit int, state ConsentState, read func(kv.Tx, []byte, []byte) (*ConsentRecord, error)) ([]*ConsentRecord, error) {
 	var out []*ConsentRecord
 	err := db.view(ctx, func(tx kv.Tx) error {
 		c := tx.Bucket(bucketConsents).Cursor()
@@ -474,7 +500,7 @@ func (db *DB) ListConsents(ctx context.Context, after string, limit int, state C
 					continue
 				}
 			}
-			r, err := readConsent(tx, k, v)
+			r, err := read(tx, k, v)
 			if err != nil {
 				return err
 			}

@@ -200,6 +200,10 @@ func (db *engine) prefetch() {
 	}
 }
 
+// ReleaseMapped gives back the resident memory a walk of the mapping took
+// (storage.DB.ReleaseMapped).
+func (db *engine) ReleaseMapped() { db.release() }
+
 // release gives back the resident memory a walk of the mapping took. It holds a
 // read transaction, so the mapping cannot move meanwhile.
 func (db *engine) release() {

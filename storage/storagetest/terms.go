@@ -36,6 +36,16 @@ func testTerms(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	assert.False(t, whole.Partial())
 	assert.Equal(t, rec.Consent, whole.Consent)
+	listed, err := db.ListConsentTerms(ctx, "", 10, storage.ConsentActive)
+	require.NoError(t, err)
+	require.Len(t, listed, 1)
+	assert.True(t, listed[0].Partial())
+	assert.Equal(t, part, listed[0], "the listing reads what the decision reads")
+	db.ReleaseMapped() // a walk's pages given back: nothing read changes
+	listed, err = db.ListConsents(ctx, "", 10, storage.ConsentActive)
+	require.NoError(t, err)
+	require.Len(t, listed, 1)
+	assert.Equal(t, whole, listed[0])
 
 	t.Run("a partial record writes its cursor", func(t *testing.T) {
 		part.NextCycle = 1
