@@ -545,11 +545,6 @@ func (db *DB) GetConsentAttempt(ctx context.Context, k AttemptKey) (*ConsentReco
 	)
 	err := db.view(ctx, func(tx kv.Tx) error {
 		id := []byte(k.ConsentID)
-		if p, ok := tx.(kv.Prefetcher); ok {
-			key := attemptKeyBytes(k)
-			p.Prefetch([]kv.BucketKey{{Bucket: bucketConsents, Key: id}, {Bucket: bucketTerms, Key: id}, {Bucket: bucketCursors, Key: id},
-				{Bucket: bucketAttempts, Key: key}, {Bucket: bucketArchive, Key: key}})
-		}
 		body := tx.Bucket(bucketConsents).Get(id)
 		if body == nil {
 			return ErrNotFound
