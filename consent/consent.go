@@ -167,10 +167,11 @@ func ClientRequestID(id string, k, a int) string {
 
 // Terms returns a copy of c with only what billing decisions read: the id, status,
 // interval, reference start date, expiry, amounts, retry acceptance, currency and
-// contract id, the creditor account (whose holder may cancel payments) and the
-// billing settings. The customer, the debtor account and contract debtor, the
-// first payment, the client metadata, the external info and the redirect URL are
-// left out. c is not changed; the copy shares nothing that c's setters change.
+// contract id, and the billing settings. The customer, the accounts, the contract
+// debtor, the first payment, the client metadata, the external info and the
+// redirect URL are left out (who may cancel a payment, the creditor account's
+// holder, is read from the whole consent). c is not changed; the copy shares
+// nothing that c's setters change.
 //
 // The store keeps a consent's Terms beside it so that a due entry's decision
 // decodes a few fields, not the whole consent (storage: GetConsentAttempt).
@@ -178,7 +179,6 @@ func (c *Consent) Terms() *Consent {
 	t := &Consent{Billing: c.Billing}
 	t.ID, t.Status = c.ID, c.Status
 	t.ExpirationDateTime = c.ExpirationDateTime
-	t.CreditorAccount = c.CreditorAccount
 	if p := c.PaymentMethodConfig; p != nil {
 		q := *p
 		q.ContractDebtor, q.FirstPayment = nil, nil

@@ -238,7 +238,11 @@ func (s *Scheduler) freshBeforeSubmit(ctx context.Context, rec *storage.ConsentR
 // (handlePoll), with the clock checked, and tries again at every poll until Klavi
 // takes the cancellation or the date comes. It adds to ch.
 func (s *Scheduler) pollNow(rec *storage.ConsentRecord, now time.Time, ch *storage.Change) error {
-	if s.cancellerFor(rec) == nil {
+	by, err := s.cancellerFor(rec)
+	if err != nil {
+		return err
+	}
+	if by == nil {
 		s.log.Error("a revoked consent's scheduled payments cannot be canceled: set klavi.canceller (or give the consent's creditorAccount a holder); they are followed to their end",
 			"consent_id", rec.ID())
 		return nil
@@ -307,11 +311,14 @@ func (s *Scheduler) CancelPayment(ctx context.Context, consentID, paymentID, act
 // cancelInto cancels a's payment at Klavi and, when Klavi takes it, records the
 // attempt REJECTED with status CANCELED into ch (its poll entry removed).
 func (s *Scheduler) cancelInto(ctx context.Context, rec *storage.ConsentRecord, a *storage.Attempt, now time.Time, actor string, ch *storage.Change) error {
-	by := s.cancellerFor(rec)
+	by, err := s.cancellerFor(rec)
+	if err != nil {
+		return err
+	}
 	if by == nil {
 		return ErrNoCanceller
 	}
-	ctx, err := s.acting(ctx)
+	ctx, err = s.acting(ctx)
 	if err != nil {
 		return err
 	}
@@ -336,12 +343,21 @@ func (s *Scheduler) cancelInto(ctx context.Context, rec *storage.ConsentRecord, 
 }
 
 // cancellerFor is who cancels rec's payments: Config.Canceller, else the consent's
-// creditorAccount holder; nil when neither is known.
-func (s *Scheduler) cancellerFor(rec *storage.ConsentRecord) *klavi.Person {
+// creditorAccount holder; nil when neither is known. A record read through its
+// terms (storage: GetConsentAttempt) has no accounts: the consent is read whole.
+func (s *Scheduler) cancellerFor(rec *storage.ConsentRecord) (*klavi.Person, error) {
 	if by := s.cfg.Canceller; by != nil && by.Identifier != "" {
-		return by
+		return by, nil
 	}
-	return creditorHolder(rec.Consent)
+	c := rec.Consent
+	if rec.Partial() {
+		whole, err := s.store.GetConsent(context.Background(), rec.ID())
+		if err != nil {
+			return nil, err
+		}
+		c = whole.Consent
+	}
+	return creditorHolder(c), nil
 }
 
 // creditorHolder is the receiver's holder of a consent, who may cancel its payments.

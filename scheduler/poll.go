@@ -38,7 +38,11 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 	// revocation came from the bank or an operator, and for a payment found in the
 	// orders list after it): tried at every poll until Klavi takes it or the date
 	// comes, on a clock the poll has checked.
-	cancelLater := rec.State == storage.ConsentRevoked && att.Date.After(cycle.DateOf(now)) && s.cancellerFor(rec) != nil
+	by, err := s.cancellerFor(rec)
+	if err != nil {
+		return err
+	}
+	cancelLater := rec.State == storage.ConsentRevoked && att.Date.After(cycle.DateOf(now)) && by != nil
 	if cancelLater {
 		err := s.cancelInto(ctx, rec, att, now, storage.ActorBillingd, ch)
 		if err == nil {

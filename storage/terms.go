@@ -77,13 +77,15 @@ func mergeTerms(tx kv.Tx, key []byte, r *ConsentRecord) (*consent.Consent, error
 	if err != nil {
 		return nil, err
 	}
+	// Both sides through Terms: terms written by a billingd that kept more fields
+	// compare as the current ones.
 	want := stored.Consent.Terms()
 	want.Status = r.Consent.Status
 	a, err := json.Marshal(want)
 	if err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(r.Consent)
+	b, err := json.Marshal(r.Consent.Terms())
 	if err != nil {
 		return nil, err
 	}

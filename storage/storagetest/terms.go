@@ -29,7 +29,7 @@ func testTerms(t *testing.T, open Opener) {
 	require.True(t, part.Partial())
 	assert.Equal(t, rec.Consent.Terms(), part.Consent, "the terms, and nothing else")
 	assert.Nil(t, part.Consent.PaymentMethodConfig.ContractDebtor, "no personal data of the debtor")
-	assert.NotNil(t, part.Consent.CreditorAccount.Holder, "who may cancel")
+	assert.Nil(t, part.Consent.CreditorAccount, "nor the accounts")
 	assert.Equal(t, rec.AddedAt, part.AddedAt)
 	assert.Equal(t, rec.Version, part.Version)
 	whole, err := db.GetConsent(ctx, "urn:t:a")
