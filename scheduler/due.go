@@ -133,7 +133,7 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 		s.log.Error("cycle missed", "consent_id", c.ID, "cycle", k, "due", plan.Due.String(), "deadline", plan.Deadline.String())
 		s.emit(ch, EventMissed, now, c, a, a.Reason)
 		return s.store.Apply(ctx, ch)
-	case plan.State == StatePlanned && s.submitAt(plan.SubmitOn).After(now):
+	case plan.State == StatePlanned && (plan.SubmitOn.After(today) || s.early(plan.SubmitOn, it, now)):
 		// Early: queued under other settings (lead days, submit time) that the re-plan
 		// has not caught up with yet (a started scheduler's scans do not wait for it,
 		// replanAside). Move the entry to the current settings' instant.
@@ -320,6 +320,18 @@ func (s *Scheduler) lapse(sub *submission, now time.Time) (*storage.Change, erro
 		return nil, err
 	}
 	return ch, nil
+}
+
+// early reports whether an original due entry it, read due on its submit day, was
+// queued before the instant the current settings give that day (submitAt). An entry
+// at that instant or later is not early, even when now reads a little before it: the
+// pass read the entry due at its own reading of the clock, and a decision whose clock
+// stepped back since (within the tolerance) must not leave it a scan, which at the
+// last submit instant of a window (lead 2, a submit time near midnight) would record
+// the cycle MISSED.
+func (s *Scheduler) early(submitOn cycle.Date, it storage.DueItem, now time.Time) bool {
+	at := s.submitAt(submitOn)
+	return at.After(now) && at.After(it.At)
 }
 
 // sendBefore is the first instant a's request may no longer be sent: the Brasília

@@ -2,12 +2,15 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/kv"
 )
@@ -231,4 +234,57 @@ func TestPolicy_PreviewStored(t *testing.T) {
 	arec := h.add(aw)
 	pv = pol.PreviewStored(arec, nil, d("2026-02-02"), 2, nil)
 	assert.Equal(t, StateAwaiting, pv.Cycles[0].State)
+}
+
+// stepBackStore steps the clock back by step right after the scan's first read of
+// the due index: the wall clock corrected (an NTP step) by less than the clock
+// tolerance while a pass runs, so the pass goes on and decides on readings a little
+// behind the one it read the index at.
+type stepBackStore struct {
+	Store
+	clock *clock.Fake
+	step  time.Duration
+	done  atomic.Bool
+}
+
+func (s *stepBackStore) DueBefore(ctx context.Context, t time.Time, limit int) ([]storage.DueItem, error) {
+	items, err := s.Store.DueBefore(ctx, t, limit)
+	if s.done.CompareAndSwap(false, true) {
+		s.clock.Set(s.clock.Now().Add(-s.step))
+	}
+	return items, err
+}
+
+// An original queued at the current settings' instant is due once the pass has read
+// it: a decision whose clock reads a few seconds before that instant (the clock
+// stepped back within the tolerance) sends it, rather than "moving" it to where it
+// is and leaving it a scan. On the window's last day at 23:59 (lead 2) the next scan
+// is after midnight, and the cycle would be MISSED.
+func TestScanDue_EntryAtItsInstantIsNotEarlyOnAClockReadBehind(t *testing.T) {
+	for _, workers := range []int{1, 4} {
+		t.Run(fmt.Sprintf("workers %d", workers), func(t *testing.T) {
+			h := newHarness(t, at("2026-01-08", 12, 0), func(c *Config) {
+				c.Policy.LeadDays, c.SubmitHour, c.SubmitMinute, c.Workers = 2, 23, 59, workers
+			})
+			c := loadExample(t, "monthly-31st.json")
+			c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10")
+			rec := h.add(c)
+			require.True(t, rec.NextDue.Equal(at("2026-01-08", 23, 59)), "queued for %s", rec.NextDue)
+
+			h.clock.Set(at("2026-01-08", 23, 59)) // the minute's tick
+			s, err := New(h.s.cfg, &stepBackStore{Store: h.db, clock: h.clock, step: 2 * time.Second}, h.kl, WithClock(h.clock))
+			require.NoError(t, err)
+			h.s = s
+			res, err := s.Scan(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, 1, res.Handled)
+			require.Len(t, h.kl.createCalls(), 1, "sent by the scan that read it due")
+
+			h.clock.Set(at("2026-01-09", 0, 0)) // the next tick: the window has closed
+			_, err = s.Scan(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, storage.AttemptSubmitted, h.attempt(c.ID, 0, 0).State)
+			assertExactlyOnce(t, h)
+		})
+	}
 }
