@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -287,4 +288,87 @@ func TestScanDue_EntryAtItsInstantIsNotEarlyOnAClockReadBehind(t *testing.T) {
 			assertExactlyOnce(t, h)
 		})
 	}
+}
+
+// raceStore lets a started scheduler's re-plan (held in ListConsents) run at the
+// scan's first read of the due index, and returns that read once the re-plan has
+// moved the consent's entry: the scan then decides on an entry the re-plan moved
+// after the scan read it, as the two may when they run side by side.
+type raceStore struct {
+	storage.Store
+	release, moved chan struct{}
+	read, signal   atomic.Bool
+}
+
+func (r *raceStore) ListConsents(ctx context.Context, after string, limit int, st storage.ConsentState) ([]*storage.ConsentRecord, error) {
+	select {
+	case <-r.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return r.Store.ListConsents(ctx, after, limit, st)
+}
+
+func (r *raceStore) Apply(ctx context.Context, ch *storage.Change) error {
+	err := r.Store.Apply(ctx, ch)
+	if err == nil && ch.Cursor != nil && len(ch.DelDue) == 1 && len(ch.PutDue) == 1 && r.signal.CompareAndSwap(false, true) {
+		close(r.moved) // the re-plan's move
+	}
+	return err
+}
+
+func (r *raceStore) DueBefore(ctx context.Context, t time.Time, limit int) ([]storage.DueItem, error) {
+	items, err := r.Store.DueBefore(ctx, t, limit)
+	if r.read.CompareAndSwap(false, true) {
+		close(r.release)
+		select {
+		case <-r.moved:
+		case <-time.After(10 * time.Second): // a guard, not a wait for work
+			return nil, errors.New("the re-plan moved nothing in 10s")
+		}
+	}
+	return items, err
+}
+
+// A scan that sends an original the re-plan moved after the scan read it removes the
+// entry where it is now, not only the one it read: the copy left behind would be read
+// by the scan after the re-plan, which would send an attempt whose outcome is unknown
+// again at once instead of after its wait.
+func TestScheduler_ReplanBesideAScanLeavesNoStaleEntry(t *testing.T) {
+	h := newHarness(t, at("2026-01-07", 8, 0), nil) // lead 3, 09:00
+	c := loadExample(t, "monthly-31st.json")
+	c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-11")
+	rec := h.add(c)
+	require.True(t, rec.NextDue.Equal(at("2026-01-08", 9, 0)), "queued for %s", rec.NextDue)
+	h.clock.Set(at("2026-01-08", 9, 30)) // due under lead 3, and under lead 4 (7 Jan 09:00)
+	h.kl.inject = func(op, crid string) (error, bool) { return unknownErr("create payment"), false }
+
+	cfg := h.s.cfg
+	cfg.RefreshSchedule = "off"
+	cfg.Policy.LeadDays = 4
+	rs := &raceStore{Store: h.db, release: make(chan struct{}), moved: make(chan struct{})}
+	s, err := New(cfg, rs, h.kl, WithClock(h.clock))
+	require.NoError(t, err)
+	h.s = s
+	scans := make(chan ScanResult, 16)
+	require.NoError(t, s.Start(context.Background(), kv.Fence{}, "@every 1h", "@every 1h", Hooks{
+		AfterScan: func(_ time.Duration, res ScanResult, err error) {
+			assert.NoError(t, err)
+			scans <- res
+		}}))
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+
+	// The catch-up scan and the scan after the re-plan (which moved the entry), in
+	// either order: the second waits for the first, but their hooks may not.
+	handled := within(t, scans, "a first scan").Handled + within(t, scans, "a second scan").Handled
+	require.NoError(t, s.Close(context.Background()))
+	assert.Equal(t, 1, handled, "one decision: the catch-up scan's")
+
+	assert.Len(t, h.kl.createCalls(), 1, "sent once: the re-send waits its turn")
+	a := h.attempt(c.ID, 0, 0)
+	assert.Equal(t, storage.AttemptSubmitting, a.State)
+	due, err := h.db.DueBefore(context.Background(), at("2026-12-31", 0, 0), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 1, "one entry: the re-send's")
+	assert.True(t, due[0].At.Equal(a.DueAt), "%s, re-send at %s", due[0].At, a.DueAt)
 }
