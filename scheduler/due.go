@@ -128,12 +128,12 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 	case plan.State == StateMissed:
 		a := newAttempt(storage.AttemptMissed, fmt.Sprintf(
 			"the submission window for due date %s closed on %s before billingd could submit", plan.Due, plan.Deadline))
-		ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: []storage.DueItem{it}}
+		ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: dueEntries(rec, it)}
 		s.advance(rec, sched, k, now, ch)
 		s.log.Error("cycle missed", "consent_id", c.ID, "cycle", k, "due", plan.Due.String(), "deadline", plan.Deadline.String())
 		s.emit(ch, EventMissed, now, c, a, a.Reason)
 		return s.store.Apply(ctx, ch)
-	case plan.State == StatePlanned && s.submitAt(plan.SubmitOn).After(now):
+	case plan.State == StatePlanned && (plan.SubmitOn.After(today) || s.early(plan.SubmitOn, it, now)):
 		// Early: queued under other settings (lead days, submit time) that the re-plan
 		// has not caught up with yet (a started scheduler's scans do not wait for it,
 		// replanAside). Move the entry to the current settings' instant.
@@ -143,7 +143,7 @@ func (s *Scheduler) handleOriginal(ctx context.Context, rec *storage.ConsentReco
 	case plan.Amount == nil:
 		a := newAttempt(storage.AttemptSkipped, fmt.Sprintf(
 			"variable consent: no amount was set for cycle %d (due %s) by its submission day", k, plan.Due))
-		ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: []storage.DueItem{it}}
+		ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: dueEntries(rec, it)}
 		s.advance(rec, sched, k, now, ch)
 		s.log.Warn("cycle skipped", "consent_id", c.ID, "cycle", k, "reason", a.Reason)
 		s.emit(ch, EventSkipped, now, c, a, a.Reason)
@@ -253,7 +253,7 @@ func (s *Scheduler) exchange(ctx context.Context, sub *submission, now time.Time
 		// nothing was ever sent with its key.
 		return s.lapse(sub, s.clock.Now())
 	}
-	ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: []storage.DueItem{it}}
+	ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: dueEntries(rec, it)}
 	if ans := answerOf(err); ans != answerCreated {
 		// Anything but a plain "created" is looked up in Klavi's orders list by the
 		// clientRequestId, never guessed (reconcile.go).
@@ -303,7 +303,7 @@ func settled(ch *storage.Change, err error) (*storage.Change, error) {
 // original) or DROPPED (a local retry, whose next one is then planned).
 func (s *Scheduler) lapse(sub *submission, now time.Time) (*storage.Change, error) {
 	rec, a, c := sub.rec, sub.a, sub.rec.Consent
-	ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: []storage.DueItem{sub.it}}
+	ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: dueEntries(rec, sub.it)}
 	if a.Attempt == 0 {
 		s.finish(a, storage.AttemptMissed, now, fmt.Sprintf(
 			"the submission window for due date %s closed on %s before billingd could submit", a.Date, a.Date.AddDays(-WindowClosesDays)))
@@ -320,6 +320,32 @@ func (s *Scheduler) lapse(sub *submission, now time.Time) (*storage.Change, erro
 		return nil, err
 	}
 	return ch, nil
+}
+
+// early reports whether an original due entry it, read due on its submit day, was
+// queued before the instant the current settings give that day (submitAt). An entry
+// at that instant or later is not early, even when now reads a little before it: the
+// pass read the entry due at its own reading of the clock, and a decision whose clock
+// stepped back since (within the tolerance) must not leave it a scan, which at the
+// last submit instant of a window (lead 2, a submit time near midnight) would record
+// the cycle MISSED.
+func (s *Scheduler) early(submitOn cycle.Date, it storage.DueItem, now time.Time) bool {
+	at := s.submitAt(submitOn)
+	return at.After(now) && at.After(it.At)
+}
+
+// dueEntries is what a decision on due entry it removes from the index: it and,
+// for the original of the consent's next cycle, the entry its cursor points at when
+// that is another one. The re-plan runs beside the scans (replanAside) and may move
+// an entry after a scan read it; the decision then removes the moved entry too, so
+// that no copy is left for a later scan to decide again (an attempt whose outcome is
+// unknown would be sent again at once, not after its wait).
+func dueEntries(rec *storage.ConsentRecord, it storage.DueItem) []storage.DueItem {
+	out := []storage.DueItem{it}
+	if it.Key.Attempt == 0 && rec.NextCycle == it.Key.Cycle && !rec.NextDue.IsZero() && !rec.NextDue.Equal(it.At) {
+		out = append(out, storage.DueItem{At: rec.NextDue, Key: it.Key})
+	}
+	return out
 }
 
 // sendBefore is the first instant a's request may no longer be sent: the Brasília

@@ -183,6 +183,12 @@ func TestPolicy_UpcomingOf(t *testing.T) {
 			now: at("2026-03-20", 10, 0), from: "2026-03-20", to: "2026-05-31",
 			want: []string{"original 5/0 2026-03-28T09:00:00-03:00 2026-03-31 99.90", "original 6/0 2026-04-27T09:00:00-03:00 2026-04-30 99.90",
 				"original 7/0 2026-05-28T09:00:00-03:00 2026-05-31 99.90"}},
+		{name: "queued under an earlier submit time on its submit day: at the current one, where the scan moves it",
+			rec: func(t *testing.T) *storage.ConsentRecord {
+				return monthly(t, func(r *storage.ConsentRecord) { r.NextDue = at("2026-03-28", 8, 0) })
+			},
+			now: at("2026-03-28", 7, 0), from: "2026-03-28", to: "2026-03-28",
+			want: []string{"original 5/0 2026-03-28T09:00:00-03:00 2026-03-31 99.90"}},
 		{name: "the range cuts", rec: func(t *testing.T) *storage.ConsentRecord { return monthly(t, nil) },
 			now: at("2026-03-20", 10, 0), from: "2026-03-29", to: "2026-04-27",
 			want: []string{"original 6/0 2026-04-27T09:00:00-03:00 2026-04-30 99.90"}},

@@ -2,12 +2,16 @@ package scheduler
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/kv"
 )
@@ -231,4 +235,140 @@ func TestPolicy_PreviewStored(t *testing.T) {
 	arec := h.add(aw)
 	pv = pol.PreviewStored(arec, nil, d("2026-02-02"), 2, nil)
 	assert.Equal(t, StateAwaiting, pv.Cycles[0].State)
+}
+
+// stepBackStore steps the clock back by step right after the scan's first read of
+// the due index: the wall clock corrected (an NTP step) by less than the clock
+// tolerance while a pass runs, so the pass goes on and decides on readings a little
+// behind the one it read the index at.
+type stepBackStore struct {
+	Store
+	clock *clock.Fake
+	step  time.Duration
+	done  atomic.Bool
+}
+
+func (s *stepBackStore) DueBefore(ctx context.Context, t time.Time, limit int) ([]storage.DueItem, error) {
+	items, err := s.Store.DueBefore(ctx, t, limit)
+	if s.done.CompareAndSwap(false, true) {
+		s.clock.Set(s.clock.Now().Add(-s.step))
+	}
+	return items, err
+}
+
+// An original queued at the current settings' instant is due once the pass has read
+// it: a decision whose clock reads a few seconds before that instant (the clock
+// stepped back within the tolerance) sends it, rather than "moving" it to where it
+// is and leaving it a scan. On the window's last day at 23:59 (lead 2) the next scan
+// is after midnight, and the cycle would be MISSED.
+func TestScanDue_EntryAtItsInstantIsNotEarlyOnAClockReadBehind(t *testing.T) {
+	for _, workers := range []int{1, 4} {
+		t.Run(fmt.Sprintf("workers %d", workers), func(t *testing.T) {
+			h := newHarness(t, at("2026-01-08", 12, 0), func(c *Config) {
+				c.Policy.LeadDays, c.SubmitHour, c.SubmitMinute, c.Workers = 2, 23, 59, workers
+			})
+			c := loadExample(t, "monthly-31st.json")
+			c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10")
+			rec := h.add(c)
+			require.True(t, rec.NextDue.Equal(at("2026-01-08", 23, 59)), "queued for %s", rec.NextDue)
+
+			h.clock.Set(at("2026-01-08", 23, 59)) // the minute's tick
+			s, err := New(h.s.cfg, &stepBackStore{Store: h.db, clock: h.clock, step: 2 * time.Second}, h.kl, WithClock(h.clock))
+			require.NoError(t, err)
+			h.s = s
+			res, err := s.Scan(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, 1, res.Handled)
+			require.Len(t, h.kl.createCalls(), 1, "sent by the scan that read it due")
+
+			h.clock.Set(at("2026-01-09", 0, 0)) // the next tick: the window has closed
+			_, err = s.Scan(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, storage.AttemptSubmitted, h.attempt(c.ID, 0, 0).State)
+			assertExactlyOnce(t, h)
+		})
+	}
+}
+
+// raceStore lets a started scheduler's re-plan (held in ListConsents) run at the
+// scan's first read of the due index, and returns that read once the re-plan has
+// moved the consent's entry: the scan then decides on an entry the re-plan moved
+// after the scan read it, as the two may when they run side by side.
+type raceStore struct {
+	storage.Store
+	release, moved chan struct{}
+	read, signal   atomic.Bool
+}
+
+func (r *raceStore) ListConsents(ctx context.Context, after string, limit int, st storage.ConsentState) ([]*storage.ConsentRecord, error) {
+	select {
+	case <-r.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return r.Store.ListConsents(ctx, after, limit, st)
+}
+
+func (r *raceStore) Apply(ctx context.Context, ch *storage.Change) error {
+	err := r.Store.Apply(ctx, ch)
+	if err == nil && ch.Cursor != nil && len(ch.DelDue) == 1 && len(ch.PutDue) == 1 && r.signal.CompareAndSwap(false, true) {
+		close(r.moved) // the re-plan's move
+	}
+	return err
+}
+
+func (r *raceStore) DueBefore(ctx context.Context, t time.Time, limit int) ([]storage.DueItem, error) {
+	items, err := r.Store.DueBefore(ctx, t, limit)
+	if r.read.CompareAndSwap(false, true) {
+		close(r.release)
+		select {
+		case <-r.moved:
+		case <-time.After(10 * time.Second): // a guard, not a wait for work
+			return nil, errors.New("the re-plan moved nothing in 10s")
+		}
+	}
+	return items, err
+}
+
+// A scan that sends an original the re-plan moved after the scan read it removes the
+// entry where it is now, not only the one it read: the copy left behind would be read
+// by the scan after the re-plan, which would send an attempt whose outcome is unknown
+// again at once instead of after its wait.
+func TestScheduler_ReplanBesideAScanLeavesNoStaleEntry(t *testing.T) {
+	h := newHarness(t, at("2026-01-07", 8, 0), nil) // lead 3, 09:00
+	c := loadExample(t, "monthly-31st.json")
+	c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-11")
+	rec := h.add(c)
+	require.True(t, rec.NextDue.Equal(at("2026-01-08", 9, 0)), "queued for %s", rec.NextDue)
+	h.clock.Set(at("2026-01-08", 9, 30)) // due under lead 3, and under lead 4 (7 Jan 09:00)
+	h.kl.inject = func(op, crid string) (error, bool) { return unknownErr("create payment"), false }
+
+	cfg := h.s.cfg
+	cfg.RefreshSchedule = "off"
+	cfg.Policy.LeadDays = 4
+	rs := &raceStore{Store: h.db, release: make(chan struct{}), moved: make(chan struct{})}
+	s, err := New(cfg, rs, h.kl, WithClock(h.clock))
+	require.NoError(t, err)
+	h.s = s
+	scans := make(chan ScanResult, 16)
+	require.NoError(t, s.Start(context.Background(), kv.Fence{}, "@every 1h", "@every 1h", Hooks{
+		AfterScan: func(_ time.Duration, res ScanResult, err error) {
+			assert.NoError(t, err)
+			scans <- res
+		}}))
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+
+	// The catch-up scan and the scan after the re-plan (which moved the entry), in
+	// either order: the second waits for the first, but their hooks may not.
+	handled := within(t, scans, "a first scan").Handled + within(t, scans, "a second scan").Handled
+	require.NoError(t, s.Close(context.Background()))
+	assert.Equal(t, 1, handled, "one decision: the catch-up scan's")
+
+	assert.Len(t, h.kl.createCalls(), 1, "sent once: the re-send waits its turn")
+	a := h.attempt(c.ID, 0, 0)
+	assert.Equal(t, storage.AttemptSubmitting, a.State)
+	due, err := h.db.DueBefore(context.Background(), at("2026-12-31", 0, 0), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 1, "one entry: the re-send's")
+	assert.True(t, due[0].At.Equal(a.DueAt), "%s, re-send at %s", due[0].At, a.DueAt)
 }

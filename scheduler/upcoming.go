@@ -106,8 +106,10 @@ func (p Policy) UpcomingOf(rec *storage.ConsentRecord, atts []*storage.Attempt, 
 				continue // in flight (a re-send, listed above) or decided
 			}
 			at = later(rec.NextDue, now)
-			if pl, _ := amountOf(k, cycle.DateOf(at)); pl.State == StatePlanned && pl.SubmitOn.After(cycle.DateOf(at)) {
-				at = submitAt(pl.SubmitOn) // queued early (lead days changed): moved to its submit day
+			if pl, _ := amountOf(k, cycle.DateOf(at)); pl.State == StatePlanned && submitAt(pl.SubmitOn).After(at) {
+				// Queued early (lead days or submit time changed): the scan moves it to the
+				// current settings' instant (handleOriginal), on its submit day too.
+				at = submitAt(pl.SubmitOn)
 			}
 		} else {
 			at = submitAt(sched.Due(k).AddDays(-p.LeadDays))
