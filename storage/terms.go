@@ -46,23 +46,22 @@ func putTerms(tx kv.Tx, key, body []byte, c *consent.Consent, addedAt time.Time,
 
 // readTerms reads consent id, whose stored body is body, through its terms: a
 // partial record. It falls back to the whole body (readConsent) when the terms are
-// missing, or were written for another body; that record is marked for its terms to
+// missing, were written for another body, or do not decode (the body, not a copy
+// of it, says whether the consent is sound); that record is marked for its terms to
 // be written again.
 func readTerms(tx kv.Tx, id, body []byte) (*ConsentRecord, error) {
 	t := tx.Bucket(bucketTerms).Get(id)
-	if len(t) < 4 || binary.BigEndian.Uint32(t) != crc32.Checksum(body, castagnoli) {
-		r, err := readConsent(tx, id, body)
-		if err == nil {
-			r.staleTerms = true
+	if len(t) >= 4 && binary.BigEndian.Uint32(t) == crc32.Checksum(body, castagnoli) {
+		if r, err := readRecord(tx, id, t[4:]); err == nil {
+			r.partial = true
+			return r, nil
 		}
-		return r, err
 	}
-	r, err := readRecord(tx, id, t[4:])
-	if err != nil {
-		return nil, err
+	r, err := readConsent(tx, id, body)
+	if err == nil {
+		r.staleTerms = true
 	}
-	r.partial = true
-	return r, nil
+	return r, err
 }
 
 // mergeTerms returns the consent to store for a partial record r: the stored

@@ -136,6 +136,21 @@ func testTerms(t *testing.T, open Opener) {
 		require.NoError(t, err)
 		require.True(t, part.Partial())
 	})
+	t.Run("terms that do not decode: read whole, then written again", func(t *testing.T) {
+		whole, err := db.GetConsent(ctx, "urn:t:a")
+		require.NoError(t, err)
+		writeTerms(t, db.Engine(), "urn:t:a", json.RawMessage(`{"consent":{"id":1}}`))
+		got, _, err := db.GetConsentAttempt(ctx, key)
+		require.NoError(t, err, "the body is sound: damaged terms do not stop its billing")
+		assert.False(t, got.Partial())
+		assert.Equal(t, whole.Consent, got.Consent)
+		got.UpdatedAt = T0.Add(2)
+		require.NoError(t, db.Apply(ctx, &storage.Change{Cursor: got}))
+		got, _, err = db.GetConsentAttempt(ctx, key)
+		require.NoError(t, err)
+		assert.True(t, got.Partial(), "the cursor's write wrote the terms again")
+		part = got
+	})
 	for _, how := range []string{"written by an older writer", "missing"} {
 		t.Run("terms "+how+": read whole, then written again", func(t *testing.T) {
 			rewriteBody(t, db.Engine(), "urn:t:a", how == "missing", func(c map[string]any) {
