@@ -46,28 +46,31 @@ func putTerms(tx kv.Tx, key, body []byte, c *consent.Consent, addedAt time.Time,
 
 // readTerms reads consent id, whose stored body is body, through its terms: a
 // partial record. It falls back to the whole body (readConsent) when the terms are
-// missing, or were written for another body; that record is marked for its terms to
+// missing, were written for another body, or do not decode (the body, not a copy
+// of it, says whether the consent is sound); that record is marked for its terms to
 // be written again.
 func readTerms(tx kv.Tx, id, body []byte) (*ConsentRecord, error) {
 	t := tx.Bucket(bucketTerms).Get(id)
-	if len(t) < 4 || binary.BigEndian.Uint32(t) != crc32.Checksum(body, castagnoli) {
-		r, err := readConsent(tx, id, body)
-		if err == nil {
-			r.staleTerms = true
+	if len(t) >= 4 && binary.BigEndian.Uint32(t) == crc32.Checksum(body, castagnoli) {
+		if r, err := readRecord(tx, id, t[4:]); err == nil {
+			r.partial = true
+			return r, nil
 		}
-		return r, err
 	}
-	r, err := readRecord(tx, id, t[4:])
-	if err != nil {
-		return nil, err
+	r, err := readConsent(tx, id, body)
+	if err == nil {
+		r.staleTerms = true
 	}
-	r.partial = true
-	return r, nil
+	return r, err
 }
 
 // mergeTerms returns the consent to store for a partial record r: the stored
-// consent with r's status. It fails when r's consent differs from the stored
-// consent's terms in anything but the status.
+// consent with r's status. It fails when r's consent differs in anything but the
+// status from what a read through the terms gives now: the terms as stored, while
+// they are the body's (an earlier billingd may have written them with more fields
+// than Terms keeps), or the body's Terms. r's consent is compared whole: a field
+// the terms leave out, set on a partial record, would not be written, so its write
+// fails rather than lose it.
 func mergeTerms(tx kv.Tx, key []byte, r *ConsentRecord) (*consent.Consent, error) {
 	body := tx.Bucket(bucketConsents).Get(key)
 	if body == nil {
@@ -77,22 +80,27 @@ func mergeTerms(tx kv.Tx, key []byte, r *ConsentRecord) (*consent.Consent, error
 	if err != nil {
 		return nil, err
 	}
-	// Both sides through Terms: terms written by a billingd that kept more fields
-	// compare as the current ones.
-	want := stored.Consent.Terms()
-	want.Status = r.Consent.Status
-	a, err := json.Marshal(want)
+	got, err := json.Marshal(r.Consent)
 	if err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(r.Consent.Terms())
-	if err != nil {
-		return nil, err
+	read := []*consent.Consent{stored.Consent.Terms()}
+	if t := tx.Bucket(bucketTerms).Get(key); len(t) >= 4 && binary.BigEndian.Uint32(t) == crc32.Checksum(body, castagnoli) {
+		if b, err := decodeBody(key, t[4:]); err == nil {
+			read = append(read, b.Consent)
+		}
 	}
-	if !bytes.Equal(a, b) {
-		return nil, fmt.Errorf("consent %s was read for its terms only, and was changed in more than its status: read it whole to change it", key)
+	for _, want := range read {
+		want.Status = r.Consent.Status
+		raw, err := json.Marshal(want)
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Equal(raw, got) {
+			full := stored.Consent
+			full.Status = r.Consent.Status
+			return full, nil
+		}
 	}
-	full := stored.Consent
-	full.Status = r.Consent.Status
-	return full, nil
+	return nil, fmt.Errorf("consent %s was read for its terms only, and was changed in more than its status: read it whole to change it", key)
 }

@@ -2,12 +2,15 @@ package storagetest
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"hash/crc32"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/kv"
@@ -88,6 +91,66 @@ func testTerms(t *testing.T, open Opener) {
 		fresh.Consent = &c
 		assert.Error(t, db.Apply(ctx, &storage.Change{Consent: &fresh, NewConsent: true}), "nor is one added")
 	})
+	t.Run("a change of a field the terms leave out fails too, and writes nothing", func(t *testing.T) {
+		before, err := db.GetConsent(ctx, "urn:t:a")
+		require.NoError(t, err)
+		for _, tt := range []struct {
+			name   string
+			change func(c *consent.Consent)
+		}{
+			{"creditor account", func(c *consent.Consent) { c.CreditorAccount = &klavi.Account{ISPB: "87654321", Number: "1"} }},
+			{"information", func(c *consent.Consent) { c.AdditionalInformation = "changed" }},
+			{"redirect url", func(c *consent.Consent) { c.RedirectURL = "https://elsewhere.example/" }},
+		} {
+			changed := *part
+			c := *part.Consent
+			tt.change(&c)
+			changed.Consent = &c
+			err = db.Apply(ctx, &storage.Change{Consent: &changed})
+			require.Error(t, err, "%s: the store would not write it", tt.name)
+			assert.Contains(t, err.Error(), "terms only", tt.name)
+		}
+		after, err := db.GetConsent(ctx, "urn:t:a")
+		require.NoError(t, err)
+		assert.Equal(t, before, after)
+	})
+	t.Run("terms written with more fields (an earlier billingd's) still take a status", func(t *testing.T) {
+		whole, err := db.GetConsent(ctx, "urn:t:a")
+		require.NoError(t, err)
+		require.NotNil(t, whole.Consent.CreditorAccount)
+		wider := whole.Consent.Terms()
+		wider.CreditorAccount = whole.Consent.CreditorAccount
+		writeTerms(t, db.Engine(), "urn:t:a", map[string]any{"consent": wider, "addedAt": whole.AddedAt})
+		got, _, err := db.GetConsentAttempt(ctx, key)
+		require.NoError(t, err)
+		require.True(t, got.Partial())
+		require.NotNil(t, got.Consent.CreditorAccount, "read as written")
+		got.Consent.Status = klavi.ConsentAuthorized
+		require.NoError(t, db.Apply(ctx, &storage.Change{Consent: got}))
+		after, err := db.GetConsent(ctx, "urn:t:a")
+		require.NoError(t, err)
+		want := *whole.Consent
+		want.Status = klavi.ConsentAuthorized
+		assert.Equal(t, &want, after.Consent, "every other field kept")
+		part, _, err = db.GetConsentAttempt(ctx, key)
+		require.NoError(t, err)
+		require.True(t, part.Partial())
+	})
+	t.Run("terms that do not decode: read whole, then written again", func(t *testing.T) {
+		whole, err := db.GetConsent(ctx, "urn:t:a")
+		require.NoError(t, err)
+		writeTerms(t, db.Engine(), "urn:t:a", json.RawMessage(`{"consent":{"id":1}}`))
+		got, _, err := db.GetConsentAttempt(ctx, key)
+		require.NoError(t, err, "the body is sound: damaged terms do not stop its billing")
+		assert.False(t, got.Partial())
+		assert.Equal(t, whole.Consent, got.Consent)
+		got.UpdatedAt = T0.Add(2)
+		require.NoError(t, db.Apply(ctx, &storage.Change{Cursor: got}))
+		got, _, err = db.GetConsentAttempt(ctx, key)
+		require.NoError(t, err)
+		assert.True(t, got.Partial(), "the cursor's write wrote the terms again")
+		part = got
+	})
 	for _, how := range []string{"written by an older writer", "missing"} {
 		t.Run("terms "+how+": read whole, then written again", func(t *testing.T) {
 			rewriteBody(t, db.Engine(), "urn:t:a", how == "missing", func(c map[string]any) {
@@ -108,6 +171,18 @@ func testTerms(t *testing.T, open Opener) {
 		})
 	}
 	require.NoError(t, db.Check(ctx))
+}
+
+// writeTerms writes the terms of a stored consent by hand, for its body as stored:
+// body is the terms' JSON.
+func writeTerms(t *testing.T, e kv.Engine, id string, body any) {
+	t.Helper()
+	raw, err := json.Marshal(body)
+	require.NoError(t, err)
+	require.NoError(t, e.Update(context.Background(), kv.Write{}, func(tx kv.Tx) error {
+		sum := crc32.Checksum(tx.Bucket([]byte("consents")).Get([]byte(id)), crc32.MakeTable(crc32.Castagnoli))
+		return tx.Bucket([]byte("consent_terms")).Put([]byte(id), append(binary.BigEndian.AppendUint32(nil, sum), raw...))
+	}))
 }
 
 // rewriteBody changes a stored consent's body by hand, as a writer that knows no
