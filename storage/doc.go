@@ -10,7 +10,7 @@
 //	meta       application marker, schema version, consent counts per state
 //	consents   consent id → the consent (JSON), written when added or its status changes
 //	cursors    consent id → its billing state, cursor and record version (JSON)
-//	consent_terms  consent id → CRC-32C of its stored body ‖ the body with only the
+//	consent_terms  consent id → CRC-32C of its body and layout ‖ the body with only the
 //	           consent's Terms (JSON): what a due entry's decision reads (terms.go)
 //	attempts   consent id ‖ 0 ‖ cycle ‖ attempt → Attempt (JSON, with its version):
 //	           the attempts that can still change (archive.go)

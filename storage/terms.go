@@ -14,7 +14,7 @@ import (
 
 // Consent terms: what a due entry's decision reads of a consent, kept beside it.
 //
-//	consent_terms  consent id → CRC-32C of the stored body (4 bytes, big-endian) ‖
+//	consent_terms  consent id → CRC-32C of the stored body and termsLayout (4 bytes) ‖
 //	               the body with the consent's Terms instead of the consent (JSON)
 //
 // A decision (GetConsentAttempt) decodes the terms, a few fields, not the whole
@@ -33,6 +33,18 @@ var bucketTerms = []byte("consent_terms")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// termsLayout names what consent.Consent.Terms keeps. It is summed with the body:
+// when Terms keeps another set of fields, change it, and every stored terms record
+// stops matching (each consent is read whole until its next cursor write writes its
+// terms again), so that no decision reads terms without a field it needs.
+var termsLayout = []byte("terms 2: no accounts")
+
+// termsSum is the checksum a terms record carries: CRC-32C of the body it was
+// written for, then of termsLayout.
+func termsSum(body []byte) uint32 {
+	return crc32.Update(crc32.Checksum(body, castagnoli), castagnoli, termsLayout)
+}
+
 // putTerms writes the terms of consent c, whose body as stored is body.
 func putTerms(tx kv.Tx, key, body []byte, c *consent.Consent, addedAt time.Time, redirectURL string) error {
 	raw, err := json.Marshal(decodedBody{Consent: c.Terms(), AddedAt: addedAt, RedirectURL: redirectURL})
@@ -40,7 +52,7 @@ func putTerms(tx kv.Tx, key, body []byte, c *consent.Consent, addedAt time.Time,
 		return err
 	}
 	v := make([]byte, 4, 4+len(raw))
-	binary.BigEndian.PutUint32(v, crc32.Checksum(body, castagnoli))
+	binary.BigEndian.PutUint32(v, termsSum(body))
 	return tx.Bucket(bucketTerms).Put(key, append(v, raw...))
 }
 
@@ -51,7 +63,7 @@ func putTerms(tx kv.Tx, key, body []byte, c *consent.Consent, addedAt time.Time,
 // be written again.
 func readTerms(tx kv.Tx, id, body []byte) (*ConsentRecord, error) {
 	t := tx.Bucket(bucketTerms).Get(id)
-	if len(t) >= 4 && binary.BigEndian.Uint32(t) == crc32.Checksum(body, castagnoli) {
+	if len(t) >= 4 && binary.BigEndian.Uint32(t) == termsSum(body) {
 		if r, err := readRecord(tx, id, t[4:]); err == nil {
 			r.partial = true
 			return r, nil
@@ -85,7 +97,7 @@ func mergeTerms(tx kv.Tx, key []byte, r *ConsentRecord) (*consent.Consent, error
 		return nil, err
 	}
 	read := []*consent.Consent{stored.Consent.Terms()}
-	if t := tx.Bucket(bucketTerms).Get(key); len(t) >= 4 && binary.BigEndian.Uint32(t) == crc32.Checksum(body, castagnoli) {
+	if t := tx.Bucket(bucketTerms).Get(key); len(t) >= 4 && binary.BigEndian.Uint32(t) == termsSum(body) {
 		if b, err := decodeBody(key, t[4:]); err == nil {
 			read = append(read, b.Consent)
 		}
@@ -103,4 +115,26 @@ func mergeTerms(tx kv.Tx, key []byte, r *ConsentRecord) (*consent.Consent, error
 		}
 	}
 	return nil, fmt.Errorf("consent %s was read for its terms only, and was changed in more than its status: read it whole to change it", key)
+}
+
+// termsProblem reports what is wrong with the terms of consent id, whose body and
+// whole record (r) are given: "" when they are missing or written for another body
+// (they do not serve; the next cursor write writes them again) or agree with the
+// body. Terms that would serve but say something else than the body's Terms are a
+// problem (Check): a decision would read them.
+func termsProblem(tx kv.Tx, id, body []byte, r *ConsentRecord) string {
+	t := tx.Bucket(bucketTerms).Get(id)
+	if len(t) < 4 || binary.BigEndian.Uint32(t) != termsSum(body) {
+		return ""
+	}
+	b, err := decodeBody(id, t[4:])
+	if err != nil {
+		return "its terms do not decode (a decision reads the body whole)"
+	}
+	got, err1 := json.Marshal(b.Consent)
+	want, err2 := json.Marshal(r.Consent.Terms())
+	if err1 != nil || err2 != nil || !bytes.Equal(got, want) || !b.AddedAt.Equal(r.AddedAt) || b.RedirectURL != r.RedirectURL {
+		return "its terms differ from its body"
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -125,6 +126,9 @@ func testTerms(t *testing.T, open Opener) {
 		require.NoError(t, err)
 		require.True(t, got.Partial())
 		require.NotNil(t, got.Consent.CreditorAccount, "read as written")
+		err = db.Check(ctx)
+		require.Error(t, err, "terms that would serve and differ from the body are reported")
+		assert.Contains(t, err.Error(), "its terms differ from its body")
 		got.Consent.Status = klavi.ConsentAuthorized
 		require.NoError(t, db.Apply(ctx, &storage.Change{Consent: got}))
 		after, err := db.GetConsent(ctx, "urn:t:a")
@@ -135,6 +139,26 @@ func testTerms(t *testing.T, open Opener) {
 		part, _, err = db.GetConsentAttempt(ctx, key)
 		require.NoError(t, err)
 		require.True(t, part.Partial())
+	})
+	t.Run("terms of another layout never serve", func(t *testing.T) {
+		whole, err := db.GetConsent(ctx, "urn:t:a")
+		require.NoError(t, err)
+		raw, err := json.Marshal(map[string]any{"consent": whole.Consent.Terms(), "addedAt": whole.AddedAt})
+		require.NoError(t, err)
+		require.NoError(t, db.Engine().Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+			// Summed over the body alone, as no layout of this billingd sums them.
+			sum := crc32.Checksum(tx.Bucket([]byte("consents")).Get([]byte("urn:t:a")), crc32.MakeTable(crc32.Castagnoli))
+			return tx.Bucket([]byte("consent_terms")).Put([]byte("urn:t:a"), append(binary.BigEndian.AppendUint32(nil, sum), raw...))
+		}))
+		got, _, err := db.GetConsentAttempt(ctx, key)
+		require.NoError(t, err)
+		assert.False(t, got.Partial(), "read whole")
+		got.UpdatedAt = T0.Add(3)
+		require.NoError(t, db.Apply(ctx, &storage.Change{Cursor: got}))
+		got, _, err = db.GetConsentAttempt(ctx, key)
+		require.NoError(t, err)
+		assert.True(t, got.Partial(), "written again in this layout")
+		part = got
 	})
 	t.Run("terms that do not decode: read whole, then written again", func(t *testing.T) {
 		whole, err := db.GetConsent(ctx, "urn:t:a")
@@ -180,8 +204,11 @@ func writeTerms(t *testing.T, e kv.Engine, id string, body any) {
 	raw, err := json.Marshal(body)
 	require.NoError(t, err)
 	require.NoError(t, e.Update(context.Background(), kv.Write{}, func(tx kv.Tx) error {
-		sum := crc32.Checksum(tx.Bucket([]byte("consents")).Get([]byte(id)), crc32.MakeTable(crc32.Castagnoli))
-		return tx.Bucket([]byte("consent_terms")).Put([]byte(id), append(binary.BigEndian.AppendUint32(nil, sum), raw...))
+		// The checksum of the current record: the body's and the terms layout's,
+		// which this package cannot compute.
+		cur := tx.Bucket([]byte("consent_terms")).Get([]byte(id))
+		require.GreaterOrEqual(t, len(cur), 4, "the consent has current terms")
+		return tx.Bucket([]byte("consent_terms")).Put([]byte(id), append(bytes.Clone(cur[:4]), raw...))
 	}))
 }
 
