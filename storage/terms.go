@@ -78,11 +78,10 @@ func readTerms(tx kv.Tx, id, body []byte) (*ConsentRecord, error) {
 
 // mergeTerms returns the consent to store for a partial record r: the stored
 // consent with r's status. It fails when r's consent differs in anything but the
-// status from what a read through the terms gives now: the terms as stored, while
-// they are the body's (an earlier billingd may have written them with more fields
-// than Terms keeps), or the body's Terms. r's consent is compared whole: a field
-// the terms leave out, set on a partial record, would not be written, so its write
-// fails rather than lose it.
+// status from the stored consent's Terms, which is what a read through the terms
+// gives (their checksum covers the body and termsLayout). r's consent is compared
+// whole: a field the terms leave out, set on a partial record, would not be
+// written, so its write fails rather than lose it.
 func mergeTerms(tx kv.Tx, key []byte, r *ConsentRecord) (*consent.Consent, error) {
 	body := tx.Bucket(bucketConsents).Get(key)
 	if body == nil {
@@ -92,29 +91,22 @@ func mergeTerms(tx kv.Tx, key []byte, r *ConsentRecord) (*consent.Consent, error
 	if err != nil {
 		return nil, err
 	}
-	got, err := json.Marshal(r.Consent)
+	want := stored.Consent.Terms()
+	want.Status = r.Consent.Status
+	a, err := json.Marshal(want)
 	if err != nil {
 		return nil, err
 	}
-	read := []*consent.Consent{stored.Consent.Terms()}
-	if t := tx.Bucket(bucketTerms).Get(key); len(t) >= 4 && binary.BigEndian.Uint32(t) == termsSum(body) {
-		if b, err := decodeBody(key, t[4:]); err == nil {
-			read = append(read, b.Consent)
-		}
+	b, err := json.Marshal(r.Consent)
+	if err != nil {
+		return nil, err
 	}
-	for _, want := range read {
-		want.Status = r.Consent.Status
-		raw, err := json.Marshal(want)
-		if err != nil {
-			return nil, err
-		}
-		if bytes.Equal(raw, got) {
-			full := stored.Consent
-			full.Status = r.Consent.Status
-			return full, nil
-		}
+	if !bytes.Equal(a, b) {
+		return nil, fmt.Errorf("consent %s was read for its terms only, and was changed in more than its status: read it whole to change it", key)
 	}
-	return nil, fmt.Errorf("consent %s was read for its terms only, and was changed in more than its status: read it whole to change it", key)
+	full := stored.Consent
+	full.Status = r.Consent.Status
+	return full, nil
 }
 
 // termsProblem reports what is wrong with the terms of consent id, whose body and
