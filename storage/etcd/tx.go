@@ -162,6 +162,7 @@ func (t *tx) keep(k string, kvs []*mvccpb.KeyValue) {
 // the revision, a timeout) is dropped: Get reads its keys itself.
 func (t *tx) Prefetch(keys []kv.BucketKey) {
 	var want []string
+	asked := make(map[string]bool, len(keys))
 	for _, bk := range keys {
 		r, ok := t.e.buckets[string(bk.Bucket)]
 		if !ok {
@@ -171,9 +172,10 @@ func (t *tx) Prefetch(keys []kv.BucketKey) {
 		if _, ok := t.writes[k]; ok {
 			continue
 		}
-		if _, ok := t.read[k]; ok || slices.Contains(want, k) {
+		if _, ok := t.read[k]; ok || asked[k] {
 			continue
 		}
+		asked[k] = true
 		want = append(want, k)
 	}
 	if len(want) == 0 || t.err != nil {
