@@ -14,7 +14,8 @@ import (
 
 // Consent terms: what a due entry's decision reads of a consent, kept beside it.
 //
-//	consent_terms  consent id → CRC-32C of the stored body and termsLayout (4 bytes) ‖
+//	consent_terms  consent id → CRC-32C of the stored body, termsLayout and the terms
+//	               (4 bytes) ‖
 //	               the body with the consent's Terms instead of the consent (JSON)
 //
 // A decision (GetConsentAttempt) decodes the terms, a few fields, not the whole
@@ -40,9 +41,18 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 var termsLayout = []byte("terms 2: no accounts")
 
 // termsSum is the checksum a terms record carries: CRC-32C of the body it was
-// written for, then of termsLayout.
-func termsSum(body []byte) uint32 {
-	return crc32.Update(crc32.Checksum(body, castagnoli), castagnoli, termsLayout)
+// written for, then of termsLayout, then of the terms themselves (raw, their JSON).
+// Terms damaged on disk, or edited by hand, stop matching as stale ones do: a
+// decision never reads an amount or a date the body does not hold.
+func termsSum(body, raw []byte) uint32 {
+	c := crc32.Update(crc32.Checksum(body, castagnoli), castagnoli, termsLayout)
+	return crc32.Update(c, castagnoli, raw)
+}
+
+// termsMatch reports whether the stored terms record t serves for body: it carries
+// the checksum of body, the layout and its own JSON.
+func termsMatch(t, body []byte) bool {
+	return len(t) >= 4 && binary.BigEndian.Uint32(t) == termsSum(body, t[4:])
 }
 
 // putTerms writes the terms of consent c, whose body as stored is body.
@@ -52,7 +62,7 @@ func putTerms(tx kv.Tx, key, body []byte, c *consent.Consent, addedAt time.Time,
 		return err
 	}
 	v := make([]byte, 4, 4+len(raw))
-	binary.BigEndian.PutUint32(v, termsSum(body))
+	binary.BigEndian.PutUint32(v, termsSum(body, raw))
 	return tx.Bucket(bucketTerms).Put(key, append(v, raw...))
 }
 
@@ -63,7 +73,7 @@ func putTerms(tx kv.Tx, key, body []byte, c *consent.Consent, addedAt time.Time,
 // be written again.
 func readTerms(tx kv.Tx, id, body []byte) (*ConsentRecord, error) {
 	t := tx.Bucket(bucketTerms).Get(id)
-	if len(t) >= 4 && binary.BigEndian.Uint32(t) == termsSum(body) {
+	if termsMatch(t, body) {
 		if r, err := readRecord(tx, id, t[4:]); err == nil {
 			r.partial = true
 			return r, nil
@@ -107,26 +117,4 @@ func mergeTerms(tx kv.Tx, key []byte, r *ConsentRecord) (*consent.Consent, error
 	full := stored.Consent
 	full.Status = r.Consent.Status
 	return full, nil
-}
-
-// termsProblem reports what is wrong with the terms of consent id, whose body and
-// whole record (r) are given: "" when they are missing or written for another body
-// (they do not serve; the next cursor write writes them again) or agree with the
-// body. Terms that would serve but say something else than the body's Terms are a
-// problem (Check): a decision would read them.
-func termsProblem(tx kv.Tx, id, body []byte, r *ConsentRecord) string {
-	t := tx.Bucket(bucketTerms).Get(id)
-	if len(t) < 4 || binary.BigEndian.Uint32(t) != termsSum(body) {
-		return ""
-	}
-	b, err := decodeBody(id, t[4:])
-	if err != nil {
-		return "its terms do not decode (a decision reads the body whole)"
-	}
-	got, err1 := json.Marshal(b.Consent)
-	want, err2 := json.Marshal(r.Consent.Terms())
-	if err1 != nil || err2 != nil || !bytes.Equal(got, want) || !b.AddedAt.Equal(r.AddedAt) || b.RedirectURL != r.RedirectURL {
-		return "its terms differ from its body"
-	}
-	return ""
 }
