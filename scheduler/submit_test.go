@@ -399,3 +399,52 @@ func TestScanDue_ReadsPastFailedEntries(t *testing.T) {
 		}
 	}
 }
+
+// The recorder's group: what has arrived, then, while sends are in flight, what
+// arrives within Config.RecordWindow, up to Config.RecordBatch.
+func TestPipeline_Gather(t *testing.T) {
+	answerOf := func(n int) answer { return answer{err: fmt.Errorf("answer %d", n)} }
+	pipe := func(batch int, window time.Duration) *pipeline {
+		return &pipeline{s: &Scheduler{cfg: Config{RecordBatch: batch, RecordWindow: window}}, answers: make(chan answer, 8)}
+	}
+	errsOf := func(group []answer) []string {
+		var out []string
+		for _, a := range group {
+			out = append(out, a.err.Error())
+		}
+		return out
+	}
+
+	t.Run("nothing in flight: what has arrived, at once", func(t *testing.T) {
+		p := pipe(256, time.Hour) // a wait would outlast the test
+		p.answers <- answerOf(2)
+		assert.Equal(t, []string{"answer 1", "answer 2"}, errsOf(p.gather(answerOf(1))))
+	})
+	t.Run("sends in flight: waits for their answers up to the batch", func(t *testing.T) {
+		p := pipe(3, time.Hour)
+		p.sending.Store(2)
+		got := make(chan []answer)
+		go func() { got <- p.gather(answerOf(1)) }()
+		p.answers <- answerOf(2)
+		p.answers <- answerOf(3)
+		assert.Equal(t, []string{"answer 1", "answer 2", "answer 3"}, errsOf(<-got))
+	})
+	t.Run("sends in flight: the window ends the wait", func(t *testing.T) {
+		p := pipe(256, time.Nanosecond)
+		p.sending.Store(1)
+		assert.Equal(t, []string{"answer 1"}, errsOf(p.gather(answerOf(1))))
+	})
+	t.Run("no window: what has arrived, at once", func(t *testing.T) {
+		p := pipe(256, -1)
+		p.sending.Store(1)
+		p.answers <- answerOf(2)
+		assert.Equal(t, []string{"answer 1", "answer 2"}, errsOf(p.gather(answerOf(1))))
+	})
+	t.Run("the queue closed: what it held", func(t *testing.T) {
+		p := pipe(256, time.Hour)
+		p.sending.Store(1)
+		p.answers <- answerOf(2)
+		close(p.answers)
+		assert.Equal(t, []string{"answer 1", "answer 2"}, errsOf(p.gather(answerOf(1))))
+	})
+}

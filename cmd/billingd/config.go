@@ -171,8 +171,11 @@ type SchedulerConfig struct {
 	Workers      int    `yaml:"workers"`
 	// Batch: due entries read, decided and written SUBMITTING in one transaction by
 	// a due scan; RecordBatch: answers recorded in one transaction at most.
-	Batch             int           `yaml:"batch"`
-	RecordBatch       int           `yaml:"record_batch"`
+	Batch       int `yaml:"batch"`
+	RecordBatch int `yaml:"record_batch"`
+	// RecordWindow: how long the recorder waits for more answers to commit with
+	// one (0: none).
+	RecordWindow      time.Duration `yaml:"record_window"`
 	PollMinInterval   time.Duration `yaml:"poll_min_interval"`
 	PollMaxInterval   time.Duration `yaml:"poll_max_interval"`
 	ResendMinInterval time.Duration `yaml:"resend_min_interval"`
@@ -249,6 +252,7 @@ func DefaultConfig() Config {
 			Workers:             16,
 			Batch:               scheduler.DefaultBatch,
 			RecordBatch:         scheduler.DefaultRecordBatch,
+			RecordWindow:        scheduler.DefaultRecordWindow,
 			PollMinInterval:     5 * time.Minute,
 			PollMaxInterval:     6 * time.Hour,
 			ResendMinInterval:   time.Minute,
@@ -472,6 +476,9 @@ func (c *Config) Validate() error {
 	}
 	if s.RecordBatch < 1 || s.RecordBatch > 10000 {
 		bad("scheduler.record_batch", "%d is outside 1..10000", s.RecordBatch)
+	}
+	if s.RecordWindow < 0 || s.RecordWindow > time.Second {
+		bad("scheduler.record_window", "%s is outside 0s..1s", s.RecordWindow)
 	}
 	if s.PollMinInterval <= 0 || s.PollMaxInterval < s.PollMinInterval {
 		bad("scheduler.poll_min_interval", "must be more than 0 and at most scheduler.poll_max_interval")

@@ -72,6 +72,7 @@ scheduler:
   workers: 0
   batch: 0
   record_batch: 20000
+  record_window: 2s
 http:
   listen: "8080"
   admin_token: short
@@ -85,7 +86,7 @@ runtime:
 			"billing.extra_holidays[0]", "billing.retryable_reasons[0]: REVOKED_USER means the consent is revoked",
 			"billing.retryable_reasons[1]", "storage.path: is empty", "klavi.base_url", "klavi.max_attempts", "klavi.rate_limit",
 			"scheduler.scan_schedule", "scheduler.workers", "scheduler.batch: 0 is outside 1..10000",
-			"scheduler.record_batch: 20000 is outside 1..10000", "http.listen", "http.admin_token", "log.level", "log.format",
+			"scheduler.record_batch: 20000 is outside 1..10000", "scheduler.record_window: 2s is outside 0s..1s", "http.listen", "http.admin_token", "log.level", "log.format",
 			"runtime.gc_percent: 5 is outside 25..2000",
 		}},
 	}

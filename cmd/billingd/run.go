@@ -400,6 +400,7 @@ func (c *Config) schedulerConfig() (scheduler.Config, error) {
 		Workers:             c.Scheduler.Workers,
 		Batch:               c.Scheduler.Batch,
 		RecordBatch:         c.Scheduler.RecordBatch,
+		RecordWindow:        recordWindow(c.Scheduler.RecordWindow),
 		PollMin:             c.Scheduler.PollMinInterval,
 		PollMax:             c.Scheduler.PollMaxInterval,
 		ResendMin:           c.Scheduler.ResendMinInterval,
@@ -556,4 +557,13 @@ func (d *daemon) storeName(cfg Config) string {
 		return "etcd " + cfg.Storage.Etcd.Prefix
 	}
 	return cfg.Storage.Path
+}
+
+// recordWindow is scheduler.record_window for scheduler.Config, where 0 means the
+// default: a configured 0 (no wait) is negative there.
+func recordWindow(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

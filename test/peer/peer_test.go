@@ -39,7 +39,8 @@
 // workers fetch at most 64 jobs per 100 ms); its pgx pool has pgx's default size.
 // PEER_PG_CONNS sets the pool's size; PEER_RIVER_FLAGS adds flags to the River
 // worker (e.g. "-fetch-cooldown 100ms -fetch-poll-interval 1s" for River's
-// defaults); PEER_CEILING_SECONDS (default 3) is the length of ceilings (a) to (c).
+// defaults); PEER_CEILING_SECONDS (default 3) is the length of ceilings (a) to (c);
+// PEER_CPUPROFILE, a directory, gets a CPU profile of each of billingd's timed scans.
 //
 // Lines starting "PEER:" are the figures; the last line is
 // "billingd/river ratio: X.XX" (the medians' ratio).
@@ -61,6 +62,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -190,7 +192,7 @@ func TestPeer(t *testing.T) {
 		var line string
 		switch side {
 		case "billingd":
-			rate, line = runBillingd(t, dir, run, ids(run, side), kc, &current, workers, ref)
+			rate, line = runBillingd(t, dir, run, ids(run, side), kc, &current, workers, ref, sb.Process.Pid)
 		case "river":
 			rate, line = runRiver(t, riverBin, pg, run, sbURL, due, workers, ref)
 		}
@@ -212,9 +214,11 @@ func TestPeer(t *testing.T) {
 	trivial := trivialPostRate(t, 64, window)
 	report("ceiling (c) loopback POST to a trivial net/http handler from 64 goroutines: %.0f/s; load average %s", trivial, proc.LoadAvg())
 	before := accepted()
+	cpu := startCPU(sb.Process.Pid)
 	sandboxRate := sandboxPostRate(t, sbURL, ids(0, "ceiling"), 64, ref)
+	used := cpu.stop(due)
 	require.Equal(t, due, accepted()-before, "ceiling (d): payments the sandbox accepted")
-	report("ceiling (d) CreatePayment to the sandbox process from 64 goroutines, nothing stored: %.0f/s (%d payments); load average %s", sandboxRate, due, proc.LoadAvg())
+	report("ceiling (d) CreatePayment to the sandbox process from 64 goroutines, nothing stored: %.0f/s (%d payments); %s; load average %s", sandboxRate, due, used, proc.LoadAvg())
 	ceiling := min(batch/2, trivial, sandboxRate)
 	report("ceiling: min(a/2 = %.0f, c = %.0f, d = %.0f) = %.0f submissions/s; billingd/ceiling %.2f; river/ceiling %.2f",
 		batch/2, trivial, sandboxRate, ceiling, bMed/ceiling, rMed/ceiling)
@@ -223,7 +227,7 @@ func TestPeer(t *testing.T) {
 }
 
 // runBillingd times one due scan of billingd submitting cs on a fresh durable store.
-func runBillingd(t *testing.T, dir string, run int, cs []*consent.Consent, kc *klavi.Client, current *atomic.Pointer[scheduler.Scheduler], workers int, ref cycle.Date) (float64, string) {
+func runBillingd(t *testing.T, dir string, run int, cs []*consent.Consent, kc *klavi.Client, current *atomic.Pointer[scheduler.Scheduler], workers int, ref cycle.Date, sandboxPid int) (float64, string) {
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	db, err := bolt.Open(filepath.Join(dir, fmt.Sprintf("billingd-run%02d.db", run)), bolt.Options{Logger: quiet})
@@ -249,9 +253,13 @@ func runBillingd(t *testing.T, dir string, run int, cs []*consent.Consent, kc *k
 
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
+	stopProfile := startProfile(t, dir, run)
+	cpu := startCPU(sandboxPid)
 	start := time.Now()
 	res, err := s.Scan(sctx)
 	took := time.Since(start)
+	used := cpu.stop(len(cs))
+	stopProfile()
 	require.NoError(t, err)
 	require.Equal(t, len(cs), res.Handled, "%+v %+v", res, s.ClockState())
 	require.Zero(t, res.Errors, "%+v", res)
@@ -267,8 +275,52 @@ func runBillingd(t *testing.T, dir string, run int, cs []*consent.Consent, kc *k
 	require.NoError(t, err)
 	require.Empty(t, left, "due entries left")
 	rate := float64(len(cs)) / took.Seconds()
-	return rate, fmt.Sprintf("%d submissions in %s: %.0f submissions/s (%d consents added in %s, not timed)",
-		res.Handled, took.Round(time.Millisecond), rate, len(cs), built.Round(time.Millisecond))
+	return rate, fmt.Sprintf("%d submissions in %s: %.0f submissions/s (%d consents added in %s, not timed); %s",
+		res.Handled, took.Round(time.Millisecond), rate, len(cs), built.Round(time.Millisecond), used)
+}
+
+// startProfile starts a CPU profile of this process for billingd's timed scan when
+// PEER_CPUPROFILE names a directory (one file per run, cpu-runNN.prof); the returned
+// function stops it.
+func startProfile(t *testing.T, dir string, run int) func() {
+	to := os.Getenv("PEER_CPUPROFILE")
+	if to == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(to, fmt.Sprintf("cpu-run%02d.prof", run)))
+	require.NoError(t, err)
+	require.NoError(t, pprof.StartCPUProfile(f))
+	return func() {
+		pprof.StopCPUProfile()
+		require.NoError(t, f.Close())
+	}
+}
+
+// A cpuSpan is the CPU time this process, the sandbox process and the whole machine
+// used over a timed part (/proc, 10 ms ticks).
+type cpuSpan struct {
+	sandboxPid          int
+	self, sandbox, busy time.Duration
+	total               time.Duration
+}
+
+func startCPU(sandboxPid int) *cpuSpan {
+	busy, total := proc.MachineCPU()
+	return &cpuSpan{sandboxPid: sandboxPid, self: proc.CPU(0), sandbox: proc.CPU(sandboxPid), busy: busy, total: total}
+}
+
+// stop says what the span used per item (µs of CPU time) and how busy the machine
+// was: the share of every CPU's time not idle.
+func (c *cpuSpan) stop(items int) string {
+	busy, total := proc.MachineCPU()
+	self, sb := proc.CPU(0)-c.self, proc.CPU(c.sandboxPid)-c.sandbox
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(items, 1)) }
+	machine := 0.0
+	if total > c.total {
+		machine = 100 * float64(busy-c.busy) / float64(total-c.total)
+	}
+	return fmt.Sprintf("CPU per item: this process %.0f µs, the sandbox %.0f µs, the rest of the machine %.0f µs; machine %.0f%% busy",
+		per(self), per(sb), per(busy-c.busy-self-sb), machine)
 }
 
 // riverResult is what test/peer/river prints.
