@@ -3,9 +3,10 @@ package storage
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
+
+	json "github.com/go-json-experiment/json/v1"
 
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/storage/kv"

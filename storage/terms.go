@@ -3,10 +3,11 @@ package storage
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"hash/crc32"
 	"time"
+
+	json "github.com/go-json-experiment/json/v1"
 
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/storage/kv"

@@ -1,0 +1,132 @@
+package storage
+
+import (
+	stdjson "encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	json "github.com/go-json-experiment/json/v1"
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/klavi/sandbox"
+	"github.com/klavi-billing/billingd/retry"
+)
+
+// The store's records are read and written with go-json-experiment's v1 package
+// (json in this package), the implementation encoding/json takes in later Go
+// releases, for its speed. It must write the bytes encoding/json writes, and read
+// what encoding/json reads, for every record the store keeps: records written by
+// either stay readable by both, in an upgrade and in a rollback.
+func TestCodec_AsEncodingJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 2026))
+	texts := []string{"", "a", `quote " and \ backslash`, "<script>&amp;</script>", "line\nbreak\ttab", "ção ü 日本", "\u2028\u2029", "\x00\x1f"}
+	text := func() string { return texts[rng.IntN(len(texts))] }
+	at := func() time.Time {
+		if rng.IntN(4) == 0 {
+			return time.Time{}
+		}
+		return time.Unix(1_700_000_000+rng.Int64N(100_000_000), rng.Int64N(1e9)).In(cycle.Brasilia)
+	}
+	date := func() cycle.Date {
+		if rng.IntN(4) == 0 {
+			return cycle.Date{}
+		}
+		return cycle.MustDate(2025, 1, 1).AddDays(rng.IntN(2000))
+	}
+	states := []AttemptState{AttemptSubmitting, AttemptSubmitted, AttemptCompleted, AttemptRejected, AttemptUnconfirmed, AttemptStuck, AttemptFailed, AttemptMissed, AttemptSkipped, AttemptPlanned, AttemptDropped}
+	attempt := func() *Attempt {
+		a := &Attempt{AttemptKey: AttemptKey{ConsentID: "urn:c:" + text(), Cycle: rng.IntN(500), Attempt: rng.IntN(4)},
+			State: states[rng.IntN(len(states))], ClientRequestID: text(), Date: date(), Amount: klavi.Cents(rng.Int64N(int64(klavi.MaxCents))),
+			PaymentID: text(), OriginalPaymentID: text(), Status: klavi.PaymentStatus(text()), Reason: text(), Sends: rng.IntN(3), Polls: rng.IntN(40),
+			DueAt: at(), NextPoll: at(), CreatedAt: at(), SubmittedAt: at(), UpdatedAt: at(), LastRetryDate: date(), PlannedRetries: rng.IntN(3),
+			Lookups: rng.IntN(3), Confirm: text(), UnknownSince: at(), Version: rng.Uint64() >> rng.IntN(64)}
+		if rng.IntN(2) == 0 {
+			a.Mode = []consent.RetryMode{consent.Attach, consent.Local, consent.Off}[rng.IntN(3)]
+			a.Strategy = &retry.Strategy{Days: []int{1, 3, 7}[:rng.IntN(4)], SkipWeekend: rng.IntN(2) == 0}
+		}
+		if rng.IntN(3) == 0 {
+			a.Resolved = &Resolution{At: at(), By: text(), Note: text(), State: states[rng.IntN(len(states))], Since: at()}
+		}
+		return a
+	}
+	event := func() *Event {
+		a := attempt()
+		e := AttemptEvent(text(), at(), a, text(), text())
+		if rng.IntN(3) == 0 {
+			e = Event{At: at(), Kind: text(), ConsentID: text(), Actor: text(), Reason: text()}
+		}
+		return &e
+	}
+	same := func(t *testing.T, v any, fresh func() any) {
+		t.Helper()
+		want, werr := stdjson.Marshal(v)
+		got, gerr := json.Marshal(v)
+		require.Equal(t, werr == nil, gerr == nil, "marshal errors: %v / %v", werr, gerr)
+		require.Equal(t, string(want), string(got), "marshal")
+		a, b := fresh(), fresh()
+		require.NoError(t, stdjson.Unmarshal(want, a))
+		require.NoError(t, json.Unmarshal(want, b))
+		require.Equal(t, a, b, "unmarshal of %s", want)
+	}
+	for i := range 2000 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			a := attempt()
+			same(t, a, func() any { return new(Attempt) })
+			same(t, a, func() any { return new(attemptHead) })
+			same(t, event(), func() any { return new(Event) })
+			same(t, &consentCursor{State: ConsentState(text()), StateReason: text(), UpdatedAt: at(), BillFrom: date(), NextCycle: rng.IntN(1000),
+				NextDue: at(), RefreshedAt: at(), Version: rng.Uint64()}, func() any { return new(consentCursor) })
+		})
+	}
+	// Consent bodies and their terms, from every interval the sandbox builds.
+	for i, iv := range []cycle.Interval{cycle.Weekly, cycle.Monthly, cycle.Quarterly, cycle.Semiannual, cycle.Yearly} {
+		c := &consent.Consent{CreatedConsent: *sandbox.SampleConsent(fmt.Sprintf("urn:c:%d", i), iv, date(), klavi.Cents(rng.Int64N(1_000_000)))}
+		raw, err := stdjson.Marshal(c)
+		require.NoError(t, err)
+		same(t, consentBody{Consent: raw, AddedAt: at(), RedirectURL: text()}, func() any { return new(decodedBody) })
+		same(t, decodedBody{Consent: c.Terms(), AddedAt: at()}, func() any { return new(decodedBody) })
+	}
+}
+
+// A string that is not valid UTF-8 (none reaches a record: they come from decoded
+// JSON or from billingd) is written with U+FFFD for the invalid bytes, as
+// encoding/json does, but as the character itself where encoding/json writes the
+// escape \ufffd: the same string when read by either.
+func TestCodec_InvalidUTF8(t *testing.T) {
+	e := Event{Kind: "x", ConsentID: "urn:c:\xff", Actor: "a"}
+	want, err := stdjson.Marshal(&e)
+	require.NoError(t, err)
+	got, err := json.Marshal(&e)
+	require.NoError(t, err)
+	require.Equal(t, `{"at":"0001-01-01T00:00:00Z","kind":"x","consentId":"urn:c:\ufffd","actor":"a"}`, string(want))
+	require.Equal(t, "{\"at\":\"0001-01-01T00:00:00Z\",\"kind\":\"x\",\"consentId\":\"urn:c:\ufffd\",\"actor\":\"a\"}", string(got))
+	for _, raw := range [][]byte{want, got} {
+		var a, b Event
+		require.NoError(t, stdjson.Unmarshal(raw, &a))
+		require.NoError(t, json.Unmarshal(raw, &b))
+		require.Equal(t, a, b)
+		require.Equal(t, "urn:c:\ufffd", a.ConsentID)
+	}
+}
+
+// What encoding/json refuses, the store's codec refuses: a damaged record is
+// ErrCorrupt with either.
+func TestCodec_RefusesWhatEncodingJSONRefuses(t *testing.T) {
+	good, err := stdjson.Marshal(&Attempt{AttemptKey: AttemptKey{ConsentID: "urn:c:1", Cycle: 2}, State: AttemptSubmitted, Amount: 99_90, Date: cycle.MustDate(2026, 3, 5)})
+	require.NoError(t, err)
+	bad := []string{"", "{", "null x", `{"amount":99.9}`, `{"amount":"abc"}`, `{"date":"2026-02-30"}`, `{"cycle":"2"}`, `{"state":1}`, `{"version":-1}`, `[1]`}
+	for n := 1; n < len(good); n += 7 {
+		bad = append(bad, string(good[:n])) // truncated
+	}
+	for _, raw := range bad {
+		var a, b Attempt
+		werr := stdjson.Unmarshal([]byte(raw), &a)
+		gerr := json.Unmarshal([]byte(raw), &b)
+		require.Equal(t, werr != nil, gerr != nil, "%q: encoding/json %v, codec %v", raw, werr, gerr)
+	}
+}
