@@ -81,15 +81,48 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 	var (
 		counts   sync.Mutex
 		seen     = map[storage.AttemptKey]bool{}
-		sem      = make(chan struct{}, s.cfg.Workers)
+		todo     = make(chan storage.Entry) // to a free decider
 		deciding sync.WaitGroup
 	)
 	defer func() {
+		close(todo)
 		deciding.Wait()
 		rfailed, left := p.close()
 		failed += rfailed
 		handled -= left
 	}()
+	// Config.Workers deciders for the whole pass (a goroutine per entry grew its
+	// stack anew for every decision).
+	decide := func(it storage.Entry) {
+		if !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
+			p.letGo(it.Key.ConsentID)
+			return // left for the next pass, which judges the clock again
+		}
+		var sub *submission
+		err := s.handleDue(p.ctx, it, s.clock.Now(), &sub)
+		if err != nil {
+			s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
+				"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
+			p.failed.Add(1) // before the let-go (kept)
+		}
+		counts.Lock()
+		handled++
+		counts.Unlock()
+		if sub != nil {
+			p.decide(sub) // let go once its answer is recorded
+		} else {
+			p.letGo(it.Key.ConsentID)
+		}
+	}
+	for range s.cfg.Workers {
+		deciding.Add(1)
+		go func() {
+			defer deciding.Done()
+			for it := range todo {
+				decide(it)
+			}
+		}()
+	}
 	stop := p.stop
 	for stop.Err() == nil {
 		// Entries being decided or in flight, and those a failure left in place, are
@@ -121,36 +154,13 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 		}
 		for i, it := range fresh {
 			select {
-			case sem <- struct{}{}:
+			case todo <- it:
 			case <-stop.Done():
 				for _, it := range fresh[i:] {
 					p.letGo(it.Key.ConsentID)
 				}
 				return
 			}
-			deciding.Add(1)
-			go func() {
-				defer func() { <-sem; deciding.Done() }()
-				if !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
-					p.letGo(it.Key.ConsentID)
-					return // left for the next pass, which judges the clock again
-				}
-				var sub *submission
-				err := s.handleDue(p.ctx, it, s.clock.Now(), &sub)
-				if err != nil {
-					s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
-						"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
-					p.failed.Add(1) // before the let-go (kept)
-				}
-				counts.Lock()
-				handled++
-				counts.Unlock()
-				if sub != nil {
-					p.decide(sub) // let go once its answer is recorded
-				} else {
-					p.letGo(it.Key.ConsentID)
-				}
-			}()
 		}
 	}
 	return
