@@ -2,12 +2,13 @@ package klavi
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	json "github.com/go-json-experiment/json/v1"
 )
 
 // tokenCache holds the access token. One refresh runs at a time; callers that need

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,4 +138,20 @@ func BenchmarkCreatePayment_SandboxHandler(b *testing.B) {
 		}
 		return nil
 	})
+}
+
+// BenchmarkDecodePayment: one create-payment answer (seed 004's example) read into a
+// Payment (its UnmarshalJSON, where the client's decoding of a 2xx answer leads).
+func BenchmarkDecodePayment(b *testing.B) {
+	raw, err := os.ReadFile("testdata/seed004_payment.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var p klavi.Payment
+		if err := p.UnmarshalJSON(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
