@@ -61,8 +61,13 @@ func runDaemon(ctx context.Context, a *app) error {
 	}
 	cfg.Log.Level = a.logLevelOr(cfg.Log.Level)
 	log := newLogger(cfg.Log, e.stderr)
-	if gc, fromEnv := gcpercent.Apply(cfg.Runtime.GCPercent); fromEnv {
+	switch gc, gogc := gcpercent.Apply(cfg.Runtime.GCPercent); {
+	case gogc == "":
+	case gcpercent.EnvValid(gogc):
 		log.Info("garbage collector target from GOGC; runtime.gc_percent ignored", "gc_percent", gc)
+	default:
+		log.Warn("GOGC is neither a whole number nor off: Go's runtime reads it as 100; runtime.gc_percent ignored",
+			"GOGC", gogc, "gc_percent", gc)
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)

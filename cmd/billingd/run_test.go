@@ -248,6 +248,17 @@ func TestRun_BadStarts(t *testing.T) {
 		assert.Equal(t, 1, code)
 		assert.Contains(t, stderr, "database is locked by another process")
 	})
+	t.Run("GOGC the runtime does not read as written", func(t *testing.T) {
+		dbPath := filepath.Join(t.TempDir(), "b.db")
+		holder, err := bolt.Open(dbPath, bolt.Options{})
+		require.NoError(t, err)
+		defer holder.Close()
+		t.Setenv("GOGC", "junk")
+		code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, base(dbPath)))
+		assert.Equal(t, 1, code) // the locked database; the warning came first
+		assert.Contains(t, stderr, "GOGC is neither a whole number nor off: Go's runtime reads it as 100")
+		assert.Contains(t, stderr, `"GOGC":"junk"`)
+	})
 	t.Run("foreign database", func(t *testing.T) {
 		dbPath := filepath.Join(t.TempDir(), "other.db")
 		bdb, err := bbolt.Open(dbPath, 0o600, nil)

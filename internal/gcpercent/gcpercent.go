@@ -3,6 +3,7 @@ package gcpercent
 import (
 	"os"
 	"runtime/debug"
+	"strconv"
 )
 
 // Default is the daemon's target, 400 (Go's own is 100). A due scan allocates about
@@ -21,15 +22,26 @@ const (
 )
 
 // Apply sets the collector's target to percent unless the GOGC environment variable
-// is set (the operator's word wins), and returns the target in force and whether it
-// came from GOGC. percent outside Min..Max is the caller's error to report; Apply
-// uses it as given.
-func Apply(percent int) (inForce int, fromEnv bool) {
-	if os.Getenv("GOGC") != "" {
+// is set (the operator's word wins), and returns the target in force and GOGC's
+// value ("" when unset: the target is percent). percent outside Min..Max is the
+// caller's error to report; Apply uses it as given.
+func Apply(percent int) (inForce int, gogc string) {
+	if v := os.Getenv("GOGC"); v != "" {
 		prev := debug.SetGCPercent(100)
 		debug.SetGCPercent(prev)
-		return prev, true
+		return prev, v
 	}
 	debug.SetGCPercent(percent)
-	return percent, false
+	return percent, ""
+}
+
+// EnvValid reports whether Go's runtime reads the GOGC value v as written: "off",
+// or a whole number. It reads anything else ("junk", "150%", "1.5") as 100,
+// silently (runtime.readGOGC).
+func EnvValid(v string) bool {
+	if v == "off" {
+		return true
+	}
+	_, err := strconv.ParseInt(v, 10, 32)
+	return err == nil
 }
