@@ -143,6 +143,9 @@ func newDBCompactCmd(a *app) *cobra.Command {
 		if err != nil {
 			return err
 		}
+		if _, err := os.Lstat(args[0]); err == nil {
+			return usageErrorf("db compact: %s exists; compact into a new file", args[0])
+		}
 		before, after, err := bolt.Compact(args[0], path)
 		if err != nil {
 			if errors.Is(err, storage.ErrLocked) {

@@ -359,6 +359,6 @@ func TestImportAndDBCommands(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "6 active")
 	code, _, stderr = runCLI(t, nil, "db", "compact", "--db", dbPath, compacted)
-	assert.Equal(t, 1, code)
-	assert.Contains(t, stderr, "exists")
+	assert.Equal(t, exitUsage, code, "an OUT that exists is the caller's mistake, as for db migrate and simulate --db")
+	assert.Contains(t, stderr, "db compact: "+compacted+" exists; compact into a new file")
 }
