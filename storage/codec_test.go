@@ -130,3 +130,46 @@ func TestCodec_RefusesWhatEncodingJSONRefuses(t *testing.T) {
 		require.Equal(t, werr != nil, gerr != nil, "%q: encoding/json %v, codec %v", raw, werr, gerr)
 	}
 }
+
+// BenchmarkRecordCodec: encoding/json against the store's codec on the records of
+// every submission: a SUBMITTED attempt (decoded, encoded) and a consent's terms
+// (decoded), from the sandbox's sample consent.
+func BenchmarkRecordCodec(b *testing.B) {
+	now := time.Date(2026, 3, 2, 9, 0, 0, 123456789, cycle.Brasilia)
+	a := &Attempt{AttemptKey: AttemptKey{ConsentID: "urn:bench:c-0000001", Cycle: 3}, State: AttemptSubmitted, ClientRequestID: "urn:bench:c-0000001-3-0",
+		Date: cycle.MustDate(2026, 3, 5), Amount: 99_90, PaymentID: "pay-0000001", Status: klavi.PaymentScheduled, Sends: 1,
+		CreatedAt: now, SubmittedAt: now, UpdatedAt: now, NextPoll: now, Version: 2}
+	attempt, err := stdjson.Marshal(a)
+	require.NoError(b, err)
+	c := &consent.Consent{CreatedConsent: *sandbox.SampleConsent("urn:bench:c-0000001", cycle.Monthly, cycle.MustDate(2026, 3, 5), 99_90)}
+	terms, err := stdjson.Marshal(decodedBody{Consent: c.Terms(), AddedAt: now})
+	require.NoError(b, err)
+	codecs := []struct {
+		name      string
+		marshal   func(any) ([]byte, error)
+		unmarshal func([]byte, any) error
+	}{{"encoding-json", stdjson.Marshal, stdjson.Unmarshal}, {"codec", json.Marshal, json.Unmarshal}}
+	for _, cd := range codecs {
+		b.Run(cd.name+"/attempt-decode", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var out Attempt
+				require.NoError(b, cd.unmarshal(attempt, &out))
+			}
+		})
+		b.Run(cd.name+"/attempt-encode", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_, err := cd.marshal(a)
+				require.NoError(b, err)
+			}
+		})
+		b.Run(cd.name+"/terms-decode", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var out decodedBody
+				require.NoError(b, cd.unmarshal(terms, &out))
+			}
+		})
+	}
+}
