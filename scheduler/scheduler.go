@@ -180,14 +180,15 @@ func (c *Config) defaults() {
 
 // Defaults of Config's batching (docs/BENCHMARKS.md, "After the due scan's
 // pipeline"): on the 2-CPU machine a sweep of batch 256 to 4000 and record batch 64
-// to 1024 stayed within the runs' noise, CPU being the limit. A record window of 2 ms
-// ("Issue 13, third pass") took the answers' groups from about 17 to 65 and
-// BenchmarkScanSubmit from 7,100-7,300 to 8,500-9,200 submissions/s; 1 to 8 ms
-// measured alike.
+// to 1024 stayed within the runs' noise, CPU being the limit. The record window
+// ("Issue 13, third pass"): without one the recorder committed about 17 answers at a
+// time; BenchmarkScanSubmit's CPU per submission (the sandbox in the process too),
+// medians of three interleaved runs, was 174.8 µs at 2 ms, 169.6 at 4 ms, 165.7 at
+// 8 ms and 164.3 at 16 ms (199-212 with none).
 const (
 	DefaultBatch        = 1000
 	DefaultRecordBatch  = 256
-	DefaultRecordWindow = 2 * time.Millisecond
+	DefaultRecordWindow = 8 * time.Millisecond
 )
 
 // A Scheduler bills consents: the due scan submits what is due, the poll follows
