@@ -104,6 +104,7 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 			s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
 				"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
 			p.failed.Add(1) // before the let-go (kept)
+			p.noteDeposed(err)
 		}
 		counts.Lock()
 		handled++
@@ -124,7 +125,7 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 		}()
 	}
 	stop := p.stop
-	for stop.Err() == nil {
+	for stop.Err() == nil && !p.deposed.Load() {
 		// Entries being decided or in flight, and those a failure left in place, are
 		// still in the index: read past them. busy first: an entry is counted kept
 		// before its consent is let go, so none is missed between the two.
@@ -153,6 +154,12 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 			break
 		}
 		for i, it := range fresh {
+			if p.deposed.Load() {
+				for _, it := range fresh[i:] {
+					p.letGo(it.Key.ConsentID)
+				}
+				return
+			}
 			select {
 			case todo <- it:
 			case <-stop.Done():
@@ -191,7 +198,7 @@ func (s *Scheduler) scanChunks(p *pipeline, now time.Time) (handled, failed int,
 	seen := map[storage.AttemptKey]bool{}
 	size := min(s.cfg.Batch, 16)
 	stop := p.stop
-	for stop.Err() == nil {
+	for stop.Err() == nil && !p.deposed.Load() {
 		items, err := s.store.DueBefore(stop, now, size+p.kept())
 		if err != nil {
 			return handled, failed, err
@@ -217,7 +224,7 @@ func (s *Scheduler) scanChunks(p *pipeline, now time.Time) (handled, failed int,
 		subs := make([]*submission, len(fresh))
 		chunk = subs
 		for i, it := range fresh {
-			if stop.Err() != nil {
+			if stop.Err() != nil || p.deposed.Load() {
 				break
 			}
 			if !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
@@ -228,6 +235,7 @@ func (s *Scheduler) scanChunks(p *pipeline, now time.Time) (handled, failed int,
 				s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
 					"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
 				p.failed.Add(1)
+				p.noteDeposed(err)
 			}
 			handled++
 		}
@@ -261,6 +269,11 @@ type pipeline struct {
 	// before its consent is let go.
 	failed atomic.Int64 // their handling failed (a store error)
 	left   atomic.Int64 // not sent: the scan stopped, or the clock stepped
+	// deposed is set once a write failed because this replica's term ended
+	// (storage.ErrFenced) or a look before a send found it over (ErrNotLeader): the
+	// pass reads and decides nothing more, since every write of the term would fail
+	// alike, and leaves the rest to the next leader.
+	deposed atomic.Bool
 	// sending counts submissions handed to the senders whose answer is not yet
 	// queued for the recorder.
 	sending atomic.Int64
@@ -369,6 +382,18 @@ func (p *pipeline) gather(first answer) []answer {
 	return group
 }
 
+// noteDeposed reports whether err says this replica's term is over, and if so ends
+// the pass's reading (pipeline.deposed), logging it once.
+func (p *pipeline) noteDeposed(err error) bool {
+	if !errors.Is(err, storage.ErrFenced) && !errors.Is(err, ErrNotLeader) {
+		return false
+	}
+	if !p.deposed.Swap(true) {
+		p.s.log.Warn("this replica's term is over: the due scan stops reading; the next leader scans the rest", "err", err)
+	}
+	return true
+}
+
 // take marks a consent busy; false when it already is.
 func (p *pipeline) take(id string) bool {
 	p.busyMu.Lock()
@@ -448,9 +473,12 @@ func (p *pipeline) submit(ctx context.Context, subs []*submission) {
 		for i := range applied {
 			committed[i] = true
 		}
-		if err != nil {
-			// One change the store refused (a version moved on, a fence lost) fails its
-			// whole transaction: the rest are committed one by one.
+		if err != nil && p.noteDeposed(err) {
+			// A fence lost: every other write of this term fails alike.
+			s.log.Error("due entries left for the next scan", "entries", len(ready)-applied, "err", err)
+		} else if err != nil {
+			// One change the store refused (a version moved on) fails its whole
+			// transaction: the rest are committed one by one.
 			for i := applied; i < len(ready); i++ {
 				if err := s.store.Apply(ctx, chs[i]); err != nil {
 					k := ready[i].a.AttemptKey
@@ -547,6 +575,7 @@ func (p *pipeline) record(group []answer) {
 			s.log.Error("due entry left for the next scan", "consent_id", k.ConsentID,
 				"cycle", k.Cycle, "attempt", k.Attempt, "err", err)
 			p.failed.Add(1)
+			p.noteDeposed(err)
 		}
 		a.sub.unlock()
 		p.letGo(a.sub.a.ConsentID)

@@ -448,3 +448,83 @@ func TestPipeline_Gather(t *testing.T) {
 		assert.Equal(t, []string{"answer 1", "answer 2"}, errsOf(p.gather(answerOf(1))))
 	})
 }
+
+// fencedAfter is a store whose writes fail with storage.ErrFenced once it has
+// taken ok of them (a replica whose term ends during a scan), counting the writes
+// tried and the due index reads made after that.
+type fencedAfter struct {
+	Store
+	mu                     sync.Mutex
+	ok                     int
+	triedAfter, readsAfter int
+}
+
+func (f *fencedAfter) write(n int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ok > 0 {
+		f.ok--
+		return nil
+	}
+	f.triedAfter += n
+	return fmt.Errorf("store: %w (test)", storage.ErrFenced)
+}
+
+func (f *fencedAfter) Apply(ctx context.Context, ch *storage.Change) error {
+	if err := f.write(1); err != nil {
+		return err
+	}
+	return f.Store.Apply(ctx, ch)
+}
+
+func (f *fencedAfter) ApplyAll(ctx context.Context, chs []*storage.Change) (int, error) {
+	if err := f.write(len(chs)); err != nil {
+		return 0, err
+	}
+	return f.Store.ApplyAll(ctx, chs)
+}
+
+func (f *fencedAfter) DueBefore(ctx context.Context, t time.Time, limit int) ([]storage.DueItem, error) {
+	f.mu.Lock()
+	if f.ok == 0 {
+		f.readsAfter++
+	}
+	f.mu.Unlock()
+	return f.Store.DueBefore(ctx, t, limit)
+}
+
+// A scan whose writes are fenced (the term ended) stops reading and deciding: it
+// does not try every due entry of the day, each failing alike, nor read the index
+// again past each of them. What it leaves stays due, for the next leader.
+func TestScanDue_FencedEndsThePass(t *testing.T) {
+	for _, workers := range []int{1, 4} {
+		t.Run(fmt.Sprintf("workers %d", workers), func(t *testing.T) {
+			h := newHarness(t, at("2026-01-07", 9, 0), func(c *Config) { c.Workers, c.Batch = workers, 16 })
+			const n = 200
+			ids := addDue(t, h, n, "fenced")
+			fs := &fencedAfter{Store: h.db, ok: 2} // the first chunk's SUBMITTING and answers commit
+			var err error
+			h.s, err = New(h.s.cfg, fs, h.kl, WithClock(h.clock))
+			require.NoError(t, err)
+
+			res, err := h.s.Scan(context.Background())
+			require.NoError(t, err)
+			assert.Less(t, res.Handled, n/2, "%+v: the pass ended", res)
+			assert.LessOrEqual(t, fs.triedAfter, 3*16, "writes tried once fenced")
+			assert.LessOrEqual(t, fs.readsAfter, 2, "index reads once fenced")
+			// An entry leaves the index only with its answer recorded; a sent one whose
+			// answer the fence refused stays SUBMITTING, due, for the next leader to
+			// look up.
+			recorded := 0
+			for _, id := range ids {
+				if a, ok := h.attemptOK(id, 0, 0); ok && a.State == storage.AttemptSubmitted {
+					recorded++
+				}
+			}
+			due, err := h.db.DueBefore(context.Background(), h.clock.Now(), 1000)
+			require.NoError(t, err)
+			assert.Equal(t, n-recorded, len(due), "every entry not recorded stays due")
+			assert.LessOrEqual(t, len(h.kl.payments), 2*16, "payments sent")
+		})
+	}
+}
