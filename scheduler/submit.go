@@ -270,9 +270,8 @@ type pipeline struct {
 	failed atomic.Int64 // their handling failed (a store error)
 	left   atomic.Int64 // not sent: the scan stopped, or the clock stepped
 	// deposed is set once a write failed because this replica's term ended
-	// (storage.ErrFenced) or a look before a send found it over (ErrNotLeader): the
-	// pass reads and decides nothing more, since every write of the term would fail
-	// alike, and leaves the rest to the next leader.
+	// (storage.ErrFenced): the pass reads and decides nothing more, since every write
+	// of the term would fail alike, and leaves the rest to the next leader.
 	deposed atomic.Bool
 	// sending counts submissions handed to the senders whose answer is not yet
 	// queued for the recorder.
@@ -383,9 +382,13 @@ func (p *pipeline) gather(first answer) []answer {
 }
 
 // noteDeposed reports whether err says this replica's term is over, and if so ends
-// the pass's reading (pipeline.deposed), logging it once.
+// the pass's reading (pipeline.deposed), logging it once. Only the store's word
+// counts (storage.ErrFenced: the fence no longer holds at commit). ErrNotLeader from
+// the look before a send does not: Holds can read false for a moment when a
+// keepalive is late, and the pass goes on to the entries behind, whose own looks
+// may find the term held again.
 func (p *pipeline) noteDeposed(err error) bool {
-	if !errors.Is(err, storage.ErrFenced) && !errors.Is(err, ErrNotLeader) {
+	if !errors.Is(err, storage.ErrFenced) {
 		return false
 	}
 	if !p.deposed.Swap(true) {
