@@ -136,7 +136,7 @@ func newDBCompactCmd(a *app) *cobra.Command {
 	cmd.Args = cobra.ArbitraryArgs
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		e := a.e
-		if len(args) != 1 {
+		if len(args) != 1 || args[0] == "" {
 			return argErrorf("db compact: want exactly one OUT file")
 		}
 		path, _, err := dbPath(e, *dbFlag, a.config)
