@@ -64,8 +64,11 @@ type StorageConfig struct {
 	OpenTimeout time.Duration `yaml:"open_timeout"`
 	// VerifyOnStart makes `billingd run` check the file's structure (every page)
 	// before its first submission; /readyz waits for it. bolt only.
-	VerifyOnStart bool       `yaml:"verify_on_start"`
-	Etcd          EtcdConfig `yaml:"etcd"`
+	VerifyOnStart bool `yaml:"verify_on_start"`
+	// MappedBudgetMiB bounds, in MiB, the file pages the daemon keeps mapped beyond
+	// what it mapped after its last release (bolt.Options.MappedBudget); 0: no bound.
+	MappedBudgetMiB int        `yaml:"mapped_budget_mib"`
+	Etcd            EtcdConfig `yaml:"etcd"`
 }
 
 // EtcdConfig is how billingd reaches its etcd cluster (storage.backend: etcd).
@@ -436,6 +439,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage.OpenTimeout <= 0 {
 		bad("storage.open_timeout", "must be more than 0")
+	}
+	if m := c.Storage.MappedBudgetMiB; m < 0 || m > 1<<20 {
+		bad("storage.mapped_budget_mib", "%d is outside 0..1048576 (0: no bound)", m)
 	}
 	k := c.Klavi
 	if u, err := url.Parse(k.BaseURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,6 +65,7 @@ billing:
   retryable_reasons: [REVOKED_USER, BOGUS]
 storage:
   path: ""
+  mapped_budget_mib: -1
 klavi:
   base_url: "ftp://x"
   max_attempts: 0
@@ -84,7 +87,7 @@ runtime:
 `, []string{
 			"billing.lead_days: 1 is outside 2..10", "billing.submit_time", "billing.retry_mode", "billing.due_date_adjust",
 			"billing.extra_holidays[0]", "billing.retryable_reasons[0]: REVOKED_USER means the consent is revoked",
-			"billing.retryable_reasons[1]", "storage.path: is empty", "klavi.base_url", "klavi.max_attempts", "klavi.rate_limit",
+			"billing.retryable_reasons[1]", "storage.path: is empty", "storage.mapped_budget_mib: -1 is outside 0..1048576", "klavi.base_url", "klavi.max_attempts", "klavi.rate_limit",
 			"scheduler.scan_schedule", "scheduler.workers", "scheduler.batch: 0 is outside 1..10000",
 			"scheduler.record_batch: 20000 is outside 1..10000", "scheduler.record_window: 2s is outside 0s..1s", "http.listen", "http.admin_token", "log.level", "log.format",
 			"runtime.gc_percent: 5 is outside 25..2000",
@@ -203,6 +206,12 @@ func TestLoadConfig_EnvNote(t *testing.T) {
 		err = cfg.validateForRun()
 		require.Error(t, err)
 		assert.NotContains(t, err.Error(), "note:", "its ${NAME:-} references have defaults; the one in a comment is not used")
-		assert.Contains(t, err.Error(), "config.example.yaml:74: klavi.access_key: is empty")
+		raw, rerr := os.ReadFile("../../config.example.yaml")
+		require.NoError(t, rerr)
+		line := 1 + slices.IndexFunc(strings.Split(string(raw), "\n"), func(l string) bool {
+			return strings.HasPrefix(l, "  access_key:")
+		})
+		require.Positive(t, line-1, "the example names klavi.access_key")
+		assert.Contains(t, err.Error(), fmt.Sprintf("config.example.yaml:%d: klavi.access_key: is empty", line))
 	})
 }

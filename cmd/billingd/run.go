@@ -462,7 +462,8 @@ func (d *daemon) openStore(cfg Config, log *slog.Logger) error {
 	so := storage.Options{Logger: log, OnWrite: d.health.wrote}
 	if cfg.Storage.Backend != "etcd" {
 		d.health.dir = filepath.Dir(cfg.Storage.Path)
-		db, err := bolt.Open(cfg.Storage.Path, bolt.Options{Timeout: cfg.Storage.OpenTimeout, Logger: log, OnWrite: d.health.wrote})
+		db, err := bolt.Open(cfg.Storage.Path, bolt.Options{Timeout: cfg.Storage.OpenTimeout, Logger: log, OnWrite: d.health.wrote,
+			MappedBudget: int64(cfg.Storage.MappedBudgetMiB) << 20})
 		if err != nil {
 			return err
 		}

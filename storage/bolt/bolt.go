@@ -49,6 +49,10 @@ type Options struct {
 	Logger *slog.Logger
 	// OnWrite is storage.Options.OnWrite.
 	OnWrite func(err error)
+	// MappedBudget, in bytes, bounds the file pages this process keeps mapped beyond
+	// what it mapped after the last release: a write that finds more gives the
+	// mapping's pages back (mappedBudget). 0: no bound (the default).
+	MappedBudget int64
 }
 
 // Store is billingd's store in one bbolt file: a storage.DB over this engine, and
@@ -72,6 +76,8 @@ type engine struct {
 
 	// replaced is set for good once the path is found not to name the open file.
 	replaced atomic.Bool
+	// mapped bounds the file pages kept mapped (Options.MappedBudget).
+	mapped mappedBudget
 	// checkedTx is the write transaction whose identity check passed. Only write
 	// transactions touch it, and bbolt runs one at a time. Holding the pointer keeps
 	// that Tx alive, so a later transaction can never have the same address.
@@ -162,6 +168,7 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 		bdb.MaxBatchSize = opts.MaxBatchSize
 	}
 	db := &engine{bolt: bdb, path: path, lock: lock, file: file, known: names(storage.Buckets)}
+	db.mapped.budget = opts.MappedBudget
 	if err := db.identify(file); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)

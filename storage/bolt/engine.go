@@ -32,6 +32,7 @@ func (db *engine) Update(_ context.Context, w kv.Write, fn func(kv.Tx) error) er
 		}
 		return fn(&tx{t: t, known: db.known})
 	}
+	defer db.boundMapped()
 	if !w.Batch {
 		return guard(func() error { return db.bolt.Update(run) })
 	}

@@ -69,3 +69,21 @@ func unmapLeaked(f *os.File) {
 func mkdev(major, minor uint64) uint64 {
 	return (major&0xfffff000)<<32 | (major&0xfff)<<8 | (minor&0xffffff00)<<12 | minor&0xff
 }
+
+// mappedFile is the resident file-backed and shared memory of this process
+// (/proc/self/statm's third field, in bytes); -1 where it cannot be read.
+func mappedFile() int64 {
+	raw, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(raw))
+	if len(f) < 3 {
+		return -1
+	}
+	pages, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return pages * int64(os.Getpagesize())
+}

@@ -81,6 +81,8 @@ import (
 // Runs are interleaved none, history, history, none (SCALE_HISTORY_ROUNDS times),
 // each SCALE_HISTORY_SETTLE seconds (15) after its copy is synced, and each line
 // says how long an fdatasync took just before it (the machine's disk is shared).
+// SCALE_HISTORY_MAPPED_BUDGET_MIB sets the measured process's
+// storage.mapped_budget_mib (default 0, no bound).
 // SCALE_HISTORY_CPUPROFILE=FILE writes the CPU profile of the timed scans to
 // FILE.none and FILE.history (the last run of each).
 func TestHistory(t *testing.T) {
@@ -449,7 +451,8 @@ func historyChild(t *testing.T) {
 	due, workers := proc.EnvInt("SCALE_HISTORY_DUE", 0), proc.EnvInt("SCALE_HISTORY_WORKERS", 64)
 	// Before today's submit instant (00:00): nothing is due yet.
 	clk := clock.NewFake(cycle.DateOf(now).At(0, 0).Add(-time.Minute))
-	db, err := bolt.Open(os.Getenv("SCALE_HISTORY_DB"), bolt.Options{Logger: quiet})
+	db, err := bolt.Open(os.Getenv("SCALE_HISTORY_DB"), bolt.Options{Logger: quiet,
+		MappedBudget: int64(proc.EnvInt("SCALE_HISTORY_MAPPED_BUDGET_MIB", 0)) << 20})
 	require.NoError(t, err)
 	defer db.Close()
 	var sch *scheduler.Scheduler
