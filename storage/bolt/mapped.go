@@ -16,8 +16,8 @@ const mappedCheckEvery = 5 * time.Millisecond
 // copy-on-write has spread, a due scan of 10,000 consents came to map 340 MiB, most
 // of it pages it never read. Past the budget, the pages are given back: they stay in
 // the page cache, and those read again are mapped again, at a cost: with 64 MiB,
-// peak RSS fell from 3.49x to 1.06x that of a scan of a new store, and submissions/s
-// from 0.96x to 0.89-0.92x (docs/BENCHMARKS.md, "Issue 13, third pass").
+// peak RSS fell from 3.49x to 1.06-1.12x that of a scan of a new store, and
+// submissions/s from 0.96x to 0.89-0.94x (docs/BENCHMARKS.md, "Issue 13, third pass").
 type mappedBudget struct {
 	budget int64 // bytes; 0: no bound
 
