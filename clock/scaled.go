@@ -1,6 +1,7 @@
 package clock
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -47,6 +48,29 @@ func (s *Scaled) Now() time.Time {
 		return s.Start.Add(math.MinInt64)
 	}
 	return s.Start.Add(time.Duration(elapsed))
+}
+
+// Sleep waits d of the clock's time, d/Rate of real time, or until ctx is done (its
+// error then). A wait another process asked for on the same timeline (a Retry-After
+// of the Klavi sandbox, which runs on it too) takes its virtual length, not its
+// real one: at 17,280×, one real second would be 4.8 virtual hours.
+func (s *Scaled) Sleep(ctx context.Context, d time.Duration) error {
+	rate := s.Rate
+	if rate == 0 {
+		rate = 1
+	}
+	real := time.Duration(float64(d) / rate)
+	if real <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(real)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // String formats s in ParseScaled's syntax: start=RFC3339,epoch=UNIX_MS,rate=N.

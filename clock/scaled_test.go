@@ -1,6 +1,7 @@
 package clock
 
 import (
+	"context"
 	"errors"
 	"math"
 	"sync"
@@ -136,4 +137,15 @@ func FuzzParseScaled(f *testing.F) {
 		assert.Equal(t, s.Epoch.UnixMilli(), again.Epoch.UnixMilli())
 		assert.Equal(t, s.Rate, again.Rate)
 	})
+}
+
+// Sleep waits its duration divided by the rate, and returns early with ctx's error.
+func TestScaled_Sleep(t *testing.T) {
+	s := &Scaled{Start: time.Unix(0, 0), Epoch: time.Now(), Rate: 3.6e12} // an hour is 1 ns
+	require.NoError(t, s.Sleep(context.Background(), time.Hour))
+	require.NoError(t, s.Sleep(context.Background(), 0))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	slow := &Scaled{Start: time.Unix(0, 0), Epoch: time.Now(), Rate: 1}
+	require.ErrorIs(t, slow.Sleep(ctx, time.Hour), context.Canceled, "an hour of real time, cut short")
 }

@@ -171,7 +171,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 		RateBurst:          cfg.Klavi.RateBurst,
 		TokenRefreshBefore: cfg.Klavi.TokenRefreshBefore,
 		AppID:              cfg.Klavi.AppID,
-	}, klavi.WithLogger(log), klavi.WithClock(clk), klavi.WithHooks(d.klaviHooks(m)))
+	}, klaviOptions(log, clk, d.klaviHooks(m))...)
 	if err != nil {
 		return nil, fmt.Errorf("klavi client: %w", err)
 	}
@@ -572,4 +572,15 @@ func recordWindow(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// klaviOptions are the daemon's Klavi client options. Under BILLINGD_TEST_CLOCK
+// (a *clock.Scaled) the client's waits between attempts run on the test's timeline,
+// which the sandbox shares: its Retry-After of 1 s is one second of that time.
+func klaviOptions(log *slog.Logger, clk clock.Clock, hooks klavi.Hooks) []klavi.Option {
+	opts := []klavi.Option{klavi.WithLogger(log), klavi.WithClock(clk), klavi.WithHooks(hooks)}
+	if sc, ok := clk.(*clock.Scaled); ok {
+		opts = append(opts, klavi.WithSleep(sc.Sleep))
+	}
+	return opts
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/bolt"
@@ -361,4 +363,44 @@ func TestImportAndDBCommands(t *testing.T) {
 	code, _, stderr = runCLI(t, nil, "db", "compact", "--db", dbPath, compacted)
 	assert.Equal(t, exitUsage, code, "an OUT that exists is the caller's mistake, as for db migrate and simulate --db")
 	assert.Contains(t, stderr, "db compact: "+compacted+" exists; compact into a new file")
+}
+
+// Under BILLINGD_TEST_CLOCK the Klavi client waits on the test's timeline, which the
+// sandbox shares: a Retry-After of an hour at 3.6e12× is a nanosecond, where the
+// real clock would wait the hour (the crash test at 17,280× saw a 1 s Retry-After
+// carry a local retry 4.8 virtual hours past its request day).
+func TestKlaviOptions_ScaledClockWaits(t *testing.T) {
+	var calls atomic.Int32
+	var bearer atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "Bearer t" {
+			bearer.Store(true)
+		}
+		if calls.Add(1) == 1 {
+			w.Header().Set("Retry-After", "3600")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"accessToken":"t","expireIn":3600}`))
+	}))
+	defer srv.Close()
+	scaled := &clock.Scaled{Start: time.Now(), Epoch: time.Now(), Rate: 3.6e12}
+	kc, err := klavi.New(klavi.Config{BaseURL: srv.URL, AccessKey: "ak", SecretKey: "sk", Timeout: 5 * time.Second,
+		MaxAttempts: 3, BackoffMin: time.Millisecond, BackoffMax: time.Millisecond, RateLimit: 1000, RateBurst: 10},
+		klaviOptions(slog.New(slog.NewTextHandler(io.Discard, nil)), scaled, klavi.Hooks{})...)
+	require.NoError(t, err)
+	// No deadline (the client gives up at once on a Retry-After past one); a client
+	// waiting the real hour is cut short when the test ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- kc.Probe(ctx) }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("the client waited the Retry-After's hour on the real clock")
+	}
+	assert.True(t, bearer.Load(), "the token came after the 429's wait, and the probe carried it")
 }
