@@ -147,6 +147,14 @@ func WithSleep(f func(ctx context.Context, d time.Duration) error) Option {
 	}
 }
 
+// WithRetryAfterSleep replaces how the client waits out a Retry-After, which Klavi
+// gives in its own time (a test's sandbox runs on a sped-up clock); nil, the
+// default, waits as WithSleep's function does. The backoff between attempts stays
+// with WithSleep's.
+func WithRetryAfterSleep(f func(ctx context.Context, d time.Duration) error) Option {
+	return func(c *Client) { c.retryAfterSleep = f }
+}
+
 // WithHooks sets the observation hooks.
 func WithHooks(h Hooks) Option { return func(c *Client) { c.hooks = h } }
 
@@ -159,6 +167,8 @@ type Client struct {
 	log     *slog.Logger
 	backoff func(attempt int) time.Duration
 	sleep   func(ctx context.Context, d time.Duration) error
+	// retryAfterSleep waits out a Retry-After longer than the backoff (nil: sleep).
+	retryAfterSleep func(ctx context.Context, d time.Duration) error
 	hooks   Hooks
 	limiter *rate.Limiter
 	tokens  tokenCache

@@ -229,6 +229,16 @@ func TestClient_FailureModes(t *testing.T) {
 		assert.Equal(t, "create payment: klavi create_payment: 416 Business Rule: date outside D-10..D-2", err.Error())
 	})
 
+	t.Run("a Retry-After is waited with the Retry-After sleep, the backoff with the sleep", func(t *testing.T) {
+		ra := &sleeps{}
+		f := newFake(t, seq(answer(429, ``, "Retry-After", "7"), answer(503, ``), answer(201, created)))
+		c, _, sl := newClient(t, f, nil, klavi.WithRetryAfterSleep(ra.sleep))
+		_, err := c.CreatePayment(ctx, consentID, paymentReq("crid-1"))
+		require.NoError(t, err)
+		assert.Equal(t, []time.Duration{7 * time.Second}, ra.got(), "Klavi's wait, in Klavi's time")
+		assert.Equal(t, []time.Duration{2 * time.Second}, sl.got(), "the backoff after the 503")
+	})
+
 	t.Run("429 with Retry-After", func(t *testing.T) {
 		f := newFake(t, seq(answer(429, `{"statusCode":429}`, "Retry-After", "7"), answer(201, created)))
 		c, _, sl := newClient(t, f, nil)

@@ -118,11 +118,16 @@ func (c *Client) do(ctx context.Context, ep endpoint, method, path string, body,
 	}
 }
 
-// wait sleeps before attempt n+1: the backoff, or retryAfter when longer.
+// wait sleeps before attempt n+1: the backoff, or retryAfter when longer (waited
+// with the Retry-After sleep: Klavi's time).
 func (c *Client) wait(ctx context.Context, ep endpoint, n int, retryAfter time.Duration, why string) error {
 	d := c.backoff(n)
 	if retryAfter > d {
-		d = retryAfter
+		c.log.Warn("klavi request failed; retrying", "endpoint", ep.name, "attempt", n, "cause", why, "wait", retryAfter)
+		if c.retryAfterSleep != nil {
+			return c.retryAfterSleep(ctx, retryAfter)
+		}
+		return c.sleep(ctx, retryAfter)
 	}
 	c.log.Warn("klavi request failed; retrying", "endpoint", ep.name, "attempt", n, "cause", why, "wait", d)
 	return c.sleep(ctx, d)

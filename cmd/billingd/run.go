@@ -575,12 +575,13 @@ func recordWindow(d time.Duration) time.Duration {
 }
 
 // klaviOptions are the daemon's Klavi client options. Under BILLINGD_TEST_CLOCK
-// (a *clock.Scaled) the client's waits between attempts run on the test's timeline,
-// which the sandbox shares: its Retry-After of 1 s is one second of that time.
+// (a *clock.Scaled) the client waits out a Retry-After on the test's timeline, which
+// the sandbox shares: its Retry-After of 1 s is one second of that time. The backoff
+// between attempts stays on the real clock, as the process tests configure it.
 func klaviOptions(log *slog.Logger, clk clock.Clock, hooks klavi.Hooks) []klavi.Option {
 	opts := []klavi.Option{klavi.WithLogger(log), klavi.WithClock(clk), klavi.WithHooks(hooks)}
 	if sc, ok := clk.(*clock.Scaled); ok {
-		opts = append(opts, klavi.WithSleep(sc.Sleep))
+		opts = append(opts, klavi.WithRetryAfterSleep(sc.Sleep))
 	}
 	return opts
 }
