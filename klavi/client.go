@@ -169,10 +169,10 @@ type Client struct {
 	sleep   func(ctx context.Context, d time.Duration) error
 	// retryAfterSleep waits out a Retry-After longer than the backoff (nil: sleep).
 	retryAfterSleep func(ctx context.Context, d time.Duration) error
-	hooks   Hooks
-	limiter *rate.Limiter
-	tokens  tokenCache
-	app     appCache
+	hooks           Hooks
+	limiter         *rate.Limiter
+	tokens          tokenCache
+	app             appCache
 }
 
 // New returns a client for cfg, or an error naming every bad field of cfg.
