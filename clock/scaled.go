@@ -59,11 +59,16 @@ func (s *Scaled) Sleep(ctx context.Context, d time.Duration) error {
 	if rate == 0 {
 		rate = 1
 	}
-	real := time.Duration(float64(d) / rate)
-	if real <= 0 {
+	return Sleep(ctx, time.Duration(float64(d)/rate))
+}
+
+// Sleep waits d of real time, or until ctx is done (its error then); d <= 0 returns
+// ctx's error at once.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
 		return ctx.Err()
 	}
-	t := time.NewTimer(real)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

@@ -186,7 +186,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		hc:      defaultHTTPClient(),
 		clock:   clock.Real{},
 		log:     slog.Default(),
-		sleep:   sleepCtx,
+		sleep:   clock.Sleep,
 		limiter: rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst),
 		app:     appCache{lock: make(chan struct{}, 1)},
 	}
@@ -224,20 +224,6 @@ func expBackoff(lo, hi time.Duration, n int, u float64) time.Duration {
 		}
 	}
 	return d/2 + time.Duration(float64(d/2)*u)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // An endpoint is one API call: its low-cardinality name and whether it creates
