@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -162,7 +163,14 @@ func Hash(id string) string {
 // the same attempt (after a crash, a timeout) always carries the same key, and Klavi
 // refuses a second payment for it. It is at most 40 characters of [A-Za-z0-9-].
 func ClientRequestID(id string, k, a int) string {
-	return fmt.Sprintf("billingd-%s-%d-%d", Hash(id), k, a)
+	sum := sha256.Sum256([]byte(id))
+	b := make([]byte, 0, 40)
+	b = append(b, "billingd-"...)
+	b = hex.AppendEncode(b, sum[:8])
+	b = append(b, '-')
+	b = strconv.AppendInt(b, int64(k), 10)
+	b = append(b, '-')
+	return string(strconv.AppendInt(b, int64(a), 10))
 }
 
 // Terms returns a copy of c with only what billing decisions read: the id, status,

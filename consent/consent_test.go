@@ -2,6 +2,7 @@ package consent
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -129,6 +130,16 @@ func TestClientRequestID(t *testing.T) {
 	assert.Regexp(t, regexp.MustCompile(`^billingd-[0-9a-f]{16}-12-0$`), id)
 	long := ClientRequestID(strings.Repeat("x", 256), 999999, 3)
 	assert.LessOrEqual(t, len(long), 40)
+	// Keys already stored and already sent must never change: these are the values
+	// the first implementation (fmt.Sprintf of Hash) gave.
+	assert.Equal(t, "billingd-88d4a59b13b8ce9a-12-0", id)
+	assert.Equal(t, "billingd-1ff30242f9f3364b--3-65535", ClientRequestID("urn:x", -3, 65535))
+	for k := -2; k < 300; k += 7 {
+		for a := range 3 {
+			id := fmt.Sprintf("urn:c-%d", k*a)
+			assert.Equal(t, fmt.Sprintf("billingd-%s-%d-%d", Hash(id), k, a), ClientRequestID(id, k, a))
+		}
+	}
 }
 
 func TestCheckVariableAmount(t *testing.T) {

@@ -189,24 +189,31 @@ func (d Date) AddMonthsClamped(n int) Date {
 
 // String formats d as YYYY-MM-DD; the zero Date formats as "".
 func (d Date) String() string {
+	var b [10]byte
+	return string(d.AppendText(b[:0]))
+}
+
+// AppendText appends d as YYYY-MM-DD to b (nothing for the zero Date): String
+// without an allocation of its own.
+func (d Date) AppendText(b []byte) []byte {
 	if d.rd == 0 {
-		return ""
+		return b
 	}
 	y, m, dd := d.Civil()
-	var b [10]byte
-	put := func(at, v, width int) {
+	put := func(v, width int) {
 		for i := width - 1; i >= 0; i-- {
-			b[at+i] = byte('0' + v%10)
-			v /= 10
+			b = append(b, byte('0'+v/pow10[i]%10))
 		}
 	}
-	put(0, y, 4)
-	b[4] = '-'
-	put(5, int(m), 2)
-	b[7] = '-'
-	put(8, dd, 2)
-	return string(b[:])
+	put(y, 4)
+	b = append(b, '-')
+	put(int(m), 2)
+	b = append(b, '-')
+	put(dd, 2)
+	return b
 }
+
+var pow10 = [4]int{1, 10, 100, 1000}
 
 // ParseDate parses a strict YYYY-MM-DD date: four-digit year, two-digit month and
 // day, and a day that exists in that month. "2025-02-30", "2025-2-3", "25-01-01"
@@ -241,7 +248,7 @@ func ParseDate(s string) (Date, error) {
 
 // MarshalText implements encoding.TextMarshaler (JSON: "YYYY-MM-DD").
 func (d Date) MarshalText() ([]byte, error) {
-	return []byte(d.String()), nil
+	return d.AppendText(make([]byte, 0, 10)), nil
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler with ParseDate's strict rules,

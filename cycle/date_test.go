@@ -53,6 +53,10 @@ func TestDate_CivilRoundTrip(t *testing.T) {
 		require.Equal(t, [3]int{tm.Year(), int(tm.Month()), tm.Day()}, [3]int{y, int(m), dd})
 		require.Equal(t, tm.Weekday(), dt.Weekday(), tm)
 		require.Equal(t, 1, dt.DaysSince(prev), tm)
+		require.Equal(t, tm.Format(time.DateOnly), dt.String())
+		txt, err := dt.MarshalText()
+		require.NoError(t, err)
+		require.Equal(t, tm.Format(time.DateOnly), string(txt))
 		prev = dt
 	}
 }

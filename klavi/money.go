@@ -132,17 +132,19 @@ func parseNumber(s string) (Cents, error) {
 // String formats c as the API does: "1234.56", "0.05", and "-1.50" for a negative
 // value (which the API never accepts; Validate methods reject it).
 func (c Cents) String() string {
-	v := int64(c)
-	sign := ""
-	if v < 0 {
-		sign, v = "-", -v
+	var b [24]byte
+	return string(c.appendText(b[:0]))
+}
+
+// appendText appends String's form of c to b.
+func (c Cents) appendText(b []byte) []byte {
+	u := uint64(c)
+	if c < 0 {
+		b = append(b, '-')
+		u = -u // the magnitude, also of the least int64
 	}
-	cents := v % 100
-	s := sign + strconv.FormatInt(v/100, 10) + "."
-	if cents < 10 {
-		s += "0"
-	}
-	return s + strconv.FormatInt(cents, 10)
+	b = strconv.AppendUint(b, u/100, 10)
+	return append(b, '.', byte('0'+u%100/10), byte('0'+u%10))
 }
 
 // BRL formats c for people: "R$ 1.234,56".
@@ -168,7 +170,8 @@ func (c Cents) MarshalJSON() ([]byte, error) {
 	if c < 0 || c > MaxCents {
 		return nil, fmt.Errorf("%w: %s is out of range", ErrAmount, c)
 	}
-	return strconv.AppendQuote(nil, c.String()), nil
+	b := append(make([]byte, 0, 24), '"')
+	return append(c.appendText(b), '"'), nil
 }
 
 // UnmarshalJSON decodes the API's amount string with ParseAmount's rules. A JSON

@@ -2,6 +2,8 @@ package klavi
 
 import (
 	"encoding/json"
+	"fmt"
+	"math"
 	"math/big"
 	"strings"
 	"testing"
@@ -27,6 +29,15 @@ func TestParseAmount(t *testing.T) {
 func TestCents_Format(t *testing.T) {
 	assert.Equal(t, "0.05", Cents(5).String())
 	assert.Equal(t, "-1.50", Cents(-150).String())
+	assert.Equal(t, "-92233720368547758.08", Cents(math.MinInt64).String())
+	assert.Equal(t, "92233720368547758.07", Cents(math.MaxInt64).String())
+	for _, v := range []int64{0, 1, 9, 10, 99, 100, 101, 999, 1000, 123456, -1, -9, -10, -99, -100, -12345} {
+		ref := fmt.Sprintf("%d.%02d", v/100, v%100)
+		if v < 0 {
+			ref = fmt.Sprintf("-%d.%02d", -v/100, -v%100)
+		}
+		assert.Equal(t, ref, Cents(v).String(), "%d", v)
+	}
 	assert.Equal(t, "R$ 1.234,56", Cents(123456).BRL())
 	assert.Equal(t, "R$ 0,99", Cents(99).BRL())
 	assert.Equal(t, "R$ 1.000.000,00", Cents(100000000).BRL())
