@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -253,7 +254,9 @@ func (s *Scheduler) exchange(ctx context.Context, sub *submission, now time.Time
 		// nothing was ever sent with its key.
 		return s.lapse(sub, s.clock.Now())
 	}
-	ch := &storage.Change{Attempts: []*storage.Attempt{a}, DelDue: dueEntries(rec, it)}
+	sub.one[0] = a
+	sub.ans = storage.Change{Attempts: sub.one[:], DelDue: appendDueEntries(sub.due[:0], rec, it)}
+	ch := &sub.ans
 	if ans := answerOf(err); ans != answerCreated {
 		// Anything but a plain "created" is looked up in Klavi's orders list by the
 		// clientRequestId, never guessed (reconcile.go).
@@ -271,13 +274,17 @@ func (s *Scheduler) exchange(ctx context.Context, sub *submission, now time.Time
 		a.Reason = string(p.StatusReason.Code)
 	}
 	a.NextPoll = s.nextPoll(a, now)
-	ch.PutPoll = []storage.PollItem{{At: a.NextPoll, Key: a.AttemptKey}}
+	sub.poll[0] = storage.PollItem{At: a.NextPoll, Key: a.AttemptKey}
+	ch.PutPoll = sub.poll[:]
 	kind := EventSubmitted
 	if a.Attempt > 0 {
 		kind = EventRetrySubmitted
 	}
-	s.log.Info("payment submitted", "consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
-		"client_request_id", a.ClientRequestID, "payment_id", a.PaymentID, "date", a.Date.String(), "amount", a.Amount.String())
+	if s.log.Enabled(ctx, slog.LevelInfo) {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "payment submitted", slog.String("consent_id", c.ID), slog.Int("cycle", a.Cycle),
+			slog.Int("attempt", a.Attempt), slog.String("client_request_id", a.ClientRequestID), slog.String("payment_id", a.PaymentID),
+			slog.String("date", a.Date.String()), slog.String("amount", a.Amount.String()))
+	}
 	s.emit(ch, kind, now, c, a, "")
 	if a.Attempt == 0 && rec.NextCycle == a.Cycle && rec.State == storage.ConsentActive {
 		s.advance(rec, sched, a.Cycle, now, ch)
@@ -341,7 +348,12 @@ func (s *Scheduler) early(submitOn cycle.Date, it storage.DueItem, now time.Time
 // that no copy is left for a later scan to decide again (an attempt whose outcome is
 // unknown would be sent again at once, not after its wait).
 func dueEntries(rec *storage.ConsentRecord, it storage.DueItem) []storage.DueItem {
-	out := []storage.DueItem{it}
+	return appendDueEntries(nil, rec, it)
+}
+
+// appendDueEntries appends dueEntries' entries to out.
+func appendDueEntries(out []storage.DueItem, rec *storage.ConsentRecord, it storage.DueItem) []storage.DueItem {
+	out = append(out, it)
 	if it.Key.Attempt == 0 && rec.NextCycle == it.Key.Cycle && !rec.NextDue.IsZero() && !rec.NextDue.Equal(it.At) {
 		out = append(out, storage.DueItem{At: rec.NextDue, Key: it.Key})
 	}

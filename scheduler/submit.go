@@ -23,11 +23,20 @@ type submission struct {
 	// handed: passed to a sender or the recorder, which release the lock; until
 	// then the scan does (a panic on its goroutine included).
 	handed bool
+	// ch and one hold submitting's change, ans, due and poll exchange's, in the
+	// submission's own allocation.
+	ch, ans storage.Change
+	one     [1]*storage.Attempt
+	due     [2]storage.DueItem
+	poll    [1]storage.PollItem
 }
 
-// submitting is the change that records the attempt SUBMITTING.
+// submitting is the change that records the attempt SUBMITTING, made anew at each
+// call.
 func (sub *submission) submitting() *storage.Change {
-	return &storage.Change{Attempts: []*storage.Attempt{sub.a}}
+	sub.one[0] = sub.a
+	sub.ch = storage.Change{Attempts: sub.one[:]}
+	return &sub.ch
 }
 
 // scanDue is the due scan's pass. It keeps drain's contract: every entry at or

@@ -37,7 +37,7 @@ func eventKey(id string, seq uint64) []byte {
 
 func dateKey(d cycle.Date, k AttemptKey) []byte {
 	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(k.ConsentID)+7), uint32(d.Rata()))
-	return append(b, attemptKeyBytes(k)...)
+	return appendAttemptKey(b, k)
 }
 
 func encodeCursor(key []byte) string { return base64.RawURLEncoding.EncodeToString(key) }
@@ -87,7 +87,9 @@ func indexAttempt(tx kv.Tx, prev *attemptHead, a *Attempt) error {
 	return nil
 }
 
-func unixNano(t time.Time) []byte { return binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano())) }
+func unixNano(t time.Time) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(t.UnixNano()))
+}
 
 // putAmount stores a variable cycle's amount, and the amount of that cycle's due
 // entry when it is the consent's next one.
@@ -222,11 +224,12 @@ func putEvents(tx kv.Tx, events []Event) error {
 			seq = binary.BigEndian.Uint64(k[len(prefix):]) + 1
 		}
 		e.Seq = seq
-		if err := putJSON(b, eventKey(e.ConsentID, seq), e); err != nil {
+		key := binary.BigEndian.AppendUint64(prefix, seq) // eventKey; Put keeps no key
+		if err := putJSON(b, key, e); err != nil {
 			return err
 		}
 		// The outbox entry, in the same transaction: Publish moves it to the feed.
-		if err := tx.Bucket(bucketOutbox).Put(eventKey(e.ConsentID, seq), unixNano(e.At)); err != nil {
+		if err := tx.Bucket(bucketOutbox).Put(key, unixNano(e.At)); err != nil {
 			return err
 		}
 	}

@@ -302,7 +302,11 @@ type PollItem = Entry
 // id from what follows and keeps one consent's keys together and in cycle order.
 
 func attemptKeyBytes(k AttemptKey) []byte {
-	b := make([]byte, 0, len(k.ConsentID)+1+4+2)
+	return appendAttemptKey(make([]byte, 0, len(k.ConsentID)+7), k)
+}
+
+// appendAttemptKey appends k's key (attemptKeyBytes) to b.
+func appendAttemptKey(b []byte, k AttemptKey) []byte {
 	b = append(b, k.ConsentID...)
 	b = append(b, 0)
 	b = binary.BigEndian.AppendUint32(b, uint32(k.Cycle))
@@ -323,13 +327,13 @@ func parseAttemptKey(b []byte) (AttemptKey, error) {
 	}, nil
 }
 
-func consentPrefix(id string) []byte { return append([]byte(id), 0) }
+func consentPrefix(id string) []byte { return append(append(make([]byte, 0, len(id)+9), id...), 0) }
 
 // timeKey prefixes an attempt key with an instant (Unix nanoseconds, big-endian), so
 // the due and poll indexes iterate in time order and a scan stops at "now".
 func timeKey(t time.Time, k AttemptKey) []byte {
 	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(k.ConsentID)+7), uint64(t.UnixNano()))
-	return append(b, attemptKeyBytes(k)...)
+	return appendAttemptKey(b, k)
 }
 
 func parseTimeKey(b []byte) (time.Time, AttemptKey, error) {
@@ -341,8 +345,8 @@ func parseTimeKey(b []byte) (time.Time, AttemptKey, error) {
 }
 
 func attentionKey(s AttemptState, k AttemptKey) []byte {
-	b := append([]byte(s), 0)
-	return append(b, attemptKeyBytes(k)...)
+	b := append(append(make([]byte, 0, len(s)+1+len(k.ConsentID)+7), s...), 0)
+	return appendAttemptKey(b, k)
 }
 
 func amountKey(id string, k int) []byte {

@@ -1019,7 +1019,7 @@ func applyTx(tx kv.Tx, ch *Change, sweepOn bool) error {
 	if !ch.HighWater.IsZero() {
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(keyHighWater); len(v) != 8 || int64(binary.BigEndian.Uint64(v)) < ch.HighWater.UnixNano() {
-			if err := meta.Put(keyHighWater, binary.BigEndian.AppendUint64(nil, uint64(ch.HighWater.UnixNano()))); err != nil {
+			if err := meta.Put(keyHighWater, unixNano(ch.HighWater)); err != nil {
 				return err
 			}
 		}

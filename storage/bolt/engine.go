@@ -142,9 +142,14 @@ func (b *bucket) Delete(key []byte) error                  { return b.b.Delete(k
 func (b *bucket) Cursor() kv.Cursor                        { return b.b.Cursor() }
 func (b *bucket) ForEach(fn func(k, v []byte) error) error { return b.b.ForEach(fn) }
 
+// Last seeks with the kept cursor too (Get's note).
 func (b *bucket) Last(prefix []byte) (k, v []byte) {
-	c := b.b.Cursor()
-	if end := prefixEnd(prefix); end == nil {
+	if b.get == nil {
+		b.get = b.b.Cursor()
+	}
+	c := b.get
+	var buf [64]byte
+	if end := prefixEnd(append(buf[:0], prefix...)); end == nil {
 		k, v = c.Last()
 	} else if k, _ = c.Seek(end); k == nil {
 		k, v = c.Last()
@@ -158,9 +163,9 @@ func (b *bucket) Last(prefix []byte) (k, v []byte) {
 }
 
 // prefixEnd is the first key after every key that begins with prefix; nil when
-// there is none (a prefix of 0xff bytes only, or none).
+// there is none (a prefix of 0xff bytes only, or none). It reuses prefix's array.
 func prefixEnd(prefix []byte) []byte {
-	end := bytes.Clone(prefix)
+	end := prefix
 	for i := len(end) - 1; i >= 0; i-- {
 		if end[i] < 0xff {
 			end[i]++

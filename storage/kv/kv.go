@@ -65,6 +65,8 @@ type Bucket interface {
 	// Get returns the key's value, or nil when the key is absent. A present key with
 	// an empty value returns a non-nil empty slice.
 	Get(key []byte) []byte
+	// Put stores value under key. It does not keep key (the caller may reuse it);
+	// value must stay unchanged until the transaction ends.
 	Put(key, value []byte) error
 	Delete(key []byte) error
 	Cursor() Cursor

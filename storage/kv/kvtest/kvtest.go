@@ -358,6 +358,25 @@ func (s *suite) last(t *testing.T) {
 			return nil
 		}))
 	}
+	// Last and Get in turn in one transaction, a prefix longer than a small key,
+	// and the caller's prefix left as it was.
+	long := strings.Repeat("p", 80)
+	put(t, e, bkt, long+"1", "6", long+"2", "7")
+	require.NoError(t, e.View(t.Context(), func(tx kv.Tx) error {
+		b := tx.Bucket(bkt)
+		for range 2 {
+			prefix := []byte(long)
+			k, v := b.Last(prefix)
+			assert.Equal(t, long+"2", string(k))
+			assert.Equal(t, "7", string(v))
+			assert.Equal(t, long, string(prefix), "prefix unchanged")
+			assert.Equal(t, "4", string(b.Get([]byte("abc"))))
+			k, _ = b.Last([]byte("a"))
+			assert.Equal(t, "abc", string(k))
+			assert.Equal(t, "6", string(b.Get([]byte(long+"1"))))
+		}
+		return nil
+	}))
 }
 
 func (s *suite) readYourWrites(t *testing.T) {
