@@ -69,7 +69,11 @@
 // Each attempt is bounded by Config.Timeout and by the caller's context. An answer
 // of 408, 429 or 5xx, or a transport error (including a timeout), is retried up to
 // MaxAttempts times with capped exponential backoff and jitter, waiting at least
-// what Retry-After asks (seconds or an HTTP date). Every call is safe to repeat: GETs
+// what Retry-After asks (seconds or an HTTP date). A Retry-After is not waited when
+// it outlasts the caller: past its context's deadline (the call ends with that
+// answer's error), or, on the client's clock, to or past the instant WithSendBefore
+// set (the call ends at once with ErrWindowClosed, as the check before the next
+// attempt would end it on waking). Every call is safe to repeat: GETs
 // are, the auth POST is, and every create POST is re-sent with the very same body,
 // so with the same clientRequestId: a re-send can never make a second payment. A
 // client-side rate limit (RateLimit requests/s, RateBurst) applies to every attempt.

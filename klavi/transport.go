@@ -61,8 +61,8 @@ func (c *Client) do(ctx context.Context, ep endpoint, method, path string, body,
 			}
 			token = tok
 		}
-		if t, ok := sendBeforeOf(ctx); ok && ep != epAuth && !c.clock.Now().Before(t) {
-			return fail(fmt.Errorf("%w (at %s)", ErrWindowClosed, t.Format(time.RFC3339)))
+		if err := c.windowClosed(ctx, ep, 0); err != nil {
+			return fail(err)
 		}
 		a := c.send(ctx, ep, method, path, payload, token)
 		if a.err != nil {
@@ -112,10 +112,35 @@ func (c *Client) do(ctx context.Context, ep endpoint, method, path string, body,
 		if dl, ok := ctx.Deadline(); ok && apiErr.RetryAfter > time.Until(dl) {
 			return fail(apiErr) // Klavi asks for a longer wait than the caller allows
 		}
+		// Nor one that would end as or after the send window closes: the check at
+		// the loop's top would refuse the next attempt on waking, so the caller (a
+		// due scan's pass, and the sends queued behind it) would wait for nothing.
+		// The call ends now with the error it would have ended with on waking, and
+		// fail keeps the unknown outcome of the attempts already sent.
+		if err := c.windowClosed(ctx, ep, apiErr.RetryAfter); err != nil {
+			c.log.Warn("klavi request failed; not retrying: the window to send it closes before the wait asked ends",
+				"endpoint", ep.name, "attempt", n, "cause", strconv.Itoa(a.status), "wait", apiErr.RetryAfter)
+			return fail(err)
+		}
 		if err := c.wait(ctx, ep, n, apiErr.RetryAfter, strconv.Itoa(a.status)); err != nil {
 			return fail(err)
 		}
 	}
+}
+
+// windowClosed is ErrWindowClosed, with the instant, when an attempt made after
+// waiting wait would go out at or after the instant WithSendBefore put on ctx, read
+// on the client's clock (the one that also reads Retry-After and on whose time
+// WithRetryAfterSleep waits); nil otherwise, and always for the token request. With
+// wait 0 it is the check before every attempt; with a Retry-After, the same rule
+// applied before the wait rather than after it: wait sleeps the longer of the
+// backoff and the Retry-After, so the attempt after it goes out no earlier.
+func (c *Client) windowClosed(ctx context.Context, ep endpoint, wait time.Duration) error {
+	t, ok := sendBeforeOf(ctx)
+	if !ok || ep == epAuth || c.clock.Now().Add(wait).Before(t) {
+		return nil
+	}
+	return fmt.Errorf("%w (at %s)", ErrWindowClosed, t.Format(time.RFC3339))
 }
 
 // wait sleeps before attempt n+1: the backoff, or retryAfter when longer (waited
