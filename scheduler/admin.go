@@ -61,6 +61,28 @@ func (l *consentLocks) lock(id string) func() {
 	}
 }
 
+// tryLock takes id's lock if nobody holds or awaits it, and returns its release
+// (to be called exactly once) and true; nil and false otherwise.
+func (l *consentLocks) tryLock(id string) (func(), bool) {
+	l.mu.Lock()
+	if l.locks[id] != nil {
+		l.mu.Unlock()
+		return nil, false
+	}
+	m := &consentLock{refs: 1}
+	l.locks[id] = m
+	m.Lock() // nobody else has it: it was not in the map
+	l.mu.Unlock()
+	return func() {
+		m.Unlock()
+		l.mu.Lock()
+		if m.refs--; m.refs == 0 {
+			delete(l.locks, id)
+		}
+		l.mu.Unlock()
+	}, true
+}
+
 // ActorOperator is the actor of an operator's action when no name is given.
 const ActorOperator = "operator"
 

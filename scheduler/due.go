@@ -24,24 +24,89 @@ import (
 // (submit.go); nothing about it is written yet.
 func (s *Scheduler) handleDue(ctx context.Context, it storage.DueItem, now time.Time, out **submission) error {
 	unlock := s.locks.lock(it.Key.ConsentID)
-	err := s.decideDue(ctx, it, now, out)
+	rec, att, err := s.store.GetConsentAttempt(ctx, it.Key)
+	return s.handleRead(ctx, it, lockedRead{unlock: unlock, rec: rec, att: att, err: err}, now, out)
+}
+
+// lockedRead is a due entry's consent lock, taken, and the entry's records as read
+// under it (GetConsentAttempt's answer).
+type lockedRead struct {
+	unlock func()
+	rec    *storage.ConsentRecord
+	att    *storage.Attempt
+	err    error
+}
+
+// maxGroup bounds how many due entries one decider reads in one transaction
+// (readGroup).
+const maxGroup = 8
+
+// readGroup takes the consent locks of items (entries of distinct consents, as a
+// pass hands them out) and reads their records in one transaction
+// (GetConsentAttempts), into out (cleared; returned, one per item, in order). The
+// first lock is waited for; each other is taken only if nobody holds or awaits it,
+// so a decider never waits for a lock while it holds another. An item whose lock
+// was not free, and every item when the read failed as a whole, has a nil unlock:
+// it is left to handleDue, which waits for its lock and reads it alone.
+func (s *Scheduler) readGroup(ctx context.Context, items []storage.Entry, out []lockedRead) []lockedRead {
+	out = out[:0]
+	if len(items) < 2 {
+		return append(out, make([]lockedRead, len(items))...)
+	}
+	keys := make([]storage.AttemptKey, 0, len(items))
+	for i, it := range items {
+		var r lockedRead
+		if i == 0 {
+			r.unlock = s.locks.lock(it.Key.ConsentID)
+		} else {
+			r.unlock, _ = s.locks.tryLock(it.Key.ConsentID)
+		}
+		if r.unlock != nil {
+			keys = append(keys, it.Key)
+		}
+		out = append(out, r)
+	}
+	got, err := s.store.GetConsentAttempts(ctx, keys, nil)
+	if err != nil || len(got) != len(keys) {
+		for i := range out {
+			if out[i].unlock != nil {
+				out[i].unlock()
+				out[i].unlock = nil
+			}
+		}
+		return out
+	}
+	j := 0
+	for i := range out {
+		if out[i].unlock != nil {
+			out[i].rec, out[i].att, out[i].err = got[j].Record, got[j].Attempt, got[j].Err
+			j++
+		}
+	}
+	return out
+}
+
+// handleRead is handleDue once the entry's lock is held and its records read (r):
+// it decides, and lets the lock go unless *out holds the request to send.
+func (s *Scheduler) handleRead(ctx context.Context, it storage.DueItem, r lockedRead, now time.Time, out **submission) error {
+	err := s.decideDue(ctx, it, r.rec, r.att, r.err, now, out)
 	if out != nil && *out != nil {
-		(*out).unlock = sync.OnceFunc(unlock)
+		(*out).unlock = sync.OnceFunc(r.unlock)
 		return err
 	}
-	unlock()
+	r.unlock()
 	return err
 }
 
-// decideDue is handleDue under the consent's lock.
-func (s *Scheduler) decideDue(ctx context.Context, it storage.DueItem, now time.Time, out **submission) error {
-	rec, att, err := s.store.GetConsentAttempt(ctx, it.Key)
-	if errors.Is(err, storage.ErrNotFound) {
+// decideDue is handleDue under the consent's lock, on its records as read there
+// (rerr: the read's error).
+func (s *Scheduler) decideDue(ctx context.Context, it storage.DueItem, rec *storage.ConsentRecord, att *storage.Attempt, rerr error, now time.Time, out **submission) error {
+	if errors.Is(rerr, storage.ErrNotFound) {
 		s.log.Warn("due entry without a consent removed", "consent_id", it.Key.ConsentID, "cycle", it.Key.Cycle)
 		return s.store.Apply(ctx, &storage.Change{DelDue: []storage.DueItem{it}})
 	}
-	if err != nil {
-		return err
+	if rerr != nil {
+		return rerr
 	}
 	if has(bugMissedOnDoubt) && s.ClockState().Doubt && (it.Key.Attempt != 0 || att != nil) {
 		return nil

@@ -21,6 +21,7 @@ type Store interface {
 	GetConsent(ctx context.Context, id string) (*storage.ConsentRecord, error)
 	GetAttempt(ctx context.Context, k storage.AttemptKey) (*storage.Attempt, error)
 	GetConsentAttempt(ctx context.Context, k storage.AttemptKey) (*storage.ConsentRecord, *storage.Attempt, error)
+	GetConsentAttempts(ctx context.Context, keys []storage.AttemptKey, out []storage.ConsentAttempt) ([]storage.ConsentAttempt, error)
 	ReleaseMapped()
 	Amount(ctx context.Context, id string, k int) (klavi.Cents, bool, error)
 	DueBefore(ctx context.Context, t time.Time, limit int) ([]storage.DueItem, error)

@@ -90,7 +90,7 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 	var (
 		counts   sync.Mutex
 		seen     = map[storage.AttemptKey]bool{}
-		todo     = make(chan storage.Entry) // to a free decider
+		todo     = make(chan []storage.Entry) // a group of entries, to a free decider
 		deciding sync.WaitGroup
 	)
 	defer func() {
@@ -101,35 +101,50 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 		handled -= left
 	}()
 	// Config.Workers deciders for the whole pass (a goroutine per entry grew its
-	// stack anew for every decision).
-	decide := func(it storage.Entry) {
-		if !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
-			p.letGo(it.Key.ConsentID)
-			return // left for the next pass, which judges the clock again
+	// stack anew for every decision). Each takes a group of entries, reads their
+	// records in one transaction (readGroup) and decides them in turn.
+	decide := func(items []storage.Entry, reads []lockedRead) []lockedRead {
+		reads = s.readGroup(p.ctx, items, reads)
+		for i, it := range items {
+			r := reads[i]
+			if !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
+				if r.unlock != nil {
+					r.unlock()
+				}
+				p.letGo(it.Key.ConsentID)
+				continue // left for the next pass, which judges the clock again
+			}
+			var sub *submission
+			var err error
+			if r.unlock != nil {
+				err = s.handleRead(p.ctx, it, r, s.clock.Now(), &sub)
+			} else {
+				err = s.handleDue(p.ctx, it, s.clock.Now(), &sub)
+			}
+			if err != nil {
+				s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
+					"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
+				p.failed.Add(1) // before the let-go (kept)
+				p.noteDeposed(err)
+			}
+			counts.Lock()
+			handled++
+			counts.Unlock()
+			if sub != nil {
+				p.decide(sub) // let go once its answer is recorded
+			} else {
+				p.letGo(it.Key.ConsentID)
+			}
 		}
-		var sub *submission
-		err := s.handleDue(p.ctx, it, s.clock.Now(), &sub)
-		if err != nil {
-			s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
-				"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
-			p.failed.Add(1) // before the let-go (kept)
-			p.noteDeposed(err)
-		}
-		counts.Lock()
-		handled++
-		counts.Unlock()
-		if sub != nil {
-			p.decide(sub) // let go once its answer is recorded
-		} else {
-			p.letGo(it.Key.ConsentID)
-		}
+		return reads
 	}
 	for range s.cfg.Workers {
 		deciding.Add(1)
 		go func() {
 			defer deciding.Done()
-			for it := range todo {
-				decide(it)
+			var reads []lockedRead
+			for items := range todo {
+				reads = decide(items, reads)
 			}
 		}()
 	}
@@ -162,7 +177,11 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 			}
 			break
 		}
-		for i, it := range fresh {
+		// Groups of up to maxGroup entries, while every decider gets several: one
+		// read transaction serves a group; a decision that waits holds back the rest
+		// of its group only.
+		g := max(1, min(maxGroup, len(fresh)/s.cfg.Workers))
+		for i := 0; i < len(fresh); i += g {
 			if p.deposed.Load() {
 				for _, it := range fresh[i:] {
 					p.letGo(it.Key.ConsentID)
@@ -170,7 +189,7 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 				return
 			}
 			select {
-			case todo <- it:
+			case todo <- fresh[i:min(i+g, len(fresh)):min(i+g, len(fresh))]:
 			case <-stop.Done():
 				for _, it := range fresh[i:] {
 					p.letGo(it.Key.ConsentID)
@@ -188,9 +207,13 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 // holds 16 entries, each next one twice the last, up to Config.Batch; each read
 // reaches that many past the entries the pass has left in place (pipeline.kept).
 func (s *Scheduler) scanChunks(p *pipeline, now time.Time) (handled, failed int, err error) {
-	var chunk []*submission // the chunk being decided or committed
+	var (
+		chunk []*submission // the chunk being decided or committed
+		reads []lockedRead  // the group being decided: the locks not yet handed on
+	)
 	defer func() {
 		if r := recover(); r != nil {
+			releaseReads(reads)
 			// A bug, recovered above (cron): the chunk's consents must not stay
 			// locked for the life of the process.
 			for _, sub := range chunk {
@@ -233,13 +256,31 @@ func (s *Scheduler) scanChunks(p *pipeline, now time.Time) (handled, failed int,
 		subs := make([]*submission, len(fresh))
 		chunk = subs
 		for i, it := range fresh {
+			if i%maxGroup == 0 {
+				// The records of the next maxGroup entries, in one read transaction.
+				reads = s.readGroup(p.ctx, fresh[i:min(i+maxGroup, len(fresh))], reads)
+			}
+			r := reads[i%maxGroup]
+			reads[i%maxGroup].unlock = nil // r's now: the recover above must not release it again
 			if stop.Err() != nil || p.deposed.Load() {
+				if r.unlock != nil {
+					r.unlock()
+				}
+				releaseReads(reads[i%maxGroup:])
 				break
 			}
 			if !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
+				if r.unlock != nil {
+					r.unlock()
+				}
 				continue // left for the next pass, which judges the clock again
 			}
-			err := s.handleDue(p.ctx, it, s.clock.Now(), &subs[i])
+			var err error
+			if r.unlock != nil {
+				err = s.handleRead(p.ctx, it, r, s.clock.Now(), &subs[i])
+			} else {
+				err = s.handleDue(p.ctx, it, s.clock.Now(), &subs[i])
+			}
 			if err != nil {
 				s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
 					"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
@@ -252,6 +293,16 @@ func (s *Scheduler) scanChunks(p *pipeline, now time.Time) (handled, failed int,
 		size = min(s.cfg.Batch, 2*size)
 	}
 	return handled, failed, nil
+}
+
+// releaseReads lets go of the locks reads hold (entries not to be decided).
+func releaseReads(reads []lockedRead) {
+	for i := range reads {
+		if reads[i].unlock != nil {
+			reads[i].unlock()
+			reads[i].unlock = nil
+		}
+	}
 }
 
 // A pipeline sends a scan's committed submissions and records their answers.

@@ -312,6 +312,16 @@ func (b *brokenStore) GetConsentAttempt(ctx context.Context, k storage.AttemptKe
 	return b.Store.GetConsentAttempt(ctx, k)
 }
 
+func (b *brokenStore) GetConsentAttempts(ctx context.Context, keys []storage.AttemptKey, out []storage.ConsentAttempt) ([]storage.ConsentAttempt, error) {
+	out, err := b.Store.GetConsentAttempts(ctx, keys, out)
+	for i := range out {
+		if !b.commit && b.isBroken(out[i].Key.ConsentID) {
+			out[i] = storage.ConsentAttempt{Key: out[i].Key, Err: fmt.Errorf("store: %w (test)", storage.ErrUnavailable)}
+		}
+	}
+	return out, err
+}
+
 func (b *brokenStore) Apply(ctx context.Context, ch *storage.Change) error {
 	if b.refuses(ch) {
 		return fmt.Errorf("store: %w (test)", storage.ErrUnavailable)
@@ -527,4 +537,65 @@ func TestScanDue_FencedEndsThePass(t *testing.T) {
 			assert.LessOrEqual(t, len(h.kl.payments), 2*16, "payments sent")
 		})
 	}
+}
+
+// failingGroupStore fails every GetConsentAttempts as a whole, as an engine whose
+// read transaction failed.
+type failingGroupStore struct{ Store }
+
+func (failingGroupStore) GetConsentAttempts(context.Context, []storage.AttemptKey, []storage.ConsentAttempt) ([]storage.ConsentAttempt, error) {
+	return nil, fmt.Errorf("store: %w (test)", storage.ErrUnavailable)
+}
+
+// readGroup locks a group's consents (the first waited for, the others only if
+// free) and reads those it locked in one transaction; the others, and all of them
+// when the read fails, are left to handleDue with no lock held.
+func TestReadGroup(t *testing.T) {
+	h := newHarness(t, at("2026-01-07", 9, 0), func(c *Config) { c.Workers = 1 }) // scanChunks: groups of maxGroup
+	ids := addDue(t, h, 4, "late")
+	items, err := h.db.DueBefore(context.Background(), h.clock.Now(), 10)
+	require.NoError(t, err)
+	require.Len(t, items, 4)
+
+	held := h.s.locks.lock(ids[2]) // an operator's action on the third consent
+	reads := h.s.readGroup(context.Background(), items, nil)
+	require.Len(t, reads, 4)
+	for i, r := range reads {
+		if i == 2 {
+			assert.Nil(t, r.unlock, "a lock held elsewhere is not waited for")
+			continue
+		}
+		require.NotNil(t, r.unlock, ids[i])
+		require.NoError(t, r.err)
+		rec, att, err := h.db.GetConsentAttempt(context.Background(), items[i].Key)
+		require.NoError(t, err)
+		assert.Equal(t, rec, r.rec, ids[i])
+		assert.Equal(t, att, r.att, ids[i])
+		_, free := h.s.locks.tryLock(ids[i])
+		assert.False(t, free, "%s: locked by the group", ids[i])
+	}
+	held()
+	releaseReads(reads)
+	for _, id := range ids {
+		unlock, free := h.s.locks.tryLock(id)
+		require.True(t, free, "%s: let go", id)
+		unlock()
+	}
+	assert.Empty(t, h.s.locks.locks, "no lock entry left")
+
+	one := h.s.readGroup(context.Background(), items[:1], reads)
+	require.Len(t, one, 1)
+	assert.Nil(t, one[0].unlock, "one entry: handleDue reads it")
+
+	h.s.store = failingGroupStore{h.db}
+	failed := h.s.readGroup(context.Background(), items, nil)
+	for i, r := range failed {
+		assert.Nil(t, r.unlock, "%s: left to handleDue", ids[i])
+	}
+	assert.Empty(t, h.s.locks.locks, "the failed read let every lock go")
+	res, err := h.s.Scan(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, ScanResult{Handled: 4}, res, "decided one by one")
+	assert.Len(t, h.kl.payments, 4)
+	assertExactlyOnce(t, h)
 }

@@ -98,6 +98,7 @@ var (
 type Store interface {
 	GetConsent(ctx context.Context, id string) (*ConsentRecord, error)
 	GetConsentAttempt(ctx context.Context, k AttemptKey) (*ConsentRecord, *Attempt, error)
+	GetConsentAttempts(ctx context.Context, keys []AttemptKey, out []ConsentAttempt) ([]ConsentAttempt, error)
 	ReleaseMapped()
 	ListConsents(ctx context.Context, after string, limit int, state ConsentState) ([]*ConsentRecord, error)
 	ListConsentTerms(ctx context.Context, after string, limit int, state ConsentState) ([]*ConsentRecord, error)
@@ -541,31 +542,88 @@ func (db *DB) GetAttempt(ctx context.Context, k AttemptKey) (*Attempt, error) {
 // with its cursor or its consent's status changed, nothing else.
 func (db *DB) GetConsentAttempt(ctx context.Context, k AttemptKey) (*ConsentRecord, *Attempt, error) {
 	var (
-		r *ConsentRecord
-		a *Attempt
+		r   *ConsentRecord
+		a   *Attempt
+		err error
 	)
+	if verr := db.view(ctx, func(tx kv.Tx) error {
+		r, a, err = readConsentAttempt(tx, k)
+		return err
+	}); verr != nil {
+		return nil, nil, fmt.Errorf("attempt %s: %w", k, verr)
+	}
+	return r, a, nil
+}
+
+// ConsentAttempt is GetConsentAttempt's answer for Key, as GetConsentAttempts gives
+// it: Record and Attempt, or Err (ErrNotFound, ErrCorrupt, wrapped with the key).
+type ConsentAttempt struct {
+	Key     AttemptKey
+	Record  *ConsentRecord
+	Attempt *Attempt
+	Err     error
+}
+
+// GetConsentAttempts reads GetConsentAttempt's answer for each of keys, in one read
+// transaction (bbolt: one transaction, its buckets and cursors, for them all; etcd:
+// their keys read in one round trip), into out (cleared; returned, in the order of
+// keys). A key's own failure is in its Err; the returned error is the
+// transaction's (the engine failed, or a damaged page was met), and then out holds
+// nothing.
+func (db *DB) GetConsentAttempts(ctx context.Context, keys []AttemptKey, out []ConsentAttempt) ([]ConsentAttempt, error) {
+	out = out[:0]
 	err := db.view(ctx, func(tx kv.Tx) error {
-		id := []byte(k.ConsentID)
-		body := tx.Bucket(bucketConsents).Get(id)
-		if body == nil {
-			return ErrNotFound
+		out = out[:0] // an engine may run fn again
+		if p, ok := tx.(kv.Prefetcher); ok && len(keys) > 1 {
+			p.Prefetch(consentAttemptReads(keys))
 		}
-		var err error
-		if r, err = readTerms(tx, id, body); err != nil {
-			return err
-		}
-		raw, _ := getAttempt(tx, k)
-		if raw == nil {
-			return nil
-		}
-		a = new(Attempt)
-		if err := json.Unmarshal(raw, a); err != nil {
-			return fmt.Errorf("%w: record %q: %v", ErrCorrupt, attemptKeyBytes(k), err)
+		for _, k := range keys {
+			r, a, err := readConsentAttempt(tx, k)
+			if err != nil {
+				err = fmt.Errorf("attempt %s: %w", k, err)
+			}
+			out = append(out, ConsentAttempt{Key: k, Record: r, Attempt: a, Err: err})
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("attempt %s: %w", k, err)
+		return out[:0], err
+	}
+	return out, nil
+}
+
+// consentAttemptReads lists the keys readConsentAttempt reads for keys, for
+// kv.Prefetcher: each consent's body, terms and cursor, each attempt's live and
+// archived record.
+func consentAttemptReads(keys []AttemptKey) []kv.BucketKey {
+	out := make([]kv.BucketKey, 0, 5*len(keys))
+	for _, k := range keys {
+		id, key := []byte(k.ConsentID), attemptKeyBytes(k)
+		out = append(out, kv.BucketKey{Bucket: bucketConsents, Key: id}, kv.BucketKey{Bucket: bucketTerms, Key: id},
+			kv.BucketKey{Bucket: bucketCursors, Key: id}, kv.BucketKey{Bucket: bucketAttempts, Key: key},
+			kv.BucketKey{Bucket: bucketArchive, Key: key})
+	}
+	return out
+}
+
+// readConsentAttempt is GetConsentAttempt in tx.
+func readConsentAttempt(tx kv.Tx, k AttemptKey) (*ConsentRecord, *Attempt, error) {
+	id := []byte(k.ConsentID)
+	body := tx.Bucket(bucketConsents).Get(id)
+	if body == nil {
+		return nil, nil, ErrNotFound
+	}
+	r, err := readTerms(tx, id, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, _ := getAttempt(tx, k)
+	if raw == nil {
+		return r, nil, nil
+	}
+	a := new(Attempt)
+	if err := json.Unmarshal(raw, a); err != nil {
+		return nil, nil, fmt.Errorf("%w: record %q: %v", ErrCorrupt, attemptKeyBytes(k), err)
 	}
 	return r, a, nil
 }

@@ -209,6 +209,29 @@ func testApply_AttemptsAndAttention(t *testing.T, open Opener) {
 	assert.Equal(t, list[0], got)
 	_, _, err = db.GetConsentAttempt(context.Background(), storage.AttemptKey{ConsentID: "urn:t:none", Cycle: 0})
 	assert.ErrorIs(t, err, storage.ErrNotFound, "no consent")
+
+	// GetConsentAttempts: GetConsentAttempt's answer for each key, in order, in one
+	// read; a key's failure is its own.
+	keys := []storage.AttemptKey{list[0].AttemptKey, {ConsentID: "urn:t:none"}, {ConsentID: "urn:t:a", Cycle: 9}, list[0].AttemptKey}
+	all, err := db.GetConsentAttempts(context.Background(), keys, make([]storage.ConsentAttempt, 7))
+	require.NoError(t, err)
+	require.Len(t, all, len(keys))
+	for i, k := range keys {
+		rec, a, err := db.GetConsentAttempt(context.Background(), k)
+		assert.Equal(t, k, all[i].Key)
+		assert.Equal(t, rec, all[i].Record, "%s", k)
+		assert.Equal(t, a, all[i].Attempt, "%s", k)
+		if err != nil {
+			assert.EqualError(t, all[i].Err, err.Error(), "%s", k)
+		} else {
+			assert.NoError(t, all[i].Err, "%s", k)
+		}
+	}
+	assert.ErrorIs(t, all[1].Err, storage.ErrNotFound)
+	assert.Nil(t, all[2].Attempt)
+	none2, err := db.GetConsentAttempts(context.Background(), nil, all)
+	require.NoError(t, err)
+	assert.Empty(t, none2)
 }
 
 func testAmounts(t *testing.T, open Opener) {
