@@ -318,8 +318,10 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 	cfg.src = src
 	// Only references in values count: a ${NAME} in a comment is not used.
 	var rawDoc yaml.Node
+	var blank map[int]bool
 	if yaml.Unmarshal(raw, &rawDoc) == nil {
 		src.unset = unsetRefs(&rawDoc, getenv)
+		blank = nullLines(&rawDoc, nil)
 	}
 	expanded, _ := expandEnv(raw, getenv)
 	var doc yaml.Node
@@ -335,7 +337,12 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 	if top.Kind != yaml.MappingNode {
 		probs = append(probs, configProblem{Line: top.Line, Msg: "want a mapping of sections (billing:, storage:, klavi:, …)"})
 	} else {
-		checkNode(top, reflect.TypeFor[Config](), "", func(p configProblem) { probs = append(probs, p) })
+		checkNode(top, reflect.TypeFor[Config](), "", func(p configProblem) {
+			if p.Msg == msgNoValue && !blank[p.Line] {
+				return // ${NAME} of an unset variable: the note on unset variables names it
+			}
+			probs = append(probs, p)
+		})
 	}
 	if len(probs) > 0 {
 		return cfg, src.errorOf(probs)

@@ -39,6 +39,12 @@ func TestLoadConfig(t *testing.T) {
 		assert.Equal(t, "pa$$word-with-dollars", cfg.HTTP.AdminToken, "a plain $ is left alone")
 		assert.Equal(t, 3, cfg.Billing.LeadDays, "keys left out keep their defaults")
 	})
+	t.Run("a section with nothing under it keeps its defaults", func(t *testing.T) {
+		p := writeConfig(t, "billing:\nstorage:\n  # path: /elsewhere\n")
+		cfg, err := LoadConfig(p, noEnv)
+		require.NoError(t, err)
+		assert.Equal(t, DefaultConfig().Storage.Path, cfg.Storage.Path)
+	})
 	t.Run("undefined variable is named", func(t *testing.T) {
 		p := writeConfig(t, "klavi:\n  access_key: ${KLAVI_ACCESS_KEY}\n")
 		cfg, err := LoadConfig(p, noEnv)
@@ -52,6 +58,13 @@ func TestLoadConfig(t *testing.T) {
 		name, body string
 		want       []string
 	}{
+		{"a setting with no value", "storage:\n  path:\nklavi:\n  base_url: ~\nbilling:\n  lead_days: null\n  extra_holidays:\n", []string{
+			"4 config problems:",
+			"billingd.yaml:2: storage.path: no value: write one, or leave the key out for its default",
+			"billingd.yaml:4: klavi.base_url: no value",
+			"billingd.yaml:6: billing.lead_days: no value",
+			"billingd.yaml:7: billing.extra_holidays: no value",
+		}},
 		{"unknown key", "billing:\n  lead_dayz: 3\n", []string{"billingd.yaml:2: billing.lead_dayz: unknown key (did you mean lead_days?)"}},
 		{"wrong type", "billing:\n  lead_days: soon\n", []string{`billingd.yaml:2: billing.lead_days: "soon" is not a whole number`}},
 		{"not yaml", "billing: [\n", []string{"billingd.yaml:1: not valid YAML: "}},

@@ -166,6 +166,25 @@ func syntaxProblem(err error) configProblem {
 	return configProblem{Msg: "not valid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
 }
 
+// msgNoValue is checkNode's problem for a setting written with no value.
+const msgNoValue = "no value: write one, or leave the key out for its default"
+
+// nullLines returns the lines of n's values written as null (a blank, ~ or null).
+// LoadConfig reads them in the file as written, before ${NAME} expansion: a
+// reference to an unset variable expands to a blank that is not the writer's.
+func nullLines(n *yaml.Node, out map[int]bool) map[int]bool {
+	if out == nil {
+		out = map[int]bool{}
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		out[n.Line] = true
+	}
+	for _, c := range n.Content {
+		nullLines(c, out)
+	}
+	return out
+}
+
 // checkNode compares the YAML under n with the Go type t that will receive it and
 // reports unknown keys and values of the wrong kind, named by their YAML key (never
 // by a Go type).
@@ -174,7 +193,14 @@ func checkNode(n *yaml.Node, t reflect.Type, key string, add func(configProblem)
 		n = n.Alias
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return // the default stays
+		// A section with nothing under it keeps its defaults. A setting written with
+		// no value (`path:`, `~`, `null`) is refused: YAML would keep the default
+		// silently, and an operator who blanked storage.path or klavi.base_url did
+		// not mean the built-in one.
+		if t.Kind() != reflect.Struct && !(t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct) {
+			add(configProblem{Line: n.Line, Key: key, Msg: msgNoValue})
+		}
+		return
 	}
 	switch {
 	case t.Kind() == reflect.Struct:
