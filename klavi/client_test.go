@@ -638,3 +638,35 @@ func TestClient_ProbeReadsKlavisTimeInOneAttempt(t *testing.T) {
 	f.ts.Close()
 	require.Error(t, c.Probe(context.Background()), "no answer at all is an error")
 }
+
+// Each attempt is logged at debug level with its endpoint and code, and not at all
+// above it (send asks the logger first, so the record costs nothing when off).
+func TestClient_LogsEachAttemptAtDebug(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		level slog.Level
+		want  []string
+	}{
+		{"debug", slog.LevelDebug, []string{
+			`msg="klavi request" endpoint=auth code=200`,
+			`msg="klavi request" endpoint=create_payment code=201`,
+		}},
+		{"info", slog.LevelInfo, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: tc.level}))
+			f := newFake(t, seq(answer(201, created)))
+			c, _, _ := newClient(t, f, nil, klavi.WithLogger(log))
+			_, err := c.CreatePayment(context.Background(), consentID, paymentReq("crid-1"))
+			require.NoError(t, err)
+			var got []string
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if i := strings.Index(l, `msg="klavi request"`); i >= 0 {
+					got = append(got, l[i:])
+				}
+			}
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}

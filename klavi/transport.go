@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -206,7 +207,11 @@ func (c *Client) send(ctx context.Context, ep endpoint, method, path string, pay
 	if h := c.hooks.OnRequest; h != nil {
 		h(ep.name, code, c.clock.Now().Sub(start))
 	}
-	c.log.Debug("klavi request", "endpoint", ep.name, "code", code)
+	// Debug's arguments are boxed before it checks the level: ask first, so an
+	// attempt logged at no level allocates nothing for it.
+	if c.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.log.Debug("klavi request", "endpoint", ep.name, "code", code)
+	}
 	return a
 }
 
