@@ -337,6 +337,10 @@ func (a answerCentsPtr) UnmarshalJSON(b []byte) error {
 type answerEnum struct{ p *string }
 
 func (e answerEnum) UnmarshalJSON(b []byte) error {
+	if in, plain := plainBytes(b); plain {
+		*e.p = normalize(in) // a known value is not copied
+		return nil
+	}
 	s, ok, err := answerString(b, "enum")
 	if err != nil || !ok {
 		return err

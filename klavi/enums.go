@@ -10,7 +10,48 @@ import "github.com/klavi-billing/billingd/internal/enum"
 // (normalized), so a new status from Klavi never breaks decoding; Valid methods tell
 // known values.
 
-func normalize(b []byte) string { return enum.Normalize(string(b)) }
+// normalize is enum.Normalize of b. A value this package knows, in its canonical
+// spelling (the usual answer), is returned as the package's own string: looking it
+// up does not copy b, so decoding it allocates nothing.
+func normalize(b []byte) string {
+	if v, ok := canonicalValues[string(b)]; ok {
+		return v
+	}
+	return enum.Normalize(string(b))
+}
+
+// canonicalValues maps every value named in this package, and the documented values
+// of the free enums (currency, paymentMethod, cancelledFrom), to itself. Each is
+// canonical (enum.Normalize returns it as it is), so normalize returns for it what
+// enum.Normalize would.
+var canonicalValues = func() map[string]string {
+	m := map[string]string{}
+	add := func(vs ...string) {
+		for _, v := range vs {
+			m[v] = v
+		}
+	}
+	add(Currency, "AUTOMATIC_PIX", "INITIATOR", "HOLDER", "INSTITUTION")
+	add(strs(CPF, CNPJ)...)
+	add(strs(CACC, SVGS, TRAN)...)
+	add(strs(Browser, App)...)
+	add(strs(Linux, MacOS, Unix, Windows, IOS, Android, Other)...)
+	add(strs(PixInic, PixManu, PixDict, PixQRCode)...)
+	add(strs(ConsentStarted, ConsentAwaitingAuthorization, ConsentAuthorized, ConsentRejected,
+		ConsentPartiallyAccepted, ConsentRevoked, ConsentPeriodExpired, ConsentExpired)...)
+	add(strs(PaymentPending, PaymentReadyForSettlement, PaymentScheduled, PaymentSettlementProcessing,
+		PaymentCompleted, PaymentRejected, PaymentCanceled, PaymentError)...)
+	add(strs(ReasonCodes...)...)
+	return m
+}()
+
+func strs[T ~string](vs ...T) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
+	}
+	return out
+}
 
 func oneOf[T ~string](v T, all ...T) bool {
 	for _, a := range all {
