@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -172,7 +173,11 @@ type Client struct {
 	hooks           Hooks
 	limiter         *rate.Limiter
 	tokens          tokenCache
-	app             appCache
+	// reqBase is the parsed base a request's URL is copied from (nil: each URL is
+	// parsed), bearer the last token's Authorization value (see newRequest).
+	reqBase *url.URL
+	bearer  atomic.Pointer[bearerHeader]
+	app     appCache
 }
 
 // New returns a client for cfg, or an error naming every bad field of cfg.
@@ -183,6 +188,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	c := &Client{
 		cfg:     cfg,
 		base:    strings.TrimRight(cfg.BaseURL, "/"),
+		reqBase: requestBase(strings.TrimRight(cfg.BaseURL, "/")),
 		hc:      defaultHTTPClient(),
 		clock:   clock.Real{},
 		log:     slog.Default(),

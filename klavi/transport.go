@@ -163,23 +163,9 @@ func (c *Client) wait(ctx context.Context, ep endpoint, n int, retryAfter time.D
 func (c *Client) send(ctx context.Context, ep endpoint, method, path string, payload []byte, token string) attempt {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	var rd io.Reader
-	if payload != nil {
-		rd = bytes.NewReader(payload)
-	}
-	req, err := http.NewRequestWithContext(actx, method, c.base+path, rd)
+	req, err := c.newRequest(actx, method, path, payload, token)
 	if err != nil {
 		return attempt{err: err}
-	}
-	req.Header.Set("Accept", "application/json")
-	if payload != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for k, v := range headersOf(ctx) {
-		req.Header.Set(k, v)
 	}
 	start := c.clock.Now()
 	a := attempt{}
