@@ -190,30 +190,18 @@ func (d Date) AddMonthsClamped(n int) Date {
 // String formats d as YYYY-MM-DD; the zero Date formats as "".
 func (d Date) String() string {
 	var b [10]byte
-	return string(d.AppendText(b[:0]))
+	return string(d.appendTo(b[:0]))
 }
 
-// AppendText appends d as YYYY-MM-DD to b (nothing for the zero Date): String
-// without an allocation of its own.
-func (d Date) AppendText(b []byte) []byte {
+// appendTo appends String's form of d to b.
+func (d Date) appendTo(b []byte) []byte {
 	if d.rd == 0 {
 		return b
 	}
-	y, m, dd := d.Civil()
-	put := func(v, width int) {
-		for i := width - 1; i >= 0; i-- {
-			b = append(b, byte('0'+v/pow10[i]%10))
-		}
-	}
-	put(y, 4)
-	b = append(b, '-')
-	put(int(m), 2)
-	b = append(b, '-')
-	put(dd, 2)
-	return b
+	y, m, dd := d.Civil() // y in MinYear..MaxYear: four digits
+	return append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+int(m)/10), byte('0'+int(m)%10), '-', byte('0'+dd/10), byte('0'+dd%10))
 }
-
-var pow10 = [4]int{1, 10, 100, 1000}
 
 // ParseDate parses a strict YYYY-MM-DD date: four-digit year, two-digit month and
 // day, and a day that exists in that month. "2025-02-30", "2025-2-3", "25-01-01"
@@ -248,7 +236,14 @@ func ParseDate(s string) (Date, error) {
 
 // MarshalText implements encoding.TextMarshaler (JSON: "YYYY-MM-DD").
 func (d Date) MarshalText() ([]byte, error) {
-	return d.AppendText(make([]byte, 0, 10)), nil
+	return d.AppendText(nil)
+}
+
+// AppendText implements encoding.TextAppender: MarshalText's bytes appended to b,
+// which an encoder that knows the interface (go-json-experiment/json, Klavi's
+// requests) writes straight into its buffer. It never fails.
+func (d Date) AppendText(b []byte) ([]byte, error) {
+	return d.appendTo(b), nil
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler with ParseDate's strict rules,

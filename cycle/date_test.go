@@ -2,10 +2,12 @@ package cycle
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
 
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -199,4 +201,30 @@ func BenchmarkDate_AddMonthsClamped(b *testing.B) {
 		_ = ds[i&1023].AddMonthsClamped(i & 255)
 		i++
 	}
+}
+
+// AppendText appends what MarshalText returns, which is String's form; an encoder
+// that uses it writes the same JSON.
+func TestDate_AppendText(t *testing.T) {
+	dates := []Date{{}, MustDate(MinYear, 1, 1), MustDate(MaxYear, 12, 31), MustDate(2024, 2, 29), MustDate(999, 9, 9)}
+	for range 1000 {
+		dates = append(dates, Date{rd: rand.Int32N(MustDate(MaxYear, 12, 31).rd) + 1})
+	}
+	for _, dt := range dates {
+		mt, err := dt.MarshalText()
+		require.NoError(t, err)
+		assert.Equal(t, dt.String(), string(mt))
+		y, m, dd := dt.Civil()
+		if !dt.IsZero() {
+			assert.Equal(t, fmt.Sprintf("%04d-%02d-%02d", y, m, dd), string(mt))
+		}
+		at, err := dt.AppendText([]byte("x="))
+		require.NoError(t, err)
+		assert.Equal(t, "x="+string(mt), string(at))
+		b, err := jsonv1.Marshal(struct{ D Date }{dt})
+		require.NoError(t, err)
+		assert.Equal(t, `{"D":"`+string(mt)+`"}`, string(b))
+	}
+	buf := make([]byte, 0, 16)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = MustDate(2026, 3, 5).AppendText(buf) }))
 }
