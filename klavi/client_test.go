@@ -670,3 +670,22 @@ func TestClient_LogsEachAttemptAtDebug(t *testing.T) {
 		})
 	}
 }
+
+// An answer is read up to 1 MiB: one byte more is a failed attempt, retried.
+func TestClient_AnswerSizeLimit(t *testing.T) {
+	const limit = 1 << 20
+	t.Run("at the limit", func(t *testing.T) {
+		f := newFake(t, seq(answer(201, created+strings.Repeat(" ", limit-len(created)))))
+		c, _, _ := newClient(t, f, nil)
+		_, err := c.CreatePayment(context.Background(), consentID, paymentReq("crid-1"))
+		require.NoError(t, err)
+	})
+	t.Run("over the limit", func(t *testing.T) {
+		f := newFake(t, seq(answer(201, created+strings.Repeat(" ", limit-len(created)+1))))
+		c, _, _ := newClient(t, f, nil)
+		_, err := c.CreatePayment(context.Background(), consentID, paymentReq("crid-1"))
+		require.ErrorIs(t, err, klavi.ErrUnavailable)
+		assert.Contains(t, err.Error(), "answer is larger than 1048576 bytes")
+		assert.Len(t, f.apiCalls(), 3, "retried up to MaxAttempts")
+	})
+}

@@ -172,7 +172,7 @@ func (c *Client) send(ctx context.Context, ep endpoint, method, path string, pay
 	resp, err := c.hc.Do(req)
 	if err == nil {
 		a.status, a.header = resp.StatusCode, resp.Header
-		a.body, err = io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+		a.body, err = readLimited(resp.Body, maxResponseBytes+1)
 		resp.Body.Close()
 		if err == nil && len(a.body) > maxResponseBytes {
 			err = fmt.Errorf("answer is larger than %d bytes", maxResponseBytes)
@@ -199,6 +199,31 @@ func (c *Client) send(ctx context.Context, ep endpoint, method, path string, pay
 		c.log.Debug("klavi request", "endpoint", ep.name, "code", code)
 	}
 	return a
+}
+
+// readLimited is io.ReadAll(io.LimitReader(r, limit)) (the same bytes and error)
+// without the LimitReader, an allocation per attempt: it reads r until EOF, an
+// error, or limit bytes.
+func readLimited(r io.Reader, limit int64) ([]byte, error) {
+	b := make([]byte, 0, 512)
+	for int64(len(b)) < limit {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // grow
+		}
+		p := b[len(b):cap(b)]
+		if rest := limit - int64(len(b)); int64(len(p)) > rest {
+			p = p[:rest]
+		}
+		n, err := r.Read(p)
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+	return b, nil
 }
 
 // transportError drops the URL from a net/http error (it adds nothing the endpoint

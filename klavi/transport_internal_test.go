@@ -1,9 +1,13 @@
 package klavi
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -57,4 +61,29 @@ func TestSanitize(t *testing.T) {
 	}
 	long := sanitize(strings.Repeat("a", 500))
 	assert.Equal(t, maxMessageLen+1, len([]rune(long)), "truncated, with an ellipsis")
+}
+
+// readLimited returns what io.ReadAll(io.LimitReader(r, limit)) did, bytes and
+// error, whatever the sizes of the reads and wherever the limit falls.
+func TestReadLimited_SameAsReadAll(t *testing.T) {
+	boom := errors.New("connection reset")
+	for _, size := range []int{0, 1, 511, 512, 513, 1000, 4096, 5000} {
+		data := bytes.Repeat([]byte("0123456789abcdef"), size/16+1)[:size]
+		for _, limit := range []int64{0, 1, 511, 512, 513, int64(size) - 1, int64(size), int64(size) + 1, 1 << 20} {
+			readers := map[string]func() io.Reader{
+				"whole":      func() io.Reader { return bytes.NewReader(data) },
+				"one byte":   func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data)) },
+				"half":       func() io.Reader { return iotest.HalfReader(bytes.NewReader(data)) },
+				"data + EOF": func() io.Reader { return iotest.DataErrReader(bytes.NewReader(data)) },
+				"error":      func() io.Reader { return io.MultiReader(bytes.NewReader(data), iotest.ErrReader(boom)) },
+				"timeout":    func() io.Reader { return iotest.TimeoutReader(bytes.NewReader(data)) },
+			}
+			for name, r := range readers {
+				want, wantErr := io.ReadAll(io.LimitReader(r(), limit))
+				got, err := readLimited(r(), limit)
+				assert.Equal(t, string(want), string(got), "%s, %d bytes, limit %d", name, size, limit)
+				assert.Equal(t, wantErr, err, "%s, %d bytes, limit %d", name, size, limit)
+			}
+		}
+	}
 }
