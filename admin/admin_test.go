@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,11 +35,36 @@ func (f *fakeKlavi) CreateConsent(_ context.Context, req *klavi.CreateConsentReq
 		ConsentRedirectURL: "https://klavi.example/authorize/created-1"}, nil
 }
 
+// klaviConsents is the scheduler's Klavi as far as Authorize reads it: each
+// consent's status at Klavi (absent: awaiting authorization).
+type klaviConsents struct {
+	scheduler.Klavi // nil: any other call panics
+	mu              sync.Mutex
+	status          map[string]klavi.ConsentStatus
+}
+
+func (k *klaviConsents) GetConsent(_ context.Context, id string) (*klavi.Consent, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st, ok := k.status[id]
+	if !ok {
+		st = klavi.ConsentAwaitingAuthorization
+	}
+	return &klavi.Consent{ID: id, Status: st}, nil
+}
+
+func (k *klaviConsents) set(id string, st klavi.ConsentStatus) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.status[id] = st
+}
+
 type env struct {
 	t   *testing.T
 	srv *httptest.Server
 	db  *bolt.Store
 	kl  *fakeKlavi
+	kc  *klaviConsents
 	sch *scheduler.Scheduler
 	clk *clock.Fake
 }
@@ -48,13 +74,14 @@ func newEnv(t *testing.T) *env {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	clk := clock.NewFake(cycle.MustDate(2026, 1, 2).At(10, 0))
-	sch, err := scheduler.New(scheduler.Config{Policy: scheduler.Policy{LeadDays: 3, RetryMode: consent.Attach}, SubmitHour: 9}, db, nil, scheduler.WithClock(clk))
+	kc := &klaviConsents{status: map[string]klavi.ConsentStatus{}}
+	sch, err := scheduler.New(scheduler.Config{Policy: scheduler.Policy{LeadDays: 3, RetryMode: consent.Attach}, SubmitHour: 9}, db, kc, scheduler.WithClock(clk))
 	require.NoError(t, err)
 	kl := &fakeKlavi{}
 	s := New(token, db, sch, WithKlavi(kl), WithClock(clk))
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, db: db, kl: kl, sch: sch, clk: clk}
+	return &env{t: t, srv: srv, db: db, kl: kl, kc: kc, sch: sch, clk: clk}
 }
 
 func (e *env) do(method, path, body string, hdr ...string) (int, map[string]any) {
@@ -161,6 +188,11 @@ func TestAdmin_CreateAtKlaviAndAuthorize(t *testing.T) {
 	assert.Equal(t, "awaiting_authorization", out["state"])
 	assert.Equal(t, "https://klavi.example/authorize/created-1", out["redirectUrl"])
 
+	// Klavi's word decides: the payer has not authorized yet.
+	code, out = e.do("POST", "/v1/consents/urn:klavi:created-1/authorize", "")
+	require.Equal(t, http.StatusConflict, code, out)
+	assert.Contains(t, out["error"], "Klavi reports consent urn:klavi:created-1 CONSENT_AWAITING_AUTHORIZATION")
+	e.kc.set("urn:klavi:created-1", klavi.ConsentAuthorized)
 	code, out = e.do("POST", "/v1/consents/urn:klavi:created-1/authorize", "")
 	require.Equal(t, http.StatusOK, code, out)
 	assert.Equal(t, "active", out["state"])

@@ -8,7 +8,7 @@
 //	POST   /v1/consents?billFrom=YYYY-MM-DD        add a consent (body: a consent file)
 //	POST   /v1/klavi/consents                       create a consent at Klavi; returns the redirect URL
 //	GET    /v1/consents/{id}                        one consent with its billing state
-//	POST   /v1/consents/{id}/authorize              the payer authorized it
+//	POST   /v1/consents/{id}/authorize              the payer authorized it (Klavi must confirm: 409 otherwise)
 //	POST   /v1/consents/{id}/revoke                 stop billing ({"reason": "..."})
 //	PUT    /v1/consents/{id}/cycles/{k}/amount      amount of a variable cycle ({"amount": "123.45"})
 //	GET    /v1/consents/{id}/attempts               its attempts and payments

@@ -193,9 +193,38 @@ func (s *Scheduler) scheduleFirst(rec *storage.ConsentRecord, now time.Time, ch 
 // Authorize marks a consent awaiting authorization as authorized (the payer approved
 // it) and schedules it from today or its billFrom, whichever is later. actor names
 // who asked, for the timeline.
+//
+// Klavi's word decides, not the caller's: the consent is read at Klavi first (GET
+// consent, klavi-api.md section 7), and unless Klavi reports it
+// CONSENT_AUTHORIZED nothing changes and the error (ErrConflict) names the status
+// Klavi gave. A consent Klavi stopped (revoked, rejected, expired) is stopped here
+// too, as the refresh job would. A read that fails is the error: the status is not
+// guessed. ErrNotFound for an id billingd does not hold; ErrConflict for a consent
+// not awaiting authorization.
 func (s *Scheduler) Authorize(id, actor string) (*storage.ConsentRecord, error) {
+	ctx := context.Background()
+	rec, err := s.store.GetConsent(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if rec.State != storage.ConsentAwaiting {
+		return nil, fmt.Errorf("%w: consent %s is %s, not awaiting authorization", ErrConflict, id, rec.State)
+	}
 	if err := s.trustClock(); err != nil { // once, not on every retry: it asks Klavi
 		return nil, err
+	}
+	kc, err := s.klavi.GetConsent(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("read consent %s at Klavi to confirm its authorization: %w", id, err)
+	}
+	if kc.Status != klavi.ConsentAuthorized {
+		if change, _ := judgeConsent(storage.ConsentAwaiting, kc.Status); change == consentStopped {
+			if _, err := s.refreshOne(ctx, id); err != nil {
+				return nil, err
+			}
+		}
+		return nil, fmt.Errorf("%w: Klavi reports consent %s %s, not %s: nothing changed (billing starts when Klavi reports it authorized; the refresh job reads it)",
+			ErrConflict, id, kc.Status, klavi.ConsentAuthorized)
 	}
 	return retryConflict(func() (*storage.ConsentRecord, error) { return s.authorize(id, actor) })
 }

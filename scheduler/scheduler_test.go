@@ -548,6 +548,45 @@ func TestScheduler_AuthorizeAndAdd(t *testing.T) {
 	assert.True(t, errors.Is(err, storage.ErrNotFound))
 }
 
+// Authorize takes Klavi's word: a consent Klavi still reports awaiting stays
+// awaiting, one Klavi stopped stops, and only one Klavi reports authorized starts
+// billing.
+func TestScheduler_AuthorizeAsksKlavi(t *testing.T) {
+	h := newHarness(t, at("2026-01-01", 8, 0), nil)
+	h.kl.consentStatus = map[string]klavi.ConsentStatus{}
+	add := func(id string, klaviSays klavi.ConsentStatus) string {
+		c := loadExample(t, "monthly-31st.json")
+		c.ID, c.Status = id, klavi.ConsentAwaitingAuthorization
+		h.add(c)
+		h.kl.mu.Lock()
+		h.kl.consentStatus[id] = klaviSays
+		h.kl.mu.Unlock()
+		return id
+	}
+	waiting := add("urn:t:waiting", klavi.ConsentAwaitingAuthorization)
+	revoked := add("urn:t:revoked", klavi.ConsentRevoked)
+	ok := add("urn:t:ok", klavi.ConsentAuthorized)
+
+	_, err := h.s.Authorize(waiting, "")
+	require.ErrorIs(t, err, ErrConflict)
+	assert.Contains(t, err.Error(), "Klavi reports consent urn:t:waiting CONSENT_AWAITING_AUTHORIZATION")
+	rec, err := h.db.GetConsent(context.Background(), waiting)
+	require.NoError(t, err)
+	assert.Equal(t, storage.ConsentAwaiting, rec.State, "nothing changed")
+	assert.Equal(t, klavi.ConsentAwaitingAuthorization, rec.Consent.Status)
+
+	_, err = h.s.Authorize(revoked, "")
+	require.ErrorIs(t, err, ErrConflict)
+	rec, err = h.db.GetConsent(context.Background(), revoked)
+	require.NoError(t, err)
+	assert.Equal(t, storage.ConsentRevoked, rec.State, "stopped, as the refresh job would")
+
+	rec, err = h.s.Authorize(ok, "")
+	require.NoError(t, err)
+	assert.Equal(t, storage.ConsentActive, rec.State)
+	assert.Equal(t, klavi.ConsentAuthorized, rec.Consent.Status)
+}
+
 func TestScheduler_StartStop(t *testing.T) {
 	h := newHarness(t, time.Now(), nil)
 	require.NoError(t, h.s.Start(context.Background(), kv.Fence{}, "@every 1h", "@every 1h", Hooks{}))
