@@ -206,9 +206,13 @@ func (d Date) appendTo(b []byte) []byte {
 // ParseDate parses a strict YYYY-MM-DD date: four-digit year, two-digit month and
 // day, and a day that exists in that month. "2025-02-30", "2025-2-3", "25-01-01"
 // and "" are all errors wrapping ErrDate.
-func ParseDate(s string) (Date, error) {
+func ParseDate(s string) (Date, error) { return parseDate(s) }
+
+// parseDate is ParseDate of a string or of bytes (UnmarshalText's, not copied
+// unless they are an error's).
+func parseDate[T string | []byte](s T) (Date, error) {
 	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
-		return Date{}, fmt.Errorf("%w %q: want YYYY-MM-DD", ErrDate, s)
+		return Date{}, fmt.Errorf("%w %q: want YYYY-MM-DD", ErrDate, string(s))
 	}
 	num := func(from, to int) (int, bool) {
 		v := 0
@@ -225,11 +229,11 @@ func ParseDate(s string) (Date, error) {
 	m, ok2 := num(5, 7)
 	dd, ok3 := num(8, 10)
 	if !ok1 || !ok2 || !ok3 {
-		return Date{}, fmt.Errorf("%w %q: want YYYY-MM-DD", ErrDate, s)
+		return Date{}, fmt.Errorf("%w %q: want YYYY-MM-DD", ErrDate, string(s))
 	}
 	dt, ok := NewDate(y, time.Month(m), dd)
 	if !ok {
-		return Date{}, fmt.Errorf("%w %q: no such day", ErrDate, s)
+		return Date{}, fmt.Errorf("%w %q: no such day", ErrDate, string(s))
 	}
 	return dt, nil
 }
@@ -254,7 +258,7 @@ func (d *Date) UnmarshalText(b []byte) error {
 		*d = Date{}
 		return nil
 	}
-	dt, err := ParseDate(string(b))
+	dt, err := parseDate(b)
 	if err != nil {
 		return err
 	}

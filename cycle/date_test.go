@@ -228,3 +228,28 @@ func TestDate_AppendText(t *testing.T) {
 	buf := make([]byte, 0, 16)
 	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = MustDate(2026, 3, 5).AppendText(buf) }))
 }
+
+// UnmarshalText reads the bytes as ParseDate reads a string, errors included,
+// without copying a valid date.
+func TestDate_UnmarshalTextAsParseDate(t *testing.T) {
+	for _, s := range []string{"2026-03-05", "2024-02-29", "2025-02-29", "2025-2-3", "2025-13-01", "x025-01-01", "2026-03-05 ", "25-01-01"} {
+		want, werr := ParseDate(s)
+		var got Date
+		gerr := got.UnmarshalText([]byte(s))
+		if werr != nil {
+			require.Error(t, gerr, s)
+			assert.Equal(t, werr.Error(), gerr.Error(), s)
+			continue
+		}
+		require.NoError(t, gerr, s)
+		assert.Equal(t, want, got, s)
+	}
+	b := []byte("2026-03-05")
+	var d Date
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = d.UnmarshalText(b) }))
+	var iv Interval
+	mb := []byte("MONTHLY")
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = iv.UnmarshalText(mb) }))
+	require.NoError(t, iv.UnmarshalText([]byte("semi-annual")))
+	assert.Equal(t, Semiannual, iv)
+}

@@ -82,6 +82,12 @@ func (iv Interval) MarshalText() ([]byte, error) {
 
 // UnmarshalText implements encoding.TextUnmarshaler with ParseInterval.
 func (iv *Interval) UnmarshalText(b []byte) error {
+	for _, known := range Intervals { // the stored spelling: read without a copy
+		if string(b) == known.String() {
+			*iv = known
+			return nil
+		}
+	}
 	v, err := ParseInterval(string(b))
 	if err != nil {
 		return err

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // ErrAmount is wrapped by every amount parsing error.
@@ -172,6 +174,18 @@ func (c Cents) MarshalJSON() ([]byte, error) {
 	}
 	b := append(make([]byte, 0, 24), '"')
 	return append(c.appendText(b), '"'), nil
+}
+
+// MarshalJSONTo writes MarshalJSON's bytes into enc without an allocation of its
+// own: the method encoding/json/v2 (go-json-experiment/json, which encodes
+// billingd's records and requests) prefers to MarshalJSON.
+func (c Cents) MarshalJSONTo(enc *jsontext.Encoder) error {
+	if c < 0 || c > MaxCents {
+		return fmt.Errorf("%w: %s is out of range", ErrAmount, c)
+	}
+	var buf [26]byte
+	b := append(buf[:0], '"')
+	return enc.WriteValue(append(c.appendText(b), '"'))
 }
 
 // UnmarshalJSON decodes the API's amount string with ParseAmount's rules. A JSON

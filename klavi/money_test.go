@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	jsonx "github.com/go-json-experiment/json/v1"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -116,6 +118,25 @@ func TestCents_MarshalJSON(t *testing.T) {
 	assert.Error(t, err)
 	_, err = json.Marshal(MaxCents + 1)
 	assert.Error(t, err)
+	// go-json-experiment's encoder takes MarshalJSONTo: the same bytes and refusals
+	// as MarshalJSON, in and out of a struct.
+	for _, c := range []Cents{0, 5, 99, 100, 9990, 123456, MaxCents, -1, MaxCents + 1} {
+		want, werr := c.MarshalJSON()
+		got, gerr := jsonx.Marshal(c)
+		if werr != nil {
+			assert.Error(t, gerr, "%d", c)
+			assert.ErrorIs(t, gerr, ErrAmount, "%d", c)
+			continue
+		}
+		require.NoError(t, gerr, "%d", c)
+		assert.Equal(t, string(want), string(got), "%d", c)
+		got, err = jsonx.Marshal(struct {
+			A Cents  `json:"a"`
+			B *Cents `json:"b"`
+		}{c, &c})
+		require.NoError(t, err)
+		assert.Equal(t, `{"a":`+string(want)+`,"b":`+string(want)+`}`, string(got))
+	}
 }
 
 // FuzzParseAmount checks the round trip stated on ParseAmount: an accepted s

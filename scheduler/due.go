@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/klavi-billing/billingd/consent"
@@ -91,7 +90,7 @@ func (s *Scheduler) readGroup(ctx context.Context, items []storage.Entry, out []
 func (s *Scheduler) handleRead(ctx context.Context, it storage.DueItem, r lockedRead, now time.Time, out **submission) error {
 	err := s.decideDue(ctx, it, r.rec, r.att, r.err, now, out)
 	if out != nil && *out != nil {
-		(*out).unlock = sync.OnceFunc(r.unlock)
+		(*out).release = r.unlock
 		return err
 	}
 	r.unlock()

@@ -15,11 +15,14 @@ import (
 // SUBMITTING in memory), its consent as read under the consent's lock, and that
 // lock's release. Nothing is sent before submitting() is durable.
 type submission struct {
-	rec    *storage.ConsentRecord
-	sched  cycle.Schedule
-	a      *storage.Attempt
-	it     storage.DueItem
-	unlock func() // safe to call more than once
+	rec   *storage.ConsentRecord
+	sched cycle.Schedule
+	a     *storage.Attempt
+	it    storage.DueItem
+	// release lets go of the consent's lock (unlock, once: safe to call more than
+	// once, from any goroutine).
+	release  func()
+	released atomic.Bool
 	// handed: passed to a sender or the recorder, which release the lock; until
 	// then the scan does (a panic on its goroutine included).
 	handed bool
@@ -29,6 +32,13 @@ type submission struct {
 	one     [1]*storage.Attempt
 	due     [2]storage.DueItem
 	poll    [1]storage.PollItem
+}
+
+// unlock lets go of the submission's consent lock; later calls do nothing.
+func (sub *submission) unlock() {
+	if sub.released.CompareAndSwap(false, true) {
+		sub.release()
+	}
 }
 
 // submitting is the change that records the attempt SUBMITTING, made anew at each

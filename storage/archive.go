@@ -109,7 +109,12 @@ type cursorHead struct {
 // readCursorHead reads consent id's cursor; false when it has none (or it does not
 // decode: the rule then pins nothing, and reads look in the archive).
 func readCursorHead(tx kv.Tx, id string) (cursorHead, bool) {
-	raw := tx.Bucket(bucketCursors).Get([]byte(id))
+	return readCursorHeadAt(tx, []byte(id))
+}
+
+// readCursorHeadAt is readCursorHead of the consent whose id is key.
+func readCursorHeadAt(tx kv.Tx, key []byte) (cursorHead, bool) {
+	raw := tx.Bucket(bucketCursors).Get(key)
 	if raw == nil {
 		return cursorHead{}, false
 	}
@@ -192,21 +197,28 @@ func (h cursorHead) pins(k int) bool { return h.State == ConsentActive && h.Next
 // pinned reports whether attempt k is known not to be in the archive (see the rule
 // above), from its consent's stored cursor.
 func pinned(tx kv.Tx, k AttemptKey) bool {
+	return pinnedAt(tx, k, attemptKeyBytes(k))
+}
+
+// pinnedAt is pinned with k's key (attemptKeyBytes) already made: it begins with
+// the consent's id, the cursor's key.
+func pinnedAt(tx kv.Tx, k AttemptKey, key []byte) bool {
 	if k.Attempt != 0 {
 		return false
 	}
-	h, ok := readCursorHead(tx, k.ConsentID)
+	h, ok := readCursorHeadAt(tx, key[:len(k.ConsentID)])
 	return ok && h.pins(k.Cycle)
 }
 
 // archivable reports whether attempt k, settled, goes to the archive: a retry
 // always; an original once its consent's stored cursor (as this transaction has
 // written it) does not pin it. A consent with no cursor keeps its originals live.
-func archivable(tx kv.Tx, k AttemptKey) bool {
+// key is k's (attemptKeyBytes).
+func archivable(tx kv.Tx, k AttemptKey, key []byte) bool {
 	if k.Attempt != 0 {
 		return true
 	}
-	h, ok := readCursorHead(tx, k.ConsentID)
+	h, ok := readCursorHeadAt(tx, key[:len(k.ConsentID)])
 	return ok && !h.pins(k.Cycle)
 }
 
@@ -214,11 +226,15 @@ func archivable(tx kv.Tx, k AttemptKey) bool {
 // archive; nil when there is none. It reads the archive only when the live bucket
 // does not have it and it is not pinned.
 func getAttempt(tx kv.Tx, k AttemptKey) (raw []byte, archived bool) {
-	key := attemptKeyBytes(k)
+	return getAttemptAt(tx, k, attemptKeyBytes(k))
+}
+
+// getAttemptAt is getAttempt with k's key (attemptKeyBytes) already made.
+func getAttemptAt(tx kv.Tx, k AttemptKey, key []byte) (raw []byte, archived bool) {
 	if v := tx.Bucket(bucketAttempts).Get(key); v != nil {
 		return v, false
 	}
-	if pinned(tx, k) {
+	if pinnedAt(tx, k, key) {
 		return nil, false
 	}
 	if v := tx.Bucket(bucketArchive).Get(key); v != nil {
@@ -287,12 +303,11 @@ func getEvent(tx kv.Tx, key []byte) []byte {
 	return tx.Bucket(bucketEventArchive).Get(key)
 }
 
-// putAttempt writes attempt a (next is the record to store, with its new version)
-// into the bucket its state belongs in, and removes it from the other one. It
+// putAttempt writes attempt a under key (attemptKeyBytes; raw is the record to
+// store, with its new version) into the bucket its state belongs in, and removes it from the other one. It
 // reports whether it went to the archive.
-func putAttempt(tx kv.Tx, a *Attempt, raw []byte, stored, archived bool) (bool, error) {
-	key := attemptKeyBytes(a.AttemptKey)
-	toArchive := headOf(a).settled() && archivable(tx, a.AttemptKey)
+func putAttempt(tx kv.Tx, a *Attempt, key, raw []byte, stored, archived bool) (bool, error) {
+	toArchive := headOf(a).settled() && archivable(tx, a.AttemptKey, key)
 	dst, other := bucketAttempts, bucketArchive
 	if toArchive {
 		dst, other = bucketArchive, bucketAttempts

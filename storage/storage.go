@@ -1089,7 +1089,8 @@ func applyTx(tx kv.Tx, ch *Change, sweepOn bool) error {
 	}
 	var swept []string // consents whose change archived an attempt: their older records follow
 	for _, a := range ch.Attempts {
-		old, archived := getAttempt(tx, a.AttemptKey)
+		key := attemptKeyBytes(a.AttemptKey) // its reads and writes keep no key
+		old, archived := getAttemptAt(tx, a.AttemptKey, key)
 		var prev *attemptHead
 		if old != nil {
 			// A stored record that does not decode is not an absent one: overwriting it
@@ -1108,7 +1109,7 @@ func applyTx(tx kv.Tx, ch *Change, sweepOn bool) error {
 		if err != nil {
 			return err
 		}
-		toArchive, err := putAttempt(tx, a, raw, old != nil, archived)
+		toArchive, err := putAttempt(tx, a, key, raw, old != nil, archived)
 		if err != nil {
 			return err
 		}
@@ -1262,5 +1263,6 @@ func putCursor(tx kv.Tx, r *ConsentRecord) error {
 			return err
 		}
 	}
-	return putJSON(cursors, key, cursorOf(r))
+	cur := cursorOf(r)
+	return putJSON(cursors, key, &cur) // a pointer: the encoder copies a value
 }
