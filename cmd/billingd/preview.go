@@ -42,7 +42,7 @@ the retry dates of a failed charge. It is a dry run of the daemon's own plan. Wi
 	af := addAdminFlags(cmd, a)
 	fl.Lookup("addr").Usage = "admin API `URL` (with --consent)"
 	fl.Lookup("token").Usage = "admin bearer `TOKEN` (with --consent)"
-	fl.StringVar(&f.from, "from", "", "first due date to show, `YYYY-MM-DD` (default: today in Brasília)")
+	fl.StringVar(&f.from, "from", "", "the day the plan is seen from, `YYYY-MM-DD`: its first due date shown and its states (planned, late, missed) as of that day (default: today in Brasília)")
 	fl.IntVar(&f.n, "cycles", 12, "number of cycles to show")
 	fl.IntVar(&f.lead, "lead-days", 0, "submit `N` days before the due date, 2..10 (default: billing.lead_days of the config, 3)")
 	fl.StringVar(&f.format, "format", "table", "output `FORMAT`: table or json")
