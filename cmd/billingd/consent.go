@@ -118,23 +118,32 @@ func (a *app) whatNext(c *consent.Consent, sum consentSummary) string {
 		return next
 	}
 	h, m, _ := parseClock(cfg.Billing.SubmitTime)
-	s := pol.Schedule(c)
-	today := cycle.DateOf(a.e.clock.Now())
-	if !s.Exists(sum.NextCycle) {
-		return next
+	if w := missedNext(pol, h, m, c, sum.NextCycle, cycle.DateOf(a.e.clock.Now())); w != "" {
+		return w
 	}
-	p := pol.Plan(c, s, sum.NextCycle, today, nil)
+	return next
+}
+
+// missedNext says, for an active consent whose next cycle is k, under pol (submit
+// time h:m) and on today's Brasília date: that cycle k (and the next ones) will be
+// MISSED and which cycle is billed next; that cycle k is late and submitted at the
+// next scan; or "" when cycle k is planned as usual.
+func missedNext(pol scheduler.Policy, h, m int, c *consent.Consent, k int, today cycle.Date) string {
+	s := pol.Schedule(c)
+	if !s.Exists(k) {
+		return ""
+	}
+	p := pol.Plan(c, s, k, today, nil)
 	switch p.State {
 	case scheduler.StateLate:
 		return fmt.Sprintf("next cycle %d (due %s), submitted at the next scan: its submit day %s has passed and the window is open until %s",
 			p.Index, weekdayDate(p.Due), weekdayDate(p.Due.AddDays(-pol.LeadDays)), weekdayDate(p.Deadline))
 	case scheduler.StateMissed:
 	default:
-		return next
+		return ""
 	}
 	out := fmt.Sprintf("cycle %d (due %s) will be MISSED: its window closed on %s", p.Index, weekdayDate(p.Due), weekdayDate(p.Deadline))
-	k := p.Index + 1
-	for ; s.Exists(k); k++ {
+	for k = p.Index + 1; s.Exists(k); k++ {
 		q := pol.Plan(c, s, k, today, nil)
 		if q.State == scheduler.StateMissed {
 			out += fmt.Sprintf("; cycle %d (due %s) too", q.Index, weekdayDate(q.Due))
@@ -681,10 +690,18 @@ func newConsentImportCmd(a *app) *cobra.Command {
 			return argErrorf("consent import: want at least one FILE or DIR")
 		}
 		var from cycle.Date
+		started := e.clock.Now()
 		if *billFrom != "" {
 			var err error
 			if from, err = cycle.ParseDate(*billFrom); err != nil {
 				return argErrorf("consent import: --bill-from: %v", err)
+			}
+			today := cycle.DateOf(started)
+			switch {
+			case from.Before(today.AddDays(-scheduler.WindowOpensDays)):
+				fmt.Fprintf(e.stderr, "warning: --bill-from %s is before today (%s): every cycle due between them whose window has closed is recorded MISSED, and alerted\n", from, today)
+			case today.AddDays(366).Before(from):
+				fmt.Fprintf(e.stderr, "warning: --bill-from %s is more than a year ahead: nothing due before it is billed\n", from)
 			}
 		}
 		path, cfg, err := dbPath(e, *dbFlag, a.config)
@@ -721,6 +738,18 @@ func newConsentImportCmd(a *app) *cobra.Command {
 			return fmt.Errorf("import: %w (%s imported before it; running the import again skips them)", err, plural(added, "consent"))
 		}
 		fmt.Fprintf(e.stdout, "imported %s into %s (%d already there, skipped)\n", plural(added, "consent"), path, skipped)
+		// What the first scan will do that an operator would not expect: cycles whose
+		// window closed before the import (MISSED, and alerted), and late ones.
+		today := cycle.DateOf(e.clock.Now())
+		for _, c := range cs {
+			rec, err := db.GetConsent(cmd.Context(), c.ID)
+			if err != nil || rec.State != storage.ConsentActive || rec.AddedAt.Before(started) {
+				continue // not this import's, or not billed
+			}
+			if w := missedNext(pol, h, m, c, rec.NextCycle, today); w != "" {
+				fmt.Fprintf(e.stdout, "  %s: %s\n", c.ID, w)
+			}
+		}
 		return nil
 	}
 	return cmd

@@ -302,6 +302,19 @@ func TestImportAndDBCommands(t *testing.T) {
 	code, stdout, stderr := runCLI(t, nil, "consent", "import", "--db", dbPath, "../../examples/consents")
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "imported 6 consents")
+	assert.NotContains(t, stdout, "MISSED", "nothing missed on 2026-11-26")
+
+	// A bill-from in the past: the cycles whose window closed are named, and a
+	// warning says why; one far ahead is warned about too.
+	past := filepath.Join(dir, "past.db")
+	code, stdout, stderr = runCLI(t, nil, "consent", "import", "--db", past, "--bill-from", "2026-10-01", "../../examples/consents/weekly-retries.json")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "warning: --bill-from 2026-10-01 is before today (2026-11-26)")
+	assert.Regexp(t, `urn:klavi:\S+: cycle \d+ \(due \S+ 2026-10-\d\d\) will be MISSED: its window closed on .*; the next cycle billed is`, stdout)
+	ahead := filepath.Join(dir, "ahead.db")
+	code, _, stderr = runCLI(t, nil, "consent", "import", "--db", ahead, "--bill-from", "2099-01-01", "../../examples/consents/weekly-retries.json")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "warning: --bill-from 2099-01-01 is more than a year ahead")
 	code, stdout, _ = runCLI(t, nil, "consent", "import", "--db", dbPath, "../../examples/consents/monthly-31st.json")
 	require.Equal(t, 0, code)
 	assert.Contains(t, stdout, "imported 0 consents", "already there: skipped")
