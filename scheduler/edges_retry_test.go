@@ -361,3 +361,55 @@ func TestScheduler_RetryAndNextCycleAtTheSameInstant(t *testing.T) {
 	assertExactlyOnce(t, h)
 	assertNoneStuck(t, h, c.ID)
 }
+
+// Was wrong (billingd simulate --faults 5xx=0.3,drop=0.2,timeout=0.1,seed=7 from
+// 2026-11-30, the weekly example's cycle 49): the rejection of retry 1 (dated Tue 15
+// Dec) was seen by a poll at 12:00 on 15 Dec, after 09:00, the submit time of retry
+// 2's request day (15 Dec), so retry 2 was queued at that very instant. The
+// fast-forward loop (internal/fastforward, shared by the simulation and this harness)
+// then jumped to the next instant *after* now that held work (cycle 50 on Fri 18 Dec
+// at 09:00): a due entry the poll queued at the instant the scan had already run at
+// was left behind. The daemon scans every minute and would have sent it at 12:01; the
+// loop recorded it DROPPED on 18 Dec, and retry 3 with it. Retry 2 must be requested
+// on 15 Dec.
+func TestScheduler_RetryQueuedByALatePollIsSentThatDay(t *testing.T) {
+	h := newHarness(t, at("2026-12-10", 8, 0), nil)
+	c := loadExample(t, "weekly-retries.json") // Mondays from 5 Jan 2026: cycle 49 due Mon 14 Dec; [1,2,3] → 15, 16, 17 Dec
+	h.kl.outcome = func(p *fakePayment) (klavi.PaymentStatus, klavi.ReasonCode) {
+		switch p.Date {
+		case d("2026-12-14"):
+			return klavi.PaymentRejected, klavi.ReasonNotInformed
+		case d("2026-12-15"):
+			return klavi.PaymentRejected, klavi.ReasonInfrastructureFailure
+		}
+		return klavi.PaymentCompleted, ""
+	}
+	// Klavi does not answer status polls on 15 Dec until noon (the run's 5xx and
+	// timeouts): retry 1's rejection is seen after 09:00, its settlement (06:00) long
+	// past.
+	h.kl.getErr = func(string) error {
+		if now := h.clock.Now(); !now.Before(at("2026-12-15", 6, 0)) && now.Before(at("2026-12-15", 12, 0)) {
+			return unknownErr("get payment")
+		}
+		return nil
+	}
+	rec := h.add(c)
+	require.Equal(t, 49, rec.NextCycle)
+
+	h.runUntil(at("2026-12-20", 0, 0))
+
+	require.Equal(t, storage.AttemptRejected, h.attempt(c.ID, 49, 1).State)
+	r1 := h.attempt(c.ID, 49, 1)
+	require.True(t, r1.UpdatedAt.After(at("2026-12-15", 9, 0)), "the rejection is seen after retry 2's submit time: %s", r1.UpdatedAt)
+	r2 := h.attempt(c.ID, 49, 2)
+	assert.Equal(t, storage.AttemptCompleted, r2.State, "retry 2 (16 Dec) should be requested on 15 Dec; it ended %s: %s", r2.State, r2.Reason)
+	var days []string
+	for _, call := range h.kl.retryCalls() {
+		days = append(days, fmt.Sprintf("%s on %s", call.Date, call.Day))
+	}
+	assert.Equal(t, []string{"2026-12-15 on 2026-12-14", "2026-12-16 on 2026-12-15"}, days, "retries requested (date on day)")
+	_, planned3 := h.attemptOK(c.ID, 49, 3)
+	assert.False(t, planned3, "retry 2 settled: no retry 3")
+	assertExactlyOnce(t, h)
+	assertNoneStuck(t, h, c.ID)
+}

@@ -75,6 +75,7 @@ func (h *harness) runner() fastforward.Runner {
 		Scan:     func(ctx context.Context) error { _, err := h.s.Scan(ctx); return err },
 		Poll:     func(ctx context.Context) error { _, err := h.s.Poll(ctx); return err },
 		NextWork: h.db.NextWork,
+		Pending:  pending(h.db),
 	}
 }
 
@@ -205,5 +206,13 @@ func assertNoneStuck(t *testing.T, h *harness, id string) {
 		case storage.AttemptSubmitted:
 			assert.True(t, inPoll[a.AttemptKey], "%s is SUBMITTED with no poll entry", a.AttemptKey)
 		}
+	}
+}
+
+// pending is fastforward.Runner.Pending on db: whether a due entry is at or before now.
+func pending(db storage.Store) func(context.Context, time.Time) (bool, error) {
+	return func(ctx context.Context, now time.Time) (bool, error) {
+		due, err := db.DueBefore(ctx, now, 1)
+		return len(due) > 0, err
 	}
 }

@@ -273,6 +273,10 @@ func runner(clk *clock.Fake, s *scheduler.Scheduler, db storage.Store) fastforwa
 		Scan:     func(ctx context.Context) error { _, err := s.Scan(ctx); return err },
 		Poll:     func(ctx context.Context) error { _, err := s.Poll(ctx); return err },
 		NextWork: db.NextWork,
+		Pending: func(ctx context.Context, now time.Time) (bool, error) {
+			due, err := db.DueBefore(ctx, now, 1)
+			return len(due) > 0, err
+		},
 	}
 }
 

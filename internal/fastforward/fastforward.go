@@ -4,7 +4,20 @@
 // the scheduler's tests share it, so both drive the scheduler by the same loop.
 //
 // It does not import the scheduler (whose tests use it): a Runner is given the
-// scheduler's Scan and Poll and the store's NextWork as functions.
+// scheduler's Scan and Poll and the store's NextWork and Pending as functions.
+//
+// Work queued for the current instant. The scan drains every due entry at or before
+// the clock, including those it queues itself as it goes; the poll runs after it and
+// may queue due work for the instant it runs at: a local retry whose rejection is
+// seen after its request day's submit time is requested "now" (scheduler.planRetry).
+// The daemon's next scan, a minute later (scheduler.scan_schedule, "@every 1m"),
+// sends it; NextWork only reports work after the clock, so a runner that jumped
+// straight to it would skip that work until the next instant anything else was due,
+// days later, when its request day has passed (DROPPED). So when the due index still
+// holds an entry at or before the clock after a pass, the runner runs one more pass
+// at the same instant before it moves the clock. One only: an entry the scheduler
+// leaves due on purpose (a clock in doubt, a store error) waits, as before, for the
+// next instant there is work, rather than spin the loop at a fixed instant.
 package fastforward
 
 import (
@@ -23,6 +36,10 @@ type Runner struct {
 	// NextWork is the earliest instant after now the store holds work for (the
 	// zero time: none), as storage.Store.NextWork.
 	NextWork func(ctx context.Context, now time.Time) (time.Time, error)
+	// Pending reports whether the due index holds an entry at or before now (as
+	// storage.Store.DueBefore(ctx, now, 1) returning one): work a pass left, or the
+	// poll queued, for the current instant (see the package doc).
+	Pending func(ctx context.Context, now time.Time) (bool, error)
 }
 
 // Through runs the work scheduled up to and including end, then sets the clock to
@@ -54,6 +71,7 @@ func (r Runner) Until(ctx context.Context, end time.Time, cond func() bool) (boo
 }
 
 func (r Runner) run(ctx context.Context, more func(next time.Time) bool, cond func() bool) (bool, error) {
+	again := false // this pass is the one more pass at the same instant
 	for {
 		if err := ctx.Err(); err != nil {
 			return false, err
@@ -70,6 +88,17 @@ func (r Runner) run(ctx context.Context, more func(next time.Time) bool, cond fu
 		if cond != nil && cond() {
 			return true, nil
 		}
+		if !again {
+			left, err := r.Pending(ctx, r.Clock.Now())
+			if err != nil {
+				return false, err
+			}
+			if left {
+				again = true
+				continue
+			}
+		}
+		again = false
 		next, err := r.NextWork(ctx, r.Clock.Now())
 		if err != nil {
 			return false, err

@@ -43,6 +43,9 @@ func (w *work) runner() Runner {
 			}
 			return time.Time{}, nil
 		},
+		Pending: func(_ context.Context, now time.Time) (bool, error) {
+			return len(w.at) > 0 && !w.at[0].After(now), nil
+		},
 	}
 }
 
@@ -110,4 +113,36 @@ func TestRunner_Errors(t *testing.T) {
 		assert.Zero(t, w.scans)
 		assert.True(t, slices.Equal(w.at, hours(1, 5)))
 	})
+}
+
+// Was wrong: work the poll queues at the instant it runs (a local retry whose
+// rejection is seen after its request day's submit time is requested at once) was
+// left until the next instant the store held work, NextWork reporting only work
+// after the clock; in billingd simulate that was days later, and the retry was
+// DROPPED. The daemon's next scan, a minute later, sends it; the runner runs one more
+// pass at the same instant.
+func TestRunner_WorkQueuedByThePoll(t *testing.T) {
+	w := &work{clk: clock.NewFake(t0), at: hours(1, 72)}
+	r := w.runner()
+	r.Poll = func(context.Context) error {
+		if now := w.clk.Now(); now.Equal(t0.Add(time.Hour)) && len(w.done) == 1 {
+			w.at = append([]time.Time{now}, w.at...) // queued for now, after the scan
+		}
+		return nil
+	}
+	require.NoError(t, r.Through(context.Background(), t0.Add(100*time.Hour)))
+	assert.Equal(t, hours(1, 1, 72), w.done, "the poll's work is done at the instant it was queued, not at the next work")
+	assert.Equal(t, 4, w.scans, "the start, two passes at 1 h, one at 72 h")
+}
+
+// Work the scheduler leaves due on purpose (a clock in doubt, a store error) gets one
+// more pass at the same instant, then waits for the next work: the loop never spins
+// at a fixed instant.
+func TestRunner_WorkLeftDue(t *testing.T) {
+	w := &work{clk: clock.NewFake(t0), at: hours(1, 5)}
+	r := w.runner()
+	r.Scan = func(context.Context) error { w.scans++; return nil } // never does it
+	require.NoError(t, r.Through(context.Background(), t0.Add(10*time.Hour)))
+	assert.Equal(t, 5, w.scans, "one pass at the start, two at 1 h, two at 5 h")
+	assert.Equal(t, t0.Add(10*time.Hour), w.clk.Now())
 }
