@@ -413,3 +413,41 @@ func TestScheduler_RetryQueuedByALatePollIsSentThatDay(t *testing.T) {
 	assertExactlyOnce(t, h)
 	assertNoneStuck(t, h, c.ID)
 }
+
+// Was wrong: a retry dropped because its request day passed (the scheduler was not
+// running that day) plans the next one; when that one's request day has passed too
+// it was recorded DROPPED with "had passed when the rejection was seen", though the
+// rejection was seen days before, when its request day was still ahead. The reason
+// now says when, and after what, it was found passed.
+func TestScheduler_RetryDroppedAfterADropSaysWhy(t *testing.T) {
+	h := newHarness(t, at("2026-12-10", 8, 0), nil)
+	c := loadExample(t, "weekly-retries.json") // cycle 49 due Mon 14 Dec; retries 15, 16, 17 Dec
+	h.kl.outcome = func(p *fakePayment) (klavi.PaymentStatus, klavi.ReasonCode) {
+		if p.Date == d("2026-12-14") || p.Date == d("2026-12-15") {
+			return klavi.PaymentRejected, klavi.ReasonNotInformed
+		}
+		return klavi.PaymentCompleted, ""
+	}
+	h.add(c)
+	planned := func() bool {
+		a, ok := h.attemptOK(c.ID, 49, 2)
+		return ok && a.State == storage.AttemptPlanned
+	}
+	require.True(t, h.stepUntil(at("2026-12-16", 0, 0), planned), "retry 2 is planned when retry 1's rejection is seen")
+	seen := cycle.DateOf(h.clock.Now())
+	require.Equal(t, d("2026-12-15"), seen)
+
+	// billingd is down from then until Fri 18 Dec 09:00: the request days of retries
+	// 2 (15 Dec) and 3 (16 Dec) pass.
+	h.clock.Set(at("2026-12-18", 9, 0))
+	_, err := h.s.Scan(context.Background())
+	require.NoError(t, err)
+
+	r2, r3 := h.attempt(c.ID, 49, 2), h.attempt(c.ID, 49, 3)
+	require.Equal(t, storage.AttemptDropped, r2.State)
+	assert.Equal(t, "its request day 2026-12-15 has passed", r2.Reason)
+	require.Equal(t, storage.AttemptDropped, r3.State)
+	assert.NotContains(t, r3.Reason, "rejection", "no rejection was seen on 18 Dec")
+	assert.Equal(t, "its request day 2026-12-16 had passed on 2026-12-18, when retry 2 was dropped", r3.Reason)
+	assert.Empty(t, h.kl.retryCalls()[1:], "only retry 1 was ever requested")
+}

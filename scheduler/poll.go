@@ -155,6 +155,27 @@ func (s *Scheduler) applyStatus(rec *storage.ConsentRecord, att *storage.Attempt
 	return nil
 }
 
+// endOf says how attempt a ended, for the reason of the retry planned after it
+// (planRetry): a rejection seen by a poll or a lookup, a retry dropped because its
+// request day had passed (handleRetry, lapse), or one Klavi refused (FAILED). The
+// planning may happen days after a was sent, so the reason names what was seen that
+// day, not always a rejection.
+func endOf(a *storage.Attempt) string {
+	which := "the payment"
+	if a.Attempt > 0 {
+		which = fmt.Sprintf("retry %d", a.Attempt)
+	}
+	switch a.State {
+	case storage.AttemptRejected:
+		return "the rejection of " + which + " was seen"
+	case storage.AttemptDropped:
+		return which + " was dropped"
+	case storage.AttemptFailed:
+		return which + " was refused by Klavi"
+	}
+	return fmt.Sprintf("%s ended %s", which, a.State)
+}
+
 // notFound reports a 404 answer.
 func notFound(err error) bool {
 	var ae *klavi.APIError
@@ -164,7 +185,9 @@ func notFound(err error) bool {
 // planRetry schedules the local retry that follows attempt prev of its cycle: the next
 // date of the cycle's retry plan (the one the preview shows) whose request day (the
 // day before the date) has not passed. Dates whose request day has passed are
-// recorded as dropped. Only local mode retries; attach leaves it to Klavi.
+// recorded as dropped, their reason naming the day that was found and how prev ended
+// (endOf): planRetry runs when a rejection is seen, but also when a retry is dropped
+// or refused, possibly days later. Only local mode retries; attach leaves it to Klavi.
 func (s *Scheduler) planRetry(rec *storage.ConsentRecord, sched cycle.Schedule, prev *storage.Attempt, now time.Time, ch *storage.Change) error {
 	c := rec.Consent
 	if !retriesAllowed(rec) || prev.Mode != consent.Local {
@@ -200,7 +223,7 @@ func (s *Scheduler) planRetry(rec *storage.ConsentRecord, sched cycle.Schedule, 
 		}
 		ch.Attempts = append(ch.Attempts, a)
 		if reqDay := r.Date.AddDays(-1); reqDay.Before(today) {
-			s.finish(a, storage.AttemptDropped, now, fmt.Sprintf("its request day %s had passed when the rejection was seen", reqDay))
+			s.finish(a, storage.AttemptDropped, now, fmt.Sprintf("its request day %s had passed on %s, when %s", reqDay, today, endOf(prev)))
 			s.emit(ch, EventRetryDropped, now, c, a, a.Reason)
 			continue
 		}
