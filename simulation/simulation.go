@@ -74,7 +74,9 @@ type Event struct {
 
 // OutcomeOf is the ledger outcome (GET /v1/report) an event of kind event counts in:
 // a month's report holds, per interval and outcome, the count and sum of the run's
-// events whose payment date (Event.Date) falls in that month.
+// events whose payment date (Event.Date) falls in that month. A retry_dropped event
+// counts in none (ok false): a dropped retry has no payment, and the ledger counts
+// payments (scheduler.OutcomesOf).
 func OutcomeOf(event string) (scheduler.Outcome, bool) {
 	o, ok := eventOutcome[event]
 	return o, ok
@@ -91,6 +93,9 @@ var timelineKinds = map[scheduler.EventKind]bool{
 	scheduler.EventSubmitted: true, scheduler.EventRetrySubmitted: true, scheduler.EventCompleted: true,
 	scheduler.EventRejected: true, scheduler.EventMissed: true, scheduler.EventSkipped: true,
 	scheduler.EventUnconfirmed: true, scheduler.EventFailed: true,
+	// A local retry that will never be sent (DESIGN.md, Retries: a planned date whose
+	// request day has passed is dropped and reported): shown, not left silent.
+	scheduler.EventRetryDropped: true,
 }
 
 // Summary counts what happened to one consent.
@@ -102,6 +107,7 @@ type Summary struct {
 	Completed    int
 	Rejected     int
 	Retries      int // local retries sent by billingd
+	Dropped      int // local retries recorded DROPPED, never sent (retry_dropped events)
 	KlaviRetries int // retries run by Klavi (attach mode), from the sandbox's ledger
 	Missed       int
 	Skipped      int
@@ -302,6 +308,8 @@ func count(s *Summary, e scheduler.Event) {
 		s.Submitted++
 	case scheduler.EventRetrySubmitted:
 		s.Retries++
+	case scheduler.EventRetryDropped:
+		s.Dropped++
 	case scheduler.EventCompleted:
 		s.Completed++
 		s.Billed += e.Amount

@@ -222,24 +222,29 @@ func describe(ev simulation.Event) string {
 		fmt.Fprintf(&b, " (%s, %s)", ev.Mode, ev.ClientRequestID)
 	case "retry_submitted":
 		fmt.Fprintf(&b, " (%s)", ev.ClientRequestID)
-	case "rejected", "missed", "skipped", "unconfirmed", "failed":
+	case "rejected", "missed", "skipped", "unconfirmed", "failed", "retry_dropped":
 		fmt.Fprintf(&b, ": %s", ev.Reason)
 	}
 	return b.String()
 }
 
+// writeSummary prints one row of counts per consent and their total: events of the
+// run by kind (simulation.Summary), "dropped" the local retries recorded DROPPED and
+// never sent (DESIGN.md, Retries), "Klavi retries" those Klavi ran for attach-mode
+// payments (from the sandbox's ledger), "billed" the amount settled in reais.
 func writeSummary(w io.Writer, res *simulation.Result) {
 	fmt.Fprintln(w, "\nsummary")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "consent\tinterval\tmode\tsubmitted\tcompleted\trejected\tretries\tKlavi retries\tmissed\tskipped\tunconfirmed\tfailed\tbilled\tstate\t")
+	fmt.Fprintln(tw, "consent\tinterval\tmode\tsubmitted\tcompleted\trejected\tretries\tdropped\tKlavi retries\tmissed\tskipped\tunconfirmed\tfailed\tbilled\tstate\t")
 	var tot simulation.Summary
 	for _, s := range res.Summaries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", s.ConsentID, s.Interval, s.Mode, s.Submitted, s.Completed,
-			s.Rejected, s.Retries, s.KlaviRetries, s.Missed, s.Skipped, s.Unconfirmed, s.Failed, s.Billed.BRL(), s.State)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", s.ConsentID, s.Interval, s.Mode, s.Submitted, s.Completed,
+			s.Rejected, s.Retries, s.Dropped, s.KlaviRetries, s.Missed, s.Skipped, s.Unconfirmed, s.Failed, s.Billed.BRL(), s.State)
 		tot.Submitted += s.Submitted
 		tot.Completed += s.Completed
 		tot.Rejected += s.Rejected
 		tot.Retries += s.Retries
+		tot.Dropped += s.Dropped
 		tot.KlaviRetries += s.KlaviRetries
 		tot.Missed += s.Missed
 		tot.Skipped += s.Skipped
@@ -247,8 +252,8 @@ func writeSummary(w io.Writer, res *simulation.Result) {
 		tot.Failed += s.Failed
 		tot.Billed += s.Billed
 	}
-	fmt.Fprintf(tw, "total\t\t\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\t\n", tot.Submitted, tot.Completed, tot.Rejected, tot.Retries,
-		tot.KlaviRetries, tot.Missed, tot.Skipped, tot.Unconfirmed, tot.Failed, tot.Billed.BRL())
+	fmt.Fprintf(tw, "total\t\t\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\t\n", tot.Submitted, tot.Completed, tot.Rejected, tot.Retries,
+		tot.Dropped, tot.KlaviRetries, tot.Missed, tot.Skipped, tot.Unconfirmed, tot.Failed, tot.Billed.BRL())
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\nsandbox ledger: %s (%d retries by billingd, %d by Klavi); %s charged more than once; %s; simulated in %s\n",
 		plural(res.Payments, "payment"), res.Stats.Accepted[sandbox.KindRetry], res.Stats.Accepted[sandbox.KindAutoRetry],

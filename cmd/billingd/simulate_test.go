@@ -11,6 +11,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/klavi"
+	"github.com/klavi-billing/billingd/simulation"
 )
 
 func TestSimulate_Pictures(t *testing.T) {
@@ -52,4 +57,31 @@ func TestSimulate_Pictures(t *testing.T) {
 		assert.Equal(t, 2, code)
 		assert.Contains(t, stderr, "the same file")
 	})
+}
+
+// Was wrong: retries recorded DROPPED were silent in simulate's output; the timeline
+// shows them with their reason and the summary counts them.
+func TestSimulate_DroppedRetries(t *testing.T) {
+	day := cycle.MustDate(2026, 12, 18)
+	amount := klavi.Cents(2500)
+	ev := simulation.Event{Day: day, Event: "retry_dropped", ConsentID: "urn:klavi:consent-weekly-0002", Cycle: 49, Attempt: 2,
+		Date: cycle.MustDate(2026, 12, 16), Amount: &amount, Reason: "its request day 2026-12-15 has passed", At: day.At(9, 0)}
+	res := &simulation.Result{
+		Events: []simulation.Event{ev},
+		Summaries: []*simulation.Summary{
+			{ConsentID: "urn:klavi:consent-weekly-0002", Interval: cycle.Weekly, Mode: consent.Local, Retries: 1, Dropped: 2},
+			{ConsentID: "urn:klavi:consent-monthly-31st-0001", Interval: cycle.Monthly, Mode: consent.Attach},
+		},
+	}
+	var b strings.Builder
+	writeTimeline(&b, res)
+	assert.Contains(t, b.String(), "09:00  retry_dropped   urn:klavi:consent-weekly-0002 cycle 49 retry 2, dated Wed 2026-12-16, R$ 25,00: its request day 2026-12-15 has passed")
+	b.Reset()
+	writeSummary(&b, res)
+	lines := strings.Split(b.String(), "\n")
+	require.GreaterOrEqual(t, len(lines), 5)
+	head := strings.Fields(lines[2])
+	require.Equal(t, "dropped", head[7], "the column after retries: %s", lines[2])
+	assert.Equal(t, []string{"1", "2"}, strings.Fields(lines[3])[6:8], "retries, dropped: %s", lines[3])
+	assert.Equal(t, []string{"1", "2"}, strings.Fields(lines[5])[4:6], "the total: %s", lines[5])
 }
