@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -253,6 +254,19 @@ func newManCmd(a *app) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Every page is created over any file of its name: none may be the database.
+			var pages []string
+			var walk func(c *cobra.Command)
+			walk = func(c *cobra.Command) {
+				pages = append(pages, filepath.Join(args[0], strings.ReplaceAll(c.CommandPath(), " ", "-")+".1"))
+				for _, s := range c.Commands() {
+					walk(s)
+				}
+			}
+			walk(cmd.Root())
+			if err := checkOutputs("man: page", []liveDB{a.configDB()}, pages...); err != nil {
+				return err
+			}
 			if err := os.MkdirAll(args[0], 0o755); err != nil {
 				return fmt.Errorf("man: %w", err)
 			}

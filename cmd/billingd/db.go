@@ -139,8 +139,11 @@ func newDBCompactCmd(a *app) *cobra.Command {
 		if len(args) != 1 || args[0] == "" {
 			return argErrorf("db compact: want exactly one OUT file")
 		}
-		path, _, err := dbPath(e, *dbFlag, a.config)
+		path, cfg, err := dbPath(e, *dbFlag, a.config)
 		if err != nil {
+			return err
+		}
+		if err := checkOutputs("db compact: OUT", guardDB(path, *dbFlag, cfg), args[0]); err != nil {
 			return err
 		}
 		if _, err := os.Lstat(args[0]); err == nil {
@@ -207,16 +210,20 @@ func newDBBackupCmd(a *app) *cobra.Command {
 	cmd.Args = cobra.ArbitraryArgs
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		e := a.e
-		if len(args) != 1 {
+		if len(args) != 1 || args[0] == "" {
 			return argErrorf("db backup: want exactly one FILE")
 		}
 		out := args[0]
-		if _, err := os.Stat(out); err == nil && !*force {
-			return usageErrorf("db backup: %s exists; use --force to overwrite it", out)
-		}
-		path, _, err := dbPath(e, *dbFlag, a.config)
+		path, cfg, err := dbPath(e, *dbFlag, a.config)
 		if err != nil {
 			return err
+		}
+		// FILE is replaced by a rename: never the database itself, whatever --force says.
+		if err := checkOutputs("db backup: FILE", guardDB(path, *dbFlag, cfg), out); err != nil {
+			return err
+		}
+		if _, err := os.Stat(out); err == nil && !*force {
+			return usageErrorf("db backup: %s exists; use --force to overwrite it", out)
 		}
 		tmp, err := os.CreateTemp(filepath.Dir(out), ".billingd-backup-*")
 		if err != nil {
@@ -438,6 +445,16 @@ func newDBMigrateCmd(a *app) *cobra.Command {
 			return argErrorf("db migrate: --etcd-prefix %q: want a key prefix beginning with /", f.prefix)
 		case src.engine == "bolt" && dst.engine == "bolt" && filepath.Clean(src.path) == filepath.Clean(dst.path):
 			return argErrorf("db migrate: --from and --to name the same file")
+		}
+		if dst.engine == "bolt" {
+			var dbs []liveDB
+			if src.engine == "bolt" {
+				dbs = append(dbs, liveDB{path: src.path, from: "--from"})
+			}
+			dbs = append(dbs, a.configDB())
+			if err := checkOutputs("db migrate: --to", dbs, dst.path); err != nil {
+				return err
+			}
 		}
 
 		source, err := f.openSource(ctx, src)

@@ -78,6 +78,15 @@ func newSandboxCmd(a *app) *cobra.Command {
 		if *pageSizeMax < 1 {
 			return argErrorf("sandbox: --page-size-max %d: want 1 or more", *pageSizeMax)
 		}
+		live := []liveDB{a.configDB()}
+		for _, f := range []struct{ flag, path string }{{"--ledger", *ledger}, {"--journal", *journal}, {"--request-log", *requestLog}} {
+			if f.path == "" {
+				continue
+			}
+			if err := checkOutputs("sandbox: "+f.flag, live, f.path); err != nil {
+				return err
+			}
+		}
 		log := a.logger()
 		opts := sandbox.Options{
 			Clock: e.clock, AccessKey: *accessKey, SecretKey: *secretKey, TokenTTL: *ttl,

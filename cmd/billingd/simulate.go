@@ -67,8 +67,15 @@ func newSimulateCmd(a *app) *cobra.Command {
 		if *htmlFlag != "" && *htmlFlag == *svgFlag {
 			return argErrorf("simulate: --html and --svg name the same file %s", *htmlFlag)
 		}
-		for _, f := range []struct{ flag, path string }{{"--html", *htmlFlag}, {"--svg", *svgFlag}} {
+		live := []liveDB{a.configDB()}
+		for _, f := range []struct{ flag, path string }{{"--db", *dbFlag}, {"--html", *htmlFlag}, {"--svg", *svgFlag}} {
 			if f.path == "" {
+				continue
+			}
+			if err := checkOutputs("simulate: "+f.flag, live, f.path); err != nil {
+				return err
+			}
+			if f.flag == "--db" { // must be new: checked below
 				continue
 			}
 			if st, err := os.Stat(filepath.Dir(f.path)); err != nil || !st.IsDir() {

@@ -107,6 +107,11 @@ func Open(path string, opts Options) (*Store, error) {
 	return &Store{DB: sdb, e: db}, nil
 }
 
+// LockPath is the lock file of the database at path (<path>.lock), which a writer
+// holds while the file is open. A tool writing files must leave it alone as it
+// leaves the database: a file moved over it drops the lock of the daemon holding it.
+func LockPath(path string) string { return lockPath(path) }
+
 // OpenEngine opens (creating if needed) the bbolt file at path as a bare kv.Engine
 // with storage's buckets, under the same lock and checks as Open, but writes no
 // record: a new file has every bucket and no key, not even billingd's marker. It is
