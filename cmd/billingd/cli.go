@@ -116,7 +116,54 @@ Exit status: 0 done; 1 a failure a restart may fix; 2 a usage or config error;
 	root.AddCommand(newVersionCmd(a), newManCmd(a))
 	root.SetHelpCommandGroupID("")
 	root.SetCompletionCommandGroupID("")
+	strictHelpAndCompletion(root)
 	return root
+}
+
+// strictHelpAndCompletion makes cobra's help and completion commands refuse what
+// they do not know as every command does (exit 2, naming it): an unknown help topic
+// (cobra prints the root help and exits 0) and a shell completion has no script for
+// (cobra prints the completion help and exits 0).
+func strictHelpAndCompletion(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "help":
+			c.Run = nil
+			c.RunE = func(c *cobra.Command, args []string) error {
+				cmd, rest, err := c.Root().Find(args)
+				if err != nil || cmd == nil || len(rest) > 0 {
+					parent := cmd
+					if err != nil || parent == nil {
+						parent = c.Root()
+					}
+					unknown := args[len(args)-1]
+					if len(rest) > 0 {
+						unknown = rest[0]
+					}
+					return argErrorf("help: unknown help topic %q%s", strings.Join(args, " "), suggest(parent, unknown))
+				}
+				cmd.InitDefaultHelpFlag()
+				cmd.InitDefaultVersionFlag()
+				return cmd.Help()
+			}
+		case "completion":
+			c.Args = cobra.ArbitraryArgs
+			c.RunE = func(c *cobra.Command, args []string) error {
+				var shells []string
+				for _, s := range c.Commands() {
+					if s.IsAvailableCommand() {
+						shells = append(shells, s.Name())
+					}
+				}
+				if len(args) == 0 {
+					return argErrorf("completion: want a shell: %s", strings.Join(shells, ", "))
+				}
+				return argErrorf("completion: unsupported shell %q: want one of %s", args[0], strings.Join(shells, ", "))
+			}
+		}
+	}
 }
 
 // usageTemplate is cobra's, with "<command>" for commands that only group others.
@@ -159,21 +206,25 @@ func group(use, short, long string, subs ...*cobra.Command) *cobra.Command {
 		Short: short,
 		Long:  long,
 		Args:  cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var names []string
-			for _, s := range cmd.Commands() {
-				if s.IsAvailableCommand() {
-					names = append(names, s.Name())
-				}
-			}
-			if len(args) == 0 {
-				return argErrorf("%s: want a subcommand: %s", cmd.Name(), strings.Join(names, ", "))
-			}
-			return argErrorf("%s: unknown subcommand %q: want one of %s%s", cmd.Name(), args[0], strings.Join(names, ", "), suggest(cmd, args[0]))
-		},
+		RunE:  wantSubcommand,
 	}
 	c.AddCommand(subs...)
 	return c
+}
+
+// wantSubcommand is the RunE of a command that only holds subcommands: a usage
+// error naming them, and the unknown one if args has one.
+func wantSubcommand(cmd *cobra.Command, args []string) error {
+	var names []string
+	for _, s := range cmd.Commands() {
+		if s.IsAvailableCommand() {
+			names = append(names, s.Name())
+		}
+	}
+	if len(args) == 0 {
+		return argErrorf("%s: want a subcommand: %s", cmd.Name(), strings.Join(names, ", "))
+	}
+	return argErrorf("%s: unknown subcommand %q: want one of %s%s", cmd.Name(), args[0], strings.Join(names, ", "), suggest(cmd, args[0]))
 }
 
 // suggest is cobra's "did you mean" for a mistyped command name, or "".

@@ -96,6 +96,35 @@ func TestHelp_Forms(t *testing.T) {
 	assert.True(t, strings.HasPrefix(stdout, "billingd "))
 }
 
+// TestHelp_UnknownTopic: help for a command that does not exist, and completion for
+// a shell it has no script for, are usage errors naming what was asked (cobra's own
+// print the help and exit 0).
+func TestHelp_UnknownTopic(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"help", "nosuch"}, `billingd: help: unknown help topic "nosuch"`},
+		{[]string{"help", "consnet"}, `unknown help topic "consnet" (did you mean "consent"?)`},
+		{[]string{"help", "consent", "nosuch"}, `unknown help topic "consent nosuch"`},
+		{[]string{"completion", "tcsh"}, `billingd: completion: unsupported shell "tcsh": want one of bash, fish, powershell, zsh`},
+		{[]string{"completion"}, `billingd: completion: want a shell: bash, fish, powershell, zsh`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, nil, tt.args...)
+			assert.Equal(t, exitUsage, code)
+			assert.Empty(t, stdout, "no help printed")
+			assert.Contains(t, stderr, tt.want)
+		})
+	}
+	for _, args := range [][]string{{"help"}, {"help", "db", "backup"}, {"help", "help"}, {"completion", "-h"}, {"completion", "zsh"}} {
+		code, stdout, stderr := runCLI(t, nil, args...)
+		assert.Equal(t, 0, code, "%v: %s", args, stderr)
+		assert.NotEmpty(t, stdout, args)
+	}
+}
+
 // TestCLI_FlagsAnywhere: flags go before or after the arguments, one dash or two,
 // and the global flags anywhere.
 func TestCLI_FlagsAnywhere(t *testing.T) {
