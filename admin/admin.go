@@ -569,7 +569,7 @@ func (s *Server) attention(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("state"); v != "" {
 		st := storage.AttemptState(strings.ToUpper(v))
 		if !isAttention(st) {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want one of %v", v, states), nil)
+			writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want one of %v (the states needing an operator; GET /v1/payments takes any attempt state)", v, states), nil)
 			return
 		}
 		states = []storage.AttemptState{st}

@@ -386,7 +386,7 @@ func (s *Server) payments(w http.ResponseWriter, r *http.Request) {
 	}
 	state := storage.AttemptState(strings.ToUpper(q.Get("state")))
 	if state != "" && !validAttemptState(state) {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want an attempt state", q.Get("state")), nil)
+		writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want one of %v", q.Get("state"), storage.AttemptStates), nil)
 		return
 	}
 	var keep func(*storage.Attempt) bool
@@ -433,11 +433,5 @@ func CSVRow(a *storage.Attempt) []string {
 }
 
 func validAttemptState(st storage.AttemptState) bool {
-	switch st {
-	case storage.AttemptSubmitting, storage.AttemptSubmitted, storage.AttemptCompleted, storage.AttemptRejected,
-		storage.AttemptUnconfirmed, storage.AttemptStuck, storage.AttemptFailed, storage.AttemptMissed,
-		storage.AttemptSkipped, storage.AttemptPlanned, storage.AttemptDropped:
-		return true
-	}
-	return false
+	return slices.Contains(storage.AttemptStates, st)
 }

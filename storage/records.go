@@ -111,6 +111,11 @@ const (
 	AttemptDropped AttemptState = "DROPPED"
 )
 
+// AttemptStates lists every attempt state, for listings and the errors that name
+// the valid ones.
+var AttemptStates = []AttemptState{AttemptSubmitting, AttemptSubmitted, AttemptCompleted, AttemptRejected, AttemptUnconfirmed,
+	AttemptStuck, AttemptFailed, AttemptMissed, AttemptSkipped, AttemptPlanned, AttemptDropped}
+
 // Final reports whether the attempt will not change by itself anymore.
 func (s AttemptState) Final() bool {
 	switch s {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/storage"
 )
 
 // fakeAPI is an httptest admin API answering each "METHOD /path" with a fixed body;
@@ -334,6 +335,47 @@ func TestPayments_ListByRange(t *testing.T) {
 		require.Equal(t, 0, code, stderr)
 		assert.Contains(t, stdout, "MISSED")
 		assert.NotContains(t, stdout, "COMPLETED")
+	})
+}
+
+// TestPayments_ListState: a --state payments list cannot ask for is refused before
+// any request, naming the valid states and when a date range is needed.
+func TestPayments_ListState(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"a settled state without a range", []string{"--state", "COMPLETED"},
+			[]string{"--state COMPLETED needs a date range (--from, --to) or --consent", "UNCONFIRMED, STUCK, MISSED, FAILED or SKIPPED"}},
+		{"lower case, without a range", []string{"--state", "rejected"}, []string{"--state REJECTED needs a date range"}},
+		{"not a state, with a range", []string{"--state", "BOGUS", "--from", "2026-11-01", "--to", "2026-11-30"},
+			[]string{`--state "BOGUS": want one of SUBMITTING, SUBMITTED, COMPLETED, REJECTED, UNCONFIRMED, STUCK, FAILED, MISSED, SKIPPED, PLANNED or DROPPED`}},
+		{"not a state, without a range", []string{"--state", "BOGUS"}, []string{`--state "BOGUS": want one of SUBMITTING,`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeAPI(t, nil)
+			code, _, stderr := f.cli(nov26, nil, append([]string{"payments", "list"}, tt.args...)...)
+			assert.Equal(t, exitUsage, code)
+			for _, w := range tt.want {
+				assert.Contains(t, stderr, w)
+			}
+			reqs, _ := f.requests()
+			assert.Empty(t, reqs, "refused before asking the daemon")
+		})
+	}
+	t.Run("an attention state without a range is asked for", func(t *testing.T) {
+		f := newFakeAPI(t, map[string]string{"GET /v1/attempts": `{"attempts":[]}`})
+		code, _, stderr := f.cli(nov26, nil, "payments", "list", "--state", "missed")
+		require.Equal(t, 0, code, stderr)
+	})
+	t.Run("the help says which states need a range", func(t *testing.T) {
+		_, stdout, _ := runCLI(t, nil, "payments", "list", "-h")
+		for _, st := range storage.AttemptStates {
+			assert.Contains(t, stdout, string(st))
+		}
+		assert.Contains(t, stdout, "--state takes any attempt state with --from, --to or --consent")
 	})
 }
 

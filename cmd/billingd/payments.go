@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -29,14 +30,17 @@ func newPaymentsListCmd(a *app) *cobra.Command {
 		Long: "List attempts and payments. With --from or --to: every attempt dated in the range\n" +
 			"(the payment's date, Brasília), of one --state and one --consent if given, every page.\n" +
 			"Without them: one consent's attempts (--consent), or the items that need an operator\n" +
-			"(UNCONFIRMED, STUCK, MISSED, FAILED, SKIPPED; see also 'billingd attention list').",
+			"(UNCONFIRMED, STUCK, MISSED, FAILED, SKIPPED; see also 'billingd attention list').\n\n" +
+			"--state takes any attempt state with --from, --to or --consent: SUBMITTING, SUBMITTED,\n" +
+			"COMPLETED, REJECTED, UNCONFIRMED, STUCK, FAILED, MISSED, SKIPPED, PLANNED or DROPPED.\n" +
+			"Without them, only one of the states needing an operator.",
 		Example: "  billingd payments list --consent urn:klavi:consent-0001\n" +
 			"  billingd payments list --from 2026-11-01 --to 2026-11-30 --state COMPLETED --format csv > nov.csv",
 		Args: noArgs,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&id, "consent", "", "only this consent `ID`")
-	fl.StringVar(&state, "state", "", "only attempts in `STATE` (COMPLETED, REJECTED, MISSED, …)")
+	fl.StringVar(&state, "state", "", "only attempts in `STATE`: any attempt state (COMPLETED, REJECTED, …) with --from, --to or --consent; else UNCONFIRMED, STUCK, MISSED, FAILED or SKIPPED")
 	fl.StringVar(&from, "from", "", "only attempts dated on or after `YYYY-MM-DD` (alone: up to a year after)")
 	fl.StringVar(&to, "to", "", "only attempts dated on or before `YYYY-MM-DD` (alone: from a year before)")
 	fl.IntVar(&limit, "limit", 0, "at most `N` attempts (0: all of them)")
@@ -50,6 +54,9 @@ func newPaymentsListCmd(a *app) *cobra.Command {
 		}
 		if limit < 0 {
 			return argErrorf("payments list: --limit %d: want 0 (all) or more", limit)
+		}
+		if err := checkListState(state, from != "" || to != "", id != ""); err != nil {
+			return err
 		}
 		// One end of the range given: the other is a year away (the API's longest
 		// range), never the server's one-month default that would hide attempts.
@@ -116,6 +123,40 @@ func newPaymentsListCmd(a *app) *cobra.Command {
 		return nil
 	}
 	return cmd
+}
+
+// checkListState refuses a --state that payments list cannot ask for: one that is
+// not an attempt state, or, without a date range or a consent, one outside the
+// states needing an operator (the only ones the daemon lists without them).
+func checkListState(state string, dated, oneConsent bool) error {
+	if state == "" {
+		return nil
+	}
+	st := storage.AttemptState(strings.ToUpper(state))
+	if !slices.Contains(storage.AttemptStates, st) {
+		return argErrorf("payments list: --state %q: want one of %s", state, joinStates(storage.AttemptStates))
+	}
+	if !dated && !oneConsent && !slices.Contains(storage.AttentionStates, st) {
+		return argErrorf("payments list: --state %s needs a date range (--from, --to) or --consent; without them only the states needing an operator are listed: %s",
+			st, joinStates(storage.AttentionStates))
+	}
+	return nil
+}
+
+// joinStates is "A, B or C".
+func joinStates(states []storage.AttemptState) string {
+	var b strings.Builder
+	for i, s := range states {
+		switch {
+		case i == 0:
+		case i == len(states)-1:
+			b.WriteString(" or ")
+		default:
+			b.WriteString(", ")
+		}
+		b.WriteString(string(s))
+	}
+	return b.String()
 }
 
 // listPayments reads GET /v1/payments page after page (its next cursor) until the end
