@@ -107,7 +107,8 @@ func TestPreview_Command(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{"no file", []string{}, "want --consent-file FILE or --consent ID"},
+		{"no file", []string{}, "want --consent-file FILE or --consent ID\n"},
+		{"file and id", []string{"--consent-file", "../../examples/consents/monthly-31st.json", "--consent", "urn:x"}, "want --consent-file FILE or --consent ID, not both"},
 		{"missing file", []string{"--consent-file", "nope.json"}, "no such file"},
 		{"invalid consent", []string{"--consent-file", "../../consent/testdata/broken.json"}, "27 problems"},
 		{"bad from", []string{"--consent-file", "../../examples/consents/monthly-31st.json", "--from", "2025-2-3"}, "want YYYY-MM-DD"},

@@ -53,8 +53,11 @@ the retry dates of a failed charge. It is a dry run of the daemon's own plan. Wi
 
 func runPreview(a *app, af *adminFlags, f previewFlags) error {
 	e := a.e
-	if (f.file == "") == (f.id == "") {
+	switch {
+	case f.file == "" && f.id == "":
 		return argErrorf("preview: want --consent-file FILE or --consent ID")
+	case f.file != "" && f.id != "":
+		return argErrorf("preview: want --consent-file FILE or --consent ID, not both")
 	}
 	if f.format != "table" && f.format != "json" {
 		return argErrorf("preview: --format %q: want table or json", f.format)
