@@ -515,7 +515,7 @@ func newConsentAuthorizeCmd(a *app) *cobra.Command {
 		Short: "start billing a consent the payer authorized, once Klavi confirms it",
 		Long: "Start billing a consent awaiting authorization, once the payer authorized it: billingd reads\n" +
 			"the consent at Klavi first, and only a consent Klavi reports CONSENT_AUTHORIZED is billed.\n" +
-			"Any other status changes nothing and exits non-zero naming it (a consent Klavi stopped is\n" +
+			"Any other status changes nothing and exits 2 naming it (a consent Klavi stopped is\n" +
 			"stopped). The refresh job does the same by itself every few minutes.",
 	}
 	af := addAdminFlags(cmd, a)
