@@ -219,14 +219,28 @@ func (s *Scheduler) Authorize(id, actor string) (*storage.ConsentRecord, error) 
 	}
 	if kc.Status != klavi.ConsentAuthorized {
 		if change, _ := judgeConsent(storage.ConsentAwaiting, kc.Status); change == consentStopped {
-			if _, err := s.refreshOne(ctx, id); err != nil {
+			// Stopped with the status Klavi just gave, as the refresh job would.
+			if err := s.applyStatusOf(ctx, id, kc.Status); err != nil {
 				return nil, err
 			}
+			return nil, fmt.Errorf("%w: Klavi reports consent %s %s: it is stopped, never billed", ErrConflict, id, kc.Status)
 		}
 		return nil, fmt.Errorf("%w: Klavi reports consent %s %s, not %s: nothing changed (billing starts when Klavi reports it authorized; the refresh job reads it)",
 			ErrConflict, id, kc.Status, klavi.ConsentAuthorized)
 	}
 	return retryConflict(func() (*storage.ConsentRecord, error) { return s.authorize(id, actor) })
+}
+
+// applyStatusOf records Klavi's status st of consent id under its lock
+// (applyConsentStatus).
+func (s *Scheduler) applyStatusOf(ctx context.Context, id string, st klavi.ConsentStatus) error {
+	defer s.locks.lock(id)()
+	rec, err := s.store.GetConsent(ctx, id)
+	if err != nil {
+		return err
+	}
+	_, err = s.applyConsentStatus(ctx, rec, st, s.clock.Now())
+	return err
 }
 
 func (s *Scheduler) authorize(id, actor string) (*storage.ConsentRecord, error) {

@@ -34,6 +34,9 @@ type lockedRead struct {
 	rec    *storage.ConsentRecord
 	att    *storage.Attempt
 	err    error
+	// alone: not locked nor read here (its lock was busy, the read failed, or the
+	// group was one entry); handleDue locks and reads it when it is decided.
+	alone bool
 }
 
 // maxGroup bounds how many due entries one decider reads in one transaction
@@ -45,12 +48,22 @@ const maxGroup = 8
 // (GetConsentAttempts), into out (cleared; returned, one per item, in order). The
 // first lock is waited for; each other is taken only if nobody holds or awaits it,
 // so a decider never waits for a lock while it holds another. An item whose lock
-// was not free, and every item when the read failed as a whole, has a nil unlock:
-// it is left to handleDue, which waits for its lock and reads it alone.
+// was not free, and every item when the read failed as a whole, is alone (nil
+// unlock): it is left to handleDue, which waits for its lock and reads it alone,
+// after the others.
 func (s *Scheduler) readGroup(ctx context.Context, items []storage.Entry, out []lockedRead) []lockedRead {
 	out = out[:0]
+	defer func() {
+		if p := recover(); p != nil { // a bug: let go of the locks taken, then panic on
+			releaseReads(out)
+			panic(p)
+		}
+	}()
 	if len(items) < 2 {
-		return append(out, make([]lockedRead, len(items))...)
+		for range items {
+			out = append(out, lockedRead{alone: true})
+		}
+		return out
 	}
 	keys := make([]storage.AttemptKey, 0, len(items))
 	for i, it := range items {
@@ -62,6 +75,8 @@ func (s *Scheduler) readGroup(ctx context.Context, items []storage.Entry, out []
 		}
 		if r.unlock != nil {
 			keys = append(keys, it.Key)
+		} else {
+			r.alone = true
 		}
 		out = append(out, r)
 	}
@@ -72,6 +87,7 @@ func (s *Scheduler) readGroup(ctx context.Context, items []storage.Entry, out []
 				out[i].unlock()
 				out[i].unlock = nil
 			}
+			out[i].alone = true
 		}
 		return out
 	}
@@ -88,6 +104,17 @@ func (s *Scheduler) readGroup(ctx context.Context, items []storage.Entry, out []
 // handleRead is handleDue once the entry's lock is held and its records read (r):
 // it decides, and lets the lock go unless *out holds the request to send.
 func (s *Scheduler) handleRead(ctx context.Context, it storage.DueItem, r lockedRead, now time.Time, out **submission) error {
+	defer func() {
+		// A bug, recovered above (cron): the consent must not stay locked for the
+		// life of the process, nor a submission be left that no lock goes with.
+		if p := recover(); p != nil {
+			r.unlock()
+			if out != nil {
+				*out = nil
+			}
+			panic(p)
+		}
+	}()
 	err := s.decideDue(ctx, it, r.rec, r.att, r.err, now, out)
 	if out != nil && *out != nil {
 		(*out).release = r.unlock

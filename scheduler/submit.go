@@ -36,7 +36,7 @@ type submission struct {
 
 // unlock lets go of the submission's consent lock; later calls do nothing.
 func (sub *submission) unlock() {
-	if sub.released.CompareAndSwap(false, true) {
+	if sub.release != nil && sub.released.CompareAndSwap(false, true) {
 		sub.release()
 	}
 }
@@ -112,38 +112,48 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 	}()
 	// Config.Workers deciders for the whole pass (a goroutine per entry grew its
 	// stack anew for every decision). Each takes a group of entries, reads their
-	// records in one transaction (readGroup) and decides them in turn.
+	// records in one transaction (readGroup) and decides them in turn: first those
+	// whose locks it holds, then, holding none of the group's, each whose lock was
+	// busy (handleDue waits for it), so that no decider waits for a lock while it
+	// holds another. Once the pass stops, or the replica is deposed, the rest of
+	// the group is let go undecided.
 	decide := func(items []storage.Entry, reads []lockedRead) []lockedRead {
 		reads = s.readGroup(p.ctx, items, reads)
-		for i, it := range items {
-			r := reads[i]
-			if !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
-				if r.unlock != nil {
-					r.unlock()
+		for _, locked := range []bool{true, false} {
+			for i, it := range items {
+				r := reads[i]
+				if r.alone == locked {
+					continue // decided in the other round
 				}
-				p.letGo(it.Key.ConsentID)
-				continue // left for the next pass, which judges the clock again
-			}
-			var sub *submission
-			var err error
-			if r.unlock != nil {
-				err = s.handleRead(p.ctx, it, r, s.clock.Now(), &sub)
-			} else {
-				err = s.handleDue(p.ctx, it, s.clock.Now(), &sub)
-			}
-			if err != nil {
-				s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
-					"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
-				p.failed.Add(1) // before the let-go (kept)
-				p.noteDeposed(err)
-			}
-			counts.Lock()
-			handled++
-			counts.Unlock()
-			if sub != nil {
-				p.decide(sub) // let go once its answer is recorded
-			} else {
-				p.letGo(it.Key.ConsentID)
+				reads[i].unlock = nil // r's now
+				if p.stop.Err() != nil || p.deposed.Load() || !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
+					if r.unlock != nil {
+						r.unlock()
+					}
+					p.letGo(it.Key.ConsentID)
+					continue // left for the next pass, which judges the clock again
+				}
+				var sub *submission
+				var err error
+				if !r.alone {
+					err = s.handleRead(p.ctx, it, r, s.clock.Now(), &sub)
+				} else {
+					err = s.handleDue(p.ctx, it, s.clock.Now(), &sub)
+				}
+				if err != nil {
+					s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
+						"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
+					p.failed.Add(1) // before the let-go (kept)
+					p.noteDeposed(err)
+				}
+				counts.Lock()
+				handled++
+				counts.Unlock()
+				if sub != nil {
+					p.decide(sub) // let go once its answer is recorded
+				} else {
+					p.letGo(it.Key.ConsentID)
+				}
 			}
 		}
 		return reads
@@ -271,39 +281,48 @@ func (s *Scheduler) scanChunks(p *pipeline, now time.Time) (handled, failed int,
 		}
 		subs := make([]*submission, len(fresh))
 		chunk = subs
-		for i, it := range fresh {
-			if i%maxGroup == 0 {
-				// The records of the next maxGroup entries, in one read transaction.
-				reads = s.readGroup(p.ctx, fresh[i:min(i+maxGroup, len(fresh))], reads)
-			}
-			r := reads[i%maxGroup]
-			reads[i%maxGroup].unlock = nil // r's now: the recover above must not release it again
-			if stop.Err() != nil || p.deposed.Load() {
-				if r.unlock != nil {
-					r.unlock()
+		// maxGroup entries at a time, their records read in one transaction: first
+		// those whose locks readGroup took, then those whose locks were busy.
+	chunk:
+		for g0 := 0; g0 < len(fresh); g0 += maxGroup {
+			group := fresh[g0:min(g0+maxGroup, len(fresh))]
+			reads = s.readGroup(p.ctx, group, reads)
+			for _, locked := range []bool{true, false} {
+				for j, it := range group {
+					r := reads[j]
+					if r.alone == locked {
+						continue // decided in the other round
+					}
+					reads[j].unlock = nil // r's now: the recover above must not release it again
+					if stop.Err() != nil || p.deposed.Load() {
+						if r.unlock != nil {
+							r.unlock()
+						}
+						releaseReads(reads)
+						break chunk
+					}
+					if !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
+						if r.unlock != nil {
+							r.unlock()
+						}
+						continue // left for the next pass, which judges the clock again
+					}
+					i := g0 + j
+					var err error
+					if !r.alone {
+						err = s.handleRead(p.ctx, it, r, s.clock.Now(), &subs[i])
+					} else {
+						err = s.handleDue(p.ctx, it, s.clock.Now(), &subs[i])
+					}
+					if err != nil {
+						s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
+							"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
+						p.failed.Add(1)
+						p.noteDeposed(err)
+					}
+					handled++
 				}
-				releaseReads(reads[i%maxGroup:])
-				break
 			}
-			if !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
-				if r.unlock != nil {
-					r.unlock()
-				}
-				continue // left for the next pass, which judges the clock again
-			}
-			var err error
-			if r.unlock != nil {
-				err = s.handleRead(p.ctx, it, r, s.clock.Now(), &subs[i])
-			} else {
-				err = s.handleDue(p.ctx, it, s.clock.Now(), &subs[i])
-			}
-			if err != nil {
-				s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
-					"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
-				p.failed.Add(1)
-				p.noteDeposed(err)
-			}
-			handled++
 		}
 		p.submit(p.ctx, subs)
 		size = min(s.cfg.Batch, 2*size)

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -597,5 +598,39 @@ func TestReadGroup(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ScanResult{Handled: 4}, res, "decided one by one")
 	assert.Len(t, h.kl.payments, 4)
+	assertExactlyOnce(t, h)
+}
+
+// A decider whose group holds a consent another holds decides the rest of its
+// group first, and waits for that one holding none of the group's locks: the other
+// consents of the group are not held hostage (scanStream, groups {0,2,4} and
+// {1,3,5} with two workers).
+func TestScanStream_BusyLockWaitsLast(t *testing.T) {
+	h := newHarness(t, at("2026-01-07", 9, 0), func(c *Config) { c.Workers, c.Batch = 2, 6 })
+	ids := addDue(t, h, 6, "busy")
+	held := h.s.locks.lock(ids[2]) // an operator's action, say, on the third consent
+	done := make(chan error, 1)
+	var res ScanResult
+	go func() {
+		var err error
+		res, err = h.s.Scan(context.Background())
+		done <- err
+	}()
+	deadline := time.After(30 * time.Second) // a bound on failure only
+	for len(h.kl.createCalls()) < 5 {
+		select {
+		case err := <-done:
+			t.Fatalf("the scan ended while %s was held: %v", ids[2], err)
+		case <-deadline:
+			held()
+			t.Fatalf("only %d of the 5 free consents sent while %s was held: its group's others waited for it", len(h.kl.createCalls()), ids[2])
+		default:
+			runtime.Gosched()
+		}
+	}
+	held()
+	require.NoError(t, <-done)
+	assert.Equal(t, ScanResult{Handled: 6}, res, "each entry decided once")
+	assert.Len(t, h.kl.createCalls(), 6)
 	assertExactlyOnce(t, h)
 }

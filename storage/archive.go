@@ -206,7 +206,7 @@ func pinnedAt(tx kv.Tx, k AttemptKey, key []byte) bool {
 	if k.Attempt != 0 {
 		return false
 	}
-	h, ok := readCursorHeadAt(tx, key[:len(k.ConsentID)])
+	h, ok := readCursorHeadAt(tx, key[:len(k.ConsentID):len(k.ConsentID)])
 	return ok && h.pins(k.Cycle)
 }
 
@@ -218,7 +218,7 @@ func archivable(tx kv.Tx, k AttemptKey, key []byte) bool {
 	if k.Attempt != 0 {
 		return true
 	}
-	h, ok := readCursorHeadAt(tx, key[:len(k.ConsentID)])
+	h, ok := readCursorHeadAt(tx, key[:len(k.ConsentID):len(k.ConsentID)])
 	return ok && !h.pins(k.Cycle)
 }
 

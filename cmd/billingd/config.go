@@ -318,11 +318,10 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 	cfg.src = src
 	// Only references in values count: a ${NAME} in a comment is not used.
 	var rawDoc yaml.Node
-	var blank map[int]bool
 	if yaml.Unmarshal(raw, &rawDoc) == nil {
 		src.unset = unsetRefs(&rawDoc, getenv)
-		blank = nullLines(&rawDoc, nil)
 	}
+	blank, known := blankKeys(raw)
 	expanded, _ := expandEnv(raw, getenv)
 	var doc yaml.Node
 	if err := yaml.Unmarshal(expanded, &doc); err != nil {
@@ -338,7 +337,7 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 		probs = append(probs, configProblem{Line: top.Line, Msg: "want a mapping of sections (billing:, storage:, klavi:, …)"})
 	} else {
 		checkNode(top, reflect.TypeFor[Config](), "", func(p configProblem) {
-			if p.Msg == msgNoValue && !blank[p.Line] {
+			if p.Msg == msgNoValue && known && !blank[p.Key] {
 				return // ${NAME} of an unset variable: the note on unset variables names it
 			}
 			probs = append(probs, p)

@@ -39,6 +39,18 @@ func TestLoadConfig(t *testing.T) {
 		assert.Equal(t, "pa$$word-with-dollars", cfg.HTTP.AdminToken, "a plain $ is left alone")
 		assert.Equal(t, 3, cfg.Billing.LeadDays, "keys left out keep their defaults")
 	})
+	t.Run("a blank after a variable whose value holds a newline is still refused", func(t *testing.T) {
+		p := writeConfig(t, "klavi:\n  access_key: ${AK}\nstorage:\n  path:\n")
+		_, err := LoadConfig(p, func(k string) string { return map[string]string{"AK": "\"abc\n\""}[k] })
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "storage.path: no value")
+	})
+	t.Run("a blank in a file whose references only parse expanded is still refused", func(t *testing.T) {
+		p := writeConfig(t, "billing:\n  extra_holidays: [${H}]\nstorage:\n  path:\n")
+		_, err := LoadConfig(p, func(k string) string { return map[string]string{"H": "2026-12-24"}[k] })
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "storage.path: no value")
+	})
 	t.Run("a section with nothing under it keeps its defaults", func(t *testing.T) {
 		p := writeConfig(t, "billing:\nstorage:\n  # path: /elsewhere\n")
 		cfg, err := LoadConfig(p, noEnv)

@@ -169,20 +169,44 @@ func syntaxProblem(err error) configProblem {
 // msgNoValue is checkNode's problem for a setting written with no value.
 const msgNoValue = "no value: write one, or leave the key out for its default"
 
-// nullLines returns the lines of n's values written as null (a blank, ~ or null).
-// LoadConfig reads them in the file as written, before ${NAME} expansion: a
-// reference to an unset variable expands to a blank that is not the writer's.
-func nullLines(n *yaml.Node, out map[int]bool) map[int]bool {
-	if out == nil {
-		out = map[int]bool{}
+// blankKeys returns the keys (named as checkNode names them) whose values the file
+// raw writes with no value, and false when it cannot tell (the file is not YAML).
+// It reads the file with every ${NAME} replaced by a placeholder: a reference,
+// whatever it expands to, is not a blank of the writer's (the note on unset
+// variables names those that are not set).
+func blankKeys(raw []byte) (map[string]bool, bool) {
+	filled, _ := expandEnv(raw, func(string) string { return "x" })
+	var doc yaml.Node
+	if yaml.Unmarshal(filled, &doc) != nil {
+		return nil, false
 	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		out[n.Line] = true
+	out := map[string]bool{}
+	var walk func(n *yaml.Node, key string)
+	walk = func(n *yaml.Node, key string) {
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			n = n.Alias
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, key)
+			}
+		case yaml.ScalarNode:
+			if n.Tag == "!!null" {
+				out[key] = true
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				walk(n.Content[i+1], joinKey(key, n.Content[i].Value))
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", key, i))
+			}
+		}
 	}
-	for _, c := range n.Content {
-		nullLines(c, out)
-	}
-	return out
+	walk(&doc, "")
+	return out, true
 }
 
 // checkNode compares the YAML under n with the Go type t that will receive it and
