@@ -45,7 +45,9 @@ func (sub *submission) unlock() {
 // call.
 func (sub *submission) submitting() *storage.Change {
 	sub.one[0] = sub.a
-	sub.ch = storage.Change{Attempts: sub.one[:]}
+	// Guard: nothing is sent for a consent changed since the decision read it
+	// (an operator's revoke through another replica, which holds no lock of ours).
+	sub.ch = storage.Change{Guard: sub.rec, Attempts: sub.one[:]}
 	return &sub.ch
 }
 

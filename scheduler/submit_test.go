@@ -634,3 +634,60 @@ func TestScanStream_BusyLockWaitsLast(t *testing.T) {
 	assert.Len(t, h.kl.createCalls(), 6)
 	assertExactlyOnce(t, h)
 }
+
+// revokingStore writes a revoke of consent id straight to the store, as another
+// replica's admin API would (holding no lock of this scheduler's), just before the
+// first SUBMITTING commit that carries that consent.
+type revokingStore struct {
+	Store
+	id   string
+	once sync.Once
+}
+
+func (r *revokingStore) ApplyAll(ctx context.Context, chs []*storage.Change) (int, error) {
+	for _, ch := range chs {
+		for _, a := range ch.Attempts {
+			if a.ConsentID == r.id && a.State == storage.AttemptSubmitting {
+				r.once.Do(func() {
+					rec, err := r.Store.GetConsent(ctx, r.id)
+					if err == nil {
+						rec.State, rec.StateReason = storage.ConsentRevoked, "revoked through another replica"
+						rec.Consent.Status = klavi.ConsentRevoked
+						err = r.Store.Apply(ctx, &storage.Change{Consent: rec})
+					}
+					if err != nil {
+						panic(err)
+					}
+				})
+			}
+		}
+	}
+	return r.Store.ApplyAll(ctx, chs)
+}
+
+// A consent revoked between the decision and its SUBMITTING commit, by a writer
+// that holds none of this scheduler's locks, is not sent: the commit is guarded by
+// the consent's version as the decision read it.
+func TestScanDue_RevokedAfterTheDecisionIsNotSent(t *testing.T) {
+	for _, workers := range []int{1, 4} {
+		t.Run(fmt.Sprintf("workers %d", workers), func(t *testing.T) {
+			h := newHarness(t, at("2026-01-07", 9, 0), func(c *Config) { c.Workers = workers })
+			ids := addDue(t, h, 6, "guard")
+			var err error
+			h.s, err = New(h.s.cfg, &revokingStore{Store: h.db, id: ids[3]}, h.kl, WithClock(h.clock))
+			require.NoError(t, err)
+			_, err = h.s.Scan(context.Background())
+			require.NoError(t, err)
+			for _, c := range h.kl.createCalls() {
+				assert.NotEqual(t, ids[3], c.ConsentID, "a revoked consent was sent")
+			}
+			assert.Len(t, h.kl.createCalls(), 5)
+			_, ok := h.attemptOK(ids[3], 0, 0)
+			assert.False(t, ok, "nothing written for it")
+			h.clock.Advance(time.Minute)
+			_, err = h.s.Scan(context.Background())
+			require.NoError(t, err)
+			assert.Len(t, h.kl.createCalls(), 5, "nor by the next scan")
+		})
+	}
+}

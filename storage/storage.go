@@ -887,6 +887,11 @@ type Change struct {
 	// StateReason, UpdatedAt, BillFrom, NextCycle, NextDue, RefreshedAt). Consent wins if both are set.
 	Consent  *ConsentRecord
 	Cursor   *ConsentRecord
+	// Guard, when set, writes nothing of its own: the change is applied only while
+	// the consent's stored record is still at Guard.Version (ErrConflict otherwise),
+	// so that a decision taken on a record read earlier is not written once another
+	// writer (an operator's revoke through another replica) has changed it.
+	Guard    *ConsentRecord
 	Attempts []*Attempt
 	DelDue   []DueItem
 	PutDue   []DueItem
@@ -1023,6 +1028,9 @@ func readsOf(chs []*Change) []kv.BucketKey {
 				consent(r.Consent.ID)
 			}
 		}
+		if g := ch.Guard; g != nil {
+			keys = append(keys, kv.BucketKey{Bucket: bucketCursors, Key: []byte(g.Consent.ID)})
+		}
 		if !ch.HighWater.IsZero() {
 			keys = append(keys, kv.BucketKey{Bucket: bucketMeta, Key: keyHighWater})
 		}
@@ -1060,6 +1068,11 @@ func (ch *Change) committed() {
 // consent's older live records too (sweep); off, the change writes only itself (it
 // did not fit in the engine's transaction with them).
 func applyTx(tx kv.Tx, ch *Change, sweepOn bool) error {
+	if g := ch.Guard; g != nil {
+		if err := checkGuard(tx, g); err != nil {
+			return err
+		}
+	}
 	if r := ch.Consent; r != nil {
 		if err := putConsent(tx, r, ch.NewConsent); err != nil {
 			return err
@@ -1217,6 +1230,27 @@ func refreshTerms(tx kv.Tx, r *ConsentRecord) error {
 		return err
 	}
 	return putTerms(tx, key, body, b.Consent, b.AddedAt, b.RedirectURL)
+}
+
+// checkGuard fails with ErrConflict unless consent g's stored record is at
+// g.Version (ErrNotFound when it is not stored).
+func checkGuard(tx kv.Tx, g *ConsentRecord) error {
+	old := tx.Bucket(bucketCursors).Get([]byte(g.Consent.ID))
+	if old == nil {
+		return fmt.Errorf("consent %s: %w", g.Consent.ID, ErrNotFound)
+	}
+	_, _, version, ok := cursorFields(old)
+	if !ok {
+		var cur consentCursor
+		if err := json.Unmarshal(old, &cur); err != nil {
+			return fmt.Errorf("%w: cursor of consent %q: %v", ErrCorrupt, g.Consent.ID, err)
+		}
+		version = cur.Version
+	}
+	if version != g.Version {
+		return fmt.Errorf("consent %s: %w (decided at version %d, stored %d)", g.Consent.ID, ErrConflict, g.Version, version)
+	}
+	return nil
 }
 
 // putCursor writes a consent's billing state and keeps the per-state counts in step.

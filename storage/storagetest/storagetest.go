@@ -232,6 +232,25 @@ func testApply_AttemptsAndAttention(t *testing.T, open Opener) {
 	none2, err := db.GetConsentAttempts(context.Background(), nil, all)
 	require.NoError(t, err)
 	assert.Empty(t, none2)
+
+	// A guarded change is written only while the consent is at the version read;
+	// the guard itself writes nothing.
+	rec, err = db.GetConsent(context.Background(), "urn:t:a")
+	require.NoError(t, err)
+	stale := *rec
+	stale.Version--
+	guarded := storage.Attempt{AttemptKey: storage.AttemptKey{ConsentID: "urn:t:a", Cycle: 20}, State: storage.AttemptSubmitting}
+	err = db.Apply(context.Background(), &storage.Change{Guard: &stale, Attempts: []*storage.Attempt{&guarded}})
+	assert.ErrorIs(t, err, storage.ErrConflict, "the consent moved on")
+	_, err = db.GetAttempt(context.Background(), guarded.AttemptKey)
+	assert.ErrorIs(t, err, storage.ErrNotFound, "nothing written")
+	require.NoError(t, db.Apply(context.Background(), &storage.Change{Guard: rec, Attempts: []*storage.Attempt{&guarded}}))
+	again, err := db.GetConsent(context.Background(), "urn:t:a")
+	require.NoError(t, err)
+	assert.Equal(t, rec.Version, again.Version, "the guard writes nothing")
+	missing := &storage.ConsentRecord{Consent: &consent.Consent{}}
+	missing.Consent.ID = "urn:t:none"
+	assert.ErrorIs(t, db.Apply(context.Background(), &storage.Change{Guard: missing}), storage.ErrNotFound)
 }
 
 func testAmounts(t *testing.T, open Opener) {
