@@ -885,8 +885,8 @@ func (db *DB) AttentionCounts(ctx context.Context) (map[AttemptState]int, error)
 type Change struct {
 	// Consent writes the whole record; Cursor only its billing state (State,
 	// StateReason, UpdatedAt, BillFrom, NextCycle, NextDue, RefreshedAt). Consent wins if both are set.
-	Consent  *ConsentRecord
-	Cursor   *ConsentRecord
+	Consent *ConsentRecord
+	Cursor  *ConsentRecord
 	// Guard, when set, writes nothing of its own: the change is applied only while
 	// the consent's stored record is still at Guard.Version (ErrConflict otherwise),
 	// so that a decision taken on a record read earlier is not written once another
