@@ -51,6 +51,12 @@ func (l *consentLocks) lock(id string) func() {
 	m.refs++
 	l.mu.Unlock()
 	m.Lock()
+	return l.release(id, m)
+}
+
+// release returns the release of id's lock m, held: unlocked, and its entry gone
+// once nobody holds or awaits it.
+func (l *consentLocks) release(id string, m *consentLock) func() {
 	return func() {
 		m.Unlock()
 		l.mu.Lock()
@@ -73,14 +79,7 @@ func (l *consentLocks) tryLock(id string) (func(), bool) {
 	l.locks[id] = m
 	m.Lock() // nobody else has it: it was not in the map
 	l.mu.Unlock()
-	return func() {
-		m.Unlock()
-		l.mu.Lock()
-		if m.refs--; m.refs == 0 {
-			delete(l.locks, id)
-		}
-		l.mu.Unlock()
-	}, true
+	return l.release(id, m), true
 }
 
 // ActorOperator is the actor of an operator's action when no name is given.

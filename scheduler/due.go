@@ -101,6 +101,15 @@ func (s *Scheduler) readGroup(ctx context.Context, items []storage.Entry, out []
 	return out
 }
 
+// decideEntry decides due entry it of a group read by readGroup: on r, or, alone,
+// with handleDue; on the clock's reading now.
+func (s *Scheduler) decideEntry(ctx context.Context, it storage.DueItem, r lockedRead, out **submission) error {
+	if r.alone {
+		return s.handleDue(ctx, it, s.clock.Now(), out)
+	}
+	return s.handleRead(ctx, it, r, s.clock.Now(), out)
+}
+
 // handleRead is handleDue once the entry's lock is held and its records read (r):
 // it decides, and lets the lock go unless *out holds the request to send.
 func (s *Scheduler) handleRead(ctx context.Context, it storage.DueItem, r lockedRead, now time.Time, out **submission) error {

@@ -136,12 +136,7 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 					continue // left for the next pass, which judges the clock again
 				}
 				var sub *submission
-				var err error
-				if !r.alone {
-					err = s.handleRead(p.ctx, it, r, s.clock.Now(), &sub)
-				} else {
-					err = s.handleDue(p.ctx, it, s.clock.Now(), &sub)
-				}
+				err := s.decideEntry(p.ctx, it, r, &sub)
 				if err != nil {
 					s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
 						"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
@@ -310,12 +305,7 @@ func (s *Scheduler) scanChunks(p *pipeline, now time.Time) (handled, failed int,
 						continue // left for the next pass, which judges the clock again
 					}
 					i := g0 + j
-					var err error
-					if !r.alone {
-						err = s.handleRead(p.ctx, it, r, s.clock.Now(), &subs[i])
-					} else {
-						err = s.handleDue(p.ctx, it, s.clock.Now(), &subs[i])
-					}
+					err := s.decideEntry(p.ctx, it, r, &subs[i])
 					if err != nil {
 						s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
 							"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
