@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/klavi-billing/billingd/cycle"
@@ -90,18 +90,23 @@ func checkFormat(cmd, format string, allowed ...string) error {
 			return nil
 		}
 	}
-	var b bytes.Buffer
-	for i, a := range allowed {
+	return argErrorf("%s: --format %s: want %s", cmd, strconv.Quote(format), orList(allowed))
+}
+
+// orList is "A", "A or B", "A, B or C".
+func orList[T ~string](xs []T) string {
+	var b strings.Builder
+	for i, x := range xs {
 		switch {
 		case i == 0:
-		case i == len(allowed)-1:
+		case i == len(xs)-1:
 			b.WriteString(" or ")
 		default:
 			b.WriteString(", ")
 		}
-		b.WriteString(a)
+		b.WriteString(string(x))
 	}
-	return argErrorf("%s: --format %s: want %s", cmd, strconv.Quote(format), b.String())
+	return b.String()
 }
 
 // A consentSummary is a consent as the admin API lists it. It reads the next

@@ -134,29 +134,13 @@ func checkListState(state string, dated, oneConsent bool) error {
 	}
 	st := storage.AttemptState(strings.ToUpper(state))
 	if !slices.Contains(storage.AttemptStates, st) {
-		return argErrorf("payments list: --state %q: want one of %s", state, joinStates(storage.AttemptStates))
+		return argErrorf("payments list: --state %q: want one of %s", state, orList(storage.AttemptStates))
 	}
 	if !dated && !oneConsent && !slices.Contains(storage.AttentionStates, st) {
 		return argErrorf("payments list: --state %s needs a date range (--from, --to) or --consent; without them only the states needing an operator are listed: %s",
-			st, joinStates(storage.AttentionStates))
+			st, orList(storage.AttentionStates))
 	}
 	return nil
-}
-
-// joinStates is "A, B or C".
-func joinStates(states []storage.AttemptState) string {
-	var b strings.Builder
-	for i, s := range states {
-		switch {
-		case i == 0:
-		case i == len(states)-1:
-			b.WriteString(" or ")
-		default:
-			b.WriteString(", ")
-		}
-		b.WriteString(string(s))
-	}
-	return b.String()
 }
 
 // listPayments reads GET /v1/payments page after page (its next cursor) until the end
