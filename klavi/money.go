@@ -169,10 +169,21 @@ func (c Cents) BRL() string {
 
 // MarshalJSON encodes c as the API's amount string.
 func (c Cents) MarshalJSON() ([]byte, error) {
-	if c < 0 || c > MaxCents {
-		return nil, fmt.Errorf("%w: %s is out of range", ErrAmount, c)
+	b, err := c.AppendJSON(make([]byte, 0, 24))
+	if err != nil {
+		return nil, err
 	}
-	b := append(make([]byte, 0, 24), '"')
+	return b, nil
+}
+
+// AppendJSON appends MarshalJSON's bytes (the amount string, quoted: "99.90") to b,
+// for an encoder that writes into its own buffer. An amount out of range (negative,
+// or above MaxCents) appends nothing and fails with MarshalJSON's ErrAmount.
+func (c Cents) AppendJSON(b []byte) ([]byte, error) {
+	if c < 0 || c > MaxCents {
+		return b, fmt.Errorf("%w: %s is out of range", ErrAmount, c)
+	}
+	b = append(b, '"')
 	return append(c.appendText(b), '"'), nil
 }
 

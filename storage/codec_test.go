@@ -27,13 +27,22 @@ import (
 // they reach ErrCorrupt's message and the log, and nothing matches on them.
 func TestCodec_AsEncodingJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 2026))
-	texts := []string{"", "a", `quote " and \ backslash`, "<script>&amp;</script>", "line\nbreak\ttab", "ção ü 日本", "\u2028\u2029", "\x00\x1f"}
+	texts := []string{"", "a", `quote " and \ backslash`, "<script>&amp;</script>", "line\nbreak\ttab", "ção ü 日本", "\u2028\u2029", "\x00\x1f",
+		"\x7f del", "~ }{ ] [ / ' `", "urn:c:00000000-0000-4000-8000-000000000001", "\b\f\r"}
 	text := func() string { return texts[rng.IntN(len(texts))] }
 	at := func() time.Time {
 		if rng.IntN(4) == 0 {
 			return time.Time{}
 		}
-		return time.Unix(1_700_000_000+rng.Int64N(100_000_000), rng.Int64N(1e9)).In(cycle.Brasilia)
+		zones := []*time.Location{cycle.Brasilia, cycle.Brasilia, time.UTC, time.FixedZone("", 5*3600+1800), time.FixedZone("LMT", -(3*3600 + 6*60 + 28))}
+		ns := rng.Int64N(1e9)
+		switch rng.IntN(4) {
+		case 0:
+			ns = 0
+		case 1:
+			ns -= ns % 1000 // trailing zeros, which RFC 3339 with nanoseconds drops
+		}
+		return time.Unix(1_700_000_000+rng.Int64N(100_000_000), ns).In(zones[rng.IntN(len(zones))])
 	}
 	date := func() cycle.Date {
 		if rng.IntN(4) == 0 {
@@ -76,14 +85,30 @@ func TestCodec_AsEncodingJSON(t *testing.T) {
 		require.NoError(t, json.Unmarshal(want, b))
 		require.Equal(t, a, b, "unmarshal of %s", want)
 	}
+	// The hand encoders of the hot path (encode.go) write encoding/json's bytes too.
+	byHand := func(t *testing.T, v any, got []byte, err error) {
+		t.Helper()
+		want, werr := stdjson.Marshal(v)
+		require.NoError(t, werr)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(got), "hand encoder")
+	}
 	for i := range 2000 {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			a := attempt()
 			same(t, a, func() any { return new(Attempt) })
 			same(t, a, func() any { return new(attemptHead) })
-			same(t, event(), func() any { return new(Event) })
-			same(t, &consentCursor{State: ConsentState(text()), StateReason: text(), UpdatedAt: at(), BillFrom: date(), NextCycle: rng.IntN(1000),
-				NextDue: at(), RefreshedAt: at(), Version: rng.Uint64()}, func() any { return new(consentCursor) })
+			raw, err := marshalAttempt(a)
+			byHand(t, a, raw, err)
+			e := event()
+			same(t, e, func() any { return new(Event) })
+			raw, err = marshalEvent(e)
+			byHand(t, e, raw, err)
+			c := &consentCursor{State: ConsentState(text()), StateReason: text(), UpdatedAt: at(), BillFrom: date(), NextCycle: rng.IntN(1000),
+				NextDue: at(), RefreshedAt: at(), Version: rng.Uint64()}
+			same(t, c, func() any { return new(consentCursor) })
+			raw, err = marshalCursor(c)
+			byHand(t, c, raw, err)
 		})
 	}
 	// Consent bodies and their terms, from every interval the sandbox builds.
@@ -174,5 +199,87 @@ func BenchmarkRecordCodec(b *testing.B) {
 				require.NoError(b, cd.unmarshal(terms, &out))
 			}
 		})
+	}
+}
+
+// What the hand encoders leave to the codec gives the codec's bytes or error: a
+// string beyond printable ASCII (invalid UTF-8 here, where the codec differs from
+// encoding/json; TestCodec_InvalidUTF8), and the times and amounts encoding/json
+// refuses.
+func TestEncode_Fallback(t *testing.T) {
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, cycle.Brasilia)
+	base := func() *Attempt {
+		return &Attempt{AttemptKey: AttemptKey{ConsentID: "urn:c:1", Cycle: 2}, State: AttemptSubmitted, Amount: 99_90,
+			Date: cycle.MustDate(2026, 3, 5), CreatedAt: now, UpdatedAt: now}
+	}
+	a := base()
+	a.Reason = "bad \xff byte"
+	want, err := json.Marshal(a)
+	require.NoError(t, err)
+	got, err := marshalAttempt(a)
+	require.NoError(t, err)
+	require.Equal(t, string(want), string(got))
+
+	refused := map[string]func(*Attempt){
+		"year 10000":          func(a *Attempt) { a.UpdatedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"year -1":             func(a *Attempt) { a.DueAt = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"offset of 24 hours":  func(a *Attempt) { a.CreatedAt = now.In(time.FixedZone("", 24*3600)) },
+		"resolution's time":   func(a *Attempt) { a.Resolved = &Resolution{At: time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)} },
+		"amount out of range": func(a *Attempt) { a.Amount = klavi.MaxCents + 1 },
+		"negative amount":     func(a *Attempt) { a.Amount = -1 },
+	}
+	for name, spoil := range refused {
+		t.Run(name, func(t *testing.T) {
+			a := base()
+			spoil(a)
+			_, werr := stdjson.Marshal(a)
+			require.Error(t, werr)
+			_, err := marshalAttempt(a)
+			require.Error(t, err)
+			_, cerr := json.Marshal(a)
+			require.Equal(t, cerr.Error(), err.Error(), "the codec's error")
+		})
+	}
+	e := &Event{At: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), Kind: "x", ConsentID: "c", Actor: "a"}
+	_, err = marshalEvent(e)
+	require.Error(t, err)
+	amt := klavi.Cents(-5)
+	e = &Event{At: now, Kind: "x", ConsentID: "c", Actor: "a", Amount: &amt}
+	_, err = marshalEvent(e)
+	require.Error(t, err)
+	_, err = marshalCursor(&consentCursor{State: ConsentActive, NextDue: time.Date(-3, 1, 1, 0, 0, 0, 0, time.UTC)})
+	require.Error(t, err)
+}
+
+// BenchmarkEncode: the hand encoders against the codec on the records of every
+// submission.
+func BenchmarkEncode(b *testing.B) {
+	now := time.Date(2026, 3, 2, 9, 0, 0, 123456789, cycle.Brasilia)
+	a := &Attempt{AttemptKey: AttemptKey{ConsentID: "urn:bench:c-0000001", Cycle: 3}, State: AttemptSubmitted, ClientRequestID: "urn:bench:c-0000001-3-0",
+		Date: cycle.MustDate(2026, 3, 5), Amount: 99_90, PaymentID: "pay-0000001", Status: klavi.PaymentScheduled, Sends: 1,
+		CreatedAt: now, SubmittedAt: now, UpdatedAt: now, NextPoll: now, Version: 2}
+	e := AttemptEvent("submitted", now, a, ActorBillingd, "")
+	c := &consentCursor{State: ConsentActive, UpdatedAt: now, BillFrom: cycle.MustDate(2026, 1, 5), NextCycle: 4, NextDue: now, Version: 7}
+	for _, r := range []struct {
+		name        string
+		codec, hand func() ([]byte, error)
+	}{
+		{"attempt", func() ([]byte, error) { return json.Marshal(a) }, func() ([]byte, error) { return marshalAttempt(a) }},
+		{"event", func() ([]byte, error) { return json.Marshal(&e) }, func() ([]byte, error) { return marshalEvent(&e) }},
+		{"cursor", func() ([]byte, error) { return json.Marshal(c) }, func() ([]byte, error) { return marshalCursor(c) }},
+	} {
+		for _, enc := range []struct {
+			name string
+			fn   func() ([]byte, error)
+		}{{"codec", r.codec}, {"hand", r.hand}} {
+			b.Run(r.name+"/"+enc.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := enc.fn(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

@@ -225,7 +225,11 @@ func putEvents(tx kv.Tx, events []Event) error {
 		}
 		e.Seq = seq
 		key := binary.BigEndian.AppendUint64(prefix, seq) // eventKey; Put keeps no key
-		if err := putJSON(b, key, &e); err != nil {       // a pointer: the encoder copies a value
+		raw, err := marshalEvent(&e)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(key, raw); err != nil {
 			return err
 		}
 		// The outbox entry, in the same transaction: Publish moves it to the feed.

@@ -1118,7 +1118,7 @@ func applyTx(tx kv.Tx, ch *Change, sweepOn bool) error {
 		}
 		next := *a
 		next.Version++
-		raw, err := json.Marshal(&next)
+		raw, err := marshalAttempt(&next)
 		if err != nil {
 			return err
 		}
@@ -1298,5 +1298,9 @@ func putCursor(tx kv.Tx, r *ConsentRecord) error {
 		}
 	}
 	cur := cursorOf(r)
-	return putJSON(cursors, key, &cur) // a pointer: the encoder copies a value
+	raw, err := marshalCursor(&cur)
+	if err != nil {
+		return err
+	}
+	return cursors.Put(key, raw)
 }
