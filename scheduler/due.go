@@ -34,8 +34,9 @@ type lockedRead struct {
 	rec    *storage.ConsentRecord
 	att    *storage.Attempt
 	err    error
-	// alone: not locked nor read here (its lock was busy, the read failed, or the
-	// group was one entry); handleDue locks and reads it when it is decided.
+	// alone: not locked nor read here (its lock was busy, the read failed, its
+	// decision may wait for Klavi, or the group was one entry); handleDue locks and
+	// reads it when it is decided.
 	alone bool
 }
 
@@ -48,9 +49,9 @@ const maxGroup = 8
 // (GetConsentAttempts), into out (cleared; returned, one per item, in order). The
 // first lock is waited for; each other is taken only if nobody holds or awaits it,
 // so a decider never waits for a lock while it holds another. An item whose lock
-// was not free, and every item when the read failed as a whole, is alone (nil
-// unlock): it is left to handleDue, which waits for its lock and reads it alone,
-// after the others.
+// was not free, an item whose decision may wait for Klavi (mayLookUp), and every
+// item when the read failed as a whole, is alone (nil unlock): it is left to
+// handleDue, which waits for its lock and reads it alone, after the others.
 func (s *Scheduler) readGroup(ctx context.Context, items []storage.Entry, out []lockedRead) []lockedRead {
 	out = out[:0]
 	defer func() {
@@ -96,9 +97,25 @@ func (s *Scheduler) readGroup(ctx context.Context, items []storage.Entry, out []
 		if out[i].unlock != nil {
 			out[i].rec, out[i].att, out[i].err = got[j].Record, got[j].Attempt, got[j].Err
 			j++
+			if mayLookUp(out[i].att) {
+				// Its decision may wait for Klavi (a lookup, up to the client's
+				// timeout and retries): not while this decider holds the group's
+				// other consents, whose polls and operators' actions would wait too.
+				out[i].unlock()
+				out[i] = lockedRead{alone: true}
+			}
 		}
 	}
 	return out
+}
+
+// mayLookUp reports whether deciding a due entry whose attempt is att may call
+// Klavi before it returns: an attempt whose outcome is unknown (SUBMITTING,
+// UNCONFIRMED) is looked up (reconcileDue) instead of, or before, being sent. A new
+// original or retry (att nil, PLANNED) is decided without a call; its request is
+// sent by the pipeline.
+func mayLookUp(att *storage.Attempt) bool {
+	return att != nil && (att.State == storage.AttemptSubmitting || att.State == storage.AttemptUnconfirmed)
 }
 
 // decideEntry decides due entry it of a group read by readGroup: on r, or, alone,

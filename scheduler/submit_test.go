@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
 )
@@ -599,6 +600,51 @@ func TestReadGroup(t *testing.T) {
 	assert.Equal(t, ScanResult{Handled: 4}, res, "decided one by one")
 	assert.Len(t, h.kl.payments, 4)
 	assertExactlyOnce(t, h)
+}
+
+// An entry whose decision may wait for Klavi (its attempt SUBMITTING or
+// UNCONFIRMED: a lookup) is read alone, after the group, its lock let go at once:
+// the decider does not hold the group's other consents through a lookup.
+func TestReadGroup_LookupDecidedAlone(t *testing.T) {
+	for _, state := range []storage.AttemptState{storage.AttemptSubmitting, storage.AttemptUnconfirmed} {
+		t.Run(string(state), func(t *testing.T) {
+			h := newHarness(t, at("2026-01-07", 9, 0), func(c *Config) { c.Workers = 1 })
+			ids := addDue(t, h, 3, "lookup")
+			// What a crash or an unknown outcome leaves, for the second consent's
+			// cycle: Confirm set, so that its decision looks the payment up.
+			a := &storage.Attempt{AttemptKey: storage.AttemptKey{ConsentID: ids[1]}, State: state,
+				ClientRequestID: consent.ClientRequestID(ids[1], 0, 0), Date: d("2026-01-10"), Amount: 9990, Sends: 1,
+				Confirm: storage.ConfirmLost}
+			require.NoError(t, h.db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{a}}))
+			items, err := h.db.DueBefore(context.Background(), h.clock.Now(), 10)
+			require.NoError(t, err)
+			require.Len(t, items, 3)
+
+			reads := h.s.readGroup(context.Background(), items, nil)
+			require.Len(t, reads, 3)
+			assert.True(t, reads[1].alone, "decided alone")
+			assert.Nil(t, reads[1].unlock)
+			unlock, free := h.s.locks.tryLock(ids[1])
+			require.True(t, free, "its lock let go at once")
+			unlock()
+			for _, i := range []int{0, 2} {
+				assert.False(t, reads[i].alone, ids[i])
+				require.NotNil(t, reads[i].unlock, ids[i])
+				assert.Nil(t, reads[i].att, "%s: nothing sent yet", ids[i])
+			}
+			releaseReads(reads)
+			assert.Empty(t, h.s.locks.locks, "no lock entry left")
+
+			res, err := h.s.Scan(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, ScanResult{Handled: 3}, res, "each entry decided once")
+			h.kl.mu.Lock()
+			finds := h.kl.finds
+			h.kl.mu.Unlock()
+			assert.GreaterOrEqual(t, finds, 1, "the second consent's payment was looked up")
+			assertExactlyOnce(t, h)
+		})
+	}
 }
 
 // A decider whose group holds a consent another holds decides the rest of its
