@@ -416,22 +416,22 @@ func cursorOf(r *ConsentRecord) consentCursor {
 
 // readConsent assembles a record from its two parts.
 func readConsent(tx kv.Tx, id []byte, body []byte) (*ConsentRecord, error) {
-	return readRecord(tx, id, body)
+	return readRecord(tx, id, body, decodeBody)
 }
 
-// readRecord assembles a record from a body (the consent's, or its terms') and the
-// consent's cursor.
-func readRecord(tx kv.Tx, id []byte, body []byte) (*ConsentRecord, error) {
+// readRecord assembles a record from a body (the consent's, or its terms'), read by
+// decode, and the consent's cursor.
+func readRecord(tx kv.Tx, id []byte, body []byte, decode func(id, body []byte) (decodedBody, error)) (*ConsentRecord, error) {
 	var (
 		cur consentCursor
 		r   ConsentRecord
 	)
-	b, err := decodeBody(id, body)
+	b, err := decode(id, body)
 	if err != nil {
 		return nil, err
 	}
 	r.Consent = b.Consent
-	if err := getJSON(tx.Bucket(bucketCursors), id, &cur); err != nil {
+	if raw := tx.Bucket(bucketCursors).Get(id); raw == nil || readCursor(raw, &cur) != nil {
 		return nil, fmt.Errorf("%w: consent %q has no billing cursor", ErrCorrupt, id)
 	}
 	r.AddedAt, r.RedirectURL = b.AddedAt, b.RedirectURL

@@ -75,7 +75,7 @@ func putTerms(tx kv.Tx, key, body []byte, c *consent.Consent, addedAt time.Time,
 func readTerms(tx kv.Tx, id, body []byte) (*ConsentRecord, error) {
 	t := tx.Bucket(bucketTerms).Get(id)
 	if termsMatch(t, body) {
-		if r, err := readRecord(tx, id, t[4:]); err == nil {
+		if r, err := readRecord(tx, id, t[4:], decodeTermsBody); err == nil {
 			r.partial = true
 			return r, nil
 		}
