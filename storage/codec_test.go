@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	stdjson "encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -240,6 +241,32 @@ func TestEncode_Fallback(t *testing.T) {
 			require.Equal(t, cerr.Error(), err.Error(), "the codec's error")
 		})
 	}
+	// A date whose year has more than four digits: its text holds other characters
+	// than digits, which only the codec quotes as encoding/json does.
+	far := cycle.MustDate(2026, 3, 5).AddDays(4_000_000) // year 12977
+	for _, d := range []cycle.Date{far, cycle.MustDate(2026, 3, 5).AddDays(30_000_000), cycle.MustDate(2026, 3, 5).AddDays(-5_000_000)} {
+		a := base()
+		a.Date, a.LastRetryDate = d, d
+		want, werr := stdjson.Marshal(a)
+		got, err := marshalAttempt(a)
+		require.Equal(t, werr == nil, err == nil)
+		cwant, _ := json.Marshal(a)
+		require.Equal(t, string(cwant), string(got), "the codec's bytes")
+		if werr == nil && !bytes.Contains(want, []byte(`\ufffd`)) {
+			require.Equal(t, string(want), string(got), "encoding/json's bytes")
+		}
+		e := &Event{At: now, Kind: "x", ConsentID: "c", Actor: "a", Date: d}
+		ewant, _ := json.Marshal(e)
+		egot, err := marshalEvent(e)
+		require.NoError(t, err)
+		require.Equal(t, string(ewant), string(egot))
+		c := &consentCursor{State: ConsentActive, UpdatedAt: now, BillFrom: d}
+		cwant, _ = json.Marshal(c)
+		cgot, err := marshalCursor(c)
+		require.NoError(t, err)
+		require.Equal(t, string(cwant), string(cgot))
+	}
+
 	e := &Event{At: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), Kind: "x", ConsentID: "c", Actor: "a"}
 	_, err = marshalEvent(e)
 	require.Error(t, err)

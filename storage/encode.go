@@ -21,7 +21,9 @@ import (
 //     beyond ASCII): the string alone is quoted by the codec;
 //   - a time outside what RFC 3339 writes (a year outside 0–9999, a zone offset
 //     of 24 hours or more), which encoding/json refuses, or an amount outside
-//     klavi.Cents' range: the whole record goes to the codec, for its error.
+//     klavi.Cents' range: the whole record goes to the codec, for its error; a
+//     date past year 9999 (or before year 1), whose text is not digits, goes there
+//     too, to be quoted as encoding/json quotes it.
 //
 // A new field of Attempt, Event or consentCursor must be written here too: the
 // codec test fails until it is (it sets every field).
@@ -111,7 +113,7 @@ func marshalAttempt(a *Attempt) ([]byte, error) {
 // attemptFast reports whether marshalAttempt writes a itself: its amount and times
 // are ones encoding/json writes.
 func attemptFast(a *Attempt) bool {
-	if !centsFast(a.Amount) || !timeFast(a.DueAt) || !timeFast(a.NextPoll) || !timeFast(a.CreatedAt) ||
+	if !centsFast(a.Amount) || !dateFast(a.Date) || !dateFast(a.LastRetryDate) || !timeFast(a.DueAt) || !timeFast(a.NextPoll) || !timeFast(a.CreatedAt) ||
 		!timeFast(a.SubmittedAt) || !timeFast(a.UpdatedAt) || !timeFast(a.UnknownSince) {
 		return false
 	}
@@ -120,7 +122,7 @@ func attemptFast(a *Attempt) bool {
 
 // marshalEvent is json.Marshal(e) (Event's JSON).
 func marshalEvent(e *Event) ([]byte, error) {
-	if !timeFast(e.At) || e.Amount != nil && !centsFast(*e.Amount) {
+	if !timeFast(e.At) || !dateFast(e.Date) || e.Amount != nil && !centsFast(*e.Amount) {
 		return json.Marshal(e)
 	}
 	b := make([]byte, 0, 320)
@@ -157,7 +159,7 @@ func marshalEvent(e *Event) ([]byte, error) {
 
 // marshalCursor is json.Marshal(c) (consentCursor's JSON).
 func marshalCursor(c *consentCursor) ([]byte, error) {
-	if !timeFast(c.UpdatedAt) || !timeFast(c.NextDue) || !timeFast(c.RefreshedAt) {
+	if !timeFast(c.UpdatedAt) || !timeFast(c.NextDue) || !timeFast(c.RefreshedAt) || !dateFast(c.BillFrom) {
 		return json.Marshal(c)
 	}
 	b := make([]byte, 0, 256)
@@ -237,6 +239,17 @@ func appendTimeOmit(b []byte, key string, t time.Time) []byte {
 		return b
 	}
 	return appendTime(append(b, key...), t)
+}
+
+// dateFast reports whether appendDate writes d: the zero Date, or a four-digit
+// year (0001–9999). Further out, Date.AppendText's digits are other characters,
+// which only the codec quotes as encoding/json does.
+func dateFast(d cycle.Date) bool {
+	if d.IsZero() {
+		return true
+	}
+	y, _, _ := d.Civil()
+	return y >= 1 && y <= 9999
 }
 
 // appendDate appends d as its JSON string (MarshalText's "YYYY-MM-DD", "" for the

@@ -28,7 +28,7 @@ import (
 // decodeTermsBody is decodeBody for a terms record (putTerms's JSON).
 func decodeTermsBody(id, body []byte) (decodedBody, error) {
 	var b decodedBody
-	if termsFast(body, &b) {
+	if termsFast(body, &b) && b.Consent != nil { // no consent: the codec's error
 		return b, nil
 	}
 	return decodeBody(id, body)

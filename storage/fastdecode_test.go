@@ -150,6 +150,7 @@ func TestFastDecode(t *testing.T) {
 		`{"consent":{"id":"urn:c:1"},"addedAt":"2026-03-02"}`,
 		`{"consent":{"id":"urn:c:1"},"addedAt":"2026-03-02T09:00:00Z","extra":1}`,
 		`{"consent":{"id":"urn:c:1"}} {}`,
+		`{}`, `{"addedAt":"2026-03-02T09:00:00Z"}`, `{"redirectUrl":"x"}`, // no consent: an error
 	} {
 		sameTerms(t, []byte(raw))
 	}
