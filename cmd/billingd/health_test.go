@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -171,6 +172,9 @@ func TestRun_ExitCodes(t *testing.T) {
 	cfgFor := func(t *testing.T, db, listen string) string {
 		return writeConfig(t, fmt.Sprintf("storage:\n  path: %s\n  open_timeout: 200ms\nklavi:\n  access_key: ak\n  secret_key: sk\nhttp:\n  listen: %q\n", db, listen))
 	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0") // a daemon already running, say
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = busy.Close() })
 	tests := []struct {
 		name   string
 		db     func(t *testing.T) string
@@ -183,7 +187,8 @@ func TestRun_ExitCodes(t *testing.T) {
 		{"bad host", nil, "bad host!:80", exitUsage, "is neither an IP address nor a host name"},
 		{"path is a directory", func(t *testing.T) string { return t.TempDir() }, "127.0.0.1:0", exitUsage, "storage.path"},
 		{"path ends with a slash", func(t *testing.T) string { return t.TempDir() + "/db/" }, "127.0.0.1:0", exitUsage, "storage.path"},
-		{"missing state directory", func(t *testing.T) string { return filepath.Join(t.TempDir(), "gone", "b.db") }, "127.0.0.1:0", exitEnvironment, "no such file or directory"},
+		{"address in use", nil, busy.Addr().String(), exitFailure, "a billingd already running? `billingd healthcheck` asks it"},
+		{"missing state directory", func(t *testing.T) string { return filepath.Join(t.TempDir(), "gone", "b.db") }, "127.0.0.1:0", exitEnvironment, "gone does not exist: create it, writable by the user billingd runs as"},
 		{"state path under a file", func(t *testing.T) string {
 			f := filepath.Join(t.TempDir(), "file")
 			require.NoError(t, os.WriteFile(f, nil, 0o600))

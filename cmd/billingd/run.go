@@ -147,6 +147,9 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	}()
 	started := time.Now()
 	d.ln, err = net.Listen("tcp", cfg.HTTP.Listen)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("http.listen: %w (another process listens on %s: a billingd already running? `billingd healthcheck` asks it)", err, cfg.HTTP.Listen)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}

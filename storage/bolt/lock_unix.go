@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -20,6 +21,13 @@ func idOf(fi os.FileInfo) (fileID, bool) {
 		return fileID{}, false
 	}
 	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, true
+}
+
+// exists reports whether path names something (a missing directory is told
+// apart from other failures to open a file in it).
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, os.ErrNotExist)
 }
 
 // lockPath is the lock file of the database at path.
@@ -42,6 +50,9 @@ func acquireLock(path string, exclusive bool, timeout time.Duration) (*os.File, 
 	if err != nil {
 		if !exclusive && errors.Is(err, os.ErrNotExist) {
 			return nil, nil
+		}
+		if dir := filepath.Dir(path); errors.Is(err, os.ErrNotExist) && !exists(dir) {
+			return nil, fmt.Errorf("directory %s does not exist: create it, writable by the user billingd runs as, or give another database path (lock file %s: %w)", dir, lp, err)
 		}
 		return nil, fmt.Errorf("lock file %s: %w", lp, err)
 	}
