@@ -242,8 +242,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusServiceUnavailable
 	case errors.Is(err, scheduler.ErrInvalid), errors.Is(err, scheduler.ErrNoCanceller):
 		code = http.StatusBadRequest
-	case errors.Is(err, klavi.ErrInvalidRequest), errors.Is(err, klavi.ErrRefused), errors.Is(err, klavi.ErrDuplicateRequest):
-		code = http.StatusBadGateway
+	case errors.Is(err, klavi.ErrDuplicateRequest):
+		// Klavi holds a request with the same clientRequestId: the operator's
+		// request conflicts with an earlier one.
+		code = http.StatusConflict
+	case errors.Is(err, klavi.ErrInvalidRequest), errors.Is(err, klavi.ErrRefused):
+		// Klavi refused what the operator asked (its content, or a rule of
+		// Klavi's): nothing was created, and sending it again changes nothing.
+		code = http.StatusUnprocessableEntity
 	case errors.Is(err, klavi.ErrUnavailable), errors.Is(err, klavi.ErrOutcomeUnknown):
 		code = http.StatusGatewayTimeout
 	}

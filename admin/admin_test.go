@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -27,10 +28,16 @@ import (
 
 const token = "test-token-0123456789"
 
-type fakeKlavi struct{ calls int }
+type fakeKlavi struct {
+	calls int
+	err   error // CreateConsent's answer when set
+}
 
 func (f *fakeKlavi) CreateConsent(_ context.Context, req *klavi.CreateConsentRequest) (*klavi.Consent, error) {
 	f.calls++
+	if f.err != nil {
+		return nil, f.err
+	}
 	return &klavi.Consent{ID: "urn:klavi:created-1", ClientRequestID: req.ClientRequestID, Status: klavi.ConsentAwaitingAuthorization,
 		ConsentRedirectURL: "https://klavi.example/authorize/created-1"}, nil
 }
@@ -204,6 +211,23 @@ func TestAdmin_CreateAtKlaviAndAuthorize(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, code)
 	assert.NotEmpty(t, out["problems"])
 	assert.Equal(t, 1, e.kl.calls)
+
+	// Klavi's refusals are the operator's to mend (4xx: the CLI exits 2); Klavi
+	// unreachable is not (5xx: exit 1).
+	for _, c := range []struct {
+		err  error
+		code int
+	}{
+		{fmt.Errorf("create consent: 409: %w", klavi.ErrDuplicateRequest), http.StatusConflict},
+		{fmt.Errorf("create consent: 422: %w", klavi.ErrRefused), http.StatusUnprocessableEntity},
+		{fmt.Errorf("create consent: 400: %w", klavi.ErrInvalidRequest), http.StatusUnprocessableEntity},
+		{fmt.Errorf("create consent: %w", klavi.ErrUnavailable), http.StatusGatewayTimeout},
+	} {
+		e.kl.err = c.err
+		code, out = e.do("POST", "/v1/klavi/consents", string(body))
+		assert.Equal(t, c.code, code, "%v: %v", c.err, out)
+		assert.Contains(t, out["error"], c.err.Error())
+	}
 }
 
 func TestAdmin_VariableAmount(t *testing.T) {
