@@ -121,38 +121,29 @@ func (s *Scheduler) scanStream(p *pipeline, now time.Time) (handled, failed int,
 	// the group is let go undecided.
 	decide := func(items []storage.Entry, reads []lockedRead) []lockedRead {
 		reads = s.readGroup(p.ctx, items, reads)
-		for _, locked := range []bool{true, false} {
-			for i, it := range items {
-				r := reads[i]
-				if r.alone == locked {
-					continue // decided in the other round
+		inRounds(reads, func(i int, r lockedRead) bool {
+			it := items[i]
+			if p.stop.Err() != nil || p.deposed.Load() || !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
+				if r.unlock != nil {
+					r.unlock()
 				}
-				reads[i].unlock = nil // r's now
-				if p.stop.Err() != nil || p.deposed.Load() || !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
-					if r.unlock != nil {
-						r.unlock()
-					}
-					p.letGo(it.Key.ConsentID)
-					continue // left for the next pass, which judges the clock again
-				}
-				var sub *submission
-				err := s.decideEntry(p.ctx, it, r, &sub)
-				if err != nil {
-					s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
-						"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
-					p.failed.Add(1) // before the let-go (kept)
-					p.noteDeposed(err)
-				}
-				counts.Lock()
-				handled++
-				counts.Unlock()
-				if sub != nil {
-					p.decide(sub) // let go once its answer is recorded
-				} else {
-					p.letGo(it.Key.ConsentID)
-				}
+				p.letGo(it.Key.ConsentID)
+				return true // left for the next pass, which judges the clock again
 			}
-		}
+			var sub *submission
+			if err := s.decideEntry(p.ctx, it, r, &sub); err != nil {
+				p.fail(it.Key, err) // before the let-go (kept)
+			}
+			counts.Lock()
+			handled++
+			counts.Unlock()
+			if sub != nil {
+				p.decide(sub) // let go once its answer is recorded
+			} else {
+				p.letGo(it.Key.ConsentID)
+			}
+			return true
+		})
 		return reads
 	}
 	for range s.cfg.Workers {
@@ -280,46 +271,69 @@ func (s *Scheduler) scanChunks(p *pipeline, now time.Time) (handled, failed int,
 		chunk = subs
 		// maxGroup entries at a time, their records read in one transaction: first
 		// those whose locks readGroup took, then those whose locks were busy.
-	chunk:
 		for g0 := 0; g0 < len(fresh); g0 += maxGroup {
 			group := fresh[g0:min(g0+maxGroup, len(fresh))]
 			reads = s.readGroup(p.ctx, group, reads)
-			for _, locked := range []bool{true, false} {
-				for j, it := range group {
-					r := reads[j]
-					if r.alone == locked {
-						continue // decided in the other round
+			stopped := false
+			inRounds(reads, func(j int, r lockedRead) bool {
+				if stop.Err() != nil || p.deposed.Load() {
+					if r.unlock != nil {
+						r.unlock()
 					}
-					reads[j].unlock = nil // r's now: the recover above must not release it again
-					if stop.Err() != nil || p.deposed.Load() {
-						if r.unlock != nil {
-							r.unlock()
-						}
-						releaseReads(reads)
-						break chunk
-					}
-					if !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
-						if r.unlock != nil {
-							r.unlock()
-						}
-						continue // left for the next pass, which judges the clock again
-					}
-					i := g0 + j
-					err := s.decideEntry(p.ctx, it, r, &subs[i])
-					if err != nil {
-						s.log.Error("due entry left for the next scan", "consent_id", it.Key.ConsentID,
-							"cycle", it.Key.Cycle, "attempt", it.Key.Attempt, "err", err)
-						p.failed.Add(1)
-						p.noteDeposed(err)
-					}
-					handled++
+					releaseReads(reads)
+					stopped = true
+					return false
 				}
+				if !s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
+					if r.unlock != nil {
+						r.unlock()
+					}
+					return true // left for the next pass, which judges the clock again
+				}
+				if err := s.decideEntry(p.ctx, group[j], r, &subs[g0+j]); err != nil {
+					p.fail(group[j].Key, err)
+				}
+				handled++
+				return true
+			})
+			if stopped {
+				break
 			}
 		}
 		p.submit(p.ctx, subs)
 		size = min(s.cfg.Batch, 2*size)
 	}
 	return handled, failed, nil
+}
+
+// inRounds visits a group read by readGroup in the order it is decided: the
+// entries whose locks readGroup took, then those alone (handleDue waits for each
+// lock, the decider holding none of the group's). A visited entry's read is fn's:
+// its unlock is cleared in reads first, so that releaseReads (on a stop, or a
+// panic's recovery) lets go only of those not yet visited. fn returns false to end
+// the visit.
+func inRounds(reads []lockedRead, fn func(j int, r lockedRead) bool) {
+	for _, alone := range []bool{false, true} {
+		for j := range reads {
+			if reads[j].alone != alone {
+				continue // visited in the other round
+			}
+			r := reads[j]
+			reads[j].unlock = nil
+			if !fn(j, r) {
+				return
+			}
+		}
+	}
+}
+
+// fail counts due entry k failed, its handling having ended in err, and logs it; an
+// err saying this replica's term is over ends the pass's reading (noteDeposed).
+func (p *pipeline) fail(k storage.AttemptKey, err error) {
+	p.s.log.Error("due entry left for the next scan", "consent_id", k.ConsentID,
+		"cycle", k.Cycle, "attempt", k.Attempt, "err", err)
+	p.failed.Add(1)
+	p.noteDeposed(err)
 }
 
 // letGoFrom lets go of the consents of the groups j..m-1 of fresh (group j holds
@@ -671,11 +685,7 @@ func (p *pipeline) record(group []answer) {
 			// entry the scan had not reached yet.
 			p.left.Add(1)
 		default:
-			k := a.sub.a.AttemptKey
-			s.log.Error("due entry left for the next scan", "consent_id", k.ConsentID,
-				"cycle", k.Cycle, "attempt", k.Attempt, "err", err)
-			p.failed.Add(1)
-			p.noteDeposed(err)
+			p.fail(a.sub.a.AttemptKey, err)
 		}
 		a.sub.unlock()
 		p.letGo(a.sub.a.ConsentID)
