@@ -191,12 +191,12 @@ func (c Cents) AppendJSON(b []byte) ([]byte, error) {
 // own: the method encoding/json/v2 (go-json-experiment/json, which encodes
 // billingd's records and requests) prefers to MarshalJSON.
 func (c Cents) MarshalJSONTo(enc *jsontext.Encoder) error {
-	if c < 0 || c > MaxCents {
-		return fmt.Errorf("%w: %s is out of range", ErrAmount, c)
-	}
 	var buf [26]byte
-	b := append(buf[:0], '"')
-	return enc.WriteValue(append(c.appendText(b), '"'))
+	b, err := c.AppendJSON(buf[:0])
+	if err != nil {
+		return err
+	}
+	return enc.WriteValue(b)
 }
 
 // UnmarshalJSON decodes the API's amount string with ParseAmount's rules. A JSON

@@ -118,16 +118,16 @@ func readCursorHeadAt(tx kv.Tx, key []byte) (cursorHead, bool) {
 	if raw == nil {
 		return cursorHead{}, false
 	}
-	st, next, _, ok := cursorFields(raw)
-	return cursorHead{State: st, NextCycle: next}, ok
+	st, next, _, err := cursorFields(raw)
+	return cursorHead{State: st, NextCycle: next}, err == nil
 }
 
 // cursorFields reads a stored cursor's state, next cycle and version (every write
 // of an attempt, and of a cursor, reads them) without decoding the rest. Its JSON is
 // putCursor's: one flat object whose string values cannot hold a quote unescaped,
-// so `"state":"` and the others occur once each, as keys. Anything else is decoded
-// in full.
-func cursorFields(raw []byte) (st ConsentState, next int, version uint64, ok bool) {
+// so `"state":"` and the others occur once each, as keys. Anything else is read in
+// full (readCursor), and its error is the decoding's.
+func cursorFields(raw []byte) (st ConsentState, next int, version uint64, err error) {
 	s, sok := jsonString(raw, `"state":"`)
 	n, nok := jsonUint(raw, `"nextCycle":`)
 	v, vok := jsonUint(raw, `"version":`)
@@ -136,14 +136,14 @@ func cursorFields(raw []byte) (st ConsentState, next int, version uint64, ok boo
 			v, vok = 0, true // omitted when zero
 		}
 		if vok {
-			return ConsentState(s), int(n), v, true
+			return ConsentState(s), int(n), v, nil
 		}
 	}
 	var cur consentCursor
-	if err := json.Unmarshal(raw, &cur); err != nil {
-		return "", 0, 0, false
+	if err := readCursor(raw, &cur); err != nil {
+		return "", 0, 0, err
 	}
-	return cur.State, cur.NextCycle, cur.Version, true
+	return cur.State, cur.NextCycle, cur.Version, nil
 }
 
 // jsonString returns the string after key (which ends with its opening quote) when

@@ -22,21 +22,22 @@ func TestCursorFields(t *testing.T) {
 	} {
 		raw, err := json.Marshal(c)
 		require.NoError(t, err)
-		st, next, v, ok := cursorFields(raw)
-		require.True(t, ok, "%s", raw)
+		st, next, v, err := cursorFields(raw)
+		require.NoError(t, err, "%s", raw)
 		assert.Equal(t, c.State, st, "%s", raw)
 		assert.Equal(t, c.NextCycle, next, "%s", raw)
 		assert.Equal(t, c.Version, v, "%s", raw)
 	}
 	// Not one of putCursor's: decoded in full, or refused.
-	st, next, v, ok := cursorFields([]byte(`{"nextCycle": 4, "state": "active", "version": 2}`))
-	assert.True(t, ok)
+	st, next, v, err := cursorFields([]byte(`{"nextCycle": 4, "state": "active", "version": 2}`))
+	assert.NoError(t, err)
 	assert.Equal(t, ConsentActive, st)
 	assert.Equal(t, 4, next)
 	assert.Equal(t, uint64(2), v)
-	_, next, _, ok = cursorFields([]byte(`{"state":"active","nextCycle":-1}`))
-	assert.True(t, ok)
+	_, next, _, err = cursorFields([]byte(`{"state":"active","nextCycle":-1}`))
+	assert.NoError(t, err)
 	assert.Equal(t, -1, next)
-	_, _, _, ok = cursorFields([]byte(`not json`))
-	assert.False(t, ok)
+	_, _, _, err = cursorFields([]byte(`not json`))
+	var want consentCursor
+	assert.EqualError(t, err, json.Unmarshal([]byte(`not json`), &want).Error(), "the codec's error")
 }

@@ -1239,13 +1239,9 @@ func checkGuard(tx kv.Tx, g *ConsentRecord) error {
 	if old == nil {
 		return fmt.Errorf("consent %s: %w", g.Consent.ID, ErrNotFound)
 	}
-	_, _, version, ok := cursorFields(old)
-	if !ok {
-		var cur consentCursor
-		if err := json.Unmarshal(old, &cur); err != nil {
-			return fmt.Errorf("%w: cursor of consent %q: %v", ErrCorrupt, g.Consent.ID, err)
-		}
-		version = cur.Version
+	_, _, version, err := cursorFields(old)
+	if err != nil {
+		return fmt.Errorf("%w: cursor of consent %q: %v", ErrCorrupt, g.Consent.ID, err)
 	}
 	if version != g.Version {
 		return fmt.Errorf("consent %s: %w (decided at version %d, stored %d)", g.Consent.ID, ErrConflict, g.Version, version)
@@ -1263,9 +1259,8 @@ func putCursor(tx kv.Tx, r *ConsentRecord) error {
 	var prev consentCursor
 	old := cursors.Get(key)
 	if old != nil {
-		var ok bool
-		if prev.State, prev.NextCycle, prev.Version, ok = cursorFields(old); !ok {
-			err := json.Unmarshal(old, &prev)
+		var err error
+		if prev.State, prev.NextCycle, prev.Version, err = cursorFields(old); err != nil {
 			return fmt.Errorf("%w: cursor of consent %q: %v", ErrCorrupt, key, err)
 		}
 		if prev.Version != r.Version {
