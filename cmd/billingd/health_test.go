@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -187,7 +188,7 @@ func TestRun_ExitCodes(t *testing.T) {
 		{"bad host", nil, "bad host!:80", exitUsage, "is neither an IP address nor a host name"},
 		{"path is a directory", func(t *testing.T) string { return t.TempDir() }, "127.0.0.1:0", exitUsage, "storage.path"},
 		{"path ends with a slash", func(t *testing.T) string { return t.TempDir() + "/db/" }, "127.0.0.1:0", exitUsage, "storage.path"},
-		{"address in use", nil, busy.Addr().String(), exitFailure, "a billingd already running? `billingd healthcheck` asks it"},
+		{"address in use", nil, busy.Addr().String(), exitFailure, "a billingd already running? `billingd healthcheck --url http://" + busy.Addr().String() + "/healthz` asks it"},
 		{"missing state directory", func(t *testing.T) string { return filepath.Join(t.TempDir(), "gone", "b.db") }, "127.0.0.1:0", exitEnvironment, "gone does not exist: create it, writable by the user billingd runs as"},
 		{"state path under a file", func(t *testing.T) string {
 			f := filepath.Join(t.TempDir(), "file")
@@ -267,4 +268,36 @@ func TestRun_VerifyOnStart(t *testing.T) {
 	assert.Contains(t, stderr, "database file is corrupt")
 	assert.NotContains(t, stderr, "goroutine ")
 	assert.Equal(t, raw, must(os.ReadFile(dbPath)), "the file is untouched")
+}
+
+// healthcheck asks the daemon of the config it is given, at its http.listen (a
+// wildcard host on loopback); --url wins over the config.
+func TestHealthcheck_Config(t *testing.T) {
+	status := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(status)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	_, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	cfg := writeConfig(t, fmt.Sprintf("klavi:\n  access_key: ak\n  secret_key: sk\nhttp:\n  listen: %q\n", "0.0.0.0:"+port))
+
+	code, _, stderr := runCLI(t, nil, "healthcheck", "--config", cfg)
+	assert.Equal(t, 0, code, stderr)
+	status = http.StatusServiceUnavailable
+	code, _, stderr = runCLI(t, nil, "healthcheck", "--config", cfg)
+	assert.Equal(t, exitFailure, code)
+	assert.Contains(t, stderr, "http://127.0.0.1:"+port+"/healthz answered 503")
+	code, _, stderr = runCLI(t, nil, "healthcheck", "--config", cfg, "--url", "http://127.0.0.1:1/healthz")
+	assert.Equal(t, exitFailure, code)
+	assert.Contains(t, stderr, "127.0.0.1:1", "--url wins")
+
+	assert.Equal(t, "http://[::1]:8080/healthz", healthURL("[::]:8080"))
+	assert.Equal(t, "http://127.0.0.1:8080/healthz", healthURL(":8080"))
+	assert.Equal(t, "http://billingd.internal:8080/healthz", healthURL("billingd.internal:8080"))
 }

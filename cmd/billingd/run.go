@@ -148,7 +148,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	started := time.Now()
 	d.ln, err = net.Listen("tcp", cfg.HTTP.Listen)
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return nil, fmt.Errorf("http.listen: %w (another process listens on %s: a billingd already running? `billingd healthcheck` asks it)", err, cfg.HTTP.Listen)
+		return nil, fmt.Errorf("http.listen: %w (another process listens on %s: a billingd already running? `billingd healthcheck --url %s` asks it)", err, cfg.HTTP.Listen, healthURL(cfg.HTTP.Listen))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
@@ -441,9 +441,18 @@ func newHealthcheckCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "healthcheck [flags]",
 		Short: "exit 0 when the daemon answers its health URL",
-		Long:  "Exit 0 when the daemon answers its health URL (container HEALTHCHECK), 1 otherwise.",
-		Args:  noArgs,
-		RunE: func(*cobra.Command, []string) error {
+		Long: "Exit 0 when the daemon answers its health URL (container HEALTHCHECK), 1 otherwise.\n" +
+			"Without --url, the daemon of the config given (--config or $BILLINGD_CONFIG) is asked at its http.listen; with none, " +
+			"http://127.0.0.1:8080/healthz.",
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("url") && configPath(a.config, a.e.getenv, "") != "" {
+				cfg, err := loadConfigFor(a.e, a.config, false)
+				if err != nil {
+					return err
+				}
+				u = healthURL(cfg.HTTP.Listen)
+			}
 			c := &http.Client{Timeout: 5 * time.Second}
 			resp, err := c.Get(u)
 			if err != nil {
@@ -458,6 +467,22 @@ func newHealthcheckCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&u, "url", "http://127.0.0.1:8080/healthz", "health `URL`")
 	return cmd
+}
+
+// healthURL is the health URL of a daemon listening on listen (http.listen): a
+// wildcard host is asked on loopback.
+func healthURL(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen + "/healthz"
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/healthz"
 }
 
 // openStore opens the configured store: the bbolt file, or the etcd cluster.
