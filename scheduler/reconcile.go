@@ -204,7 +204,8 @@ func (s *Scheduler) settleUnknown(ctx context.Context, rec *storage.ConsentRecor
 		lr   = lookupNotFound // a first send's refusal is definitive: nothing to look up
 		lerr error
 	)
-	if ans != answerRefused || a.Sends > 1 {
+	looked := ans != answerRefused || a.Sends > 1
+	if looked {
 		o, lr, lerr = s.lookup(ctx, c.ID, a)
 		if lr == lookupFound && o.ID == "" {
 			lr, lerr = lookupUnavailable, errors.New("orders list: the payment for this clientRequestId has no id")
@@ -230,7 +231,11 @@ func (s *Scheduler) settleUnknown(ctx context.Context, rec *storage.ConsentRecor
 		if sendErr == nil && prevReason != "" {
 			detail = prevReason // a second look: the refusal was recorded by the first
 		}
-		s.finish(a, storage.AttemptFailed, now, "refused by Klavi, which holds no payment for clientRequestId "+a.ClientRequestID+": "+detail)
+		held := "which holds no payment for clientRequestId " + a.ClientRequestID // the orders list says so
+		if !looked {
+			held = "on the only send of clientRequestId " + a.ClientRequestID + ", so nothing was created" // not looked up
+		}
+		s.finish(a, storage.AttemptFailed, now, "refused by Klavi, "+held+": "+detail)
 		log.Error("submission refused", "err", sendErr)
 		s.emit(ch, EventFailed, now, c, a, a.Reason)
 		if err := s.afterFinal(rec, sched, a, now, ch); err != nil {

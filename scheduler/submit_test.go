@@ -264,6 +264,33 @@ func TestScanDue_WindowClosedOnTheWayOut(t *testing.T) {
 	assert.Empty(t, h.kl.payments)
 }
 
+// A refusal is FAILED with a reason that says what billingd knows: on a first send,
+// that nothing was created (no lookup is made); on a re-send, what the orders list,
+// looked up, holds.
+func TestScanDue_RefusalReason(t *testing.T) {
+	h := newHarness(t, at("2026-01-07", 9, 0), func(c *Config) { c.Workers = 4 })
+	ids := addDue(t, h, 2, "refused")
+	// The second consent's cycle was sent once before a crash: its send is a re-send.
+	a := &storage.Attempt{AttemptKey: storage.AttemptKey{ConsentID: ids[1]}, State: storage.AttemptSubmitting,
+		ClientRequestID: consent.ClientRequestID(ids[1], 0, 0), Date: d("2026-01-10"), Amount: 9990, Sends: 1}
+	require.NoError(t, h.db.Apply(context.Background(), &storage.Change{Attempts: []*storage.Attempt{a}}))
+	h.kl.inject = func(op, crid string) (error, bool) {
+		return fmt.Errorf("create payment: 422 NOVO_ERRO: %w", klavi.ErrRefused), false
+	}
+	h.runUntil(at("2026-01-07", 18, 0)) // the re-send's refusal is looked up twice
+
+	first := h.attempt(ids[0], 0, 0)
+	assert.Equal(t, storage.AttemptFailed, first.State)
+	assert.Contains(t, first.Reason, "refused by Klavi, on the only send of clientRequestId "+first.ClientRequestID+", so nothing was created: ")
+	assert.Contains(t, first.Reason, "NOVO_ERRO", "Klavi's answer is kept")
+	resent := h.attempt(ids[1], 0, 0)
+	assert.Equal(t, storage.AttemptFailed, resent.State)
+	assert.Contains(t, resent.Reason, "refused by Klavi, which holds no payment for clientRequestId "+resent.ClientRequestID)
+	h.kl.mu.Lock()
+	defer h.kl.mu.Unlock()
+	assert.Equal(t, 2, h.kl.finds, "the re-send's refusal was looked up (twice), the first send's not")
+}
+
 // brokenStore fails the handling of some consents' due entries with a store error:
 // their consent read, or their SUBMITTING write, until heal.
 type brokenStore struct {
