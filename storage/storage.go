@@ -168,7 +168,7 @@ type (
 
 // Stats are the store's size and how much of it holds data, in bytes.
 type Stats struct {
-	SizeBytes  int64 // size of the file (bolt) or of the member's database (etcd)
+	SizeBytes  int64 // size of the files (bolt: the database file and its archive file) or of the member's database (etcd)
 	InUseBytes int64 // bytes holding data (bolt: pages below the high-water mark, minus free pages)
 	FreePages  int   // bolt only
 }

@@ -77,6 +77,9 @@ func newDBCheckCmd(a *app) *cobra.Command {
 func printReport(w io.Writer, r *bolt.Report) {
 	fmt.Fprintf(w, "database:   %s\n", r.Path)
 	fmt.Fprintf(w, "file size:  %d bytes\n", r.FileBytes)
+	if r.ArchivePath != "" {
+		fmt.Fprintf(w, "archive:    %s, %d bytes (settled attempts and older events)\n", r.ArchivePath, r.ArchiveBytes)
+	}
 	if r.PageSize > 0 {
 		fmt.Fprintf(w, "pages:      %d bytes each; %d in the file, %d used (high-water mark), %d of them free\n",
 			r.PageSize, r.FileBytes/int64(r.PageSize), r.UsedPages, r.FreePages)
@@ -146,8 +149,10 @@ func newDBCompactCmd(a *app) *cobra.Command {
 		if err := checkOutputs("db compact: OUT", guardDB(path, *dbFlag, cfg), args[0]); err != nil {
 			return err
 		}
-		if _, err := os.Lstat(args[0]); err == nil {
-			return usageErrorf("db compact: %s exists; compact into a new file", args[0])
+		for _, p := range []string{args[0], bolt.ArchivePath(args[0])} {
+			if _, err := os.Lstat(p); err == nil {
+				return usageErrorf("db compact: %s exists; compact into a new file", p)
+			}
 		}
 		before, after, err := bolt.Compact(args[0], path)
 		if err != nil {
@@ -166,8 +171,16 @@ func newDBCompactCmd(a *app) *cobra.Command {
 		if moved+events > 0 {
 			tmp := args[0] + ".compact"
 			_ = os.Remove(tmp)
+			_ = os.Remove(bolt.ArchivePath(tmp))
 			if _, after, err = bolt.Compact(tmp, args[0]); err != nil {
 				return fmt.Errorf("db compact: %w", err)
+			}
+			// The archive file first: a database file beside an archive file of
+			// the same identifier reads the same history from either copy.
+			if _, err := os.Stat(bolt.ArchivePath(tmp)); err == nil {
+				if err := os.Rename(bolt.ArchivePath(tmp), bolt.ArchivePath(args[0])); err != nil {
+					return fmt.Errorf("db compact: %w", err)
+				}
 			}
 			if err := os.Rename(tmp, args[0]); err != nil {
 				return fmt.Errorf("db compact: %w", err)
@@ -176,6 +189,9 @@ func newDBCompactCmd(a *app) *cobra.Command {
 		}
 		_ = os.Remove(args[0] + ".lock") // the copy's, from archiving in it: not the live file's
 		fmt.Fprintf(e.stdout, "compacted %s (%d bytes) into %s (%d bytes), verified\n", path, before, args[0], after)
+		if _, err := os.Stat(bolt.ArchivePath(args[0])); err == nil {
+			fmt.Fprintf(e.stdout, "its archive file is %s: replace the database file and its archive file together\n", bolt.ArchivePath(args[0]))
+		}
 		return nil
 	}
 	return cmd
@@ -192,7 +208,11 @@ func archiveSettled(ctx context.Context, path string) (attempts, events int, err
 		return 0, 0, err
 	}
 	defer db.Close()
-	return db.Compact(ctx, 0, nil)
+	attempts, events, err = db.Compact(ctx, 0, nil)
+	if err == nil {
+		_, err = db.DrainArchive()
+	}
+	return attempts, events, err
 }
 
 func newDBBackupCmd(a *app) *cobra.Command {

@@ -53,6 +53,10 @@ func checkOutputs(label string, dbs []liveDB, outs ...string) error {
 				return usageErrorf("%s %s is the lock file %s of the database %s (%s); name another file",
 					label, out, lock, db.path, db.from)
 			}
+			if arch := bolt.ArchivePath(db.path); sameFile(out, arch, 0) {
+				return usageErrorf("%s %s is the archive file %s of the database %s (%s); name another file",
+					label, out, arch, db.path, db.from)
+			}
 		}
 	}
 	return nil

@@ -53,6 +53,13 @@ type Options struct {
 	// what it mapped after the last release: a write that finds more gives the
 	// mapping's pages back (mappedBudget). 0: no bound (the default).
 	MappedBudget int64
+	// NoArchiveFile keeps archived history in the database file itself, as before
+	// the archive file (archivefile.go): for copies written once and read (backups),
+	// and for comparisons.
+	NoArchiveFile bool
+	// ArchiveDelay is the wait between a write that archives records and the drain
+	// that moves them to the archive file (default 1s).
+	ArchiveDelay time.Duration
 }
 
 // Store is billingd's store in one bbolt file: a storage.DB over this engine, and
@@ -82,6 +89,16 @@ type engine struct {
 	// transactions touch it, and bbolt runs one at a time. Holding the pointer keeps
 	// that Tx alive, so a later transaction can never have the same address.
 	checkedTx *bbolt.Tx
+	// arch is the archive file; nil when there is none (Options.NoArchiveFile, or a
+	// read-only database that never moved a record there).
+	arch *archiveFile
+	log  *slog.Logger
+	// fill, when not 0, is the fill percent of every bucket written (bbolt's
+	// Bucket.FillPercent): 1 for a copy whose keys arrive in order.
+	fill float64
+	// drainHook, for tests, runs after a drain has read the stages (1) and after
+	// its first commit (2); its error ends the drain there (as a crash would).
+	drainHook func(at int) error
 }
 
 // Open opens (creating if needed) the billingd database at path. It never hangs on a
@@ -172,7 +189,7 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 	if opts.MaxBatchSize > 0 {
 		bdb.MaxBatchSize = opts.MaxBatchSize
 	}
-	db := &engine{bolt: bdb, path: path, lock: lock, file: file, known: names(storage.Buckets)}
+	db := &engine{bolt: bdb, path: path, lock: lock, file: file, known: names(storage.Buckets), log: log}
 	db.mapped.budget = opts.MappedBudget
 	if err := db.identify(file); err != nil {
 		_ = bdb.Close()
@@ -185,6 +202,12 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 	if err := db.prepare(opts.ReadOnly); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if !opts.NoArchiveFile {
+		if err := db.openArchive(opts); err != nil {
+			_ = bdb.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
 	}
 	opened = true
 	return db, nil
@@ -203,6 +226,9 @@ func (db *engine) prepare(readOnly bool) error {
 				return nil
 			})
 			for _, b := range storage.Buckets {
+				missing = missing || tx.Bucket(b) == nil
+			}
+			for _, b := range engineBuckets {
 				missing = missing || tx.Bucket(b) == nil
 			}
 			return nil
@@ -231,7 +257,7 @@ func (db *engine) prepare(readOnly bool) error {
 	}
 	return guard(func() error {
 		return db.bolt.Update(func(tx *bbolt.Tx) error {
-			for _, b := range storage.Buckets {
+			for _, b := range append(storage.Buckets[:len(storage.Buckets):len(storage.Buckets)], engineBuckets...) {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
@@ -424,19 +450,55 @@ func (s *Store) Path() string { return s.e.path }
 // (see engine.CheckIdentity).
 func (s *Store) CheckIdentity() error { return s.e.CheckIdentity() }
 
-// Backup writes a consistent copy of the database to w (bbolt's Tx.WriteTo inside a
-// read transaction): safe while the daemon runs and writes.
+// Backup writes a consistent copy of the database to w: one bbolt file holding
+// everything, the archived history included (in its archive buckets), which Open
+// reads as it is and whose history a writer then moves to an archive file of its
+// own. It is safe while the daemon runs and writes: the copy is made from one read
+// transaction of the database file (and one of the archive file, begun after it),
+// key by key into a temporary file beside the database (storage/kv.Copy), then
+// written to w. It returns the bytes written.
+//
+// A copy of the database file alone (bbolt's Tx.WriteTo) would not do: the archived
+// history is in the archive file, and a restored copy beside a later archive file
+// would show history the restored database never wrote.
 func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	db := s.e
-	var n int64
-	err := guard(func() error {
-		return db.bolt.View(func(tx *bbolt.Tx) error {
-			var err error
-			n, err = tx.WriteTo(w)
-			return err
+	dir, err := os.MkdirTemp(filepath.Dir(db.path), ".billingd-backup-*")
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "copy.db")
+	dst, err := openEngine(path, Options{NoSync: true, NoArchiveFile: true, Timeout: time.Second, Logger: db.log})
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	dst.fill = 1 // keys arrive in order: full pages
+	_, err = kv.Copy(ctx, dst, db, storage.Buckets, nil)
+	var used int64
+	if err == nil {
+		err = dst.view(func(tx *bbolt.Tx) error {
+			used = tx.Size()
+			return nil
 		})
-	})
-	return n, err
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	defer f.Close()
+	// Up to the high-water mark: bbolt grows a file ahead of its use.
+	n, err := io.Copy(w, io.LimitReader(f, used))
+	if err != nil {
+		return n, fmt.Errorf("backup: %w", err)
+	}
+	return n, nil
 }
 
 // Snapshot writes a consistent copy of the database to a temporary file beside it and

@@ -189,7 +189,7 @@ func TestSnapshot(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	assert.Equal(t, []string{"billingd.db", "billingd.db.lock"}, names, "the snapshot leaves no file behind, only the database and its lock")
+	assert.Equal(t, []string{"billingd.db", "billingd.db.archive", "billingd.db.lock"}, names, "the snapshot leaves no file behind, only the database, its archive file and its lock")
 	var buf bytes.Buffer
 	got, err := buf.ReadFrom(f)
 	require.NoError(t, err)

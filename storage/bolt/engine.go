@@ -17,7 +17,11 @@ var _ kv.Engine = (*engine)(nil)
 // ErrCorrupt). ctx is not consulted: a local read does not wait.
 func (db *engine) View(_ context.Context, fn func(kv.Tx) error) error {
 	return guard(func() error {
-		return db.bolt.View(func(t *bbolt.Tx) error { return fn(&tx{t: t, known: db.known}) })
+		return db.bolt.View(func(t *bbolt.Tx) error {
+			x := &tx{t: t, known: db.known, e: db}
+			defer x.end()
+			return fn(x)
+		})
 	})
 }
 
@@ -30,7 +34,9 @@ func (db *engine) Update(_ context.Context, w kv.Write, fn func(kv.Tx) error) er
 		if err := db.checkWrite(t); err != nil {
 			return err
 		}
-		return fn(&tx{t: t, known: db.known})
+		x := &tx{t: t, known: db.known, e: db}
+		defer x.end()
+		return fn(x)
 	}
 	defer db.boundMapped()
 	if !w.Batch {
@@ -54,7 +60,14 @@ func (db *engine) Name() string { return "bolt" }
 // Close closes the database, waiting for open transactions to end, then releases
 // the lock file.
 func (db *engine) Close() error {
+	var aerr error
+	if db.arch != nil {
+		aerr = db.arch.close()
+	}
 	err := db.bolt.Close()
+	if err == nil {
+		err = aerr
+	}
 	if db.lock != nil {
 		_ = db.lock.Close()
 		db.lock = nil
@@ -71,12 +84,33 @@ type tx struct {
 	open  [8]bucket
 	n     int
 	more  []*bucket
+	e     *engine
+	// atx is the archive file's read transaction, begun at the first read there.
+	atx *bbolt.Tx
+	// lay are the archive buckets opened, through both files (archivefile.go).
+	lay [len(layers)]*layered
 }
 
 // Bucket returns the named bucket; in a read transaction of a file that predates
 // the bucket (a schema 1 file opened read-only), an empty one. A name outside the
-// layout panics.
+// layout panics. With an archive file, the archive buckets are read through both
+// files (layered).
 func (t *tx) Bucket(name []byte) kv.Bucket {
+	if t.e.arch != nil {
+		if i := layerOf(name); i >= 0 {
+			if t.lay[i] == nil {
+				// A read-only file that predates the bucket has no stage: nil.
+				stage, _ := t.bucket(name).(*bucket)
+				t.lay[i] = t.layered(i, stage)
+			}
+			return t.lay[i]
+		}
+	}
+	return t.bucket(name)
+}
+
+// bucket returns the named bucket of the database file.
+func (t *tx) bucket(name []byte) kv.Bucket {
 	for i := range t.n {
 		if string(t.open[i].name) == string(name) {
 			return &t.open[i]
@@ -93,6 +127,9 @@ func (t *tx) Bucket(name []byte) kv.Bucket {
 			panic("bolt: no bucket " + string(name))
 		}
 		return empty{}
+	}
+	if t.e.fill > 0 {
+		b.FillPercent = t.e.fill
 	}
 	if t.n < len(t.open) {
 		t.open[t.n] = bucket{b: b, name: name}

@@ -161,7 +161,10 @@ func TestDB_Replaced(t *testing.T) {
 			require.NoError(t, os.Rename(path+".new", path))
 		}},
 		{"removed", func(t *testing.T, path string) {
+			// With its archive file: a new database beside the old one's archive
+			// file is refused (TestArchiveFile_Binding).
 			require.NoError(t, os.Rename(path, path+".moved"))
+			require.NoError(t, os.Rename(ArchivePath(path), ArchivePath(path+".moved")))
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -290,9 +293,11 @@ func TestCompact_Sizes(t *testing.T) {
 	size := func(p string) int64 {
 		fi, err := os.Stat(p)
 		require.NoError(t, err)
-		return fi.Size()
+		ai, err := os.Stat(ArchivePath(p))
+		require.NoError(t, err, "a copy of a database with an archive file has one too")
+		return fi.Size() + ai.Size()
 	}
-	assert.Equal(t, size(path), before, "sizes are the files' sizes")
+	assert.Equal(t, size(path), before, "sizes are the files' sizes, the archive file's added")
 	assert.Equal(t, size(one), after)
 	before2, after2, err := Compact(two, one)
 	require.NoError(t, err)
@@ -301,7 +306,11 @@ func TestCompact_Sizes(t *testing.T) {
 
 	rep, err := Inspect(one, time.Second)
 	require.NoError(t, err)
-	assert.Equal(t, size(one), rep.FileBytes)
+	fi, err := os.Stat(one)
+	require.NoError(t, err)
+	assert.Equal(t, fi.Size(), rep.FileBytes)
+	assert.Equal(t, size(one)-fi.Size(), rep.ArchiveBytes)
+	assert.Equal(t, ArchivePath(one), rep.ArchivePath)
 	assert.Equal(t, 400, rep.Records["consents"])
 	assert.Equal(t, 400, rep.Records["attempts"])
 	assert.Equal(t, storage.SchemaVersion, rep.Schema)
@@ -313,7 +322,7 @@ func TestCompact_Sizes(t *testing.T) {
 	defer db.Close()
 	st, err := db.Stats(context.Background())
 	require.NoError(t, err)
-	assert.Equal(t, size(one), st.SizeBytes, "Stats agrees with ls")
+	assert.Equal(t, size(one), st.SizeBytes, "Stats agrees with ls, the archive file's size added")
 }
 
 // BenchmarkApply measures the cost of the identity check: one stat(2) per write

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/kv"
 	bbolt "go.etcd.io/bbolt"
 )
 
@@ -27,6 +28,11 @@ func (st *Store) Stats(ctx context.Context) (Stats, error) {
 		return s, err
 	}
 	s.SizeBytes = size
+	if db.arch != nil {
+		if fi, err := os.Stat(db.arch.path); err == nil {
+			s.SizeBytes += fi.Size()
+		}
+	}
 	var used int64
 	err = db.view(func(tx *bbolt.Tx) error {
 		used = tx.Size()
@@ -113,29 +119,65 @@ func (db *engine) structure(records map[string]int) []string {
 		}
 	}()
 	defer func() { close(stop); <-released }()
+	if db.arch != nil {
+		// bbolt's check counts pages freed by later commits as free: no drain
+		// while it runs.
+		db.arch.mu.Lock()
+		defer db.arch.mu.Unlock()
+	}
+	problems := walkFile(db.bolt, records, "")
+	if len(problems) == 0 && db.arch != nil {
+		arch := map[string]int{}
+		problems = walkFile(db.arch.db, arch, "archive file "+db.arch.path+": ")
+		if records != nil && len(problems) == 0 {
+			// What the buckets hold through both files, as storage reads them.
+			for _, l := range layers {
+				n := 0
+				err := db.View(context.Background(), func(tx kv.Tx) error {
+					return tx.Bucket(l.name).ForEach(func(_, _ []byte) error { n++; return nil })
+				})
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("bucket %s: %s", l.name, problemText(err)))
+				}
+				records[string(l.name)] = n
+			}
+		}
+	}
+	if records != nil {
+		for _, b := range engineBuckets {
+			delete(records, string(b))
+		}
+	}
+	return problems
+}
+
+// walkFile walks every bucket of one bbolt file through its cursors on this
+// goroutine, under guard (a damaged page then panics here, where it is recovered,
+// instead of inside bbolt's own check goroutine, which would kill the process), then
+// runs bbolt's consistency check. It counts each top-level bucket's keys into
+// records when that is not nil; each problem begins with prefix.
+func walkFile(bdb *bbolt.DB, records map[string]int, prefix string) []string {
+	view := func(fn func(tx *bbolt.Tx) error) error { return guard(func() error { return bdb.View(fn) }) }
 	var problems []string
-	// Walk every bucket through bbolt's cursors on this goroutine, under guard: a
-	// damaged page then panics here, where it is recovered, instead of inside bbolt's
-	// own check goroutine, which would kill the process.
 	var names [][]byte
-	if err := db.view(func(tx *bbolt.Tx) error {
+	if err := view(func(tx *bbolt.Tx) error {
 		return tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
 			names = append(names, append([]byte(nil), name...))
 			return nil
 		})
 	}); err != nil {
-		return []string{"root bucket: " + problemText(err)}
+		return []string{prefix + "root bucket: " + problemText(err)}
 	}
 	for _, name := range names {
 		n := 0
-		err := db.view(func(tx *bbolt.Tx) error {
+		err := view(func(tx *bbolt.Tx) error {
 			var walk func(b *bbolt.Bucket) error
 			walk = func(b *bbolt.Bucket) error {
 				c := b.Cursor()
 				for k, v := c.First(); k != nil; k, v = c.Next() {
 					n++
 					if n%(1<<14) == 0 {
-						releaseMapped(db.bolt.Info().Data, tx.Size())
+						releaseMapped(bdb.Info().Data, tx.Size())
 					}
 					if v == nil {
 						if sub := b.Bucket(k); sub != nil {
@@ -150,7 +192,7 @@ func (db *engine) structure(records map[string]int) []string {
 			return walk(tx.Bucket(name))
 		})
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("bucket %s: %s", name, problemText(err)))
+			problems = append(problems, fmt.Sprintf("%sbucket %s: %s", prefix, name, problemText(err)))
 			continue
 		}
 		if records != nil {
@@ -160,19 +202,19 @@ func (db *engine) structure(records map[string]int) []string {
 	if len(problems) > 0 {
 		return problems
 	}
-	if err := db.view(func(tx *bbolt.Tx) error {
+	if err := view(func(tx *bbolt.Tx) error {
 		// Drain the channel to its end: bbolt's goroutine holds the transaction
 		// until every problem is taken.
 		for err := range tx.Check() {
 			if len(problems) < maxProblems {
-				problems = append(problems, err.Error())
+				problems = append(problems, prefix+err.Error())
 			} else if len(problems) == maxProblems {
 				problems = append(problems, "…")
 			}
 		}
 		return nil
 	}); err != nil {
-		problems = append(problems, problemText(err))
+		problems = append(problems, prefix+problemText(err))
 	}
 	return problems
 }
@@ -211,6 +253,14 @@ func (db *engine) release() {
 		releaseMapped(db.bolt.Info().Data, tx.Size())
 		return nil
 	})
+	if db.arch != nil {
+		_ = guard(func() error {
+			return db.arch.db.View(func(tx *bbolt.Tx) error {
+				releaseMapped(db.arch.db.Info().Data, tx.Size())
+				return nil
+			})
+		})
+	}
 }
 
 // problemText is an error's text without the ErrCorrupt prefix (a problem list is
@@ -241,7 +291,11 @@ func (st *Store) Check(ctx context.Context) error {
 type Report struct {
 	Path      string
 	FileBytes int64 // the file's size, as ls -l shows it
-	PageSize  int
+	// ArchivePath and ArchiveBytes are the archive file and its size; "" and 0 when
+	// the database has none.
+	ArchivePath  string
+	ArchiveBytes int64
+	PageSize     int
 	// UsedPages is the high-water mark: pages the database has ever used, free
 	// ones included; the file may be longer (bbolt grows it ahead of use).
 	UsedPages int64
@@ -283,6 +337,12 @@ func Inspect(path string, timeout time.Duration) (*Report, error) {
 			return nil
 		})
 	})
+	if db.e.arch != nil {
+		rep.ArchivePath = db.e.arch.path
+		if fi, err := os.Stat(rep.ArchivePath); err == nil {
+			rep.ArchiveBytes = fi.Size()
+		}
+	}
 	rep.Schema, _ = db.Schema(ctx)
 	rep.Problems = db.e.structure(rep.Records)
 	if len(rep.Problems) == 0 {
@@ -300,14 +360,19 @@ func Inspect(path string, timeout time.Duration) (*Report, error) {
 }
 
 // Compact writes a compacted copy of the database at src to the new file dst (which
-// must not exist), then verifies the copy. src is opened read-only, so a running
-// daemon (which holds the file) makes it fail with ErrLocked instead of copying a
-// moving target; a damaged src is refused (ErrCorrupt) before anything is written.
-// The copy is cut to the pages it uses, so compacting a compacted file never makes
-// it larger. The sizes returned are the files' sizes, as ls -l shows them.
+// must not exist), and of its archive file, if it has one, to dst's (ArchivePath),
+// then verifies the copy. The copy's archive file keeps the identifier that binds
+// it to the database file, so dst and its archive file replace src and its archive
+// file as a pair. src is opened read-only, so a running daemon (which holds the
+// file) makes it fail with ErrLocked instead of copying a moving target; a damaged
+// src is refused (ErrCorrupt) before anything is written. Each copy is cut to the
+// pages it uses, so compacting a compacted file never makes it larger. The sizes
+// returned are the files' sizes, as ls -l shows them, the archive file's added.
 func Compact(dst, src string) (before, after int64, err error) {
-	if _, err := os.Stat(dst); err == nil {
-		return 0, 0, fmt.Errorf("compact: %s exists", dst)
+	for _, p := range []string{dst, ArchivePath(dst)} {
+		if _, err := os.Stat(p); err == nil {
+			return 0, 0, fmt.Errorf("compact: %s exists", p)
+		}
 	}
 	in, err := Open(src, Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
@@ -317,11 +382,55 @@ func Compact(dst, src string) (before, after int64, err error) {
 	if err := in.Verify(context.Background()); err != nil {
 		return 0, 0, fmt.Errorf("compact: %s: %w", src, err)
 	}
+	pairs := [][2]string{{dst, src}}
+	from := []*bbolt.DB{in.e.bolt}
+	if in.e.arch != nil {
+		pairs = append(pairs, [2]string{ArchivePath(dst), in.e.arch.path})
+		from = append(from, in.e.arch.db)
+	}
+	remove := func() {
+		for _, p := range pairs {
+			_ = os.Remove(p[0])
+		}
+	}
+	for i, p := range pairs {
+		if err := compactFile(p[0], from[i]); err != nil {
+			remove()
+			return 0, 0, fmt.Errorf("compact: %w", err)
+		}
+	}
+	check, err := Open(dst, Options{ReadOnly: true, Timeout: time.Second})
+	if err == nil {
+		err = check.Check(context.Background())
+		_ = check.Close()
+	}
+	if err != nil {
+		remove()
+		return 0, 0, fmt.Errorf("compact: the copy fails its check: %w", err)
+	}
+	for _, p := range pairs {
+		fo, err := os.Stat(p[0])
+		if err != nil {
+			return 0, 0, err
+		}
+		fi, err := os.Stat(p[1])
+		if err != nil {
+			return 0, 0, err
+		}
+		before += fi.Size()
+		after += fo.Size()
+	}
+	return before, after, nil
+}
+
+// compactFile writes a compacted copy of the bbolt file of src to the new file dst,
+// synced and cut to the pages it uses.
+func compactFile(dst string, src *bbolt.DB) error {
 	out, err := bbolt.Open(dst, 0o600, &bbolt.Options{NoSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {
-		return 0, 0, fmt.Errorf("compact: create %s: %w", dst, err)
+		return fmt.Errorf("create %s: %w", dst, err)
 	}
-	err = guard(func() error { return bbolt.Compact(out, in.e.bolt, 64<<20) })
+	err = guard(func() error { return bbolt.Compact(out, src, 64<<20) })
 	var used int64
 	if err == nil {
 		err = out.View(func(tx *bbolt.Tx) error {
@@ -338,28 +447,7 @@ func Compact(dst, src string) (before, after int64, err error) {
 	if err == nil {
 		err = truncateSync(dst, used)
 	}
-	if err != nil {
-		_ = os.Remove(dst)
-		return 0, 0, fmt.Errorf("compact: %w", err)
-	}
-	check, err := Open(dst, Options{ReadOnly: true, Timeout: time.Second})
-	if err == nil {
-		err = check.Check(context.Background())
-		_ = check.Close()
-	}
-	if err != nil {
-		_ = os.Remove(dst)
-		return 0, 0, fmt.Errorf("compact: the copy fails its check: %w", err)
-	}
-	fi, err := os.Stat(src)
-	if err != nil {
-		return 0, 0, err
-	}
-	fo, err := os.Stat(dst)
-	if err != nil {
-		return 0, 0, err
-	}
-	return fi.Size(), fo.Size(), nil
+	return err
 }
 
 // truncateSync cuts the file at path to size bytes, durably. bbolt grows a file

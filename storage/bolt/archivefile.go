@@ -1,0 +1,761 @@
+package bolt
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/klavi-billing/billingd/storage/kv"
+)
+
+// The archive file: archived history in a bbolt file of its own, <path>.archive.
+//
+// storage keeps settled attempts and older events in two buckets of their own,
+// archive and event_archive (storage/archive.go), so that the live buckets hold only
+// what can still change. In one file that is not enough: a year of copy-on-write
+// commits spreads the live pages among the archived ones (bbolt hands out any free
+// page), and every page fault of a due scan maps up to 16 neighbouring pages of the
+// page cache (Linux's fault-around), which are then history. A due scan of a store
+// with a year of history mapped 3.6 times the memory of a new store's, and billed
+// at 0.90 of its rate (docs/BENCHMARKS.md, "Issue 13, fifth pass").
+//
+// So this engine keeps those two buckets in a second file, in two levels:
+//
+//   - In the database file, each is a stage: storage's writes to it land there, in
+//     the same transaction as the rest of the change (a move into the archive stays
+//     one atomic write). A delete of a key the archive file holds also writes a
+//     tombstone (bucket <name>_deleted).
+//   - A background drain copies the staged records and tombstones into the archive
+//     file in one commit (fsync), and only then removes them from the database file
+//     in a second: a record the change wrote again meanwhile stays staged, and one it
+//     deleted meanwhile gets a tombstone. A crash between the two commits leaves
+//     records in both files with the same value, which the next drain settles.
+//   - A read looks in the stage first, then (unless a tombstone hides the key) in the
+//     archive file, through a read transaction of the archive file begun after the
+//     database file's: a record a drain moved is in one or the other, never in
+//     neither. Cursors merge the two levels in key order, the stage winning.
+//
+// The hot path does not read the archive buckets (storage reads them only for
+// attempts that are not pinned), so the due scan touches the database file alone.
+//
+// The two files are bound by an identifier: the database file records it (bucket
+// archive_file, key "id", written before the archive file is created) and, once the
+// first record is drained, that the archive file is in use (key "used"); the archive
+// file records the same identifier (bucket meta, key "of"). Open refuses an archive
+// file of another identifier, or beside a database file that records none (a
+// restored backup: Backup writes one file holding everything), and a missing
+// archive file that is in use (its history would be lost).
+
+// ArchiveSuffix names the archive file beside a database file: <path>.archive.
+const ArchiveSuffix = ".archive"
+
+// ArchivePath returns the archive file of the database at path.
+func ArchivePath(path string) string { return path + ArchiveSuffix }
+
+// ErrArchiveMismatch: the archive file beside a database file belongs to another
+// database (or the database file records none). Nothing was opened or written.
+var ErrArchiveMismatch = fmt.Errorf("%w: the archive file belongs to another database", ErrNotBillingd)
+
+// A layer is one of storage's archive buckets: staged in the database file under
+// its name, with tombstones in gone, and kept in the archive file under its name.
+type layer struct{ name, gone []byte }
+
+var layers = [...]layer{
+	{name: []byte("archive"), gone: []byte("archive_deleted")},
+	{name: []byte("event_archive"), gone: []byte("event_archive_deleted")},
+}
+
+var (
+	// bucketArchiveFile, in the database file: keyID and keyUsed.
+	bucketArchiveFile = []byte("archive_file")
+	// bucketArchiveMeta, in the archive file: keyOf.
+	bucketArchiveMeta = []byte("meta")
+	keyID             = []byte("id")
+	keyUsed           = []byte("used")
+	keyOf             = []byte("of")
+)
+
+// engineBuckets are the database file's buckets of this engine's own, outside
+// storage's layout.
+var engineBuckets = [][]byte{bucketArchiveFile, layers[0].gone, layers[1].gone}
+
+// layerOf returns the index of the layer named name, or -1.
+func layerOf(name []byte) int {
+	for i := range layers {
+		if string(layers[i].name) == string(name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// drainChunk bounds the records one drain moves (two commits).
+const drainChunk = 4096
+
+// archiveFile is the open archive file and its drain.
+type archiveFile struct {
+	path     string
+	db       *bbolt.DB
+	readOnly bool
+	fid      fileID
+	hasFID   bool
+	// used: the database file records that records were drained here.
+	used atomic.Bool
+	log  *slog.Logger
+	// delay is the wait between a write to a stage and the drain that follows.
+	delay time.Duration
+
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
+	// mu makes drains one at a time.
+	mu sync.Mutex
+	// moved counts the records and tombstones drained.
+	moved atomic.Int64
+
+	closeOnce sync.Once
+	closeErr  error
+
+	// inFlight holds the keys a drain has read from each stage and not yet
+	// settled (flying: any), under flightMu.
+	flightMu sync.Mutex
+	inFlight [len(layers)]map[string]struct{}
+	flying   atomic.Bool
+}
+
+// flies reports whether a drain is moving key of layer i.
+func (a *archiveFile) flies(i int, key []byte) bool {
+	if !a.flying.Load() {
+		return false
+	}
+	a.flightMu.Lock()
+	defer a.flightMu.Unlock()
+	_, ok := a.inFlight[i][string(key)]
+	return ok
+}
+
+// kickDrain asks the drain to run (without waiting).
+func (a *archiveFile) kickDrain() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// openArchive opens (creating if needed) the archive file of the database, after
+// prepare. Read-only, a database with nothing in an archive file yet is read
+// alone.
+func (db *engine) openArchive(opts Options) error {
+	apath := ArchivePath(db.path)
+	var id []byte
+	var used bool
+	if err := db.view(func(tx *bbolt.Tx) error {
+		if b := tx.Bucket(bucketArchiveFile); b != nil {
+			id = bytes.Clone(b.Get(keyID))
+			used = b.Get(keyUsed) != nil
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	fi, err := os.Stat(apath)
+	exists := err == nil
+	switch {
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("archive file %s: %w", apath, err)
+	case exists && fi.IsDir():
+		return fmt.Errorf("archive file %s: is a directory", apath)
+	case exists && id == nil:
+		return fmt.Errorf("%w: %s records no archive file, and %s is beside it. A restored backup or a copied database holds its archived history in itself: move %s away (keep it until the restored database is checked)",
+			ErrArchiveMismatch, db.path, apath, apath)
+	case !exists && used:
+		return fmt.Errorf("%w: archive file %s is missing: it holds the settled attempts and older events moved out of %s. Restore it beside the database, or restore a backup (billingd db backup writes both in one file)",
+			ErrCorrupt, apath, db.path)
+	case !exists && opts.ReadOnly:
+		return nil // nothing was ever moved there: the database file holds it all
+	}
+	if id == nil {
+		// The database file first: a crash then leaves an identifier without a file,
+		// never a file the database does not know.
+		id = newArchiveID()
+		if err := db.updateRaw(func(tx *bbolt.Tx) error {
+			return tx.Bucket(bucketArchiveFile).Put(keyID, id)
+		}); err != nil {
+			return fmt.Errorf("archive file %s: %w", apath, err)
+		}
+	}
+	if exists {
+		if err := precheck(apath, opts.Timeout); err != nil {
+			return fmt.Errorf("archive file %s: %w", apath, err)
+		}
+	}
+	adb, file, err := openBolt(apath, &bbolt.Options{
+		Timeout:         opts.Timeout,
+		ReadOnly:        opts.ReadOnly,
+		NoSync:          opts.NoSync,
+		FreelistType:    bbolt.FreelistMapType,
+		PreLoadFreelist: true,
+	})
+	if err != nil {
+		return fmt.Errorf("archive file %s: %w", apath, err)
+	}
+	a := &archiveFile{path: apath, db: adb, readOnly: opts.ReadOnly, log: db.log, delay: opts.ArchiveDelay,
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	for i := range a.inFlight {
+		a.inFlight[i] = map[string]struct{}{}
+	}
+	a.used.Store(used)
+	if a.delay <= 0 {
+		a.delay = time.Second
+	}
+	if file != nil {
+		if st, err := file.Stat(); err == nil {
+			a.fid, a.hasFID = idOf(st)
+		}
+	}
+	usable, err := a.bind(id, used)
+	if err != nil || !usable {
+		_ = adb.Close()
+		return err
+	}
+	db.arch = a
+	if !opts.ReadOnly {
+		go a.loop(db)
+		a.kickDrain() // what a crash or a restored single file left staged
+	}
+	return nil
+}
+
+// bind checks the archive file's identifier against the database file's, and lays
+// out a new archive file. Read-only, a file a crash left without its layout (so
+// holding no record) is not usable: the database file is read alone.
+func (a *archiveFile) bind(id []byte, used bool) (usable bool, err error) {
+	var of []byte
+	var missing bool
+	if err := guard(func() error {
+		return a.db.View(func(tx *bbolt.Tx) error {
+			if b := tx.Bucket(bucketArchiveMeta); b != nil {
+				of = bytes.Clone(b.Get(keyOf))
+			}
+			for _, l := range layers {
+				missing = missing || tx.Bucket(l.name) == nil
+			}
+			return nil
+		})
+	}); err != nil {
+		return false, fmt.Errorf("archive file %s: %w", a.path, err)
+	}
+	switch {
+	case of != nil && !bytes.Equal(of, id):
+		return false, fmt.Errorf("%w: %s was made for the database %s, not for this one (%s): a file copied from another installation? Put this database's own archive file beside it",
+			ErrArchiveMismatch, a.path, hex.EncodeToString(of), hex.EncodeToString(id))
+	case of == nil && used:
+		return false, fmt.Errorf("%w: %s records no database, and the database file records that its archived history was moved there: it was replaced. Restore this database's archive file",
+			ErrArchiveMismatch, a.path)
+	case of != nil && !missing:
+		return true, nil
+	case a.readOnly:
+		return false, nil
+	}
+	// A new file, or one whose layout a crash interrupted before any record.
+	return true, guard(func() error {
+		return a.db.Update(func(tx *bbolt.Tx) error {
+			m, err := tx.CreateBucketIfNotExists(bucketArchiveMeta)
+			if err != nil {
+				return err
+			}
+			if err := m.Put(keyOf, id); err != nil {
+				return err
+			}
+			for _, l := range layers {
+				if _, err := tx.CreateBucketIfNotExists(l.name); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+}
+
+func newArchiveID() []byte {
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	return id
+}
+
+// checkIdentity returns ErrReplaced when the archive path no longer names the open
+// archive file.
+func (a *archiveFile) checkIdentity() error {
+	if !a.hasFID {
+		return nil
+	}
+	fi, err := os.Stat(a.path)
+	if err == nil {
+		if id, ok := idOf(fi); ok && id == a.fid {
+			return nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("check %s: %w", a.path, err)
+	}
+	return fmt.Errorf("%w: %s", ErrReplaced, a.path)
+}
+
+// close stops the drain (letting a drain under way finish) and closes the file. A
+// second close does nothing.
+func (a *archiveFile) close() error {
+	a.closeOnce.Do(func() {
+		if !a.readOnly {
+			close(a.stop)
+			<-a.done
+		}
+		a.closeErr = a.db.Close()
+	})
+	return a.closeErr
+}
+
+// loop drains the stages after each kick, a delay later (so that one drain takes
+// what many commits staged), until they are empty. A failed drain is tried again
+// after a pause growing to a minute; the records stay staged meanwhile, and are
+// read there.
+func (a *archiveFile) loop(db *engine) {
+	defer close(a.done)
+	pause := time.Second
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-a.stop:
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-a.kick:
+		}
+		if !wait(a.delay) {
+			return
+		}
+		for {
+			n, err := db.drainArchive(drainChunk)
+			if err != nil {
+				a.log.Warn("archive file: drain failed; the records stay in the database file", "path", a.path, "retry_in", pause.String(), "err", err)
+				if !wait(pause) {
+					return
+				}
+				pause = min(2*pause, time.Minute)
+				a.kickDrain()
+				break
+			}
+			pause = time.Second
+			if n < drainChunk {
+				break
+			}
+			select {
+			case <-a.stop:
+				return
+			default:
+			}
+		}
+	}
+}
+
+// DrainArchive moves what the stages hold into the archive file now, until they are
+// empty, and returns how many records and tombstones it moved. The daemon's drain
+// does the same in the background; tests and tools call it to be sure.
+func (s *Store) DrainArchive() (int, error) {
+	total := 0
+	for {
+		n, err := s.e.drainArchive(drainChunk)
+		total += n
+		if err != nil || n < drainChunk {
+			return total, err
+		}
+	}
+}
+
+// drainArchive moves up to max staged records and tombstones into the archive
+// file: one commit there, then one in the database file (see the file's comment).
+func (db *engine) drainArchive(max int) (int, error) {
+	a := db.arch
+	if a == nil || a.readOnly {
+		return 0, nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	type rec struct {
+		layer int
+		k, v  []byte
+		gone  bool
+	}
+	var recs []rec
+	// Read the stages holding the write lock (a write transaction rolled back), and
+	// mark what is read as in flight before letting go: a change committed before
+	// is in what is read, and one after sees the marks, so a record it deletes gets
+	// a tombstone even while the archive file does not have it yet. Without the
+	// marks, a record deleted between this read and the archive file's commit would
+	// be back in the archive file, visible, until the database file's commit.
+	if err := guard(func() error {
+		tx, err := db.bolt.Begin(true)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback() }()
+		for i, l := range layers {
+			c := tx.Bucket(l.name).Cursor()
+			for k, v := c.First(); k != nil && len(recs) < max; k, v = c.Next() {
+				recs = append(recs, rec{layer: i, k: bytes.Clone(k), v: bytes.Clone(v)})
+			}
+			if g := tx.Bucket(l.gone); g != nil {
+				c := g.Cursor()
+				for k, _ := c.First(); k != nil && len(recs) < max; k, _ = c.Next() {
+					recs = append(recs, rec{layer: i, k: bytes.Clone(k), gone: true})
+				}
+			}
+		}
+		if len(recs) > 0 {
+			a.flightMu.Lock()
+			for _, r := range recs {
+				if !r.gone {
+					a.inFlight[r.layer][string(r.k)] = struct{}{}
+				}
+			}
+			a.flying.Store(true)
+			a.flightMu.Unlock()
+		}
+		return nil
+	}); err != nil || len(recs) == 0 {
+		return 0, err
+	}
+	defer func() {
+		a.flightMu.Lock()
+		for i := range a.inFlight {
+			clear(a.inFlight[i])
+		}
+		a.flying.Store(false)
+		a.flightMu.Unlock()
+	}()
+	if db.drainHook != nil {
+		if err := db.drainHook(1); err != nil {
+			return 0, err
+		}
+	}
+	if err := a.checkIdentity(); err != nil {
+		return 0, err
+	}
+	if !a.used.Load() {
+		if err := db.updateRaw(func(tx *bbolt.Tx) error {
+			return tx.Bucket(bucketArchiveFile).Put(keyUsed, []byte{1})
+		}); err != nil {
+			return 0, err
+		}
+		a.used.Store(true)
+	}
+	if err := guard(func() error {
+		return a.db.Update(func(tx *bbolt.Tx) error {
+			for _, r := range recs {
+				b := tx.Bucket(layers[r.layer].name)
+				var err error
+				if r.gone {
+					err = b.Delete(r.k)
+				} else {
+					err = b.Put(r.k, r.v)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}); err != nil {
+		return 0, fmt.Errorf("archive file %s: %w", a.path, err)
+	}
+	if db.drainHook != nil {
+		if err := db.drainHook(2); err != nil {
+			return 0, err
+		}
+	}
+	if err := db.updateRaw(func(tx *bbolt.Tx) error {
+		for _, r := range recs {
+			l := layers[r.layer]
+			stage, gone := tx.Bucket(l.name), tx.Bucket(l.gone)
+			if r.gone {
+				if err := gone.Delete(r.k); err != nil {
+					return err
+				}
+				continue
+			}
+			cur := stage.Get(r.k)
+			switch {
+			case cur == nil:
+				// Deleted since it was read: the copy just written must stay hidden.
+				if gone.Get(r.k) == nil {
+					if err := gone.Put(r.k, []byte{}); err != nil {
+						return err
+					}
+				}
+			case bytes.Equal(cur, r.v):
+				if err := stage.Delete(r.k); err != nil {
+					return err
+				}
+			}
+			// Written again since: it stays staged, and the next drain takes it.
+		}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	a.moved.Add(int64(len(recs)))
+	return len(recs), nil
+}
+
+// updateRaw is a write transaction of bbolt's own, after the identity check, under
+// guard.
+func (db *engine) updateRaw(fn func(tx *bbolt.Tx) error) error {
+	return guard(func() error {
+		return db.bolt.Update(func(tx *bbolt.Tx) error {
+			if err := db.checkWrite(tx); err != nil {
+				return err
+			}
+			return fn(tx)
+		})
+	})
+}
+
+// archiveTx is the transaction's read transaction of the archive file, begun at its
+// first use (after the database file's transaction began) and ended with it.
+func (t *tx) archiveTx() *bbolt.Tx {
+	if t.atx == nil {
+		atx, err := t.e.arch.db.Begin(false)
+		if err != nil {
+			panic("bolt: archive file " + t.e.arch.path + ": " + err.Error())
+		}
+		t.atx = atx
+	}
+	return t.atx
+}
+
+// end ends the archive file's read transaction, if one was begun.
+func (t *tx) end() {
+	if t.atx != nil {
+		_ = t.atx.Rollback()
+		t.atx = nil
+	}
+}
+
+// layered is one of storage's archive buckets seen through both levels.
+type layered struct {
+	t *tx
+	i int
+	// stage is the database file's bucket; nil in a read-only file that predates it.
+	stage *bucket
+	gone  *bbolt.Bucket // nil in a read-only file that has none
+	// noGone: gone held no key when the transaction first looked.
+	noGone bool
+	arch   *bucket
+}
+
+var _ kv.Bucket = (*layered)(nil)
+
+func (t *tx) layered(i int, stage *bucket) *layered {
+	l := &layered{t: t, i: i, stage: stage, gone: t.t.Bucket(layers[i].gone)}
+	if l.gone == nil {
+		l.noGone = true
+	} else if k, _ := l.gone.Cursor().First(); k == nil && !t.t.Writable() {
+		l.noGone = true // a read transaction's view cannot change
+	}
+	return l
+}
+
+// archive is the archive file's bucket.
+func (l *layered) archive() *bucket {
+	if l.arch == nil {
+		name := layers[l.i].name
+		b := l.t.archiveTx().Bucket(name)
+		if b == nil {
+			panic("bolt: archive file " + l.t.e.arch.path + " has no bucket " + string(name))
+		}
+		l.arch = &bucket{b: b, name: name}
+	}
+	return l.arch
+}
+
+// hidden reports whether a tombstone hides key in the archive file.
+func (l *layered) hidden(key []byte) bool {
+	return !l.noGone && l.gone.Get(key) != nil
+}
+
+// Get returns the staged record, or the archive file's unless a tombstone hides it.
+func (l *layered) Get(key []byte) []byte {
+	if l.stage != nil {
+		if v := l.stage.Get(key); v != nil {
+			return v
+		}
+	}
+	if l.hidden(key) {
+		return nil
+	}
+	return l.archive().Get(key)
+}
+
+// Put stages the record (and lifts a tombstone of its key).
+func (l *layered) Put(key, value []byte) error {
+	if l.stage == nil {
+		return empty{}.Put(key, value)
+	}
+	if err := l.stage.Put(key, value); err != nil {
+		return err
+	}
+	if l.gone != nil && l.gone.Get(key) != nil {
+		if err := l.gone.Delete(key); err != nil {
+			return err
+		}
+	}
+	l.t.e.arch.kickDrain()
+	return nil
+}
+
+// Delete removes the staged record and hides the archive file's with a tombstone
+// (also when a drain is moving the record there).
+func (l *layered) Delete(key []byte) error {
+	if l.stage == nil {
+		return empty{}.Delete(key)
+	}
+	if err := l.stage.Delete(key); err != nil {
+		return err
+	}
+	if l.gone == nil || l.gone.Get(key) != nil {
+		return nil
+	}
+	if !l.t.e.arch.flies(l.i, key) && l.archive().Get(key) == nil {
+		return nil
+	}
+	l.noGone = false
+	if err := l.gone.Put(key, []byte{}); err != nil {
+		return err
+	}
+	l.t.e.arch.kickDrain()
+	return nil
+}
+
+func (l *layered) Cursor() kv.Cursor {
+	c := &layeredCursor{l: l, a: l.archive().b.Cursor()}
+	if l.stage != nil {
+		c.s = l.stage.b.Cursor()
+	}
+	return c
+}
+
+func (l *layered) ForEach(fn func(k, v []byte) error) error {
+	c := l.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Last returns the greater of the two levels' last keys with prefix.
+func (l *layered) Last(prefix []byte) (k, v []byte) {
+	var sk, sv []byte
+	if l.stage != nil {
+		sk, sv = l.stage.Last(prefix)
+	}
+	c := l.archive().b.Cursor()
+	var buf [64]byte
+	var ak, av []byte
+	if end := prefixEnd(append(buf[:0], prefix...)); end == nil {
+		ak, av = c.Last()
+	} else if ak, _ = c.Seek(end); ak == nil {
+		ak, av = c.Last()
+	} else {
+		ak, av = c.Prev()
+	}
+	for ak != nil && bytes.HasPrefix(ak, prefix) && l.hidden(ak) {
+		ak, av = c.Prev()
+	}
+	if ak == nil || !bytes.HasPrefix(ak, prefix) || sk != nil && bytes.Compare(sk, ak) >= 0 {
+		return sk, sv
+	}
+	return ak, av
+}
+
+// layeredCursor walks both levels in key order; a key in both is the stage's.
+type layeredCursor struct {
+	l *layered
+	// s is the stage's cursor (nil without a stage), a the archive file's.
+	s, a           *bbolt.Cursor
+	sk, sv, ak, av []byte
+}
+
+func (c *layeredCursor) First() (k, v []byte) {
+	if c.s != nil {
+		c.sk, c.sv = c.s.First()
+	}
+	c.ak, c.av = c.skip(c.a.First())
+	return c.current()
+}
+
+func (c *layeredCursor) Seek(seek []byte) (k, v []byte) {
+	if c.s != nil {
+		c.sk, c.sv = c.s.Seek(seek)
+	}
+	c.ak, c.av = c.skip(c.a.Seek(seek))
+	return c.current()
+}
+
+func (c *layeredCursor) Next() (k, v []byte) {
+	switch d := c.order(); {
+	case c.sk == nil && c.ak == nil:
+		return nil, nil
+	case d < 0:
+		c.sk, c.sv = c.s.Next()
+	case d > 0:
+		c.ak, c.av = c.skip(c.a.Next())
+	default:
+		c.sk, c.sv = c.s.Next()
+		c.ak, c.av = c.skip(c.a.Next())
+	}
+	return c.current()
+}
+
+// order compares the two levels' current keys, an end being past every key.
+func (c *layeredCursor) order() int {
+	switch {
+	case c.sk == nil && c.ak == nil:
+		return 0
+	case c.sk == nil:
+		return 1
+	case c.ak == nil:
+		return -1
+	}
+	return bytes.Compare(c.sk, c.ak)
+}
+
+func (c *layeredCursor) current() (k, v []byte) {
+	if c.order() <= 0 {
+		return c.sk, c.sv
+	}
+	return c.ak, c.av
+}
+
+// skip moves the archive file's cursor past keys a tombstone hides.
+func (c *layeredCursor) skip(k, v []byte) ([]byte, []byte) {
+	for k != nil && c.l.hidden(k) {
+		k, v = c.a.Next()
+	}
+	return k, v
+}

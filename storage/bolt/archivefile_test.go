@@ -1,0 +1,321 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/storage"
+	"github.com/klavi-billing/billingd/storage/kv"
+	"github.com/klavi-billing/billingd/storage/storagetest"
+)
+
+// TestConformance_ArchiveDrainedAtOnce runs the storage conformance suite with a
+// drain after every write that archives (no delay): storage's readers then meet
+// records in the stage, in the archive file, and moving between them.
+func TestConformance_ArchiveDrainedAtOnce(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Store {
+		path := filepath.Join(t.TempDir(), "billingd.db")
+		db, err := Open(path, Options{ArchiveDelay: time.Nanosecond})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = db.Close() })
+		return db
+	})
+}
+
+// openArchived opens a database whose drain runs only when the test asks.
+func openArchived(t *testing.T, path string) *Store {
+	t.Helper()
+	db, err := Open(path, Options{ArchiveDelay: time.Hour})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// archiveModel is what the two archive buckets must read as.
+type archiveModel [len(layers)]map[string]string
+
+func (m *archiveModel) keys(i int) []string {
+	var ks []string
+	for k := range m[i] {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// TestArchiveFile_Model writes, deletes and drains at random, with writes made
+// between a drain's two commits and drains cut off between them (a crash there),
+// and with the database reopened now and then, and checks after every step that
+// both buckets read exactly as a map would: Get, ForEach, Cursor's First, Seek and
+// Next, and Last of every prefix.
+func TestArchiveFile_Model(t *testing.T) {
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			path := filepath.Join(t.TempDir(), "billingd.db")
+			db := openArchived(t, path)
+			var m archiveModel
+			for i := range m {
+				m[i] = map[string]string{}
+			}
+			key := func() string { return fmt.Sprintf("k%02d", rng.IntN(40)) }
+			write := func() {
+				i, k := rng.IntN(len(layers)), key()
+				if rng.IntN(3) == 0 {
+					require.NoError(t, db.e.Update(context.Background(), kv.Write{}, func(tx kv.Tx) error {
+						return tx.Bucket(layers[i].name).Delete([]byte(k))
+					}))
+					delete(m[i], k)
+					return
+				}
+				v := fmt.Sprintf("v%d", rng.Uint32())
+				require.NoError(t, db.e.Update(context.Background(), kv.Write{}, func(tx kv.Tx) error {
+					return tx.Bucket(layers[i].name).Put([]byte(k), []byte(v))
+				}))
+				m[i][k] = v
+			}
+			errCut := errors.New("cut between the two commits")
+			for step := range 400 {
+				switch r := rng.IntN(20); {
+				case r < 11:
+					write()
+				case r < 14:
+					_, err := db.e.drainArchive(1 + rng.IntN(8))
+					require.NoError(t, err)
+				case r < 17:
+					// Changes after the drain read the stages, and after its first
+					// commit; reads between its two commits.
+					db.e.drainHook = func(at int) error {
+						for range rng.IntN(4) {
+							write()
+						}
+						if at == 2 {
+							checkModel(t, db, &m, fmt.Sprintf("step %d, between a drain's commits", step))
+						}
+						return nil
+					}
+					_, err := db.e.drainArchive(1 + rng.IntN(8))
+					db.e.drainHook = nil
+					require.NoError(t, err)
+				case r < 19:
+					cut := 1 + rng.IntN(2)
+					db.e.drainHook = func(at int) error {
+						if at == cut {
+							return errCut
+						}
+						return nil
+					}
+					n, err := db.e.drainArchive(1 + rng.IntN(8))
+					db.e.drainHook = nil
+					if err != nil || n > 0 {
+						require.ErrorIs(t, err, errCut) // nothing staged: no commit to cut
+					}
+				default:
+					require.NoError(t, db.Close())
+					db = openArchived(t, path)
+				}
+				checkModel(t, db, &m, fmt.Sprintf("step %d", step))
+			}
+			n, err := db.DrainArchive()
+			require.NoError(t, err)
+			t.Logf("last drain moved %d; drained in all %d", n, db.e.arch.moved.Load())
+			checkModel(t, db, &m, "after the last drain")
+			staged := 0
+			require.NoError(t, db.e.view(func(tx *bbolt.Tx) error {
+				for _, l := range layers {
+					staged += tx.Bucket(l.name).Stats().KeyN + tx.Bucket(l.gone).Stats().KeyN
+				}
+				return nil
+			}))
+			assert.Zero(t, staged, "a drain to the end leaves no record or tombstone in the database file")
+			held := 0
+			require.NoError(t, guard(func() error {
+				return db.e.arch.db.View(func(tx *bbolt.Tx) error {
+					for _, l := range layers {
+						held += tx.Bucket(l.name).Stats().KeyN
+					}
+					return nil
+				})
+			}))
+			assert.Equal(t, len(m[0])+len(m[1]), held, "the archive file holds every record, and no deleted one")
+		})
+	}
+}
+
+func checkModel(t *testing.T, db *Store, m *archiveModel, when string) {
+	t.Helper()
+	require.NoError(t, db.e.View(context.Background(), func(tx kv.Tx) error {
+		for i, l := range layers {
+			b := tx.Bucket(l.name)
+			want := m.keys(i)
+			got := []string{}
+			require.NoError(t, b.ForEach(func(k, v []byte) error {
+				got = append(got, string(k)+"="+string(v))
+				return nil
+			}))
+			wantKV := []string{}
+			for _, k := range want {
+				wantKV = append(wantKV, k+"="+m[i][k])
+			}
+			require.Equal(t, wantKV, got, "%s: %s, ForEach", when, l.name)
+			for n := range 40 {
+				k := fmt.Sprintf("k%02d", n)
+				v, ok := m[i][k]
+				if ok {
+					require.Equal(t, v, string(b.Get([]byte(k))), "%s: %s, Get %s", when, l.name, k)
+				} else {
+					require.Nil(t, b.Get([]byte(k)), "%s: %s, Get %s", when, l.name, k)
+				}
+				// Seek then Next to the end reads the keys from k on.
+				from := []string{}
+				c := b.Cursor()
+				for ck, cv := c.Seek([]byte(k)); ck != nil; ck, cv = c.Next() {
+					from = append(from, string(ck)+"="+string(cv))
+				}
+				j := sort.SearchStrings(want, k)
+				require.Equal(t, wantKV[j:], from, "%s: %s, Seek %s", when, l.name, k)
+			}
+			for _, p := range []string{"", "k", "k0", "k1", "k2", "k3", "k39", "x"} {
+				lk, lv := b.Last([]byte(p))
+				var wk string
+				for _, k := range want {
+					if strings.HasPrefix(k, p) {
+						wk = k
+					}
+				}
+				if wk == "" {
+					require.Nil(t, lk, "%s: %s, Last %q", when, l.name, p)
+					continue
+				}
+				require.Equal(t, wk+"="+m[i][wk], string(lk)+"="+string(lv), "%s: %s, Last %q", when, l.name, p)
+			}
+		}
+		return nil
+	}))
+}
+
+// TestArchiveFile_Binding: the database file and its archive file are a pair; a
+// missing, foreign or stray archive file is refused with a message saying what to
+// do, and nothing is written.
+func TestArchiveFile_Binding(t *testing.T) {
+	ctx := context.Background()
+	// fill writes a consent whose cycle 0 was missed: its attempt is archived at
+	// once (the cursor has moved past it), then drained to the archive file.
+	missedKey := storage.AttemptKey{ConsentID: "urn:t:a"}
+	fill := func(t *testing.T, path string) {
+		db := openArchived(t, path)
+		rec := storagetest.Record(t, "urn:t:a", storage.ConsentActive)
+		rec.NextCycle = 1
+		missed := storagetest.Attempt("urn:t:a", 0, 0, storage.AttemptMissed, cycle.MustDate(2026, 3, 31), t0)
+		require.NoError(t, db.Apply(ctx, &storage.Change{Consent: rec, NewConsent: true, Attempts: []*storage.Attempt{missed}}))
+		n, err := db.DrainArchive()
+		require.NoError(t, err)
+		require.Equal(t, 1, n, "the missed attempt, archived")
+		require.NoError(t, db.Close())
+	}
+	read := func(t *testing.T, db *Store) string {
+		a, err := db.GetAttempt(ctx, missedKey)
+		require.NoError(t, err)
+		return string(a.State)
+	}
+	const v = string(storage.AttemptMissed)
+
+	t.Run("missing once used", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "billingd.db")
+		fill(t, path)
+		require.NoError(t, os.Rename(ArchivePath(path), ArchivePath(path)+".away"))
+		for _, ro := range []bool{false, true} {
+			_, err := Open(path, Options{ReadOnly: ro, Timeout: time.Second})
+			require.ErrorIs(t, err, ErrCorrupt)
+			assert.Contains(t, err.Error(), "archive file "+ArchivePath(path)+" is missing")
+		}
+		_, err := os.Stat(ArchivePath(path))
+		assert.ErrorIs(t, err, os.ErrNotExist, "a refused open creates no archive file")
+		require.NoError(t, os.Rename(ArchivePath(path)+".away", ArchivePath(path)))
+		db := openArchived(t, path)
+		assert.Equal(t, v, read(t, db))
+	})
+	t.Run("never used: made again", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "billingd.db")
+		require.NoError(t, openArchived(t, path).Close())
+		require.NoError(t, os.Remove(ArchivePath(path)))
+		ro, err := Open(path, Options{ReadOnly: true})
+		require.NoError(t, err, "a reader reads the database file alone")
+		require.NoError(t, ro.Close())
+		_, err = os.Stat(ArchivePath(path))
+		require.ErrorIs(t, err, os.ErrNotExist, "a reader writes nothing")
+		require.NoError(t, openArchived(t, path).Close())
+		_, err = os.Stat(ArchivePath(path))
+		require.NoError(t, err, "a writer makes it again")
+	})
+	t.Run("another database's", func(t *testing.T) {
+		dir := t.TempDir()
+		a, b := filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")
+		fill(t, a)
+		fill(t, b)
+		require.NoError(t, os.Rename(ArchivePath(b), ArchivePath(a)))
+		_, err := Open(a, Options{Timeout: time.Second})
+		require.ErrorIs(t, err, ErrArchiveMismatch)
+		require.ErrorIs(t, err, ErrNotBillingd)
+		assert.Contains(t, err.Error(), "was made for the database")
+	})
+	t.Run("restored backup beside the old archive file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "billingd.db")
+		fill(t, path)
+		db := openArchived(t, path)
+		var buf bytes.Buffer
+		_, err := db.Backup(ctx, &buf)
+		require.NoError(t, err)
+		require.NoError(t, db.Close())
+		require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o600))
+		_, err = Open(path, Options{Timeout: time.Second})
+		require.ErrorIs(t, err, ErrArchiveMismatch)
+		assert.Contains(t, err.Error(), "move "+ArchivePath(path)+" away")
+		require.NoError(t, os.Remove(ArchivePath(path)))
+		db = openArchived(t, path)
+		assert.Equal(t, v, read(t, db), "the backup holds the archived record in itself")
+		n, err := db.DrainArchive()
+		require.NoError(t, err)
+		assert.Equal(t, 1, n, "and a writer moves it to a new archive file")
+		assert.Equal(t, v, read(t, db))
+	})
+	t.Run("compacted pair", func(t *testing.T) {
+		dir := t.TempDir()
+		path, out := filepath.Join(dir, "billingd.db"), filepath.Join(dir, "out.db")
+		fill(t, path)
+		_, _, err := Compact(out, path)
+		require.NoError(t, err)
+		db := openArchived(t, out)
+		assert.Equal(t, v, read(t, db), "the copy reads the archived record from its own archive file")
+		require.NoError(t, db.Close())
+		// Its database file beside the original archive file: the same identifier,
+		// the same history.
+		require.NoError(t, os.Remove(ArchivePath(out)))
+		require.NoError(t, copyFile(ArchivePath(path), ArchivePath(out)))
+		db = openArchived(t, out)
+		assert.Equal(t, v, read(t, db))
+	})
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o600)
+}
