@@ -19,16 +19,18 @@ import (
 
 // The archive file: archived history in a bbolt file of its own, <path>.archive.
 //
-// storage keeps settled attempts and older events in two buckets of their own,
-// archive and event_archive (storage/archive.go), so that the live buckets hold only
-// what can still change. In one file that is not enough: a year of copy-on-write
-// commits spreads the live pages among the archived ones (bbolt hands out any free
-// page), and every page fault of a due scan maps up to 16 neighbouring pages of the
-// page cache (Linux's fault-around), which are then history. A due scan of a store
-// with a year of history mapped 3.6 times the memory of a new store's, and billed
-// at 0.90 of its rate (docs/BENCHMARKS.md, "Issue 13, fifth pass").
+// storage keeps settled attempts and older events in buckets of their own, archive
+// and event_archive (storage/archive.go), so that the live buckets hold only what
+// can still change. In one file that is not enough: a year of copy-on-write commits
+// spreads the live pages among the archived ones (bbolt hands out any free page),
+// and every page fault of a due scan maps up to 16 neighbouring pages of the page
+// cache (Linux's fault-around), which are then history. A due scan of a store with
+// a year of history mapped 3.6 times the memory of a new store's, and billed at 0.90
+// of its rate (docs/BENCHMARKS.md, "Issue 13, fifth pass"). Three more buckets grow
+// with history without the due scan reading them: dates (the ledger's index, an
+// entry per attempt), feed and feed_ids (every published event).
 //
-// So this engine keeps those two buckets in a second file, in two levels:
+// So this engine keeps those five buckets (layers) in a second file, in two levels:
 //
 //   - In the database file, each is a stage: storage's writes to it land there, in
 //     the same transaction as the rest of the change (a move into the archive stays
@@ -44,8 +46,10 @@ import (
 //     database file's: a record a drain moved is in one or the other, never in
 //     neither. Cursors merge the two levels in key order, the stage winning.
 //
-// The hot path does not read the archive buckets (storage reads them only for
-// attempts that are not pinned), so the due scan touches the database file alone.
+// The hot path does not read these buckets (storage reads the archive only for
+// attempts that are not pinned; a submission puts a dates entry, which is staged),
+// so the due scan reads the database file alone, and the drain writes what it
+// staged to the archive file in the background, a delay after it was written.
 //
 // The two files are bound by an identifier: the database file records it (bucket
 // archive_file, key "id", written before the archive file is created) and, once the
@@ -65,13 +69,16 @@ func ArchivePath(path string) string { return path + ArchiveSuffix }
 // database (or the database file records none). Nothing was opened or written.
 var ErrArchiveMismatch = fmt.Errorf("%w: the archive file belongs to another database", ErrNotBillingd)
 
-// A layer is one of storage's archive buckets: staged in the database file under
-// its name, with tombstones in gone, and kept in the archive file under its name.
+// A layer is one of the buckets kept in the archive file, under its name: staged in
+// the database file under its name, with tombstones in gone.
 type layer struct{ name, gone []byte }
 
 var layers = [...]layer{
 	{name: []byte("archive"), gone: []byte("archive_deleted")},
 	{name: []byte("event_archive"), gone: []byte("event_archive_deleted")},
+	{name: []byte("dates"), gone: []byte("dates_deleted")},
+	{name: []byte("feed"), gone: []byte("feed_deleted")},
+	{name: []byte("feed_ids"), gone: []byte("feed_ids_deleted")},
 }
 
 var (
@@ -86,7 +93,13 @@ var (
 
 // engineBuckets are the database file's buckets of this engine's own, outside
 // storage's layout.
-var engineBuckets = [][]byte{bucketArchiveFile, layers[0].gone, layers[1].gone}
+var engineBuckets = func() [][]byte {
+	bs := [][]byte{bucketArchiveFile}
+	for _, l := range layers {
+		bs = append(bs, l.gone)
+	}
+	return bs
+}()
 
 // layerOf returns the index of the layer named name, or -1.
 func layerOf(name []byte) int {
@@ -386,6 +399,15 @@ func (s *Store) DrainArchive() (int, error) {
 	}
 }
 
+// ArchiveDrained returns how many records and tombstones the drain has moved to
+// the archive file since Open.
+func (s *Store) ArchiveDrained() int64 {
+	if s.e.arch == nil {
+		return 0
+	}
+	return s.e.arch.moved.Load()
+}
+
 // drainArchive moves up to max staged records and tombstones into the archive
 // file: one commit there, then one in the database file (see the file's comment).
 func (db *engine) drainArchive(max int) (int, error) {
@@ -555,7 +577,7 @@ func (t *tx) end() {
 	}
 }
 
-// layered is one of storage's archive buckets seen through both levels.
+// layered is one of the layers' buckets seen through both levels.
 type layered struct {
 	t *tx
 	i int

@@ -87,13 +87,13 @@ type tx struct {
 	e     *engine
 	// atx is the archive file's read transaction, begun at the first read there.
 	atx *bbolt.Tx
-	// lay are the archive buckets opened, through both files (archivefile.go).
+	// lay are the layers' buckets opened, through both files (archivefile.go).
 	lay [len(layers)]*layered
 }
 
 // Bucket returns the named bucket; in a read transaction of a file that predates
 // the bucket (a schema 1 file opened read-only), an empty one. A name outside the
-// layout panics. With an archive file, the archive buckets are read through both
+// layout panics. With an archive file, the layers' buckets are read through both
 // files (layered).
 func (t *tx) Bucket(name []byte) kv.Bucket {
 	if t.e.arch != nil {

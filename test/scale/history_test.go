@@ -63,11 +63,13 @@ import (
 // Written a commit at a time, a store's buckets end up spread over the whole file
 // by copy-on-write (bbolt puts a rewritten page wherever a page is free), the live
 // ones among the history, and it keeps some free pages, whose list every commit
-// rewrites. That is what a year of the daemon leaves too; but it mixes what the
-// scan reads with where the file keeps it. So each master is also copied key by key
-// into a new file (kv.Copy, what `billingd db migrate` does): every bucket in
-// contiguous pages, no free page. The runs use the copies; SCALE_HISTORY_AS_BUILT=1
-// runs on the stores as written instead.
+// rewrites. That is what a year of the daemon leaves too. Settled attempts and older
+// events are drained to the archive file (storage/bolt/archivefile.go) as the
+// daemon drains them, so the database file holds what can still change. Each master
+// (the database file and its archive file) is also compacted (bolt.Compact, what
+// `billingd db compact` does): every bucket in contiguous pages, no free page.
+// SCALE_HISTORY_AS_BUILT=1 runs on the stores as written; without it, on the
+// compacted copies.
 //
 // Each run copies a master (synced), starts a fresh sandbox (an httptest.Server in
 // this process, holding the due consents) and re-executes this test binary as a
@@ -117,22 +119,24 @@ func TestHistory(t *testing.T) {
 		if asBuilt {
 			layout = "as-built"
 		}
-		path := filepath.Join(dir, fmt.Sprintf("history-%s-%d-%d-%d-%s-%s.db", kind, months, n, due, cycle.DateOf(now), layout))
+		// "af": stores with an archive file (a store of an earlier layout would be
+		// drained during the runs).
+		path := filepath.Join(dir, fmt.Sprintf("history-af-%s-%d-%d-%d-%s-%s.db", kind, months, n, due, cycle.DateOf(now), layout))
 		if _, err := os.Stat(path); err != nil {
 			h := 0
 			if kind == "history" {
 				h = months
 			}
-			built := filepath.Join(dir, fmt.Sprintf("history-%s-%d-%d-%d-%s-as-built.db", kind, months, n, due, cycle.DateOf(now)))
+			built := filepath.Join(dir, fmt.Sprintf("history-af-%s-%d-%d-%d-%s-as-built.db", kind, months, n, due, cycle.DateOf(now)))
 			if _, err := os.Stat(built); err != nil {
 				buildHistory(t, built+".tmp", n, due, h, months, now)
 				require.NoError(t, exec.Command("sync").Run()) // built without fsync
-				require.NoError(t, os.Rename(built+".tmp", built))
+				renameStore(t, built+".tmp", built)
 			}
 			if !asBuilt {
-				copyStore(t, path+".tmp", built)
+				compactStore(t, path+".tmp", built)
 				require.NoError(t, exec.Command("sync").Run())
-				require.NoError(t, os.Rename(path+".tmp", path))
+				renameStore(t, path+".tmp", path)
 			}
 		}
 		masters[kind] = path
@@ -151,19 +155,23 @@ func TestHistory(t *testing.T) {
 		for _, kind := range order {
 			work := filepath.Join(dir, "history-work.db")
 			require.NoError(t, exec.Command("cp", masters[kind], work).Run())
-			require.NoError(t, exec.Command("sync", work).Run())
+			require.NoError(t, exec.Command("cp", bolt.ArchivePath(masters[kind]), bolt.ArchivePath(work)).Run())
+			require.NoError(t, exec.Command("sync", work, bolt.ArchivePath(work)).Run())
 			// Let the disk absorb the copy's writes before the timed fsyncs begin.
 			time.Sleep(settle)
 			st, err := os.Stat(work)
 			require.NoError(t, err)
+			ast, err := os.Stat(bolt.ArchivePath(work))
+			require.NoError(t, err)
 			probe := fsyncProbe(t, dir)
 			run := runHistoryChild(t, kind, work, seed, due, workers, now)
 			require.NoError(t, os.Remove(work))
+			require.NoError(t, os.Remove(bolt.ArchivePath(work)))
 			_ = os.Remove(work + ".lock")
 			results = append(results, result{kind, run})
-			report(t, "history: run %d %-7s (file %d MiB; fsync %s before it): %d submissions in %s: %.0f submissions/s; peak RSS %d MiB (%d MiB before the scan, %d MiB at its peak: +%d MiB, %d minor faults; at the end %d MiB of the file, %d MiB anonymous); re-plan %s; load average %s",
-				len(results), kind, st.Size()>>20, probe.Round(10*time.Microsecond), due, run.Took.Round(time.Millisecond), run.Rate, run.PeakKB>>10, run.ReadyKB>>10, run.ScanPeakKB>>10,
-				(run.ScanPeakKB-run.ReadyKB)>>10, run.Faults, run.FileKB>>10, run.AnonKB>>10, run.Replan.Round(time.Millisecond), proc.LoadAvg())
+			report(t, "history: run %d %-7s (file %d MiB, archive file %d MiB; fsync %s before it): %d submissions in %s: %.0f submissions/s; peak RSS %d MiB (%d MiB before the scan, %d MiB at its peak: +%d MiB, %d minor faults; at the end %d MiB of the file, %d MiB anonymous); re-plan %s; %d records drained to the archive file; load average %s",
+				len(results), kind, st.Size()>>20, ast.Size()>>20, probe.Round(10*time.Microsecond), due, run.Took.Round(time.Millisecond), run.Rate, run.PeakKB>>10, run.ReadyKB>>10, run.ScanPeakKB>>10,
+				(run.ScanPeakKB-run.ReadyKB)>>10, run.Faults, run.FileKB>>10, run.AnonKB>>10, run.Replan.Round(time.Millisecond), run.Drained, proc.LoadAvg())
 		}
 	}
 	pick := func(kind string, f func(historyRun) float64) []float64 {
@@ -286,8 +294,11 @@ func buildHistory(t *testing.T, path string, n, due, history, months int, now ti
 	items, err := db.DueBefore(ctx, now, due+1)
 	require.NoError(t, err)
 	require.Equal(t, due, len(items), "due now")
+	moved, err := db.DrainArchive()
+	require.NoError(t, err)
 	st, err := db.Stats(ctx)
 	require.NoError(t, err)
+	report(t, "history: drained the last %d archived records;", moved)
 	report(t, "history: built %s (%d consents, %d months of history) in %s: file %d MiB",
 		filepath.Base(path), n, history, time.Since(began).Round(time.Second), st.SizeBytes>>20)
 }
@@ -312,22 +323,23 @@ func fsyncProbe(t *testing.T, dir string) time.Duration {
 	return times[len(times)/2]
 }
 
-// copyStore copies the store at from key by key into a new file at to, bucket by
-// bucket (kv.Copy, as `billingd db migrate` does): the copy has every record and
-// none of the free pages that the bulk build's large transactions leave behind.
-func copyStore(t *testing.T, to, from string) {
+// compactStore compacts the store at from (its database file and archive file)
+// into to, as `billingd db compact` does: every bucket in contiguous pages, no free
+// page.
+func compactStore(t *testing.T, to, from string) {
 	_ = os.Remove(to)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	src, err := bolt.OpenEngine(from, bolt.Options{ReadOnly: true, Logger: quiet})
-	require.NoError(t, err)
-	defer src.Close()
-	dst, err := bolt.OpenEngine(to, bolt.Options{NoSync: true, Logger: quiet})
-	require.NoError(t, err)
-	defer dst.Close()
+	_ = os.Remove(bolt.ArchivePath(to))
 	began := time.Now()
-	n, err := kv.Copy(context.Background(), dst, src, storage.Buckets, nil)
+	before, after, err := bolt.Compact(to, from)
 	require.NoError(t, err)
-	report(t, "history: copied %s into a new file: %d keys in %s", filepath.Base(from), n, time.Since(began).Round(time.Second))
+	report(t, "history: compacted %s (%d MiB) into a new pair of files (%d MiB) in %s", filepath.Base(from), before>>20, after>>20, time.Since(began).Round(time.Second))
+}
+
+// renameStore renames a store's database file and archive file.
+func renameStore(t *testing.T, from, to string) {
+	require.NoError(t, os.Rename(bolt.ArchivePath(from), bolt.ArchivePath(to)))
+	require.NoError(t, os.Rename(from, to))
+	_ = os.Remove(from + ".lock")
 }
 
 // billedCycle returns the changes the scheduler writes to bill the next cycle of
@@ -396,6 +408,7 @@ type historyRun struct {
 	FileKB     int           `json:"fileKB"`     // RssFile at the end (pages of the mapped file)
 	AnonKB     int           `json:"anonKB"`     // RssAnon at the end
 	Faults     int64         `json:"faults"`     // minor page faults during the timed scan
+	Drained    int64         `json:"drained"`    // records drained to the archive file during the child's life
 }
 
 const historyResult = "HISTORY-RESULT "
@@ -499,7 +512,7 @@ func historyChild(t *testing.T) {
 	require.Zero(t, res.Errors)
 	scanPeak := statusKB(t, "VmHWM")
 	out, err := json.Marshal(historyRun{Took: took, Rate: float64(due) / took.Seconds(), Replan: replan, ReadyKB: ready,
-		ScanPeakKB: scanPeak, PeakKB: max(lifePeak, scanPeak), FileKB: statusKB(t, "RssFile"), AnonKB: statusKB(t, "RssAnon"), Faults: faults})
+		ScanPeakKB: scanPeak, PeakKB: max(lifePeak, scanPeak), Drained: db.ArchiveDrained(), FileKB: statusKB(t, "RssFile"), AnonKB: statusKB(t, "RssAnon"), Faults: faults})
 	require.NoError(t, err)
 	fmt.Println(historyResult + string(out))
 }
