@@ -127,9 +127,10 @@ func newDBCompactCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "compact OUT [flags]",
 		Short: "write a compacted, verified copy of the database",
-		Long: "Write a compacted, verified copy of the database to the new file OUT, with billingd\n" +
-			"stopped (the live file is locked while it runs, and only read). Then replace the\n" +
-			"file with OUT. In the copy, settled attempts and older events still in the live\n" +
+		Long: "Write a compacted, verified copy of the database to the new file OUT, and of its\n" +
+			"archive file to OUT.archive, with billingd stopped (the live file is locked while\n" +
+			"it runs, and only read). Then replace the database file with OUT and its archive\n" +
+			"file with OUT.archive. In the copy, settled attempts and older events still in the live\n" +
 			"buckets (a file written before schema 3) move to the archive, and every bucket is\n" +
 			"written in contiguous pages, as a year of commits does not leave it\n" +
 			"(docs/BENCHMARKS.md, \"History off the hot path\").",
@@ -221,7 +222,10 @@ func newDBBackupCmd(a *app) *cobra.Command {
 		Short: "write a consistent, verified copy of the database",
 		Long: "Write a consistent copy of the database to FILE. Works while billingd runs: the file\n" +
 			"is locked then, and the copy is taken through the admin API (GET /v1/backup).\n" +
-			"The copy is verified before it is put in place.",
+			"The copy is one file holding everything, the history kept in the archive file\n" +
+			"(<database>.archive) included. It is verified before it is put in place. To\n" +
+			"restore it, move the old archive file away (docs/OPERATIONS.md, \"Back up and\n" +
+			"restore\").",
 	}
 	fs := cmd.Flags()
 	dbFlag := fs.String("db", "", "database `PATH` (default: storage.path of the config)")

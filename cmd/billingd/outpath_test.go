@@ -195,6 +195,7 @@ func TestOutputs_NeverTheDatabase(t *testing.T) {
 	}{
 		{"db compact OUT", []string{"db", "compact", sym}, "db compact: OUT " + sym + " is the database " + f.db},
 		{"db compact OUT, the lock file", []string{"db", "compact", lock}, "db compact: OUT " + lock + " is the lock file"},
+		{"db compact OUT, the archive file", []string{"db", "compact", bolt.ArchivePath(f.db)}, "db compact: OUT " + bolt.ArchivePath(f.db) + " is the archive file"},
 		{"db migrate --to the source", []string{"db", "migrate", "--from", "bolt:" + f.db, "--to", "bolt:" + hard},
 			"db migrate: --to " + hard + " is the database " + f.db + " (--from)"},
 		{"db migrate --to the config's database", []string{"db", "migrate", "--from", "etcd:http://127.0.0.1:1", "--to", "bolt:" + sym},

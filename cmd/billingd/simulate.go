@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/klavi-billing/billingd/storage/bolt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/klavi-billing/billingd/consent"
@@ -50,7 +52,7 @@ func newSimulateCmd(a *app) *cobra.Command {
 	days := fl.Int("days", 120, "days to simulate")
 	scenarioFlag := fl.String("scenario", "", "sandbox scenario `FILE` (JSON) deciding payment outcomes (default: the demo scenario)")
 	faultsFlag := fl.String("faults", "", "sandbox faults, e.g. 5xx=0.05,drop=0.02,seed=7 (see 'billingd sandbox -h')")
-	dbFlag := fl.String("db", "", "keep the run's database at `FILE`, a new file (default: a temporary one, removed)")
+	dbFlag := fl.String("db", "", "keep the run's database at `FILE`, a new file, with its archive file FILE.archive (default: temporary ones, removed)")
 	format := fl.String("format", "text", "`FORMAT`: text (timeline and summary) or json (one event per line)")
 	htmlFlag := fl.String("html", "", "also draw the run as a calendar in a self-contained HTML `FILE`")
 	svgFlag := fl.String("svg", "", "also draw the run as a calendar in an SVG `FILE`")
@@ -87,6 +89,9 @@ func newSimulateCmd(a *app) *cobra.Command {
 				return argErrorf("simulate: --db %s: the file exists; name a new file (a run never writes into an existing database)", *dbFlag)
 			} else if !errors.Is(err, fs.ErrNotExist) {
 				return argErrorf("simulate: --db: %v", err)
+			}
+			if _, err := os.Lstat(bolt.ArchivePath(*dbFlag)); err == nil {
+				return argErrorf("simulate: --db %s: its archive file %s exists; name a new file", *dbFlag, bolt.ArchivePath(*dbFlag))
 			}
 		}
 		cfg, err := loadConfigFor(e, a.config, false)

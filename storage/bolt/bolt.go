@@ -462,16 +462,45 @@ func (s *Store) CheckIdentity() error { return s.e.CheckIdentity() }
 // history is in the archive file, and a restored copy beside a later archive file
 // would show history the restored database never wrote.
 func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	f, size, err := s.copyFile(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	defer f.Close()
+	n, err := io.Copy(w, io.LimitReader(f, size))
+	if err != nil {
+		return n, fmt.Errorf("backup: %w", err)
+	}
+	return n, nil
+}
+
+// Snapshot writes a consistent copy of the database (as Backup writes it) to a
+// temporary file beside it and returns that file, open and rewound, with its size.
+// The file has no name any more (it is removed once open), so it disappears when
+// closed. The read transactions last only as long as the local copy, not as long as
+// whoever reads the snapshot.
+func (s *Store) Snapshot(ctx context.Context) (*os.File, int64, error) {
+	f, n, err := s.copyFile(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("snapshot: %w", err)
+	}
+	return f, n, nil
+}
+
+// copyFile writes Backup's copy into a new file in a temporary directory beside
+// the database, removes the directory, and returns the file open at its start with
+// its size (cut at the high-water mark: bbolt grows a file ahead of use).
+func (s *Store) copyFile(ctx context.Context) (*os.File, int64, error) {
 	db := s.e
 	dir, err := os.MkdirTemp(filepath.Dir(db.path), ".billingd-backup-*")
 	if err != nil {
-		return 0, fmt.Errorf("backup: %w", err)
+		return nil, 0, err
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "copy.db")
 	dst, err := openEngine(path, Options{NoSync: true, NoArchiveFile: true, Timeout: time.Second, Logger: db.log})
 	if err != nil {
-		return 0, fmt.Errorf("backup: %w", err)
+		return nil, 0, err
 	}
 	dst.fill = 1 // keys arrive in order: full pages
 	_, err = kv.Copy(ctx, dst, db, storage.Buckets, nil)
@@ -486,39 +515,15 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 		err = cerr
 	}
 	if err != nil {
-		return 0, fmt.Errorf("backup: %w", err)
+		return nil, 0, err
 	}
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return 0, fmt.Errorf("backup: %w", err)
+		return nil, 0, err
 	}
-	defer f.Close()
-	// Up to the high-water mark: bbolt grows a file ahead of its use.
-	n, err := io.Copy(w, io.LimitReader(f, used))
-	if err != nil {
-		return n, fmt.Errorf("backup: %w", err)
-	}
-	return n, nil
-}
-
-// Snapshot writes a consistent copy of the database to a temporary file beside it and
-// returns that file, open and rewound, with its size. The file has no name any more
-// (it is removed once open), so it disappears when closed. The read transaction lasts
-// only as long as the local copy, not as long as whoever reads the snapshot.
-func (s *Store) Snapshot(ctx context.Context) (*os.File, int64, error) {
-	db := s.e
-	f, err := os.CreateTemp(filepath.Dir(db.path), ".billingd-snapshot-*")
-	if err != nil {
-		return nil, 0, fmt.Errorf("snapshot: %w", err)
-	}
-	_ = os.Remove(f.Name())
-	n, err := s.Backup(ctx, f)
-	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
-	}
-	if err != nil {
+	if err := f.Truncate(used); err != nil {
 		f.Close()
-		return nil, 0, fmt.Errorf("snapshot: %w", err)
+		return nil, 0, err
 	}
-	return f, n, nil
+	return f, used, nil
 }
