@@ -323,3 +323,34 @@ func copyFile(from, to string) error {
 	}
 	return os.WriteFile(to, b, 0o600)
 }
+
+// TestArchiveFile_StageBounded: writes that stage faster than the drain runs (here,
+// it never runs by itself) drain on their own goroutine past stageLimit, so the
+// database file never holds much more than that.
+func TestArchiveFile_StageBounded(t *testing.T) {
+	db := openArchived(t, filepath.Join(t.TempDir(), "billingd.db"))
+	staged := func() int {
+		n := 0
+		require.NoError(t, db.e.view(func(tx *bbolt.Tx) error {
+			for _, l := range layers {
+				n += tx.Bucket(l.name).Stats().KeyN + tx.Bucket(l.gone).Stats().KeyN
+			}
+			return nil
+		}))
+		return n
+	}
+	most := 0
+	for i := range 3 * stageLimit / 100 {
+		require.NoError(t, db.e.Update(context.Background(), kv.Write{}, func(tx kv.Tx) error {
+			for j := range 100 {
+				if err := tx.Bucket(layers[3].name).Put(fmt.Appendf(nil, "%08d", i*100+j), []byte("v")); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		most = max(most, staged())
+	}
+	assert.LessOrEqual(t, most, stageLimit+100, "staged at most the limit and one change")
+	assert.Greater(t, db.ArchiveDrained(), int64(stageLimit), "the writes drained")
+}

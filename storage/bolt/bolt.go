@@ -96,6 +96,10 @@ type engine struct {
 	// fill, when not 0, is the fill percent of every bucket written (bbolt's
 	// Bucket.FillPercent): 1 for a copy whose keys arrive in order.
 	fill float64
+	// readOnly: opened with Options.ReadOnly.
+	readOnly bool
+	// evicted counts the free pages dropped from the page cache (evictFree).
+	evicted atomic.Int64
 	// drainHook, for tests, runs after a drain has read the stages (1) and after
 	// its first commit (2); its error ends the drain there (as a crash would).
 	drainHook func(at int) error
@@ -174,7 +178,7 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 		Timeout:      opts.Timeout,
 		ReadOnly:     opts.ReadOnly,
 		NoSync:       opts.NoSync,
-		FreelistType: bbolt.FreelistMapType,
+		FreelistType: freelistType(path),
 		// Read the free list now, under guard, rather than later on a goroutine of
 		// bbolt's where a damaged one would kill the process.
 		PreLoadFreelist: true,
@@ -189,7 +193,7 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 	if opts.MaxBatchSize > 0 {
 		bdb.MaxBatchSize = opts.MaxBatchSize
 	}
-	db := &engine{bolt: bdb, path: path, lock: lock, file: file, known: names(storage.Buckets), log: log}
+	db := &engine{bolt: bdb, path: path, lock: lock, file: file, known: names(storage.Buckets), log: log, readOnly: opts.ReadOnly}
 	db.mapped.budget = opts.MappedBudget
 	if err := db.identify(file); err != nil {
 		_ = bdb.Close()
@@ -209,6 +213,7 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
 	}
+	db.evictFree()
 	opened = true
 	return db, nil
 }

@@ -39,6 +39,7 @@ func (db *engine) Update(_ context.Context, w kv.Write, fn func(kv.Tx) error) er
 		return fn(x)
 	}
 	defer db.boundMapped()
+	defer db.drainBacklog()
 	if !w.Batch {
 		return guard(func() error { return db.bolt.Update(run) })
 	}

@@ -87,3 +87,14 @@ func mappedFile() int64 {
 	}
 	return pages * int64(os.Getpagesize())
 }
+
+// dropPages drops size bytes at offset off of the file f, mapped at data, from this
+// process's page tables (madvise MADV_DONTNEED) and from the page cache (fadvise
+// POSIX_FADV_DONTNEED: clean pages only; a page being written stays).
+func dropPages(f *os.File, data uintptr, off, size int64) {
+	if data != 0 {
+		_, _, _ = syscall.Syscall(syscall.SYS_MADVISE, data+uintptr(off), uintptr(size), syscall.MADV_DONTNEED)
+	}
+	const fadvDontNeed = 4 // POSIX_FADV_DONTNEED
+	_, _, _ = syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), uintptr(off), uintptr(size), fadvDontNeed, 0, 0)
+}
