@@ -354,3 +354,27 @@ func TestArchiveFile_StageBounded(t *testing.T) {
 	assert.LessOrEqual(t, most, stageLimit+100, "staged at most the limit and one change")
 	assert.Greater(t, db.ArchiveDrained(), int64(stageLimit), "the writes drained")
 }
+
+// TestBackup_StaleCopyRemoved: what a backup interrupted by a crash left beside the
+// database is removed by the next writer's open, and nothing of another database.
+func TestBackup_StaleCopyRemoved(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "billingd.db")
+	require.NoError(t, openArchived(t, path).Close())
+	stale := filepath.Join(dir, backupDirPrefix(path)+"123")
+	other := filepath.Join(dir, backupDirPrefix(filepath.Join(dir, "other.db"))+"123")
+	for _, d := range []string{stale, other} {
+		require.NoError(t, os.Mkdir(d, 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(d, "copy.db"), []byte("x"), 0o600))
+	}
+	ro, err := Open(path, Options{ReadOnly: true})
+	require.NoError(t, err)
+	require.NoError(t, ro.Close())
+	_, err = os.Stat(stale)
+	require.NoError(t, err, "a reader removes nothing")
+	require.NoError(t, openArchived(t, path).Close())
+	_, err = os.Stat(stale)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	_, err = os.Stat(other)
+	assert.NoError(t, err, "another database's copy stays")
+}

@@ -214,6 +214,9 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 		}
 	}
 	db.evictFree()
+	if !opts.ReadOnly {
+		removeStaleCopies(path, log)
+	}
 	opened = true
 	return db, nil
 }
@@ -492,12 +495,28 @@ func (s *Store) Snapshot(ctx context.Context) (*os.File, int64, error) {
 	return f, n, nil
 }
 
+// backupDirPrefix names the temporary directories of copyFile for the database at
+// path: .<name>.backup-<random>, beside it.
+func backupDirPrefix(path string) string { return "." + filepath.Base(path) + ".backup-" }
+
+// removeStaleCopies removes what copies of the database at path left behind when
+// the process stopped during one (a writer holds the path's lock, so no copy of
+// this database is under way).
+func removeStaleCopies(path string, log *slog.Logger) {
+	dirs, _ := filepath.Glob(filepath.Join(filepath.Dir(path), backupDirPrefix(path)+"*"))
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			log.Warn("could not remove what an interrupted backup left", "path", d, "err", err)
+		}
+	}
+}
+
 // copyFile writes Backup's copy into a new file in a temporary directory beside
 // the database, removes the directory, and returns the file open at its start with
 // its size (cut at the high-water mark: bbolt grows a file ahead of use).
 func (s *Store) copyFile(ctx context.Context) (*os.File, int64, error) {
 	db := s.e
-	dir, err := os.MkdirTemp(filepath.Dir(db.path), ".billingd-backup-*")
+	dir, err := os.MkdirTemp(filepath.Dir(db.path), backupDirPrefix(db.path)+"*")
 	if err != nil {
 		return nil, 0, err
 	}
