@@ -398,6 +398,9 @@ func (f *migrateFlags) openTarget(ctx context.Context, s storeSpec) (kv.Engine, 
 		if _, err := os.Stat(s.path); err == nil {
 			return nil, usageErrorf("db migrate: --to bolt:%s exists; migrate into a new file", s.path)
 		}
+		if arch := bolt.ArchivePath(s.path); func() bool { _, err := os.Lstat(arch); return err == nil }() {
+			return nil, usageErrorf("db migrate: --to bolt:%s: its archive file %s exists (left by an earlier migrate into that path?); remove it, or migrate into a new file", s.path, arch)
+		}
 		return bolt.OpenEngine(s.path, bolt.Options{Timeout: time.Second})
 	}
 	o, err := f.etcdOptions(s.endpoints)
@@ -502,7 +505,7 @@ func newDBMigrateCmd(a *app) *cobra.Command {
 		fmt.Fprintf(e.stdout, "source:   %s\n", f.describe(src))
 		fmt.Fprintf(e.stdout, "target:   %s\n", f.describe(dst))
 		partial := func(err error) error {
-			where := "remove " + dst.path
+			where := "remove " + dst.path + " and " + bolt.ArchivePath(dst.path)
 			if dst.engine == "etcd" {
 				where = "delete the keys under " + f.prefix
 			}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,8 +48,9 @@ import (
 //     neither. Cursors merge the two levels in key order, the stage winning.
 //
 // The hot path does not read these buckets (storage reads the archive only for
-// attempts that are not pinned; a submission puts a dates entry, which is staged),
-// so the due scan reads the database file alone, and the drain writes what it
+// attempts that are not pinned; a submission puts a dates entry, which is staged;
+// only an attempt whose date changes deletes its old entry, which looks in the
+// archive file for a tombstone), so the due scan reads the database file alone, and the drain writes what it
 // staged to the archive file in the background, a delay after it was written.
 //
 // The two files are bound by an identifier: the database file records it (bucket
@@ -140,6 +142,9 @@ type archiveFile struct {
 	done chan struct{}
 	// mu makes drains one at a time.
 	mu sync.Mutex
+	// snap is held by a drain while it commits to the archive file, and by a View
+	// while it begins its two read transactions (engine.View).
+	snap sync.RWMutex
 	// moved counts the records and tombstones drained.
 	moved atomic.Int64
 	// staged counts the records and tombstones staged since the last drain that
@@ -149,6 +154,7 @@ type archiveFile struct {
 	evictedAt time.Time
 
 	closeOnce sync.Once
+	stopOnce  sync.Once
 	closeErr  error
 
 	// inFlight holds the keys a drain has read from each stage and not yet
@@ -177,13 +183,14 @@ func (a *archiveFile) kickDrain() {
 	}
 }
 
-// openArchive opens (creating if needed) the archive file of the database, after
-// prepare. Read-only, a database with nothing in an archive file yet is read
-// alone.
-func (db *engine) openArchive(opts Options) error {
+// archiveState reads what the database file records of its archive file (its
+// identifier, whether records were drained there) and whether the archive file
+// exists, and refuses the pairs Open must refuse: a stray archive file beside a
+// database file that records none, a missing archive file that holds history, and
+// Options.NoArchiveFile for a database whose history is in one. It writes nothing,
+// so Open can refuse before it lays anything out.
+func (db *engine) archiveState(opts Options) (id []byte, used, exists bool, err error) {
 	apath := ArchivePath(db.path)
-	var id []byte
-	var used bool
 	if err := db.view(func(tx *bbolt.Tx) error {
 		if b := tx.Bucket(bucketArchiveFile); b != nil {
 			id = bytes.Clone(b.Get(keyID))
@@ -191,22 +198,39 @@ func (db *engine) openArchive(opts Options) error {
 		}
 		return nil
 	}); err != nil {
-		return err
+		return nil, false, false, err
 	}
 	fi, err := os.Stat(apath)
-	exists := err == nil
+	exists = err == nil
 	switch {
 	case err != nil && !errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("archive file %s: %w", apath, err)
+		return nil, false, false, fmt.Errorf("archive file %s: %w", apath, err)
+	case opts.NoArchiveFile && used:
+		return nil, false, false, fmt.Errorf("%s keeps its history in the archive file %s: it cannot be opened without it", db.path, apath)
+	case opts.NoArchiveFile:
+		return id, used, exists, nil
 	case exists && fi.IsDir():
-		return fmt.Errorf("archive file %s: is a directory", apath)
+		return nil, false, false, fmt.Errorf("archive file %s: is a directory", apath)
 	case exists && id == nil:
-		return fmt.Errorf("%w: %s records no archive file, and %s is beside it. A restored backup or a copied database holds its archived history in itself: move %s away (keep it until the restored database is checked)",
+		return nil, false, false, fmt.Errorf("%w: %s records no archive file, and %s is beside it. A restored backup or a copied database holds its archived history in itself: move %s away (keep it until the restored database is checked)",
 			ErrArchiveMismatch, db.path, apath, apath)
 	case !exists && used:
-		return fmt.Errorf("%w: archive file %s is missing: it holds the settled attempts and older events moved out of %s. Restore it beside the database, or restore a backup (billingd db backup writes both in one file)",
+		return nil, false, false, fmt.Errorf("%w: archive file %s is missing: it holds the settled attempts and older events moved out of %s. Restore it beside the database, or restore a backup (billingd db backup writes both in one file)",
 			ErrCorrupt, apath, db.path)
-	case !exists && opts.ReadOnly:
+	}
+	return id, used, exists, nil
+}
+
+// openArchive opens (creating if needed) the archive file of the database, after
+// prepare. Read-only, a database with nothing in an archive file yet is read
+// alone.
+func (db *engine) openArchive(opts Options) error {
+	apath := ArchivePath(db.path)
+	id, used, exists, err := db.archiveState(opts)
+	if err != nil {
+		return err
+	}
+	if !exists && opts.ReadOnly {
 		return nil // nothing was ever moved there: the database file holds it all
 	}
 	if id == nil {
@@ -221,7 +245,16 @@ func (db *engine) openArchive(opts Options) error {
 	}
 	if exists {
 		if err := precheck(apath, opts.Timeout); err != nil {
-			return fmt.Errorf("archive file %s: %w", apath, err)
+			if used || opts.ReadOnly {
+				return fmt.Errorf("archive file %s: %w", apath, err)
+			}
+			// Nothing was ever drained into it: what a crash left while it was
+			// first made. It is made again.
+			db.log.Warn("archive file unreadable and never used: made again", "path", apath, "err", err)
+			if err := os.Remove(apath); err != nil {
+				return fmt.Errorf("archive file %s: %w", apath, err)
+			}
+			exists = false
 		}
 	}
 	adb, file, err := openBolt(apath, &bbolt.Options{
@@ -252,6 +285,13 @@ func (db *engine) openArchive(opts Options) error {
 	if err != nil || !usable {
 		_ = adb.Close()
 		return err
+	}
+	if !exists {
+		// The new file's name must be durable before anything is drained into it.
+		if err := syncDir(filepath.Dir(apath)); err != nil {
+			_ = adb.Close()
+			return fmt.Errorf("archive file %s: %w", apath, err)
+		}
 	}
 	db.arch = a
 	if !opts.ReadOnly {
@@ -312,6 +352,19 @@ func (a *archiveFile) bind(id []byte, used bool) (usable bool, err error) {
 	})
 }
 
+// syncDir makes the entries of directory dir durable (fsync).
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 func newArchiveID() []byte {
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)
@@ -339,13 +392,21 @@ func (a *archiveFile) checkIdentity() error {
 // second close does nothing.
 func (a *archiveFile) close() error {
 	a.closeOnce.Do(func() {
+		a.stopDrain()
+		a.closeErr = a.db.Close()
+	})
+	return a.closeErr
+}
+
+// stopDrain stops the background drain and waits for it (a drain under way
+// finishes). A second call does nothing.
+func (a *archiveFile) stopDrain() {
+	a.stopOnce.Do(func() {
 		if !a.readOnly {
 			close(a.stop)
 			<-a.done
 		}
-		a.closeErr = a.db.Close()
 	})
-	return a.closeErr
 }
 
 // loop drains the stages after each kick, a delay later (so that one drain takes
@@ -499,6 +560,8 @@ func (db *engine) drainArchive(max int) (int, error) {
 		a.used.Store(true)
 	}
 	if err := guard(func() error {
+		a.snap.Lock()
+		defer a.snap.Unlock()
 		return a.db.Update(func(tx *bbolt.Tx) error {
 			for _, r := range recs {
 				b := tx.Bucket(layers[r.layer].name)

@@ -307,12 +307,13 @@ func TestArchiveFile_Binding(t *testing.T) {
 		db := openArchived(t, out)
 		assert.Equal(t, v, read(t, db), "the copy reads the archived record from its own archive file")
 		require.NoError(t, db.Close())
-		// Its database file beside the original archive file: the same identifier,
-		// the same history.
+		// Its database file beside the original archive file: a new pair has a new
+		// identifier, so the mix is refused (it would read the same history only
+		// until either file is written again).
 		require.NoError(t, os.Remove(ArchivePath(out)))
 		require.NoError(t, copyFile(ArchivePath(path), ArchivePath(out)))
-		db = openArchived(t, out)
-		assert.Equal(t, v, read(t, db))
+		_, err = Open(out, Options{Timeout: time.Second})
+		require.ErrorIs(t, err, ErrArchiveMismatch)
 	})
 }
 
@@ -377,4 +378,202 @@ func TestBackup_StaleCopyRemoved(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist)
 	_, err = os.Stat(other)
 	assert.NoError(t, err, "another database's copy stays")
+}
+
+// growFiles makes the database file big enough (and leaves free pages) so writes while a
+// read transaction is open do not need a remap (which would wait for the reader).
+func growFiles(t *testing.T, db *Store) {
+	t.Helper()
+	big := bytes.Repeat([]byte("x"), 4<<20)
+	ctx := context.Background()
+	require.NoError(t, db.e.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+		return tx.Bucket([]byte("webhooks")).Put([]byte("pad"), big)
+	}))
+	require.NoError(t, db.e.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+		return tx.Bucket([]byte("webhooks")).Delete([]byte("pad"))
+	}))
+	// The archive file too (a drain's commit must not need to remap it).
+	for _, del := range []bool{false, true} {
+		require.NoError(t, db.e.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+			if del {
+				return tx.Bucket([]byte("feed_ids")).Delete([]byte("pad"))
+			}
+			return tx.Bucket([]byte("feed_ids")).Put([]byte("pad"), big)
+		}))
+		_, err := db.DrainArchive()
+		require.NoError(t, err)
+	}
+}
+
+// TestArchiveFile_ViewOneSnapshot_ArchiveToLive: a View's two read transactions are one
+// point in time. Were the archive file's begun at its first read, it could see drains of
+// changes the View's database-file snapshot does not have. A record moved from the archive back to a live bucket (storage's unpin, or
+// putAttempt un-archiving) is then in neither bucket for that View: a backup (kv.Copy
+// reads one View) taken then loses it.
+func TestArchiveFile_ViewOneSnapshot_ArchiveToLive(t *testing.T) {
+	ctx := context.Background()
+	db := openArchived(t, filepath.Join(t.TempDir(), "billingd.db"))
+	growFiles(t, db)
+	k := []byte("urn:t:a\x00attempt0")
+	require.NoError(t, db.e.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+		return tx.Bucket([]byte("archive")).Put(k, []byte("settled"))
+	}))
+	_, err := db.DrainArchive()
+	require.NoError(t, err)
+
+	var live, arch []byte
+	require.NoError(t, db.e.View(ctx, func(tx kv.Tx) error {
+		// The View has begun (its database-file snapshot is taken); it reads a live
+		// bucket first, as kv.Copy does (attempts is copied before archive).
+		require.Nil(t, tx.Bucket([]byte("attempts")).Get(k))
+		done := make(chan error)
+		go func() {
+			// Meanwhile: the record goes back to the live bucket (unpin), and the
+			// background drain runs.
+			err := db.e.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+				if err := tx.Bucket([]byte("attempts")).Put(k, []byte("settled")); err != nil {
+					return err
+				}
+				return tx.Bucket([]byte("archive")).Delete(k)
+			})
+			if err == nil {
+				_, err = db.DrainArchive()
+			}
+			done <- err
+		}()
+		require.NoError(t, <-done)
+		live = tx.Bucket([]byte("attempts")).Get(k)
+		arch = tx.Bucket([]byte("archive")).Get(k)
+		return nil
+	}))
+	require.True(t, live != nil || arch != nil,
+		"one View (one snapshot) must see the record in the live bucket or in the archive: it sees it in neither")
+}
+
+// TestArchiveFile_ViewOneSnapshot_LiveToArchive: the reverse move (sweep, putAttempt archiving)
+// makes the record both live and archived in one View, which storage's Check
+// reports as damage ("is both live and archived").
+func TestArchiveFile_ViewOneSnapshot_LiveToArchive(t *testing.T) {
+	ctx := context.Background()
+	db := openArchived(t, filepath.Join(t.TempDir(), "billingd.db"))
+	growFiles(t, db)
+	k := []byte("urn:t:a\x00attempt0")
+	require.NoError(t, db.e.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+		return tx.Bucket([]byte("attempts")).Put(k, []byte("settled"))
+	}))
+	var live, arch []byte
+	require.NoError(t, db.e.View(ctx, func(tx kv.Tx) error {
+		require.NotNil(t, tx.Bucket([]byte("attempts")).Get(k))
+		done := make(chan error)
+		go func() {
+			err := db.e.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+				if err := tx.Bucket([]byte("archive")).Put(k, []byte("settled")); err != nil {
+					return err
+				}
+				return tx.Bucket([]byte("attempts")).Delete(k)
+			})
+			if err == nil {
+				_, err = db.DrainArchive()
+			}
+			done <- err
+		}()
+		require.NoError(t, <-done)
+		live = tx.Bucket([]byte("attempts")).Get(k)
+		arch = tx.Bucket([]byte("archive")).Get(k)
+		return nil
+	}))
+	require.False(t, live != nil && arch != nil, "one snapshot sees the record once: it is both live and archived")
+}
+
+// TestArchiveFile_CloseWaitsForReads: a read under way when Close is called finishes:
+// the archive file is closed after the database file, whose Close waits for it.
+func TestArchiveFile_CloseWaitsForReads(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "billingd.db")
+	db, err := Open(path, Options{ArchiveDelay: time.Hour})
+	require.NoError(t, err)
+	started, closed := make(chan struct{}), make(chan error, 1)
+	var viewErr error
+	viewDone := make(chan struct{})
+	go func() {
+		defer close(viewDone)
+		viewErr = db.e.View(ctx, func(tx kv.Tx) error {
+			_ = tx.Bucket([]byte("attempts")).Get([]byte("x"))
+			close(started)
+			time.Sleep(200 * time.Millisecond) // Close is called meanwhile
+			_ = tx.Bucket([]byte("archive")).Get([]byte("x"))
+			return nil
+		})
+	}()
+	<-started
+	go func() { closed <- db.Close() }()
+	<-viewDone
+	require.NoError(t, <-closed)
+	require.NoError(t, viewErr, "a read under way when Close is called finishes")
+}
+
+// TestArchiveFile_StatsCountBothFiles: Stats' SizeBytes and InUseBytes both count the
+// archive file (billingd_db_inuse_bytes / billingd_db_size_bytes, the
+// BillingdDatabaseFragmented alert, would otherwise be low for any store with history).
+func TestArchiveFile_StatsCountBothFiles(t *testing.T) {
+	ctx := context.Background()
+	db := openArchived(t, filepath.Join(t.TempDir(), "billingd.db"))
+	val := bytes.Repeat([]byte("h"), 200)
+	for i := range 8 {
+		require.NoError(t, db.e.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+			b := tx.Bucket([]byte("event_archive"))
+			for j := range 5000 {
+				if err := b.Put(fmt.Appendf(nil, "urn:t:%02d\x00%06d", i, j), val); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
+	_, err := db.DrainArchive()
+	require.NoError(t, err)
+	st, err := db.Stats(ctx)
+	require.NoError(t, err)
+	t.Logf("size %d, in use %d (%.2f)", st.SizeBytes, st.InUseBytes, float64(st.InUseBytes)/float64(st.SizeBytes))
+	require.Greater(t, st.InUseBytes, int64(40000*200), "the 8 MB of history in the archive file are in use")
+}
+
+// TestArchiveFile_CreationCrash: an archive file a crash left empty or unwritten while
+// it was first made (nothing was ever drained to it) is made again.
+func TestArchiveFile_CreationCrash(t *testing.T) {
+	for name, content := range map[string][]byte{"empty": nil, "zeroes": make([]byte, 16384)} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "billingd.db")
+			db, err := Open(path, Options{ArchiveDelay: time.Hour})
+			require.NoError(t, err)
+			require.NoError(t, db.Close())
+			require.NoError(t, os.WriteFile(ArchivePath(path), content, 0o600))
+			db, err = Open(path, Options{ArchiveDelay: time.Hour, Timeout: time.Second})
+			require.NoError(t, err, "nothing was ever moved to the archive file: it can be made again")
+			require.NoError(t, db.Close())
+		})
+	}
+}
+
+// TestArchiveFile_RemovedWhileOpen: the archive file removed (or replaced) under a
+// running daemon fails the store's identity check (readiness, the daemon's ErrReplaced
+// stop), as the database file does: history drained there would be lost with the
+// process.
+func TestArchiveFile_RemovedWhileOpen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "billingd.db")
+	db := openArchived(t, path)
+	put := func(k string) error {
+		return db.e.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+			return tx.Bucket([]byte("archive")).Put([]byte(k), []byte("settled"))
+		})
+	}
+	require.NoError(t, put("a"))
+	_, err := db.DrainArchive()
+	require.NoError(t, err)
+	require.NoError(t, os.Rename(ArchivePath(path), ArchivePath(path)+".moved"))
+	err = put("b")
+	require.ErrorIs(t, err, ErrReplaced, "a write is refused, as when the database file is replaced")
+	assert.Contains(t, err.Error(), ArchivePath(path))
+	require.ErrorIs(t, db.CheckIdentity(), ErrReplaced, "the store's identity check covers the archive file too")
 }

@@ -81,8 +81,10 @@ type engine struct {
 	// known names the buckets of the layout.
 	known map[string]bool
 
-	// replaced is set for good once the path is found not to name the open file.
-	replaced atomic.Bool
+	// replaced is set for good once the path is found not to name the open file, or
+	// the archive path its archive file (archReplaced).
+	replaced     atomic.Bool
+	archReplaced atomic.Bool
 	// mapped bounds the file pages kept mapped (Options.MappedBudget).
 	mapped mappedBudget
 	// checkedTx is the write transaction whose identity check passed. Only write
@@ -200,6 +202,11 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	if err := db.checkLength(); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// The archive file's refusals first: a refused open writes nothing.
+	if _, _, _, err := db.archiveState(opts); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -385,22 +392,43 @@ func (db *engine) identify(f *os.File) error {
 // has failed it keeps failing. It costs one stat(2).
 func (db *engine) CheckIdentity() error {
 	if db.replaced.Load() {
-		return fmt.Errorf("%w: %s", ErrReplaced, db.path)
+		return fmt.Errorf("%w: %s", ErrReplaced, db.replacedPath())
 	}
-	if !db.hasID {
-		return nil
-	}
-	fi, err := os.Stat(db.path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("check %s: %w", db.path, err)
-	}
-	if err == nil {
-		if id, ok := idOf(fi); ok && id == db.id {
-			return nil
+	if db.hasID {
+		fi, err := os.Stat(db.path)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("check %s: %w", db.path, err)
+		}
+		same := false
+		if err == nil {
+			id, ok := idOf(fi)
+			same = ok && id == db.id
+		}
+		if !same {
+			db.replaced.Store(true)
+			return fmt.Errorf("%w: %s", ErrReplaced, db.path)
 		}
 	}
-	db.replaced.Store(true)
-	return fmt.Errorf("%w: %s", ErrReplaced, db.path)
+	// The archive file too: history drained there would be lost with the process
+	// if the path no longer named it.
+	if a := db.arch; a != nil {
+		if err := a.checkIdentity(); err != nil {
+			if errors.Is(err, ErrReplaced) {
+				db.archReplaced.Store(true)
+				db.replaced.Store(true)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// replacedPath names the file found replaced: the archive file's path when it was.
+func (db *engine) replacedPath() string {
+	if db.archReplaced.Load() {
+		return db.arch.path
+	}
+	return db.path
 }
 
 // checkWrite runs first in every write transaction: one identity check per
@@ -470,7 +498,17 @@ func (s *Store) CheckIdentity() error { return s.e.CheckIdentity() }
 // history is in the archive file, and a restored copy beside a later archive file
 // would show history the restored database never wrote.
 func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
-	f, size, err := s.copyFile(ctx)
+	// The copy is made beside w when w is a named file (billingd db backup writes a
+	// temporary file beside its output): the database's own directory may not be
+	// writable by whoever backs it up (billingd-backup.service may write only its
+	// backup directory).
+	dir := filepath.Dir(s.e.path)
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			dir = filepath.Dir(f.Name())
+		}
+	}
+	f, size, err := s.copyFile(ctx, dir)
 	if err != nil {
 		return 0, fmt.Errorf("backup: %w", err)
 	}
@@ -488,7 +526,7 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 // closed. The read transactions last only as long as the local copy, not as long as
 // whoever reads the snapshot.
 func (s *Store) Snapshot(ctx context.Context) (*os.File, int64, error) {
-	f, n, err := s.copyFile(ctx)
+	f, n, err := s.copyFile(ctx, filepath.Dir(s.e.path))
 	if err != nil {
 		return nil, 0, fmt.Errorf("snapshot: %w", err)
 	}
@@ -511,12 +549,12 @@ func removeStaleCopies(path string, log *slog.Logger) {
 	}
 }
 
-// copyFile writes Backup's copy into a new file in a temporary directory beside
-// the database, removes the directory, and returns the file open at its start with
+// copyFile writes Backup's copy into a new file in a temporary directory in the
+// directory in, removes the directory, and returns the file open at its start with
 // its size (cut at the high-water mark: bbolt grows a file ahead of use).
-func (s *Store) copyFile(ctx context.Context) (*os.File, int64, error) {
+func (s *Store) copyFile(ctx context.Context, in string) (*os.File, int64, error) {
 	db := s.e
-	dir, err := os.MkdirTemp(filepath.Dir(db.path), backupDirPrefix(db.path)+"*")
+	dir, err := os.MkdirTemp(in, backupDirPrefix(db.path)+"*")
 	if err != nil {
 		return nil, 0, err
 	}

@@ -14,14 +14,43 @@ import (
 var _ kv.Engine = (*engine)(nil)
 
 // View runs fn in a bbolt read transaction, under guard (a damaged page becomes
-// ErrCorrupt). ctx is not consulted: a local read does not wait.
+// ErrCorrupt). ctx is not consulted: a local read does not wait. With an archive
+// file, the archive file's read transaction begins with the database file's, under
+// the archive file's snapshot lock, which a drain holds while it commits there: the
+// two are one point in time, so a record a drain or a change moves between the
+// files is seen once, never in both or in neither (a View can last the whole of a
+// backup). A write transaction needs no such lock: a drain's second commit waits for
+// it, so it still sees what the drain copied in its own file.
 func (db *engine) View(_ context.Context, fn func(kv.Tx) error) error {
-	return guard(func() error {
-		return db.bolt.View(func(t *bbolt.Tx) error {
-			x := &tx{t: t, known: db.known, e: db}
-			defer x.end()
-			return fn(x)
+	a := db.arch
+	if a == nil {
+		return guard(func() error {
+			return db.bolt.View(func(t *bbolt.Tx) error {
+				x := &tx{t: t, known: db.known, e: db}
+				defer x.end()
+				return fn(x)
+			})
 		})
+	}
+	return guard(func() error {
+		a.snap.RLock()
+		locked := true
+		defer func() {
+			if locked {
+				a.snap.RUnlock()
+			}
+		}()
+		t, err := db.bolt.Begin(false)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = t.Rollback() }()
+		x := &tx{t: t, known: db.known, e: db}
+		defer x.end()
+		x.archiveTx()
+		a.snap.RUnlock()
+		locked = false
+		return fn(x)
 	})
 }
 
@@ -61,13 +90,16 @@ func (db *engine) Name() string { return "bolt" }
 // Close closes the database, waiting for open transactions to end, then releases
 // the lock file.
 func (db *engine) Close() error {
-	var aerr error
+	// The drain first, then the database file (bbolt's Close waits for open
+	// transactions, which may be reading the archive file), then the archive file.
 	if db.arch != nil {
-		aerr = db.arch.close()
+		db.arch.stopDrain()
 	}
 	err := db.bolt.Close()
-	if err == nil {
-		err = aerr
+	if db.arch != nil {
+		if aerr := db.arch.close(); err == nil {
+			err = aerr
+		}
 	}
 	if db.lock != nil {
 		_ = db.lock.Close()

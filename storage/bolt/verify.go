@@ -28,11 +28,6 @@ func (st *Store) Stats(ctx context.Context) (Stats, error) {
 		return s, err
 	}
 	s.SizeBytes = size
-	if db.arch != nil {
-		if fi, err := os.Stat(db.arch.path); err == nil {
-			s.SizeBytes += fi.Size()
-		}
-	}
 	var used int64
 	err = db.view(func(tx *bbolt.Tx) error {
 		used = tx.Size()
@@ -41,6 +36,25 @@ func (st *Store) Stats(ctx context.Context) (Stats, error) {
 	bs := db.bolt.Stats()
 	s.FreePages = bs.FreePageN + bs.PendingPageN
 	s.InUseBytes = used - int64(s.FreePages)*int64(db.bolt.Info().PageSize)
+	if a := db.arch; a != nil && err == nil {
+		// The archive file's figures added: together they are the store.
+		fi, ferr := os.Stat(a.path)
+		if ferr != nil {
+			return s, ferr
+		}
+		s.SizeBytes += fi.Size()
+		var aused int64
+		err = guard(func() error {
+			return a.db.View(func(tx *bbolt.Tx) error {
+				aused = tx.Size()
+				return nil
+			})
+		})
+		as := a.db.Stats()
+		free := as.FreePageN + as.PendingPageN
+		s.FreePages += free
+		s.InUseBytes += aused - int64(free)*int64(a.db.Info().PageSize)
+	}
 	return s, err
 }
 
@@ -361,9 +375,9 @@ func Inspect(path string, timeout time.Duration) (*Report, error) {
 
 // Compact writes a compacted copy of the database at src to the new file dst (which
 // must not exist), and of its archive file, if it has one, to dst's (ArchivePath),
-// then verifies the copy. The copy's archive file keeps the identifier that binds
-// it to the database file, so dst and its archive file replace src and its archive
-// file as a pair. src is opened read-only, so a running daemon (which holds the
+// then verifies the copy. The copy has an identifier of its own binding its two
+// files, so dst and its archive file replace src and its archive file as a pair,
+// and neither opens beside the other's original. src is opened read-only, so a running daemon (which holds the
 // file) makes it fail with ErrLocked instead of copying a moving target; a damaged
 // src is refused (ErrCorrupt) before anything is written. Each copy is cut to the
 // pages it uses, so compacting a compacted file never makes it larger. The sizes
@@ -399,6 +413,15 @@ func Compact(dst, src string) (before, after int64, err error) {
 			return 0, 0, fmt.Errorf("compact: %w", err)
 		}
 	}
+	if len(pairs) == 2 {
+		// A new identifier for the new pair: the compacted database file is then
+		// refused beside the original archive file and the reverse, which would
+		// read the same history only until either is written again.
+		if err := rebind(pairs[0][0], pairs[1][0]); err != nil {
+			remove()
+			return 0, 0, fmt.Errorf("compact: %w", err)
+		}
+	}
 	check, err := Open(dst, Options{ReadOnly: true, Timeout: time.Second})
 	if err == nil {
 		err = check.Check(context.Background())
@@ -421,6 +444,35 @@ func Compact(dst, src string) (before, after int64, err error) {
 		after += fo.Size()
 	}
 	return before, after, nil
+}
+
+// rebind gives the database file at path and the archive file at arch a new
+// identifier binding them.
+func rebind(path, arch string) error {
+	id := newArchiveID()
+	for _, f := range []struct {
+		path        string
+		bucket, key []byte
+	}{{path, bucketArchiveFile, keyID}, {arch, bucketArchiveMeta, keyOf}} {
+		b, err := bbolt.Open(f.path, 0o600, &bbolt.Options{FreelistType: bbolt.FreelistMapType})
+		if err != nil {
+			return err
+		}
+		err = b.Update(func(tx *bbolt.Tx) error {
+			bk := tx.Bucket(f.bucket)
+			if bk == nil {
+				return fmt.Errorf("%s: no bucket %s", f.path, f.bucket)
+			}
+			return bk.Put(f.key, id)
+		})
+		if cerr := b.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // compactFile writes a compacted copy of the bbolt file of src to the new file dst,
