@@ -799,15 +799,7 @@ func (l *layered) Last(prefix []byte) (k, v []byte) {
 		sk, sv = l.stage.Last(prefix)
 	}
 	c := l.archive().b.Cursor()
-	var buf [64]byte
-	var ak, av []byte
-	if end := prefixEnd(append(buf[:0], prefix...)); end == nil {
-		ak, av = c.Last()
-	} else if ak, _ = c.Seek(end); ak == nil {
-		ak, av = c.Last()
-	} else {
-		ak, av = c.Prev()
-	}
+	ak, av := seekLast(c, prefix)
 	for ak != nil && bytes.HasPrefix(ak, prefix) && l.hidden(ak) {
 		ak, av = c.Prev()
 	}

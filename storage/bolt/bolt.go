@@ -568,24 +568,10 @@ func (s *Store) copyFile(ctx context.Context, in string) (*os.File, int64, error
 	// The copy reads every page of both files through their mappings: give the
 	// pages back as it goes (as Verify does), so that a daemon asked for a backup
 	// does not come to map its whole store.
-	stop, released := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(released)
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				db.release()
-				dst.release()
-			}
-		}
-	}()
+	stopDB, stopDst := db.releaseEvery(5*time.Millisecond), dst.releaseEvery(5*time.Millisecond)
 	_, err = kv.Copy(ctx, dst, db, storage.Buckets, nil)
-	close(stop)
-	<-released
+	stopDB()
+	stopDst()
 	var used int64
 	if err == nil {
 		err = dst.view(func(tx *bbolt.Tx) error {

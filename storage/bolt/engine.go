@@ -217,19 +217,23 @@ func (b *bucket) Last(prefix []byte) (k, v []byte) {
 	if b.get == nil {
 		b.get = b.b.Cursor()
 	}
-	c := b.get
-	var buf [64]byte
-	if end := prefixEnd(append(buf[:0], prefix...)); end == nil {
-		k, v = c.Last()
-	} else if k, _ = c.Seek(end); k == nil {
-		k, v = c.Last()
-	} else {
-		k, v = c.Prev()
-	}
+	k, v = seekLast(b.get, prefix)
 	if k == nil || !bytes.HasPrefix(k, prefix) {
 		return nil, nil
 	}
 	return k, v
+}
+
+// seekLast moves c to the greatest key that begins with prefix, or to the last key
+// before them (nil: none), and returns it.
+func seekLast(c *bbolt.Cursor, prefix []byte) (k, v []byte) {
+	var buf [64]byte
+	if end := prefixEnd(append(buf[:0], prefix...)); end == nil {
+		return c.Last()
+	} else if k, _ = c.Seek(end); k == nil {
+		return c.Last()
+	}
+	return c.Prev()
 }
 
 // prefixEnd is the first key after every key that begins with prefix; nil when
