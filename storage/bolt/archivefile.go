@@ -124,6 +124,9 @@ const drainChunk = 4096
 // built that way kept 1.9 GB free in a 2.3 GB database file.
 const stageLimit = 4 * drainChunk
 
+// backlogWait bounds how long a write waits for the drain past stageLimit.
+const backlogWait = time.Second
+
 // archiveFile is the open archive file and its drain.
 type archiveFile struct {
 	path     string
@@ -138,13 +141,19 @@ type archiveFile struct {
 	delay time.Duration
 
 	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	// urgent cuts the delay short: a write found the stages past stageLimit.
+	urgent chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
 	// mu makes drains one at a time.
 	mu sync.Mutex
-	// snap is held by a drain while it commits to the archive file, and by a View
-	// while it begins its two read transactions (engine.View).
-	snap sync.RWMutex
+	// views counts the Views open in each of two epochs; a drain waits, before it
+	// commits to the archive file, until every View begun before it read the
+	// stages has ended (waitViews).
+	viewMu    sync.Mutex
+	viewCond  *sync.Cond
+	viewEpoch uint64
+	viewsOpen [2]int
 	// moved counts the records and tombstones drained.
 	moved atomic.Int64
 	// staged counts the records and tombstones staged since the last drain that
@@ -162,6 +171,46 @@ type archiveFile struct {
 	flightMu sync.Mutex
 	inFlight [len(layers)]map[string]struct{}
 	flying   atomic.Bool
+}
+
+// enterView registers a View about to begin its database file's transaction, and
+// returns its epoch for exitView.
+func (a *archiveFile) enterView() uint64 {
+	a.viewMu.Lock()
+	e := a.viewEpoch
+	a.viewsOpen[e&1]++
+	a.viewMu.Unlock()
+	return e
+}
+
+// exitView registers the end of a View of epoch e.
+func (a *archiveFile) exitView(e uint64) {
+	a.viewMu.Lock()
+	a.viewsOpen[e&1]--
+	if a.viewsOpen[e&1] == 0 {
+		a.viewCond.Broadcast()
+	}
+	a.viewMu.Unlock()
+}
+
+// waitViews waits until every View registered before it was called has ended; Views
+// that begin meanwhile are not waited for (a new epoch). A View's archive file
+// transaction begins at its first read there, possibly long after its database
+// file's: were a drain to commit in between, the View could see in the archive file
+// records moved by changes its database snapshot does not have, and a record moving
+// between a live bucket and the archive would be in both, or in neither (a backup,
+// one long View, could lose it). After the wait, every open View began after the
+// stages were read, so its snapshot holds the changes this drain moves. A drain
+// waits for a long View (a backup), and nothing waits for a drain: Views never
+// block on it. Drains are one at a time (mu), so one wait at a time.
+func (a *archiveFile) waitViews() {
+	a.viewMu.Lock()
+	old := a.viewEpoch
+	a.viewEpoch++
+	for a.viewsOpen[old&1] > 0 {
+		a.viewCond.Wait()
+	}
+	a.viewMu.Unlock()
 }
 
 // flies reports whether a drain is moving key of layer i.
@@ -268,10 +317,11 @@ func (db *engine) openArchive(opts Options) error {
 		return fmt.Errorf("archive file %s: %w", apath, err)
 	}
 	a := &archiveFile{path: apath, db: adb, readOnly: opts.ReadOnly, log: db.log, delay: opts.ArchiveDelay,
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	for i := range a.inFlight {
 		a.inFlight[i] = map[string]struct{}{}
 	}
+	a.viewCond = sync.NewCond(&a.viewMu)
 	a.used.Store(used)
 	if a.delay <= 0 {
 		a.delay = time.Second
@@ -416,13 +466,16 @@ func (a *archiveFile) stopDrain() {
 func (a *archiveFile) loop(db *engine) {
 	defer close(a.done)
 	pause := time.Second
-	wait := func(d time.Duration) bool {
+	// wait waits d, or less when cut (nil: never); false when the drain stops.
+	wait := func(d time.Duration, cut <-chan struct{}) bool {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
 		case <-a.stop:
 			return false
 		case <-t.C:
+			return true
+		case <-cut:
 			return true
 		}
 	}
@@ -432,14 +485,14 @@ func (a *archiveFile) loop(db *engine) {
 			return
 		case <-a.kick:
 		}
-		if !wait(a.delay) {
+		if !wait(a.delay, a.urgent) {
 			return
 		}
 		for {
 			n, err := db.drainArchive(drainChunk)
 			if err != nil {
 				a.log.Warn("archive file: drain failed; the records stay in the database file", "path", a.path, "retry_in", pause.String(), "err", err)
-				if !wait(pause) {
+				if !wait(pause, nil) {
 					return
 				}
 				pause = min(2*pause, time.Minute)
@@ -559,9 +612,10 @@ func (db *engine) drainArchive(max int) (int, error) {
 		}
 		a.used.Store(true)
 	}
+	// No View begun before the stages were read may see this commit: its database
+	// file snapshot may lack the changes whose records it moves (see waitViews).
+	a.waitViews()
 	if err := guard(func() error {
-		a.snap.Lock()
-		defer a.snap.Unlock()
 		return a.db.Update(func(tx *bbolt.Tx) error {
 			for _, r := range recs {
 				b := tx.Bucket(layers[r.layer].name)
@@ -628,17 +682,30 @@ func (db *engine) drainArchive(max int) (int, error) {
 	return len(recs), nil
 }
 
-// drainBacklog drains, on the writer's goroutine, while more than stageLimit
-// records are staged, down to half of it. A failure is left to the background
-// drain, which logs it and tries again.
+// drainBacklog, on the writer's goroutine, makes a write that finds more than
+// stageLimit records staged wait for the drain, up to backlogWait: backpressure on
+// a burst faster than the drain. It does not drain itself: a drain waits for the
+// Views open before it (waitViews), and a write may be made inside one.
 func (db *engine) drainBacklog() {
 	a := db.arch
 	if a == nil || a.readOnly || a.staged.Load() <= stageLimit {
 		return
 	}
-	for a.staged.Load() > stageLimit/2 {
-		if n, err := db.drainArchive(drainChunk); err != nil || n == 0 {
+	urge := func() {
+		a.kickDrain()
+		select {
+		case a.urgent <- struct{}{}:
+		default:
+		}
+	}
+	urge()
+	deadline := time.Now().Add(backlogWait)
+	for a.staged.Load() > stageLimit/2 && time.Now().Before(deadline) {
+		urge()
+		select {
+		case <-a.stop:
 			return
+		case <-time.After(time.Millisecond):
 		}
 	}
 }

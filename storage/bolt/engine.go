@@ -15,42 +15,20 @@ var _ kv.Engine = (*engine)(nil)
 
 // View runs fn in a bbolt read transaction, under guard (a damaged page becomes
 // ErrCorrupt). ctx is not consulted: a local read does not wait. With an archive
-// file, the archive file's read transaction begins with the database file's, under
-// the archive file's snapshot lock, which a drain holds while it commits there: the
-// two are one point in time, so a record a drain or a change moves between the
-// files is seen once, never in both or in neither (a View can last the whole of a
-// backup). A write transaction needs no such lock: a drain's second commit waits for
-// it, so it still sees what the drain copied in its own file.
+// file, the View is registered while it is open: a drain does not commit to the
+// archive file while a View begun before it read the stages is open (waitViews), so
+// the archive file's transaction, begun at the View's first read there, agrees with
+// its database file's.
 func (db *engine) View(_ context.Context, fn func(kv.Tx) error) error {
-	a := db.arch
-	if a == nil {
-		return guard(func() error {
-			return db.bolt.View(func(t *bbolt.Tx) error {
-				x := &tx{t: t, known: db.known, e: db}
-				defer x.end()
-				return fn(x)
-			})
-		})
+	if a := db.arch; a != nil && !a.readOnly {
+		defer a.exitView(a.enterView())
 	}
 	return guard(func() error {
-		a.snap.RLock()
-		locked := true
-		defer func() {
-			if locked {
-				a.snap.RUnlock()
-			}
-		}()
-		t, err := db.bolt.Begin(false)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = t.Rollback() }()
-		x := &tx{t: t, known: db.known, e: db}
-		defer x.end()
-		x.archiveTx()
-		a.snap.RUnlock()
-		locked = false
-		return fn(x)
+		return db.bolt.View(func(t *bbolt.Tx) error {
+			x := &tx{t: t, known: db.known, e: db}
+			defer x.end()
+			return fn(x)
+		})
 	})
 }
 
