@@ -43,9 +43,12 @@ import (
 //     deleted meanwhile gets a tombstone. A crash between the two commits leaves
 //     records in both files with the same value, which the next drain settles.
 //   - A read looks in the stage first, then (unless a tombstone hides the key) in the
-//     archive file, through a read transaction of the archive file begun after the
-//     database file's: a record a drain moved is in one or the other, never in
-//     neither. Cursors merge the two levels in key order, the stage winning.
+//     archive file, through a read transaction of the archive file begun at the
+//     transaction's first read there. A drain does not commit to the archive file
+//     while a View begun before it read the stages is open (waitViews), and a write
+//     transaction holds off its second commit: every transaction sees a record a
+//     drain or a change moves once, never in both files or in neither. Cursors
+//     merge the two levels in key order, the stage winning.
 //
 // The hot path does not read these buckets (storage reads the archive only for
 // attempts that are not pinned; a submission puts a dates entry, which is staged;
