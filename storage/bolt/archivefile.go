@@ -120,7 +120,8 @@ func layerOf(name []byte) int {
 const drainChunk = 4096
 
 // stageLimit bounds the records staged in the database file: past it, a write
-// that stages more drains before it returns (stageBacklog). Without a bound, a
+// that stages more wakes the drain and waits for it, up to backlogWait
+// (drainBacklog). Without a bound, a
 // burst faster than the drain (a month of history written at once, the outbox of
 // a billing day published) grows the database file by what it staged, and the
 // pages freed once drained stay in it, scattered among the live ones: a store
