@@ -143,6 +143,8 @@ type archiveFile struct {
 	log  *slog.Logger
 	// delay is the wait between a write to a stage and the drain that follows.
 	delay time.Duration
+	// backlog is how long a write past stageLimit waits for the drain (backlogWait).
+	backlog time.Duration
 
 	kick chan struct{}
 	// urgent cuts the delay short: a write found the stages past stageLimit.
@@ -158,6 +160,9 @@ type archiveFile struct {
 	viewCond  *sync.Cond
 	viewEpoch uint64
 	viewsOpen [2]int
+	// held: a drain is waiting in waitViews for older Views (a backup), so a write
+	// past stageLimit does not wait for it (drainBacklog).
+	held atomic.Bool
 	// moved counts the records and tombstones drained.
 	moved atomic.Int64
 	// staged counts the records and tombstones staged since the last drain that
@@ -211,8 +216,12 @@ func (a *archiveFile) waitViews() {
 	a.viewMu.Lock()
 	old := a.viewEpoch
 	a.viewEpoch++
-	for a.viewsOpen[old&1] > 0 {
-		a.viewCond.Wait()
+	if a.viewsOpen[old&1] > 0 {
+		a.held.Store(true)
+		for a.viewsOpen[old&1] > 0 {
+			a.viewCond.Wait()
+		}
+		a.held.Store(false)
 	}
 	a.viewMu.Unlock()
 }
@@ -321,7 +330,7 @@ func (db *engine) openArchive(opts Options) error {
 		return fmt.Errorf("archive file %s: %w", apath, err)
 	}
 	a := &archiveFile{path: apath, db: adb, readOnly: opts.ReadOnly, log: db.log, delay: opts.ArchiveDelay,
-		kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		backlog: backlogWait, kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	for i := range a.inFlight {
 		a.inFlight[i] = map[string]struct{}{}
 	}
@@ -689,7 +698,11 @@ func (db *engine) drainArchive(max int) (int, error) {
 // drainBacklog, on the writer's goroutine, makes a write that finds more than
 // stageLimit records staged wait for the drain, up to backlogWait: backpressure on
 // a burst faster than the drain. It does not drain itself: a drain waits for the
-// Views open before it (waitViews), and a write may be made inside one.
+// Views open before it (waitViews), and a write may be made inside one. Nor does it
+// wait while the drain is held by such a View (a backup, a long report): the wait
+// could not shorten the stages, and would slow every write of a billing day by up
+// to backlogWait for as long as the backup runs; the stages grow past the bound
+// meanwhile, by what is written during the View, and drain after it.
 func (db *engine) drainBacklog() {
 	a := db.arch
 	if a == nil || a.readOnly || a.staged.Load() <= stageLimit {
@@ -703,8 +716,8 @@ func (db *engine) drainBacklog() {
 		}
 	}
 	urge()
-	deadline := time.Now().Add(backlogWait)
-	for a.staged.Load() > stageLimit/2 && time.Now().Before(deadline) {
+	deadline := time.Now().Add(a.backlog)
+	for a.staged.Load() > stageLimit/2 && time.Now().Before(deadline) && !a.held.Load() {
 		urge()
 		select {
 		case <-a.stop:

@@ -356,6 +356,61 @@ func TestArchiveFile_StageBounded(t *testing.T) {
 	assert.Greater(t, db.ArchiveDrained(), int64(stageLimit), "the writes drained")
 }
 
+// TestArchiveFile_BacklogNotHeldByView: while a View the drain must wait for is
+// open (a backup), writes past stageLimit do not wait for the drain, which cannot
+// shorten the stages before the View ends; after it, the drain takes them all.
+func TestArchiveFile_BacklogNotHeldByView(t *testing.T) {
+	ctx := context.Background()
+	db := openArchived(t, filepath.Join(t.TempDir(), "billingd.db"))
+	growFiles(t, db)
+	db.e.arch.backlog = time.Hour // were a write to wait for the drain, it would wait past the guard below
+	opened, release, viewed := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		viewed <- db.e.View(ctx, func(tx kv.Tx) error {
+			_ = tx.Bucket([]byte("attempts")).Get([]byte("k"))
+			close(opened)
+			<-release
+			return nil
+		})
+	}()
+	<-opened
+	wrote := make(chan error, 1)
+	go func() {
+		for i := range stageLimit/1000 + 3 {
+			if err := db.e.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+				for j := range 1000 {
+					if err := tx.Bucket(layers[3].name).Put(fmt.Appendf(nil, "%08d", i*1000+j), []byte("v")); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- nil
+	}()
+	select {
+	case err := <-wrote:
+		require.NoError(t, err)
+	case <-time.After(time.Minute): // a guard against a hang, not a wait for work
+		close(release)
+		t.Fatal("a write past the stage bound waited for a drain held by an open View")
+	}
+	close(release)
+	require.NoError(t, <-viewed)
+	_, err := db.DrainArchive()
+	require.NoError(t, err)
+	require.NoError(t, db.e.View(ctx, func(tx kv.Tx) error {
+		assert.Equal(t, 0, tx.Bucket(layers[3].name).(*layered).stage.b.Stats().KeyN, "the stage drained after the View")
+		n := 0
+		require.NoError(t, tx.Bucket(layers[3].name).ForEach(func(k, v []byte) error { n++; return nil }))
+		assert.Equal(t, (stageLimit/1000+3)*1000, n, "every record reads once")
+		return nil
+	}))
+}
+
 // TestBackup_StaleCopyRemoved: what a backup interrupted by a crash left beside the
 // database is removed by the next writer's open, and nothing of another database.
 func TestBackup_StaleCopyRemoved(t *testing.T) {
