@@ -89,6 +89,8 @@ import (
 // of its pages, so peak RSS then counts the 2 MiB regions the child touches.
 // SCALE_HISTORY_MAPPED_BUDGET_MIB sets the measured process's
 // storage.mapped_budget_mib (default 0, no bound).
+// SCALE_HISTORY_RESIDENT=1 reports, after each run, the MiB of the database file
+// resident in the child's mapping by the bucket that owns each page.
 // SCALE_HISTORY_CPUPROFILE=FILE writes the CPU profile of the timed scans to
 // FILE.none and FILE.history (the last run of each).
 func TestHistory(t *testing.T) {
@@ -188,6 +190,9 @@ func TestHistory(t *testing.T) {
 			require.NoError(t, os.Remove(bolt.ArchivePath(work)))
 			_ = os.Remove(work + ".lock")
 			results = append(results, result{kind, run})
+			if run.Resident != "" {
+				report(t, "history: run %d %s: resident after the scan, MiB by bucket: %s", len(results), kind, run.Resident)
+			}
 			report(t, "history: run %d %-7s (file %d MiB, archive file %d MiB; fsync %s before it): %d submissions in %s: %.0f submissions/s; peak RSS %d MiB (%d MiB before the scan, %d MiB at its peak: +%d MiB, %d minor faults; at the end %d MiB of the file, %d MiB anonymous); re-plan %s; %d records drained to the archive file; load average %s",
 				len(results), kind, st.Size()>>20, ast.Size()>>20, probe.Round(10*time.Microsecond), due, run.Took.Round(time.Millisecond), run.Rate, run.PeakKB>>10, run.ReadyKB>>10, run.ScanPeakKB>>10,
 				(run.ScanPeakKB-run.ReadyKB)>>10, run.Faults, run.FileKB>>10, run.AnonKB>>10, run.Replan.Round(time.Millisecond), run.Drained, proc.LoadAvg())
@@ -445,6 +450,7 @@ type historyRun struct {
 	AnonKB     int           `json:"anonKB"`     // RssAnon at the end
 	Faults     int64         `json:"faults"`     // minor page faults during the timed scan
 	Drained    int64         `json:"drained"`    // records drained to the archive file during the child's life
+	Resident   string        `json:"resident"`   // SCALE_HISTORY_RESIDENT: MiB of the database file resident after the scan, by bucket
 }
 
 const historyResult = "HISTORY-RESULT "
@@ -547,8 +553,14 @@ func historyChild(t *testing.T) {
 	require.Equal(t, due, res.Handled, "%+v %+v", res, sch.ClockState())
 	require.Zero(t, res.Errors)
 	scanPeak := statusKB(t, "VmHWM")
+	resident := ""
+	if os.Getenv("SCALE_HISTORY_RESIDENT") != "" {
+		pages := residentPages(t, os.Getenv("SCALE_HISTORY_DB"))
+		require.NoError(t, db.Close())
+		resident = residentByBucket(pages, pageOwners(t, os.Getenv("SCALE_HISTORY_DB")))
+	}
 	out, err := json.Marshal(historyRun{Took: took, Rate: float64(due) / took.Seconds(), Replan: replan, ReadyKB: ready,
-		ScanPeakKB: scanPeak, PeakKB: max(lifePeak, scanPeak), Drained: db.ArchiveDrained(), FileKB: statusKB(t, "RssFile"), AnonKB: statusKB(t, "RssAnon"), Faults: faults})
+		ScanPeakKB: scanPeak, PeakKB: max(lifePeak, scanPeak), Drained: db.ArchiveDrained(), FileKB: statusKB(t, "RssFile"), AnonKB: statusKB(t, "RssAnon"), Faults: faults, Resident: resident})
 	require.NoError(t, err)
 	fmt.Println(historyResult + string(out))
 }
