@@ -7,9 +7,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -142,4 +144,63 @@ func residentByBucket(resident map[uint64]bool, owners map[uint64]string) string
 		fmt.Fprintf(&b, "%s %.1f; ", x.k, float64(x.n)*4096/(1<<20))
 	}
 	return b.String()
+}
+
+// TestFaultMapping measures how much of a cached file one read of a page maps into
+// the process, by how the file was written: 4 KiB at a time (as bbolt writes the pages
+// of a commit) or in one write (as cp does), and by the madvise advice on the
+// mapping. It asserts nothing; it reports what the kernel does (see
+// docs/BENCHMARKS.md, "Issue 13, seventh pass").
+//
+//	go test -tags scale -run '^TestFaultMapping$' -v -count=1 ./test/scale/
+func TestFaultMapping(t *testing.T) {
+	const size = 64 << 20
+	path := filepath.Join(t.TempDir(), "file")
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	for _, piece := range []int{4096, size} {
+		f, err := os.Create(path)
+		require.NoError(t, err)
+		for off := 0; off < size; off += piece {
+			_, err := f.WriteAt(data[off:off+piece], int64(off))
+			require.NoError(t, err)
+		}
+		require.NoError(t, f.Sync())
+		for _, advice := range []struct {
+			name string
+			adv  []int
+		}{{"none", nil}, {"MADV_RANDOM", []int{syscall.MADV_RANDOM}}, {"MADV_RANDOM+MADV_NOHUGEPAGE", []int{syscall.MADV_RANDOM, syscall.MADV_NOHUGEPAGE}}} {
+			for _, stride := range []int{64 << 10, 1 << 20, 4 << 20} {
+				m, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
+				require.NoError(t, err)
+				for _, a := range advice.adv {
+					require.NoError(t, syscall.Madvise(m, a))
+				}
+				before := statusKB(t, "RssFile")
+				sum := 0
+				for p := 0; p < size; p += stride {
+					sum += int(m[p])
+				}
+				after := statusKB(t, "RssFile")
+				require.NoError(t, syscall.Munmap(m))
+				touched := size / stride
+				faultSink += sum
+				report(t, "fault mapping: file written %d KiB at a time, advice %s: %d reads, one every %d KiB, mapped %d KiB (%d KiB a read)",
+					piece>>10, advice.name, touched, stride>>10, after-before, (after-before)/touched)
+			}
+		}
+		require.NoError(t, f.Close())
+	}
+	report(t, "fault mapping: %s", kernelRelease(t))
+}
+
+// faultSink keeps TestFaultMapping's reads from being optimized away.
+var faultSink int
+
+func kernelRelease(t *testing.T) string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	require.NoError(t, err)
+	return "Linux " + strings.TrimSpace(string(b))
 }
