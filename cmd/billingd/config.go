@@ -21,6 +21,7 @@ import (
 	"github.com/klavi-billing/billingd/internal/gcpercent"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/scheduler"
+	"github.com/klavi-billing/billingd/storage/bolt"
 	"github.com/klavi-billing/billingd/webhook"
 )
 
@@ -67,8 +68,11 @@ type StorageConfig struct {
 	VerifyOnStart bool `yaml:"verify_on_start"`
 	// MappedBudgetMiB bounds, in MiB, the file pages the daemon keeps mapped beyond
 	// what it mapped after its last release (bolt.Options.MappedBudget); 0: no bound.
-	MappedBudgetMiB int        `yaml:"mapped_budget_mib"`
-	Etcd            EtcdConfig `yaml:"etcd"`
+	MappedBudgetMiB int `yaml:"mapped_budget_mib"`
+	// CompactAtStart is when `billingd run` compacts the database file as it opens
+	// it (bolt.ParseCompactMode): auto (the default), always or never. bolt only.
+	CompactAtStart string     `yaml:"compact_at_start"`
+	Etcd           EtcdConfig `yaml:"etcd"`
 }
 
 // EtcdConfig is how billingd reaches its etcd cluster (storage.backend: etcd).
@@ -236,7 +240,7 @@ func DefaultConfig() Config {
 			ExtraHolidays:    []string{},
 			RetryableReasons: reasons,
 		},
-		Storage: StorageConfig{Backend: "bolt", Path: "/var/lib/billingd/billingd.db", OpenTimeout: 5 * time.Second, VerifyOnStart: true,
+		Storage: StorageConfig{Backend: "bolt", Path: "/var/lib/billingd/billingd.db", OpenTimeout: 5 * time.Second, VerifyOnStart: true, CompactAtStart: "auto",
 			Etcd: EtcdConfig{Endpoints: []string{}, Prefix: "/billingd/", DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second, MaxTxnOps: 128}},
 		Leader: LeaderConfig{LeaseTTL: 10 * time.Second},
 		Klavi: KlaviConfig{
@@ -448,6 +452,9 @@ func (c *Config) Validate() error {
 	}
 	if m := c.Storage.MappedBudgetMiB; m < 0 || m > 1<<20 {
 		bad("storage.mapped_budget_mib", "%d is outside 0..1048576 (0: no bound)", m)
+	}
+	if _, err := bolt.ParseCompactMode(c.Storage.CompactAtStart); err != nil {
+		bad("storage.compact_at_start", "%v", err)
 	}
 	k := c.Klavi
 	if u, err := url.Parse(k.BaseURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {

@@ -152,6 +152,7 @@ func TestLoadConfig_Errors(t *testing.T) {
 		{"not a whole number", "klavi:\n  max_attempts: 2.5\n", `:2: klavi.max_attempts: "2.5" is not a whole number`},
 		{"not a number", "klavi:\n  rate_limit: fast\n", `:2: klavi.rate_limit: "fast" is not a number`},
 		{"not a bool", "storage:\n  verify_on_start: sometimes\n", `:2: storage.verify_on_start: "sometimes" is not true or false`},
+		{"a compaction mode", "storage:\n  compact_at_start: weekly\n", `:2: storage.compact_at_start: "weekly" is not auto, always or never`},
 		{"a list for a value", "log:\n  level: [debug]\n", ":2: log.level: a list is not a single value: want a text value"},
 		{"a value for a list", "billing:\n  extra_holidays: 2026-12-24\n",
 			`:2: billing.extra_holidays: "2026-12-24" is not a list: want [a, b] or one "- item" a line`},

@@ -490,8 +490,12 @@ func (d *daemon) openStore(cfg Config, log *slog.Logger) error {
 	so := storage.Options{Logger: log, OnWrite: d.health.wrote}
 	if cfg.Storage.Backend != "etcd" {
 		d.health.dir = filepath.Dir(cfg.Storage.Path)
+		compact, err := bolt.ParseCompactMode(cfg.Storage.CompactAtStart)
+		if err != nil { // validated with the configuration
+			return fmt.Errorf("storage.compact_at_start: %w", err)
+		}
 		db, err := bolt.Open(cfg.Storage.Path, bolt.Options{Timeout: cfg.Storage.OpenTimeout, Logger: log, OnWrite: d.health.wrote,
-			MappedBudget: int64(cfg.Storage.MappedBudgetMiB) << 20})
+			MappedBudget: int64(cfg.Storage.MappedBudgetMiB) << 20, CompactAtStart: compact})
 		if err != nil {
 			return err
 		}

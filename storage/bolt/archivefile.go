@@ -160,9 +160,11 @@ type archiveFile struct {
 	viewCond  *sync.Cond
 	viewEpoch uint64
 	viewsOpen [2]int
-	// held: a drain is waiting in waitViews for older Views (a backup), so a write
-	// past stageLimit does not wait for it (drainBacklog).
-	held atomic.Bool
+	// heldSince is when the drain began waiting in waitViews for older Views
+	// (UnixNano), 0 when it is not waiting. Held longer than heldGrace (by a backup),
+	// it cannot shorten the stages, and a write past stageLimit does not wait for it
+	// (drainBacklog).
+	heldSince atomic.Int64
 	// moved counts the records and tombstones drained.
 	moved atomic.Int64
 	// staged counts the records and tombstones staged since the last drain that
@@ -217,11 +219,11 @@ func (a *archiveFile) waitViews() {
 	old := a.viewEpoch
 	a.viewEpoch++
 	if a.viewsOpen[old&1] > 0 {
-		a.held.Store(true)
+		a.heldSince.Store(time.Now().UnixNano())
 		for a.viewsOpen[old&1] > 0 {
 			a.viewCond.Wait()
 		}
-		a.held.Store(false)
+		a.heldSince.Store(0)
 	}
 	a.viewMu.Unlock()
 }
@@ -563,6 +565,7 @@ func (db *engine) drainArchive(max int) (int, error) {
 		gone  bool
 	}
 	var recs []rec
+	var staged0 int64
 	// Read the stages holding the write lock (a write transaction rolled back), and
 	// mark what is read as in flight before letting go: a change committed before
 	// is in what is read, and one after sees the marks, so a record it deletes gets
@@ -575,6 +578,7 @@ func (db *engine) drainArchive(max int) (int, error) {
 			return err
 		}
 		defer func() { _ = tx.Rollback() }()
+		staged0 = a.staged.Load()
 		for i, l := range layers {
 			c := tx.Bucket(l.name).Cursor()
 			for k, v := c.First(); k != nil && len(recs) < max; k, v = c.Next() {
@@ -688,7 +692,9 @@ func (db *engine) drainArchive(max int) (int, error) {
 		db.evictFree()
 	}
 	if len(recs) < max {
-		a.staged.Store(0) // the stages were emptied (what was staged since counts again)
+		// The stages were emptied when read: what was staged since (during a hold, a
+		// backup's worth) still counts.
+		a.staged.Add(-staged0)
 	} else {
 		a.staged.Add(-int64(len(recs)))
 	}
@@ -699,10 +705,11 @@ func (db *engine) drainArchive(max int) (int, error) {
 // stageLimit records staged wait for the drain, up to backlogWait: backpressure on
 // a burst faster than the drain. It does not drain itself: a drain waits for the
 // Views open before it (waitViews), and a write may be made inside one. Nor does it
-// wait while the drain is held by such a View (a backup, a long report): the wait
-// could not shorten the stages, and would slow every write of a billing day by up
-// to backlogWait for as long as the backup runs; the stages grow past the bound
-// meanwhile, by what is written during the View, and drain after it.
+// wait once the drain has been held by such a View for heldGrace (a backup, a long
+// report): the wait could not shorten the stages, and would slow every write of a
+// billing day by up to backlogWait for as long as the backup runs; the stages grow
+// past the bound meanwhile, by what is written during the View, and drain after it.
+// The short reads always open under load hold a drain for less, and are waited out.
 func (db *engine) drainBacklog() {
 	a := db.arch
 	if a == nil || a.readOnly || a.staged.Load() <= stageLimit {
@@ -717,7 +724,7 @@ func (db *engine) drainBacklog() {
 	}
 	urge()
 	deadline := time.Now().Add(a.backlog)
-	for a.staged.Load() > stageLimit/2 && time.Now().Before(deadline) && !a.held.Load() {
+	for a.staged.Load() > stageLimit/2 && time.Now().Before(deadline) && !a.heldLong() {
 		urge()
 		select {
 		case <-a.stop:
@@ -725,6 +732,16 @@ func (db *engine) drainBacklog() {
 		case <-time.After(time.Millisecond):
 		}
 	}
+}
+
+// heldGrace: a drain held this long is held by a long View (a backup), not by the
+// short reads always open under load, which a write past stageLimit waits out.
+const heldGrace = 100 * time.Millisecond
+
+// heldLong reports whether the drain has waited in waitViews for heldGrace or more.
+func (a *archiveFile) heldLong() bool {
+	h := a.heldSince.Load()
+	return h != 0 && time.Since(time.Unix(0, h)) >= heldGrace
 }
 
 // updateRaw is a write transaction of bbolt's own, after the identity check, under

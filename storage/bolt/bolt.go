@@ -60,6 +60,11 @@ type Options struct {
 	// ArchiveDelay is the wait between a write that archives records and the drain
 	// that moves them to the archive file (default 1s).
 	ArchiveDelay time.Duration
+	// CompactAtStart compacts the database file before Open returns
+	// (compactstart.go): CompactNever (the zero value), CompactAuto (billingd run's
+	// default) or CompactAlways. A writer's option; a failed compaction is logged
+	// and the file used as it is.
+	CompactAtStart CompactMode
 }
 
 // Store is billingd's store in one bbolt file: a storage.DB over this engine, and
@@ -176,24 +181,31 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 	if err := precheck(path, opts.Timeout); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	bdb, file, err := openBolt(path, &bbolt.Options{
-		Timeout:      opts.Timeout,
-		ReadOnly:     opts.ReadOnly,
-		NoSync:       opts.NoSync,
-		FreelistType: freelistType(path),
-		// Read the free list now, under guard, rather than later on a goroutine of
-		// bbolt's where a damaged one would kill the process.
-		PreLoadFreelist: true,
-	})
+	open := func() (*bbolt.DB, *os.File, error) {
+		bdb, file, err := openBolt(path, &bbolt.Options{
+			Timeout:      opts.Timeout,
+			ReadOnly:     opts.ReadOnly,
+			NoSync:       opts.NoSync,
+			FreelistType: freelistType(path),
+			// Read the free list now, under guard, rather than later on a goroutine of
+			// bbolt's where a damaged one would kill the process.
+			PreLoadFreelist: true,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		bdb.MaxBatchDelay = 2 * time.Millisecond
+		if opts.MaxBatchDelay > 0 {
+			bdb.MaxBatchDelay = opts.MaxBatchDelay
+		}
+		if opts.MaxBatchSize > 0 {
+			bdb.MaxBatchSize = opts.MaxBatchSize
+		}
+		return bdb, file, nil
+	}
+	bdb, file, err := open()
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	bdb.MaxBatchDelay = 2 * time.Millisecond
-	if opts.MaxBatchDelay > 0 {
-		bdb.MaxBatchDelay = opts.MaxBatchDelay
-	}
-	if opts.MaxBatchSize > 0 {
-		bdb.MaxBatchSize = opts.MaxBatchSize
 	}
 	db := &engine{bolt: bdb, path: path, lock: lock, file: file, known: names(storage.Buckets), log: log, readOnly: opts.ReadOnly}
 	db.mapped.budget = opts.MappedBudget
@@ -214,16 +226,31 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	if !opts.ReadOnly {
+		removeStaleCopies(path, log)
+	}
+	if !opts.ReadOnly && opts.CompactAtStart != CompactNever {
+		st, ok, err := db.compactAtStart(opts.CompactAtStart, open)
+		switch {
+		case ok:
+			log.Info("database file compacted at start", "path", path, "before_mib", st.before>>20, "after_mib", st.after>>20,
+				"took", st.took.Round(time.Millisecond).String())
+		case err != nil && db.bolt == nil:
+			// Closed for the switch and not open again: the open fails (the file at
+			// the path is whole, the original or the compacted copy; a new start
+			// opens it).
+			return nil, fmt.Errorf("open %s: compaction at start: %w", path, err)
+		case err != nil:
+			log.Warn("database file: compaction at start failed; the file is used as it is", "path", path, "err", err)
+		}
+	}
 	if !opts.NoArchiveFile {
 		if err := db.openArchive(opts); err != nil {
-			_ = bdb.Close()
+			_ = db.bolt.Close()
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
 	}
 	db.evictFree()
-	if !opts.ReadOnly {
-		removeStaleCopies(path, log)
-	}
 	opened = true
 	return db, nil
 }
@@ -537,14 +564,16 @@ func (s *Store) Snapshot(ctx context.Context) (*os.File, int64, error) {
 // path: .<name>.backup-<random>, beside it.
 func backupDirPrefix(path string) string { return "." + filepath.Base(path) + ".backup-" }
 
-// removeStaleCopies removes what copies of the database at path left behind when
-// the process stopped during one (a writer holds the path's lock, so no copy of
-// this database is under way).
+// removeStaleCopies removes what copies of the database at path (backups,
+// compactions at start) left behind when the process stopped during one (a writer
+// holds the path's lock, so no copy of this database is under way).
 func removeStaleCopies(path string, log *slog.Logger) {
-	dirs, _ := filepath.Glob(filepath.Join(filepath.Dir(path), backupDirPrefix(path)+"*"))
-	for _, d := range dirs {
-		if err := os.RemoveAll(d); err != nil {
-			log.Warn("could not remove what an interrupted backup left", "path", d, "err", err)
+	for _, prefix := range []string{backupDirPrefix(path), compactDirPrefix(path)} {
+		dirs, _ := filepath.Glob(filepath.Join(filepath.Dir(path), prefix+"*"))
+		for _, d := range dirs {
+			if err := os.RemoveAll(d); err != nil {
+				log.Warn("could not remove what an interrupted backup or compaction left", "path", d, "err", err)
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -413,7 +414,7 @@ func Compact(dst, src string) (before, after int64, err error) {
 		}
 	}
 	for i, p := range pairs {
-		if err := compactFile(p[0], from[i]); err != nil {
+		if err := compactFile(p[0], from[i], i == 0); err != nil {
 			remove()
 			return 0, 0, fmt.Errorf("compact: %w", err)
 		}
@@ -481,13 +482,26 @@ func rebind(path, arch string) error {
 }
 
 // compactFile writes a compacted copy of the bbolt file of src to the new file dst,
-// synced and cut to the pages it uses.
-func compactFile(dst string, src *bbolt.DB) error {
+// synced and cut to the pages it uses. With record (a database file, not an
+// archive file), the copy records its size (keyCompacted), within a page or two.
+func compactFile(dst string, src *bbolt.DB, record bool) error {
 	out, err := bbolt.Open(dst, 0o600, &bbolt.Options{NoSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {
 		return fmt.Errorf("create %s: %w", dst, err)
 	}
+	// The copy's pages are read back as it is written: give them back as it goes.
+	stop := (&engine{bolt: out}).releaseEvery(5 * time.Millisecond)
 	err = guard(func() error { return bbolt.Compact(out, src, 64<<20) })
+	stop()
+	if err == nil && record {
+		err = out.Update(func(tx *bbolt.Tx) error {
+			bk := tx.Bucket(bucketArchiveFile)
+			if bk == nil { // a file written before the archive file records nothing
+				return nil
+			}
+			return bk.Put(keyCompacted, binary.BigEndian.AppendUint64(nil, uint64(tx.Size())))
+		})
+	}
 	var used int64
 	if err == nil {
 		err = out.View(func(tx *bbolt.Tx) error {

@@ -122,7 +122,9 @@ func TestCrash(t *testing.T) {
 	dbPath := filepath.Join(dir, "billingd.db")
 	apiAddr := proc.FreePort(t)
 	cfgPath := filepath.Join(dir, "billingd.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte(harness.Config("  path: "+dbPath+"\n  open_timeout: 10s\n", sbAddr, apiAddr, klaviTimeout,
+	// Every start compacts the database file (storage.compact_at_start: always, a few
+	// milliseconds here), so that kills land in compactions too.
+	require.NoError(t, os.WriteFile(cfgPath, []byte(harness.Config("  path: "+dbPath+"\n  open_timeout: 10s\n  compact_at_start: always\n", sbAddr, apiAddr, klaviTimeout,
 		time.Duration(float64(2*3*klaviTimeout)*rate).Round(time.Minute))), 0o600))
 	out := harness.Import(t, bin, cfgPath, environ, w.BillFrom.String(), consentsFile)
 	t.Logf("%s", bytes.TrimSpace(out))

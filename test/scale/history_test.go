@@ -89,6 +89,9 @@ import (
 // of its pages, so peak RSS then counts the 2 MiB regions the child touches.
 // SCALE_HISTORY_MAPPED_BUDGET_MIB sets the measured process's
 // storage.mapped_budget_mib (default 0, no bound).
+// SCALE_HISTORY_COMPACT_AT_START sets the measured process's
+// storage.compact_at_start (auto, the daemon's default; never; always): with auto,
+// a master past 64 MiB that was never compacted is compacted as the child opens it.
 // SCALE_HISTORY_RESIDENT=1 reports, after each run, the MiB of the database file
 // resident in the child's mapping by the bucket that owns each page.
 // SCALE_HISTORY_CPUPROFILE=FILE writes the CPU profile of the timed scans to
@@ -193,9 +196,9 @@ func TestHistory(t *testing.T) {
 			if run.Resident != "" {
 				report(t, "history: run %d %s: resident after the scan, MiB by bucket: %s", len(results), kind, run.Resident)
 			}
-			report(t, "history: run %d %-7s (file %d MiB, archive file %d MiB; fsync %s before it): %d submissions in %s: %.0f submissions/s; peak RSS %d MiB (%d MiB before the scan, %d MiB at its peak: +%d MiB, %d minor faults; at the end %d MiB of the file, %d MiB anonymous); re-plan %s; %d records drained to the archive file; load average %s",
+			report(t, "history: run %d %-7s (file %d MiB, archive file %d MiB; fsync %s before it): %d submissions in %s: %.0f submissions/s; peak RSS %d MiB (%d MiB before the scan, %d MiB at its peak: +%d MiB, %d minor faults; at the end %d MiB of the file, %d MiB anonymous); open %s (peak RSS %d MiB once open), re-plan %s; %d records drained to the archive file; load average %s",
 				len(results), kind, st.Size()>>20, ast.Size()>>20, probe.Round(10*time.Microsecond), due, run.Took.Round(time.Millisecond), run.Rate, run.PeakKB>>10, run.ReadyKB>>10, run.ScanPeakKB>>10,
-				(run.ScanPeakKB-run.ReadyKB)>>10, run.Faults, run.FileKB>>10, run.AnonKB>>10, run.Replan.Round(time.Millisecond), run.Drained, proc.LoadAvg())
+				(run.ScanPeakKB-run.ReadyKB)>>10, run.Faults, run.FileKB>>10, run.AnonKB>>10, run.Open.Round(time.Millisecond), run.OpenPeakKB>>10, run.Replan.Round(time.Millisecond), run.Drained, proc.LoadAvg())
 		}
 	}
 	pick := func(kind string, f func(historyRun) float64) []float64 {
@@ -450,6 +453,8 @@ type historyRun struct {
 	AnonKB     int           `json:"anonKB"`     // RssAnon at the end
 	Faults     int64         `json:"faults"`     // minor page faults during the timed scan
 	Drained    int64         `json:"drained"`    // records drained to the archive file during the child's life
+	Open       time.Duration `json:"open"`       // bolt.Open, a compaction at start included
+	OpenPeakKB int           `json:"openPeakKB"` // VmHWM once open
 	Resident   string        `json:"resident"`   // SCALE_HISTORY_RESIDENT: MiB of the database file resident after the scan, by bucket
 }
 
@@ -506,9 +511,14 @@ func historyChild(t *testing.T) {
 	due, workers := proc.EnvInt("SCALE_HISTORY_DUE", 0), proc.EnvInt("SCALE_HISTORY_WORKERS", 64)
 	// Before today's submit instant (00:00): nothing is due yet.
 	clk := clock.NewFake(cycle.DateOf(now).At(0, 0).Add(-time.Minute))
+	compact, err := bolt.ParseCompactMode(os.Getenv("SCALE_HISTORY_COMPACT_AT_START"))
+	require.NoError(t, err, "SCALE_HISTORY_COMPACT_AT_START")
+	opened := time.Now()
 	db, err := bolt.Open(os.Getenv("SCALE_HISTORY_DB"), bolt.Options{Logger: quiet,
-		MappedBudget: int64(proc.EnvInt("SCALE_HISTORY_MAPPED_BUDGET_MIB", 0)) << 20})
+		MappedBudget: int64(proc.EnvInt("SCALE_HISTORY_MAPPED_BUDGET_MIB", 0)) << 20, CompactAtStart: compact})
 	require.NoError(t, err)
+	openTook := time.Since(opened)
+	openedKB := statusKB(t, "VmHWM")
 	defer db.Close()
 	var sch *scheduler.Scheduler
 	hooks := klavi.Hooks{OnServerTime: func(server, local time.Time) {
@@ -560,7 +570,7 @@ func historyChild(t *testing.T) {
 		resident = residentByBucket(pages, pageOwners(t, os.Getenv("SCALE_HISTORY_DB")))
 	}
 	out, err := json.Marshal(historyRun{Took: took, Rate: float64(due) / took.Seconds(), Replan: replan, ReadyKB: ready,
-		ScanPeakKB: scanPeak, PeakKB: max(lifePeak, scanPeak), Drained: db.ArchiveDrained(), FileKB: statusKB(t, "RssFile"), AnonKB: statusKB(t, "RssAnon"), Faults: faults, Resident: resident})
+		ScanPeakKB: scanPeak, PeakKB: max(lifePeak, scanPeak), Drained: db.ArchiveDrained(), FileKB: statusKB(t, "RssFile"), AnonKB: statusKB(t, "RssAnon"), Faults: faults, Resident: resident, Open: openTook, OpenPeakKB: openedKB})
 	require.NoError(t, err)
 	fmt.Println(historyResult + string(out))
 }

@@ -1,0 +1,214 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/storage/kv"
+)
+
+// dumpFile is every bucket (with its sequence) and key of the bbolt file at path,
+// nested buckets included, as lines.
+func dumpFile(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer b.Close()
+	var out []string
+	var walk func(prefix string, bk *bbolt.Bucket)
+	walk = func(prefix string, bk *bbolt.Bucket) {
+		out = append(out, fmt.Sprintf("%s seq=%d", prefix, bk.Sequence()))
+		require.NoError(t, bk.ForEach(func(k, v []byte) error {
+			if v == nil {
+				walk(prefix+"/"+string(k), bk.Bucket(k))
+				return nil
+			}
+			out = append(out, fmt.Sprintf("%s/%q=%q", prefix, k, v))
+			return nil
+		}))
+	}
+	require.NoError(t, b.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, bk *bbolt.Bucket) error {
+			walk(string(name), bk)
+			return nil
+		})
+	}))
+	return out
+}
+
+// withoutCompacted drops the compaction record from a dump.
+func withoutCompacted(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if !bytes.HasPrefix([]byte(l), []byte(`archive_file/"compacted"`)) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// fillStore writes records into live buckets, into the archive file (drained) and
+// into the stages (not yet drained), and a bucket sequence.
+func fillStore(t *testing.T, db *Store) {
+	t.Helper()
+	ctx := context.Background()
+	for round, drain := range []bool{true, false} {
+		require.NoError(t, db.e.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+			for i := range 200 {
+				k := fmt.Appendf(nil, "urn:t:%d\x00%04d", round, i)
+				if err := tx.Bucket([]byte("attempts")).Put(k, bytes.Repeat([]byte("a"), 300)); err != nil {
+					return err
+				}
+				if err := tx.Bucket([]byte("archive")).Put(k, bytes.Repeat([]byte("h"), 200)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		if drain {
+			_, err := db.DrainArchive()
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, db.e.bolt.Update(func(tx *bbolt.Tx) error { return tx.Bucket([]byte("consents")).SetSequence(42) }))
+}
+
+func inode(t *testing.T, path string) fileID {
+	t.Helper()
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	id, _ := idOf(fi)
+	return id
+}
+
+// TestCompactAtStart: a writer's open compacts the database file into a copy holding
+// every bucket, key and sequence of the original (live records, staged records, the
+// archive file's binding), renamed over it; the archive file is untouched and the
+// store reads and writes as before.
+func TestCompactAtStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "billingd.db")
+	db, err := Open(path, Options{ArchiveDelay: time.Hour})
+	require.NoError(t, err)
+	fillStore(t, db)
+	require.NoError(t, db.Close())
+	before, archBefore, id := dumpFile(t, path), dumpFile(t, ArchivePath(path)), inode(t, path)
+
+	db, err = Open(path, Options{ArchiveDelay: time.Hour, CompactAtStart: CompactAlways})
+	require.NoError(t, err)
+	assert.NotEqual(t, id, inode(t, path), "the file was replaced by its compacted copy")
+	require.NoError(t, db.CheckIdentity(), "the open file is the one at the path")
+	ctx := context.Background()
+	require.NoError(t, db.e.View(ctx, func(tx kv.Tx) error {
+		n := 0
+		require.NoError(t, tx.Bucket([]byte("archive")).ForEach(func(k, v []byte) error { n++; return nil }))
+		assert.Equal(t, 400, n, "the drained and the staged records read once each")
+		return nil
+	}))
+	require.NoError(t, db.e.Update(ctx, kv.Write{}, func(tx kv.Tx) error {
+		return tx.Bucket([]byte("attempts")).Put([]byte("after"), []byte("x"))
+	}))
+	require.NoError(t, db.Close())
+
+	after := dumpFile(t, path)
+	var last []byte
+	for _, l := range after {
+		if bytes.HasPrefix([]byte(l), []byte(`archive_file/"compacted"`)) {
+			last = []byte(l)
+		}
+	}
+	assert.NotNil(t, last, "the copy records its size")
+	assert.Equal(t, append(withoutCompacted(before), ""), append(withoutCompacted(without(after, `attempts/"after"`)), ""))
+	assert.Contains(t, after, `attempts/"after"="x"`)
+	assert.Equal(t, archBefore, dumpFile(t, ArchivePath(path)), "the archive file is untouched")
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(path), compactDirPrefix(path)+"*"))
+	assert.Empty(t, stale, "nothing left beside the file")
+}
+
+func without(lines []string, prefix string) []string {
+	var out []string
+	for _, l := range lines {
+		if !bytes.HasPrefix([]byte(l), []byte(prefix)) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestCompactAtStart_FailureLeavesTheFile: a compaction that fails before its switch
+// (a full disk, here injected) leaves the file open as it was, and the open succeeds.
+func TestCompactAtStart_FailureLeavesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "billingd.db")
+	db, err := Open(path, Options{ArchiveDelay: time.Hour})
+	require.NoError(t, err)
+	fillStore(t, db)
+	require.NoError(t, db.Close())
+	before, id := dumpFile(t, path), inode(t, path)
+	compactFault = func() error { return errors.New("no space left on device") }
+	t.Cleanup(func() { compactFault = nil })
+	db, err = Open(path, Options{ArchiveDelay: time.Hour, CompactAtStart: CompactAlways})
+	require.NoError(t, err)
+	require.NoError(t, db.e.Update(context.Background(), kv.Write{}, func(tx kv.Tx) error {
+		return tx.Bucket([]byte("attempts")).Put([]byte("after"), []byte("x"))
+	}))
+	require.NoError(t, db.Close())
+	assert.Equal(t, id, inode(t, path), "the same file")
+	assert.Equal(t, before, without(dumpFile(t, path), `attempts/"after"`))
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(path), compactDirPrefix(path)+"*"))
+	assert.Empty(t, stale, "the copy removed")
+}
+
+// TestCompactAtStart_Auto: CompactAuto compacts a file past compactFloor that has
+// grown compactGrowth times since its last compaction, or was never compacted; a
+// small file is left alone.
+func TestCompactAtStart_Auto(t *testing.T) {
+	for _, tc := range []struct {
+		mode       CompactMode
+		size, last int64
+		want       bool
+	}{
+		{CompactNever, 1 << 30, 0, false},
+		{CompactAlways, 32 << 10, 32 << 10, true},
+		{CompactAuto, compactFloor - 4096, 0, false},
+		{CompactAuto, compactFloor, 0, true},
+		{CompactAuto, 200 << 20, 120 << 20, false},
+		{CompactAuto, 240 << 20, 120 << 20, true},
+		{CompactAuto, 100 << 20, 10 << 20, true},
+	} {
+		assert.Equal(t, tc.want, wantCompact(tc.mode, tc.size, tc.last), "%+v", tc)
+	}
+	path := filepath.Join(t.TempDir(), "billingd.db")
+	db, err := Open(path, Options{ArchiveDelay: time.Hour})
+	require.NoError(t, err)
+	fillStore(t, db)
+	require.NoError(t, db.Close())
+	id := inode(t, path)
+	db, err = Open(path, Options{ArchiveDelay: time.Hour, CompactAtStart: CompactAuto})
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	assert.Equal(t, id, inode(t, path), "a small file is not compacted")
+
+	// The record the compaction leaves is what the rule reads.
+	db, err = Open(path, Options{ArchiveDelay: time.Hour, CompactAtStart: CompactAlways})
+	require.NoError(t, err)
+	size, last, err := db.e.compactedSize()
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	assert.InDelta(t, float64(size), float64(last), 2*4096, "the copy records its size, within a page or two")
+	for _, m := range []string{"auto", "always", "never", ""} {
+		_, err := ParseCompactMode(m)
+		assert.NoError(t, err, m)
+	}
+	_, err = ParseCompactMode("sometimes")
+	assert.ErrorContains(t, err, `"sometimes" is not auto, always or never`)
+}
