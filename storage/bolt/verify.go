@@ -481,6 +481,12 @@ func rebind(path, arch string) error {
 	return nil
 }
 
+// compactTxBytes bounds the keys and values one transaction of compactFile copies:
+// a transaction's pages are held in memory until it commits. On a 471 MiB database
+// file, 8 MiB took 0.9 s and a process peak of 505 MB (the mapped files included),
+// 64 MiB 2.0 s and 743 MB.
+const compactTxBytes = 8 << 20
+
 // compactFile writes a compacted copy of the bbolt file of src to the new file dst,
 // synced and cut to the pages it uses. With record (a database file, not an
 // archive file), the copy records its size (keyCompacted), within a page or two.
@@ -491,7 +497,7 @@ func compactFile(dst string, src *bbolt.DB, record bool) error {
 	}
 	// The copy's pages are read back as it is written: give them back as it goes.
 	stop := (&engine{bolt: out}).releaseEvery(5 * time.Millisecond)
-	err = guard(func() error { return bbolt.Compact(out, src, 64<<20) })
+	err = guard(func() error { return bbolt.Compact(out, src, compactTxBytes) })
 	stop()
 	if err == nil && record {
 		err = out.Update(func(tx *bbolt.Tx) error {
