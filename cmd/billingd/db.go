@@ -59,6 +59,9 @@ func newDBCheckCmd(a *app) *cobra.Command {
 		switch {
 		case errors.Is(err, storage.ErrLocked):
 			return fmt.Errorf("%w; take a backup with 'billingd db backup FILE' and check that file", err)
+		case errors.Is(err, bolt.ErrArchiveMissing):
+			return fmt.Errorf("%s: %w: put %s back beside the database (restoring a backup instead would lose what was written since it; docs/OPERATIONS.md, \"The archive file\")",
+				path, bolt.ErrArchiveMissing, bolt.ArchivePath(path))
 		case errors.Is(err, storage.ErrCorrupt):
 			what := fmt.Sprintf("%d problems", len(rep.Problems))
 			if len(rep.Problems) == 1 {
@@ -120,6 +123,10 @@ func printReport(w io.Writer, r *bolt.Report) {
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "  - %s\n", p)
 	}
+	if r.ArchiveMissing {
+		fmt.Fprintln(w, "result:     the archive file is missing (the database file was not checked further)")
+		return
+	}
 	fmt.Fprintln(w, "result:     database file is corrupt")
 }
 
@@ -164,12 +171,12 @@ func newDBCompactCmd(a *app) *cobra.Command {
 		}
 		// The live file is only read: settled records are archived in the copy, which
 		// is then compacted once more so that its buckets stay contiguous.
-		moved, events, err := archiveSettled(cmd.Context(), args[0])
+		moved, events, drained, err := archiveSettled(cmd.Context(), args[0])
 		if err != nil {
 			return fmt.Errorf("db compact: archive settled records in %s: %w", args[0], err)
 		}
-		fmt.Fprintf(e.stdout, "archived %d settled attempts and %d older events\n", moved, events)
-		if moved+events > 0 {
+		fmt.Fprintf(e.stdout, "archived %d settled attempts and %d older events; moved %d records to the archive file\n", moved, events, drained)
+		if moved+events+drained > 0 {
 			tmp := args[0] + ".compact"
 			_ = os.Remove(tmp)
 			_ = os.Remove(bolt.ArchivePath(tmp))
@@ -189,7 +196,7 @@ func newDBCompactCmd(a *app) *cobra.Command {
 			_ = os.Remove(tmp + ".lock")
 		}
 		_ = os.Remove(args[0] + ".lock") // the copy's, from archiving in it: not the live file's
-		fmt.Fprintf(e.stdout, "compacted %s (%d bytes) into %s (%d bytes), verified\n", path, before, args[0], after)
+		fmt.Fprintf(e.stdout, "compacted %s (%d bytes with its archive file) into %s (%d bytes with its archive file), verified\n", path, before, args[0], after)
 		if _, err := os.Stat(bolt.ArchivePath(args[0])); err == nil {
 			fmt.Fprintf(e.stdout, "its archive file is %s: replace the database file and its archive file together\n", bolt.ArchivePath(args[0]))
 		}
@@ -200,20 +207,23 @@ func newDBCompactCmd(a *app) *cobra.Command {
 
 // archiveSettled moves what the archive rule allows out of the live buckets of the
 // database at path (storage.DB.Compact), with the file locked.
-func archiveSettled(ctx context.Context, path string) (attempts, events int, err error) {
+func archiveSettled(ctx context.Context, path string) (attempts, events, drained int, err error) {
 	db, err := bolt.Open(path, bolt.Options{Timeout: time.Second})
 	if err != nil {
 		if errors.Is(err, storage.ErrLocked) {
-			return 0, 0, fmt.Errorf("%w; stop billingd before compacting", err)
+			return 0, 0, 0, fmt.Errorf("%w; stop billingd before compacting", err)
 		}
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer db.Close()
 	attempts, events, err = db.Compact(ctx, 0, nil)
 	if err == nil {
+		// Counted since the open: its background drain may have begun (a file holding
+		// its history in itself, as a backup does, moves it all to the archive file).
 		_, err = db.DrainArchive()
+		drained = int(db.ArchiveDrained())
 	}
-	return attempts, events, err
+	return attempts, events, drained, err
 }
 
 func newDBBackupCmd(a *app) *cobra.Command {

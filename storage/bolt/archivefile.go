@@ -71,8 +71,30 @@ const ArchiveSuffix = ".archive"
 func ArchivePath(path string) string { return path + ArchiveSuffix }
 
 // ErrArchiveMismatch: the archive file beside a database file belongs to another
-// database (or the database file records none). Nothing was opened or written.
-var ErrArchiveMismatch = fmt.Errorf("%w: the archive file belongs to another database", ErrNotBillingd)
+// database (or the database file records none). Nothing was opened or written. It
+// is an ErrNotBillingd (the pair is not one database: exit 3), but does not say
+// so: both files are billingd's.
+var ErrArchiveMismatch error = pairError("the archive file belongs to another database")
+
+// ErrArchiveMissing: the archive file of a database whose history was moved there
+// is missing (or empty). It is an ErrCorrupt (the database is incomplete).
+var ErrArchiveMissing error = pairError("the archive file is missing")
+
+// pairError is an error of the pair of files, an ErrNotBillingd or ErrCorrupt
+// without their words.
+type pairError string
+
+func (e pairError) Error() string { return string(e) }
+
+func (e pairError) Is(target error) bool {
+	switch e {
+	case "the archive file belongs to another database":
+		return target == ErrNotBillingd
+	case "the archive file is missing":
+		return target == ErrCorrupt
+	}
+	return false
+}
 
 // A layer is one of the buckets kept in the archive file, under its name: staged in
 // the database file under its name, with tombstones in gone.
@@ -279,8 +301,8 @@ func (db *engine) archiveState(opts Options) (id []byte, used, exists bool, err 
 		return nil, false, false, fmt.Errorf("%w: %s records no archive file, and %s is beside it. A restored backup or a copied database holds its archived history in itself: move %s away (keep it until the restored database is checked)",
 			ErrArchiveMismatch, db.path, apath, apath)
 	case !exists && used:
-		return nil, false, false, fmt.Errorf("%w: archive file %s is missing: it holds the settled attempts and older events moved out of %s. Restore it beside the database, or restore a backup (billingd db backup writes both in one file)",
-			ErrCorrupt, apath, db.path)
+		return nil, false, false, fmt.Errorf("%w: %s holds the settled attempts and older events moved out of %s. Put it back beside the database (a backup restored instead would lose what was written since it)",
+			ErrArchiveMissing, apath, db.path)
 	}
 	return id, used, exists, nil
 }
@@ -309,6 +331,10 @@ func (db *engine) openArchive(opts Options) error {
 	}
 	if exists {
 		if err := precheck(apath, opts.Timeout); err != nil {
+			if fi, serr := os.Stat(apath); used && serr == nil && fi.Size() == 0 {
+				return fmt.Errorf("%w: %s is empty (0 bytes), and it held the settled attempts and older events moved out of %s: a copy that went wrong? Put the archive file back beside the database (a backup restored instead would lose what was written since it)",
+					ErrArchiveMissing, apath, db.path)
+			}
 			if used || opts.ReadOnly {
 				return fmt.Errorf("archive file %s: %w", apath, err)
 			}

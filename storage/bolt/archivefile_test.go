@@ -249,13 +249,24 @@ func TestArchiveFile_Binding(t *testing.T) {
 		for _, ro := range []bool{false, true} {
 			_, err := Open(path, Options{ReadOnly: ro, Timeout: time.Second})
 			require.ErrorIs(t, err, ErrCorrupt)
-			assert.Contains(t, err.Error(), "archive file "+ArchivePath(path)+" is missing")
+			require.ErrorIs(t, err, ErrArchiveMissing)
+			assert.Contains(t, err.Error(), "the archive file is missing: "+ArchivePath(path)+" holds the settled attempts")
+			assert.NotContains(t, err.Error(), "corrupt")
 		}
 		_, err := os.Stat(ArchivePath(path))
 		assert.ErrorIs(t, err, os.ErrNotExist, "a refused open creates no archive file")
 		require.NoError(t, os.Rename(ArchivePath(path)+".away", ArchivePath(path)))
 		db := openArchived(t, path)
 		assert.Equal(t, v, read(t, db))
+	})
+	t.Run("emptied once used", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "billingd.db")
+		fill(t, path)
+		require.NoError(t, os.WriteFile(ArchivePath(path), nil, 0o600))
+		_, err := Open(path, Options{Timeout: time.Second})
+		require.ErrorIs(t, err, ErrArchiveMissing)
+		assert.Contains(t, err.Error(), "is empty (0 bytes), and it held the settled attempts")
+		assert.NotContains(t, err.Error(), "remove it to start a new one")
 	})
 	t.Run("never used: made again", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "billingd.db")
@@ -280,6 +291,7 @@ func TestArchiveFile_Binding(t *testing.T) {
 		require.ErrorIs(t, err, ErrArchiveMismatch)
 		require.ErrorIs(t, err, ErrNotBillingd)
 		assert.Contains(t, err.Error(), "was made for the database")
+		assert.NotContains(t, err.Error(), "not a billingd database", "both files are billingd's")
 	})
 	t.Run("restored backup beside the old archive file", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "billingd.db")
@@ -715,4 +727,56 @@ func TestArchiveFile_BacklogShortViews(t *testing.T) {
 	wg.Wait()
 	t.Logf("most staged %d in %v", most, time.Since(start))
 	assert.LessOrEqual(t, most, stageLimit+per+drainChunk, "staged far past the bound with only short Views open")
+}
+
+// TestOpen_LostDatabase: a writer that finds no database file where one was (its
+// archive file beside the path, or a lock file a writer marked) refuses to make a
+// new, empty one, which would bill nobody while looking healthy, and writes nothing;
+// a first start, and a start anew once the leftovers are moved away, make one.
+func TestOpen_LostDatabase(t *testing.T) {
+	t.Run("its archive file beside it", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "billingd.db")
+		require.NoError(t, openArchived(t, path).Close())
+		require.NoError(t, os.Rename(path, path+".away"))
+		require.NoError(t, os.Remove(LockPath(path))) // even without the mark
+		_, err := Open(path, Options{Timeout: time.Second})
+		require.ErrorIs(t, err, os.ErrNotExist)
+		assert.Contains(t, err.Error(), "the database file is missing, and its archive file "+ArchivePath(path)+" is beside it")
+		_, err = os.Stat(path)
+		assert.ErrorIs(t, err, os.ErrNotExist, "no database file made")
+		require.NoError(t, os.Rename(path+".away", path))
+		require.NoError(t, openArchived(t, path).Close())
+	})
+	t.Run("a marked lock file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "billingd.db")
+		require.NoError(t, openArchived(t, path).Close())
+		mark, err := os.ReadFile(LockPath(path))
+		require.NoError(t, err)
+		assert.Equal(t, lostDatabaseMark, string(mark), "a writer marks the lock file")
+		require.NoError(t, os.Remove(path))
+		require.NoError(t, os.Remove(ArchivePath(path)))
+		_, err = Open(path, Options{Timeout: time.Second})
+		require.ErrorIs(t, err, os.ErrNotExist)
+		assert.Contains(t, err.Error(), "its lock file "+LockPath(path)+" shows billingd opened a database here before")
+		_, err = os.Stat(path)
+		assert.ErrorIs(t, err, os.ErrNotExist, "no database file made")
+		require.NoError(t, os.Remove(LockPath(path)))
+		require.NoError(t, openArchived(t, path).Close(), "started anew, as the message says")
+	})
+	t.Run("an unmarked lock file (a first open that failed)", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "billingd.db")
+		require.NoError(t, os.WriteFile(LockPath(path), nil, 0o600))
+		require.NoError(t, openArchived(t, path).Close())
+	})
+	t.Run("the archive file given as the database", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "billingd.db")
+		require.NoError(t, openArchived(t, path).Close())
+		for _, ro := range []bool{false, true} {
+			_, err := Open(ArchivePath(path), Options{ReadOnly: ro, Timeout: time.Second})
+			require.ErrorIs(t, err, ErrNotBillingd)
+			assert.Contains(t, err.Error(), "it is the archive file of the database "+path+" beside it")
+		}
+		_, err := os.Stat(LockPath(ArchivePath(path)))
+		assert.ErrorIs(t, err, os.ErrNotExist, "no lock file made beside it")
+	})
 }

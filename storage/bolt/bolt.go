@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -164,6 +165,9 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 	} else if err != nil && opts.ReadOnly {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	if err := notArchiveFile(path); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	lock, err := acquireLock(path, !opts.ReadOnly, opts.Timeout)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -176,6 +180,15 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 			_ = lock.Close()
 		}
 	}()
+	created := false
+	if !opts.ReadOnly {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			if err := lostDatabase(path, lock, opts); err != nil {
+				return nil, fmt.Errorf("open %s: %w", path, err)
+			}
+			created = true
+		}
+	}
 	// A file shorter than its header says is refused before bbolt reads a page of it:
 	// reading past the end of a mapped file faults.
 	if err := precheck(path, opts.Timeout); err != nil {
@@ -251,8 +264,78 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 		}
 	}
 	db.evictFree()
+	if !opts.ReadOnly {
+		markLock(lock, path)
+		if created && !opts.NoArchiveFile {
+			log.Info("no database file: created a new, empty database", "path", path)
+		}
+	}
 	opened = true
 	return db, nil
+}
+
+// notArchiveFile refuses path when it names the archive file of a database beside
+// it (<db>.archive next to <db>): given where a database file is expected (--db,
+// storage.path), opening it would read as a damaged database, and a writer would
+// lay a database out in it.
+func notArchiveFile(path string) error {
+	base, ok := strings.CutSuffix(path, ArchiveSuffix)
+	if !ok || base == "" {
+		return nil
+	}
+	if fi, err := os.Stat(base); err != nil || fi.IsDir() {
+		return nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	return fmt.Errorf("%w: it is the archive file of the database %s beside it, not a database: give the database file (--db %s, storage.path)", ErrNotBillingd, base, base)
+}
+
+// lostDatabaseMark is what a writer writes into an empty lock file: that a database
+// was opened at the path, so a later open that finds no database file knows it was
+// lost rather than never made (lostDatabase).
+const lostDatabaseMark = "billingd: a writer opened the database beside this lock file. Never remove this file while billingd runs.\n"
+
+// markLock writes lostDatabaseMark into the lock file when it is empty (best
+// effort: a lock file that cannot be written only loses the check).
+func markLock(lock *os.File, path string) {
+	if lock == nil {
+		return
+	}
+	if fi, err := lock.Stat(); err != nil || fi.Size() > 0 {
+		return
+	}
+	if _, err := lock.WriteAt([]byte(lostDatabaseMark), 0); err == nil {
+		_ = lock.Sync()
+	}
+}
+
+// lostError is lostDatabase's refusal: an fs.ErrNotExist (exit 3) in its own words.
+type lostError string
+
+func (e lostError) Error() string        { return string(e) }
+func (e lostError) Is(target error) bool { return target == fs.ErrNotExist }
+
+// lostDatabase is called when a writer finds no database file at path: a first
+// start, unless what a database leaves beside it is there, its archive file or a
+// lock file a writer marked (markLock). Then the database was moved away or lost,
+// and making a new, empty one would bill nobody while looking healthy: it is
+// refused (an fs.ErrNotExist: exit 3), and the message says how to start anew.
+func lostDatabase(path string, lock *os.File, opts Options) error {
+	apath := ArchivePath(path)
+	if _, err := os.Stat(apath); err == nil && !opts.NoArchiveFile {
+		return lostError(fmt.Sprintf("the database file is missing, and its archive file %s is beside it: the database was moved or lost. Put it (or a backup) back at %s; to start a new, empty database, move %s away first",
+			apath, path, apath))
+	}
+	if lock == nil {
+		return nil
+	}
+	if fi, err := lock.Stat(); err == nil && fi.Size() > 0 {
+		return lostError(fmt.Sprintf("the database file is missing, and its lock file %s shows billingd opened a database here before: it was moved or lost. Put it (or a backup) back at %s; to start a new, empty database, remove %s first",
+			lockPath(path), path, lockPath(path)))
+	}
+	return nil
 }
 
 // prepare refuses a bbolt file of another program and lays out the buckets: all of

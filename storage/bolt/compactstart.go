@@ -22,8 +22,8 @@ import (
 // whose pages were no more numerous but scattered (docs/BENCHMARKS.md, "Issue 13,
 // seventh pass"). A copy in key order (bbolt.Compact) puts every bucket in contiguous
 // full pages again. The history is in the archive file, so the database file holds
-// what can still change and copies in seconds (2.4 s for the year-old store's 471
-// MiB), which a daemon can afford as it starts, before its first scan, while it holds
+// what can still change and copies in about a second (0.9 s for the year-old
+// store's 471 MiB, at a peak of 70 MiB), which a daemon can afford as it starts, before its first scan, while it holds
 // the lock and nothing else reads or writes the file.
 //
 // CompactAuto compacts when the file has reached compactFloor and has grown to
@@ -124,9 +124,10 @@ func (db *engine) compactAtStart(mode CompactMode, reopen func() (*bbolt.DB, *os
 	}
 	defer os.RemoveAll(tmpDir)
 	tmp := filepath.Join(tmpDir, "compact.db")
-	// The copy reads every page through the mapping: give the pages back as it goes,
-	// so that the start does not leave the daemon mapping its whole file.
-	stop := db.releaseEvery(5 * time.Millisecond)
+	// The copy reads every page through the mapping: give the pages back as it goes
+	// (every millisecond: every page it reads maps its cached folio, up to 2 MiB), so
+	// that the start does not map the whole file (see compactTxBytes).
+	stop := db.releaseEvery(time.Millisecond)
 	err = compactFile(tmp, db.bolt, true)
 	stop()
 	if err != nil {

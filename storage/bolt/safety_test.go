@@ -168,6 +168,7 @@ func TestDB_Replaced(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			removed := tt.name == "removed"
 			var (
 				mu      sync.Mutex
 				reports []error
@@ -201,6 +202,15 @@ func TestDB_Replaced(t *testing.T) {
 			require.ErrorIs(t, err, ErrLocked)
 			require.NoError(t, db.Close())
 			again, err := Open(path, Options{Timeout: time.Second})
+			if removed {
+				// Free once the first one closed, but no new, empty database is made
+				// where one was lost (TestOpen_LostDatabase).
+				require.ErrorIs(t, err, os.ErrNotExist)
+				assert.Contains(t, err.Error(), "the database file is missing")
+				require.NoError(t, os.Rename(path+".moved", path))
+				require.NoError(t, os.Rename(ArchivePath(path+".moved"), ArchivePath(path)))
+				again, err = Open(path, Options{Timeout: time.Second})
+			}
 			require.NoError(t, err, "free once the first one closed")
 			require.NoError(t, again.Close())
 		})

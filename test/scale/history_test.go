@@ -212,12 +212,15 @@ func TestHistory(t *testing.T) {
 	}
 	rate := func(r historyRun) float64 { return r.Rate }
 	peak := func(r historyRun) float64 { return float64(r.PeakKB) / 1024 }
+	scanPeak := func(r historyRun) float64 { return float64(r.ScanPeakKB) / 1024 }
+	openPeak := func(r historyRun) float64 { return float64(r.OpenPeakKB) / 1024 }
 	growth := func(r historyRun) float64 { return float64(r.ScanPeakKB-r.ReadyKB) / 1024 }
 	faults := func(r historyRun) float64 { return float64(r.Faults) }
 	for _, m := range []struct {
 		name string
 		f    func(historyRun) float64
-	}{{"submissions/s", rate}, {"peak RSS MiB", peak}, {"RSS growth during the scan MiB", growth}, {"minor faults during the scan", faults}} {
+	}{{"submissions/s", rate}, {"peak RSS MiB", peak}, {"peak RSS during the scan MiB", scanPeak}, {"peak RSS once open MiB", openPeak},
+		{"RSS growth during the scan MiB", growth}, {"minor faults during the scan", faults}} {
 		a, b := pick("none", m.f), pick("history", m.f)
 		report(t, "history summary: %s: none %.0f (runs %s), history %.0f (runs %s); history/none %.3f",
 			m.name, proc.Median(a), proc.JoinRates(a), proc.Median(b), proc.JoinRates(b), proc.Median(b)/proc.Median(a))
