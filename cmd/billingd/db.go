@@ -32,6 +32,10 @@ func dbPath(e *env, dbFlag, cfgFlag string) (string, Config, error) {
 		return "", cfg, err
 	}
 	if dbFlag != "" {
+		// As storage.path is checked with the configuration (exit 2).
+		if fi, err := os.Stat(dbFlag); err == nil && fi.IsDir() {
+			return "", cfg, usageErrorf("--db %s is a directory; name the database file in it", dbFlag)
+		}
 		return dbFlag, cfg, nil
 	}
 	return cfg.Storage.Path, cfg, nil

@@ -364,6 +364,15 @@ func TestImportAndDBCommands(t *testing.T) {
 	assert.Contains(t, stderr, "no such file")
 	code, _, _ = runCLI(t, nil, "db")
 	assert.Equal(t, 2, code)
+	for _, sub := range []string{"check", "backup", "compact"} {
+		args := []string{"db", sub, "--db", dir}
+		if sub != "check" {
+			args = append(args, filepath.Join(dir, "out-"+sub+".db"))
+		}
+		code, _, stderr = runCLI(t, nil, args...)
+		assert.Equal(t, exitUsage, code, "db %s --db DIR is a mistake of the command line, as storage.path naming a directory is", sub)
+		assert.Contains(t, stderr, "--db "+dir+" is a directory; name the database file in it")
+	}
 
 	compacted := filepath.Join(dir, "compact.db")
 	code, stdout, stderr = runCLI(t, nil, "db", "compact", "--db", dbPath, compacted)
