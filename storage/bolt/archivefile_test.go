@@ -345,16 +345,6 @@ func copyFile(from, to string) error {
 // file never holds much more than that.
 func TestArchiveFile_StageBounded(t *testing.T) {
 	db := openArchived(t, filepath.Join(t.TempDir(), "billingd.db"))
-	staged := func() int {
-		n := 0
-		require.NoError(t, db.e.view(func(tx *bbolt.Tx) error {
-			for _, l := range layers {
-				n += tx.Bucket(l.name).Stats().KeyN + tx.Bucket(l.gone).Stats().KeyN
-			}
-			return nil
-		}))
-		return n
-	}
 	most := 0
 	for i := range 3 * stageLimit / 100 {
 		require.NoError(t, db.e.Update(context.Background(), kv.Write{}, func(tx kv.Tx) error {
@@ -365,7 +355,7 @@ func TestArchiveFile_StageBounded(t *testing.T) {
 			}
 			return nil
 		}))
-		most = max(most, staged())
+		most = max(most, stagedCount(t, db))
 	}
 	assert.LessOrEqual(t, most, stageLimit+drainChunk, "staged at most the limit and about a drain's worth")
 	assert.Greater(t, db.ArchiveDrained(), int64(stageLimit), "the writes drained")
@@ -636,6 +626,7 @@ func TestArchiveFile_RemovedWhileOpen(t *testing.T) {
 	require.ErrorIs(t, db.CheckIdentity(), ErrReplaced, "the store's identity check covers the archive file too")
 }
 
+// stagedCount is the records and tombstones the stages hold.
 func stagedCount(t *testing.T, db *Store) int {
 	n := 0
 	require.NoError(t, db.e.view(func(tx *bbolt.Tx) error {
@@ -647,6 +638,7 @@ func stagedCount(t *testing.T, db *Store) int {
 	return n
 }
 
+// stagePut writes n records to a layer, keys from on.
 func stagePut(t *testing.T, db *Store, from, n int) {
 	require.NoError(t, db.e.Update(context.Background(), kv.Write{}, func(tx kv.Tx) error {
 		for j := range n {

@@ -47,17 +47,6 @@ func dumpFile(t *testing.T, path string) []string {
 	return out
 }
 
-// withoutCompacted drops the compaction record from a dump.
-func withoutCompacted(lines []string) []string {
-	var out []string
-	for _, l := range lines {
-		if !bytes.HasPrefix([]byte(l), []byte(`archive_file/"compacted"`)) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // fillStore writes records into live buckets, into the archive file (drained) and
 // into the stages (not yet drained), and a bucket sequence.
 func fillStore(t *testing.T, db *Store) {
@@ -84,6 +73,17 @@ func fillStore(t *testing.T, db *Store) {
 	require.NoError(t, db.e.bolt.Update(func(tx *bbolt.Tx) error { return tx.Bucket([]byte("consents")).SetSequence(42) }))
 }
 
+// filledStore is a closed store written by fillStore.
+func filledStore(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "billingd.db")
+	db, err := Open(path, Options{ArchiveDelay: time.Hour})
+	require.NoError(t, err)
+	fillStore(t, db)
+	require.NoError(t, db.Close())
+	return path
+}
+
 func inode(t *testing.T, path string) fileID {
 	t.Helper()
 	fi, err := os.Stat(path)
@@ -97,14 +97,10 @@ func inode(t *testing.T, path string) fileID {
 // archive file's binding), renamed over it; the archive file is untouched and the
 // store reads and writes as before.
 func TestCompactAtStart(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "billingd.db")
-	db, err := Open(path, Options{ArchiveDelay: time.Hour})
-	require.NoError(t, err)
-	fillStore(t, db)
-	require.NoError(t, db.Close())
+	path := filledStore(t)
 	before, archBefore, id := dumpFile(t, path), dumpFile(t, ArchivePath(path)), inode(t, path)
 
-	db, err = Open(path, Options{ArchiveDelay: time.Hour, CompactAtStart: CompactAlways})
+	db, err := Open(path, Options{ArchiveDelay: time.Hour, CompactAtStart: CompactAlways})
 	require.NoError(t, err)
 	assert.NotEqual(t, id, inode(t, path), "the file was replaced by its compacted copy")
 	require.NoError(t, db.CheckIdentity(), "the open file is the one at the path")
@@ -128,7 +124,7 @@ func TestCompactAtStart(t *testing.T) {
 		}
 	}
 	assert.NotNil(t, last, "the copy records its size")
-	assert.Equal(t, append(withoutCompacted(before), ""), append(withoutCompacted(without(after, `attempts/"after"`)), ""))
+	assert.Equal(t, append(without(before, `archive_file/"compacted"`), ""), append(without(without(after, `attempts/"after"`), `archive_file/"compacted"`), ""))
 	assert.Contains(t, after, `attempts/"after"="x"`)
 	assert.Equal(t, archBefore, dumpFile(t, ArchivePath(path)), "the archive file is untouched")
 	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(path), compactDirPrefix(path)+"*"))
@@ -148,15 +144,11 @@ func without(lines []string, prefix string) []string {
 // TestCompactAtStart_FailureLeavesTheFile: a compaction that fails before its switch
 // (a full disk, here injected) leaves the file open as it was, and the open succeeds.
 func TestCompactAtStart_FailureLeavesTheFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "billingd.db")
-	db, err := Open(path, Options{ArchiveDelay: time.Hour})
-	require.NoError(t, err)
-	fillStore(t, db)
-	require.NoError(t, db.Close())
+	path := filledStore(t)
 	before, id := dumpFile(t, path), inode(t, path)
 	compactFault = func() error { return errors.New("no space left on device") }
 	t.Cleanup(func() { compactFault = nil })
-	db, err = Open(path, Options{ArchiveDelay: time.Hour, CompactAtStart: CompactAlways})
+	db, err := Open(path, Options{ArchiveDelay: time.Hour, CompactAtStart: CompactAlways})
 	require.NoError(t, err)
 	require.NoError(t, db.e.Update(context.Background(), kv.Write{}, func(tx kv.Tx) error {
 		return tx.Bucket([]byte("attempts")).Put([]byte("after"), []byte("x"))
@@ -187,13 +179,9 @@ func TestCompactAtStart_Auto(t *testing.T) {
 	} {
 		assert.Equal(t, tc.want, wantCompact(tc.mode, tc.size, tc.last), "%+v", tc)
 	}
-	path := filepath.Join(t.TempDir(), "billingd.db")
-	db, err := Open(path, Options{ArchiveDelay: time.Hour})
-	require.NoError(t, err)
-	fillStore(t, db)
-	require.NoError(t, db.Close())
+	path := filledStore(t)
 	id := inode(t, path)
-	db, err = Open(path, Options{ArchiveDelay: time.Hour, CompactAtStart: CompactAuto})
+	db, err := Open(path, Options{ArchiveDelay: time.Hour, CompactAtStart: CompactAuto})
 	require.NoError(t, err)
 	require.NoError(t, db.Close())
 	assert.Equal(t, id, inode(t, path), "a small file is not compacted")
