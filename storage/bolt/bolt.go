@@ -66,6 +66,10 @@ type Options struct {
 	// default) or CompactAlways. A writer's option; a failed compaction is logged
 	// and the file used as it is.
 	CompactAtStart CompactMode
+
+	// noMark: OpenEngine's target of a copy, which does not mark its lock file
+	// (markLock): a copy cut short and removed is made again, not refused as lost.
+	noMark bool
 }
 
 // Store is billingd's store in one bbolt file: a storage.DB over this engine, and
@@ -148,6 +152,7 @@ func LockPath(path string) string { return lockPath(path) }
 // source's meta records itself. A file that is already a billingd database is
 // opened as it is.
 func OpenEngine(path string, opts Options) (kv.Engine, error) {
+	opts.noMark = true
 	return openEngine(path, opts)
 }
 
@@ -265,7 +270,11 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 	}
 	db.evictFree()
 	if !opts.ReadOnly {
-		markLock(lock, path)
+		// Only a database that is kept: not a simulation's or a copy's (NoSync,
+		// NoArchiveFile), nor a copy's target.
+		if !opts.NoSync && !opts.NoArchiveFile && !opts.noMark {
+			markLock(lock, path)
+		}
 		if created && !opts.NoArchiveFile {
 			log.Info("no database file: created a new, empty database", "path", path)
 		}
@@ -324,14 +333,21 @@ func (e lostError) Is(target error) bool { return target == fs.ErrNotExist }
 // refused (an fs.ErrNotExist: exit 3), and the message says how to start anew.
 func lostDatabase(path string, lock *os.File, opts Options) error {
 	apath := ArchivePath(path)
+	marked := false
+	if lock != nil {
+		if fi, err := lock.Stat(); err == nil && fi.Size() > 0 {
+			marked = true
+		}
+	}
 	if _, err := os.Stat(apath); err == nil && !opts.NoArchiveFile {
-		return lostError(fmt.Sprintf("the database file is missing, and its archive file %s is beside it: the database was moved or lost. Put it (or a backup) back at %s; to start a new, empty database, move %s away first",
-			apath, path, apath))
+		also := ""
+		if marked {
+			also = " and remove " + lockPath(path)
+		}
+		return lostError(fmt.Sprintf("the database file is missing, and its archive file %s is beside it: the database was moved or lost. Put it (or a backup) back at %s; to start a new, empty database, move %s away%s first",
+			apath, path, apath, also))
 	}
-	if lock == nil {
-		return nil
-	}
-	if fi, err := lock.Stat(); err == nil && fi.Size() > 0 {
+	if marked {
 		return lostError(fmt.Sprintf("the database file is missing, and its lock file %s shows billingd opened a database here before: it was moved or lost. Put it (or a backup) back at %s; to start a new, empty database, remove %s first",
 			lockPath(path), path, lockPath(path)))
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -117,7 +118,17 @@ func (db *engine) compactAtStart(mode CompactMode, reopen func() (*bbolt.DB, *os
 		return st, false, err
 	}
 	began := time.Now()
-	dir := filepath.Dir(db.path)
+	// A symbolic link at the path (a file on another volume) keeps naming the file:
+	// the copy is made beside the file and renamed over it.
+	real, err := filepath.EvalSymlinks(db.path)
+	if err != nil {
+		return st, false, err
+	}
+	orig, err := os.Stat(real)
+	if err != nil {
+		return st, false, err
+	}
+	dir := filepath.Dir(real)
 	tmpDir, err := os.MkdirTemp(dir, compactDirPrefix(db.path)+"*")
 	if err != nil {
 		return st, false, err
@@ -128,11 +139,28 @@ func (db *engine) compactAtStart(mode CompactMode, reopen func() (*bbolt.DB, *os
 	// (every millisecond: every page it reads maps its cached folio, up to 2 MiB), so
 	// that the start does not map the whole file (see compactTxBytes).
 	stop := db.releaseEvery(time.Millisecond)
+	// A damaged file is not copied: bbolt.Compact copies what it can reach, and the
+	// copy, sound, would replace the evidence and lose what it could not. The file
+	// is used as it is, and its verification (storage.verify_on_start) or its first
+	// read of a damaged page refuses it. The counts are compared with the copy's.
+	counts := map[string]int{}
+	if problems := walkFile(db.bolt, counts, ""); len(problems) > 0 {
+		stop()
+		return st, false, fmt.Errorf("the file has problems, so it is not compacted: %s", strings.Join(problems, "; "))
+	}
 	err = compactFile(tmp, db.bolt, true)
 	stop()
+	if err == nil {
+		err = sameRecords(tmp, counts)
+	}
 	if err != nil {
 		return st, false, err
 	}
+	// The file's mode and owner, as the original's.
+	if err := os.Chmod(tmp, orig.Mode().Perm()); err != nil {
+		return st, false, err
+	}
+	sameOwner(tmp, orig)
 	fi, err := os.Stat(tmp)
 	if err == nil && compactFault != nil {
 		err = compactFault()
@@ -146,7 +174,7 @@ func (db *engine) compactAtStart(mode CompactMode, reopen func() (*bbolt.DB, *os
 		return st, false, db.reopenAfter(err, reopen)
 	}
 	db.bolt, db.file = nil, nil
-	if err := os.Rename(tmp, db.path); err != nil {
+	if err := os.Rename(tmp, real); err != nil {
 		return st, false, db.reopenAfter(err, reopen) // the original is in place
 	}
 	if err := db.reopenAfter(nil, reopen); err != nil {
@@ -178,6 +206,33 @@ func (db *engine) reopenAfter(cause error, reopen func() (*bbolt.DB, *os.File, e
 		return err
 	}
 	return cause
+}
+
+// sameRecords checks that the bbolt file at path holds as many records in each
+// bucket as counts says (walkFile's counts of the original; its bucket
+// archive_file may hold one more, the compaction's record).
+func sameRecords(path string, counts map[string]int) error {
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	stop := (&engine{bolt: b}).releaseEvery(time.Millisecond)
+	got := map[string]int{}
+	problems := walkFile(b, got, "")
+	stop()
+	if len(problems) > 0 {
+		return fmt.Errorf("the copy fails its check: %s", strings.Join(problems, "; "))
+	}
+	for name, n := range counts {
+		if g := got[name]; g != n && (name != string(bucketArchiveFile) || g != n+1) {
+			return fmt.Errorf("the copy holds %d records in bucket %s, the file %d", g, name, n)
+		}
+	}
+	if len(got) != len(counts) {
+		return fmt.Errorf("the copy holds %d buckets, the file %d", len(got), len(counts))
+	}
+	return nil
 }
 
 // compactFault, for tests, fails a compaction at start after its copy is written

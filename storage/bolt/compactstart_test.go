@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -199,4 +200,150 @@ func TestCompactAtStart_Auto(t *testing.T) {
 	}
 	_, err = ParseCompactMode("sometimes")
 	assert.ErrorContains(t, err, `"sometimes" is not auto, always or never`)
+}
+
+// TestCompactAtStart_DamagedFileNotCompacted: a branch page whose count was cut (a
+// torn write, a bad disk) leaves a subtree unreachable. A copy would hold what it can
+// reach and pass every check, and replace the evidence: the compaction walks the
+// file first and leaves a damaged one as it is, for verify_on_start to refuse.
+func TestCompactAtStart_DamagedFileNotCompacted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "billingd.db")
+	db, err := Open(path, Options{ArchiveDelay: time.Hour})
+	require.NoError(t, err)
+	const n = 3000
+	require.NoError(t, db.e.Update(context.Background(), kv.Write{}, func(tx kv.Tx) error {
+		for i := range n {
+			if err := tx.Bucket([]byte("attempts")).Put(fmt.Appendf(nil, "urn:t:%06d", i), bytes.Repeat([]byte("a"), 300)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	require.NoError(t, db.Close())
+
+	// Cut the count of the attempts bucket's root branch page by one.
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	var root uint64
+	require.NoError(t, b.View(func(tx *bbolt.Tx) error { root = uint64(tx.Bucket([]byte("attempts")).Root()); return nil }))
+	ps := b.Info().PageSize
+	require.NoError(t, b.Close())
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	hdr := make([]byte, 16)
+	_, err = f.ReadAt(hdr, int64(root)*int64(ps))
+	require.NoError(t, err)
+	require.Equal(t, uint16(1), binary.LittleEndian.Uint16(hdr[8:]), "a branch page")
+	cnt := binary.LittleEndian.Uint16(hdr[10:])
+	require.Greater(t, cnt, uint16(2))
+	binary.LittleEndian.PutUint16(hdr[10:], cnt-1)
+	_, err = f.WriteAt(hdr, int64(root)*int64(ps))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	// Without compaction at start: verify_on_start refuses the damaged file.
+	db, err = Open(path, Options{ArchiveDelay: time.Hour})
+	require.NoError(t, err)
+	verr := db.Verify(context.Background())
+	require.NoError(t, db.Close())
+	require.Error(t, verr, "the damage is visible to Verify")
+	t.Logf("Verify of the original: %v", verr)
+
+	// billingd run's open (auto compacts a large file; always here for a small one).
+	id := inode(t, path)
+	db, err = Open(path, Options{ArchiveDelay: time.Hour, CompactAtStart: CompactAlways})
+	require.NoError(t, err)
+	defer db.Close()
+	assert.Equal(t, id, inode(t, path), "not compacted")
+	assert.Error(t, db.Verify(context.Background()), "verify_on_start after the open: the damage is still seen")
+}
+
+// TestCompactAtStart_SymlinkKept: storage.path a symlink to the real file (on a data
+// volume): the copy is made beside the real file and renamed over it; the link stays.
+func TestCompactAtStart_SymlinkKept(t *testing.T) {
+	base := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(base, "data"), 0o700))
+	require.NoError(t, os.Mkdir(filepath.Join(base, "etc"), 0o700))
+	real := filepath.Join(base, "data", "billingd.db")
+	link := filepath.Join(base, "etc", "billingd.db")
+	db, err := Open(real, Options{ArchiveDelay: time.Hour, NoArchiveFile: true})
+	require.NoError(t, err)
+	fillStore(t, db)
+	require.NoError(t, db.Close())
+	require.NoError(t, os.Symlink(real, link))
+
+	db, err = Open(link, Options{ArchiveDelay: time.Hour, NoArchiveFile: true, CompactAtStart: CompactAlways})
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	fi, err := os.Lstat(link)
+	require.NoError(t, err)
+	assert.True(t, fi.Mode()&os.ModeSymlink != 0, "storage.path is still the symlink to %s (now %v)", real, fi.Mode())
+	left, _ := filepath.Glob(filepath.Join(base, "*", ".billingd.db.compact-*"))
+	assert.Empty(t, left)
+	db, err = Open(link, Options{ArchiveDelay: time.Hour, NoArchiveFile: true})
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+}
+
+// TestCompactAtStart_KeepsMode: the compacted copy has the original's mode (and
+// owner; not its ACLs or labels).
+func TestCompactAtStart_KeepsMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "billingd.db")
+	db, err := Open(path, Options{ArchiveDelay: time.Hour})
+	require.NoError(t, err)
+	fillStore(t, db)
+	require.NoError(t, db.Close())
+	require.NoError(t, os.Chmod(path, 0o640))
+	db, err = Open(path, Options{ArchiveDelay: time.Hour, CompactAtStart: CompactAlways})
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o640), fi.Mode().Perm())
+}
+
+// TestOpenEngine_RetryAfterRemoval: a copy's target (db migrate's) does not mark its
+// lock file, so removing what a failed copy left (DST, DST.archive, as db migrate
+// says) lets the copy be made again, rather than being refused as a lost database.
+func TestOpenEngine_RetryAfterRemoval(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "target.db")
+	e, err := OpenEngine(path, Options{Timeout: time.Second})
+	require.NoError(t, err)
+	require.NoError(t, e.Close())
+	require.NoError(t, os.Remove(path))
+	require.NoError(t, os.Remove(ArchivePath(path)))
+	e, err = OpenEngine(path, Options{Timeout: time.Second})
+	require.NoError(t, err, "a retry after removing what the message names")
+	require.NoError(t, e.Close())
+}
+
+// TestCompactAtStart_EmptyValuesNestedAndNoLeaks: empty values, nested buckets and
+// sequences survive; no descriptor or mapping of the replaced file stays open.
+func TestCompactAtStart_EmptyValuesNestedAndNoLeaks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "billingd.db")
+	db, err := Open(path, Options{ArchiveDelay: time.Hour})
+	require.NoError(t, err)
+	fillStore(t, db)
+	require.NoError(t, db.e.bolt.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("attempts"))
+		require.NoError(t, b.Put([]byte("empty"), []byte{}))
+		require.NoError(t, b.Put([]byte("nil"), nil))
+		nb, err := tx.Bucket([]byte("events")).CreateBucket([]byte("nested"))
+		require.NoError(t, err)
+		require.NoError(t, nb.SetSequence(7))
+		return nb.Put([]byte("k"), nil)
+	}))
+	require.NoError(t, db.Close())
+	before := dumpFile(t, path)
+	old := inode(t, path)
+	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
+	n0 := fds()
+	db, err = Open(path, Options{ArchiveDelay: time.Hour, CompactAtStart: CompactAlways})
+	require.NoError(t, err)
+	assert.NotEqual(t, old, inode(t, path), "compacted")
+	maps, _ := os.ReadFile("/proc/self/maps")
+	assert.NotContains(t, string(maps), "(deleted)", "the old file still mapped")
+	require.NoError(t, db.Close())
+	assert.Equal(t, n0, fds(), "fds")
+	assert.Equal(t, without(before, `archive_file/"compacted"`), without(dumpFile(t, path), `archive_file/"compacted"`))
 }

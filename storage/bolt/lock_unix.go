@@ -77,3 +77,11 @@ func acquireLock(path string, exclusive bool, timeout time.Duration) (*os.File, 
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// sameOwner gives the file at path the owner and group of fi (best effort: a
+// process that may not chown keeps its own, which is the file's when it made it).
+func sameOwner(path string, fi os.FileInfo) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		_ = os.Chown(path, int(st.Uid), int(st.Gid))
+	}
+}
