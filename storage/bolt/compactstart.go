@@ -23,9 +23,9 @@ import (
 // whose pages were no more numerous but scattered (docs/BENCHMARKS.md, "Issue 13,
 // seventh pass"). A copy in key order (bbolt.Compact) puts every bucket in contiguous
 // full pages again. The history is in the archive file, so the database file holds
-// what can still change and copies in about a second (0.9 s for the year-old
-// store's 471 MiB, at a peak of 70 MiB), which a daemon can afford as it starts, before its first scan, while it holds
-// the lock and nothing else reads or writes the file.
+// what can still change and is checked and copied in under two seconds (1.3 to 1.7 s
+// for the year-old store's 471 MiB), which a daemon can afford as it starts, before
+// its first scan, while it holds the lock and nothing else reads or writes the file.
 //
 // CompactAuto compacts when the file has reached compactFloor and has grown to
 // compactGrowth times its size after its last compaction (recorded in the file, key
