@@ -110,6 +110,10 @@ type engine struct {
 	fill float64
 	// readOnly: opened with Options.ReadOnly.
 	readOnly bool
+	// checkedAtOpen: the open compacted the file and walked the copy now at the path
+	// (bbolt's check, every bucket counted), so the first Verify need not walk the
+	// database file again (structure).
+	checkedAtOpen atomic.Bool
 	// evicted counts the free pages dropped from the page cache (evictFree).
 	evicted atomic.Int64
 	// drainHook, for tests, runs after a drain has read the stages (1) and after
@@ -273,7 +277,7 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 		// Only a database that is kept: not a simulation's or a copy's (NoSync,
 		// NoArchiveFile), nor a copy's target.
 		if !opts.NoSync && !opts.NoArchiveFile && !opts.noMark {
-			markLock(lock, path)
+			markLock(lock)
 		}
 		if created && !opts.NoArchiveFile {
 			log.Info("no database file: created a new, empty database", "path", path)
@@ -308,7 +312,7 @@ const lostDatabaseMark = "billingd: a writer opened the database beside this loc
 
 // markLock writes lostDatabaseMark into the lock file when it is empty (best
 // effort: a lock file that cannot be written only loses the check).
-func markLock(lock *os.File, path string) {
+func markLock(lock *os.File) {
 	if lock == nil {
 		return
 	}

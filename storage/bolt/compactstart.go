@@ -180,6 +180,7 @@ func (db *engine) compactAtStart(mode CompactMode, reopen func() (*bbolt.DB, *os
 	if err := db.reopenAfter(nil, reopen); err != nil {
 		return st, false, fmt.Errorf("reopening the compacted file: %w", err)
 	}
+	db.checkedAtOpen.Store(true)
 	if err := syncDir(dir); err != nil {
 		// The compacted file is open and complete; a crash before its directory
 		// reaches the disk would find the original, as complete.

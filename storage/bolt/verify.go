@@ -112,7 +112,12 @@ func (db *engine) structure(records map[string]int) []string {
 	if err := db.checkLength(); err != nil {
 		return []string{problemText(err)}
 	}
-	db.prefetch()
+	// The first Verify after a compaction at start (verify_on_start) does not walk
+	// the database file a third time: the compaction walked the file, then its copy.
+	walkDB := records != nil || !db.checkedAtOpen.Swap(false)
+	if walkDB {
+		db.prefetch()
+	}
 	// The walk touches every page of the mapping; give the pages back as it goes, so
 	// that resident memory stays far below the file's size. bbolt's own check touches
 	// 2.5 GB in half a second at a million consents: released every 3 ms, the peak
@@ -124,7 +129,10 @@ func (db *engine) structure(records map[string]int) []string {
 		db.arch.mu.Lock()
 		defer db.arch.mu.Unlock()
 	}
-	problems := walkFile(db.bolt, records, "")
+	var problems []string
+	if walkDB {
+		problems = walkFile(db.bolt, records, "")
+	}
 	if len(problems) == 0 && db.arch != nil {
 		arch := map[string]int{}
 		problems = walkFile(db.arch.db, arch, "archive file "+db.arch.path+": ")
@@ -488,8 +496,9 @@ func rebind(path, arch string) error {
 // compactTxBytes bounds the keys and values one transaction of compactFile copies:
 // a transaction's pages are held in memory until it commits, and the copy is not
 // synced before its end. Compacting a 471 MiB database file (a year-old store of
-// 100,000 consents) with its mappings released every millisecond: 8 MiB took 1.1 s
-// and a process peak of 179 MiB, 1 MiB 0.98 s and 104 MiB, 256 KiB 0.9 s and 70 MiB.
+// 100,000 consents) with its mappings released every 5 ms: 8 MiB took 1.12 s and a
+// process peak of 179 MiB, 1 MiB 0.94 s and 103 MiB, 256 KiB 0.91 s and 89 MiB; 256
+// KiB released every millisecond, 0.9 s and 70 MiB (docs/BENCHMARKS.md).
 const compactTxBytes = 256 << 10
 
 // compactFile writes a compacted copy of the bbolt file of src to the new file dst,
