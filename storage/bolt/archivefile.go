@@ -301,8 +301,16 @@ func (db *engine) archiveState(opts Options) (id []byte, used, exists bool, err 
 		return nil, false, false, fmt.Errorf("%w: %s records no archive file, and %s is beside it. A restored backup or a copied database holds its archived history in itself: move %s away (keep it until the restored database is checked)",
 			ErrArchiveMismatch, db.path, apath, apath)
 	case !exists && used:
-		return nil, false, false, fmt.Errorf("%w: %s holds the settled attempts and older events moved out of %s. Put it back beside the database (a backup restored instead would lose what was written since it)",
-			ErrArchiveMissing, apath, db.path)
+		hint := ""
+		// The archive file is looked for beside the path, not beside the file a
+		// symbolic link there names.
+		if real, err := filepath.EvalSymlinks(db.path); err == nil && real != db.path {
+			if _, err := os.Stat(ArchivePath(real)); err == nil {
+				hint = fmt.Sprintf(" (%s is a symbolic link to %s, and %s is beside that: link %s to it too)", db.path, real, ArchivePath(real), apath)
+			}
+		}
+		return nil, false, false, fmt.Errorf("%w: %s holds the settled attempts and older events moved out of %s%s. Put it back beside the database (a backup restored instead would lose what was written since it)",
+			ErrArchiveMissing, apath, db.path, hint)
 	}
 	return id, used, exists, nil
 }

@@ -259,6 +259,15 @@ func TestArchiveFile_Binding(t *testing.T) {
 		db := openArchived(t, path)
 		assert.Equal(t, v, read(t, db))
 	})
+	t.Run("a link at the path, its archive file beside the linked file", func(t *testing.T) {
+		base := t.TempDir()
+		real, link := filepath.Join(base, "real.db"), filepath.Join(base, "link.db")
+		fill(t, real)
+		require.NoError(t, os.Symlink(real, link))
+		_, err := Open(link, Options{Timeout: time.Second})
+		require.ErrorIs(t, err, ErrArchiveMissing)
+		assert.Contains(t, err.Error(), link+" is a symbolic link to "+real+", and "+ArchivePath(real)+" is beside that")
+	})
 	t.Run("emptied once used", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "billingd.db")
 		fill(t, path)
@@ -769,6 +778,16 @@ func TestOpen_LostDatabase(t *testing.T) {
 			assert.Contains(t, err.Error(), "it is the archive file of the database "+path+" beside it")
 		}
 		_, err := os.Stat(LockPath(ArchivePath(path)))
+		assert.ErrorIs(t, err, os.ErrNotExist, "no lock file made beside it")
+
+		// Its database file gone: told by its contents, not called a damaged database.
+		require.NoError(t, os.Rename(path, path+".away"))
+		for _, ro := range []bool{false, true} {
+			_, err := Open(ArchivePath(path), Options{ReadOnly: ro, Timeout: time.Second})
+			require.ErrorIs(t, err, ErrNotBillingd)
+			assert.Contains(t, err.Error(), "it is an archive file, of the database "+path+", which is missing")
+		}
+		_, err = os.Stat(LockPath(ArchivePath(path)))
 		assert.ErrorIs(t, err, os.ErrNotExist, "no lock file made beside it")
 	})
 }

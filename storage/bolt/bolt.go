@@ -255,7 +255,7 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 		st, ok, err := db.compactAtStart(opts.CompactAtStart, open)
 		switch {
 		case ok:
-			log.Info("database file compacted at start", "path", path, "before_mib", st.before>>20, "after_mib", st.after>>20,
+			log.Info("database file compacted at start", "path", path, "before_bytes", st.before, "after_bytes", st.after,
 				"took", st.took.Round(time.Millisecond).String())
 		case err != nil && db.bolt == nil:
 			// Closed for the switch and not open again: the open fails (the file at
@@ -296,13 +296,39 @@ func notArchiveFile(path string) error {
 	if !ok || base == "" {
 		return nil
 	}
-	if fi, err := os.Stat(base); err != nil || fi.IsDir() {
-		return nil
-	}
 	if _, err := os.Stat(path); err != nil {
 		return nil
 	}
-	return fmt.Errorf("%w: it is the archive file of the database %s beside it, not a database: give the database file (--db %s, storage.path)", ErrNotBillingd, base, base)
+	if fi, err := os.Stat(base); err == nil && !fi.IsDir() {
+		return fmt.Errorf("%w: it is the archive file of the database %s beside it, not a database: give the database file (--db %s, storage.path)", ErrNotBillingd, base, base)
+	}
+	// No database file beside it: told by its contents (an archive file's meta
+	// bucket names the database it was made for).
+	if isArchiveFile(path) {
+		return fmt.Errorf("%w: it is an archive file, of the database %s, which is missing: put the database file (or a backup) back at %s and give that (--db %s, storage.path); the archive file holds history found nowhere else",
+			ErrNotBillingd, base, base, base)
+	}
+	return nil
+}
+
+// isArchiveFile reports whether the bbolt file at path is an archive file (its meta
+// bucket records the database it belongs to); false when it cannot be read.
+func isArchiveFile(path string) bool {
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 100 * time.Millisecond})
+	if err != nil {
+		return false
+	}
+	defer b.Close()
+	found := false
+	_ = guard(func() error {
+		return b.View(func(tx *bbolt.Tx) error {
+			if m := tx.Bucket(bucketArchiveMeta); m != nil && m.Get(keyOf) != nil && tx.Bucket([]byte("consents")) == nil {
+				found = true
+			}
+			return nil
+		})
+	})
+	return found
 }
 
 // lostDatabaseMark is what a writer writes into an empty lock file: that a database
@@ -670,10 +696,21 @@ func backupDirPrefix(path string) string { return "." + filepath.Base(path) + ".
 // removeStaleCopies removes what copies of the database at path (backups,
 // compactions at start) left behind when the process stopped during one (a writer
 // holds the path's lock, so no copy of this database is under way).
+// A compaction makes its copy beside the file a symbolic link at path names, so
+// that directory is looked in too. Names are matched as prefixes, not as glob
+// patterns (a path may hold '[' or '*').
 func removeStaleCopies(path string, log *slog.Logger) {
-	for _, prefix := range []string{backupDirPrefix(path), compactDirPrefix(path)} {
-		dirs, _ := filepath.Glob(filepath.Join(filepath.Dir(path), prefix+"*"))
-		for _, d := range dirs {
+	dirs := []string{filepath.Dir(path)}
+	if real, err := filepath.EvalSymlinks(path); err == nil && filepath.Dir(real) != dirs[0] {
+		dirs = append(dirs, filepath.Dir(real))
+	}
+	for _, dir := range dirs {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if !e.IsDir() || !(strings.HasPrefix(e.Name(), backupDirPrefix(path)) || strings.HasPrefix(e.Name(), compactDirPrefix(path))) {
+				continue
+			}
+			d := filepath.Join(dir, e.Name())
 			if err := os.RemoveAll(d); err != nil {
 				log.Warn("could not remove what an interrupted backup or compaction left", "path", d, "err", err)
 			}

@@ -348,3 +348,34 @@ func TestCompactAtStart_EmptyValuesNestedAndNoLeaks(t *testing.T) {
 	assert.Equal(t, n0, fds(), "fds")
 	assert.Equal(t, without(before, `archive_file/"compacted"`), without(dumpFile(t, path), `archive_file/"compacted"`))
 }
+
+// TestCompactAtStart_StaleCopiesBesideTheLink: what a compaction cut short left
+// beside the file a symbolic link at the path names (where the copy is made) is
+// removed by the next writer's open, as beside the path, even when the path holds
+// glob characters.
+func TestCompactAtStart_StaleCopiesBesideTheLink(t *testing.T) {
+	base := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(base, "data"), 0o700))
+	require.NoError(t, os.Mkdir(filepath.Join(base, "etc"), 0o700))
+	real := filepath.Join(base, "data", "b[1].db")
+	link := filepath.Join(base, "etc", "b[1].db")
+	db, err := Open(real, Options{ArchiveDelay: time.Hour, NoArchiveFile: true})
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	require.NoError(t, os.Symlink(real, link))
+	stale := []string{
+		filepath.Join(base, "data", compactDirPrefix(link)+"123"),
+		filepath.Join(base, "etc", compactDirPrefix(link)+"456"),
+	}
+	for _, d := range stale {
+		require.NoError(t, os.Mkdir(d, 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(d, "compact.db"), []byte("partial"), 0o600))
+	}
+	db, err = Open(link, Options{ArchiveDelay: time.Hour, NoArchiveFile: true})
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	for _, d := range stale {
+		_, err := os.Stat(d)
+		assert.ErrorIs(t, err, os.ErrNotExist, d)
+	}
+}

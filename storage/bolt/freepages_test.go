@@ -66,6 +66,17 @@ func TestFreeRuns(t *testing.T) {
 	before := db.e.evicted.Load()
 	assert.Equal(t, total, db.e.evictFree(), "every free page is dropped")
 	assert.Equal(t, before+int64(total), db.e.evicted.Load())
+	// Out of the page cache (so no fault maps them as neighbours of a live page).
+	ps := int64(db.e.bolt.Info().PageSize)
+	cached := 0
+	for _, r := range runs {
+		n := cachedPages(db.e.bolt.Info().Data, int64(r[0])*ps, int64(r[1])*ps)
+		if n < 0 {
+			t.Skip("mincore(2) is not available here")
+		}
+		cached += n
+	}
+	assert.Zero(t, cached, "free pages left in the page cache")
 	require.NoError(t, db.Close())
 	ro, err := Open(path, Options{ReadOnly: true})
 	require.NoError(t, err)

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // releaseMapped drops the pages of bbolt's read-only shared mapping from this
@@ -93,8 +95,7 @@ func mappedFile() int64 {
 // POSIX_FADV_DONTNEED: clean pages only; a page being written stays).
 func dropPages(f *os.File, data uintptr, off, size int64) {
 	if data != 0 {
-		_, _, _ = syscall.Syscall(syscall.SYS_MADVISE, data+uintptr(off), uintptr(size), syscall.MADV_DONTNEED)
+		releaseMapped(data+uintptr(off), size)
 	}
-	const fadvDontNeed = 4 // POSIX_FADV_DONTNEED
-	_, _, _ = syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), uintptr(off), uintptr(size), fadvDontNeed, 0, 0)
+	_ = unix.Fadvise(int(f.Fd()), off, size, unix.FADV_DONTNEED)
 }

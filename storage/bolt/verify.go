@@ -498,7 +498,8 @@ func rebind(path, arch string) error {
 // synced before its end. Compacting a 471 MiB database file (a year-old store of
 // 100,000 consents) with its mappings released every 5 ms: 8 MiB took 1.12 s and a
 // process peak of 179 MiB, 1 MiB 0.94 s and 103 MiB, 256 KiB 0.91 s and 89 MiB; 256
-// KiB released every millisecond, 0.9 s and 70 MiB (docs/BENCHMARKS.md).
+// KiB released every millisecond, 0.9 s and 70 MiB (a throwaway probe of the copy
+// alone, before the compaction at start walked the file first; docs/BENCHMARKS.md).
 const compactTxBytes = 256 << 10
 
 // compactFile writes a compacted copy of the bbolt file of src to the new file dst,

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/consent"
@@ -342,10 +343,7 @@ func dropCache(t *testing.T, paths ...string) {
 	for _, p := range paths {
 		f, err := os.Open(p)
 		require.NoError(t, err)
-		const fadvDontNeed = 4 // POSIX_FADV_DONTNEED
-		if _, _, e := syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), 0, 0, fadvDontNeed, 0, 0); e != 0 {
-			t.Fatalf("fadvise %s: %v", p, e)
-		}
+		require.NoError(t, unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED), "fadvise %s", p)
 		require.NoError(t, f.Close())
 	}
 }
@@ -583,7 +581,7 @@ func historyChild(t *testing.T) {
 func minorFaults(t *testing.T) int64 {
 	var ru syscall.Rusage
 	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
-	return ru.Minflt
+	return int64(ru.Minflt)
 }
 
 // statusKB reads a kB figure of /proc/self/status.
