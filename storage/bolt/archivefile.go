@@ -157,6 +157,7 @@ const backlogWait = time.Second
 type archiveFile struct {
 	path     string
 	db       *bbolt.DB
+	file     *os.File // bbolt's open file (bbolt closes it), read by checkPages
 	readOnly bool
 	fid      fileID
 	hasFID   bool
@@ -365,7 +366,7 @@ func (db *engine) openArchive(opts Options) error {
 	if err != nil {
 		return fmt.Errorf("archive file %s: %w", apath, err)
 	}
-	a := &archiveFile{path: apath, db: adb, readOnly: opts.ReadOnly, log: db.log, delay: opts.ArchiveDelay,
+	a := &archiveFile{path: apath, db: adb, file: file, readOnly: opts.ReadOnly, log: db.log, delay: opts.ArchiveDelay,
 		backlog: backlogWait, kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	for i := range a.inFlight {
 		a.inFlight[i] = map[string]struct{}{}

@@ -153,23 +153,23 @@ func (db *engine) compactAtStart(mode CompactMode, reopen func() (*bbolt.DB, *os
 	}
 	defer os.RemoveAll(tmpDir)
 	tmp := filepath.Join(tmpDir, "compact.db")
-	// The copy reads every page through the mapping: give the pages back as it goes
-	// (every millisecond: every page it reads maps its cached folio, up to 2 MiB), so
-	// that the start does not map the whole file (see compactTxBytes).
-	stop := db.releaseEvery(time.Millisecond)
 	// A damaged file is not copied: bbolt.Compact copies what it can reach, and the
 	// copy, sound, would replace the evidence and lose what it could not. The file
 	// is used as it is, and its verification (storage.verify_on_start) or its first
 	// read of a damaged page refuses it. The counts are compared with the copy's.
-	// Verify's walk of the database file (its engine buckets counted too: the pair's
-	// binding is in one), the file first read in order (prefetch: from a cold disk,
-	// a walk in tree order is random reads).
+	// Verify's check of the database file (its engine buckets counted too: the pair's
+	// binding is in one), read with pread, not through the mapping (checkPages), the
+	// file first read in order (prefetch: from a cold disk, a walk in tree order is
+	// random reads).
 	counts := map[string]int{}
 	db.prefetch()
-	if problems := walkFile(db.bolt, counts, ""); len(problems) > 0 {
-		stop()
+	if problems := checkPages(db.bolt, db.file, counts, ""); len(problems) > 0 {
 		return st, false, fmt.Errorf("the file has problems, so it is not compacted: %s", strings.Join(problems, "; "))
 	}
+	// The copy reads every page through the mapping: give the pages back as it goes
+	// (every millisecond: every page it reads maps its cached folio, up to 2 MiB), so
+	// that the start does not map the whole file (see compactTxBytes).
+	stop := db.releaseEvery(time.Millisecond)
 	err = compactFile(tmp, db.bolt, true)
 	stop()
 	if err == nil {
@@ -239,18 +239,16 @@ func (db *engine) reopenAfter(cause error, reopen func() (*bbolt.DB, *os.File, e
 	return cause
 }
 
-// sameRecords checks that the bbolt file at path passes bbolt's check and holds
-// exactly as many records in each bucket as counts says.
+// sameRecords checks that the bbolt file at path passes the structural check
+// (checkPages) and holds exactly as many records in each bucket as counts says.
 func sameRecords(path string, counts map[string]int) error {
-	b, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	b, f, err := openBolt(path, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	stop := (&engine{bolt: b}).releaseEvery(time.Millisecond)
 	got := map[string]int{}
-	problems := walkFile(b, got, "")
-	stop()
+	problems := checkPages(b, f, got, "")
 	if len(problems) > 0 {
 		return fmt.Errorf("the copy fails its check: %s", strings.Join(problems, "; "))
 	}

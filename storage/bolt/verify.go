@@ -118,11 +118,12 @@ func (db *engine) structure(records map[string]int) []string {
 	if walkDB {
 		db.prefetch()
 	}
-	// The walk touches every page of the mapping; give the pages back as it goes, so
-	// that resident memory stays far below the file's size. bbolt's own check touches
-	// 2.5 GB in half a second at a million consents: released every 3 ms, the peak
-	// stays near 160 MiB for about a quarter more time.
-	defer db.releaseEvery(3 * time.Millisecond)()
+	// The walks read the files with pread (checkPages), not through the mappings;
+	// the counts of what the buckets hold through both files read the mappings: give
+	// their pages back as they go.
+	if records != nil {
+		defer db.releaseEvery(3 * time.Millisecond)()
+	}
 	if db.arch != nil {
 		// bbolt's check counts pages freed by later commits as free: no drain
 		// while it runs.
@@ -131,11 +132,11 @@ func (db *engine) structure(records map[string]int) []string {
 	}
 	var problems []string
 	if walkDB {
-		problems = walkFile(db.bolt, records, "")
+		problems = checkPages(db.bolt, db.file, records, "")
 	}
 	if len(problems) == 0 && db.arch != nil {
 		arch := map[string]int{}
-		problems = walkFile(db.arch.db, arch, "archive file "+db.arch.path+": ")
+		problems = checkPages(db.arch.db, db.arch.file, arch, "archive file "+db.arch.path+": ")
 		if records != nil && len(problems) == 0 {
 			// What the buckets hold through both files, as storage reads them.
 			for _, l := range layers {
@@ -154,74 +155,6 @@ func (db *engine) structure(records map[string]int) []string {
 		for _, b := range engineBuckets {
 			delete(records, string(b))
 		}
-	}
-	return problems
-}
-
-// walkFile walks every bucket of one bbolt file through its cursors on this
-// goroutine, under guard (a damaged page then panics here, where it is recovered,
-// instead of inside bbolt's own check goroutine, which would kill the process), then
-// runs bbolt's consistency check. It counts each top-level bucket's keys into
-// records when that is not nil; each problem begins with prefix.
-func walkFile(bdb *bbolt.DB, records map[string]int, prefix string) []string {
-	view := func(fn func(tx *bbolt.Tx) error) error { return guard(func() error { return bdb.View(fn) }) }
-	var problems []string
-	var names [][]byte
-	if err := view(func(tx *bbolt.Tx) error {
-		return tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
-			names = append(names, append([]byte(nil), name...))
-			return nil
-		})
-	}); err != nil {
-		return []string{prefix + "root bucket: " + problemText(err)}
-	}
-	for _, name := range names {
-		n := 0
-		err := view(func(tx *bbolt.Tx) error {
-			var walk func(b *bbolt.Bucket) error
-			walk = func(b *bbolt.Bucket) error {
-				c := b.Cursor()
-				for k, v := c.First(); k != nil; k, v = c.Next() {
-					n++
-					if n%(1<<14) == 0 {
-						releaseMapped(bdb.Info().Data, tx.Size())
-					}
-					if v == nil {
-						if sub := b.Bucket(k); sub != nil {
-							if err := walk(sub); err != nil {
-								return err
-							}
-						}
-					}
-				}
-				return nil
-			}
-			return walk(tx.Bucket(name))
-		})
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("%sbucket %s: %s", prefix, name, problemText(err)))
-			continue
-		}
-		if records != nil {
-			records[string(name)] = n
-		}
-	}
-	if len(problems) > 0 {
-		return problems
-	}
-	if err := view(func(tx *bbolt.Tx) error {
-		// Drain the channel to its end: bbolt's goroutine holds the transaction
-		// until every problem is taken.
-		for err := range tx.Check() {
-			if len(problems) < maxProblems {
-				problems = append(problems, prefix+err.Error())
-			} else if len(problems) == maxProblems {
-				problems = append(problems, "…")
-			}
-		}
-		return nil
-	}); err != nil {
-		problems = append(problems, prefix+problemText(err))
 	}
 	return problems
 }
