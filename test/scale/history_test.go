@@ -93,6 +93,8 @@ import (
 // SCALE_HISTORY_COMPACT_AT_START sets the measured process's
 // storage.compact_at_start (auto, the daemon's default; never; always): with auto,
 // a master past 64 MiB that was never compacted is compacted as the child opens it.
+// SCALE_HISTORY_VERIFY=0 skips the Verify the child runs once open, as
+// storage.verify_on_start (the daemon's default) does.
 // SCALE_HISTORY_RESIDENT=1 reports, after each run, the MiB of the database file
 // resident in the child's mapping by the bucket that owns each page.
 // SCALE_HISTORY_CPUPROFILE=FILE writes the CPU profile of the timed scans to
@@ -197,9 +199,9 @@ func TestHistory(t *testing.T) {
 			if run.Resident != "" {
 				report(t, "history: run %d %s: resident after the scan, MiB by bucket: %s", len(results), kind, run.Resident)
 			}
-			report(t, "history: run %d %-7s (file %d MiB, archive file %d MiB; fsync %s before it): %d submissions in %s: %.0f submissions/s; peak RSS %d MiB (%d MiB before the scan, %d MiB at its peak: +%d MiB, %d minor faults; at the end %d MiB of the file, %d MiB anonymous); open %s (peak RSS %d MiB once open), re-plan %s; %d records drained to the archive file; load average %s",
+			report(t, "history: run %d %-7s (file %d MiB, archive file %d MiB; fsync %s before it): %d submissions in %s: %.0f submissions/s; peak RSS %d MiB (%d MiB before the scan, %d MiB at its peak: +%d MiB, %d minor faults; at the end %d MiB of the file, %d MiB anonymous); open %s, verify %s (peak RSS %d MiB once open and verified), re-plan %s; %d records drained to the archive file; load average %s",
 				len(results), kind, st.Size()>>20, ast.Size()>>20, probe.Round(10*time.Microsecond), due, run.Took.Round(time.Millisecond), run.Rate, run.PeakKB>>10, run.ReadyKB>>10, run.ScanPeakKB>>10,
-				(run.ScanPeakKB-run.ReadyKB)>>10, run.Faults, run.FileKB>>10, run.AnonKB>>10, run.Open.Round(time.Millisecond), run.OpenPeakKB>>10, run.Replan.Round(time.Millisecond), run.Drained, proc.LoadAvg())
+				(run.ScanPeakKB-run.ReadyKB)>>10, run.Faults, run.FileKB>>10, run.AnonKB>>10, run.Open.Round(time.Millisecond), run.Verify.Round(time.Millisecond), run.OpenPeakKB>>10, run.Replan.Round(time.Millisecond), run.Drained, proc.LoadAvg())
 		}
 	}
 	pick := func(kind string, f func(historyRun) float64) []float64 {
@@ -455,7 +457,8 @@ type historyRun struct {
 	Faults     int64         `json:"faults"`     // minor page faults during the timed scan
 	Drained    int64         `json:"drained"`    // records drained to the archive file during the child's life
 	Open       time.Duration `json:"open"`       // bolt.Open, a compaction at start included
-	OpenPeakKB int           `json:"openPeakKB"` // VmHWM once open
+	Verify     time.Duration `json:"verify"`     // Verify after the open (SCALE_HISTORY_VERIFY)
+	OpenPeakKB int           `json:"openPeakKB"` // VmHWM once open and verified
 	Resident   string        `json:"resident"`   // SCALE_HISTORY_RESIDENT: MiB of the database file resident after the scan, by bucket
 }
 
@@ -519,8 +522,15 @@ func historyChild(t *testing.T) {
 		MappedBudget: int64(proc.EnvInt("SCALE_HISTORY_MAPPED_BUDGET_MIB", 0)) << 20, CompactAtStart: compact})
 	require.NoError(t, err)
 	openTook := time.Since(opened)
-	openedKB := statusKB(t, "VmHWM")
 	defer db.Close()
+	// storage.verify_on_start, as billingd run does before its first scan.
+	var verifyTook time.Duration
+	if os.Getenv("SCALE_HISTORY_VERIFY") != "0" {
+		vstart := time.Now()
+		require.NoError(t, db.Verify(ctx))
+		verifyTook = time.Since(vstart)
+	}
+	openedKB := statusKB(t, "VmHWM")
 	var sch *scheduler.Scheduler
 	hooks := klavi.Hooks{OnServerTime: func(server, local time.Time) {
 		if sch != nil {
@@ -571,7 +581,7 @@ func historyChild(t *testing.T) {
 		resident = residentByBucket(pages, pageOwners(t, os.Getenv("SCALE_HISTORY_DB")))
 	}
 	out, err := json.Marshal(historyRun{Took: took, Rate: float64(due) / took.Seconds(), Replan: replan, ReadyKB: ready,
-		ScanPeakKB: scanPeak, PeakKB: max(lifePeak, scanPeak), Drained: db.ArchiveDrained(), FileKB: statusKB(t, "RssFile"), AnonKB: statusKB(t, "RssAnon"), Faults: faults, Resident: resident, Open: openTook, OpenPeakKB: openedKB})
+		ScanPeakKB: scanPeak, PeakKB: max(lifePeak, scanPeak), Drained: db.ArchiveDrained(), FileKB: statusKB(t, "RssFile"), AnonKB: statusKB(t, "RssAnon"), Faults: faults, Resident: resident, Open: openTook, Verify: verifyTook, OpenPeakKB: openedKB})
 	require.NoError(t, err)
 	fmt.Println(historyResult + string(out))
 }
