@@ -111,7 +111,7 @@ type engine struct {
 	// readOnly: opened with Options.ReadOnly.
 	readOnly bool
 	// checkedAtOpen: the open compacted the file and walked the copy now at the path
-	// (bbolt's check, every bucket counted), so the first Verify need not walk the
+	// (checkPages, every bucket counted), so the first Verify need not walk the
 	// database file again (structure).
 	checkedAtOpen atomic.Bool
 	// evicted counts the free pages dropped from the page cache (evictFree).

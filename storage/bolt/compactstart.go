@@ -153,25 +153,19 @@ func (db *engine) compactAtStart(mode CompactMode, reopen func() (*bbolt.DB, *os
 	}
 	defer os.RemoveAll(tmpDir)
 	tmp := filepath.Join(tmpDir, "compact.db")
-	// A damaged file is not copied: bbolt.Compact copies what it can reach, and the
-	// copy, sound, would replace the evidence and lose what it could not. The file
-	// is used as it is, and its verification (storage.verify_on_start) or its first
-	// read of a damaged page refuses it. The counts are compared with the copy's.
-	// Verify's check of the database file (its engine buckets counted too: the pair's
-	// binding is in one), read with pread, not through the mapping (checkPages), the
-	// file first read in order (prefetch: from a cold disk, a walk in tree order is
-	// random reads).
+	// A damaged file is not compacted: a copy would hold what can be reached, pass
+	// every check and replace the evidence. The copy reads the file with pread and
+	// checks it as verify_on_start does (compactFile), counting every bucket's
+	// records (its engine buckets too: the pair's binding is in one); the counts are
+	// compared with the copy's. A damaged file is used as it is, and its verification
+	// or its first read of a damaged page refuses it. The file is first read in order
+	// (prefetch: from a cold disk, a walk in tree order is random reads).
 	counts := map[string]int{}
 	db.prefetch()
-	if problems := checkPages(db.bolt, db.file, counts, ""); len(problems) > 0 {
-		return st, false, fmt.Errorf("the file has problems, so it is not compacted: %s", strings.Join(problems, "; "))
+	err = compactFile(tmp, db.bolt, db.file, true, counts)
+	if errors.Is(err, ErrCorrupt) {
+		return st, false, fmt.Errorf("the file has problems, so it is not compacted: %s", problemText(err))
 	}
-	// The copy reads every page through the mapping: give the pages back as it goes
-	// (every millisecond: every page it reads maps its cached folio, up to 2 MiB), so
-	// that the start does not map the whole file (see compactTxBytes).
-	stop := db.releaseEvery(time.Millisecond)
-	err = compactFile(tmp, db.bolt, true)
-	stop()
 	if err == nil {
 		if last == 0 { // the copy's record of its size is one record more
 			counts[string(bucketArchiveFile)]++

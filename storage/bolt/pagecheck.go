@@ -97,6 +97,24 @@ type pageCheck struct {
 	problems []string
 	prefix   string
 	keys     int // keys counted under the current top-level bucket
+	// visit, when not nil, is called for every bucket and key in the order of a
+	// walk of the buckets' cursors, until the first problem or its first error
+	// (err), which ends the walk.
+	visit visitFn
+	err   error
+	path  [][]byte // the buckets from the root to the one being walked
+}
+
+// visitFn is called for each key of a bucket: path names the buckets from the root
+// down to the one holding k, and v is k's value, or nil when k names a nested
+// bucket, whose sequence is seq. path, k and v are valid only during the call.
+type visitFn func(path [][]byte, k, v []byte, seq uint64) error
+
+// see calls visit, unless the walk found a problem or visit failed.
+func (p *pageCheck) see(k, v []byte, seq uint64) {
+	if p.visit != nil && p.err == nil && len(p.problems) == 0 {
+		p.err = p.visit(p.path, k, v, seq)
+	}
 }
 
 type bitmap []uint64
@@ -121,7 +139,15 @@ func (p *pageCheck) problem(format string, args ...any) {
 // is not nil. f is read only, never through the mapping; bdb's read transaction
 // keeps the pages it reaches from being reused while the walk reads them.
 func checkPages(bdb *bbolt.DB, f *os.File, records map[string]int, prefix string) []string {
+	problems, _ := walkPages(bdb, f, records, prefix, nil)
+	return problems
+}
+
+// walkPages is checkPages, calling visit for every bucket and key (see pageCheck)
+// while the walk finds no problem. It returns the problems, and visit's error.
+func walkPages(bdb *bbolt.DB, f *os.File, records map[string]int, prefix string, visit visitFn) ([]string, error) {
 	for tries := 0; ; tries++ {
+		var verr error
 		var problems []string
 		err := guard(func() error {
 			return bdb.View(func(tx *bbolt.Tx) error {
@@ -129,8 +155,9 @@ func checkPages(bdb *bbolt.DB, f *os.File, records map[string]int, prefix string
 				if err != nil {
 					return err
 				}
-				p := &pageCheck{f: f, ps: bdb.Info().PageSize, meta: m, prefix: prefix}
+				p := &pageCheck{f: f, ps: bdb.Info().PageSize, meta: m, prefix: prefix, visit: visit}
 				problems = p.run(records)
+				verr = p.err
 				return nil
 			})
 		})
@@ -138,9 +165,9 @@ func checkPages(bdb *bbolt.DB, f *os.File, records map[string]int, prefix string
 		case errors.Is(err, errMetaMoved) && tries < 100:
 			continue
 		case err != nil:
-			return []string{prefix + problemText(err)}
+			return []string{prefix + problemText(err)}, nil
 		}
-		return problems
+		return problems, verr
 	}
 }
 
@@ -169,6 +196,11 @@ func (p *pageCheck) run(records map[string]int) []string {
 		}
 		p.keys = 0
 		n := len(p.problems)
+		p.path = p.path[:0]
+		if len(v) >= bucketHeaderSize {
+			p.see(k, nil, binary.LittleEndian.Uint64(v[8:]))
+		}
+		p.path = append(p.path, k)
 		p.bucket(v, depth)
 		if records != nil && len(p.problems) == n {
 			records[string(k)] = p.keys
@@ -319,6 +351,9 @@ func (p *pageCheck) elements(id uint64, buf []byte, depth int, lo, hi []byte, fn
 	}
 	prev := lo
 	for i := range count {
+		if p.err != nil {
+			return
+		}
 		off := pageHeaderSize + i*pageElementSize
 		e := buf[off : off+pageElementSize]
 		var (
@@ -374,9 +409,16 @@ func (p *pageCheck) bucket(v []byte, depth int) {
 	}
 	count := func(k, v []byte, flags uint32, depth int) {
 		p.keys++
-		if flags&bucketLeafFlag != 0 {
-			p.bucket(v, depth)
+		if flags&bucketLeafFlag == 0 {
+			p.see(k, v, 0)
+			return
 		}
+		if len(v) >= bucketHeaderSize {
+			p.see(k, nil, le.Uint64(v[8:]))
+		}
+		p.path = append(p.path, k)
+		p.bucket(v, depth)
+		p.path = p.path[:len(p.path)-1]
 	}
 	root := le.Uint64(v[0:])
 	if root != 0 {

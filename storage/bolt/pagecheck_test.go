@@ -96,6 +96,9 @@ func varied(t testing.TB, path string, seed uint64, commits int) {
 					if err != nil {
 						return err
 					}
+					if _, err := nb.NextSequence(); err != nil {
+						return err
+					}
 					for range 1 + rng.IntN(40) {
 						if err := nb.Put(fmt.Appendf(nil, "n%04d", rng.IntN(500)), make([]byte, rng.IntN(120))); err != nil {
 							return err
@@ -107,6 +110,10 @@ func varied(t testing.TB, path string, seed uint64, commits int) {
 						if err := c.Delete(); err != nil {
 							return err
 						}
+					}
+				case r == 5:
+					if _, err := top.NextSequence(); err != nil {
+						return err
 					}
 				case r == 4:
 					if top.Bucket(key) == nil {
@@ -320,4 +327,75 @@ func fileSize(t testing.TB, path string) int64 {
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	return fi.Size()
+}
+
+// dump lists every bucket (with its sequence), key and value of a bbolt file, as
+// bbolt's cursors read them.
+func dump(t testing.TB, b *bbolt.DB) []string {
+	t.Helper()
+	var out []string
+	var walk func(prefix string, bk *bbolt.Bucket)
+	walk = func(prefix string, bk *bbolt.Bucket) {
+		require.NoError(t, bk.ForEach(func(k, v []byte) error {
+			if v == nil {
+				sub := bk.Bucket(k)
+				out = append(out, fmt.Sprintf("%s/%x seq=%d", prefix, k, sub.Sequence()))
+				walk(fmt.Sprintf("%s/%x", prefix, k), sub)
+				return nil
+			}
+			out = append(out, fmt.Sprintf("%s/%x=%x", prefix, k, v))
+			return nil
+		}))
+	}
+	require.NoError(t, b.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, bk *bbolt.Bucket) error {
+			out = append(out, fmt.Sprintf("%x seq=%d", name, bk.Sequence()))
+			walk(fmt.Sprintf("%x", name), bk)
+			return nil
+		})
+	}))
+	return out
+}
+
+// compactFile's copy holds exactly what the file holds (every bucket and its
+// sequence, every key and value), counted as bbolt's cursors count them, and its
+// pages pass the check.
+func TestCompactFile_ExactCopy(t *testing.T) {
+	for seed := uint64(1); seed <= 4; seed++ {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "v.db")
+		varied(t, src, seed, int(30*seed))
+		b, f := openRaw(t, src)
+		counts, want := map[string]int{}, map[string]int{}
+		require.Empty(t, bboltWalk(b, want))
+		dst := filepath.Join(dir, "copy.db")
+		require.NoError(t, compactFile(dst, b, f, false, counts), "seed %d", seed)
+		assert.Equal(t, want, counts, "seed %d", seed)
+		c, cf := openRaw(t, dst)
+		got := map[string]int{}
+		require.Empty(t, checkPages(c, cf, got, ""), "seed %d", seed)
+		assert.Equal(t, want, got, "seed %d", seed)
+		assert.Equal(t, dump(t, b), dump(t, c), "seed %d", seed)
+		assert.Less(t, fileSize(t, dst), fileSize(t, src), "seed %d: compacted", seed)
+	}
+}
+
+// A damaged file fails compactFile with ErrCorrupt naming the damage: nothing is
+// copied from it.
+func TestCompactFile_DamagedFile(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "v.db")
+	varied(t, src, 5, 40)
+	b, _ := openRaw(t, src)
+	var root uint64
+	require.NoError(t, b.View(func(tx *bbolt.Tx) error { root = uint64(tx.Bucket([]byte("b1")).Root()); return nil }))
+	require.NoError(t, b.Close())
+	raw, err := os.ReadFile(src)
+	require.NoError(t, err)
+	binary.LittleEndian.PutUint64(raw[root*4096:], 12345678) // the page's own number
+	require.NoError(t, os.WriteFile(src, raw, 0o600))
+	b, f := openRaw(t, src)
+	err = compactFile(filepath.Join(dir, "copy.db"), b, f, false, nil)
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), fmt.Sprintf("page %d is damaged", root))
 }

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -98,10 +99,11 @@ func (db *engine) checkLength() error {
 // Verify checks the file's structure and returns ErrCorrupt, naming up to 20
 // problems, when it is damaged: the file holds every page its header counts, every
 // page of every bucket reads as a well-formed page in key order, and every page below
-// the high-water mark is either reachable or free (bbolt's consistency check). bbolt
-// keeps no checksums of data pages, so this is how a damaged page is found before a
-// write depends on it. It reads the whole file in one read transaction; it does not
-// decode records (Check does).
+// the high-water mark is either reachable or free (what bbolt's Tx.Check checks, and
+// more: checkPages), in the database file and in its archive file. bbolt keeps no
+// checksums of data pages, so this is how a damaged page is found before a write
+// depends on it. It reads each file once with pread, on the snapshot of one read
+// transaction, and maps none of it; it does not decode records (Check does).
 func (st *Store) Verify(ctx context.Context) error {
 	return problemsErr(st.e.structure(nil))
 }
@@ -125,8 +127,8 @@ func (db *engine) structure(records map[string]int) []string {
 		defer db.releaseEvery(3 * time.Millisecond)()
 	}
 	if db.arch != nil {
-		// bbolt's check counts pages freed by later commits as free: no drain
-		// while it runs.
+		// A drain moves records from one file to the other: none while the files
+		// are walked and counted, so that both are seen at one moment.
 		db.arch.mu.Lock()
 		defer db.arch.mu.Unlock()
 	}
@@ -349,9 +351,11 @@ func Compact(dst, src string) (before, after int64, err error) {
 	}
 	pairs := [][2]string{{dst, src}}
 	from := []*bbolt.DB{in.e.bolt}
+	files := []*os.File{in.e.file}
 	if in.e.arch != nil {
 		pairs = append(pairs, [2]string{ArchivePath(dst), in.e.arch.path})
 		from = append(from, in.e.arch.db)
+		files = append(files, in.e.arch.file)
 	}
 	remove := func() {
 		for _, p := range pairs {
@@ -359,7 +363,7 @@ func Compact(dst, src string) (before, after int64, err error) {
 		}
 	}
 	for i, p := range pairs {
-		if err := compactFile(p[0], from[i], i == 0); err != nil {
+		if err := compactFile(p[0], from[i], files[i], i == 0, nil); err != nil {
 			remove()
 			return 0, 0, fmt.Errorf("compact: %w", err)
 		}
@@ -429,25 +433,42 @@ func rebind(path, arch string) error {
 // compactTxBytes bounds the keys and values one transaction of compactFile copies:
 // a transaction's pages are held in memory until it commits, and the copy is not
 // synced before its end. Compacting a 471 MiB database file (a year-old store of
-// 100,000 consents) with its mappings released every 5 ms: 8 MiB took 1.12 s and a
-// process peak of 179 MiB, 1 MiB 0.94 s and 103 MiB, 256 KiB 0.91 s and 89 MiB; 256
-// KiB released every millisecond, 0.9 s and 70 MiB (a throwaway probe of the copy
-// alone, before the compaction at start walked the file first; docs/BENCHMARKS.md).
+// 100,000 consents) with bbolt.Compact, its mappings released every 5 ms: 8 MiB took
+// 1.12 s and a process peak of 179 MiB, 1 MiB 0.94 s and 103 MiB, 256 KiB 0.91 s and
+// 89 MiB; 256 KiB released every millisecond, 0.9 s and 70 MiB (a throwaway probe of
+// the copy alone, before the compaction at start walked the file first, and before
+// the copy read the file with pread; docs/BENCHMARKS.md).
 const compactTxBytes = 256 << 10
 
 // compactFile writes a compacted copy of the bbolt file of src to the new file dst,
-// synced and cut to the pages it uses. With record (a database file, not an
-// archive file), the copy records its size (keyCompacted), within a page or two.
-func compactFile(dst string, src *bbolt.DB, record bool) error {
+// synced and cut to the pages it uses: every bucket, nested bucket, key and
+// bucket sequence, in key order, each page filled (what bbolt.Compact writes). It
+// reads src's pages from f with pread, not through src's mapping (walkPages: a copy
+// through the mapping maps the page cache's folios of a scattered file, up to 2 MiB
+// for each page it reads), on the snapshot of one read transaction of src, and
+// checks them as it goes: a damaged file (any problem checkPages finds, the pages it
+// cannot reach included) fails with ErrCorrupt naming its problems, and the copy is
+// left for the caller to remove. It counts each top-level bucket's keys into counts
+// when that is not nil. With record (a database file, not an archive file), the copy
+// records its size (keyCompacted), within a page or two.
+func compactFile(dst string, src *bbolt.DB, f *os.File, record bool, counts map[string]int) error {
 	out, err := bbolt.Open(dst, 0o600, &bbolt.Options{NoSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {
 		return fmt.Errorf("create %s: %w", dst, err)
 	}
-	// The copy's pages are read back as it is written: give them back as it goes
-	// (every millisecond: a copy of scattered pages maps folios of up to 2 MiB each).
+	// The copy's pages are read back as it is written: give them back as it goes.
 	stop := (&engine{bolt: out}).releaseEvery(time.Millisecond)
-	err = guard(func() error { return bbolt.Compact(out, src, compactTxBytes) })
+	c := &copier{dst: out, max: compactTxBytes}
+	var problems []string
+	err = guard(func() error {
+		var err error
+		problems, err = walkPages(src, f, counts, "", c.put)
+		return c.end(err == nil && len(problems) == 0, err)
+	})
 	stop()
+	if err == nil && len(problems) > 0 {
+		err = problemsErr(problems)
+	}
 	if err == nil && record {
 		err = out.Update(func(tx *bbolt.Tx) error {
 			bk := tx.Bucket(bucketArchiveFile)
@@ -474,6 +495,110 @@ func compactFile(dst string, src *bbolt.DB, record bool) error {
 		err = truncateSync(dst, used)
 	}
 	return err
+}
+
+// copier writes what walkPages visits into dst, in transactions of up to max bytes
+// of keys and values (bbolt.Compact's loop, fed by pread instead of cursors).
+type copier struct {
+	dst  *bbolt.DB
+	tx   *bbolt.Tx
+	size int64
+	max  int64
+	// at is the bucket of path in tx (nil: not looked up in this transaction).
+	at   *bbolt.Bucket
+	path [][]byte
+}
+
+// put copies one visited key: a bucket (v nil) with its sequence, or a key and
+// its value.
+func (c *copier) put(path [][]byte, k, v []byte, seq uint64) error {
+	sz := int64(len(k) + len(v))
+	if c.tx == nil || c.size+sz > c.max {
+		if c.tx != nil {
+			if err := c.tx.Commit(); err != nil {
+				c.tx = nil
+				return err
+			}
+		}
+		tx, err := c.dst.Begin(true)
+		if err != nil {
+			return err
+		}
+		c.tx, c.size, c.at = tx, 0, nil
+	}
+	c.size += sz
+	if len(path) == 0 {
+		if v != nil {
+			return fmt.Errorf("the root bucket holds a key that is not a bucket (%x)", k)
+		}
+		b, err := c.tx.CreateBucket(k)
+		if err != nil {
+			return err
+		}
+		return b.SetSequence(seq)
+	}
+	b, err := c.bucket(path)
+	if err != nil {
+		return err
+	}
+	if v == nil {
+		nb, err := b.CreateBucket(k)
+		if err != nil {
+			return err
+		}
+		return nb.SetSequence(seq)
+	}
+	// bbolt keeps the value, not a copy, until the commit; v is the walk's buffer.
+	return b.Put(k, bytes.Clone(v))
+}
+
+// bucket returns the bucket of path in the open transaction, each page of it to
+// be filled (its keys arrive in order).
+func (c *copier) bucket(path [][]byte) (*bbolt.Bucket, error) {
+	if c.at != nil && len(path) == len(c.path) {
+		same := true
+		for i := range path {
+			if !bytes.Equal(path[i], c.path[i]) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return c.at, nil
+		}
+	}
+	b := c.tx.Bucket(path[0])
+	for _, name := range path[1:] {
+		if b == nil {
+			break
+		}
+		b = b.Bucket(name)
+	}
+	if b == nil {
+		return nil, fmt.Errorf("the copy lacks bucket %q", path)
+	}
+	b.FillPercent = 1.0
+	c.path = c.path[:0]
+	for _, name := range path {
+		c.path = append(c.path, bytes.Clone(name))
+	}
+	c.at = b
+	return b, nil
+}
+
+// end commits the last transaction when ok, and rolls it back otherwise; it
+// returns cause, or what failed.
+func (c *copier) end(ok bool, cause error) error {
+	if c.tx == nil {
+		return cause
+	}
+	tx := c.tx
+	c.tx = nil
+	if !ok {
+		_ = tx.Rollback()
+		return cause
+	}
+	return tx.Commit()
 }
 
 // truncateSync cuts the file at path to size bytes, durably. bbolt grows a file
