@@ -49,9 +49,11 @@ const (
 	// bucketHeaderSize: InBucket (root pgid, sequence uint64).
 	bucketHeaderSize = 16
 	metaVersion      = 2
-	// maxTreeDepth bounds the pages and nested buckets a walk descends through: a
-	// sound file is far shallower; a damaged one could loop.
-	maxTreeDepth = 512
+	// maxTreeDepth bounds the pages and nested buckets a walk descends through (its
+	// recursion, and a page buffer for each level): billingd's files are a few
+	// levels deep, bbolt sets no bound, and a damaged file cannot loop (a page is
+	// walked once, and an inline bucket's page is smaller than its parent's).
+	maxTreeDepth = 4096
 )
 
 // errMetaMoved: neither meta page holds the read transaction's meta any more (two
@@ -63,8 +65,11 @@ type pageMeta struct {
 	root, freelist, hwm, txid uint64
 }
 
-// readMeta returns the meta page of transaction txid, read from f (pread), after
-// checking its magic number, version and checksum (Meta.Validate).
+// readMeta returns the meta page of transaction txid, read from f (pread): the one
+// of the two that holds txid and passes Meta.Validate (magic number, version,
+// checksum), as bbolt skips a meta page that does not. bbolt validated it when the
+// transaction began: when neither does now, a writer is rewriting it (two commits
+// since), and the caller takes a newer transaction (errMetaMoved).
 func readMeta(f *os.File, pageSize int, txid uint64) (pageMeta, error) {
 	le := binary.LittleEndian
 	buf := make([]byte, pageHeaderSize+64)
@@ -73,13 +78,10 @@ func readMeta(f *os.File, pageSize int, txid uint64) (pageMeta, error) {
 			return pageMeta{}, fmt.Errorf("meta page %d: %w", i, err)
 		}
 		m := buf[pageHeaderSize:]
-		if le.Uint64(m[48:]) != txid {
-			continue
-		}
 		h := fnv.New64a()
 		_, _ = h.Write(m[:56])
-		if le.Uint32(m[0:]) != metaMagic || le.Uint32(m[4:]) != metaVersion || le.Uint64(m[56:]) != h.Sum64() {
-			return pageMeta{}, fmt.Errorf("meta page %d: damaged (magic, version or checksum)", i)
+		if le.Uint64(m[48:]) != txid || le.Uint32(m[0:]) != metaMagic || le.Uint32(m[4:]) != metaVersion || le.Uint64(m[56:]) != h.Sum64() {
+			continue
 		}
 		return pageMeta{root: le.Uint64(m[16:]), freelist: le.Uint64(m[32:]), hwm: le.Uint64(m[40:]), txid: txid}, nil
 	}
@@ -164,6 +166,8 @@ func walkPages(bdb *bbolt.DB, f *os.File, records map[string]int, prefix string,
 		switch {
 		case errors.Is(err, errMetaMoved) && tries < 100:
 			continue
+		case errors.Is(err, errMetaMoved):
+			err = fmt.Errorf("neither meta page held the transaction of the check intact, %d times (the file written meanwhile?)", tries)
 		case err != nil:
 			return []string{prefix + problemText(err)}, nil
 		}
@@ -291,14 +295,20 @@ func (p *pageCheck) page(id uint64, depth int, want uint16) ([]byte, bool) {
 		p.problem("page %d: out of bounds: its %d overflow pages pass the high-water mark %d", id, overflow, p.meta.hwm)
 		return nil, false
 	}
+	// A damaged overflow count claims pages that are another page's or free: the
+	// page is not read (its claimed size is up to the whole file).
 	for i := uint64(0); i <= overflow; i++ {
-		if p.reached.has(id + i) {
+		switch {
+		case p.reached.has(id + i):
 			p.problem("page %d: multiple references", id+i)
-		}
-		p.reached.set(id + i)
-		if p.freed.has(id+i) && want != freelistPageFlag {
+			return nil, false
+		case p.freed.has(id+i) && want != freelistPageFlag:
 			p.problem("page %d: reachable freed", id+i)
+			return nil, false
 		}
+	}
+	for i := uint64(0); i <= overflow; i++ {
+		p.reached.set(id + i)
 	}
 	if overflow > 0 {
 		size := (overflow + 1) * uint64(p.ps)

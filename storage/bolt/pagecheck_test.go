@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -398,4 +399,88 @@ func TestCompactFile_DamagedFile(t *testing.T) {
 	err = compactFile(filepath.Join(dir, "copy.db"), b, f, false, nil)
 	require.ErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), fmt.Sprintf("page %d is damaged", root))
+}
+
+// A leaf page whose overflow count was damaged to claim the rest of the file is
+// not read whole: the pages it claims are another's or free, and the walk stops
+// there instead of reading (and allocating) the file's size.
+func TestCheckPages_DamagedOverflowNotRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.db")
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{NoSync: true})
+	require.NoError(t, err)
+	var leaf, hwm uint64
+	for i := range 20 {
+		require.NoError(t, b.Update(func(tx *bbolt.Tx) error {
+			bk, err := tx.CreateBucketIfNotExists([]byte("a"))
+			if err != nil {
+				return err
+			}
+			for j := range 10000 {
+				if err := bk.Put(binary.BigEndian.AppendUint32(nil, uint32(i*10000+j)), make([]byte, 1000)); err != nil {
+					return err
+				}
+			}
+			if err := bk.Delete(binary.BigEndian.AppendUint32(nil, uint32(i*10000))); err != nil {
+				return err
+			}
+			leaf, hwm = uint64(bk.Root()), uint64(tx.Size()/4096)
+			return nil
+		}))
+	}
+	require.NoError(t, b.Close())
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	le := binary.LittleEndian
+	for le.Uint16(raw[leaf*4096+8:]) == branchPageFlag {
+		leaf = le.Uint64(raw[leaf*4096+pageHeaderSize+8:])
+	}
+	le.PutUint32(raw[leaf*4096+12:], uint32(hwm-leaf-1))
+	require.NoError(t, os.WriteFile(path, raw, 0o600))
+	b2, f := openRaw(t, path)
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	require.NotEmpty(t, checkPages(b2, f, nil, ""))
+	runtime.ReadMemStats(&m1)
+	t.Logf("allocated %d KiB on a file of %d MiB", (m1.TotalAlloc-m0.TotalAlloc)>>10, len(raw)>>20)
+	assert.Less(t, m1.TotalAlloc-m0.TotalAlloc, uint64(len(raw)/8))
+}
+
+// A meta page bbolt skips (it fails its checksum) is skipped here too, even when
+// it holds the transaction's number.
+func TestCheckPages_OlderMetaSameTxid(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.db")
+	varied(t, path, 3, 10)
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	le := binary.LittleEndian
+	txid := func(i int) []byte { return raw[i*4096+pageHeaderSize+48:][:8] }
+	newer, older := 0, 1
+	if le.Uint64(txid(1)) > le.Uint64(txid(0)) {
+		newer, older = 1, 0
+	}
+	copy(txid(older), txid(newer))
+	require.NoError(t, os.WriteFile(path, raw, 0o600))
+	b, f := openRaw(t, path)
+	require.Empty(t, bboltWalk(b, nil))
+	require.Empty(t, checkPages(b, f, nil, ""))
+}
+
+// Buckets nested 600 deep (bbolt sets no bound) are a sound file.
+func TestCheckPages_DeepNesting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{NoSync: true})
+	require.NoError(t, err)
+	require.NoError(t, b.Update(func(tx *bbolt.Tx) error {
+		bk, err := tx.CreateBucket([]byte("deep"))
+		for i := 0; err == nil && i < 600; i++ {
+			bk, err = bk.CreateBucket([]byte("d"))
+		}
+		return err
+	}))
+	require.NoError(t, b.Close())
+	b, f := openRaw(t, path)
+	want, got := map[string]int{}, map[string]int{}
+	require.Empty(t, bboltWalk(b, want))
+	require.Empty(t, checkPages(b, f, got, ""))
+	assert.Equal(t, want, got)
 }
