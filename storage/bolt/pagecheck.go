@@ -112,11 +112,19 @@ type pageCheck struct {
 // bucket, whose sequence is seq. path, k and v are valid only during the call.
 type visitFn func(path [][]byte, k, v []byte, seq uint64) error
 
-// see calls visit, unless the walk found a problem or visit failed.
+// see calls visit, unless the walk found a problem or visit failed. A panic in
+// visit (in the bbolt file a copy writes) is its error, not a problem of the file
+// walked.
 func (p *pageCheck) see(k, v []byte, seq uint64) {
-	if p.visit != nil && p.err == nil && len(p.problems) == 0 {
-		p.err = p.visit(p.path, k, v, seq)
+	if p.visit == nil || p.err != nil || len(p.problems) > 0 {
+		return
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			p.err = fmt.Errorf("%v", r)
+		}
+	}()
+	p.err = p.visit(p.path, k, v, seq)
 }
 
 type bitmap []uint64
@@ -167,7 +175,7 @@ func walkPages(bdb *bbolt.DB, f *os.File, records map[string]int, prefix string,
 		case errors.Is(err, errMetaMoved) && tries < 100:
 			continue
 		case errors.Is(err, errMetaMoved):
-			err = fmt.Errorf("neither meta page held the transaction of the check intact, %d times (the file written meanwhile?)", tries)
+			return []string{fmt.Sprintf("%sneither meta page held the transaction of the check intact, %d times (the file written meanwhile?)", prefix, tries)}, nil
 		case err != nil:
 			return []string{prefix + problemText(err)}, nil
 		}
@@ -210,8 +218,10 @@ func (p *pageCheck) run(records map[string]int) []string {
 			records[string(k)] = p.keys
 		}
 	})
-	if m.freelist == noFreelist {
-		return p.problems // without a free list kept in the file, what is not reached is free
+	if m.freelist == noFreelist || p.err != nil {
+		// Without a free list kept in the file, what is not reached is free; after
+		// visit's error, the walk was cut short.
+		return p.problems
 	}
 	for id := uint64(2); id < m.hwm; id++ {
 		if !p.reached.has(id) && !p.freed.has(id) {

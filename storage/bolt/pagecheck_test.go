@@ -484,3 +484,35 @@ func TestCheckPages_DeepNesting(t *testing.T) {
 	require.Empty(t, checkPages(b, f, got, ""))
 	assert.Equal(t, want, got)
 }
+
+// A check that cannot find its transaction's meta page in the file it reads (here
+// another file's, as a meta page rewritten at every try would leave it) reports
+// that, and the copy fails: it never passes as sound having read nothing.
+func TestCheckPages_MetaNeverFound(t *testing.T) {
+	dir := t.TempDir()
+	src, other := filepath.Join(dir, "s.db"), filepath.Join(dir, "o.db")
+	varied(t, src, 1, 10)
+	varied(t, other, 2, 3)
+	b, _ := openRaw(t, src)
+	_, of := openRaw(t, other)
+	problems := checkPages(b, of, nil, "")
+	require.NotEmpty(t, problems)
+	assert.Contains(t, problems[0], "neither meta page held the transaction of the check intact")
+	assert.Error(t, compactFile(filepath.Join(dir, "c.db"), b, of, false, map[string]int{}))
+}
+
+// A panic while writing the copy is the copy's error, not a problem of the file
+// copied.
+func TestWalkPages_VisitorPanic(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v.db")
+	varied(t, path, 4, 5)
+	b, f := openRaw(t, path)
+	problems, err := walkPages(b, f, nil, "", func(_ [][]byte, _, _ []byte, _ uint64) error {
+		var m map[string]int
+		m["x"]++
+		return nil
+	})
+	assert.Empty(t, problems)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "nil map")
+}

@@ -362,8 +362,20 @@ func Compact(dst, src string) (before, after int64, err error) {
 			_ = os.Remove(p[0])
 		}
 	}
+	_, last, err := in.e.compactedSize()
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact: %w", err)
+	}
 	for i, p := range pairs {
-		if err := compactFile(p[0], from[i], files[i], i == 0, nil); err != nil {
+		counts := map[string]int{}
+		err := compactFile(p[0], from[i], files[i], i == 0, counts)
+		if _, ok := counts[string(bucketArchiveFile)]; ok && i == 0 && last == 0 {
+			counts[string(bucketArchiveFile)]++ // the copy's record of its size
+		}
+		if err == nil {
+			err = sameRecords(p[0], counts)
+		}
+		if err != nil {
 			remove()
 			return 0, 0, fmt.Errorf("compact: %w", err)
 		}
