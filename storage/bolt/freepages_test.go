@@ -122,3 +122,17 @@ func TestFreelistType(t *testing.T) {
 	require.True(t, ok)
 	assert.Greater(t, n, arrayFreelistMax)
 }
+
+// cachedPages counts the pages of size bytes at offset off of the file mapped at
+// data that are in the page cache (mincore(2)); -1 when it cannot tell.
+func cachedPages(data uintptr, off, size int64) int {
+	vec, ok := cacheVector(data+uintptr(off), size)
+	if !ok {
+		return -1
+	}
+	n := 0
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return n
+}

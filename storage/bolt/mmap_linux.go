@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -98,4 +99,19 @@ func dropPages(f *os.File, data uintptr, off, size int64) {
 		releaseMapped(data+uintptr(off), size)
 	}
 	_ = unix.Fadvise(int(f.Fd()), off, size, unix.FADV_DONTNEED)
+}
+
+// cacheVector reports which pages of the first size bytes of the mapping at data
+// are in the page cache (mincore(2): bit 0 of each byte, one byte a system page),
+// without reading them; false when it cannot tell.
+func cacheVector(data uintptr, size int64) ([]byte, bool) {
+	if data == 0 || size <= 0 {
+		return nil, false
+	}
+	ps := int64(os.Getpagesize())
+	vec := make([]byte, (size+ps-1)/ps)
+	if _, _, errno := syscall.Syscall(syscall.SYS_MINCORE, data, uintptr(size), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		return nil, false
+	}
+	return vec, true
 }

@@ -516,3 +516,22 @@ func TestWalkPages_VisitorPanic(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "nil map")
 }
+
+// prefetchFile brings a file that left the page cache back into it, read in order
+// (mincore tells which pieces are missing).
+func TestPrefetchFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.db")
+	varied(t, path, 6, 40)
+	b, f := openRaw(t, path)
+	var used int64
+	require.NoError(t, b.View(func(tx *bbolt.Tx) error { used = tx.Size(); return nil }))
+	pages := int(used / int64(os.Getpagesize()))
+	if cachedPages(b.Info().Data, 0, used) < 0 {
+		t.Skip("mincore(2) unavailable here")
+	}
+	require.NoError(t, f.Sync()) // written without syncs: dirty pages stay cached
+	dropPages(f, 0, 0, used)
+	require.Less(t, cachedPages(b.Info().Data, 0, used), pages/2, "dropped from the page cache")
+	prefetchFile(b, f)
+	assert.Equal(t, pages, cachedPages(b.Info().Data, 0, used))
+}
