@@ -266,24 +266,14 @@ func TestCompactAtStart_DamagedFileNotCompacted(t *testing.T) {
 // TestCompactAtStart_SymlinkKept: storage.path a symlink to the real file (on a data
 // volume): the copy is made beside the real file and renamed over it; the link stays.
 func TestCompactAtStart_SymlinkKept(t *testing.T) {
-	base := t.TempDir()
-	require.NoError(t, os.Mkdir(filepath.Join(base, "data"), 0o700))
-	require.NoError(t, os.Mkdir(filepath.Join(base, "etc"), 0o700))
-	real := filepath.Join(base, "data", "billingd.db")
-	link := filepath.Join(base, "etc", "billingd.db")
-	db, err := Open(real, Options{ArchiveDelay: time.Hour, NoArchiveFile: true})
-	require.NoError(t, err)
-	fillStore(t, db)
-	require.NoError(t, db.Close())
-	require.NoError(t, os.Symlink(real, link))
-
-	db, err = Open(link, Options{ArchiveDelay: time.Hour, NoArchiveFile: true, CompactAtStart: CompactAlways})
+	real, link := linkedStore(t, "billingd.db", fillStore)
+	db, err := Open(link, Options{ArchiveDelay: time.Hour, NoArchiveFile: true, CompactAtStart: CompactAlways})
 	require.NoError(t, err)
 	require.NoError(t, db.Close())
 	fi, err := os.Lstat(link)
 	require.NoError(t, err)
 	assert.True(t, fi.Mode()&os.ModeSymlink != 0, "storage.path is still the symlink to %s (now %v)", real, fi.Mode())
-	left, _ := filepath.Glob(filepath.Join(base, "*", ".billingd.db.compact-*"))
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(filepath.Dir(real)), "*", ".billingd.db.compact-*"))
 	assert.Empty(t, left)
 	db, err = Open(link, Options{ArchiveDelay: time.Hour, NoArchiveFile: true})
 	require.NoError(t, err)
@@ -354,15 +344,8 @@ func TestCompactAtStart_EmptyValuesNestedAndNoLeaks(t *testing.T) {
 // removed by the next writer's open, as beside the path, even when the path holds
 // glob characters.
 func TestCompactAtStart_StaleCopiesBesideTheLink(t *testing.T) {
-	base := t.TempDir()
-	require.NoError(t, os.Mkdir(filepath.Join(base, "data"), 0o700))
-	require.NoError(t, os.Mkdir(filepath.Join(base, "etc"), 0o700))
-	real := filepath.Join(base, "data", "b[1].db")
-	link := filepath.Join(base, "etc", "b[1].db")
-	db, err := Open(real, Options{ArchiveDelay: time.Hour, NoArchiveFile: true})
-	require.NoError(t, err)
-	require.NoError(t, db.Close())
-	require.NoError(t, os.Symlink(real, link))
+	real, link := linkedStore(t, "b[1].db", nil)
+	base := filepath.Dir(filepath.Dir(real))
 	stale := []string{
 		filepath.Join(base, "data", compactDirPrefix(link)+"123"),
 		filepath.Join(base, "etc", compactDirPrefix(link)+"456"),
@@ -371,11 +354,29 @@ func TestCompactAtStart_StaleCopiesBesideTheLink(t *testing.T) {
 		require.NoError(t, os.Mkdir(d, 0o700))
 		require.NoError(t, os.WriteFile(filepath.Join(d, "compact.db"), []byte("partial"), 0o600))
 	}
-	db, err = Open(link, Options{ArchiveDelay: time.Hour, NoArchiveFile: true})
+	db, err := Open(link, Options{ArchiveDelay: time.Hour, NoArchiveFile: true})
 	require.NoError(t, err)
 	require.NoError(t, db.Close())
 	for _, d := range stale {
 		_, err := os.Stat(d)
 		assert.ErrorIs(t, err, os.ErrNotExist, d)
 	}
+}
+
+// linkedStore makes a store (without an archive file) at data/name, filled by fill
+// when not nil, and a symbolic link to it at etc/name; it returns both paths.
+func linkedStore(t *testing.T, name string, fill func(*testing.T, *Store)) (real, link string) {
+	t.Helper()
+	base := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(base, "data"), 0o700))
+	require.NoError(t, os.Mkdir(filepath.Join(base, "etc"), 0o700))
+	real, link = filepath.Join(base, "data", name), filepath.Join(base, "etc", name)
+	db, err := Open(real, Options{ArchiveDelay: time.Hour, NoArchiveFile: true})
+	require.NoError(t, err)
+	if fill != nil {
+		fill(t, db)
+	}
+	require.NoError(t, db.Close())
+	require.NoError(t, os.Symlink(real, link))
+	return real, link
 }
