@@ -99,15 +99,19 @@ func TestDaemon_ReadinessFollowsTheStore(t *testing.T) {
 
 	// A write of the start-up's other passes (poll, reconciliation) that succeeds in
 	// between makes the store healthy again, as it should: fail it again then.
+	// Readiness and the metric are read one after the other: both must show the
+	// failure in the same round.
+	var metrics string
 	for range 50 {
 		de.d.health.wrote(fmt.Errorf("store: write: %w", syscall.ENOSPC))
-		if code, body = readyz(t, de.d); code == 503 {
+		code, body = readyz(t, de.d)
+		metrics = de.get("/metrics")
+		if code == 503 && strings.Contains(metrics, "billingd_store_healthy 0") {
 			break
 		}
 	}
 	assert.Equal(t, 503, code)
 	assert.Contains(t, body, "not ready: store writes fail (enospc)")
-	metrics := de.get("/metrics")
 	assert.Regexp(t, `billingd_store_write_errors_total\{reason="enospc"\} [1-9]`, metrics)
 	assert.Contains(t, metrics, "billingd_store_healthy 0")
 
