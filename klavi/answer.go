@@ -367,7 +367,17 @@ func (a answerInterval) UnmarshalJSON(b []byte) error {
 // UnmarshalJSON reads a payment resource with the answer rules: date and
 // date-times as ParseAnswerDate and ParseAnswerTime read them, the amount as
 // ParseAnswerAmount reads it, paymentMethod and currency normalized, every other field as its type reads it.
+// The usual answer is read in one pass (fastPayment), any other by the JSON library.
 func (p *Payment) UnmarshalJSON(b []byte) error {
+	if fastPayment(b, p) {
+		return nil
+	}
+	return libraryPayment(b, p)
+}
+
+// libraryPayment is Payment.UnmarshalJSON through the JSON library: the reading
+// fastPayment must agree with.
+func libraryPayment(b []byte, p *Payment) error {
 	type plain Payment
 	aux := struct {
 		*plain

@@ -24,7 +24,10 @@
 // (fsync on, synchronous_commit on, full_page_writes on), run as the postgres user
 // when the test runs as root. Both sides pay fresh consents of the same `billingd
 // sandbox` process on loopback; after each run the sandbox's count of accepted
-// payments is read once and must have grown by exactly PEER_DUE.
+// payments is read once and must have grown by exactly PEER_DUE. Each run says the
+// CPU time per item of the sandbox process (/proc): for billingd over its timed
+// scan, beside billingd's own; for River over the River process's life (the
+// sandbox serves nothing while River inserts its jobs).
 //
 // The ceiling (issue 13 asks billingd for 0.75 of it) is measured in the same run,
 // after the pairs: (a) bbolt group commits (DB.Batch of a small put from 256
@@ -194,7 +197,7 @@ func TestPeer(t *testing.T) {
 		case "billingd":
 			rate, line = runBillingd(t, dir, run, ids(run, side), kc, &current, workers, ref, sb.Process.Pid)
 		case "river":
-			rate, line = runRiver(t, riverBin, pg, run, sbURL, due, workers, ref)
+			rate, line = runRiver(t, riverBin, pg, run, sbURL, due, workers, ref, sb.Process.Pid)
 		}
 		got := accepted() - before
 		require.Equal(t, due, got, "run %d (%s): payments the sandbox accepted", run, side)
@@ -344,7 +347,7 @@ type riverResult struct {
 var riverGC = gcpercent.Default
 
 // runRiver runs the River worker once on a database of its own.
-func runRiver(t *testing.T, bin string, pg *postgres, run int, sbURL string, due, workers int, ref cycle.Date) (float64, string) {
+func runRiver(t *testing.T, bin string, pg *postgres, run int, sbURL string, due, workers int, ref cycle.Date, sandboxPid int) (float64, string) {
 	cmd := exec.Command(bin, "-dsn", pg.dsn, "-pool-max-conns", strconv.Itoa(proc.EnvInt("PEER_PG_CONNS", 0)), "-database", fmt.Sprintf("peer_run%02d", run), "-sandbox", sbURL,
 		"-consents", fmt.Sprintf("urn:peer:run%02d-river-", run), "-jobs", strconv.Itoa(due), "-workers", strconv.Itoa(workers),
 		"-date", ref.String(), "-amount", "9990", "-timeout", "5m")
@@ -352,14 +355,18 @@ func runRiver(t *testing.T, bin string, pg *postgres, run int, sbURL string, due
 	cmd.Env = append(os.Environ(), "GOGC="+strconv.Itoa(riverGC))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// The sandbox's CPU over the River process's whole life: the sandbox serves
+	// nothing while the jobs are inserted, so this is its share per job.
+	sb0 := proc.CPU(sandboxPid)
 	require.NoError(t, cmd.Run(), "river run %d: %s", run, stderr.String())
+	sbPer := float64((proc.CPU(sandboxPid) - sb0).Microseconds()) / float64(max(due, 1))
 	var res riverResult
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &res), "river run %d: %s", run, stdout.String())
 	require.Equal(t, due, res.Completed, "river run %d", run)
 	require.Equal(t, "on", res.Fsync)
 	require.Equal(t, "on", res.SynchronousCommit)
-	return res.JobsPerSecond, fmt.Sprintf("%d jobs in %.3fs: %.0f jobs/s (%d failed runs; %d inserted in %.3fs, not timed; River %s, FetchCooldown %s, FetchPollInterval %s, pool of %d connections)",
-		res.Completed, res.Seconds, res.JobsPerSecond, res.FailedAttempts, res.Jobs, res.InsertSeconds, res.River, res.FetchCooldown, res.FetchPollInterval, res.PoolMaxConns)
+	return res.JobsPerSecond, fmt.Sprintf("%d jobs in %.3fs: %.0f jobs/s (%d failed runs; %d inserted in %.3fs, not timed; River %s, FetchCooldown %s, FetchPollInterval %s, pool of %d connections); CPU per item: the sandbox %.0f µs",
+		res.Completed, res.Seconds, res.JobsPerSecond, res.FailedAttempts, res.Jobs, res.InsertSeconds, res.River, res.FetchCooldown, res.FetchPollInterval, res.PoolMaxConns, sbPer)
 }
 
 // boltBatchRate is bbolt's group commit alone: writers goroutines each putting a
