@@ -21,8 +21,9 @@ import (
 // true, the Payment is the one the library would have read
 // (FuzzFastPayment compares the two).
 //
-// The library reads a Payment at about 17 µs (BenchmarkDecodePayment, seed 004's
-// example); this reader at about 3 µs.
+// BenchmarkDecodeAnswer, on a 2-CPU machine: a create answer as the sandbox writes
+// it (0.3 KB) in 3.0 µs against the library's 5.4; seed 004's example (1.8 KB,
+// indented) in 9 µs against 18.
 func fastPayment(b []byte, p *Payment) bool {
 	if !reflect.ValueOf(p).Elem().IsZero() {
 		return false
