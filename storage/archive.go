@@ -350,7 +350,7 @@ func sweepAttempts(tx kv.Tx, id string, limit int) (int, error) {
 			continue
 		}
 		var h attemptHead
-		if json.Unmarshal(v, &h) != nil || !h.settled() {
+		if readHead(v, &h) != nil || !h.settled() {
 			continue // a record that does not decode is left where it is, for Check to report
 		}
 		if key.Attempt == 0 {

@@ -417,3 +417,78 @@ func (s *scanner) skipString() bool {
 	}
 	return false
 }
+
+// attemptNames are the members of a stored attempt (marshalAttempt's JSON), in the
+// order it writes them.
+var attemptNames = []string{"consentId", "cycle", "attempt", "state", "clientRequestId", "date", "amount", "mode",
+	"strategy", "paymentId", "originalPaymentId", "status", "reason", "sends", "polls", "dueAt", "nextPoll",
+	"createdAt", "submittedAt", "updatedAt", "lastRetryDate", "plannedRetries", "lookups", "confirm",
+	"unknownSince", "resolved", "version"}
+
+// resolutionNames are the members of a stored attempt's resolution.
+var resolutionNames = []string{"at", "by", "note", "state", "since"}
+
+// readHead is json.Unmarshal(raw, h) for a stored attempt: a write reads the head of
+// the attempt it replaces (applyTx) for every answer it records.
+func readHead(raw []byte, h *attemptHead) error {
+	*h = attemptHead{}
+	if headFast(raw, h) {
+		return nil
+	}
+	*h = attemptHead{}
+	return json.Unmarshal(raw, h)
+}
+
+func headFast(raw []byte, h *attemptHead) bool {
+	if !jsontext.Value(raw).IsValid(allowDuplicates) {
+		return false
+	}
+	s := scanner{b: raw}
+	return s.object(attemptNames, func(i int) bool {
+		switch attemptNames[i] {
+		case "state":
+			v, ok := s.plain()
+			h.State = AttemptState(internAttemptState(v))
+			return ok
+		case "date":
+			return s.text(&h.Date)
+		case "dueAt":
+			return s.time(&h.DueAt)
+		case "nextPoll":
+			return s.time(&h.NextPoll)
+		case "resolved":
+			h.Resolved = new(struct {
+				State AttemptState `json:"state"`
+			})
+			return s.object(resolutionNames, func(i int) bool {
+				if resolutionNames[i] != "state" {
+					return s.skip()
+				}
+				v, ok := s.plain()
+				h.Resolved.State = AttemptState(internAttemptState(v))
+				return ok
+			})
+		case "version":
+			v, ok := s.digits()
+			if !ok {
+				return false
+			}
+			n, err := strconv.ParseUint(string(v), 10, 64)
+			h.Version = n
+			return err == nil
+		}
+		// Any other member is skipped, but a null is left to the codec.
+		return !s.null() && s.skip()
+	}) && s.end()
+}
+
+// internAttemptState returns b as one of AttemptStates' strings when it is one (no
+// allocation), else as a new string.
+func internAttemptState(b []byte) string {
+	for _, st := range AttemptStates {
+		if string(st) == string(b) {
+			return string(st)
+		}
+	}
+	return string(b)
+}

@@ -170,13 +170,19 @@ func TestFastDecode(t *testing.T) {
 }
 
 // BenchmarkFastDecode: a consent's terms and cursor, as every due entry's decision
-// reads them, by the codec and by hand.
+// reads them, and the head of the attempt an answer's write replaces, by the codec
+// and by hand.
 func BenchmarkFastDecode(b *testing.B) {
 	now := time.Date(2026, 3, 2, 9, 0, 0, 123456789, cycle.Brasilia)
 	c := &consent.Consent{CreatedConsent: *sandbox.SampleConsent("urn:bench:c-0000001", cycle.Monthly, cycle.MustDate(2026, 3, 5), 99_90)}
 	terms, err := json.Marshal(decodedBody{Consent: c.Terms(), AddedAt: now})
 	require.NoError(b, err)
 	cur, err := marshalCursor(&consentCursor{State: ConsentActive, UpdatedAt: now, BillFrom: cycle.MustDate(2026, 1, 5), NextCycle: 4, NextDue: now, Version: 7})
+	require.NoError(b, err)
+	// The SUBMITTING attempt an answer's write replaces.
+	att, err := marshalAttempt(&Attempt{AttemptKey: AttemptKey{ConsentID: "urn:bench:c-0000001", Cycle: 4}, State: AttemptSubmitting,
+		ClientRequestID: "billingd-urn:bench:c-0000001-4-0", Date: cycle.MustDate(2026, 3, 5), Amount: 99_90, Sends: 1,
+		DueAt: now, CreatedAt: now, UpdatedAt: now, Version: 1})
 	require.NoError(b, err)
 	for _, r := range []struct {
 		name string
@@ -186,6 +192,8 @@ func BenchmarkFastDecode(b *testing.B) {
 		{"terms/hand", func() error { _, err := decodeTermsBody(nil, terms); return err }},
 		{"cursor/codec", func() error { var c consentCursor; return json.Unmarshal(cur, &c) }},
 		{"cursor/hand", func() error { var c consentCursor; return readCursor(cur, &c) }},
+		{"head/codec", func() error { var h attemptHead; return json.Unmarshal(att, &h) }},
+		{"head/hand", func() error { var h attemptHead; return readHead(att, &h) }},
 	} {
 		b.Run(r.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -195,5 +203,77 @@ func BenchmarkFastDecode(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// readHead gives the codec's head of a stored attempt: on random attempts as
+// marshalAttempt writes them (every one read by hand: the strings it skips may hold
+// escapes, the ones it reads never do), on damaged copies of them, and on records
+// written otherwise.
+func TestReadHead(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 2026))
+	texts := []string{"", "a", `quote " and \ backslash`, "<b>&amp;</b>", "ção ü 日本", "\u2028"}
+	text := func() string { return texts[rng.IntN(len(texts))] }
+	at := func() time.Time {
+		if rng.IntN(3) == 0 {
+			return time.Time{}
+		}
+		zones := []*time.Location{cycle.Brasilia, time.UTC, time.FixedZone("", 5*3600+1800)}
+		return time.Unix(1_700_000_000+rng.Int64N(100_000_000), rng.Int64N(1e9)*int64(rng.IntN(2))).In(zones[rng.IntN(len(zones))])
+	}
+	attempt := func() []byte {
+		a := &Attempt{AttemptKey: AttemptKey{ConsentID: "urn:c:" + text(), Cycle: rng.IntN(200), Attempt: rng.IntN(4)},
+			State: AttemptStates[rng.IntN(len(AttemptStates))], ClientRequestID: text(), Date: cycle.MustDate(2025, 1, 1).AddDays(rng.IntN(800)),
+			Amount: klavi.Cents(rng.Int64N(1e7)), PaymentID: text(), Status: klavi.PaymentPending, Reason: text(), Sends: rng.IntN(3),
+			DueAt: at(), NextPoll: at(), CreatedAt: at(), UpdatedAt: at(), UnknownSince: at(), Version: rng.Uint64() >> rng.IntN(64)}
+		if rng.IntN(3) == 0 {
+			a.Strategy = &retry.Strategy{Days: []int{1, 3, 7}[:rng.IntN(4)], SkipWeekend: rng.IntN(2) == 0}
+		}
+		if rng.IntN(3) == 0 {
+			a.Resolved = &Resolution{At: at(), By: text(), Note: text(), State: AttemptStates[rng.IntN(len(AttemptStates))], Since: at()}
+		}
+		raw, err := marshalAttempt(a)
+		require.NoError(t, err)
+		return raw
+	}
+	same := func(t *testing.T, raw []byte) {
+		t.Helper()
+		var want, got attemptHead
+		werr := json.Unmarshal(raw, &want)
+		gerr := readHead(raw, &got)
+		require.Equal(t, werr != nil, gerr != nil, "%s: codec %v, by hand %v", raw, werr, gerr)
+		if werr != nil {
+			require.Equal(t, werr.Error(), gerr.Error(), "%s", raw)
+			return
+		}
+		require.Equal(t, want, got, "%s", raw)
+	}
+	for i := range 1000 {
+		raw := attempt()
+		var h attemptHead
+		require.True(t, headFast(raw, &h), "read by hand: %s", raw)
+		same(t, raw)
+		if i < 40 {
+			for n := 1; n < len(raw); n += 1 + len(raw)/40 {
+				same(t, raw[:n]) // truncated
+			}
+			for range 40 {
+				b := append([]byte(nil), raw...)
+				b[rng.IntN(len(b))] = "{}[]\",:0an\\ tf-."[rng.IntN(16)]
+				same(t, b) // a byte changed
+			}
+		}
+	}
+	for _, raw := range []string{
+		`{"state":"SUBMITTED","version":3}`, ` { "state" : "SUBMITTED" , "version" : 3 } `, `{"version":3,"state":"SUBMITTED"}`,
+		`{"State":"SUBMITTED"}`, `{"state":"SUBMITTED","state":"COMPLETED"}`, `{"state":null}`, `{"state":"SUBM\u0049TTED"}`,
+		`{"state":"SUBMITTED","resolved":null}`, `{"state":"STUCK","resolved":{"state":"STUCK","by":"op","at":"2026-03-02T09:00:00Z"}}`,
+		`{"state":"STUCK","resolved":{"State":"STUCK"}}`, `{"state":"STUCK","resolved":{"state":"STUCK","state":"UNCONFIRMED"}}`,
+		`{"state":"SUBMITTED","version":-1}`, `{"state":"SUBMITTED","version":1.5}`, `{"state":"SUBMITTED","version":18446744073709551616}`,
+		`{"state":"SUBMITTED","date":"2026-02-30"}`, `{"state":"SUBMITTED","dueAt":null}`, `{"state":"SUBMITTED","dueAt":"2026-03-02"}`,
+		`{"state":"SUBMITTED","amount":null}`, `{"state":"SUBMITTED","other":true}`, `{"state":"SUBMITTED","strategy":{"days":[1,2]}}`,
+		`{"state":"SUBMITTED"} {}`, `[]`, `null`, ``, `{}`,
+	} {
+		same(t, []byte(raw))
 	}
 }

@@ -1109,7 +1109,7 @@ func applyTx(tx kv.Tx, ch *Change, sweepOn bool) error {
 			// A stored record that does not decode is not an absent one: overwriting it
 			// would leave its attention and dates entries behind.
 			prev = &attemptHead{}
-			if err := json.Unmarshal(old, prev); err != nil {
+			if err := readHead(old, prev); err != nil {
 				return fmt.Errorf("%w: attempt %s: %v", ErrCorrupt, a.AttemptKey, err)
 			}
 		}
