@@ -28,9 +28,6 @@ var (
 	// Open Finance Brasil's contractDebtor.name pattern (seed 003 prints it with the
 	// punctuation lost): Latin-1 letters, digits, space and , . @ : & * + _ < > ( ) ! ? / \ $ % ' -
 	reDebtorName   = regexp.MustCompile(`^[A-Za-zÀ-ÖØ-öø-ÿ0-9 ,.@:&*+_<>()!?/\\$%'-]+$`)
-	reClientReqID  = regexp.MustCompile(`^[\x21-\x7e]{1,100}$`)
-	reInstitution  = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
-	reExternalKey  = regexp.MustCompile(`^[\x21-\x7e]{1,64}$`)
 	maxTextLen     = 140
 	maxIDLen       = 256
 	maxProxyLen    = 77
@@ -112,7 +109,7 @@ func checkClientRequestID(l *problem.List, path, id string) {
 	switch {
 	case id == "":
 		l.Addf(path, "is required")
-	case !reClientReqID.MatchString(id):
+	case !visibleASCII(id, 100):
 		l.Addf(path, "%q must be 1 to 100 printable ASCII characters with no spaces", truncate(id, 40))
 	}
 }
@@ -160,7 +157,7 @@ func checkIBGE(l *problem.List, path, code string) {
 
 func checkExternalInfo(l *problem.List, path string, m map[string]string) {
 	for k, v := range m {
-		if !reExternalKey.MatchString(k) {
+		if !visibleASCII(k, 64) {
 			l.Addf(problem.Join(path, k), "key must be 1 to 64 printable ASCII characters with no spaces")
 		}
 		if utf8.RuneCountInString(v) > 1024 {
@@ -376,7 +373,7 @@ func checkInstitution(l *problem.List, path, id string) {
 	switch {
 	case id == "":
 		l.Addf(path, "is required")
-	case !reInstitution.MatchString(id):
+	case !visibleASCII(id, 256):
 		l.Addf(path, "must be 1 to 256 printable ASCII characters with no spaces")
 	}
 }
@@ -533,4 +530,20 @@ func truncate(s string, n int) string {
 	}
 	r := []rune(s)
 	return string(r[:n]) + "…"
+}
+
+// visibleASCII reports whether s is 1 to max characters of printable ASCII with no
+// space (0x21 to 0x7e): the pattern ^[\x21-\x7e]{1,max}$, checked without a regexp
+// (every create request's clientRequestId is checked twice, by the client and by
+// the sandbox).
+func visibleASCII(s string, max int) bool {
+	if len(s) == 0 || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }

@@ -1,7 +1,9 @@
 package klavi
 
 import (
+	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode"
@@ -291,4 +293,22 @@ func TestRequestRules_FollowTheSeeds(t *testing.T) {
 
 func paymentReqFor() *CreatePaymentRequest {
 	return &CreatePaymentRequest{ClientRequestID: "billingd-abc-1-0", Date: cycle.MustDate(2026, 3, 5), Amount: 9990, Currency: "BRL"}
+}
+
+// visibleASCII accepts exactly what the patterns it replaced accept.
+func FuzzVisibleASCII(f *testing.F) {
+	for _, s := range []string{"", "a", "billingd-urn:c:1-0-0", "a b", "ç", "\x7f", "\x21\x7e", strings.Repeat("x", 100), strings.Repeat("x", 101), "\xff"} {
+		f.Add(s)
+	}
+	patterns := map[int]*regexp.Regexp{}
+	for _, n := range []int{64, 100, 256} {
+		patterns[n] = regexp.MustCompile(fmt.Sprintf(`^[\x21-\x7e]{1,%d}$`, n))
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for n, re := range patterns {
+			if got, want := visibleASCII(s, n), re.MatchString(s); got != want {
+				t.Fatalf("visibleASCII(%q, %d) = %v, the pattern says %v", s, n, got, want)
+			}
+		}
+	})
 }
