@@ -129,6 +129,7 @@ func checkText(l *problem.List, path, s string) {
 
 func checkCurrency(l *problem.List, path, c string) {
 	switch {
+	case c == Currency: // the usual request: no pattern to run
 	case c == "":
 		l.Addf(path, "is required")
 	case !reCurrency.MatchString(c):
