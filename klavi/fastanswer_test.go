@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 
 	json "github.com/go-json-experiment/json/v1"
@@ -226,4 +227,33 @@ func FuzzAppendCreatePayment(f *testing.F) {
 			t.Fatalf("written by hand as\n%s\njson.Marshal writes\n%s", got, want)
 		}
 	})
+}
+
+// The names fastPayment knows are the JSON names of the structs it reads: a field
+// added to one of them and not to fastPayment would otherwise be skipped as
+// unknown by the fast path while the library reads it.
+func TestFastPayment_NamesAreTheStructs(t *testing.T) {
+	tags := func(v any) []string {
+		var names []string
+		rt := reflect.TypeOf(v)
+		for i := range rt.NumField() {
+			name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+			names = append(names, name)
+		}
+		return names
+	}
+	for _, c := range []struct {
+		names []string
+		of    any
+	}{
+		{paymentNames, Payment{}}, {reasonNames, StatusReason{}}, {cancellationNames, Cancellation{}},
+		{methodNames, PaymentMethodInfo{}}, {customerNames, Customer{}}, {accountNames, Account{}}, {personNames, Person{}},
+	} {
+		assert.ElementsMatch(t, tags(c.of), c.names, "%T", c.of)
+	}
+}
+
+func TestFastPayment_NilPayment(t *testing.T) {
+	assert.False(t, fastPayment([]byte(`{"id":"p"}`), nil))
+	require.Error(t, decode([]byte(`{"id":"p"}`), (*Payment)(nil)), "the library's error, not a panic")
 }

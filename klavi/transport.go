@@ -264,6 +264,8 @@ func decode(body []byte, out any) error {
 	if p, ok := out.(*Payment); ok && fastPayment(body, p) {
 		return nil // the usual answer, read in one pass
 	}
+	// Anything else, a payment fastPayment declined included (its UnmarshalJSON
+	// tries fastPayment once more, then the library).
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("%w: %s", ErrMalformedResponse, truncate(strings.TrimPrefix(err.Error(), "json: "), 160))
 	}

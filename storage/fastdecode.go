@@ -428,8 +428,9 @@ var attemptNames = []string{"consentId", "cycle", "attempt", "state", "clientReq
 // resolutionNames are the members of a stored attempt's resolution.
 var resolutionNames = []string{"at", "by", "note", "state", "since"}
 
-// readHead is json.Unmarshal(raw, h) for a stored attempt: a write reads the head of
-// the attempt it replaces (applyTx) for every answer it records.
+// readHead is json.Unmarshal(raw, h) into a zero attemptHead (it zeroes *h first)
+// for a stored attempt: a write reads the head of the attempt it replaces
+// (applyTx) for every answer it records.
 func readHead(raw []byte, h *attemptHead) error {
 	*h = attemptHead{}
 	if headFast(raw, h) {

@@ -248,6 +248,17 @@ func TestReadHead(t *testing.T) {
 		}
 		require.Equal(t, want, got, "%s", raw)
 	}
+	// Damaged copies the hand reader still reads (a byte changed inside a string it
+	// skips, say): the comparison with the codec is then not the codec's with itself.
+	byHand := 0
+	damaged := func(t *testing.T, b []byte) {
+		t.Helper()
+		var h attemptHead
+		if headFast(b, &h) {
+			byHand++
+		}
+		same(t, b)
+	}
 	for i := range 1000 {
 		raw := attempt()
 		var h attemptHead
@@ -255,15 +266,16 @@ func TestReadHead(t *testing.T) {
 		same(t, raw)
 		if i < 40 {
 			for n := 1; n < len(raw); n += 1 + len(raw)/40 {
-				same(t, raw[:n]) // truncated
+				damaged(t, raw[:n]) // truncated
 			}
 			for range 40 {
 				b := append([]byte(nil), raw...)
 				b[rng.IntN(len(b))] = "{}[]\",:0an\\ tf-."[rng.IntN(16)]
-				same(t, b) // a byte changed
+				damaged(t, b) // a byte changed
 			}
 		}
 	}
+	require.Greater(t, byHand, 200, "damaged copies read by hand")
 	for _, raw := range []string{
 		`{"state":"SUBMITTED","version":3}`, ` { "state" : "SUBMITTED" , "version" : 3 } `, `{"version":3,"state":"SUBMITTED"}`,
 		`{"State":"SUBMITTED"}`, `{"state":"SUBMITTED","state":"COMPLETED"}`, `{"state":null}`, `{"state":"SUBM\u0049TTED"}`,
