@@ -158,18 +158,18 @@ func jsonString(raw []byte, key string) (string, bool) {
 	if j < 0 || bytes.IndexByte(rest[:j], '\\') >= 0 {
 		return "", false
 	}
-	return internState(rest[:j]), true
+	return string(intern(ConsentStates, rest[:j])), true
 }
 
-// internState returns the ConsentState constant spelled b without allocating, or a
-// new string.
-func internState(b []byte) string {
-	for _, st := range ConsentStates {
-		if string(st) == string(b) {
-			return string(st)
+// intern returns the one of values spelled b without allocating, or b as a new
+// string (a state billingd does not know is kept as it is).
+func intern[S ~string](values []S, b []byte) S {
+	for _, v := range values {
+		if string(v) == string(b) {
+			return v
 		}
 	}
-	return string(b)
+	return S(b)
 }
 
 // jsonUint returns the unsigned integer after key.

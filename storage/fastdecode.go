@@ -156,7 +156,7 @@ func cursorFast(raw []byte, c *consentCursor) bool {
 		switch i {
 		case 0:
 			v, ok := s.plain()
-			c.State = ConsentState(internState(v))
+			c.State = intern(ConsentStates, v)
 			return ok
 		case 1:
 			return s.str(&c.StateReason)
@@ -449,7 +449,7 @@ func headFast(raw []byte, h *attemptHead) bool {
 		switch attemptNames[i] {
 		case "state":
 			v, ok := s.plain()
-			h.State = AttemptState(internAttemptState(v))
+			h.State = intern(AttemptStates, v)
 			return ok
 		case "date":
 			return s.text(&h.Date)
@@ -466,7 +466,7 @@ func headFast(raw []byte, h *attemptHead) bool {
 					return s.skip()
 				}
 				v, ok := s.plain()
-				h.Resolved.State = AttemptState(internAttemptState(v))
+				h.Resolved.State = intern(AttemptStates, v)
 				return ok
 			})
 		case "version":
@@ -481,15 +481,4 @@ func headFast(raw []byte, h *attemptHead) bool {
 		// Any other member is skipped, but a null is left to the codec.
 		return !s.null() && s.skip()
 	}) && s.end()
-}
-
-// internAttemptState returns b as one of AttemptStates' strings when it is one (no
-// allocation), else as a new string.
-func internAttemptState(b []byte) string {
-	for _, st := range AttemptStates {
-		if string(st) == string(b) {
-			return string(st)
-		}
-	}
-	return string(b)
 }

@@ -84,15 +84,7 @@ func TestFastDecode(t *testing.T) {
 	}
 	sameCursor := func(t *testing.T, raw []byte) {
 		t.Helper()
-		var want, got consentCursor
-		werr := json.Unmarshal(raw, &want)
-		gerr := readCursor(raw, &got)
-		require.Equal(t, werr != nil, gerr != nil, "%s: codec %v, by hand %v", raw, werr, gerr)
-		if werr != nil {
-			require.Equal(t, werr.Error(), gerr.Error(), "%s", raw)
-			return
-		}
-		require.Equal(t, want, got, "%s", raw)
+		sameAsCodec(t, raw, readCursor)
 	}
 	damaged := func(raw []byte) [][]byte {
 		var out [][]byte
@@ -238,15 +230,7 @@ func TestReadHead(t *testing.T) {
 	}
 	same := func(t *testing.T, raw []byte) {
 		t.Helper()
-		var want, got attemptHead
-		werr := json.Unmarshal(raw, &want)
-		gerr := readHead(raw, &got)
-		require.Equal(t, werr != nil, gerr != nil, "%s: codec %v, by hand %v", raw, werr, gerr)
-		if werr != nil {
-			require.Equal(t, werr.Error(), gerr.Error(), "%s", raw)
-			return
-		}
-		require.Equal(t, want, got, "%s", raw)
+		sameAsCodec(t, raw, readHead)
 	}
 	// Damaged copies the hand reader still reads (a byte changed inside a string it
 	// skips, say): the comparison with the codec is then not the codec's with itself.
@@ -288,4 +272,19 @@ func TestReadHead(t *testing.T) {
 	} {
 		same(t, []byte(raw))
 	}
+}
+
+// sameAsCodec asserts that read gives for raw the value and the error
+// json.Unmarshal gives.
+func sameAsCodec[T any](t *testing.T, raw []byte, read func([]byte, *T) error) {
+	t.Helper()
+	var want, got T
+	werr := json.Unmarshal(raw, &want)
+	gerr := read(raw, &got)
+	require.Equal(t, werr != nil, gerr != nil, "%s: codec %v, by hand %v", raw, werr, gerr)
+	if werr != nil {
+		require.Equal(t, werr.Error(), gerr.Error(), "%s", raw)
+		return
+	}
+	require.Equal(t, want, got, "%s", raw)
 }
