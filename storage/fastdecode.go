@@ -177,13 +177,7 @@ func cursorFast(raw []byte, c *consentCursor) bool {
 		case 6:
 			return s.time(&c.RefreshedAt)
 		default:
-			v, ok := s.digits()
-			if !ok {
-				return false
-			}
-			n, err := strconv.ParseUint(string(v), 10, 64)
-			c.Version = n
-			return err == nil
+			return s.version(&c.Version)
 		}
 	}) && s.end()
 }
@@ -360,6 +354,17 @@ func (s *scanner) digits() ([]byte, bool) {
 	return s.b[start:s.i], true
 }
 
+// version reads a record's version: digits only, as a uint64.
+func (s *scanner) version(v *uint64) bool {
+	b, ok := s.digits()
+	if !ok {
+		return false
+	}
+	n, err := strconv.ParseUint(string(b), 10, 64)
+	*v = n
+	return err == nil
+}
+
 // skip consumes any value.
 func (s *scanner) skip() bool {
 	if s.i >= len(s.b) {
@@ -470,13 +475,7 @@ func headFast(raw []byte, h *attemptHead) bool {
 				return ok
 			})
 		case "version":
-			v, ok := s.digits()
-			if !ok {
-				return false
-			}
-			n, err := strconv.ParseUint(string(v), 10, 64)
-			h.Version = n
-			return err == nil
+			return s.version(&h.Version)
 		}
 		// Any other member is skipped, but a null is left to the codec.
 		return !s.null() && s.skip()
