@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -315,6 +316,9 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 		return cfg, cfg.Validate()
 	}
 	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return cfg, fmt.Errorf("read config: %w (give one with --config FILE or $BILLINGD_CONFIG: config.example.yaml lists every key, examples/local.yaml runs billingd against billingd sandbox on this machine)", err)
+	}
 	if err != nil {
 		return cfg, fmt.Errorf("read config: %w", err)
 	}

@@ -130,7 +130,20 @@ runtime:
 	t.Run("missing file", func(t *testing.T) {
 		_, err := LoadConfig(filepath.Join(t.TempDir(), "nope.yaml"), noEnv)
 		assert.ErrorContains(t, err, "no such file")
+		assert.ErrorContains(t, err, "--config FILE", "says how to give one")
+		assert.ErrorContains(t, err, "examples/local.yaml")
 	})
+}
+
+// examples/local.yaml, the README's daemon on this machine, is a valid config that
+// points at billingd sandbox's default address and keeps its database locally.
+func TestLoadConfig_LocalExample(t *testing.T) {
+	cfg, err := LoadConfig(filepath.Join("..", "..", "examples", "local.yaml"), noEnv)
+	require.NoError(t, err)
+	assert.Equal(t, "http://127.0.0.1:8089", cfg.Klavi.BaseURL)
+	assert.Equal(t, "local/billingd.db", cfg.Storage.Path)
+	assert.NotEmpty(t, cfg.HTTP.AdminToken)
+	assert.NotEmpty(t, cfg.Klavi.AccessKey)
 }
 
 // TestLoadConfig_Errors: every problem names its YAML key and the line the file sets
