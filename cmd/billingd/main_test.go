@@ -142,9 +142,22 @@ func TestSimulate_Command(t *testing.T) {
 	t.Run("default run", func(t *testing.T) {
 		code, stdout, stderr := runCLI(t, nil, "simulate", "--days", "60")
 		require.Equal(t, 0, code, stderr)
-		for _, want := range []string{"submitted", "completed", "rejected", "retry_submitted", "skipped", "klavi_retry", "summary", "0 cycles charged more than once"} {
+		for _, want := range []string{"submitted", "completed", "rejected", "retry_submitted", "skipped", "klavi_retry", "summary", "0 cycles charged more than once",
+			"nothing was stored (--db FILE keeps the run's database)"} {
 			assert.Contains(t, stdout, want)
 		}
+	})
+	t.Run("a missing --consents is named", func(t *testing.T) {
+		code, _, stderr := runCLI(t, nil, "simulate", "--consents", filepath.Join(t.TempDir(), "none"))
+		assert.Equal(t, 2, code)
+		assert.Contains(t, stderr, "simulate: --consents: ")
+		assert.Contains(t, stderr, "no such file")
+	})
+	t.Run("the text run says where its database went", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "sim.db")
+		code, stdout, stderr := runCLI(t, nil, "simulate", "--days", "10", "--db", path)
+		require.Equal(t, 0, code, stderr)
+		assert.Contains(t, stdout, "the run's database: "+path)
 	})
 	t.Run("json events", func(t *testing.T) {
 		code, stdout, stderr := runCLI(t, nil, "simulate", "--days", "45", "--format", "json", "--from", "2026-11-26")

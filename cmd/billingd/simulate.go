@@ -111,6 +111,9 @@ func newSimulateCmd(a *app) *cobra.Command {
 		var cs []*consent.Consent
 		if *consentsFlag != "" {
 			if cs, err = readConsents(e, []string{*consentsFlag}); err != nil {
+				if errors.Is(err, errUsage) { // a consent file's problem: name the flag
+					return usageErrorf("simulate: --consents: %s", strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
+				}
 				return err
 			}
 		} else if cs, err = simulation.Examples(); err != nil {
@@ -160,6 +163,11 @@ func newSimulateCmd(a *app) *cobra.Command {
 		}
 		writeTimeline(e.stdout, res)
 		writeSummary(e.stdout, res)
+		if *dbFlag != "" {
+			fmt.Fprintf(e.stdout, "the run's database: %s (the operator commands read it with --db; a daemon must not bill on it)\n", *dbFlag)
+		} else {
+			fmt.Fprintln(e.stdout, "nothing was stored (--db FILE keeps the run's database); next: billingd preview --consent-file FILE, or the README's \"Try the daemon on this machine\"")
+		}
 		return draw(res)
 	}
 	return cmd
@@ -203,7 +211,7 @@ func writeTimeline(w io.Writer, res *simulation.Result) {
 	}
 	for _, l := range res.Ledger {
 		if l.Kind == sandbox.KindAutoRetry {
-			lines = append(lines, line{l.CreatedAt, fmt.Sprintf("%-15s %s cycle %d retry %d, dated %s, %s: %s (run by Klavi for an attach-mode payment)",
+			lines = append(lines, line{l.CreatedAt, fmt.Sprintf("%-15s %s cycle %d retry %d, dated %s, %s: scheduled by Klavi for an attach-mode payment (its status at the end of the run: %s)",
 				"klavi_retry", l.ConsentID, l.Cycle, l.Attempt, weekdayDate(l.Date), l.Amount.BRL(), l.Status)})
 		}
 	}
