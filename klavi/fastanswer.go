@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 // fastPayment reads a payment answer the way Payment.UnmarshalJSON does (the
@@ -287,31 +286,21 @@ func (s *scanner) members(value func(name []byte) bool) bool {
 	}
 }
 
-// raw reads a string with no escape, no control character and valid UTF-8, and
-// returns its bytes between the quotes (a view of b).
+// raw reads a string as plainBytes accepts it (no escape, no control character,
+// valid UTF-8) and returns its bytes between the quotes (a view of b).
 func (s *scanner) raw() ([]byte, bool) {
 	if s.i >= len(s.b) || s.b[s.i] != '"' {
 		return nil, false
 	}
-	start := s.i + 1
-	n := bytes.IndexByte(s.b[start:], '"')
+	n := bytes.IndexByte(s.b[s.i+1:], '"')
 	if n < 0 {
 		return nil, false
 	}
-	in := s.b[start : start+n]
-	ascii := true
-	for _, c := range in {
-		if c < 0x20 || c == '\\' {
-			return nil, false
-		}
-		if c >= utf8.RuneSelf {
-			ascii = false
-		}
-	}
-	if !ascii && !utf8.Valid(in) {
+	in, ok := plainBytes(s.b[s.i : s.i+n+2])
+	if !ok {
 		return nil, false
 	}
-	s.i, s.last = start+n+1, start
+	s.i, s.last = s.i+n+2, s.i+1
 	return in, true
 }
 
@@ -419,7 +408,8 @@ func (s *scanner) number() bool {
 const maxSkipDepth = 64
 
 // skipDepth reads past one value of any kind, checking it as the library would;
-// depth is how deep in the document the value stands.
+// depth counts the levels of nesting skipped so far (1 at a member fastPayment does
+// not read).
 func (s *scanner) skipDepth(depth int) bool {
 	if depth > maxSkipDepth || s.i >= len(s.b) {
 		return false
