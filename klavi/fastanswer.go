@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+
+	"github.com/klavi-billing/billingd/internal/jsonstr"
 )
 
 // fastPayment reads a payment answer the way Payment.UnmarshalJSON does (the
@@ -461,36 +463,31 @@ func (s *scanner) skipDepth(depth int) bool {
 }
 
 // appendCreatePayment appends r's JSON, the bytes json.Marshal (json/v1) writes for
-// it, to b, for the requests billingd sends: every string plain (printable ASCII
-// that json/v1 writes as it is), no creditor account or external info. It returns
-// nil and false for any other request, which json.Marshal then writes (TestAppendCreatePayment
-// and FuzzAppendCreatePayment compare the two).
+// it, to b, for the requests billingd sends: no creditor account or external info.
+// It returns nil and false for any other request, which json.Marshal then writes
+// (TestAppendCreatePayment and FuzzAppendCreatePayment compare the two).
 func appendCreatePayment(b []byte, r *CreatePaymentRequest) ([]byte, bool) {
-	if r.CreditorAccount != nil || r.ExternalInfo != nil || r.Date.IsZero() ||
-		!plainASCII(r.ClientRequestID) || !plainASCII(r.Currency) || !plainASCII(r.RemittanceInformation) || !plainASCII(r.IBGETownCode) {
+	if r.CreditorAccount != nil || r.ExternalInfo != nil || r.Date.IsZero() {
 		return nil, false
 	}
-	b = append(b, `{"clientRequestId":"`...)
-	b = append(b, r.ClientRequestID...)
-	b = append(b, `","date":"`...)
+	b = append(b, `{"clientRequestId":`...)
+	b = jsonstr.Append(b, r.ClientRequestID)
+	b = append(b, `,"date":"`...)
 	b, _ = r.Date.AppendText(b)
 	b = append(b, `","amount":`...)
 	b, err := r.Amount.AppendJSON(b)
 	if err != nil {
 		return nil, false // json.Marshal says why
 	}
-	b = append(b, `,"currency":"`...)
-	b = append(b, r.Currency...)
-	b = append(b, '"')
+	b = append(b, `,"currency":`...)
+	b = jsonstr.Append(b, r.Currency)
 	if r.RemittanceInformation != "" {
-		b = append(b, `,"remittanceInformation":"`...)
-		b = append(b, r.RemittanceInformation...)
-		b = append(b, '"')
+		b = append(b, `,"remittanceInformation":`...)
+		b = jsonstr.Append(b, r.RemittanceInformation)
 	}
 	if r.IBGETownCode != "" {
-		b = append(b, `,"ibgeTownCode":"`...)
-		b = append(b, r.IBGETownCode...)
-		b = append(b, '"')
+		b = append(b, `,"ibgeTownCode":`...)
+		b = jsonstr.Append(b, r.IBGETownCode)
 	}
 	if s := r.AutoRetryStrategy; s != nil {
 		if s.Days == nil {
@@ -508,16 +505,4 @@ func appendCreatePayment(b []byte, r *CreatePaymentRequest) ([]byte, bool) {
 		b = append(b, '}')
 	}
 	return append(b, '}'), true
-}
-
-// plainASCII reports whether json/v1 writes s between quotes as it is: printable
-// ASCII without a quote, a backslash or the characters it escapes for HTML.
-func plainASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
-			return false
-		}
-	}
-	return true
 }

@@ -168,11 +168,13 @@ func BenchmarkDecodeAnswer(b *testing.B) {
 func TestAppendCreatePayment(t *testing.T) {
 	date := cycle.MustDate(2026, 3, 5)
 	for name, r := range map[string]*CreatePaymentRequest{
-		"an original":           {ClientRequestID: "billingd-c-1-0-0", Date: date, Amount: 99_90, Currency: Currency},
-		"with its remittance":   {ClientRequestID: "x", Date: date, Amount: 1, Currency: Currency, RemittanceInformation: "Mensalidade 03/2026", IBGETownCode: "5300108"},
-		"with a retry strategy": {ClientRequestID: "x", Date: date, Amount: 0, Currency: Currency, AutoRetryStrategy: &retry.Strategy{Days: []int{1, 3, 7}, SkipWeekend: true}},
-		"with no retry days":    {ClientRequestID: "x", Date: date, Amount: 5, Currency: Currency, AutoRetryStrategy: &retry.Strategy{Days: []int{}}},
-		"the largest amount":    {ClientRequestID: "x", Date: date, Amount: MaxCents, Currency: Currency},
+		"an original":                 {ClientRequestID: "billingd-c-1-0-0", Date: date, Amount: 99_90, Currency: Currency},
+		"with its remittance":         {ClientRequestID: "x", Date: date, Amount: 1, Currency: Currency, RemittanceInformation: "Mensalidade 03/2026", IBGETownCode: "5300108"},
+		"with a retry strategy":       {ClientRequestID: "x", Date: date, Amount: 0, Currency: Currency, AutoRetryStrategy: &retry.Strategy{Days: []int{1, 3, 7}, SkipWeekend: true}},
+		"with no retry days":          {ClientRequestID: "x", Date: date, Amount: 5, Currency: Currency, AutoRetryStrategy: &retry.Strategy{Days: []int{}}},
+		"the largest amount":          {ClientRequestID: "x", Date: date, Amount: MaxCents, Currency: Currency},
+		"an accent, a line separator": {ClientRequestID: "x", Date: date, Amount: 1, Currency: Currency, RemittanceInformation: "março\u2028"},
+		"HTML characters, quotes":     {ClientRequestID: `a&b<"c">`, Date: date, Amount: 1, Currency: Currency, IBGETownCode: `\\`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, ok := appendCreatePayment(nil, r)
@@ -183,9 +185,6 @@ func TestAppendCreatePayment(t *testing.T) {
 		})
 	}
 	for name, r := range map[string]*CreatePaymentRequest{
-		"an accent":           {ClientRequestID: "x", Date: date, Amount: 1, Currency: Currency, RemittanceInformation: "março"},
-		"an HTML character":   {ClientRequestID: "a&b", Date: date, Amount: 1, Currency: Currency},
-		"a quote":             {ClientRequestID: `a"b`, Date: date, Amount: 1, Currency: Currency},
 		"no date":             {ClientRequestID: "x", Amount: 1, Currency: Currency},
 		"an amount too large": {ClientRequestID: "x", Date: date, Amount: MaxCents + 1, Currency: Currency},
 		"nil retry days":      {ClientRequestID: "x", Date: date, Amount: 1, Currency: Currency, AutoRetryStrategy: &retry.Strategy{}},

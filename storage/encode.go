@@ -7,6 +7,7 @@ import (
 	json "github.com/go-json-experiment/json/v1"
 
 	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/internal/jsonstr"
 	"github.com/klavi-billing/billingd/klavi"
 )
 
@@ -35,22 +36,22 @@ func marshalAttempt(a *Attempt) ([]byte, error) {
 	}
 	b := make([]byte, 0, 512)
 	b = append(b, `{"consentId":`...)
-	b = appendString(b, a.ConsentID)
+	b = jsonstr.Append(b, a.ConsentID)
 	b = append(b, `,"cycle":`...)
 	b = strconv.AppendInt(b, int64(a.Cycle), 10)
 	b = append(b, `,"attempt":`...)
 	b = strconv.AppendInt(b, int64(a.Attempt), 10)
 	b = append(b, `,"state":`...)
-	b = appendString(b, string(a.State))
+	b = jsonstr.Append(b, string(a.State))
 	b = append(b, `,"clientRequestId":`...)
-	b = appendString(b, a.ClientRequestID)
+	b = jsonstr.Append(b, a.ClientRequestID)
 	b = append(b, `,"date":`...)
 	b = appendDate(b, a.Date)
 	b = append(b, `,"amount":`...)
 	b = appendCents(b, a.Amount)
 	if a.Mode != "" {
 		b = append(b, `,"mode":`...)
-		b = appendString(b, string(a.Mode))
+		b = jsonstr.Append(b, string(a.Mode))
 	}
 	if s := a.Strategy; s != nil {
 		b = append(b, `,"strategy":{"days":`...)
@@ -95,11 +96,11 @@ func marshalAttempt(a *Attempt) ([]byte, error) {
 		b = append(b, `,"resolved":{"at":`...)
 		b = appendTime(b, r.At)
 		b = append(b, `,"by":`...)
-		b = appendString(b, r.By)
+		b = jsonstr.Append(b, r.By)
 		b = append(b, `,"note":`...)
-		b = appendString(b, r.Note)
+		b = jsonstr.Append(b, r.Note)
 		b = append(b, `,"state":`...)
-		b = appendString(b, string(r.State))
+		b = jsonstr.Append(b, string(r.State))
 		b = appendTimeOmit(b, `,"since":`, r.Since)
 		b = append(b, '}')
 	}
@@ -129,9 +130,9 @@ func marshalEvent(e *Event) ([]byte, error) {
 	b = append(b, `{"at":`...)
 	b = appendTime(b, e.At)
 	b = append(b, `,"kind":`...)
-	b = appendString(b, e.Kind)
+	b = jsonstr.Append(b, e.Kind)
 	b = append(b, `,"consentId":`...)
-	b = appendString(b, e.ConsentID)
+	b = jsonstr.Append(b, e.ConsentID)
 	if e.Cycle != nil {
 		b = append(b, `,"cycle":`...)
 		b = strconv.AppendInt(b, int64(*e.Cycle), 10)
@@ -152,7 +153,7 @@ func marshalEvent(e *Event) ([]byte, error) {
 	b = appendStringOmit(b, `,"clientRequestId":`, e.ClientRequestID)
 	b = appendStringOmit(b, `,"status":`, string(e.Status))
 	b = append(b, `,"actor":`...)
-	b = appendString(b, e.Actor)
+	b = jsonstr.Append(b, e.Actor)
 	b = appendStringOmit(b, `,"reason":`, e.Reason)
 	return append(b, '}'), nil
 }
@@ -164,7 +165,7 @@ func marshalCursor(c *consentCursor) ([]byte, error) {
 	}
 	b := make([]byte, 0, 256)
 	b = append(b, `{"state":`...)
-	b = appendString(b, string(c.State))
+	b = jsonstr.Append(b, string(c.State))
 	b = appendStringOmit(b, `,"stateReason":`, c.StateReason)
 	b = append(b, `,"updatedAt":`...)
 	b = appendTime(b, c.UpdatedAt)
@@ -181,30 +182,12 @@ func marshalCursor(c *consentCursor) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// appendString appends s as a JSON string, as encoding/json writes it: printable
-// ASCII other than `"`, `\`, `<`, `>` and `&` as it is, anything else through the
-// codec.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, err := json.Marshal(s) // never fails for a string
-			if err != nil {
-				panic(err)
-			}
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
-
 // appendStringOmit appends key and s, unless s is empty (omitempty).
 func appendStringOmit(b []byte, key, s string) []byte {
 	if s == "" {
 		return b
 	}
-	return appendString(append(b, key...), s)
+	return jsonstr.Append(append(b, key...), s)
 }
 
 // appendIntOmit appends key and n, unless n is 0 (omitempty).
