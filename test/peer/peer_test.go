@@ -43,7 +43,7 @@
 // PEER_PG_CONNS sets the pool's size; PEER_RIVER_FLAGS adds flags to the River
 // worker (e.g. "-fetch-cooldown 100ms -fetch-poll-interval 1s" for River's
 // defaults); PEER_CEILING_SECONDS (default 3) is the length of ceilings (a) to (c);
-// PEER_CPUPROFILE, a directory, gets a CPU profile of each of billingd's timed scans.
+// PEER_CPUPROFILE, a directory (made if missing), gets a CPU profile of each of billingd's timed scans.
 //
 // Lines starting "PEER:" are the figures; the last line is
 // "billingd/river ratio: X.XX" (the medians' ratio).
@@ -290,6 +290,7 @@ func startProfile(t *testing.T, dir string, run int) func() {
 	if to == "" {
 		return func() {}
 	}
+	require.NoError(t, os.MkdirAll(to, 0o755), "PEER_CPUPROFILE")
 	f, err := os.Create(filepath.Join(to, fmt.Sprintf("cpu-run%02d.prof", run)))
 	require.NoError(t, err)
 	require.NoError(t, pprof.StartCPUProfile(f))
