@@ -39,7 +39,7 @@ const (
 	token    = "readings-test-admin-token-0123456789"
 	consents = 24
 	// rate is the scaled clock's speed: one real second is 5.5 virtual hours, so a
-	// payment dated three days ahead settles in about 15 real seconds.
+	// payment dated three days ahead settles in about 14 real seconds.
 	rate = 20000
 )
 
@@ -75,8 +75,14 @@ func uuid(i int) string {
 
 func run(t *testing.T, bin, dir string, flags []string) {
 	require.NoError(t, os.MkdirAll(dir, 0o755))
-	start := time.Now().UTC().Truncate(time.Second)
-	clockEnv := fmt.Sprintf("BILLINGD_TEST_CLOCK=start=%s,epoch=%d,rate=%d", start.Format(time.RFC3339), start.UnixMilli(), rate)
+	// The virtual day begins at 00:00 in Brasília whatever the real hour: the cycles'
+	// submission window (from now to the end of the day two days before their due
+	// date) is then two virtual days (8.6 real seconds), not what was left of today
+	// plus one (as little as 4.3 s, which a loaded machine can spend starting the
+	// daemon under -race).
+	real := time.Now()
+	start := cycle.DateOf(real).At(0, 0)
+	clockEnv := fmt.Sprintf("BILLINGD_TEST_CLOCK=start=%s,epoch=%d,rate=%d", start.UTC().Format(time.RFC3339), real.UnixMilli(), rate)
 	env := append(os.Environ(), clockEnv)
 
 	// Each consent has cycle 0 due in three virtual days: submitted at once (lead 3,
