@@ -70,6 +70,7 @@ func BenchmarkScanSubmit(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
+	ws := db.WriteStats()
 	cpu := processCPU()
 	start := time.Now()
 	res, err := s.Scan(context.Background())
@@ -80,6 +81,12 @@ func BenchmarkScanSubmit(b *testing.B) {
 	// CPU time of the whole process (the sandbox's handlers included) per
 	// submission: less moved than the rate by a machine that lends its CPUs.
 	b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
+	// The write path's shape: how many submissions share a write transaction (each
+	// submission has two writes, SUBMITTING and its answer), and bbolt's page writes
+	// (one pwrite each) per submission.
+	we := db.WriteStats()
+	b.ReportMetric(float64(b.N)/float64(max(1, we.Transactions-ws.Transactions)), "submissions/tx")
+	b.ReportMetric(float64(we.PagesWritten-ws.PagesWritten)/float64(b.N), "pages/op")
 	if got := sb.Stats().Accepted[sandbox.KindOriginal]; got != b.N {
 		b.Fatalf("sandbox accepted %d of %d", got, b.N)
 	}

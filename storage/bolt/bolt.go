@@ -101,6 +101,8 @@ type engine struct {
 	// transactions touch it, and bbolt runs one at a time. Holding the pointer keeps
 	// that Tx alive, so a later transaction can never have the same address.
 	checkedTx *bbolt.Tx
+	// writeTxs counts the write transactions checkWrite saw (WriteStats).
+	writeTxs atomic.Int64
 	// arch is the archive file; nil when there is none (Options.NoArchiveFile, or a
 	// read-only database that never moved a record there).
 	arch *archiveFile
@@ -597,7 +599,25 @@ func (db *engine) checkWrite(tx *bbolt.Tx) error {
 		return err
 	}
 	db.checkedTx = tx
+	db.writeTxs.Add(1)
 	return nil
+}
+
+// WriteStats are counters of the database file's write path since Open, for
+// benchmarks and diagnostics. The archive file's writes are not counted.
+type WriteStats struct {
+	// Transactions: write transactions begun (each Update, and each group of
+	// concurrent Applies that bbolt's Batch runs as one), rolled back ones included.
+	Transactions int64
+	// PagesWritten: the writes of committed pages (bbolt's TxStats.Write): one
+	// write call for each page, or for each run of a value's overflow pages.
+	PagesWritten int64
+}
+
+// WriteStats returns the counters of the database file's write path since Open.
+func (s *Store) WriteStats() WriteStats {
+	st := s.e.bolt.Stats()
+	return WriteStats{Transactions: s.e.writeTxs.Load(), PagesWritten: st.TxStats.GetWrite()}
 }
 
 // guard turns a panic inside bbolt (which is how it meets a damaged page: a failed

@@ -414,3 +414,25 @@ func TestEngine(t *testing.T) {
 		return &engine{bolt: db, path: path, known: names(buckets)}
 	})
 }
+
+// WriteStats counts the write transactions and the page writes of their commits:
+// ApplyAll writes its changes in one transaction, Apply one each.
+func TestWriteStats(t *testing.T) {
+	db, _ := openTemp(t)
+	before := db.WriteStats()
+	var chs []*storage.Change
+	for i := range 20 {
+		chs = append(chs, &storage.Change{Consent: storagetest.Record(t, fmt.Sprintf("urn:t:%03d", i), storage.ConsentActive)})
+	}
+	n, err := db.ApplyAll(context.Background(), chs)
+	require.NoError(t, err)
+	require.Equal(t, 20, n)
+	one := db.WriteStats()
+	assert.Equal(t, int64(1), one.Transactions-before.Transactions, "ApplyAll: one transaction")
+	assert.Positive(t, one.PagesWritten-before.PagesWritten)
+	for i := range 3 {
+		require.NoError(t, db.Apply(context.Background(), &storage.Change{Consent: storagetest.Record(t, fmt.Sprintf("urn:u:%03d", i), storage.ConsentActive)}))
+	}
+	assert.Equal(t, int64(3), db.WriteStats().Transactions-one.Transactions, "Apply one at a time: one transaction each")
+	assert.Greater(t, db.WriteStats().PagesWritten, one.PagesWritten)
+}
