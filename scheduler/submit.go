@@ -403,10 +403,17 @@ func (s *Scheduler) newPipeline(stop, ctx context.Context, passStart time.Time) 
 	if p.inline {
 		return p
 	}
-	// Short queues: a submission holds its consent's lock from its decision to its
-	// recorded answer, and a poll or an operator's action on that consent waits
-	// that long. Queues of Workers keep it to a few requests' time, not a batch's.
-	p.decided = make(chan *submission, s.cfg.Workers)
+	// A submission holds its consent's lock from its decision to its recorded
+	// answer, and a poll or an operator's action on that consent waits that long:
+	// the queues are short, a record batch at most (tens of milliseconds at full
+	// speed), not a read batch. The deciders' queue holds a record batch (or a
+	// read batch, if smaller: a transaction holds no more than that): the
+	// committer takes what it holds when its last transaction ends, and a queue of
+	// Workers (64) held SUBMITTING transactions to about 110 attempts against 130
+	// with 256 (BenchmarkScanSubmit, 6 interleaved pairs: page writes a submission
+	// 1.58 against 1.42, submissions/s +6 %; a queue of 1024 measured no better;
+	// docs/BENCHMARKS.md, "Issue 13, tenth pass").
+	p.decided = make(chan *submission, max(s.cfg.Workers, min(s.cfg.Batch, s.cfg.RecordBatch)))
 	p.committed = make(chan struct{})
 	p.work = make(chan *submission, s.cfg.Workers)
 	// The answers' queue holds a full group: senders do not wait for the recorder's
@@ -582,6 +589,9 @@ func (p *pipeline) submit(ctx context.Context, subs []*submission) {
 		for i := range committed {
 			committed[i] = true
 		}
+	} else if p.deposed.Load() {
+		// The term is over: this write would fail like the one that said so (the
+		// entries stay due, for the next leader).
 	} else {
 		applied, err := s.store.ApplyAll(ctx, chs)
 		for i := range applied {
@@ -666,7 +676,14 @@ func (p *pipeline) record(group []answer) {
 			errs[at[0]] = err
 		}
 	case len(chs) > 1:
-		if applied, err := s.store.ApplyAll(wctx, chs); err != nil {
+		if applied, err := s.store.ApplyAll(wctx, chs); err != nil && p.noteDeposed(err) {
+			// The term is over: each write alone would fail alike. The answers not
+			// committed leave their attempts SUBMITTING, for the next leader to
+			// look up.
+			for j := applied; j < len(chs); j++ {
+				errs[at[j]] = err
+			}
+		} else if err != nil {
 			// One change the store refused fails the transaction it was in: those
 			// not committed are written one by one, each with its own error.
 			for j := applied; j < len(chs); j++ {
