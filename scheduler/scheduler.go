@@ -75,7 +75,8 @@ type Config struct {
 	RetryableReasons []klavi.ReasonCode
 	// Batch is how many index entries one scan or poll pass reads at a time; in a due
 	// scan, also the most SUBMITTING attempts committed in one transaction (default
-	// DefaultBatch; the queues between its stages hold Workers submissions).
+	// DefaultBatch). The queues between a due scan's stages hold Workers submissions,
+	// the decisions' up to 4 × Workers and the answers' a record batch.
 	Batch int
 	// RecordBatch bounds how many answers of a due scan are recorded in one
 	// transaction (default DefaultRecordBatch): the answers that arrived while the

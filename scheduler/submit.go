@@ -406,14 +406,16 @@ func (s *Scheduler) newPipeline(stop, ctx context.Context, passStart time.Time) 
 	// A submission holds its consent's lock from its decision to its recorded
 	// answer, and a poll or an operator's action on that consent waits that long:
 	// the queues are short, a record batch at most (tens of milliseconds at full
-	// speed), not a read batch. The deciders' queue holds a record batch (or a
-	// read batch, if smaller: a transaction holds no more than that): the
-	// committer takes what it holds when its last transaction ends, and a queue of
-	// Workers (64) held SUBMITTING transactions to about 110 attempts against 130
-	// with 256 (BenchmarkScanSubmit, 6 interleaved pairs: page writes a submission
-	// 1.58 against 1.42, submissions/s +6 %; a queue of 1024 measured no better;
-	// docs/BENCHMARKS.md, "Issue 13, tenth pass").
-	p.decided = make(chan *submission, max(s.cfg.Workers, min(s.cfg.Batch, s.cfg.RecordBatch)))
+	// speed), not a read batch. The deciders' queue holds 4 × Workers (at most a
+	// record batch or a read batch; a transaction holds no more than a read batch):
+	// the committer takes what it holds when its last transaction ends, and with
+	// BenchmarkScanSubmit's 64 workers a queue of 64 held SUBMITTING transactions
+	// to about 110 attempts, against 130 with 256 (6 interleaved pairs: page writes
+	// a submission 1.58 against 1.42, submissions/s +6 %; a queue of 1024 measured
+	// no better; docs/BENCHMARKS.md, "Issue 13, tenth pass"). Bound by Workers, a
+	// consent decided while Klavi is slow waits behind a few requests' time of
+	// others, not a record batch's.
+	p.decided = make(chan *submission, max(s.cfg.Workers, min(4*s.cfg.Workers, s.cfg.Batch, s.cfg.RecordBatch)))
 	p.committed = make(chan struct{})
 	p.work = make(chan *submission, s.cfg.Workers)
 	// The answers' queue holds a full group: senders do not wait for the recorder's
@@ -592,6 +594,7 @@ func (p *pipeline) submit(ctx context.Context, subs []*submission) {
 	} else if p.deposed.Load() {
 		// The term is over: this write would fail like the one that said so (the
 		// entries stay due, for the next leader).
+		s.log.Error("due entries left for the next scan: this replica's term is over", "entries", len(ready))
 	} else {
 		applied, err := s.store.ApplyAll(ctx, chs)
 		for i := range applied {
@@ -636,12 +639,21 @@ func (p *pipeline) submit(ctx context.Context, subs []*submission) {
 // be sent.
 var errClockStepped = errors.New("the clock stepped during the scan: left for the next scan, which judges it again")
 
+// errTermOver: the pass learned that this replica's term ended (pipeline.deposed)
+// before a committed submission's turn to be sent.
+var errTermOver = errors.New("this replica's term is over: left SUBMITTING for the next leader")
+
 // exchange sends a committed submission, unless the scan is stopping or the clock
 // stepped since the scan judged it: then it stays SUBMITTING, with its due entry, to
 // be decided again by the next scan (sent with the same key, or looked up).
 func (p *pipeline) exchange(sub *submission) answer {
 	if p.stop.Err() != nil {
 		return answer{sub: sub, err: p.stop.Err()}
+	}
+	if p.deposed.Load() {
+		// Its answer could not be recorded (the store fences this term's writes):
+		// the next leader sends it with the same key, or looks it up.
+		return answer{sub: sub, err: errTermOver}
 	}
 	if !p.s.stillTrusted(p.passStart) && !has(bugMissedOnDoubt) {
 		return answer{sub: sub, err: errClockStepped}
@@ -697,7 +709,7 @@ func (p *pipeline) record(group []answer) {
 		// Counted before the let-go (kept).
 		switch err := errs[i]; {
 		case err == nil:
-		case a.ch == nil && (a.err == errClockStepped || errors.Is(a.err, context.Canceled) && p.stop.Err() != nil):
+		case a.ch == nil && (a.err == errClockStepped || a.err == errTermOver || errors.Is(a.err, context.Canceled) && p.stop.Err() != nil):
 			// Not sent, and not a failure: left SUBMITTING for the next scan, as an
 			// entry the scan had not reached yet.
 			p.left.Add(1)

@@ -764,3 +764,90 @@ func TestScanDue_RevokedAfterTheDecisionIsNotSent(t *testing.T) {
 		})
 	}
 }
+
+// groupFenced is a store whose every write fails with storage.ErrFenced, ApplyAll
+// after committing the first change of its group (a term that ended mid-commit on
+// etcd, whose transactions are chunks), counting the calls.
+type groupFenced struct {
+	Store
+	mu                sync.Mutex
+	applies, applyAll int
+}
+
+func (f *groupFenced) Apply(context.Context, *storage.Change) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applies++
+	return fmt.Errorf("store: %w (test)", storage.ErrFenced)
+}
+
+func (f *groupFenced) ApplyAll(context.Context, []*storage.Change) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applyAll++
+	return 1, fmt.Errorf("store: %w (test)", storage.ErrFenced)
+}
+
+// Once a pass knows its term is over (pipeline.deposed), it writes and sends
+// nothing more of it: a group of answers the fence refused is not written again one
+// by one, the committer tries no SUBMITTING write, and a committed submission is
+// not sent. Every consent is let go; each entry is counted failed or left, so the
+// index keeps it for the next leader.
+func TestPipeline_TermOver(t *testing.T) {
+	setup := func(t *testing.T) (*harness, *groupFenced, *pipeline) {
+		h := newHarness(t, at("2026-01-07", 9, 0), func(c *Config) { c.Workers = 1 })
+		fs := &groupFenced{Store: h.db}
+		var err error
+		h.s, err = New(h.s.cfg, fs, h.kl, WithClock(h.clock))
+		require.NoError(t, err)
+		ctx := context.Background()
+		return h, fs, h.s.newPipeline(ctx, ctx, h.clock.Now())
+	}
+	released := map[string]int{}
+	var mu sync.Mutex
+	subOf := func(id string) *submission {
+		return &submission{a: &storage.Attempt{AttemptKey: storage.AttemptKey{ConsentID: id}}, release: func() {
+			mu.Lock()
+			released[id]++
+			mu.Unlock()
+		}}
+	}
+
+	t.Run("a fenced group of answers is not written again one by one", func(t *testing.T) {
+		_, fs, p := setup(t)
+		var group []answer
+		for _, id := range []string{"a-1", "a-2", "a-3"} {
+			group = append(group, answer{sub: subOf(id), ch: &storage.Change{}})
+		}
+		p.record(group)
+		assert.Equal(t, 1, fs.applyAll)
+		assert.Zero(t, fs.applies, "no answer written alone")
+		assert.True(t, p.deposed.Load())
+		assert.Equal(t, int64(2), p.failed.Load(), "the two the fence refused; the first was committed")
+		for _, id := range []string{"a-1", "a-2", "a-3"} {
+			assert.Equal(t, 1, released[id], id)
+		}
+	})
+	t.Run("the committer tries no SUBMITTING write", func(t *testing.T) {
+		_, fs, p := setup(t)
+		p.deposed.Store(true)
+		p.submit(context.Background(), []*submission{subOf("s-1"), nil, subOf("s-2")})
+		assert.Zero(t, fs.applyAll+fs.applies, "writes tried")
+		assert.Equal(t, int64(2), p.failed.Load())
+		assert.Equal(t, 1, released["s-1"])
+		assert.Equal(t, 1, released["s-2"])
+	})
+	t.Run("a committed submission is not sent", func(t *testing.T) {
+		h, fs, p := setup(t)
+		p.deposed.Store(true)
+		a := p.exchange(subOf("x-1"))
+		assert.ErrorIs(t, a.err, errTermOver)
+		assert.Nil(t, a.ch)
+		assert.Empty(t, h.kl.payments, "nothing sent to Klavi")
+		p.record([]answer{a})
+		assert.Zero(t, fs.applyAll+fs.applies, "nothing to write")
+		assert.Equal(t, int64(1), p.left.Load(), "left SUBMITTING, for the next leader")
+		assert.Zero(t, p.failed.Load())
+		assert.Equal(t, 1, released["x-1"])
+	})
+}

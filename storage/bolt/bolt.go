@@ -607,7 +607,8 @@ func (db *engine) checkWrite(tx *bbolt.Tx) error {
 // benchmarks and diagnostics. The archive file's writes are not counted.
 type WriteStats struct {
 	// Transactions: write transactions begun (each Update, and each group of
-	// concurrent Applies that bbolt's Batch runs as one), rolled back ones included.
+	// concurrent Applies that bbolt's Batch runs as one), rolled back ones included,
+	// and the archive drain's transactions on the database file.
 	Transactions int64
 	// PagesWritten: the writes of committed pages (bbolt's TxStats.Write): one
 	// write call for each page, or for each run of a value's overflow pages.
