@@ -18,9 +18,10 @@
 // originals and local retries fall due at 09:00 (submit_time), so the time from the
 // fault to the next payment request the sandbox receives with a higher fence is the
 // failover time (lease expiry, election, the new term's first scan reaching the
-// due work), not a wait for work. A random world can leave a day with nothing to
-// submit: then the time is counted from 09:00 of the day the request was made. The lease TTL is 3s
-// (HA_TTL) to keep the run short; production defaults to 10s.
+// due work), not a wait for work. A random world can leave a day with no original
+// to submit: after a fault on such a day, the time is counted from 09:00 of the
+// later day the request was made (a day with originals is never excused). The
+// lease TTL is 3s (HA_TTL) to keep the run short; production defaults to 10s.
 //
 // The verdict: from the sandbox's ledger and the replicas' records in etcd (once
 // settled), test/harness's: no duplicate charge, no lost cycle, no attempt left
@@ -367,19 +368,21 @@ func TestHACrash(t *testing.T) {
 	// Failover: from each leader fault to the next payment request with a higher
 	// fence, and to the next election.
 	var toPost, toElect []time.Duration
+	submits := w.SubmitDays()
 	for _, f := range lf {
 		post, elect := time.Duration(-1), time.Duration(-1)
 		idle := ""
 		for _, q := range reqs {
 			if q.Fence > f.fence && q.Wall.After(f.at) {
-				// Counted from the fault, or from the submit time of the request's
-				// own day if that came later: a fault on a day with nothing to
-				// submit (no original, no local retry: a random world can leave
-				// one) waits for the next day's work, a virtual day that is not
-				// failover. Originals and local retries fall due at the submit time.
+				// Counted from the fault, or, after a fault on a day with no
+				// original to submit (a random world can leave one; local retries
+				// may have none either), from the submit time of the later day the
+				// request was made: that wait for work is not failover. A new term
+				// that left a day's originals to the next day is still counted from
+				// the fault.
 				from := f.at
-				faultAt := q.At.Add(-time.Duration(float64(q.Wall.Sub(f.at)) * rate)) // virtual
-				if day := cycle.DateOf(q.At); day.After(cycle.DateOf(faultAt)) {
+				faultDay := cycle.DateOf(q.At.Add(-time.Duration(float64(q.Wall.Sub(f.at)) * rate))) // virtual
+				if day := cycle.DateOf(q.At); day.After(faultDay) && submits[faultDay] == 0 {
 					due := day.At(harness.SubmitHour, 0)
 					from = q.Wall.Add(-time.Duration(float64(q.At.Sub(due)) / rate))
 					idle = fmt.Sprintf(" from %s, the first submit time with work to do (%s after the fault)",

@@ -196,6 +196,18 @@ func Generate(n int, start time.Time, days int, rng *rand.Rand, seed uint64) *Wo
 	return w
 }
 
+// SubmitDays counts, for each date, the originals billingd submits on it (due
+// LeadDays later). A random world can leave a day with none.
+func (w *World) SubmitDays() map[cycle.Date]int {
+	days := map[cycle.Date]int{}
+	for _, s := range w.subjects {
+		for _, k := range s.cycles {
+			days[s.sched.Due(k).AddDays(-LeadDays)]++
+		}
+	}
+	return days
+}
+
 // Write stores the consents and the scenario as the files billingd and the sandbox read.
 func (w *World) Write(consentsFile, scenarioFile string) error {
 	cs := make([]*consent.Consent, len(w.subjects))
