@@ -160,11 +160,12 @@ func TestSimulate_Command(t *testing.T) {
 		assert.Contains(t, stdout, "the run's database: "+path)
 	})
 	t.Run("json events", func(t *testing.T) {
-		code, stdout, stderr := runCLI(t, nil, "simulate", "--days", "45", "--format", "json", "--from", "2026-11-26")
+		code, stdout, stderr := runCLI(t, nil, "simulate", "--days", "70", "--format", "json", "--from", "2026-11-26")
 		require.Equal(t, 0, code, stderr)
 		lines := strings.Split(strings.TrimSpace(stdout), "\n")
 		require.NotEmpty(t, lines)
 		kinds := map[string]int{}
+		var last time.Time
 		for _, l := range lines {
 			var ev map[string]any
 			require.NoError(t, json.Unmarshal([]byte(l), &ev), l)
@@ -172,9 +173,27 @@ func TestSimulate_Command(t *testing.T) {
 				assert.Contains(t, ev, k)
 			}
 			kinds[ev["event"].(string)]++
+			at, err := time.Parse(time.RFC3339, ev["at"].(string))
+			require.NoError(t, err)
+			assert.False(t, at.Before(last), "events in the order of their instants: %s", l)
+			last = at
+			if ev["event"] == "klavi_retry" {
+				assert.Equal(t, "urn:klavi:consent-monthly-31st-0001", ev["consentId"])
+				assert.Equal(t, "2026-12-31", ev["day"])
+				assert.Equal(t, "MONTHLY", ev["interval"])
+				assert.EqualValues(t, 1, ev["attempt"])
+			}
 		}
 		assert.Positive(t, kinds["submitted"])
 		assert.Positive(t, kinds["completed"])
+		// The text timeline's and the JSON's events are the same, the retry Klavi ran
+		// itself for the attach-mode consent included.
+		assert.Equal(t, 1, kinds["klavi_retry"])
+		code, text, stderr := runCLI(t, nil, "simulate", "--days", "70", "--from", "2026-11-26")
+		require.Equal(t, 0, code, stderr)
+		for kind, n := range kinds {
+			assert.Equal(t, n, strings.Count(text, "  "+fmt.Sprintf("%-15s", kind)+" "), kind)
+		}
 	})
 	t.Run("database kept with --db, never an existing one", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "sim.db")

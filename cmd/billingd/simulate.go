@@ -8,10 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/klavi-billing/billingd/storage/bolt"
 
@@ -147,11 +146,15 @@ func newSimulateCmd(a *app) *cobra.Command {
 			return nil
 		}
 		if *format == "json" {
-			enc := json.NewEncoder(e.stdout)
-			opts.OnEvent = func(ev simulation.Event) { _ = enc.Encode(ev) }
 			res, err := simulation.Run(ctx, opts)
 			if err != nil {
 				return err
+			}
+			enc := json.NewEncoder(e.stdout)
+			for _, ev := range timeline(res, cs) {
+				if err := enc.Encode(ev); err != nil {
+					return fmt.Errorf("simulate: write the events: %w", err)
+				}
 			}
 			return draw(res)
 		}
@@ -161,7 +164,7 @@ func newSimulateCmd(a *app) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		writeTimeline(e.stdout, res)
+		writeTimeline(e.stdout, res, cs)
 		writeSummary(e.stdout, res)
 		if *dbFlag != "" {
 			fmt.Fprintf(e.stdout, "the run's database: %s (the operator commands read it with --db; a daemon must not bill on it)\n", *dbFlag)
@@ -198,37 +201,53 @@ func writePicture(path string, res *simulation.Result, cal *cycle.Calendar, draw
 	return nil
 }
 
-// writeTimeline prints the events day by day, with the retries Klavi ran itself for
-// attach-mode payments (from the sandbox's ledger) in their place.
-func writeTimeline(w io.Writer, res *simulation.Result) {
-	type line struct {
-		at   time.Time
-		text string
+// klaviRetryReason is the reason a klavi_retry event gives.
+const klaviRetryReason = "scheduled by Klavi for an attach-mode payment"
+
+// timeline is the run's events with the retries Klavi ran itself for attach-mode
+// payments (from the sandbox's ledger, event "klavi_retry", their status the one at
+// the end of the run, At their creation) in their place, ordered by At.
+func timeline(res *simulation.Result, cs []*consent.Consent) []simulation.Event {
+	interval := make(map[string]cycle.Interval, len(cs))
+	for _, c := range cs {
+		interval[c.ID] = c.Interval()
 	}
-	var lines []line
-	for _, ev := range res.Events {
-		lines = append(lines, line{ev.At, describe(ev)})
-	}
+	evs := slices.Clone(res.Events)
 	for _, l := range res.Ledger {
-		if l.Kind == sandbox.KindAutoRetry {
-			lines = append(lines, line{l.CreatedAt, fmt.Sprintf("%-15s %s cycle %d retry %d, dated %s, %s: scheduled by Klavi for an attach-mode payment (its status at the end of the run: %s)",
-				"klavi_retry", l.ConsentID, l.Cycle, l.Attempt, weekdayDate(l.Date), l.Amount.BRL(), l.Status)})
+		if l.Kind != sandbox.KindAutoRetry {
+			continue
 		}
+		amount := l.Amount
+		evs = append(evs, simulation.Event{
+			Day: cycle.DateOf(l.CreatedAt), Event: "klavi_retry", ConsentID: l.ConsentID, Cycle: l.Cycle,
+			Attempt: l.Attempt, Date: l.Date, Amount: &amount, Status: l.Status, Reason: klaviRetryReason,
+			At: l.CreatedAt.In(cycle.Brasilia), Interval: interval[l.ConsentID],
+		})
 	}
-	sort.SliceStable(lines, func(i, j int) bool { return lines[i].at.Before(lines[j].at) })
+	slices.SortStableFunc(evs, func(a, b simulation.Event) int { return a.At.Compare(b.At) })
+	return evs
+}
+
+// writeTimeline prints the run's timeline day by day.
+func writeTimeline(w io.Writer, res *simulation.Result, cs []*consent.Consent) {
 	var day cycle.Date
-	for _, l := range lines {
-		if d := cycle.DateOf(l.at); d != day {
+	for _, ev := range timeline(res, cs) {
+		if d := cycle.DateOf(ev.At); d != day {
 			day = d
 			fmt.Fprintf(w, "\n%s\n", weekdayDate(day))
 		}
-		fmt.Fprintf(w, "  %s  %s\n", l.at.In(cycle.Brasilia).Format("15:04"), l.text)
+		fmt.Fprintf(w, "  %s  %s\n", ev.At.In(cycle.Brasilia).Format("15:04"), describe(ev))
 	}
 }
 
 // describe is one timeline line.
 func describe(ev simulation.Event) string {
 	var b strings.Builder
+	if ev.Event == "klavi_retry" {
+		fmt.Fprintf(&b, "%-15s %s cycle %d retry %d, dated %s, %s: %s (its status at the end of the run: %s)",
+			ev.Event, ev.ConsentID, ev.Cycle, ev.Attempt, weekdayDate(ev.Date), ev.Amount.BRL(), klaviRetryReason, ev.Status)
+		return b.String()
+	}
 	fmt.Fprintf(&b, "%-15s %s cycle %d", ev.Event, ev.ConsentID, ev.Cycle)
 	if ev.Attempt > 0 {
 		fmt.Fprintf(&b, " retry %d", ev.Attempt)

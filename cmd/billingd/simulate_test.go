@@ -74,7 +74,7 @@ func TestSimulate_DroppedRetries(t *testing.T) {
 		},
 	}
 	var b strings.Builder
-	writeTimeline(&b, res)
+	writeTimeline(&b, res, nil)
 	assert.Contains(t, b.String(), "09:00  retry_dropped   urn:klavi:consent-weekly-0002 cycle 49 retry 2, dated Wed 2026-12-16, R$ 25,00: its request day 2026-12-15 has passed")
 	b.Reset()
 	writeSummary(&b, res)
