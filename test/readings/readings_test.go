@@ -70,7 +70,7 @@ func TestReadings(t *testing.T) {
 
 // uuid is a deterministic version-4 form UUID for consent i.
 func uuid(i int) string {
-	return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", 0x06c26b65+i, i, i%0xfff, (i*7)%0xfff, 0x4c86ece05114+i)
+	return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", 0x06c26b65+i, i, i%0xfff, (i*7)%0xfff, int64(0x4c86ece05114)+int64(i))
 }
 
 func run(t *testing.T, bin, dir string, flags []string) {
