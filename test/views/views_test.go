@@ -134,7 +134,9 @@ func exitCode(err error) int {
 }
 
 // simulate runs `billingd simulate --format json` from the first day with extra
-// flags and returns its events, one per line of its output.
+// flags and returns billingd's events, one per line of its output. The retries
+// Klavi ran itself (klavi_retry, read from the sandbox's ledger) are not billingd's
+// events: its store and views do not hold them, so they are left out.
 func simulate(t *testing.T, bin string, env []string, flags ...string) []simulation.Event {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"simulate", "--format", "json", "--from", from}, flags...)...)
@@ -148,6 +150,9 @@ func simulate(t *testing.T, bin string, env []string, flags ...string) []simulat
 		var ev simulation.Event
 		require.NoError(t, json.Unmarshal(sc.Bytes(), &ev), "event line %s", sc.Text())
 		require.False(t, ev.At.IsZero(), "event line without its instant: %s", sc.Text())
+		if ev.Event == "klavi_retry" {
+			continue
+		}
 		evs = append(evs, ev)
 	}
 	require.NoError(t, sc.Err())
