@@ -1,6 +1,10 @@
 package klavi
 
-import "github.com/klavi-billing/billingd/internal/enum"
+import (
+	"strings"
+
+	"github.com/klavi-billing/billingd/internal/enum"
+)
 
 // Enum values are decoded tolerantly with enum.Normalize: case-insensitive and
 // Unicode-aware (diacritics dropped: "não informado" reads as NAO_INFORMADO), with
@@ -238,6 +242,18 @@ func (r *ReasonCode) UnmarshalText(b []byte) error { *r = ReasonCode(normalize(b
 var ReasonCodes = []ReasonCode{ReasonNotInformed, ReasonNaoInformado, ReasonInfrastructureFailure, ReasonAuthorizationExpiredTime,
 	ReasonUserRejected, ReasonOriginDestinationAccountsEqual, ReasonAccountDoesNotAllowPayment,
 	ReasonDivergentAuthentication, ReasonRevokedUser, ReasonRevokedMerchant}
+
+// ReasonCodeList is ReasonCodes comma-separated, for messages that refuse a code.
+func ReasonCodeList() string {
+	var b strings.Builder
+	for i, r := range ReasonCodes {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(string(r))
+	}
+	return b.String()
+}
 
 // Valid reports whether r is a known reason code.
 func (r ReasonCode) Valid() bool { return oneOf(r, ReasonCodes...) }

@@ -399,7 +399,7 @@ func (c *Config) Validate() error {
 		var code klavi.ReasonCode
 		_ = code.UnmarshalText([]byte(r))
 		if !code.Valid() {
-			bad(fmt.Sprintf("billing.retryable_reasons[%d]", i), "%q is not a Klavi status reason code", r)
+			bad(fmt.Sprintf("billing.retryable_reasons[%d]", i), "%q is not a Klavi status reason code (one of %s)", r, klavi.ReasonCodeList())
 		} else if code.ConsentGone() {
 			bad(fmt.Sprintf("billing.retryable_reasons[%d]", i), "%s means the consent is revoked; it cannot be retried", code)
 		}

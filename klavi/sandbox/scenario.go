@@ -112,7 +112,7 @@ func (s *Scenario) Validate() problem.List {
 
 func checkReason(l *problem.List, path string, r klavi.ReasonCode) {
 	if r != "" && !r.Valid() {
-		l.Addf(path, "%q is not a Klavi status reason code", r)
+		l.Addf(path, "%q is not a Klavi status reason code (one of %s)", r, klavi.ReasonCodeList())
 	}
 }
 
