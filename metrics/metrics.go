@@ -68,6 +68,7 @@ type Metrics struct {
 	resent      prometheus.Counter
 	stuck       *prometheus.CounterVec // interval
 	canceled    prometheus.Counter
+	mismatches  *prometheus.CounterVec // field
 	lookups     *prometheus.CounterVec // lookup, outcome
 
 	retriesPlanned *prometheus.CounterVec // mode
@@ -156,6 +157,8 @@ func New(version, revision string, opts ...Option) *Metrics {
 		"Payments that became STUCK: their status stayed unknown (404 or an unknown status) past scheduler.stuck_after and Klavi's orders list did not settle it.", "interval")
 	m.canceled = f.counter("payments_canceled_total",
 		"Scheduled payments canceled at Klavi (a consent revoked, or an operator's cancel).")
+	m.mismatches = f.counterVec("payment_mismatches_total",
+		"Klavi answers whose payment is not the one billingd asked for, by what differs (field: amount, date, or amount_and_date): each create or retry answer, orders list entry or status poll that shows it counts once.", "field")
 	m.lookups = f.counterVec("reconciliation_lookups_total",
 		"Reads of Klavi's orders list for an attempt's clientRequestId, by what the list said (lookup: found, not_found, unavailable) and what the attempt became (outcome: adopted, refused, resent, confirm, lapsed, unresolved).", "lookup", "outcome")
 
@@ -235,6 +238,9 @@ func (m *Metrics) init() {
 	for _, o := range []string{"found:adopted", "not_found:refused", "not_found:resent", "not_found:confirm", "not_found:lapsed", "unavailable:resent", "unavailable:unresolved"} {
 		lookup, outcome, _ := strings.Cut(o, ":")
 		m.lookups.WithLabelValues(lookup, outcome)
+	}
+	for _, f := range []string{"amount", "date", "amount_and_date"} {
+		m.mismatches.WithLabelValues(f)
 	}
 	m.tokenRefresh.WithLabelValues(outcomeOK)
 	m.tokenRefresh.WithLabelValues(outcomeError)
@@ -322,6 +328,16 @@ func (m *Metrics) Observe(e scheduler.Event) {
 		m.stuck.WithLabelValues(iv).Inc()
 	case scheduler.EventCanceled:
 		m.canceled.Inc()
+	case scheduler.EventMismatch:
+		amount, date := strings.Contains(e.Reason, "amount: "), strings.Contains(e.Reason, "date: ")
+		field := "amount"
+		switch {
+		case amount && date:
+			field = "amount_and_date"
+		case date:
+			field = "date"
+		}
+		m.mismatches.WithLabelValues(field).Inc()
 	case scheduler.EventLookup:
 		lookup, outcome, ok := strings.Cut(e.Reason, ":")
 		if !ok {

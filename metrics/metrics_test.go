@@ -70,6 +70,7 @@ var contract = []string{
 	"billingd_variable_amount_missing",
 	"billingd_payments_stuck_total",
 	"billingd_payments_canceled_total",
+	"billingd_payment_mismatches_total",
 	"billingd_reconciliation_lookups_total",
 	"billingd_clock_skew_seconds",
 	"billingd_clock_in_doubt",

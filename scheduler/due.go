@@ -393,6 +393,9 @@ func (s *Scheduler) exchange(ctx context.Context, sub *submission, now time.Time
 	a.NextPoll = s.nextPoll(a, now)
 	sub.poll[0] = storage.PollItem{At: a.NextPoll, Key: a.AttemptKey}
 	ch.PutPoll = sub.poll[:]
+	if m := mismatch(a, p.Amount, p.Date, true); m != "" {
+		s.noteMismatch(ctx, ch, now, c, a, p.ID, m)
+	}
 	kind := EventSubmitted
 	if a.Attempt > 0 {
 		kind = EventRetrySubmitted

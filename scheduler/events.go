@@ -31,6 +31,9 @@ const (
 	EventLookup   EventKind = "lookup"
 	EventStuck    EventKind = "stuck"    // a payment's status is unknown past Config.StuckAfter
 	EventCanceled EventKind = "canceled" // a scheduled payment was canceled at Klavi
+	// EventMismatch: Klavi's payment is not the one billingd asked for (Reason: its
+	// amount or date, both values); the attempt is followed as Klavi tells it.
+	EventMismatch EventKind = "payment_mismatch"
 	// EventClockDoubt: the clock disagrees with Klavi's or stepped back; decisions
 	// pause (Reason says why). EventClockTrusted: they agree again.
 	EventClockDoubt   EventKind = "clock_doubt"

@@ -88,6 +88,15 @@ func (s *Scheduler) handlePoll(ctx context.Context, it storage.PollItem, now tim
 	if err := s.applyStatus(rec, att, p.Status, p.StatusReason, false, now, ch); err != nil {
 		return err
 	}
+	if m := mismatch(att, p.Amount, p.Date, false); m != "" {
+		// Every poll that sees it logs it and counts it; the timeline holds it once
+		// more when the payment ends, with the amount it ended with.
+		var into *storage.Change
+		if att.State.Final() {
+			into = ch
+		}
+		s.noteMismatch(ctx, into, now, c, att, att.PaymentID, m)
+	}
 	if cancelLater && !att.State.Final() {
 		// The cancellation failed: look again soon rather than after the usual wait.
 		soon := now.Add(s.cfg.PollMin)

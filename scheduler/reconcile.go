@@ -325,6 +325,9 @@ func (s *Scheduler) adopt(rec *storage.ConsentRecord, sched cycle.Schedule, a *s
 	if prev != storage.AttemptSubmitted && prev != storage.AttemptStuck {
 		s.emit(ch, kind, now, rec.Consent, a, "adopted from Klavi's orders list")
 	}
+	if m := mismatch(a, o.Amount, o.Date, true); m != "" {
+		s.noteMismatch(context.Background(), ch, now, rec.Consent, a, o.ID, m)
+	}
 	if a.Attempt == 0 && rec.NextCycle == a.Cycle && rec.State == storage.ConsentActive {
 		s.advance(rec, sched, a.Cycle, now, ch)
 	}

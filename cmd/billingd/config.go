@@ -682,7 +682,7 @@ func configPath(flagValue string, getenv func(string) string, fallback string) s
 var webhookKinds = []scheduler.EventKind{scheduler.EventSubmitted, scheduler.EventRetrySubmitted, scheduler.EventCompleted,
 	scheduler.EventRejected, scheduler.EventMissed, scheduler.EventSkipped, scheduler.EventUnconfirmed, scheduler.EventFailed,
 	scheduler.EventResend, scheduler.EventRetryPlanned, scheduler.EventRetryDropped, scheduler.EventConsentStopped,
-	"adopted", scheduler.EventStuck, scheduler.EventCanceled, scheduler.EventAdded, scheduler.EventAuthorized,
+	"adopted", scheduler.EventStuck, scheduler.EventCanceled, scheduler.EventMismatch, scheduler.EventAdded, scheduler.EventAuthorized,
 	scheduler.EventRevoked, scheduler.EventAmountSet, scheduler.EventResolved}
 
 func (w *WebhooksConfig) validate(bad func(key, format string, args ...any)) {
