@@ -158,7 +158,7 @@ func newDBCompactCmd(a *app) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if err := checkOutputs("db compact: OUT", guardDB(path, *dbFlag, cfg), args[0]); err != nil {
+		if err := checkNewOutput("db compact: OUT", guardDB(path, *dbFlag, cfg), args[0]); err != nil {
 			return err
 		}
 		for _, p := range []string{args[0], bolt.ArchivePath(args[0])} {
@@ -257,7 +257,7 @@ func newDBBackupCmd(a *app) *cobra.Command {
 			return err
 		}
 		// FILE is replaced by a rename: never the database itself, whatever --force says.
-		if err := checkOutputs("db backup: FILE", guardDB(path, *dbFlag, cfg), out); err != nil {
+		if err := checkBackupOutput("db backup: FILE", guardDB(path, *dbFlag, cfg), out); err != nil {
 			return err
 		}
 		if _, err := os.Stat(out); err == nil && !*force {
@@ -493,7 +493,7 @@ func newDBMigrateCmd(a *app) *cobra.Command {
 				dbs = append(dbs, liveDB{path: src.path, from: "--from"})
 			}
 			dbs = append(dbs, a.configDB())
-			if err := checkOutputs("db migrate: --to", dbs, dst.path); err != nil {
+			if err := checkNewOutput("db migrate: --to", dbs, dst.path); err != nil {
 				return err
 			}
 		}

@@ -233,3 +233,178 @@ func TestOutputs_NeverTheDatabase(t *testing.T) {
 		assert.Len(t, entries, 1, "no page written")
 	})
 }
+
+// dirState is every file under a directory with its bytes (a symbolic link: where
+// it points), to show that a refused command wrote nothing.
+func dirState(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	st := map[string]string{}
+	require.NoError(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			st[p] = "-> " + must(os.Readlink(p))
+			return nil
+		}
+		st[p] = string(must(os.ReadFile(p)))
+		return nil
+	}))
+	return st
+}
+
+// copyTo copies the file from into to, creating to's directory.
+func copyTo(t *testing.T, from, to string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(filepath.Dir(to), 0o700))
+	require.NoError(t, os.WriteFile(to, must(os.ReadFile(from)), 0o600))
+}
+
+// TestOutputs_NeverAnotherDatabase: a file a command writes is refused when it is,
+// or was, a database, whatever the config names (here another path): a bbolt file
+// of any name (told from its meta pages), a file with a database's lock or archive
+// file beside it, the path of a database that was moved or lost, a lock file, an
+// archive file. Exit 2, the file and the reason named, and nothing written.
+func TestOutputs_NeverAnotherDatabase(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, "storage:\n  path: "+filepath.Join(t.TempDir(), "billingd.db")+"\n")
+	importDB := func(path string) {
+		t.Helper()
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o700))
+		code, _, stderr := runCLI(t, nil, "consent", "import", "--db", path, "../../examples/consents")
+		require.Equal(t, 0, code, stderr)
+	}
+	// A kept database: its archive file and marked lock file beside it.
+	other := filepath.Join(dir, "other", "billingd.db")
+	importDB(other)
+	require.True(t, bolt.IsLockFile(bolt.LockPath(other)), "the fixture's lock file is marked")
+	// Copies with nothing beside them.
+	cp := filepath.Join(dir, "copies", "copy.db")
+	copyTo(t, other, cp)
+	history := filepath.Join(dir, "copies", "history.bak")
+	copyTo(t, bolt.ArchivePath(other), history)
+	zeroed := filepath.Join(dir, "copies", "zeroed.db")
+	copyTo(t, other, zeroed)
+	raw := must(os.ReadFile(zeroed))
+	clear(raw[:os.Getpagesize()])
+	require.NoError(t, os.WriteFile(zeroed, raw, 0o600))
+	movedLock := filepath.Join(dir, "copies", "notes.txt")
+	copyTo(t, bolt.LockPath(other), movedLock)
+	// A database file emptied by a copy gone wrong, its lock file beside it.
+	emptied := filepath.Join(dir, "emptied", "billingd.db")
+	importDB(emptied)
+	require.NoError(t, os.Truncate(emptied, 0))
+	require.NoError(t, os.Remove(bolt.ArchivePath(emptied)))
+	// Lost databases: the marked lock file left, or the archive file.
+	lostLock := filepath.Join(dir, "lost-lock", "billingd.db")
+	importDB(lostLock)
+	require.NoError(t, os.Remove(lostLock))
+	require.NoError(t, os.Remove(bolt.ArchivePath(lostLock)))
+	lostArch := filepath.Join(dir, "lost-archive", "billingd.db")
+	importDB(lostArch)
+	require.NoError(t, os.Remove(lostArch))
+	require.NoError(t, os.Remove(bolt.LockPath(lostArch)))
+	link := filepath.Join(dir, "calendar.svg")
+	require.NoError(t, os.Symlink(lostLock, link))
+
+	svg := func(out string) []string { return []string{"simulate", "--days", "1", "--svg", out} }
+	html := func(out string) []string { return []string{"simulate", "--days", "1", "--html", out} }
+	ledger := func(out string) []string { return []string{"sandbox", "--addr", "127.0.0.1:99999", "--ledger", out} }
+	backup := func(out string) []string { return []string{"db", "backup", "--db", other, "--force", out} }
+	tests := []struct {
+		name  string
+		args  []string
+		label string
+		out   string
+		want  string
+	}{
+		{"a copy of a database", svg(cp), "simulate: --svg", cp, "is a bbolt database file"},
+		{"a database whose first page is damaged", html(zeroed), "simulate: --html", zeroed, "is a bbolt database file"},
+		{"an archive file away from its database", ledger(history), "sandbox: --ledger", history, "is a bbolt database file"},
+		{"an archive file beside its database", svg(bolt.ArchivePath(other)), "simulate: --svg", bolt.ArchivePath(other),
+			"is the archive file of the database " + other + " beside it"},
+		{"the lock file of a database beside it", html(bolt.LockPath(other)), "simulate: --html", bolt.LockPath(other),
+			"is the lock file of the database " + other + " beside it"},
+		{"a lock file moved away", ledger(movedLock), "sandbox: --ledger", movedLock, "is the lock file of a billingd database"},
+		{"a database file with its lock file beside it", ledger(other), "sandbox: --ledger", other,
+			"has the lock file " + bolt.LockPath(other) + " beside it: it is a billingd database"},
+		{"an emptied database file, its lock file beside it", svg(emptied), "simulate: --svg", emptied,
+			"has the lock file " + bolt.LockPath(emptied) + " beside it"},
+		{"a lost database's path, its marked lock file beside it", svg(lostLock), "simulate: --svg", lostLock,
+			"has the lock file " + bolt.LockPath(lostLock) + " beside it, marked by billingd: the database there is missing"},
+		{"a lost database's path, its archive file beside it", ledger(lostArch), "sandbox: --ledger", lostArch,
+			"has the archive file " + bolt.ArchivePath(lostArch) + " beside it: the database there is missing"},
+		{"a dangling symlink to a lost database's path", html(link), "simulate: --html", link, "has the lock file " + bolt.LockPath(lostLock)},
+		{"db backup --force over a database with its lock file beside it", backup(emptied), "db backup: FILE", emptied,
+			"has the lock file " + bolt.LockPath(emptied)},
+		{"db backup --force over an archive file away from its database", backup(history), "db backup: FILE", history,
+			"is the archive file of a billingd database"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := dirState(t, dir)
+			code, stdout, stderr := runCLI(t, nil, append(tt.args, "--config", cfg)...)
+			assert.Equal(t, exitUsage, code, stderr)
+			assert.Empty(t, stdout)
+			assert.Contains(t, stderr, "billingd: "+tt.label+" "+tt.out+" ")
+			assert.Contains(t, stderr, tt.want)
+			assert.Equal(t, before, dirState(t, dir), "nothing written: every file byte-identical, none added or removed")
+		})
+	}
+
+	t.Run("still written", func(t *testing.T) {
+		ok := t.TempDir()
+		old := filepath.Join(ok, "calendar.svg")
+		require.NoError(t, os.WriteFile(old, []byte("<svg/>"), 0o600))
+		code, _, stderr := runCLI(t, nil, append(svg(old), "--config", cfg)...)
+		require.Equal(t, 0, code, "a file of another kind is replaced: %s", stderr)
+		assert.NotEqual(t, "<svg/>", string(must(os.ReadFile(old))))
+
+		// A removed simulation's unmarked lock file marks no database.
+		sim := filepath.Join(ok, "sim.svg")
+		require.NoError(t, os.WriteFile(bolt.LockPath(sim), nil, 0o600))
+		code, _, stderr = runCLI(t, nil, append(html(sim), "--config", cfg)...)
+		require.Equal(t, 0, code, stderr)
+
+		// An earlier backup is replaced with --force.
+		bak := filepath.Join(ok, "backup.db")
+		for range 2 {
+			code, _, stderr = runCLI(t, nil, append(backup(bak), "--config", cfg)...)
+			require.Equal(t, 0, code, stderr)
+		}
+	})
+}
+
+// TestOutputs_NeverARunningDaemonsDatabase: with no config naming it (simulate
+// without --config reads the built-in defaults), a running daemon's database is
+// refused by what is beside it, and a hard link to it elsewhere by its meta pages,
+// read while the daemon holds the file's locks; the daemon goes on writing. (Its
+// bytes are not compared: the daemon writes them.)
+func TestOutputs_NeverARunningDaemonsDatabase(t *testing.T) {
+	de := startTestDaemon(t, nov26)
+	path := de.cfg.Storage.Path
+	hard := filepath.Join(t.TempDir(), "calendar.svg")
+	require.NoError(t, os.Link(path, hard))
+	fi := must(os.Stat(path))
+	for _, tt := range []struct{ name, out, want string }{
+		{"the database", path, "has the lock file " + bolt.LockPath(path) + " beside it: it is a billingd database"},
+		{"a hard link to it in another directory", hard, "is a bbolt database file"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := de.cli("simulate", "--days", "3", "--svg", tt.out)
+			assert.Equal(t, exitUsage, code, stderr)
+			assert.Empty(t, stdout)
+			assert.Contains(t, stderr, "billingd: simulate: --svg "+tt.out+" "+tt.want)
+			// The daemon writes meanwhile (its probe, the archive drain): its bytes
+			// are its own; what a refused command would have changed is the file at
+			// the path, and its kind.
+			assert.True(t, os.SameFile(fi, must(os.Stat(path))), "the daemon's file is still at the path")
+			assert.True(t, os.SameFile(fi, must(os.Stat(hard))), "the hard link is still to it")
+			assert.True(t, must(bolt.IsBoltFile(path)), "still a bbolt file")
+		})
+	}
+	code, body := readyz(t, de.d)
+	assert.Equal(t, 200, code, body)
+	code, _, stderr := de.cli("consent", "add", "../../examples/consents/weekly-retries.json")
+	require.Equal(t, 0, code, "the daemon still writes: %s", stderr)
+}

@@ -40,7 +40,8 @@ func newSimulateCmd(a *app) *cobra.Command {
 			"--html FILE and --svg FILE also draw the run as a calendar, month by month: per\n" +
 			"day the charges submitted and settled, one mark per outcome, the amount settled,\n" +
 			"weekends and holidays shaded, totals per month. Each file is self-contained\n" +
-			"and replaced if it exists.",
+			"and replaced if it exists, unless it is a database (any bbolt file), a file\n" +
+			"with a database's lock or archive file beside it, or one of those: refused.",
 		Example: "  billingd simulate --from 2026-02-01 --days 150\n" +
 			"  billingd simulate --from 2026-02-01 --days 150 --format json --db /tmp/sim.db\n" +
 			"  billingd simulate --from 2026-01-01 --days 365 --svg docs/simulate-year.svg",
@@ -73,11 +74,14 @@ func newSimulateCmd(a *app) *cobra.Command {
 			if f.path == "" {
 				continue
 			}
+			if f.flag == "--db" { // must be new: checked below
+				if err := checkNewOutput("simulate: --db", live, f.path); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := checkOutputs("simulate: "+f.flag, live, f.path); err != nil {
 				return err
-			}
-			if f.flag == "--db" { // must be new: checked below
-				continue
 			}
 			if st, err := os.Stat(filepath.Dir(f.path)); err != nil || !st.IsDir() {
 				return argErrorf("simulate: %s %s: no directory %s to write it in", f.flag, f.path, filepath.Dir(f.path))
