@@ -45,8 +45,9 @@ type Options struct {
 	Dir string
 	// DB, when set, is the database file the run writes and leaves behind (Dir is
 	// then unused): a store as the daemon would have left it at the run's end, for
-	// `billingd run` and the operator commands to read. It is synced to disk at the
-	// end.
+	// the operator commands to read (through `billingd run --read-only`). It is
+	// marked as a simulation's (storage.ErrSimulated): `billingd run` refuses to bill
+	// on it. It is synced to disk at the end.
 	DB string
 	// Log receives the daemon's logs (nil: discarded).
 	Log *slog.Logger
@@ -179,7 +180,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(path, bolt.Options{NoSync: true, MaxBatchDelay: 10 * time.Microsecond, Logger: log})
+	// Marked as a simulation's: billingd run refuses to bill on it (storage.ErrSimulated).
+	db, err := bolt.Open(path, bolt.Options{NoSync: true, MaxBatchDelay: 10 * time.Microsecond, Logger: log, Simulated: true})
 	if err != nil {
 		return nil, err
 	}

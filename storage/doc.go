@@ -7,7 +7,8 @@
 //
 // Buckets (schema version 3; on etcd a bucket is a key prefix):
 //
-//	meta       application marker, schema version, consent counts per state
+//	meta       application marker, schema version, consent counts per state, the high
+//	           water, and "simulated" in a store billingd simulate made (ErrSimulated)
 //	consents   consent id → the consent (JSON), written when added or its status changes
 //	cursors    consent id → its billing state, cursor and record version (JSON)
 //	consent_terms  consent id → CRC-32C of its body and layout ‖ the body with only the

@@ -49,6 +49,11 @@ var (
 	// away, replaced or removed). Every later write fails with it and writes nothing:
 	// a write to the open file would be lost to whoever opens the path next.
 	ErrReplaced = errors.New("database file was replaced or removed while open")
+	// ErrSimulated: the store was made by billingd simulate (NotSimulated): its
+	// consents and payments are a simulation's, and a daemon billing on it would
+	// charge them for real, or record every cycle it finds overdue MISSED. Refused
+	// before anything is written (Options.RefuseSimulated); reading it is fine.
+	ErrSimulated = errors.New("the store was made by billingd simulate")
 	// ErrConflict: a record changed since the writer read it (its Version moved on),
 	// or an optimistic engine kept meeting concurrent writers; nothing was written.
 	// Read again and decide again.
@@ -91,6 +96,11 @@ var (
 	keyHighWater = []byte("high_water")
 	keyMagic     = []byte("application")
 	magic        = []byte("billingd")
+	// keySimulated marks a store billingd simulate made (Options.Simulated), with
+	// simulatedMark as its value; no other store has the key. Copies keep it: it is a
+	// meta record like the others (backup, compaction, migration copy every one).
+	keySimulated  = []byte("simulated")
+	simulatedMark = []byte("billingd simulate")
 )
 
 // Store is billingd's store as every engine provides it (*DB over a kv.Engine);
@@ -187,6 +197,14 @@ type Options struct {
 	// lost leadership (ErrFenced) is not reported: the store itself is fine.
 	// It is called on the writer's goroutine and must not block.
 	OnWrite func(err error)
+	// Simulated marks a new store as billingd simulate's (meta key "simulated",
+	// written with the layout, in the same transaction as the application marker).
+	// An existing store is neither marked nor unmarked.
+	Simulated bool
+	// RefuseSimulated fails New with ErrSimulated for a store billingd simulate made,
+	// before anything is written (the check is the first read): billingd run's
+	// setting, which bills on the store.
+	RefuseSimulated bool
 }
 
 // DB is billingd's store: the records and indexes of DESIGN.md, kept in any
@@ -217,7 +235,12 @@ func New(ctx context.Context, e kv.Engine, opts Options) (*DB, error) {
 		log = slog.Default()
 	}
 	db := &DB{kv: e, log: log, onWrite: opts.OnWrite, readOnly: opts.ReadOnly}
-	if err := db.init(ctx); err != nil {
+	if opts.RefuseSimulated {
+		if err := e.View(ctx, NotSimulated); err != nil {
+			return nil, err
+		}
+	}
+	if err := db.init(ctx, opts.Simulated); err != nil {
 		return nil, err
 	}
 	return db, nil
@@ -226,8 +249,28 @@ func New(ctx context.Context, e kv.Engine, opts Options) (*DB, error) {
 // Engine returns the engine the DB is kept in.
 func (db *DB) Engine() kv.Engine { return db.kv }
 
-// init checks the marker and schema version, and lays out or migrates the store.
-func (db *DB) init(ctx context.Context) error {
+// NotSimulated returns an ErrSimulated when the store tx reads was made by billingd
+// simulate (its meta bucket holds the mark of Options.Simulated), nil otherwise. An
+// engine calls it to refuse such a store before it writes anything of its own.
+func NotSimulated(tx kv.Tx) error {
+	if bytes.Equal(tx.Bucket(bucketMeta).Get(keySimulated), simulatedMark) {
+		return fmt.Errorf("%w: its consents and payments are a simulation's; a daemon billing on it would charge them for real", ErrSimulated)
+	}
+	return nil
+}
+
+// Simulated reports whether billingd simulate made the store (Options.Simulated).
+func (db *DB) Simulated(ctx context.Context) (bool, error) {
+	err := db.view(ctx, NotSimulated)
+	if errors.Is(err, ErrSimulated) {
+		return true, nil
+	}
+	return false, err
+}
+
+// init checks the marker and schema version, and lays out or migrates the store;
+// a new store is marked as a simulation's when simulated.
+func (db *DB) init(ctx context.Context, simulated bool) error {
 	check := func(tx kv.Tx) (fresh bool, schema uint32, err error) {
 		meta := tx.Bucket(bucketMeta)
 		mark := meta.Get(keyMagic)
@@ -284,6 +327,11 @@ func (db *DB) init(ctx context.Context) error {
 		meta := tx.Bucket(bucketMeta)
 		if err := meta.Put(keyMagic, magic); err != nil {
 			return err
+		}
+		if simulated {
+			if err := meta.Put(keySimulated, simulatedMark); err != nil {
+				return err
+			}
 		}
 		return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
 	})

@@ -94,6 +94,9 @@ func printReport(w io.Writer, r *bolt.Report) {
 	if r.Schema > 0 {
 		fmt.Fprintf(w, "schema:     %d (this billingd reads %d)\n", r.Schema, storage.SchemaVersion)
 	}
+	if r.Simulated {
+		fmt.Fprintln(w, "simulated:  yes, made by billingd simulate: billingd run refuses to bill on it (billingd run --read-only serves its reads)")
+	}
 	if len(r.Records) > 0 {
 		names := make([]string, 0, len(r.Records))
 		for n := range r.Records {

@@ -137,7 +137,7 @@ func TestDaemon_DatabaseReplaced(t *testing.T) {
 	// A second daemon on the path is refused: the lock file still belongs to the first.
 	cfg := de.cfg
 	cfg.HTTP.Listen, cfg.Storage.OpenTimeout = "127.0.0.1:0", 100*time.Millisecond
-	_, err = startDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), de.clock)
+	_, err = startDaemon(cfg, runFlags{}, slog.New(slog.NewTextHandler(io.Discard, nil)), de.clock)
 	require.ErrorIs(t, err, storage.ErrLocked)
 
 	// The next write is refused and the daemon is told to stop.

@@ -43,7 +43,7 @@ func TestDaemon_Replicas(t *testing.T) {
 		cfg.Scheduler.ScanSchedule, cfg.Scheduler.PollSchedule = "@every 1h", "@every 1h"
 		cfg.Scheduler.ShutdownTimeout = 5 * time.Second
 		require.NoError(t, cfg.Validate())
-		d, err := startDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), clk)
+		d, err := startDaemon(cfg, runFlags{}, slog.New(slog.NewTextHandler(io.Discard, nil)), clk)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = d.Close(context.Background()) })
 		return d

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -34,23 +35,42 @@ import (
 )
 
 func newRunCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	var rf runFlags
+	cmd := &cobra.Command{
 		Use:   "run [flags]",
 		Short: "run the billing daemon",
 		Long: `Run the billing daemon: bill every authorized consent on its cycles, serve /metrics,
 /healthz, /readyz and the admin API. SIGINT or SIGTERM stops it gracefully; a
-second signal forces the exit.
+second signal forces the exit. A database made by 'billingd simulate' is refused
+(exit 3): its payments are a simulation's.
+
+With --read-only the daemon bills nothing: it opens the database read-only (never
+writing it), starts no scheduling, sends nothing to Klavi or to webhook endpoints,
+and answers the admin API's and the console's reads (report, consent show,
+payments upcoming, ...) while refusing every change (403). It is how the operator
+commands read a database made by 'billingd simulate', or a backup.
 
 The config is --config, else $BILLINGD_CONFIG, else ` + defaultConfigPath + `.`,
-		Example: "  billingd run --config /etc/billingd/billingd.yaml",
-		Args:    noArgs,
+		Example: "  billingd run --config /etc/billingd/billingd.yaml\n" +
+			"  billingd run --config sim.yaml --read-only   # storage.path: a database kept by simulate --db",
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDaemon(cmd.Context(), a)
+			return runDaemon(cmd.Context(), a, rf)
 		},
 	}
+	cmd.Flags().BoolVar(&rf.readOnly, "read-only", false, "open the database read-only and bill nothing: serve its reads, refuse every change (storage.backend bolt)")
+	return cmd
 }
 
-func runDaemon(ctx context.Context, a *app) error {
+// runFlags are billingd run's flags: how this start runs, not the config.
+type runFlags struct {
+	// readOnly (--read-only): the database opened read-only, no scheduler, no
+	// webhook deliveries, no store probe; the admin API and the console answer
+	// reads and refuse changes (readOnlyHTTP).
+	readOnly bool
+}
+
+func runDaemon(ctx context.Context, a *app, rf runFlags) error {
 	e := a.e
 	cfg, err := LoadConfig(configPath(a.config, e.getenv, defaultConfigPath), e.getenv)
 	if err != nil {
@@ -72,7 +92,7 @@ func runDaemon(ctx context.Context, a *app) error {
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d, err := startDaemon(cfg, log, e.clock)
+	d, err := startDaemon(cfg, rf, log, e.clock)
 	if err != nil {
 		return err
 	}
@@ -117,6 +137,8 @@ type daemon struct {
 	// started is set once the database is verified and the scheduler runs;
 	// stopping once Close has begun.
 	started, stopping atomic.Bool
+	// readOnly: started with --read-only (runFlags); nothing is scheduled.
+	readOnly bool
 	// fatal receives the error that must stop the daemon (ErrReplaced).
 	fatal chan error
 	probe context.CancelFunc
@@ -137,9 +159,13 @@ type daemon struct {
 // bound before the database is opened, so an address that cannot work leaves the
 // state directory untouched. HTTP is served while the database is verified
 // (/healthz answers, /readyz says why it is not ready, the admin API answers 503).
-// On error, whatever was opened is closed again.
-func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err error) {
-	d := &daemon{cfg: cfg, log: log, fatal: make(chan error, 1), sd: newSDNotifier(log)}
+// On error, whatever was opened is closed again. With rf.readOnly the database is
+// opened read-only and nothing is started that decides or writes (runFlags).
+func startDaemon(cfg Config, rf runFlags, log *slog.Logger, clk clock.Clock) (_ *daemon, err error) {
+	if rf.readOnly && cfg.Storage.Backend == "etcd" { // before anything is opened, as a config problem
+		return nil, usageErrorf("run --read-only: storage.backend is etcd; --read-only opens a bolt file (storage.path) read-only. Read an etcd store through a copy: billingd db migrate --from etcd:... --to bolt:FILE")
+	}
+	d := &daemon{cfg: cfg, log: log, fatal: make(chan error, 1), sd: newSDNotifier(log), readOnly: rf.readOnly}
 	defer func() {
 		if err != nil {
 			_ = d.Close(context.Background())
@@ -156,7 +182,7 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	ver, rev := buildVersion()
 	m := metrics.New(ver, rev, metrics.WithClock(clk), metrics.WithLogger(log))
 	d.health = newStoreHealth(log, m, d.stop)
-	if err := d.openStore(cfg, log); err != nil {
+	if err := d.openStore(cfg, log, rf.readOnly); err != nil {
 		return nil, err
 	}
 	m.WatchStore(d.db, clk.Now)
@@ -229,6 +255,9 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 	mux.Handle("GET /metrics", m.Handler())
 	api := admin.New(cfg.HTTP.AdminToken, d.db, d.sched, admin.WithKlavi(kc), admin.WithClock(clk), admin.WithLogger(log), admin.WithWebhooks(d.webhooks))
 	if h := api.Handler(); h != nil {
+		if rf.readOnly {
+			h = readOnlyHTTP(h)
+		}
 		mux.Handle("/v1/", d.afterStart(h))
 	} else {
 		mux.HandleFunc("/v1/", func(w http.ResponseWriter, _ *http.Request) {
@@ -240,6 +269,9 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 			return console.Status{Role: d.role(), NotReady: d.notReady(), Clock: d.sched.ClockState()}
 		}))
 	if h := ui.Handler(); h != nil {
+		if rf.readOnly {
+			h = readOnlyHTTP(h)
+		}
 		mux.Handle(console.Prefix, d.afterStart(h))
 	}
 	d.srv = &http.Server{
@@ -261,6 +293,17 @@ func startDaemon(cfg Config, log *slog.Logger, clk clock.Clock) (_ *daemon, err 
 			return nil, fmt.Errorf("%s: %w", cfg.Storage.Path, err)
 		}
 		log.Info("database verified", "db", cfg.Storage.Path, "took", time.Since(vstart).String())
+	}
+	if rf.readOnly {
+		d.started.Store(true)
+		ctx, cancel := context.WithCancel(context.Background())
+		d.probe = cancel // no probe (it writes): the context ends the watchdog's feed at Close
+		d.sd.serving(ctx, "read-only: serving the database's reads, billing nothing", func() bool { return true })
+		log.Warn("read-only: the database is opened read-only; nothing is scheduled, sent or written, and the API refuses every change",
+			"db", cfg.Storage.Path)
+		log.Info("billingd started", "version", ver, "revision", rev, "store", d.storeName(cfg), "listen", d.ln.Addr().String(),
+			"admin_api", cfg.HTTP.AdminToken != "", "read_only", true, "startup", time.Since(started).String())
+		return d, nil
 	}
 	hooks := d.sd.hooks(m.SchedulerHooks())
 	if d.elector == nil {
@@ -485,17 +528,27 @@ func healthURL(listen string) string {
 	return "http://" + net.JoinHostPort(host, port) + "/healthz"
 }
 
-// openStore opens the configured store: the bbolt file, or the etcd cluster.
-func (d *daemon) openStore(cfg Config, log *slog.Logger) error {
-	so := storage.Options{Logger: log, OnWrite: d.health.wrote}
+// openStore opens the configured store: the bbolt file, or the etcd cluster. A
+// store billingd simulate made is refused (storage.ErrSimulated, exit 3) before
+// anything is written to it, unless readOnly: then the bbolt file is opened
+// read-only, whatever made it.
+func (d *daemon) openStore(cfg Config, log *slog.Logger, readOnly bool) error {
+	so := storage.Options{Logger: log, OnWrite: d.health.wrote, RefuseSimulated: true}
 	if cfg.Storage.Backend != "etcd" {
 		d.health.dir = filepath.Dir(cfg.Storage.Path)
 		compact, err := bolt.ParseCompactMode(cfg.Storage.CompactAtStart)
 		if err != nil { // validated with the configuration
 			return fmt.Errorf("storage.compact_at_start: %w", err)
 		}
-		db, err := bolt.Open(cfg.Storage.Path, bolt.Options{Timeout: cfg.Storage.OpenTimeout, Logger: log, OnWrite: d.health.wrote,
-			MappedBudget: int64(cfg.Storage.MappedBudgetMiB) << 20, CompactAtStart: compact})
+		opts := bolt.Options{Timeout: cfg.Storage.OpenTimeout, Logger: log, OnWrite: d.health.wrote,
+			MappedBudget: int64(cfg.Storage.MappedBudgetMiB) << 20, CompactAtStart: compact, RefuseSimulated: true}
+		if readOnly {
+			opts = bolt.Options{Timeout: cfg.Storage.OpenTimeout, Logger: log, ReadOnly: true}
+		}
+		db, err := bolt.Open(cfg.Storage.Path, opts)
+		if errors.Is(err, storage.ErrSimulated) {
+			return fmt.Errorf("%w; billingd run refuses it (to serve its reads to the operator commands: billingd run --read-only)", err)
+		}
 		if err != nil {
 			return err
 		}
@@ -517,6 +570,9 @@ func (d *daemon) openStore(cfg Config, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), e.DialTimeout+e.RequestTimeout)
 	defer cancel()
 	db, err := etcdstore.OpenStore(ctx, o, so)
+	if errors.Is(err, storage.ErrSimulated) {
+		return fmt.Errorf("etcd prefix %s: %w; billingd run refuses it", e.Prefix, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -576,6 +632,9 @@ func (d *daemon) campaign(cfg Config, hooks scheduler.Hooks) error {
 
 // role says, for /readyz, which part this replica plays ("" with one process).
 func (d *daemon) role() string {
+	if d.readOnly {
+		return " (read-only: billing nothing)"
+	}
 	if d.elector == nil {
 		return ""
 	}
@@ -616,4 +675,27 @@ func klaviOptions(log *slog.Logger, clk clock.Clock, hooks klavi.Hooks) []klavi.
 		opts = append(opts, klavi.WithRetryAfterSleep(sc.Sleep))
 	}
 	return opts
+}
+
+// readOnlyHTTP answers a request that would change something (any method but GET
+// and HEAD) with 403 and why, and passes the others to h: what billingd run
+// --read-only serves. The console's sign-in and sign-out (POST /ui/login,
+// /ui/logout) pass too: its sessions are signed cookies, not records.
+func readOnlyHTTP(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet, r.Method == http.MethodHead,
+			r.Method == http.MethodPost && (r.URL.Path == console.Prefix+"login" || r.URL.Path == console.Prefix+"logout"):
+			h.ServeHTTP(w, r)
+			return
+		}
+		const msg = "read-only: billingd run --read-only changes nothing; run billingd without --read-only on a database it may bill on"
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprintf(w, "{\"error\":%q}\n", msg)
+			return
+		}
+		http.Error(w, msg, http.StatusForbidden)
+	})
 }

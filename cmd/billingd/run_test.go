@@ -47,6 +47,12 @@ func startTestDaemon(t *testing.T, now time.Time) *daemonEnv {
 
 func startTestDaemonWith(t *testing.T, now time.Time, sc *sandbox.Scenario, mod func(*Config)) *daemonEnv {
 	t.Helper()
+	return startTestDaemonFlags(t, now, sc, mod, runFlags{})
+}
+
+// startTestDaemonFlags is startTestDaemonWith, started with billingd run's flags rf.
+func startTestDaemonFlags(t *testing.T, now time.Time, sc *sandbox.Scenario, mod func(*Config), rf runFlags) *daemonEnv {
+	t.Helper()
 	clk := clock.NewFake(now)
 	sb := sandbox.New(sandbox.Options{Clock: clk, AccessKey: "ak", SecretKey: "sk", Scenario: sc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	srv := httptest.NewServer(sb)
@@ -62,7 +68,7 @@ func startTestDaemonWith(t *testing.T, now time.Time, sc *sandbox.Scenario, mod 
 		mod(&cfg)
 	}
 	require.NoError(t, cfg.Validate())
-	d, err := startDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), clk)
+	d, err := startDaemon(cfg, rf, slog.New(slog.NewTextHandler(io.Discard, nil)), clk)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = d.Close(context.Background()) })
 	de := &daemonEnv{t: t, clock: clk, sb: sb, d: d, cfg: cfg}

@@ -133,12 +133,19 @@ func (n *sdNotifier) heartbeat() { n.beat.Store(n.now().UnixNano()) }
 // election still reaches etcd) the watchdog is fed; a leader's scheduler feeds it
 // through hooks and observe as a single process's does.
 func (n *sdNotifier) replica(ctx context.Context, alive func() bool) {
+	n.serving(ctx, "replica: campaigning for the leadership", alive)
+}
+
+// serving tells systemd that a daemon whose scheduler does not run (a replica that
+// follows, billingd run --read-only) is ready, with status as its STATUS, and feeds
+// the watchdog every minute while alive answers true, until ctx ends.
+func (n *sdNotifier) serving(ctx context.Context, status string, alive func() bool) {
 	if n == nil {
 		return
 	}
 	n.heartbeat()
 	if n.ready.CompareAndSwap(false, true) {
-		n.notify("READY=1\nSTATUS=replica: campaigning for the leadership")
+		n.notify("READY=1\nSTATUS=" + status)
 	}
 	go func() {
 		t := time.NewTicker(time.Minute)

@@ -33,10 +33,11 @@ func newSimulateCmd(a *app) *cobra.Command {
 			"120 days from today with a demo scenario (one failure per consent, variable\n" +
 			"amounts set by a simulated operator).\n\n" +
 			"The database is a temporary file, removed at the end, unless --db names a new\n" +
-			"file to keep: the store as the daemon would have left it at the run's end, which\n" +
-			"'billingd run' and the operator commands (report, payments upcoming, consent\n" +
-			"show) can then read. An existing file is refused: a run never writes into a\n" +
-			"database it did not create.\n\n" +
+			"file to keep: the store as the daemon would have left it at the run's end,\n" +
+			"marked as a simulation's. 'billingd run' refuses to bill on it (exit 3);\n" +
+			"'billingd run --read-only' serves it to the operator commands (report, payments\n" +
+			"upcoming, consent show), and 'billingd db check --db FILE' reads it. An existing\n" +
+			"file is refused: a run never writes into a database it did not create.\n\n" +
 			"--html FILE and --svg FILE also draw the run as a calendar, month by month: per\n" +
 			"day the charges submitted and settled, one mark per outcome, the amount settled,\n" +
 			"weekends and holidays shaded, totals per month. Each file is self-contained\n" +
@@ -171,7 +172,7 @@ func newSimulateCmd(a *app) *cobra.Command {
 		writeTimeline(e.stdout, res, cs)
 		writeSummary(e.stdout, res)
 		if *dbFlag != "" {
-			fmt.Fprintf(e.stdout, "the run's database: %s (the operator commands read it with --db; a daemon must not bill on it)\n", *dbFlag)
+			fmt.Fprintf(e.stdout, "the run's database: %s, marked as simulated: billingd run refuses to bill on it; billingd run --read-only serves it to the operator commands\n", *dbFlag)
 		} else {
 			fmt.Fprintln(e.stdout, "nothing was stored (--db FILE keeps the run's database); next: billingd preview --consent-file FILE, or the README's \"Try the daemon on this machine\"")
 		}

@@ -29,6 +29,7 @@ var (
 	ErrNotBillingd = storage.ErrNotBillingd
 	ErrCorrupt     = storage.ErrCorrupt
 	ErrReplaced    = storage.ErrReplaced
+	ErrSimulated   = storage.ErrSimulated
 )
 
 // v1Buckets are in every billingd file; the others came with schema 2 and are
@@ -66,6 +67,12 @@ type Options struct {
 	// default) or CompactAlways. A writer's option; a failed compaction is logged
 	// and the file used as it is.
 	CompactAtStart CompactMode
+	// Simulated marks a new database as billingd simulate's (storage.Options.Simulated).
+	Simulated bool
+	// RefuseSimulated fails Open with storage.ErrSimulated for a database billingd
+	// simulate made, before anything is written to it: no layout, no compaction at
+	// start, no archive file made, no mark in the lock file (billingd run's setting).
+	RefuseSimulated bool
 
 	// noMark: OpenEngine's target of a copy, which does not mark its lock file
 	// (markLock): a copy cut short and removed is made again, not refused as lost.
@@ -138,7 +145,8 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	sdb, err := storage.New(context.Background(), db, storage.Options{ReadOnly: opts.ReadOnly, Logger: opts.Logger, OnWrite: opts.OnWrite})
+	sdb, err := storage.New(context.Background(), db, storage.Options{ReadOnly: opts.ReadOnly, Logger: opts.Logger, OnWrite: opts.OnWrite,
+		Simulated: opts.Simulated, RefuseSimulated: opts.RefuseSimulated})
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -245,6 +253,12 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 	if _, _, _, err := db.archiveState(opts); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if opts.RefuseSimulated {
+		if err := db.View(context.Background(), storage.NotSimulated); err != nil {
+			_ = bdb.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
 	}
 	if err := db.prepare(opts.ReadOnly); err != nil {
 		_ = bdb.Close()

@@ -5,7 +5,9 @@
 // Contracts:
 //   - Open fails fast and clearly instead of hanging or touching the file: ErrLocked
 //     when another process holds it, ErrNotBillingd for a foreign bbolt file,
-//     ErrCorrupt for a damaged or non-bbolt file, ErrSchema for a newer layout.
+//     ErrCorrupt for a damaged or non-bbolt file, ErrSchema for a newer layout, and
+//     with Options.RefuseSimulated storage.ErrSimulated for a file billingd simulate
+//     made.
 //   - One writer per path. A writer holds an flock on <path>.lock (created beside the
 //     database, never removed) from before bbolt opens the file until Close. The lock
 //     belongs to the path, not to the file's inode, so a database file moved over the

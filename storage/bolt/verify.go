@@ -298,7 +298,10 @@ type Report struct {
 	// ones included; the file may be longer (bbolt grows it ahead of use).
 	UsedPages int64
 	FreePages int
-	Schema    int            // the schema version stored in the file; 0 when unreadable
+	Schema    int // the schema version stored in the file; 0 when unreadable
+	// Simulated: billingd simulate made the database (storage.ErrSimulated);
+	// billingd run refuses it.
+	Simulated bool
 	Records   map[string]int // keys per bucket
 	Consents  map[storage.ConsentState]int
 	Problems  []string
@@ -346,6 +349,7 @@ func Inspect(path string, timeout time.Duration) (*Report, error) {
 		}
 	}
 	rep.Schema, _ = db.Schema(ctx)
+	rep.Simulated, _ = db.Simulated(ctx)
 	rep.Problems = db.e.structure(rep.Records)
 	if len(rep.Problems) == 0 {
 		rep.Problems = db.Invariants(ctx)

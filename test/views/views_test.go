@@ -1,9 +1,10 @@
 // Package views checks the operator views against a store built by a simulated run.
 // `billingd simulate --db FILE --format json` bills the example consents for 150 days
-// and prints its events; `billingd run` then opens that database on a test clock at
-// the run's end, with Klavi unreachable: it cannot read Klavi's time, so it decides
-// nothing (clock in doubt) while the admin API answers, and the store stays as the
-// run left it. Through the real CLI:
+// and prints its events. The database is marked as a simulation's: `billingd run`
+// refuses it (exit 3), and `billingd run --read-only` opens it read-only on a test
+// clock at the run's end, deciding nothing and writing nothing (Klavi is unreachable
+// too), while the admin API answers its reads; the store stays as the run left it.
+// Through the real CLI:
 //   - `billingd report --month M` of every month of the run holds, per interval and
 //     outcome, the counts and centavo sums of the run's events dated in M;
 //   - `billingd payments upcoming` over the 10 days after the run lists what a longer
@@ -163,9 +164,11 @@ func simulate(t *testing.T, bin string, env []string, flags ...string) []simulat
 // output into out.
 type cliFunc func(t *testing.T, out any, args ...string)
 
-// startDaemon runs `billingd run` on the database with Klavi at a closed loopback
-// port and the test clock at now, waits for its admin API, and returns how to run
-// operator commands against it. The daemon is stopped at the end of the test.
+// startDaemon runs `billingd run --read-only` on the database with Klavi at a closed
+// loopback port and the test clock at now, waits for its admin API, and returns how
+// to run operator commands against it, after `billingd run` without --read-only has
+// refused the database (a simulation's) with exit 3 and written nothing to it. The
+// daemon is stopped at the end of the test.
 func startDaemon(t *testing.T, bin, dir, dbPath string, env []string, now time.Time) cliFunc {
 	t.Helper()
 	addr := proc.FreePort(t)
@@ -188,13 +191,27 @@ log:
   format: json
 `, dbPath, proc.FreePort(t), addr, token)), 0o600))
 	clockEnv := fmt.Sprintf("BILLINGD_TEST_CLOCK=start=%s,epoch=%d,rate=1", now.UTC().Format(time.RFC3339), time.Now().UnixMilli())
-	d := exec.Command(bin, "run", "--config", cfgPath)
+	before, err := os.ReadFile(dbPath)
+	require.NoError(t, err)
+	refused := exec.Command(bin, "run", "--config", cfgPath)
+	refused.Env = append(env, clockEnv)
+	out, err := refused.CombinedOutput()
+	require.Equal(t, 3, exitCode(err), "billingd run on a simulated store: %s", out)
+	require.Contains(t, string(out), "billingd: open "+dbPath+": the store was made by billingd simulate")
+	after, err := os.ReadFile(dbPath)
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the refused run wrote nothing to the database")
+
+	d := exec.Command(bin, "run", "--config", cfgPath, "--read-only")
 	logs := &lockedBuffer{}
 	d.Env, d.Stdout, d.Stderr = append(env, clockEnv), logs, logs
 	require.NoError(t, d.Start())
 	t.Cleanup(func() {
 		_ = d.Process.Signal(syscall.SIGTERM)
 		_ = d.Wait()
+		if now, err := os.ReadFile(dbPath); err != nil || !bytes.Equal(now, before) {
+			t.Errorf("billingd run --read-only changed the database (read: %v)", err)
+		}
 		if t.Failed() {
 			t.Logf("billingd run logs:\n%s", logs.String())
 		}
