@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/scheduler"
 	"github.com/klavi-billing/billingd/storage/bolt"
+	"github.com/klavi-billing/billingd/webhook"
 )
 
 const token = "test-token-0123456789"
@@ -313,6 +315,75 @@ func TestAdmin_NothingLostOnBadInput(t *testing.T) {
 	after, err := e.db.GetConsent(context.Background(), "urn:klavi:consent-monthly-31st-0001")
 	require.NoError(t, err)
 	assert.Equal(t, before, after)
+}
+
+// TestAdmin_DuplicateNames: a member name written twice in one object of a request
+// body, at any depth, is a 400 whose problem names its path, on every endpoint that
+// reads a body, and nothing changes (encoding/json alone would take the last value).
+func TestAdmin_DuplicateNames(t *testing.T) {
+	e := newEnv(t)
+	d, err := webhook.New(webhook.Config{Endpoints: []webhook.Endpoint{{Name: "shop", URL: "http://127.0.0.1:1/hook", Secret: "whsec_0123456789abcdef"}}, MaxAge: time.Minute},
+		e.db, webhook.WithClock(e.clk), webhook.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	require.NoError(t, err)
+	srv := httptest.NewServer(New(token, e.db, e.sch, WithKlavi(e.kl), WithClock(e.clk), WithWebhooks(d)).Handler())
+	t.Cleanup(srv.Close)
+	e.srv = srv
+
+	const variableID = "urn:klavi:consent-variable-0004"
+	code, out := e.do("POST", "/v1/consents", example(t, "variable-amount.json"))
+	require.Equal(t, http.StatusCreated, code, out)
+
+	monthly := example(t, "monthly-31st.json")
+	var file map[string]any
+	require.NoError(t, json.Unmarshal([]byte(example(t, "weekly-retries.json")), &file))
+	delete(file, "id")
+	delete(file, "status")
+	create, _ := json.MarshalIndent(file, "", "  ")
+	twice := func(doc, member string) string {
+		t.Helper()
+		require.Contains(t, doc, member)
+		return strings.Replace(doc, member, member+", "+member[:strings.Index(member, ":")]+`: "1.00"`, 1)
+	}
+	tests := []struct {
+		name, method, path, body string
+		problem                  string // path of the duplicate
+	}{
+		{"consent fixedAmount", "POST", "/v1/consents", twice(monthly, `"fixedAmount": "99.90"`), "paymentMethodConfig.fixedAmount"},
+		{"consent id", "POST", "/v1/consents", strings.Replace(monthly, `"id": "urn:klavi:consent-monthly-31st-0001"`,
+			`"id": "urn:klavi:consent-monthly-31st-0001", "id": "urn:klavi:consent-other-0009"`, 1), "id"},
+		{"consent billing", "POST", "/v1/consents", strings.Replace(monthly, `"billing": {`, `"billing": {"retryMode": "off",`, 1), "billing.retryMode"},
+		{"amount", "PUT", "/v1/consents/" + variableID + "/cycles/10/amount", `{"amount":"50.00","amount":"499.00"}`, "amount"},
+		{"create at Klavi", "POST", "/v1/klavi/consents", twice(string(create), `"fixedAmount": "25.00"`), "paymentMethodConfig.fixedAmount"},
+		{"revoke", "POST", "/v1/consents/" + variableID + "/revoke", `{"reason":"asked","reason":"fraud"}`, "reason"},
+		{"resolve", "POST", "/v1/attention/resolve", `{"consentId":"` + variableID + `","cycle":1,"cycle":2,"attempt":0,"note":"paid"}`, "cycle"},
+		{"webhook replay", "POST", "/v1/webhooks/shop/replay", `{"dead":true,"dead":false}`, "dead"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := e.do(tt.method, tt.path, tt.body)
+			require.Equal(t, http.StatusBadRequest, code, out)
+			require.NotEmpty(t, out["problems"], out)
+			first := out["problems"].([]any)[0].(map[string]any)
+			assert.Equal(t, tt.problem, first["path"])
+			name := tt.problem[strings.LastIndex(tt.problem, ".")+1:]
+			assert.Contains(t, first["message"], `duplicate member name "`+name+`"`)
+		})
+	}
+
+	// Nothing changed: one consent, still active, no amount for cycle 10, Klavi untouched.
+	list, err := e.db.ListConsents(context.Background(), "", 10, "")
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.Equal(t, variableID, list[0].Consent.ID)
+	code, out = e.do("GET", "/v1/consents/"+variableID, "")
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "active", out["state"])
+	code, out = e.do("GET", "/v1/consents/"+variableID+"/preview?from=2026-01-02&cycles=11", "")
+	require.Equal(t, http.StatusOK, code, out)
+	cycles := out["cycles"].([]any)
+	require.Len(t, cycles, 11)
+	assert.Nil(t, cycles[10].(map[string]any)["amount"])
+	assert.Zero(t, e.kl.calls)
 }
 
 func TestAdmin_Backup(t *testing.T) {

@@ -200,6 +200,13 @@ func TestDecodeMany(t *testing.T) {
 		{name: "a bad object in an array", data: "[" + string(good) + `,{"id":"x"}]`, want: []string{"[1].status: is required"}},
 		{name: "an id twice", data: "[" + string(good) + "," + string(good) + "]", want: []string{"[1].id: " + c.ID + " appears twice"}},
 		{name: "a bad single object", data: `{"id":"x"}`, want: []string{"status: is required"}},
+		// A member name twice in one object: encoding/json alone would bill the last.
+		{name: "fixedAmount twice", data: strings.Replace(string(good), `"fixedAmount": "99.90"`, `"fixedAmount": "99.90", "fixedAmount": "1.00"`, 1),
+			want: []string{`paymentMethodConfig.fixedAmount: duplicate member name "fixedAmount"`}},
+		{name: "id twice", data: strings.Replace(string(good), `"id": "`+c.ID+`"`, `"id": "`+c.ID+`", "id": "urn:test:other"`, 1),
+			want: []string{`id: duplicate member name "id"`}},
+		{name: "a name twice deep in an array element", data: "[" + other + "," + strings.Replace(string(good), `"days": [1, 3, 5]`, `"days": [1, 3, 5], "days": [1]`, 1) + "]",
+			want: []string{`[1].billing.autoRetryStrategy.days: duplicate member name "days"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -302,6 +302,52 @@ func TestRun_BadStarts(t *testing.T) {
 	})
 }
 
+// TestConsentFiles_DuplicateNames: a member name twice in one object of an operator's
+// file (encoding/json alone would take the last: a consent billed at 1.00, not 99.90)
+// is invalid input, exit 2, naming the file and the path; nothing is created.
+func TestConsentFiles_DuplicateNames(t *testing.T) {
+	dir := t.TempDir()
+	good, err := os.ReadFile("../../examples/consents/monthly-31st.json")
+	require.NoError(t, err)
+	write := func(name, old, new string) string {
+		t.Helper()
+		require.Contains(t, string(good), old)
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(strings.Replace(string(good), old, new, 1)), 0o600))
+		return p
+	}
+	amount := write("amount.json", `"fixedAmount": "99.90"`, `"fixedAmount": "99.90", "fixedAmount": "1.00"`)
+	id := write("id.json", `"id": "urn:klavi:consent-monthly-31st-0001"`, `"id": "urn:klavi:consent-monthly-31st-0001", "id": "urn:klavi:consent-other-0009"`)
+	scenario := filepath.Join(dir, "scenario.json")
+	require.NoError(t, os.WriteFile(scenario, []byte(`{"rules":[{"consentId":"*","attempt":0,"outcome":"rejected","reason":"NOT_INFORMED","outcome":"completed"}]}`), 0o600))
+	db := filepath.Join(dir, "b.db")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"import fixedAmount", []string{"consent", "import", "--db", db, amount}, amount + `: 1 problem:` + "\n" + `  paymentMethodConfig.fixedAmount: duplicate member name "fixedAmount"`},
+		{"import id", []string{"consent", "import", "--db", db, id}, `id: duplicate member name "id"`},
+		{"import a directory", []string{"consent", "import", "--db", db, dir}, `paymentMethodConfig.fixedAmount: duplicate member name`},
+		{"preview", []string{"preview", "--consent-file", amount}, `paymentMethodConfig.fixedAmount: duplicate member name`},
+		{"consent add", []string{"consent", "add", "--addr", "http://127.0.0.1:1", amount}, `paymentMethodConfig.fixedAmount: duplicate member name`},
+		{"simulate consents", []string{"simulate", "--consents", amount}, `paymentMethodConfig.fixedAmount: duplicate member name`},
+		{"simulate scenario", []string{"simulate", "--scenario", scenario}, `rules[0].outcome: duplicate member name "outcome"`},
+		// An address that cannot be listened on: without the check, the sandbox fails
+		// at once instead of serving until the test times out.
+		{"sandbox scenario", []string{"sandbox", "--addr", "256.0.0.1:1", "--scenario", scenario}, `rules[0].outcome: duplicate member name "outcome"`},
+		{"sandbox consents", []string{"sandbox", "--addr", "256.0.0.1:1", "--consents", amount}, `paymentMethodConfig.fixedAmount: duplicate member name`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, nil, tc.args...)
+			assert.Equal(t, 2, code, stderr)
+			assert.Contains(t, stderr, tc.want)
+		})
+	}
+	_, err = os.Stat(db)
+	assert.True(t, os.IsNotExist(err), "nothing was imported: no database")
+}
+
 func TestImportAndDBCommands(t *testing.T) {
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "b.db")

@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // DecodeJSON decodes the JSON document data into v, a non-nil pointer to a struct,
@@ -19,6 +22,11 @@ import (
 // refuses, and every unknown field is reported with its path, and every other field
 // is still decoded. A document that is not JSON at all is one problem with its line
 // and column.
+//
+// Unlike encoding/json, it refuses a member name that appears twice in one object, at
+// any depth (the first such name is the problem, at its path): encoding/json would
+// keep the last, so {"amount":"50.00","amount":"499.00"} would read 499.00 where
+// whoever reviewed the document may have read 50.00.
 func DecodeJSON(data []byte, v any) List {
 	var l List
 	rv := reflect.ValueOf(v)
@@ -30,8 +38,43 @@ func DecodeJSON(data []byte, v any) List {
 		l.Addf("", "%v", err)
 		return l
 	}
+	if path, name, ok := duplicateName(data); ok {
+		l.Addf(path, "duplicate member name %q: a name may appear only once in an object", name)
+	}
 	decode("", bytes.TrimSpace(data), rv.Elem(), &l)
 	return l
+}
+
+// duplicateName finds the first member name that appears twice in one object of data,
+// a syntactically valid document, with jsontext's own check (it compares names after
+// unescaping, so "a\u0062" and "ab" are the same name). path is the problem path of
+// the second occurrence ("paymentMethodConfig.fixedAmount", "[1].id").
+func duplicateName(data []byte) (path, name string, ok bool) {
+	// Invalid UTF-8 is encoding/json's business here (it replaces it): only names count.
+	d := jsontext.NewDecoder(bytes.NewReader(data), jsontext.AllowInvalidUTF8(true))
+	for {
+		_, err := d.ReadToken()
+		if err == nil {
+			continue
+		}
+		var se *jsontext.SyntacticError
+		if err == io.EOF || !errors.Is(err, jsontext.ErrDuplicateName) || !errors.As(err, &se) {
+			return "", "", false
+		}
+		// One pointer token per open container; the container's kind says whether the
+		// token is an array index or a member name.
+		i := 0
+		for tok := range se.JSONPointer.Tokens() {
+			i++
+			if k, _ := d.StackIndex(i); k == '[' {
+				path = Join(path, "["+tok+"]")
+			} else {
+				path = Join(path, tok)
+			}
+			name = tok
+		}
+		return path, name, true
+	}
 }
 
 // syntaxCheck reports the first syntax error with its line and column.

@@ -102,6 +102,38 @@ func TestDecodeJSON(t *testing.T) {
 		require.Len(t, l, 1)
 		assert.Equal(t, "must be an object, got an array", l[0].Message)
 	})
+	t.Run("duplicate member names", func(t *testing.T) {
+		// encoding/json keeps the last of two equal names; DecodeJSON refuses them at
+		// any depth and names the path of the second one.
+		for _, tc := range []struct{ name, doc, want string }{
+			{"top level", `{"id":"a","name":"x","id":"b"}`, `id: duplicate member name "id"`},
+			{"in a struct", `{"inner":{"n":1,"n":2}}`, `inner.n: duplicate member name "n"`},
+			{"in an array element", `{"list":[{"n":1},{"n":1,"tags":[],"n":2}]}`, `list[1].n: duplicate member name "n"`},
+			{"in a map", `{"extra":{"a":1,"a":1}}`, `extra.a: duplicate member name "a"`},
+			{"in an unknown field", `{"typo":{"z":1,"z":2}}`, `typo.z: duplicate member name "z"`},
+			{"written with an escape", `{"name":"x","n\u0061me":"y"}`, `name: duplicate member name "name"`},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				var v doc
+				l := DecodeJSON([]byte(tc.doc), &v)
+				require.NotEmpty(t, l)
+				assert.True(t, strings.HasPrefix(l[0].String(), tc.want), "got %q", l.Error())
+			})
+		}
+		t.Run("other problems still listed", func(t *testing.T) {
+			var v doc
+			l := DecodeJSON([]byte(`{"id":"a","id":"b","flag":"yes"}`), &v)
+			require.Len(t, l, 2)
+			assert.Equal(t, "id", l[0].Path)
+			assert.Equal(t, "flag", l[1].Path)
+		})
+		t.Run("names differing in case are not duplicates here", func(t *testing.T) {
+			var v doc
+			l := DecodeJSON([]byte(`{"extra":{"a":1,"A":2}}`), &v)
+			require.Empty(t, l)
+			assert.Equal(t, map[string]int{"a": 1, "A": 2}, v.Extra)
+		})
+	})
 	t.Run("not a pointer", func(t *testing.T) {
 		l := DecodeJSON([]byte(`{}`), doc{})
 		require.Len(t, l, 1)

@@ -55,6 +55,14 @@ func TestParseScenario(t *testing.T) {
 		assert.Contains(t, err.Error(), want)
 	}
 
+	// A member name twice: refused, not the last one taken.
+	_, err = sandbox.ParseScenario([]byte(`{"rules":[{"consentId":"*","outcome":"rejected","reason":"NOT_INFORMED","outcome":"completed"}]}`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `rules[0].outcome: duplicate member name "outcome"`)
+	_, err = sandbox.ParseScenario([]byte(`{"rejectFraction":0,"rejectFraction":1}`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `rejectFraction: duplicate member name "rejectFraction"`)
+
 	s, err = sandbox.ParseScenario([]byte(`{"rules":[{"consentId":"*","cycle":2,"attempt":0,"outcome":"rejected","reason":"not informed"}]}`))
 	require.NoError(t, err)
 	o, r := s.Decide("urn:a:b", 2, 0)
@@ -137,6 +145,13 @@ func TestServer_SeedAndLedgerEndpoints(t *testing.T) {
 	require.Equal(t, 400, code)
 	assert.Equal(t, "[1].id", body["problems"].([]any)[0].(map[string]any)["path"])
 	assert.Equal(t, 0, h.sb.Stats().Consents, "all or nothing")
+
+	twice := strings.Replace(string(all[0]), `"currency": "BRL"`, `"currency": "BRL", "currency": "BRL"`, 1)
+	require.NotEqual(t, string(all[0]), twice)
+	code, body = h.raw(http.MethodPost, "/_sandbox/consents", `[`+string(all[1])+`,`+twice+`]`)
+	require.Equal(t, 400, code)
+	assert.Equal(t, "[1].paymentMethodConfig.currency", body["problems"].([]any)[0].(map[string]any)["path"])
+	assert.Equal(t, 0, h.sb.Stats().Consents, "a member name twice: nothing added")
 
 	code, body = h.raw(http.MethodPost, "/_sandbox/consents", string(arr))
 	require.Equal(t, 201, code, "%v", body)
