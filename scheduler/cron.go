@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage/kv"
 )
@@ -28,6 +30,38 @@ type runner struct {
 	// while one is under way.
 	replan     func()
 	replanning atomic.Bool
+}
+
+// cronParser reads standard 5-field specs (minute hour day-of-month month
+// day-of-week) and descriptors (@every 1m, @hourly).
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// yearProbe is the instant ParseSchedule looks for a schedule's next run from: the
+// year after it holds no 29 February, so a spec that fires only on that day is
+// refused whatever the date (it would wait up to 8 years), and a valid config stays
+// valid from one day to the next.
+var yearProbe = time.Date(2025, 3, 1, 0, 0, 0, 0, cycle.Brasilia)
+
+// ParseSchedule parses a cron spec as Start reads it: in Brasília time
+// (America/Sao_Paulo), which Start states with its own CRON_TZ= prefix, so a spec
+// that names a time zone (CRON_TZ=, TZ=) is refused rather than read as a sixth
+// field. A spec that does not fire within a year (robfig/cron's Next finds no
+// time for 30 February) is refused too: a scan that never runs bills nobody. The
+// error completes a sentence that starts with the spec ("%q %v").
+func ParseSchedule(spec string) (cron.Schedule, error) {
+	for _, prefix := range []string{"CRON_TZ=", "TZ="} {
+		if strings.HasPrefix(strings.TrimSpace(spec), prefix) {
+			return nil, fmt.Errorf("names a time zone (%s): billingd reads every schedule in Brasília time (America/Sao_Paulo); drop the prefix and write the times in Brasília time", prefix)
+		}
+	}
+	sched, err := cronParser.Parse("CRON_TZ=" + cycle.Brasilia.String() + " " + spec)
+	if err != nil {
+		return nil, fmt.Errorf("is not a cron schedule: %w", err)
+	}
+	if next := sched.Next(yearProbe); next.IsZero() || next.After(yearProbe.AddDate(1, 0, 0)) {
+		return nil, errors.New("does not fire within a year (a date that does not exist, or 29 February only)")
+	}
+	return sched, nil
 }
 
 // cronLogger adapts slog to cron's logger, quietly: only errors are worth a line.
@@ -65,7 +99,6 @@ func (s *Scheduler) Start(ctx context.Context, fence kv.Fence, scanSpec, pollSpe
 	}
 	logger := cronLogger{s.log}
 	c := cron.New(
-		cron.WithParser(cron.NewParser(cron.Minute|cron.Hour|cron.Dom|cron.Month|cron.Dow|cron.Descriptor)),
 		cron.WithChain(cron.Recover(logger)),
 		cron.WithLogger(logger),
 	)
@@ -105,15 +138,21 @@ func (s *Scheduler) Start(ctx context.Context, fence kv.Fence, scanSpec, pollSpe
 	scanRun, pollRun := guarded(skip.Then(cron.FuncJob(scan))), guarded(skip.Then(cron.FuncJob(poll)))
 	scanJob := cron.FuncJob(func() { r.jobs.Add(1); scanRun() })
 	pollJob := cron.FuncJob(func() { r.jobs.Add(1); pollRun() })
-	if _, err := c.AddJob("CRON_TZ=America/Sao_Paulo "+scanSpec, scanJob); err != nil {
-		stopNew()
-		abandon()
-		return fmt.Errorf("scheduler: scan schedule %q: %w", scanSpec, err)
+	add := func(what, spec string, job cron.Job) error {
+		sched, err := ParseSchedule(spec)
+		if err != nil {
+			stopNew()
+			abandon()
+			return fmt.Errorf("scheduler: %s schedule %q %w", what, spec, err)
+		}
+		c.Schedule(sched, job)
+		return nil
 	}
-	if _, err := c.AddJob("CRON_TZ=America/Sao_Paulo "+pollSpec, pollJob); err != nil {
-		stopNew()
-		abandon()
-		return fmt.Errorf("scheduler: poll schedule %q: %w", pollSpec, err)
+	if err := add("scan", scanSpec, scanJob); err != nil {
+		return err
+	}
+	if err := add("poll", pollSpec, pollJob); err != nil {
+		return err
 	}
 	// The consent refresh (get consent at Klavi) on its own schedule; and, once at
 	// start, a reconciliation of attempts left UNCONFIRMED or STUCK (also by earlier
@@ -128,10 +167,8 @@ func (s *Scheduler) Start(ctx context.Context, fence kv.Fence, scanSpec, pollSpe
 	}
 	refreshRun := guarded(skip.Then(cron.FuncJob(refresh)))
 	if spec := s.cfg.RefreshSchedule; spec != "off" {
-		if _, err := c.AddJob("CRON_TZ=America/Sao_Paulo "+spec, cron.FuncJob(func() { r.jobs.Add(1); refreshRun() })); err != nil {
-			stopNew()
-			abandon()
-			return fmt.Errorf("scheduler: refresh schedule %q: %w", spec, err)
+		if err := add("refresh", spec, cron.FuncJob(func() { r.jobs.Add(1); refreshRun() })); err != nil {
+			return err
 		}
 	}
 	reconcileRun := guarded(cron.FuncJob(func() {

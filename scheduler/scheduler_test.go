@@ -594,6 +594,47 @@ func TestScheduler_StartStop(t *testing.T) {
 	require.NoError(t, h.s.Close(context.Background()))
 	require.NoError(t, h.s.Close(context.Background()), "stopping twice is harmless")
 	require.Error(t, h.s.Start(context.Background(), kv.Fence{}, "not a spec", "@every 1h", Hooks{}))
+	err := h.s.Start(context.Background(), kv.Fence{}, "@every 1h", "0 0 30 2 *", Hooks{})
+	require.ErrorContains(t, err, `poll schedule "0 0 30 2 *" does not fire within a year`)
+}
+
+func TestParseSchedule(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		want string // the error; "" for a schedule that works
+	}{
+		{spec: "@every 1m"},
+		{spec: "*/5 * * * *"},
+		{spec: "0 9 * * 1-5"},
+		{spec: "0 9 31 * *"},   // months with 31 days
+		{spec: "0 9 29 2 1"},   // 29 February or any Monday of February (cron's OR)
+		{spec: "0 0 1 1 *"},    // once a year
+		{spec: "@every 8760h"}, // 365 days
+		{spec: " 0 9 * * *"},   // leading space: still five fields
+		{spec: "CRON_TZ=UTC 0 9 * * *", want: "names a time zone (CRON_TZ=): billingd reads every schedule in Brasília time (America/Sao_Paulo)"},
+		{spec: "  TZ=UTC 0 9 * * *", want: "names a time zone (TZ=)"},
+		{spec: "CRON_TZ=America/Sao_Paulo @every 1m", want: "names a time zone (CRON_TZ=)"},
+		{spec: "0 0 30 2 *", want: "does not fire within a year"},
+		{spec: "0 9 31 4,6,9,11 *", want: "does not fire within a year"},
+		{spec: "0 9 29 2 *", want: "does not fire within a year"}, // up to 8 years apart
+		{spec: "@every 8761h", want: "does not fire within a year"},
+		{spec: "0 9 * * * *", want: "is not a cron schedule: expected exactly 5 fields, found 6"},
+		{spec: "", want: "is not a cron schedule"},
+	} {
+		t.Run(tc.spec, func(t *testing.T) {
+			sched, err := ParseSchedule(tc.spec)
+			if tc.want != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.want)
+				return
+			}
+			require.NoError(t, err)
+			assert.False(t, sched.Next(time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)).IsZero())
+		})
+	}
+	sched, err := ParseSchedule("0 9 * * *")
+	require.NoError(t, err)
+	assert.Equal(t, time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC), sched.Next(time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)).UTC(), "09:00 in Brasília is 12:00 UTC")
 }
 
 func ptr[T any](v T) *T { return &v }

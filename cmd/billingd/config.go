@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/klavi-billing/billingd/consent"
@@ -29,6 +28,10 @@ import (
 // defaultConfigPath is where `billingd run` looks without --config; BILLINGD_CONFIG
 // overrides it.
 const defaultConfigPath = "/etc/billingd/billingd.yaml"
+
+// maxRateLimit bounds klavi.rate_limit, in requests per second: far above any rate
+// Klavi answers; a larger value would only mean no limit.
+const maxRateLimit = 1_000_000
 
 // Config is billingd's whole configuration. config.example.yaml lists every key with
 // its default; DefaultConfig is the same in code.
@@ -463,6 +466,8 @@ func (c *Config) Validate() error {
 	k := c.Klavi
 	if u, err := url.Parse(k.BaseURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		bad("klavi.base_url", "%q must be an absolute http(s) URL", k.BaseURL)
+	} else if u.RawQuery != "" || u.Fragment != "" {
+		bad("klavi.base_url", "%q must not have a query or a fragment", k.BaseURL)
 	}
 	if k.Timeout <= 0 {
 		bad("klavi.timeout", "must be more than 0")
@@ -473,8 +478,8 @@ func (c *Config) Validate() error {
 	if k.BackoffMin <= 0 || k.BackoffMax < k.BackoffMin {
 		bad("klavi.backoff_min", "must be more than 0 and at most klavi.backoff_max")
 	}
-	if k.RateLimit <= 0 {
-		bad("klavi.rate_limit", "must be more than 0 requests per second")
+	if !(k.RateLimit > 0 && k.RateLimit <= maxRateLimit) { // NaN fails both
+		bad("klavi.rate_limit", "%v: want a number of requests per second above 0 and at most %d", k.RateLimit, maxRateLimit)
 	}
 	if k.RateBurst < 1 {
 		bad("klavi.rate_burst", "must be at least 1")
@@ -487,8 +492,8 @@ func (c *Config) Validate() error {
 	}
 	s := c.Scheduler
 	for key, spec := range map[string]string{"scheduler.scan_schedule": s.ScanSchedule, "scheduler.poll_schedule": s.PollSchedule} {
-		if _, err := cronParser.Parse(spec); err != nil {
-			bad(key, "%q is not a cron schedule: %v", spec, err)
+		if _, err := scheduler.ParseSchedule(spec); err != nil {
+			bad(key, "%q %v", spec, err)
 		}
 	}
 	if s.Workers < 1 || s.Workers > 1024 {
@@ -531,8 +536,8 @@ func (c *Config) Validate() error {
 		bad("scheduler.refresh_every", "%s: want at least 1m", s.RefreshEvery)
 	}
 	if s.RefreshSchedule != "off" {
-		if _, err := cronParser.Parse(s.RefreshSchedule); err != nil {
-			bad("scheduler.refresh_schedule", "%q is not a cron schedule (or off): %v", s.RefreshSchedule, err)
+		if _, err := scheduler.ParseSchedule(s.RefreshSchedule); err != nil {
+			bad("scheduler.refresh_schedule", "%q %v (or write off)", s.RefreshSchedule, err)
 		}
 	}
 	if cn := c.Klavi.Canceller; cn.Identifier != "" || cn.IdentifierType != "" {
@@ -547,6 +552,10 @@ func (c *Config) Validate() error {
 	}
 	if strings.ContainsAny(c.Klavi.AppID, "/ \t\n") {
 		bad("klavi.app_id", "must not contain '/' or whitespace")
+	} else if c.Klavi.AppID != "" {
+		if err := klavi.CheckID(c.Klavi.AppID); err != nil {
+			bad("klavi.app_id", "%v", err)
+		}
 	}
 	if err := checkListen(c.HTTP.Listen); err != nil {
 		bad("http.listen", "%v", err)
@@ -624,9 +633,6 @@ func (c *Config) validateForRun() error {
 	}
 	return c.src.errorOf(errs)
 }
-
-// cronParser accepts standard 5-field specs and descriptors (@every 1m, @hourly).
-var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 // parseClock parses "HH:MM" (24-hour).
 func parseClock(s string) (hour, minute int, err error) {

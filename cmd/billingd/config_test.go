@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -175,6 +177,29 @@ func TestLoadConfig_Errors(t *testing.T) {
 		{"validate names the line", "# comment\nbilling:\n  retry_mode: attach\n  lead_days: 12\n",
 			":4: billing.lead_days: 12 is outside 2..10: a payment must be created 2 to 10 days before its date"},
 		{"the top is not a mapping", "- billing\n", ":1: want a mapping of sections (billing:, storage:, klavi:, …)"},
+		// Values the daemon's parts would refuse only after the database file exists.
+		{"a rate limit that is not a number", "klavi:\n  rate_limit: .nan\n",
+			":2: klavi.rate_limit: NaN: want a number of requests per second above 0 and at most 1000000"},
+		{"an infinite rate limit", "klavi:\n  rate_limit: .inf\n", ":2: klavi.rate_limit: +Inf: want a number"},
+		{"a negative infinite rate limit", "klavi:\n  rate_limit: -.inf\n", ":2: klavi.rate_limit: -Inf: want a number"},
+		{"a rate limit out of range", "klavi:\n  rate_limit: 1e300\n", ":2: klavi.rate_limit: 1e+300: want a number"},
+		{"a schedule with its own time zone", "scheduler:\n  scan_schedule: \"CRON_TZ=UTC 0 9 * * *\"\n",
+			`:2: scheduler.scan_schedule: "CRON_TZ=UTC 0 9 * * *" names a time zone (CRON_TZ=): billingd reads every schedule in Brasília time (America/Sao_Paulo)`},
+		{"a schedule with TZ=", "scheduler:\n  poll_schedule: \"TZ=America/Sao_Paulo */5 * * * *\"\n",
+			`:2: scheduler.poll_schedule: "TZ=America/Sao_Paulo */5 * * * *" names a time zone (TZ=)`},
+		{"a schedule that never fires", "scheduler:\n  scan_schedule: \"0 0 30 2 *\"\n",
+			`:2: scheduler.scan_schedule: "0 0 30 2 *" does not fire within a year`},
+		{"a poll schedule that never fires", "scheduler:\n  poll_schedule: \"0 9 31 4,6,9,11 *\"\n",
+			`:2: scheduler.poll_schedule: "0 9 31 4,6,9,11 *" does not fire within a year`},
+		{"a refresh schedule on 29 February only", "scheduler:\n  refresh_schedule: \"0 9 29 2 *\"\n",
+			`:2: scheduler.refresh_schedule: "0 9 29 2 *" does not fire within a year`},
+		{"a refresh schedule with its own time zone", "scheduler:\n  refresh_schedule: \"CRON_TZ=UTC @every 5m\"\n",
+			`:2: scheduler.refresh_schedule: "CRON_TZ=UTC @every 5m" names a time zone (CRON_TZ=)`},
+		{"a schedule every two years", "scheduler:\n  poll_schedule: \"@every 17520h\"\n",
+			`:2: scheduler.poll_schedule: "@every 17520h" does not fire within a year`},
+		{"a base URL with a query", "klavi:\n  base_url: \"https://api-sandbox.klavi.ai/?env=1\"\n",
+			`:2: klavi.base_url: "https://api-sandbox.klavi.ai/?env=1" must not have a query or a fragment`},
+		{"an app id the client refuses", "klavi:\n  app_id: \"..\"\n", `:2: klavi.app_id: id ".." is a relative path segment`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -205,6 +230,51 @@ func TestLoadConfig_Errors(t *testing.T) {
 		cfg.Storage.Path = ""
 		assert.Equal(t, p+": storage.path: is empty", cfg.Validate().Error(), "no line: the file does not set it")
 	})
+}
+
+// TestConfig_Validate_EveryFloat: every float of the config, wherever it is, is
+// refused when it is not a finite number (YAML's .nan, .inf, -.inf), naming its key.
+func TestConfig_Validate_EveryFloat(t *testing.T) {
+	var walk func(v reflect.Value, key string, found *int)
+	walk = func(v reflect.Value, key string, found *int) {
+		switch v.Kind() {
+		case reflect.Struct:
+			for i := 0; i < v.NumField(); i++ {
+				f := v.Type().Field(i)
+				name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+				if !f.IsExported() || name == "" || name == "-" {
+					continue
+				}
+				walk(v.Field(i), joinKey(key, name), found)
+			}
+		case reflect.Float32, reflect.Float64:
+			*found++
+			for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+				cfg := DefaultConfig()
+				field := reflect.ValueOf(&cfg).Elem()
+				for _, part := range strings.Split(key, ".") {
+					field = fieldByYAML(field, part)
+				}
+				field.SetFloat(bad)
+				err := cfg.Validate()
+				require.Error(t, err, "%s: %v", key, bad)
+				assert.Contains(t, err.Error(), "config: "+key+": ", "%s: %v", key, bad)
+			}
+		}
+	}
+	found := 0
+	walk(reflect.ValueOf(DefaultConfig()), "", &found)
+	assert.Positive(t, found, "the config has floats (klavi.rate_limit)")
+}
+
+// fieldByYAML is the field of struct v whose yaml name is name.
+func fieldByYAML(v reflect.Value, name string) reflect.Value {
+	for i := 0; i < v.NumField(); i++ {
+		if n, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ","); n == name {
+			return v.Field(i)
+		}
+	}
+	panic("no field " + name)
 }
 
 // TestLoadConfig_EnvNote: the note about unset variables names only ${NAME}s used in

@@ -155,9 +155,10 @@ type daemon struct {
 	webhooks *webhook.Dispatcher
 }
 
-// startDaemon opens everything and starts serving and scheduling. The listener is
-// bound before the database is opened, so an address that cannot work leaves the
-// state directory untouched. HTTP is served while the database is verified
+// startDaemon opens everything and starts serving and scheduling. What is built
+// from the config alone (the Klavi client, the scheduler's and the webhooks'
+// settings) comes first, then the listener is bound, then the database is opened,
+// so a config or an address that cannot work leaves the state directory untouched. HTTP is served while the database is verified
 // (/healthz answers, /readyz says why it is not ready, the admin API answers 503).
 // On error, whatever was opened is closed again. With rf.readOnly the database is
 // opened read-only and nothing is started that decides or writes (runFlags).
@@ -171,6 +172,21 @@ func startDaemon(cfg Config, rf runFlags, log *slog.Logger, clk clock.Clock) (_ 
 			_ = d.Close(context.Background())
 		}
 	}()
+	// What is built from the config alone comes first: a value it refuses (one
+	// Validate let through) is a config error, exit 2, with nothing opened or created.
+	ver, rev := buildVersion()
+	m := metrics.New(ver, rev, metrics.WithClock(clk), metrics.WithLogger(log))
+	kc, err := klavi.New(cfg.klaviConfig(), klaviOptions(log, clk, d.klaviHooks(m))...)
+	if err != nil {
+		return nil, usageErrorf("klavi client: %v", err)
+	}
+	sc, err := cfg.schedulerConfig()
+	if err != nil {
+		return nil, usageErrorf("%v", err)
+	}
+	if err := cfg.webhookConfig().Validate(); err != nil {
+		return nil, usageErrorf("webhooks: %v", err)
+	}
 	started := time.Now()
 	d.ln, err = net.Listen("tcp", cfg.HTTP.Listen)
 	if errors.Is(err, syscall.EADDRINUSE) {
@@ -179,8 +195,6 @@ func startDaemon(cfg Config, rf runFlags, log *slog.Logger, clk clock.Clock) (_ 
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
-	ver, rev := buildVersion()
-	m := metrics.New(ver, rev, metrics.WithClock(clk), metrics.WithLogger(log))
 	d.health = newStoreHealth(log, m, d.stop)
 	if err := d.openStore(cfg, log, rf.readOnly); err != nil {
 		return nil, err
@@ -188,26 +202,6 @@ func startDaemon(cfg Config, rf runFlags, log *slog.Logger, clk clock.Clock) (_ 
 	m.WatchStore(d.db, clk.Now)
 	m.SetStoreEngine(d.db.Engine().Name())
 
-	kc, err := klavi.New(klavi.Config{
-		BaseURL:            cfg.Klavi.BaseURL,
-		AccessKey:          cfg.Klavi.AccessKey,
-		SecretKey:          cfg.Klavi.SecretKey,
-		Timeout:            cfg.Klavi.Timeout,
-		MaxAttempts:        cfg.Klavi.MaxAttempts,
-		BackoffMin:         cfg.Klavi.BackoffMin,
-		BackoffMax:         cfg.Klavi.BackoffMax,
-		RateLimit:          cfg.Klavi.RateLimit,
-		RateBurst:          cfg.Klavi.RateBurst,
-		TokenRefreshBefore: cfg.Klavi.TokenRefreshBefore,
-		AppID:              cfg.Klavi.AppID,
-	}, klaviOptions(log, clk, d.klaviHooks(m))...)
-	if err != nil {
-		return nil, fmt.Errorf("klavi client: %w", err)
-	}
-	sc, err := cfg.schedulerConfig()
-	if err != nil {
-		return nil, err
-	}
 	sopts := []scheduler.Option{scheduler.WithClock(clk), scheduler.WithLogger(log), scheduler.WithObserver(m.Observe), scheduler.WithObserver(d.sd.observe)}
 	if cfg.Storage.Backend == "etcd" {
 		identity := cfg.Leader.Identity
@@ -467,6 +461,24 @@ func (c *Config) schedulerConfig() (scheduler.Config, error) {
 		RefreshBeforeSubmit: c.Scheduler.RefreshBeforeSubmit,
 		Canceller:           c.canceller(),
 	}, nil
+}
+
+// klaviConfig is the Klavi client's share of the config.
+func (c *Config) klaviConfig() klavi.Config {
+	k := c.Klavi
+	return klavi.Config{
+		BaseURL:            k.BaseURL,
+		AccessKey:          k.AccessKey,
+		SecretKey:          k.SecretKey,
+		Timeout:            k.Timeout,
+		MaxAttempts:        k.MaxAttempts,
+		BackoffMin:         k.BackoffMin,
+		BackoffMax:         k.BackoffMax,
+		RateLimit:          k.RateLimit,
+		RateBurst:          k.RateBurst,
+		TokenRefreshBefore: k.TokenRefreshBefore,
+		AppID:              k.AppID,
+	}
 }
 
 // canceller is klavi.canceller, or nil when unset.

@@ -287,6 +287,40 @@ func TestRun_BadStarts(t *testing.T) {
 		assert.Equal(t, exitEnvironment, code)
 		assert.Contains(t, stderr, "database file is corrupt")
 	})
+	t.Run("config values refused before any file is created", func(t *testing.T) {
+		// The listen address is taken: were a value let through, run would stop at
+		// once (exit 1) rather than serve.
+		ln := httptest.NewServer(http.NotFoundHandler())
+		defer ln.Close()
+		addr := strings.TrimPrefix(ln.URL, "http://")
+		for _, tc := range []struct{ name, section, line, want string }{
+			{"rate limit NaN", "klavi", "rate_limit: .nan", "klavi.rate_limit: NaN: want a number of requests per second"},
+			{"rate limit infinite", "klavi", "rate_limit: .inf", "klavi.rate_limit: +Inf: want a number of requests per second"},
+			{"base URL with a query", "klavi", `base_url: "https://api-sandbox.klavi.ai/?x=1"`, "klavi.base_url:"},
+			{"schedule with CRON_TZ", "scheduler", `scan_schedule: "CRON_TZ=UTC 0 9 * * *"`, "scheduler.scan_schedule: \"CRON_TZ=UTC 0 9 * * *\" names a time zone (CRON_TZ=): billingd reads every schedule in Brasília time"},
+			{"schedule on 30 February", "scheduler", `scan_schedule: "0 0 30 2 *"`, `scheduler.scan_schedule: "0 0 30 2 *" does not fire within a year`},
+			{"poll schedule on 31 April", "scheduler", `poll_schedule: "0 9 31 4 *"`, `scheduler.poll_schedule: "0 9 31 4 *" does not fire within a year`},
+			{"refresh schedule on 30 February", "scheduler", `refresh_schedule: "0 0 30 2 *"`, `scheduler.refresh_schedule: "0 0 30 2 *" does not fire within a year`},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				dir := t.TempDir()
+				body := strings.Replace(base(filepath.Join(dir, "b.db")), "127.0.0.1:0", addr, 1)
+				if strings.Contains(body, tc.section+":\n") {
+					body = strings.Replace(body, tc.section+":\n", tc.section+":\n  "+tc.line+"\n", 1)
+				} else {
+					body += tc.section + ":\n  " + tc.line + "\n"
+				}
+				line := strings.Count(body[:strings.Index(body, tc.line)], "\n") + 1
+				p := writeCfg(t, body)
+				code, _, stderr := runCLI(t, nil, "run", "--config", p)
+				assert.Equal(t, exitUsage, code, stderr)
+				assert.Contains(t, stderr, fmt.Sprintf("billingd: %s:%d: %s", p, line, tc.want))
+				left, err := os.ReadDir(dir)
+				require.NoError(t, err)
+				assert.Empty(t, left, "no database, lock or archive file")
+			})
+		}
+	})
 	t.Run("port in use", func(t *testing.T) {
 		ln := httptest.NewServer(http.NotFoundHandler())
 		defer ln.Close()
