@@ -139,12 +139,14 @@ func onePath(err error) string {
 
 // environmentProblem reports a failure that no restart can fix, because it is in
 // the machine rather than in billingd: a damaged, foreign, newer, replaced or
-// simulated (billingd simulate's) database file, a read-only file system, a missing directory or file, a missing
-// permission. A locked database, a port in use or a full disk are not: they pass.
+// simulated (billingd simulate's) database file, a read-only file system, a missing
+// directory or file, a directory where a file goes (the lock or archive file), a
+// missing permission. A locked database, a port in use or a full disk are not: they
+// pass.
 func environmentProblem(err error) bool {
 	for _, target := range []error{
 		storage.ErrCorrupt, storage.ErrReplaced, storage.ErrNotBillingd, storage.ErrSchema, storage.ErrSimulated,
-		fs.ErrPermission, fs.ErrNotExist, syscall.EROFS, syscall.ENOTDIR,
+		fs.ErrPermission, fs.ErrNotExist, syscall.EROFS, syscall.ENOTDIR, syscall.EISDIR,
 	} {
 		if errors.Is(err, target) {
 			return true

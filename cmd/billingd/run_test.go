@@ -321,6 +321,40 @@ func TestRun_BadStarts(t *testing.T) {
 			})
 		}
 	})
+	t.Run("a directory where the lock or archive file goes", func(t *testing.T) {
+		for _, suffix := range []string{".lock", ".archive"} {
+			t.Run("new database"+suffix, func(t *testing.T) {
+				dir := t.TempDir()
+				dbPath := filepath.Join(dir, "b.db")
+				require.NoError(t, os.Mkdir(dbPath+suffix, 0o700))
+				code, _, stderr := runCLI(t, nil, "run", "--config", writeCfg(t, base(dbPath)))
+				assert.Equal(t, exitEnvironment, code, stderr)
+				assert.Contains(t, stderr, dbPath+suffix+": is a directory")
+				code, _, stderr = runCLI(t, nil, "consent", "import", "--db", dbPath, "../../examples/consents/monthly-31st.json")
+				assert.Equal(t, exitEnvironment, code, stderr)
+				assert.Contains(t, stderr, dbPath+suffix+": is a directory")
+				left, err := os.ReadDir(dir)
+				require.NoError(t, err)
+				require.Len(t, left, 1, "nothing created beside the directory")
+				assert.Equal(t, "b.db"+suffix, left[0].Name())
+			})
+			t.Run("existing database"+suffix, func(t *testing.T) {
+				dbPath := filepath.Join(t.TempDir(), "b.db")
+				code, _, stderr := runCLI(t, nil, "consent", "import", "--db", dbPath, "../../examples/consents/monthly-31st.json")
+				require.Equal(t, 0, code, stderr)
+				require.NoError(t, os.Remove(dbPath+suffix))
+				require.NoError(t, os.Mkdir(dbPath+suffix, 0o700))
+				before, err := os.ReadFile(dbPath)
+				require.NoError(t, err)
+				code, _, stderr = runCLI(t, nil, "run", "--config", writeCfg(t, base(dbPath)))
+				assert.Equal(t, exitEnvironment, code, stderr)
+				assert.Contains(t, stderr, dbPath+suffix+": is a directory")
+				after, err := os.ReadFile(dbPath)
+				require.NoError(t, err)
+				assert.True(t, bytes.Equal(before, after), "the database is untouched")
+			})
+		}
+	})
 	t.Run("port in use", func(t *testing.T) {
 		ln := httptest.NewServer(http.NotFoundHandler())
 		defer ln.Close()

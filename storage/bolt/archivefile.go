@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -297,7 +298,7 @@ func (db *engine) archiveState(opts Options) (id []byte, used, exists bool, err 
 	case opts.NoArchiveFile:
 		return id, used, exists, nil
 	case exists && fi.IsDir():
-		return nil, false, false, fmt.Errorf("archive file %s: is a directory", apath)
+		return nil, false, false, fmt.Errorf("archive file %s: %w", apath, syscall.EISDIR)
 	case exists && id == nil:
 		return nil, false, false, fmt.Errorf("%w: %s records no archive file, and %s is beside it. A restored backup or a copied database holds its archived history in itself: move %s away (keep it until the restored database is checked)",
 			ErrArchiveMismatch, db.path, apath, apath)

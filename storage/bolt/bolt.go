@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -180,9 +181,18 @@ func openEngine(path string, opts Options) (_ *engine, err error) {
 		log = slog.Default()
 	}
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return nil, fmt.Errorf("open %s: is a directory", path)
+		return nil, fmt.Errorf("open %s: %w", path, syscall.EISDIR)
 	} else if err != nil && opts.ReadOnly {
 		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// A directory where a writer's lock file or the archive file goes is refused
+	// before the lock file is created, as syscall.EISDIR: the state directory is
+	// unusable as it is (exit 3), not a failure a restart may fix.
+	if fi, err := os.Stat(lockPath(path)); err == nil && fi.IsDir() && !opts.ReadOnly {
+		return nil, fmt.Errorf("open %s: lock file %s: %w", path, lockPath(path), syscall.EISDIR)
+	}
+	if fi, err := os.Stat(ArchivePath(path)); err == nil && fi.IsDir() && !opts.NoArchiveFile {
+		return nil, fmt.Errorf("open %s: archive file %s: %w", path, ArchivePath(path), syscall.EISDIR)
 	}
 	if err := notArchiveFile(path); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)

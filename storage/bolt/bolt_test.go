@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,7 +125,23 @@ func TestOpen_BadFiles(t *testing.T) {
 	t.Run("directory", func(t *testing.T) {
 		_, err := Open(t.TempDir(), Options{})
 		require.ErrorContains(t, err, "is a directory")
+		require.ErrorIs(t, err, syscall.EISDIR)
 	})
+	// A directory where the lock file or the archive file goes: EISDIR (the state
+	// directory is unusable as it is), and nothing is created beside it.
+	for _, suffix := range []string{".lock", ".archive"} {
+		t.Run("directory at "+suffix, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "b.db")
+			require.NoError(t, os.Mkdir(path+suffix, 0o700))
+			_, err := Open(path, Options{Timeout: 100 * time.Millisecond})
+			require.ErrorIs(t, err, syscall.EISDIR)
+			require.ErrorContains(t, err, path+suffix+": is a directory")
+			left, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			assert.Len(t, left, 1, "nothing created")
+		})
+	}
 	t.Run("missing file read-only", func(t *testing.T) {
 		_, err := Open(filepath.Join(t.TempDir(), "nope.db"), Options{ReadOnly: true})
 		require.ErrorIs(t, err, os.ErrNotExist)
