@@ -11,6 +11,7 @@ import (
 
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/internal/problem"
+	"github.com/klavi-billing/billingd/internal/redact"
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/webhook"
 )
@@ -124,7 +125,7 @@ func (s *Server) webhookReplay(w http.ResponseWriter, r *http.Request) {
 		s.failWebhook(w, r, err)
 		return
 	}
-	s.log.Info("webhook replay requested", "endpoint", r.PathValue("name"), "actor", actorOf(r))
+	s.log.Info("webhook replay requested", "endpoint", r.PathValue("name"), "actor", redact.Name(actorOf(r)))
 	writeJSON(w, http.StatusOK, res)
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/internal/redact"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
 )
@@ -303,13 +304,17 @@ func (s *Scheduler) revoke(id, reason, actor string) (*storage.ConsentRecord, er
 	if rec.State != storage.ConsentActive && rec.State != storage.ConsentAwaiting {
 		return nil, fmt.Errorf("%w: consent %s is already %s", ErrConflict, id, rec.State)
 	}
+	// The operator's reason is free text: the timeline keeps it, the log only its
+	// length.
+	logReason := redact.Text(reason)
 	if reason == "" {
 		reason = "revoked by the operator"
+		logReason = reason
 	}
 	now := s.clock.Now()
 	ch := &storage.Change{}
 	rec.Consent.Status = klavi.ConsentRevoked
-	s.stopAs(actorOr(actor), EventRevoked, rec, storage.ConsentRevoked, reason, now, ch)
+	s.stopAs(actorOr(actor), EventRevoked, rec, storage.ConsentRevoked, reason, logReason, now, ch)
 	// Payments already scheduled for later dates would still settle: the next poll
 	// cancels them at Klavi (with the clock checked), as for a revocation made at the
 	// bank, and tries again until Klavi takes it.

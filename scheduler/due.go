@@ -512,11 +512,13 @@ func (s *Scheduler) advance(rec *storage.ConsentRecord, sched cycle.Schedule, k 
 // cycle's due entry goes, unless that cycle is SUBMITTING with its outcome unknown:
 // its entry stays, and the next scan records it UNCONFIRMED rather than forget it.
 func (s *Scheduler) stop(rec *storage.ConsentRecord, st storage.ConsentState, reason string, now time.Time, ch *storage.Change) {
-	s.stopAs(storage.ActorBillingd, EventConsentStopped, rec, st, reason, now, ch)
+	s.stopAs(storage.ActorBillingd, EventConsentStopped, rec, st, reason, reason, now, ch)
 }
 
-// stopAs is stop in the name of actor, recorded in the timeline as kind.
-func (s *Scheduler) stopAs(actor string, kind EventKind, rec *storage.ConsentRecord, st storage.ConsentState, reason string, now time.Time, ch *storage.Change) {
+// stopAs is stop in the name of actor, recorded in the timeline as kind. reason is
+// stored; logReason is what the log line says of it: reason itself when billingd
+// wrote it, redact.Text of an operator's free text (it may name the payer).
+func (s *Scheduler) stopAs(actor string, kind EventKind, rec *storage.ConsentRecord, st storage.ConsentState, reason, logReason string, now time.Time, ch *storage.Change) {
 	if !rec.NextDue.IsZero() {
 		key := storage.AttemptKey{ConsentID: rec.Consent.ID, Cycle: rec.NextCycle}
 		a, err := s.store.GetAttempt(context.Background(), key)
@@ -526,7 +528,7 @@ func (s *Scheduler) stopAs(actor string, kind EventKind, rec *storage.ConsentRec
 	}
 	rec.State, rec.StateReason, rec.NextDue, rec.UpdatedAt = st, reason, time.Time{}, now
 	ch.Consent = rec
-	s.log.Info("consent billing stopped", "consent_id", rec.Consent.ID, "state", string(st), "reason", reason)
+	s.log.Info("consent billing stopped", "consent_id", rec.Consent.ID, "state", string(st), "reason", logReason)
 	s.emitAs(ch, actor, kind, now, rec.Consent, nil, reason)
 }
 

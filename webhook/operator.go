@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/klavi-billing/billingd/internal/redact"
 	"github.com/klavi-billing/billingd/storage"
 )
 
@@ -316,8 +317,9 @@ func (d *Dispatcher) requeue(ctx context.Context, ep *Endpoint, id string, res *
 }
 
 // Resolve gives up the first event of a dead letter (an operator decided the
-// endpoint will not get it, with a note for the log): the consent's events behind
-// it are delivered from now on. It returns the backlog as it was.
+// endpoint will not get it, with a note): the consent's events behind it are
+// delivered from now on. It returns the backlog as it was. The note is free text and
+// is not kept: the log line says only its length.
 func (d *Dispatcher) Resolve(ctx context.Context, endpoint, consentID, note, actor string) (*storage.WebhookBacklog, error) {
 	ep, err := d.endpoint(endpoint)
 	if err != nil {
@@ -352,8 +354,10 @@ func (d *Dispatcher) Resolve(ctx context.Context, endpoint, consentID, note, act
 	if err != nil {
 		return nil, err
 	}
+	// The note and the actor are an operator's free text: the log says only that
+	// they were given (redact.Text, redact.Name).
 	d.log.Warn("webhooks: dead letter resolved: its first event is given up", "endpoint", ep.Name, "consent_id", consentID,
-		"position", was.Parked[0], "actor", actor, "note", note)
+		"position", was.Parked[0], "actor", redact.Name(actor), "note", redact.Text(note))
 	return &was, nil
 }
 

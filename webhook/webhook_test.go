@@ -83,6 +83,11 @@ type fixture struct {
 }
 
 func setup(t *testing.T, mod func(*webhook.Config)) *fixture {
+	return setupLogged(t, mod, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// setupLogged is setup with the dispatcher logging to log.
+func setupLogged(t *testing.T, mod func(*webhook.Config), log *slog.Logger) *fixture {
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "b.db"), bolt.Options{NoSync: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
@@ -96,7 +101,7 @@ func setup(t *testing.T, mod func(*webhook.Config)) *fixture {
 		mod(&cfg)
 	}
 	d, err := webhook.New(cfg, db, webhook.WithClock(clk), webhook.WithRand(func(n int64) int64 { return n - 1 }),
-		webhook.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+		webhook.WithLogger(log))
 	require.NoError(t, err)
 	return &fixture{db: db, clk: clk, rcv: rcv, d: d}
 }

@@ -47,11 +47,18 @@ func startTestDaemon(t *testing.T, now time.Time) *daemonEnv {
 
 func startTestDaemonWith(t *testing.T, now time.Time, sc *sandbox.Scenario, mod func(*Config)) *daemonEnv {
 	t.Helper()
-	return startTestDaemonFlags(t, now, sc, mod, runFlags{})
+	return startTestDaemonFlags(t, now, sc, mod, runFlags{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
-// startTestDaemonFlags is startTestDaemonWith, started with billingd run's flags rf.
-func startTestDaemonFlags(t *testing.T, now time.Time, sc *sandbox.Scenario, mod func(*Config), rf runFlags) *daemonEnv {
+// startTestDaemonLogged is startTestDaemonWith with the daemon logging to log.
+func startTestDaemonLogged(t *testing.T, now time.Time, sc *sandbox.Scenario, mod func(*Config), log *slog.Logger) *daemonEnv {
+	t.Helper()
+	return startTestDaemonFlags(t, now, sc, mod, runFlags{}, log)
+}
+
+// startTestDaemonFlags is startTestDaemonWith, started with billingd run's flags rf
+// and logging to log.
+func startTestDaemonFlags(t *testing.T, now time.Time, sc *sandbox.Scenario, mod func(*Config), rf runFlags, log *slog.Logger) *daemonEnv {
 	t.Helper()
 	clk := clock.NewFake(now)
 	sb := sandbox.New(sandbox.Options{Clock: clk, AccessKey: "ak", SecretKey: "sk", Scenario: sc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -68,7 +75,7 @@ func startTestDaemonFlags(t *testing.T, now time.Time, sc *sandbox.Scenario, mod
 		mod(&cfg)
 	}
 	require.NoError(t, cfg.Validate())
-	d, err := startDaemon(cfg, rf, slog.New(slog.NewTextHandler(io.Discard, nil)), clk)
+	d, err := startDaemon(cfg, rf, log, clk)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = d.Close(context.Background()) })
 	de := &daemonEnv{t: t, clock: clk, sb: sb, d: d, cfg: cfg}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -86,7 +88,7 @@ func TestRun_RefusesSimulatedStore(t *testing.T) {
 func TestRun_ReadOnly(t *testing.T) {
 	path := simulatedStore(t)
 	raw := must(os.ReadFile(path))
-	de := startTestDaemonFlags(t, cycle.MustDate(2026, 4, 2).At(10, 0), nil, func(c *Config) { c.Storage.Path = path }, runFlags{readOnly: true})
+	de := startTestDaemonFlags(t, cycle.MustDate(2026, 4, 2).At(10, 0), nil, func(c *Config) { c.Storage.Path = path }, runFlags{readOnly: true}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	code, body := readyz(t, de.d)
 	assert.Equal(t, 200, code)

@@ -1,0 +1,86 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/webhook"
+)
+
+// logBuffer is a log a test reads back, written by several goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// What an operator writes (a note, the X-Billingd-Actor name) reaches the records,
+// never the log.
+func TestAdmin_LogsNoPersonalData(t *testing.T) {
+	const (
+		name  = "Maria da Silva"
+		cpf   = "39053344705"
+		email = "joao.xyzzy@example.com"
+	)
+	e := newEnv(t)
+	var logs logBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down", http.StatusBadGateway)
+	}))
+	t.Cleanup(down.Close)
+	d, err := webhook.New(webhook.Config{Endpoints: []webhook.Endpoint{{Name: "shop", URL: down.URL, Secret: "whsec_0123456789abcdef"}}, MaxAge: time.Minute},
+		e.db, webhook.WithClock(e.clk), webhook.WithLogger(log))
+	require.NoError(t, err)
+	srv := httptest.NewServer(New(token, e.db, e.sch, WithKlavi(e.kl), WithClock(e.clk), WithWebhooks(d), WithLogger(log)).Handler())
+	t.Cleanup(srv.Close)
+	e.srv = srv
+	assertClean := func(t *testing.T) {
+		t.Helper()
+		for _, s := range []string{name, cpf, email, "joao.xyzzy"} {
+			assert.NotContains(t, logs.String(), s)
+		}
+	}
+
+	t.Run("an operator's name and note", func(t *testing.T) {
+		ctx := context.Background()
+		require.NoError(t, d.Tick(ctx))
+		e.missed()
+		require.NoError(t, d.Tick(ctx))
+		e.clk.Advance(2 * time.Minute)
+		require.NoError(t, d.Tick(ctx)) // dead
+
+		code, body := e.do("POST", "/v1/webhooks/shop/replay", `{"dead": true}`, ActorHeader, email)
+		require.Equal(t, http.StatusOK, code, body)
+		e.clk.Advance(2 * time.Minute)
+		require.NoError(t, d.Tick(ctx))
+		require.NoError(t, d.Tick(ctx)) // dead again
+		code, body = e.do("POST", "/v1/attention/resolve", `{"webhook": "shop", "consentId": "`+monthlyID+`", "note": "payer `+name+` CPF `+cpf+` has it"}`,
+			ActorHeader, email)
+		require.Equal(t, http.StatusOK, code, body)
+
+		assertClean(t)
+		assert.Contains(t, logs.String(), `msg="webhook replay requested" endpoint=shop actor=j*********************`)
+		assert.Contains(t, logs.String(), `actor=j********************* note="[redacted: 43 characters]"`)
+	})
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
+)
+
+// syncBuffer is a log a test reads back, written by the daemon's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// The daemon's log holds no operator's free text, end to end.
+func TestDaemon_LogsNoSecretsOrOperatorText(t *testing.T) {
+	var logs syncBuffer
+	de := startTestDaemonLogged(t, cycle.MustDate(2026, 1, 1).At(8, 0), nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+
+	t.Run("a revoke's reason", func(t *testing.T) {
+		file := "../../examples/consents/weekly-retries.json"
+		data, err := os.ReadFile(file)
+		require.NoError(t, err)
+		c, err := consent.Decode(data)
+		require.NoError(t, err)
+		require.NoError(t, de.sb.AddConsent(&c.CreatedConsent))
+		code, _, stderr := de.cli("consent", "add", file)
+		require.Equal(t, 0, code, stderr)
+
+		reason := "payer CPF 39053344705 joao.xyzzy@example.com asked"
+		code, _, stderr = de.cli("consent", "revoke", "--reason", reason, c.ID)
+		require.Equal(t, 0, code, stderr)
+		log := logs.String()
+		for _, s := range []string{"39053344705", "joao.xyzzy", "asked"} {
+			assert.NotContains(t, log, s)
+		}
+		assert.Contains(t, log, `msg="consent billing stopped" consent_id=`+c.ID+` state=revoked reason="[redacted: 50 characters]"`)
+
+		code, stdout, stderr := de.cli("consent", "show", c.ID, "--format", "json")
+		require.Equal(t, 0, code, stderr)
+		assert.Contains(t, stdout, reason, "the timeline keeps the reason for the record")
+	})
+}
