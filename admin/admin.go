@@ -223,8 +223,10 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
+// writeError answers err. The operator reads Klavi's own words in it (klavi.Describe,
+// masked); the log line of a failed request takes the error alone.
 func writeError(w http.ResponseWriter, code int, err error, probs problem.List) {
-	writeJSON(w, code, apiError{Error: err.Error(), Problems: probs})
+	writeJSON(w, code, apiError{Error: klavi.Describe(err), Problems: probs})
 }
 
 // fail maps an error to its status: the caller's mistakes are 4xx, the rest 500.

@@ -3,6 +3,8 @@ package admin
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/webhook"
 )
 
@@ -34,8 +37,8 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
-// What an operator writes (a note, the X-Billingd-Actor name) reaches the records,
-// never the log.
+// What an operator writes (a note, the X-Billingd-Actor name) and what Klavi says
+// reach the operator's answers and the records, never the log.
 func TestAdmin_LogsNoPersonalData(t *testing.T) {
 	const (
 		name  = "Maria da Silva"
@@ -61,6 +64,22 @@ func TestAdmin_LogsNoPersonalData(t *testing.T) {
 			assert.NotContains(t, logs.String(), s)
 		}
 	}
+
+	t.Run("Klavi's words: in the operator's answer, not in the log", func(t *testing.T) {
+		e.kl.err = fmt.Errorf("create consent: %w", &klavi.APIError{StatusCode: 503, Code: "Service Unavailable", Endpoint: "create_consent",
+			Retryable: true, Message: "payer " + name + " (CPF ***********05) is not known"})
+		t.Cleanup(func() { e.kl.err = nil })
+		var file map[string]any
+		require.NoError(t, json.Unmarshal([]byte(example(t, "weekly-retries.json")), &file))
+		delete(file, "id")
+		delete(file, "status")
+		req, _ := json.Marshal(file)
+		code, out := e.do("POST", "/v1/klavi/consents", string(req))
+		require.Equal(t, http.StatusGatewayTimeout, code, out)
+		assert.Contains(t, out["error"], "(Klavi: payer "+name+" (CPF ***********05) is not known)", "the operator reads what Klavi said")
+		assertClean(t)
+		assert.Contains(t, logs.String(), `msg="admin request failed" method=POST path=/v1/klavi/consents err="create consent at Klavi: create consent: klavi create_consent: 503 Service Unavailable"`)
+	})
 
 	t.Run("an operator's name and note", func(t *testing.T) {
 		ctx := context.Background()

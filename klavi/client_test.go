@@ -186,9 +186,11 @@ func TestClient_FailureModes(t *testing.T) {
 		assert.Equal(t, "Not Found", ae.Code)
 		assert.Equal(t, "get_payment", ae.Endpoint)
 		assert.False(t, ae.Retryable)
-		assert.NotContains(t, err.Error(), "529.982.247", "Klavi's message is masked")
-		assert.NotContains(t, err.Error(), "maria@")
-		assert.Contains(t, err.Error(), "2026-03-05", "dates are kept")
+		assert.Equal(t, "get payment: klavi get_payment: 404 Not Found", err.Error(), "Klavi's message is not in the error's text")
+		d := klavi.Describe(err)
+		assert.NotContains(t, d, "529.982.247", "Klavi's message is masked")
+		assert.NotContains(t, d, "maria@")
+		assert.Contains(t, d, "2026-03-05", "dates are kept")
 		assert.Len(t, f.apiCalls(), 1, "not retried")
 		assert.Empty(t, sl.got())
 
@@ -197,7 +199,8 @@ func TestClient_FailureModes(t *testing.T) {
 		_, err = c.CreatePayment(ctx, consentID, paymentReq("crid-1"))
 		require.ErrorIs(t, err, klavi.ErrRefused)
 		assert.False(t, klavi.IsOutcomeUnknown(err), "a 400 created nothing")
-		assert.Contains(t, err.Error(), "date must be a date; amount is invalid")
+		assert.NotContains(t, err.Error(), "date must be a date")
+		assert.Contains(t, klavi.Describe(err), "(Klavi: date must be a date; amount is invalid)")
 		assert.Len(t, f.apiCalls(), 1)
 	})
 
@@ -226,7 +229,9 @@ func TestClient_FailureModes(t *testing.T) {
 		assert.False(t, klavi.IsOutcomeUnknown(err))
 		assert.Len(t, f.apiCalls(), 1)
 		assert.Empty(t, sl.got())
-		assert.Equal(t, "create payment: klavi create_payment: 416 Business Rule: date outside D-10..D-2", err.Error())
+		assert.Equal(t, "create payment: klavi create_payment: 416 Requested Range Not Satisfiable", err.Error())
+		assert.Equal(t, "create payment: klavi create_payment: 416 Requested Range Not Satisfiable (Klavi: Business Rule: date outside D-10..D-2)",
+			klavi.Describe(err), "a code that is no title is Klavi's words")
 	})
 
 	t.Run("a Retry-After is waited with the Retry-After sleep, the backoff with the sleep", func(t *testing.T) {

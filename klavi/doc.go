@@ -17,10 +17,12 @@
 //   - Enum values from Klavi are decoded tolerantly (case, '_', ' ' and '-' alike) and
 //     unknown values are kept, not refused; values are sent in UPPER_SNAKE_CASE.
 //     Unknown fields in answers are ignored.
-//   - Nothing this package logs or puts in an error carries personal data (tax ids,
-//     account numbers, names, phones, e-mails) or a secret (keys, tokens). Klavi's
-//     own error message is kept only truncated, with digit runs, e-mails and
-//     credentials masked.
+//   - Nothing this package logs or puts in an error's text carries personal data (tax
+//     ids, account numbers, names, phones, e-mails) or a secret (keys, tokens). Klavi's
+//     own words in an error answer are free text that may name the payer: an
+//     APIError's text is its endpoint, status and title only, and the message is
+//     kept in APIError.Message, truncated, with digit runs, e-mails and credentials
+//     masked, for the records an operator reads (Describe), never for a log line.
 //
 // # Request rules: the seeds', and billingd's own limits
 //

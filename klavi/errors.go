@@ -75,7 +75,9 @@ type APIError struct {
 	// Code is Klavi's "error" field ("Conflict", "Bad Request"); it may be empty.
 	Code string
 	// Message is Klavi's "message", truncated and with anything that looks like a tax
-	// id, an account number, an e-mail or a credential masked.
+	// id, an account number, an e-mail or a credential masked. It is free text that
+	// may still name the payer: Error leaves it out; Describe adds it for records an
+	// operator reads.
 	Message string
 	// Endpoint is the low-cardinality name of the call ("create_payment").
 	Endpoint string
@@ -88,19 +90,68 @@ type APIError struct {
 	Attempt int
 }
 
-// Error formats e without personal data: endpoint, status, Klavi's code and message.
+// Error formats e for logs: endpoint, status and its title, "klavi create_payment:
+// 422 Unprocessable Entity". Klavi's code is the title when it is one (an HTTP
+// status text, or an UPPER_SNAKE_CASE code); Klavi's message never is part of it
+// (see Describe).
 func (e *APIError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "klavi %s: %d", e.Endpoint, e.StatusCode)
-	if e.Code != "" {
-		b.WriteString(" " + e.Code)
-	} else if t := http.StatusText(e.StatusCode); t != "" {
+	if t := e.title(); t != "" {
 		b.WriteString(" " + t)
 	}
-	if e.Message != "" {
-		b.WriteString(": " + e.Message)
-	}
 	return b.String()
+}
+
+// title is Klavi's code when it has the shape of one, else the status's text.
+func (e *APIError) title() string {
+	if e.Code != "" && (reCode.MatchString(e.Code) || isStatusText(e.Code)) {
+		return e.Code
+	}
+	return http.StatusText(e.StatusCode)
+}
+
+// said is what Klavi said beyond the status: its code when it is not the title, and
+// its message.
+func (e *APIError) said() string {
+	var parts []string
+	if e.Code != "" && e.Code != e.title() {
+		parts = append(parts, e.Code)
+	}
+	if e.Message != "" {
+		parts = append(parts, e.Message)
+	}
+	return strings.Join(parts, ": ")
+}
+
+// Describe is err's text with, when err holds an *APIError (errors.As) whose answer
+// said more than its status, Klavi's words: "…: klavi create_payment: 422
+// Unprocessable Entity (Klavi: amount above the consent's limit)". Klavi's words are
+// masked (digit runs, e-mails, credentials) but may still name the payer: Describe
+// is for records an operator reads (an attempt's reason, an admin API answer),
+// never for a log line, which takes the error itself. nil is "".
+func Describe(err error) string {
+	if err == nil {
+		return ""
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		if s := ae.said(); s != "" {
+			return err.Error() + " (Klavi: " + s + ")"
+		}
+	}
+	return err.Error()
+}
+
+// isStatusText reports whether s is the text of an HTTP status ("Bad Request"),
+// in any case.
+func isStatusText(s string) bool {
+	for code := 100; code < 600; code++ {
+		if t := http.StatusText(code); t != "" && strings.EqualFold(t, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Is makes errors.Is see ErrDuplicateRequest (409 on a create), ErrRefused (a
@@ -197,9 +248,29 @@ var (
 	reKeep   = regexp.MustCompile(`^(\d{4}-\d{2}-\d{2}|\d{1,16}\.\d{2})$`) // a date, an amount
 	reDigits = regexp.MustCompile(`\d[\d.\-/]*\d`)
 	reBearer = regexp.MustCompile(`(?i)bearer\s+\S+`)
+	reCode   = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,63}$`) // an enum code: BUSINESS_RULE
 )
 
-// sanitize makes Klavi's message safe for logs and error strings: Klavi may echo
+// reQuoted is a quoted value in a decoding error: `invalid date "…"`.
+var reQuoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+// reQuotedPath is a quoted JSON pointer ("/customer/cpf"): a field, not a value.
+var reQuotedPath = regexp.MustCompile(`^"(/[A-Za-z0-9_~.\-]*)*"$`)
+
+// decodeText is the text of an error met reading one of Klavi's answers: the values
+// it quotes are Klavi's data (a name where an amount should be), so each is replaced
+// by its length; field paths, dates and amounts are kept. It is truncated.
+func decodeText(err error) string {
+	msg := reQuoted.ReplaceAllStringFunc(strings.TrimPrefix(err.Error(), "json: "), func(q string) string {
+		if reQuotedPath.MatchString(q) || reKeep.MatchString(q[1:len(q)-1]) {
+			return q // a field, or a date or an amount (the expected form: "99.90")
+		}
+		return redact.Text(q[1 : len(q)-1])
+	})
+	return truncate(msg, 160)
+}
+
+// sanitize makes Klavi's message fit for the records an operator reads: Klavi may echo
 // parts of the request, so e-mails and runs of 6 or more digits (tax ids, account
 // numbers, phones; dates and amounts are kept) are masked, a bearer token or one of secrets is
 // hidden, control characters are dropped and the text is truncated.

@@ -371,7 +371,7 @@ func decodePage(raw json.RawMessage, items any) (string, error) {
 	}
 	if len(raw) > 0 && raw[0] == '[' {
 		if err := json.Unmarshal(raw, items); err != nil {
-			return bad("%s", truncate(strings.TrimPrefix(err.Error(), "json: "), 160))
+			return bad("%s", decodeText(err))
 		}
 		return "", nil
 	}
@@ -385,7 +385,7 @@ func decodePage(raw json.RawMessage, items any) (string, error) {
 		return bad("no data array")
 	}
 	if err := json.Unmarshal(data, items); err != nil {
-		return bad("%s", truncate(strings.TrimPrefix(err.Error(), "json: "), 160))
+		return bad("%s", decodeText(err))
 	}
 	containers := []map[string]json.RawMessage{top}
 	for _, k := range []string{"meta", "pagination", "links"} {

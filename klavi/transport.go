@@ -267,7 +267,7 @@ func decode(body []byte, out any) error {
 	// Anything else, a payment fastPayment declined included (its UnmarshalJSON
 	// tries fastPayment once more, then the library).
 	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("%w: %s", ErrMalformedResponse, truncate(strings.TrimPrefix(err.Error(), "json: "), 160))
+		return fmt.Errorf("%w: %s", ErrMalformedResponse, decodeText(err))
 	}
 	return nil
 }

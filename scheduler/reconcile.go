@@ -215,7 +215,9 @@ func (s *Scheduler) settleUnknown(ctx context.Context, rec *storage.ConsentRecor
 		ans = answerRefused // a second look after a refusal: the refusal is the last answer
 	}
 	res := resolve(facts{Answer: ans, Lookup: lr, Sends: a.Sends, Confirming: a.Confirm != "", WindowOpen: open})
-	why := describe(ans, sendErr, lr, lerr)
+	// why goes to the log and the timeline; recWhy, with Klavi's own words, to the
+	// attempt's record only (see klavi.Describe).
+	why, recWhy := describe(ans, sendErr, lr, lerr, errText), describe(ans, sendErr, lr, lerr, recText)
 	log := s.log.With("consent_id", c.ID, "cycle", a.Cycle, "attempt", a.Attempt,
 		"client_request_id", a.ClientRequestID, "sends", a.Sends, "lookups", a.Lookups,
 		"answer", ans.String(), "lookup", lr.String(), "resolution", res.String())
@@ -227,17 +229,19 @@ func (s *Scheduler) settleUnknown(ctx context.Context, rec *storage.ConsentRecor
 		s.adopt(rec, sched, a, o, now, ch)
 		log.Info("payment found at Klavi by its clientRequestId; adopted", "payment_id", a.PaymentID, "status", string(a.Status))
 	case resFail:
-		detail := errText(sendErr)
+		detail, recDetail := errText(sendErr), recText(sendErr)
 		if sendErr == nil && prevReason != "" {
-			detail = prevReason // a second look: the refusal was recorded by the first
+			// A second look: the refusal was recorded by the first, Klavi's words
+			// with it, which the timeline does not take.
+			detail, recDetail = "the refusal of the last send, recorded by the attempt", prevReason
 		}
 		held := "which holds no payment for clientRequestId " + a.ClientRequestID // the orders list says so
 		if !looked {
 			held = "on the only send of clientRequestId " + a.ClientRequestID + ", so nothing was created" // not looked up
 		}
-		s.finish(a, storage.AttemptFailed, now, "refused by Klavi, "+held+": "+detail)
+		s.finish(a, storage.AttemptFailed, now, "refused by Klavi, "+held+": "+recDetail)
 		log.Error("submission refused", "err", sendErr)
-		s.emit(ch, EventFailed, now, c, a, a.Reason)
+		s.emit(ch, EventFailed, now, c, a, "refused by Klavi, "+held+": "+detail)
 		if err := s.afterFinal(rec, sched, a, now, ch); err != nil {
 			return res, err
 		}
@@ -266,33 +270,37 @@ func (s *Scheduler) settleUnknown(ctx context.Context, rec *storage.ConsentRecor
 		}
 		at := now.Add(wait)
 		a.State, a.UpdatedAt, a.DueAt = storage.AttemptSubmitting, now, at
+		var what string
 		switch {
 		case res == resConfirm && (ans == answerRefused || ans == answerConflict):
 			a.Confirm = storage.ConfirmRefused
-			a.Reason = "a re-send was refused and Klavi's list has no payment for this key yet; looking again before calling it failed: " + why
+			what = "a re-send was refused and Klavi's list has no payment for this key yet; looking again before calling it failed: "
 		case res == resConfirm:
 			a.Confirm = storage.ConfirmLost
-			a.Reason = "the window has closed and Klavi's list has no payment for this key yet; looking again before calling it lapsed: " + why
+			what = "the window has closed and Klavi's list has no payment for this key yet; looking again before calling it lapsed: "
 		default:
-			a.Reason = "outcome unknown, will re-send with the same key: " + why
+			what = "outcome unknown, will re-send with the same key: "
 		}
+		a.Reason = what + recWhy
 		ch.PutDue = append(ch.PutDue, storage.DueItem{At: at, Key: a.AttemptKey})
 		if a.Attempt == 0 && rec.NextCycle == a.Cycle {
 			rec.NextDue, rec.UpdatedAt = at, now
 			ch.Cursor = rec
 		}
 		log.Warn("submission outcome unknown; will look again", "resend_at", at, "reason", why)
-		s.emit(ch, EventResend, now, c, a, a.Reason)
+		s.emit(ch, EventResend, now, c, a, what+why)
 	case resUnconfirmed:
 		at := now.Add(s.cfg.ReconcileEvery)
-		s.finish(a, storage.AttemptUnconfirmed, now, fmt.Sprintf(
-			"outcome unknown after %d sends, its window has closed, and Klavi's orders list could not be read (%s); looked up again every %s",
-			a.Sends, why, s.cfg.ReconcileEvery))
+		unconfirmed := func(why string) string {
+			return fmt.Sprintf("outcome unknown after %d sends, its window has closed, and Klavi's orders list could not be read (%s); looked up again every %s",
+				a.Sends, why, s.cfg.ReconcileEvery)
+		}
+		s.finish(a, storage.AttemptUnconfirmed, now, unconfirmed(recWhy))
 		a.DueAt = at
 		ch.PutDue = append(ch.PutDue, storage.DueItem{At: at, Key: a.AttemptKey})
 		if prev != storage.AttemptUnconfirmed {
 			log.Error("submission unconfirmed; will reconcile", "next_lookup", at)
-			s.emit(ch, EventUnconfirmed, now, c, a, a.Reason)
+			s.emit(ch, EventUnconfirmed, now, c, a, unconfirmed(why))
 		} else {
 			log.Warn("submission still unconfirmed; will reconcile", "next_lookup", at)
 		}
@@ -491,12 +499,15 @@ func (s *Scheduler) lookupStuck(ctx context.Context, rec *storage.ConsentRecord,
 		return s.applyStatus(rec, a, o.Status, o.StatusReason, true, now, ch)
 	}
 	s.emitLookup(ch, now, c, a, lr, resUnconfirmed)
-	reason := fmt.Sprintf("Klavi has not told payment %s's status since %s (404 or an unknown status), and its orders list %s",
-		a.PaymentID, a.UnknownSince.UTC().Format(time.RFC3339), map[lookupResult]string{
-			lookupFound: "shows it with status " + statusOf(o), lookupNotFound: "has no payment for clientRequestId " + a.ClientRequestID,
-			lookupUnavailable: "could not be read: " + errText(lerr)}[lr])
+	stuck := func(text func(error) string) string {
+		return fmt.Sprintf("Klavi has not told payment %s's status since %s (404 or an unknown status), and its orders list %s",
+			a.PaymentID, a.UnknownSince.UTC().Format(time.RFC3339), map[lookupResult]string{
+				lookupFound: "shows it with status " + statusOf(o), lookupNotFound: "has no payment for clientRequestId " + a.ClientRequestID,
+				lookupUnavailable: "could not be read: " + text(lerr)}[lr])
+	}
+	reason := stuck(errText) // the log's and the timeline's; the record has Klavi's words
 	first := a.State != storage.AttemptStuck
-	a.State, a.Reason, a.UpdatedAt = storage.AttemptStuck, reason, now
+	a.State, a.Reason, a.UpdatedAt = storage.AttemptStuck, stuck(recText), now
 	a.NextPoll = now.Add(s.cfg.PollMax)
 	ch.PutPoll = append(ch.PutPoll, storage.PollItem{At: a.NextPoll, Key: a.AttemptKey})
 	ch.Attempts = appendOnce(ch.Attempts, a)
@@ -523,6 +534,7 @@ func appendOnce(list []*storage.Attempt, a *storage.Attempt) []*storage.Attempt 
 	return append(list, a)
 }
 
+// errText is err's text, for a log line and the timeline: no Klavi words in it.
 func errText(err error) string {
 	if err == nil {
 		return "no answer"
@@ -530,14 +542,24 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// describe says in one line what the send and the lookup got.
-func describe(ans sendAnswer, sendErr error, lr lookupResult, lerr error) string {
+// recText is err's text with Klavi's words (klavi.Describe), masked, for an
+// attempt's record, which an operator reads; never for a log line.
+func recText(err error) string {
+	if err == nil {
+		return "no answer"
+	}
+	return klavi.Describe(err)
+}
+
+// describe says in one line what the send and the lookup got, each error as text
+// gives it (errText or recText).
+func describe(ans sendAnswer, sendErr error, lr lookupResult, lerr error, text func(error) string) string {
 	s := "lookup " + lr.String()
 	if lerr != nil {
-		s += " (" + lerr.Error() + ")"
+		s += " (" + text(lerr) + ")"
 	}
 	if sendErr != nil {
-		return "send: " + sendErr.Error() + "; " + s
+		return "send: " + text(sendErr) + "; " + s
 	}
 	if ans == answerUnknown {
 		return "no send in this pass; " + s

@@ -1,9 +1,14 @@
 package webhook_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +35,33 @@ func (b *logBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// rawEndpoint answers every request with the status line and body given, as a
+// receiver's own server may: its reason phrase is its own words.
+func rawEndpoint(t *testing.T, status, body string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				req, err := http.ReadRequest(bufio.NewReader(conn))
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, req.Body)
+				_, _ = io.WriteString(conn, "HTTP/1.1 "+status+"\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: "+
+					strconv.Itoa(len(body))+"\r\n\r\n"+body)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/hook"
 }
 
 func TestDispatcher_LogsNoPersonalData(t *testing.T) {
@@ -61,5 +93,24 @@ func TestDispatcher_LogsNoPersonalData(t *testing.T) {
 		assert.Contains(t, log, "endpoint=shop consent_id=urn:a position=1")
 		assert.Contains(t, log, `note="[redacted: 66 characters]"`, "the log says a note was given, and its length")
 		assert.Contains(t, log, "actor=j*********************", "the operator's name masked")
+	})
+
+	t.Run("an endpoint's answer: its reason phrase and body are not logged", func(t *testing.T) {
+		var logs logBuffer
+		url := rawEndpoint(t, "503 "+name, name+" "+cpf)
+		f := setupLogged(t, func(c *webhook.Config) { c.Endpoints[0].URL = url }, slog.New(slog.NewTextHandler(&logs, nil)))
+		require.NoError(t, f.d.Tick(ctx))
+		f.write(t, 1, "urn:a")
+		require.NoError(t, f.d.Tick(ctx))
+
+		log := logs.String()
+		assert.NotContains(t, log, name)
+		assert.NotContains(t, log, cpf)
+		assert.Contains(t, log, `msg="webhooks: delivery failed; the consent's events wait"`)
+		assert.Contains(t, log, "endpoint=shop consent_id=urn:a")
+		assert.Contains(t, log, `err="answered 503 Service Unavailable"`, "the status code and its standard text")
+		dead, err := f.db.WebhookBacklog(ctx, "shop", "urn:a")
+		require.NoError(t, err)
+		assert.Equal(t, "answered 503 Service Unavailable", dead.LastError, "nor are they kept for the attention list")
 	})
 }

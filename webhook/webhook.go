@@ -569,7 +569,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *Endpoint, fe storage.FeedE
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return fmt.Errorf("request: %w", unwrapURL(err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "billingd-webhooks")
@@ -586,7 +586,9 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *Endpoint, fe storage.FeedE
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		d.observe(ep.Name, OutcomeFailed, took)
-		return fmt.Errorf("answered %s", resp.Status)
+		// The status code and its standard text only: the reason phrase and the body
+		// are the endpoint's own words, never logged.
+		return fmt.Errorf("answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
 	d.observe(ep.Name, OutcomeDelivered, took)
 	return nil
