@@ -16,6 +16,7 @@ import (
 
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/internal/problem"
+	"github.com/klavi-billing/billingd/internal/redact"
 )
 
 // Config is how the client reaches Klavi. Every field is required; New names the
@@ -49,7 +50,7 @@ type Config struct {
 func (cfg Config) validate() error {
 	var l problem.List
 	if u, err := url.Parse(cfg.BaseURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		l.Addf("BaseURL", "%q must be an absolute http(s) URL", truncate(cfg.BaseURL, 80))
+		l.Addf("BaseURL", "%q must be an absolute http(s) URL", truncate(redact.URL(cfg.BaseURL), 80))
 	} else if u.RawQuery != "" || u.Fragment != "" {
 		l.Addf("BaseURL", "must not have a query or a fragment")
 	}

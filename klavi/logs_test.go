@@ -68,4 +68,12 @@ func TestClient_LogsNoKlaviText(t *testing.T) {
 		assert.Contains(t, err.Error(), `invalid amount [redacted: 26 characters]: want digits, a dot and two decimals, like "99.90"`,
 			"what was wrong, and the value's length")
 	})
+
+	t.Run("BaseURL's user information is not in the config error", func(t *testing.T) {
+		cfg := config("ftp://user:secretpw@api.example.com")
+		_, err := klavi.New(cfg)
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), "secretpw")
+		assert.Contains(t, err.Error(), `"ftp://xxxxx@api.example.com" must be an absolute http(s) URL`)
+	})
 }

@@ -113,4 +113,12 @@ func TestDispatcher_LogsNoPersonalData(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "answered 503 Service Unavailable", dead.LastError, "nor are they kept for the attention list")
 	})
+
+	t.Run("an endpoint's URL: its user and password are not in the error", func(t *testing.T) {
+		_, err := webhook.New(webhook.Config{Endpoints: []webhook.Endpoint{{Name: "shop", URL: "ftp://user:secretpw@hooks.example.com/in", Secret: secret}}}, nil)
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), "secretpw")
+		assert.NotContains(t, err.Error(), "user:")
+		assert.Contains(t, err.Error(), `endpoint shop: url "ftp://xxxxx@hooks.example.com/in"`)
+	})
 }

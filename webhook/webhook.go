@@ -18,6 +18,7 @@ import (
 
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/cycle"
+	"github.com/klavi-billing/billingd/internal/redact"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/kv"
@@ -122,7 +123,7 @@ func (c Config) Validate() error {
 		}
 		seen[e.Name] = true
 		if u, err := url.Parse(e.URL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-			return fmt.Errorf("endpoint %s: url %q: want an absolute http(s) URL", e.Name, e.URL)
+			return fmt.Errorf("endpoint %s: url %q: want an absolute http(s) URL", e.Name, redact.URL(e.URL))
 		}
 		if len(e.Secret) < 16 {
 			return fmt.Errorf("endpoint %s: secret: want at least 16 characters", e.Name)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/klavi-billing/billingd/internal/redact"
 )
 
 // adminClient calls a running daemon's admin API for the operator commands.
@@ -46,7 +48,7 @@ func (f *adminFlags) client() (*adminClient, error) {
 		addr = "http://" + addr
 	}
 	if u, err := url.Parse(addr); err != nil || u.Host == "" {
-		return nil, usageErrorf("admin address %q is not a URL", addr)
+		return nil, usageErrorf("admin address %q is not a URL", redact.URL(addr))
 	}
 	token := firstNonEmpty(f.token, e.getenv("BILLINGD_ADMIN_TOKEN"), cfg.HTTP.AdminToken)
 	if token == "" {
@@ -55,6 +57,17 @@ func (f *adminFlags) client() (*adminClient, error) {
 	// Every change is recorded with who made it: $BILLINGD_ACTOR, else the login name.
 	actor := firstNonEmpty(e.getenv("BILLINGD_ACTOR"), e.getenv("USER"), e.getenv("LOGNAME"))
 	return &adminClient{base: strings.TrimRight(addr, "/"), token: token, actor: actor, http: &http.Client{Timeout: 60 * time.Second}}, nil
+}
+
+// withoutURL drops url.Error's method and URL from err: net/http masks the URL's
+// password there but keeps its user name, which may be a token. The caller names
+// the URL, through redact.URL.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 func firstNonEmpty(vs ...string) string {
@@ -108,7 +121,7 @@ func (c *adminClient) do(method, path string, body io.Reader, out any) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("admin API at %s: %w (is billingd running?)", c.base, err)
+		return fmt.Errorf("admin API at %s: %w (is billingd running?)", redact.URL(c.base), withoutURL(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {

@@ -19,6 +19,7 @@ import (
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/internal/gcpercent"
+	"github.com/klavi-billing/billingd/internal/redact"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/scheduler"
 	"github.com/klavi-billing/billingd/storage/bolt"
@@ -416,7 +417,7 @@ func (c *Config) Validate() error {
 		}
 		for i, ep := range e.Endpoints {
 			if u, err := url.Parse(ep); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-				bad(fmt.Sprintf("storage.etcd.endpoints[%d]", i), "%q must be an http(s) URL with a host and port", ep)
+				bad(fmt.Sprintf("storage.etcd.endpoints[%d]", i), "%q must be an http(s) URL with a host and port", redact.URL(ep))
 			}
 		}
 		if !strings.HasPrefix(e.Prefix, "/") || !strings.HasSuffix(e.Prefix, "/") || len(e.Prefix) < 2 {
@@ -465,9 +466,9 @@ func (c *Config) Validate() error {
 	}
 	k := c.Klavi
 	if u, err := url.Parse(k.BaseURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		bad("klavi.base_url", "%q must be an absolute http(s) URL", k.BaseURL)
+		bad("klavi.base_url", "%q must be an absolute http(s) URL", redact.URL(k.BaseURL))
 	} else if u.RawQuery != "" || u.Fragment != "" {
-		bad("klavi.base_url", "%q must not have a query or a fragment", k.BaseURL)
+		bad("klavi.base_url", "%q must not have a query or a fragment", redact.URL(k.BaseURL))
 	}
 	if k.Timeout <= 0 {
 		bad("klavi.timeout", "must be more than 0")
@@ -703,7 +704,7 @@ func (w *WebhooksConfig) validate(bad func(key, format string, args ...any)) {
 		}
 		names[e.Name] = true
 		if u, err := url.Parse(e.URL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-			bad(key+".url", "%q must be an absolute http(s) URL", e.URL)
+			bad(key+".url", "%q must be an absolute http(s) URL", redact.URL(e.URL))
 		}
 		if len(e.Secret) < 16 {
 			bad(key+".secret", "must be at least 16 characters (the value is not shown); use ${NAME} and a credential")

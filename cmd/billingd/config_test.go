@@ -129,6 +129,28 @@ runtime:
 			}
 		})
 	}
+	t.Run("a bad URL's user information is not shown", func(t *testing.T) {
+		_, err := LoadConfig(writeConfig(t, `
+klavi:
+  base_url: "ftp://user:secretpw@api.example.com"
+storage:
+  backend: etcd
+  etcd:
+    endpoints: ["unix://root:etcdpw@10.0.0.1:2379"]
+webhooks:
+  endpoints:
+    - name: shop
+      url: "ftp://hook:hookpw@hooks.example.com/in?token=tok3n"
+      secret: "whsec_0123456789abcdef"
+`), noEnv)
+		require.Error(t, err)
+		for _, s := range []string{"secretpw", "etcdpw", "hookpw", "tok3n"} {
+			assert.NotContains(t, err.Error(), s)
+		}
+		assert.Contains(t, err.Error(), `klavi.base_url: "ftp://xxxxx@api.example.com" must be an absolute http(s) URL`)
+		assert.Contains(t, err.Error(), `storage.etcd.endpoints[0]: "unix://xxxxx@10.0.0.1:2379" must be`)
+		assert.Contains(t, err.Error(), `webhooks.endpoints[0].url: "ftp://xxxxx@hooks.example.com/in?token=xxxxx" must be`)
+	})
 	t.Run("missing file", func(t *testing.T) {
 		_, err := LoadConfig(filepath.Join(t.TempDir(), "nope.yaml"), noEnv)
 		assert.ErrorContains(t, err, "no such file")

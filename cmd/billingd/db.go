@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/klavi-billing/billingd/internal/redact"
 	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/bolt"
 	"github.com/klavi-billing/billingd/storage/etcd"
@@ -328,7 +329,7 @@ func parseStoreSpec(flag, s string) (storeSpec, error) {
 	case s == "":
 		return storeSpec{}, argErrorf("db migrate: %s is required: bolt:PATH or etcd:ENDPOINT[,ENDPOINT...]", flag)
 	case !ok || (engine != "bolt" && engine != "etcd"):
-		return storeSpec{}, argErrorf("db migrate: %s %q: want bolt:PATH or etcd:ENDPOINT[,ENDPOINT...]", flag, s)
+		return storeSpec{}, argErrorf("db migrate: %s %q: want bolt:PATH or etcd:ENDPOINT[,ENDPOINT...]", flag, redact.URL(s))
 	case rest == "":
 		return storeSpec{}, argErrorf("db migrate: %s %q: no %s", flag, s, map[string]string{"bolt": "PATH", "etcd": "ENDPOINT"}[engine])
 	case engine == "bolt":
@@ -380,7 +381,7 @@ func (f *migrateFlags) describe(s storeSpec) string {
 	if s.engine == "bolt" {
 		return "bolt:" + s.path
 	}
-	return fmt.Sprintf("etcd:%s (prefix %s)", strings.Join(s.endpoints, ","), f.prefix)
+	return fmt.Sprintf("etcd:%s (prefix %s)", redact.URLs(s.endpoints), f.prefix)
 }
 
 // openSource opens the store to copy from without writing to it: a bolt file

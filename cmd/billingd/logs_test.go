@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -32,10 +33,21 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// The daemon's log holds no operator's free text, end to end.
+// The daemon's log holds neither a secret of its configuration nor an operator's
+// free text: the reviewer's two cases, end to end.
 func TestDaemon_LogsNoSecretsOrOperatorText(t *testing.T) {
 	var logs syncBuffer
-	de := startTestDaemonLogged(t, cycle.MustDate(2026, 1, 1).At(8, 0), nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	de := startTestDaemonLogged(t, cycle.MustDate(2026, 1, 1).At(8, 0), nil, func(c *Config) {
+		c.Klavi.BaseURL = strings.Replace(c.Klavi.BaseURL, "http://", "http://user:secretpw@", 1)
+	}, slog.New(slog.NewTextHandler(&logs, nil)))
+
+	t.Run("klavi.base_url's user and password", func(t *testing.T) {
+		log := logs.String()
+		assert.NotContains(t, log, "secretpw")
+		assert.NotContains(t, log, "user:")
+		assert.Contains(t, log, `msg="billingd started"`)
+		assert.Regexp(t, `klavi=http://xxxxx@127\.0\.0\.1:\d+ `, log, "the URL is logged, its user information masked")
+	})
 
 	t.Run("a revoke's reason", func(t *testing.T) {
 		file := "../../examples/consents/weekly-retries.json"

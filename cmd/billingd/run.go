@@ -23,6 +23,7 @@ import (
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/console"
 	"github.com/klavi-billing/billingd/internal/gcpercent"
+	"github.com/klavi-billing/billingd/internal/redact"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/leader"
 	"github.com/klavi-billing/billingd/metrics"
@@ -319,7 +320,7 @@ func startDaemon(cfg Config, rf runFlags, log *slog.Logger, clk clock.Clock) (_ 
 		d.health.probeLoop(pctx, d.db.Probe)
 	}()
 	log.Info("billingd started", "version", ver, "revision", rev, "store", d.storeName(cfg), "listen", d.ln.Addr().String(),
-		"admin_api", cfg.HTTP.AdminToken != "", "klavi", cfg.Klavi.BaseURL, "startup", time.Since(started).String())
+		"admin_api", cfg.HTTP.AdminToken != "", "klavi", redact.URL(cfg.Klavi.BaseURL), "startup", time.Since(started).String())
 	return d, nil
 }
 
@@ -511,11 +512,11 @@ func newHealthcheckCmd(a *app) *cobra.Command {
 			c := &http.Client{Timeout: 5 * time.Second}
 			resp, err := c.Get(u)
 			if err != nil {
-				return fmt.Errorf("healthcheck: %w", err)
+				return fmt.Errorf("healthcheck: %s: %w", redact.URL(u), withoutURL(err))
 			}
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("healthcheck: %s answered %s", u, resp.Status)
+				return fmt.Errorf("healthcheck: %s answered %s", redact.URL(u), resp.Status)
 			}
 			return nil
 		},

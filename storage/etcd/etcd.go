@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klavi-billing/billingd/internal/redact"
 	"github.com/klavi-billing/billingd/storage/kv"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -116,7 +117,7 @@ func Open(ctx context.Context, o Options) (*Engine, error) {
 	if err := checkBuckets(o.Buckets); err != nil {
 		return nil, fmt.Errorf("etcd: open: %w", err)
 	}
-	eps := strings.Join(o.Endpoints, ",")
+	eps := redact.URLs(o.Endpoints) // for errors: an endpoint may carry a user and password
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:   o.Endpoints,
 		DialTimeout: o.DialTimeout,
@@ -227,7 +228,7 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 	defer cancel()
 	st, err := e.c.Status(sctx, eps[0])
 	if err != nil {
-		return Status{}, fmt.Errorf("etcd: status %s: %w", eps[0], err)
+		return Status{}, fmt.Errorf("etcd: status %s: %w", redact.URL(eps[0]), err)
 	}
 	ml, err := e.c.MemberList(sctx)
 	if err != nil {

@@ -301,3 +301,15 @@ func BenchmarkUpdate(b *testing.B) {
 		})
 	})
 }
+
+// An endpoint's user and password never reach an error (which the daemon logs, or
+// prints as it exits).
+func TestOpen_ErrorHidesEndpointSecrets(t *testing.T) {
+	for _, ep := range []string{"http://root:secretpw@127.0.0.1:1", "root:secretpw@127.0.0.1:1"} {
+		_, err := Open(context.Background(), Options{Endpoints: []string{ep}, Prefix: "/x/", DialTimeout: 100 * time.Millisecond})
+		require.Error(t, err, ep)
+		assert.NotContains(t, err.Error(), "secretpw")
+		assert.NotContains(t, err.Error(), "root:")
+		assert.Contains(t, err.Error(), "xxxxx@127.0.0.1:1", "the endpoint is named, its user information masked")
+	}
+}
