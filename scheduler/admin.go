@@ -21,6 +21,10 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrInvalid: the operation's input is wrong (an amount above the consent's limit).
 	ErrInvalid = errors.New("invalid")
+	// ErrClockBehind: the clock reads earlier than the latest instant the store holds
+	// (the clock stepped back, or the store was written on a clock ahead): an
+	// operation that takes its instant or "today" from it refuses and writes nothing.
+	ErrClockBehind = errors.New("clock is behind the store's latest instant")
 )
 
 // consentLocks serialize everything done to one consent (a due entry, a poll, an
@@ -150,8 +154,26 @@ func (s *Scheduler) addConsent(c *consent.Consent, billFrom cycle.Date, redirect
 // by ActorOperator, in as few transactions as the store allows (one on bolt; chunks
 // within etcd's operation limit). Consents already stored are skipped and counted,
 // not changed. On an error, added counts the consents stored before it.
+//
+// It runs with no Klavi to check the clock against (`billingd consent import`, while
+// the daemon is stopped), so the clock's instant (and, for a zero billFrom, its
+// today) is taken as it is, under the daemon's own rule: a clock more than
+// Config.ClockTolerance behind the latest instant the store holds is refused
+// (ErrClockBehind; nothing is written), and the instant of the write becomes the
+// latest instant, so that a daemon started later on a clock behind it finds its clock
+// in doubt instead of billing from a today that was ahead.
 func (s *Scheduler) AddConsents(ctx context.Context, cs []*consent.Consent, billFrom cycle.Date) (added, skipped int, err error) {
-	now := s.clock.Now()
+	now := s.clock.Now().Round(0)
+	if s.cfg.ClockTolerance >= 0 {
+		hw, err := s.store.HighWater(ctx)
+		if err != nil {
+			return 0, 0, fmt.Errorf("read the latest instant acted on: %w", err)
+		}
+		if steppedBack(now, hw, s.cfg.ClockTolerance) {
+			return 0, 0, fmt.Errorf("%w: it reads %s, %s before the latest instant the store holds (%s; tolerance %s); nothing was stored",
+				ErrClockBehind, now.UTC().Format(time.RFC3339), hw.Sub(now).Round(time.Second), hw.UTC().Format(time.RFC3339), s.cfg.ClockTolerance)
+		}
+	}
 	if billFrom.IsZero() {
 		billFrom = cycle.DateOf(now)
 	}
@@ -170,6 +192,9 @@ func (s *Scheduler) AddConsents(ctx context.Context, cs []*consent.Consent, bill
 		}
 		record(ch, EventAdded, now, c.ID, ActorOperator, addedReason(rec))
 		chs = append(chs, ch)
+	}
+	if len(chs) > 0 {
+		chs[0].HighWater = now // with the first write: no consent is stored without it
 	}
 	added, err = s.store.ApplyAll(ctx, chs)
 	return added, skipped, err

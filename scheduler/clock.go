@@ -16,7 +16,9 @@ import (
 // disagrees by more than Config.ClockTolerance, scans and polls make no decision; they
 // resume by themselves when the clocks agree again. A forward jump past the latest
 // instant is taken as real downtime (today's catch-up follows) only once Klavi's time,
-// read after it, confirms it.
+// read after it, confirms it. AddConsents (`billingd consent import`, run while the
+// daemon is stopped, with no Klavi to ask) keeps the same rule and moves the same
+// instant: a daemon started later on a clock behind an import doubts its clock.
 
 // ClockState is what the scheduler thinks of its clock.
 type ClockState struct {
@@ -101,12 +103,20 @@ func (s *Scheduler) ClockState() ClockState {
 	return s.witness.state
 }
 
+// steppedBack reports whether now reads more than tol before highWater, the latest
+// instant acted on (zero: none). The daemon decides nothing while it does
+// (judgeClock); a command that writes to the store with this host's clock refuses
+// (AddConsents): the one rule for every writer of the store.
+func steppedBack(now, highWater time.Time, tol time.Duration) bool {
+	return !highWater.IsZero() && now.Before(highWater.Add(-tol))
+}
+
 // judgeClock decides whether now can be trusted. highWater is the latest instant the
 // scheduler acted on (zero: never); skew is local minus Klavi's time, read at seen
 // (zero: never read). It is pure: every row of its table test is a case.
 func judgeClock(now, highWater time.Time, skew time.Duration, seen time.Time, tol time.Duration) (bool, string) {
 	switch {
-	case !highWater.IsZero() && now.Before(highWater.Add(-tol)):
+	case steppedBack(now, highWater, tol):
 		return true, fmt.Sprintf("the clock reads %s, %s before the latest instant billingd acted on (%s): it stepped back",
 			now.UTC().Format(time.RFC3339), highWater.Sub(now).Round(time.Second), highWater.UTC().Format(time.RFC3339))
 	case !seen.IsZero() && (skew > tol || skew < -tol):

@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/klavi-billing/billingd/consent"
+	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/storage"
 )
 
@@ -163,4 +165,64 @@ func TestScheduler_ClockResumesAtTheNextPass(t *testing.T) {
 	res, err = h.s.Scan(context.Background())
 	require.NoError(t, err)
 	assert.False(t, res.Paused, "in doubt, Klavi's time is read at every pass, not every ClockProbeEvery")
+}
+
+// AddConsents (`billingd consent import`) has no Klavi to check its clock against:
+// it keeps the daemon's rule against the latest instant the store holds, and moves
+// that instant, so that a daemon later on a clock behind it doubts its clock.
+func TestScheduler_AddConsentsClock(t *testing.T) {
+	now := at("2026-12-05", 9, 0)
+	rows := []struct {
+		name    string
+		latest  time.Time // the store's latest instant before the import (zero: none)
+		tol     time.Duration
+		refused bool
+		after   time.Time // the latest instant after it
+	}{
+		{"a new store: the import's instant becomes the latest", time.Time{}, 0, false, now},
+		{"after the latest instant: it moves to the import's", now.Add(-24 * time.Hour), 0, false, now},
+		{"behind it within the tolerance: imported, the latest kept", now.Add(4 * time.Minute), 0, false, now.Add(4 * time.Minute)},
+		{"behind it past the tolerance: refused", now.Add(15 * 24 * time.Hour), 0, true, now.Add(15 * 24 * time.Hour)},
+		{"behind it with the check off (negative tolerance): imported", now.Add(15 * 24 * time.Hour), -1, false, now.Add(15 * 24 * time.Hour)},
+	}
+	for _, r := range rows {
+		t.Run(r.name, func(t *testing.T) {
+			h := newHarness(t, now, func(c *Config) { c.ClockTolerance = r.tol })
+			ctx := context.Background()
+			if !r.latest.IsZero() {
+				require.NoError(t, h.db.Apply(ctx, &storage.Change{HighWater: r.latest}))
+			}
+			c := loadExample(t, "weekly-retries.json")
+			added, _, err := h.s.AddConsents(ctx, []*consent.Consent{c}, cycle.Date{})
+			if r.refused {
+				require.ErrorIs(t, err, ErrClockBehind)
+				assert.Contains(t, err.Error(), "it reads 2026-12-05T12:00:00Z, 360h0m0s before the latest instant the store holds (2026-12-20T12:00:00Z; tolerance 5m0s); nothing was stored")
+				assert.Zero(t, added)
+				_, err := h.db.GetConsent(ctx, c.ID)
+				assert.ErrorIs(t, err, storage.ErrNotFound)
+			} else {
+				require.NoError(t, err)
+				assert.Equal(t, 1, added)
+				assert.Equal(t, d("2026-12-05"), mustConsent(t, h, c.ID).BillFrom, "today by the clock")
+			}
+			hw, err := h.db.HighWater(ctx)
+			require.NoError(t, err)
+			assert.True(t, r.after.Equal(hw), "latest instant %s, want %s", hw, r.after)
+		})
+	}
+
+	t.Run("a clock ahead at the import: the scheduler later on the right clock doubts it", func(t *testing.T) {
+		h := newHarness(t, at("2027-03-20", 9, 0), nil)
+		c := loadExample(t, "weekly-retries.json")
+		_, _, err := h.s.AddConsents(context.Background(), []*consent.Consent{c}, cycle.Date{})
+		require.NoError(t, err)
+		h.clock.Set(now)
+		res, err := h.s.Scan(context.Background())
+		require.NoError(t, err)
+		assert.True(t, res.Paused)
+		st := h.s.ClockState()
+		assert.True(t, st.Doubt)
+		assert.Contains(t, st.Reason, "stepped back")
+		assert.Empty(t, h.kl.createCalls())
+	})
 }

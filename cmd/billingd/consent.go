@@ -678,19 +678,28 @@ func newConsentImportCmd(a *app) *cobra.Command {
 		Short: "load consents straight into a database while billingd is stopped",
 		Long: "Load consents straight into a database while billingd is stopped (first installs).\n" +
 			"All files are checked first; if any is invalid nothing is imported. Consents\n" +
-			"already stored are skipped, never changed.",
+			"already stored are skipped, never changed.\n\n" +
+			"\"Today\" is the Brasília date of this host's clock, with no Klavi time to check\n" +
+			"it against: the clock must be right (NTP). On a clock more than\n" +
+			"scheduler.clock_tolerance behind the latest instant the database holds, the\n" +
+			"import is refused and writes nothing (exit 1), as the daemon decides nothing on\n" +
+			"such a clock. The import's instant becomes that latest instant: after an import\n" +
+			"on a clock ahead, a daemon on the right clock doubts its clock (not ready,\n" +
+			"BillingdClockInDoubt) instead of never billing the cycles due before that wrong\n" +
+			"today. A --bill-from after today is taken as given: cycles due before it are\n" +
+			"never billed. See docs/OPERATIONS.md, \"First install: import consents\".",
 	}
 	fs := cmd.Flags()
 	dbFlag := fs.String("db", "", "database `PATH` (default: storage.path of the config)")
-	billFrom := fs.String("bill-from", "", "first date billingd bills, `YYYY-MM-DD` (default: today)")
+	billFrom := fs.String("bill-from", "", "first date billingd bills, `YYYY-MM-DD` (default: today by this host's clock)")
 	cmd.Args = cobra.ArbitraryArgs
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		e := a.e
 		if len(args) == 0 {
 			return argErrorf("consent import: want at least one FILE or DIR")
 		}
-		var from cycle.Date
 		started := e.clock.Now()
+		from := cycle.DateOf(started) // today by this host's clock: it must be right
 		if *billFrom != "" {
 			var err error
 			if from, err = cycle.ParseDate(*billFrom); err != nil {
@@ -702,6 +711,8 @@ func newConsentImportCmd(a *app) *cobra.Command {
 				fmt.Fprintf(e.stderr, "warning: --bill-from %s is before today (%s): every cycle due between them whose window has closed is recorded MISSED, and alerted\n", from, today)
 			case today.AddDays(366).Before(from):
 				fmt.Fprintf(e.stderr, "warning: --bill-from %s is more than a year ahead: nothing due before it is billed\n", from)
+			case today.Before(from):
+				fmt.Fprintf(e.stderr, "note: --bill-from %s is after today (%s by this host's clock): cycles due before it are never billed\n", from, today)
 			}
 		}
 		path, cfg, err := dbPath(e, *dbFlag, a.config)
@@ -712,10 +723,11 @@ func newConsentImportCmd(a *app) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		pol, err := cfg.policy()
+		sc, err := cfg.schedulerConfig() // the daemon's own: its clock tolerance too
 		if err != nil {
 			return usageErrorf("%v", err)
 		}
+		pol, h, m := sc.Policy, sc.SubmitHour, sc.SubmitMinute
 		db, err := bolt.Open(path, bolt.Options{Timeout: time.Second})
 		if err != nil {
 			if errors.Is(err, storage.ErrLocked) {
@@ -728,16 +740,21 @@ func newConsentImportCmd(a *app) *cobra.Command {
 		if err := db.Verify(cmd.Context()); err != nil {
 			return fmt.Errorf("%s: %w (nothing was imported)", path, err)
 		}
-		h, m, _ := parseClock(cfg.Billing.SubmitTime)
-		sch, err := scheduler.New(scheduler.Config{Policy: pol, SubmitHour: h, SubmitMinute: m}, db, nil, scheduler.WithClock(e.clock))
+		sch, err := scheduler.New(sc, db, nil, scheduler.WithClock(e.clock))
 		if err != nil {
 			return err
 		}
 		added, skipped, err := sch.AddConsents(cmd.Context(), cs, from)
+		if errors.Is(err, scheduler.ErrClockBehind) {
+			return fmt.Errorf("import: this host's %w. Fix the clock (NTP), then import again", err)
+		}
 		if err != nil {
 			return fmt.Errorf("import: %w (%s imported before it; running the import again skips them)", err, plural(added, "consent"))
 		}
 		fmt.Fprintf(e.stdout, "imported %s into %s (%d already there, skipped)\n", plural(added, "consent"), path, skipped)
+		if *billFrom == "" && added > 0 {
+			fmt.Fprintf(e.stdout, "billed from %s: today by this host's clock (%s)\n", weekdayDate(from), started.UTC().Format(time.RFC3339))
+		}
 		// What the first scan will do that an operator would not expect: cycles whose
 		// window closed before the import (MISSED, and alerted), and late ones.
 		today := cycle.DateOf(e.clock.Now())
