@@ -43,6 +43,7 @@ var _ Store = (*storage.DB)(nil)
 type Scheduler interface {
 	AddConsent(c *consent.Consent, billFrom cycle.Date, actor string) (*storage.ConsentRecord, error)
 	AddCreatedConsent(c *consent.Consent, redirectURL, actor string) (*storage.ConsentRecord, error)
+	TrustClock() error
 	Authorize(id, actor string) (*storage.ConsentRecord, error)
 	Revoke(id, reason, actor string) (*storage.ConsentRecord, error)
 	SetAmount(id string, k int, a klavi.Cents, actor string) error
@@ -431,6 +432,12 @@ func (s *Server) createAtKlavi(w http.ResponseWriter, r *http.Request) {
 	probe := &consent.Consent{CreatedConsent: klavi.CreatedConsent{ID: "urn:billingd:pending", Status: klavi.ConsentAwaitingAuthorization, CreateConsentRequest: req.CreateConsentRequest}, Billing: req.Billing}
 	if l := probe.Validate(); len(l) > 0 {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("invalid consent request: %d problems", len(l)), l)
+		return
+	}
+	// The consent is stored billed from today (once authorized): a today billingd
+	// doubts would leave it unstored after Klavi created it. Check first.
+	if err := s.sched.TrustClock(); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	res, err := s.klavi.CreateConsent(r.Context(), &req.CreateConsentRequest)

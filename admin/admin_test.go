@@ -24,6 +24,7 @@ import (
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/scheduler"
+	"github.com/klavi-billing/billingd/storage"
 	"github.com/klavi-billing/billingd/storage/bolt"
 	"github.com/klavi-billing/billingd/webhook"
 )
@@ -230,6 +231,24 @@ func TestAdmin_CreateAtKlaviAndAuthorize(t *testing.T) {
 		assert.Equal(t, c.code, code, "%v: %v", c.err, out)
 		assert.Contains(t, out["error"], c.err.Error())
 	}
+}
+
+// A consent created at Klavi is stored billed from today (once authorized): while
+// the clock is in doubt it is not created at all, rather than created at Klavi and
+// left unstored here.
+func TestAdmin_CreateAtKlaviWhileClockInDoubt(t *testing.T) {
+	e := newEnv(t)
+	require.NoError(t, e.db.Apply(context.Background(), &storage.Change{HighWater: e.clk.Now().Add(24 * time.Hour)}))
+	var file map[string]any
+	require.NoError(t, json.Unmarshal([]byte(example(t, "weekly-retries.json")), &file))
+	delete(file, "id")
+	delete(file, "status")
+	body, _ := json.Marshal(file)
+	code, out := e.do("POST", "/v1/klavi/consents", string(body))
+	assert.Equal(t, http.StatusConflict, code, out)
+	assert.Contains(t, out["error"], "clock in doubt")
+	assert.Contains(t, out["error"], "stepped back")
+	assert.Zero(t, e.kl.calls, "nothing created at Klavi")
 }
 
 func TestAdmin_VariableAmount(t *testing.T) {

@@ -5,8 +5,8 @@
 // Routes:
 //
 //	GET    /v1/consents?state=&after=&limit=      list consents (summaries)
-//	POST   /v1/consents?billFrom=YYYY-MM-DD        add a consent (body: a consent file)
-//	POST   /v1/klavi/consents                       create a consent at Klavi; returns the redirect URL
+//	POST   /v1/consents?billFrom=YYYY-MM-DD        add a consent (body: a consent file); no billFrom: today, 409 while the clock is in doubt
+//	POST   /v1/klavi/consents                       create a consent at Klavi; returns the redirect URL (409 while the clock is in doubt)
 //	GET    /v1/consents/{id}                        one consent with its billing state
 //	POST   /v1/consents/{id}/authorize              the payer authorized it (Klavi must confirm: 409 otherwise)
 //	POST   /v1/consents/{id}/revoke                 stop billing ({"reason": "..."})

@@ -98,16 +98,20 @@ func actorOr(actor string) string {
 }
 
 // AddConsent stores a new consent. An authorized consent is scheduled from its first
-// cycle due on or after billFrom (zero: today); cycles due before billFrom are not
-// billingd's to bill. Other statuses are stored as they are (awaiting authorization,
-// or history). It fails with storage.ErrExists for a known id. actor names who asked
-// ("" is ActorOperator), for the consent's timeline.
+// cycle due on or after billFrom; cycles due before billFrom are not billingd's to
+// bill. Other statuses are stored as they are (awaiting authorization, or history).
+// A zero billFrom is today, for an authorized consent or one awaiting authorization
+// only once the clock is trusted (TrustClock; ErrConflict otherwise). It fails with
+// storage.ErrExists for a known id. actor names who asked ("" is ActorOperator), for
+// the consent's timeline.
 func (s *Scheduler) AddConsent(c *consent.Consent, billFrom cycle.Date, actor string) (*storage.ConsentRecord, error) {
 	return s.addConsent(c, billFrom, "", actor)
 }
 
 // AddCreatedConsent stores a consent just created at Klavi, with the URL where the
-// payer authorizes it, in the same write.
+// payer authorizes it, in the same write. Its billFrom is today, so it fails as
+// AddConsent does while the clock is in doubt: call TrustClock before creating the
+// consent at Klavi.
 func (s *Scheduler) AddCreatedConsent(c *consent.Consent, redirectURL, actor string) (*storage.ConsentRecord, error) {
 	return s.addConsent(c, cycle.Date{}, redirectURL, actor)
 }
@@ -127,9 +131,12 @@ func (s *Scheduler) addConsent(c *consent.Consent, billFrom cycle.Date, redirect
 	if l := c.Validate(); len(l) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, l)
 	}
-	if billFrom.IsZero() && stateFor(c.Status) == storage.ConsentActive {
-		if err := s.trustClock(); err != nil {
-			return nil, err // "billed from today" needs a today billingd can trust
+	// "Billed from today" needs a today billingd can trust: for an authorized consent,
+	// and for one awaiting authorization too, whose authorization keeps a billFrom
+	// later than its own today.
+	if st := stateFor(c.Status); billFrom.IsZero() && (st == storage.ConsentActive || st == storage.ConsentAwaiting) {
+		if err := s.TrustClock(); err != nil {
+			return nil, err
 		}
 	}
 	defer s.locks.lock(c.ID)()
@@ -235,7 +242,7 @@ func (s *Scheduler) Authorize(id, actor string) (*storage.ConsentRecord, error) 
 	if rec.State != storage.ConsentAwaiting {
 		return nil, fmt.Errorf("%w: consent %s is %s, not awaiting authorization", ErrConflict, id, rec.State)
 	}
-	if err := s.trustClock(); err != nil { // once, not on every retry: it asks Klavi
+	if err := s.TrustClock(); err != nil { // once, not on every retry: it asks Klavi
 		return nil, err
 	}
 	kc, err := s.klavi.GetConsent(ctx, id)
@@ -435,9 +442,9 @@ func (s *Scheduler) resolve(k storage.AttemptKey, note, actor string) (*storage.
 	return a, nil
 }
 
-// trustClock checks the clock (Klavi's time, the latest instant acted on) before an
+// TrustClock checks the clock (Klavi's time, the latest instant acted on) before an
 // operator action that bills "from today"; in doubt it fails with ErrConflict.
-func (s *Scheduler) trustClock() error {
+func (s *Scheduler) TrustClock() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if !s.checkClock(ctx) {

@@ -299,3 +299,40 @@ func TestHazard_StuckRejectedFromListWithoutReason(t *testing.T) {
 	_, planned := h.attemptOK(c.ID, 0, 1)
 	assert.True(t, planned, "a rejection read from the orders list (no statusReason) plans no local retry; reason %q", a.Reason)
 }
+
+// Hazard (lost cycle). A consent stored awaiting authorization with no billFrom
+// (`consent create`, or `consent add` of an awaiting consent) takes today's date as
+// its billFrom, and its authorization keeps a billFrom later than its own today: on
+// a clock 15 days ahead at the add, the payer's first cycle would never be billed.
+// The add checks the clock first and refuses while it is in doubt.
+func TestHazard_AddAwaitingWhileClockInDoubt(t *testing.T) {
+	h := newHarness(t, at("2026-01-01", 8, 0), nil)
+	pk := &probingKlavi{fakeKlavi: h.kl}
+	h.useKlavi(pk)
+	pk.sched = h.s
+	h.runUntil(at("2026-01-02", 8, 0))
+
+	pk.mu.Lock()
+	pk.offset = -15 * 24 * time.Hour
+	pk.mu.Unlock()
+	h.clock.Set(at("2026-01-17", 8, 0))
+	c := loadExample(t, "monthly-31st.json")
+	c.PaymentMethodConfig.ReferenceStartDate = d("2026-01-10")
+	c.Status = klavi.ConsentAwaitingAuthorization
+	_, err := h.s.AddCreatedConsent(c, "https://klavi.example/authorize/x", "operator")
+	if err != nil {
+		require.ErrorIs(t, err, ErrConflict)
+		assert.Contains(t, err.Error(), "clock in doubt")
+		return // refusing while in doubt is the fix
+	}
+
+	pk.mu.Lock()
+	pk.offset = 0
+	pk.mu.Unlock()
+	h.clock.Set(at("2026-01-02", 8, 5))
+	_, err = h.s.Authorize(c.ID, "operator") // the payer authorized on (real) 2 Jan
+	require.NoError(t, err)
+	h.runUntil(at("2026-01-12", 0, 0))
+	_, ok := h.attemptOK(c.ID, 0, 0)
+	assert.True(t, ok, "cycle 0 (due 10 Jan, authorized 2 Jan) never billed: BillFrom %s", mustConsent(t, h, c.ID).BillFrom)
+}

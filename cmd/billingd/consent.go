@@ -38,7 +38,7 @@ func newConsentAddCmd(a *app) *cobra.Command {
 		Long:  "Add a consent (a consent file) to the running daemon.",
 	}
 	fs := cmd.Flags()
-	billFrom := fs.String("bill-from", "", "first date billingd bills, `YYYY-MM-DD` (default: today)")
+	billFrom := fs.String("bill-from", "", "first date billingd bills, `YYYY-MM-DD` (default: today by the daemon's clock; refused while it is in doubt)")
 	af := addAdminFlags(cmd, a)
 	cmd.Args = cobra.ArbitraryArgs
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
