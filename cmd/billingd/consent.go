@@ -588,7 +588,10 @@ func newConsentCreateCmd(a *app) *cobra.Command {
 		Use:   "create FILE [flags]",
 		Short: "create a consent at Klavi and print where the payer authorizes it",
 		Long: "Create a consent at Klavi through the running daemon (FILE: Klavi's create-consent\n" +
-			"body plus an optional billing object) and print the URL where the payer authorizes it.",
+			"body plus an optional billing object) and print the URL where the payer authorizes it.\n\n" +
+			"The body is a consent file's (examples/consents/*.json) without the two fields\n" +
+			"Klavi gives a consent, id and status: billingd stores the consent under the id\n" +
+			"Klavi answers with, awaiting the payer's authorization.",
 	}
 
 	af := addAdminFlags(cmd, a)

@@ -51,7 +51,7 @@ func newSimulateCmd(a *app) *cobra.Command {
 	consentsFlag := fl.String("consents", "", "consent `FILE` or DIR (default: the embedded examples)")
 	from := fl.String("from", "", "first simulated day, `YYYY-MM-DD` (default: today in Brasília)")
 	days := fl.Int("days", 120, "days to simulate")
-	scenarioFlag := fl.String("scenario", "", "sandbox scenario `FILE` (JSON) deciding payment outcomes (default: the demo scenario)")
+	scenarioFlag := fl.String("scenario", "", "sandbox scenario `FILE` (JSON, as examples/scenario.json) deciding payment outcomes (default: the demo scenario)")
 	faultsFlag := fl.String("faults", "", "sandbox faults, e.g. 5xx=0.05,drop=0.02,seed=7 (see 'billingd sandbox -h')")
 	dbFlag := fl.String("db", "", "keep the run's database at `FILE`, a new file, with its archive file FILE.archive (default: temporary ones, removed)")
 	format := fl.String("format", "text", "`FORMAT`: text (timeline and summary) or json (one event per line)")
@@ -279,10 +279,10 @@ func describe(ev simulation.Event) string {
 func writeSummary(w io.Writer, res *simulation.Result) {
 	fmt.Fprintln(w, "\nsummary")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "consent\tinterval\tmode\tsubmitted\tcompleted\trejected\tretries\tdropped\tKlavi retries\tmissed\tskipped\tunconfirmed\tfailed\tbilled\tstate\t")
+	fmt.Fprintln(tw, "consent\tinterval\tmode\tsubmitted\tcompleted\trejected\tretries\tdropped\tKlavi retries\tmissed\tskipped\tunconfirmed\tfailed\tbilled\tstate")
 	var tot simulation.Summary
 	for _, s := range res.Summaries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", s.ConsentID, s.Interval, s.Mode, s.Submitted, s.Completed,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", s.ConsentID, s.Interval, s.Mode, s.Submitted, s.Completed,
 			s.Rejected, s.Retries, s.Dropped, s.KlaviRetries, s.Missed, s.Skipped, s.Unconfirmed, s.Failed, s.Billed.BRL(), s.State)
 		tot.Submitted += s.Submitted
 		tot.Completed += s.Completed
@@ -296,10 +296,10 @@ func writeSummary(w io.Writer, res *simulation.Result) {
 		tot.Failed += s.Failed
 		tot.Billed += s.Billed
 	}
-	fmt.Fprintf(tw, "total\t\t\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\t\n", tot.Submitted, tot.Completed, tot.Rejected, tot.Retries,
+	fmt.Fprintf(tw, "total\t\t\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", tot.Submitted, tot.Completed, tot.Rejected, tot.Retries,
 		tot.Dropped, tot.KlaviRetries, tot.Missed, tot.Skipped, tot.Unconfirmed, tot.Failed, tot.Billed.BRL())
 	_ = tw.Flush()
-	fmt.Fprintf(w, "\nsandbox ledger: %s (%d retries by billingd, %d by Klavi); %s charged more than once; %s; simulated in %s\n",
-		plural(res.Payments, "payment"), res.Stats.Accepted[sandbox.KindRetry], res.Stats.Accepted[sandbox.KindAutoRetry],
+	fmt.Fprintf(w, "\nsandbox ledger: %s, %d retries by billingd, %d by Klavi; %s charged more than once; %s; simulated in %s\n",
+		plural(res.Payments, "original payment"), res.Stats.Accepted[sandbox.KindRetry], res.Stats.Accepted[sandbox.KindAutoRetry],
 		plural(res.Duplicates, "cycle"), plural(res.Stats.Requests, "request"), res.Elapsed.Round(1e6))
 }

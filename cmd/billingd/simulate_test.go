@@ -85,3 +85,19 @@ func TestSimulate_DroppedRetries(t *testing.T) {
 	assert.Equal(t, []string{"1", "2"}, strings.Fields(lines[3])[6:8], "retries, dropped: %s", lines[3])
 	assert.Equal(t, []string{"1", "2"}, strings.Fields(lines[5])[4:6], "the total: %s", lines[5])
 }
+
+// The example scenario the README points at is one simulate reads: the weekly
+// consent's originals are rejected and each is retried.
+func TestSimulate_ExampleScenario(t *testing.T) {
+	code, stdout, stderr := runCLI(t, nil, "simulate", "--scenario", "../../examples/scenario.json", "--from", "2026-11-26", "--days", "60")
+	require.Equal(t, 0, code, stderr)
+	var weekly []string
+	for _, l := range strings.Split(stdout, "\n") {
+		if strings.HasPrefix(l, "urn:klavi:consent-weekly-0002 ") {
+			weekly = strings.Fields(l)
+		}
+	}
+	require.NotEmpty(t, weekly, stdout)
+	// submitted, completed, rejected, retries
+	assert.Equal(t, []string{"9", "8", "8", "8"}, weekly[3:7], stdout)
+}
