@@ -1,41 +1,23 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/klavi-billing/billingd/internal/logtest"
+
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/webhook"
 )
-
-// logBuffer is a log a test reads back, written by several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // What an operator writes (a note, the X-Billingd-Actor name) and what Klavi says
 // reach the operator's answers and the records, never the log.
@@ -46,7 +28,7 @@ func TestAdmin_LogsNoPersonalData(t *testing.T) {
 		email = "joao.xyzzy@example.com"
 	)
 	e := newEnv(t)
-	var logs logBuffer
+	var logs logtest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "down", http.StatusBadGateway)

@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,12 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/internal/logtest"
 
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/consent"
@@ -23,29 +23,6 @@ import (
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 	"github.com/klavi-billing/billingd/storage"
 )
-
-// logBuffer is a log a test reads back: slog's text handler into a buffer that
-// several goroutines may write.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // The personal data of the tests below: what an operator or Klavi may write.
 const (
@@ -67,8 +44,8 @@ func TestScheduler_RevokeReasonNotLogged(t *testing.T) {
 	h := newHarness(t, at("2026-01-01", 8, 0), nil)
 	c := loadExample(t, "monthly-31st.json")
 	h.add(c)
-	var logs logBuffer
-	s, err := New(h.s.cfg, h.db, h.kl, WithClock(h.clock), WithLogger(logs.logger()))
+	var logs logtest.Buffer
+	s, err := New(h.s.cfg, h.db, h.kl, WithClock(h.clock), WithLogger(logs.Logger()))
 	require.NoError(t, err)
 
 	reason := "payer CPF " + payerCPF + " " + payerEmail + " asked"
@@ -102,7 +79,7 @@ func TestScheduler_RevokeReasonNotLogged(t *testing.T) {
 
 // klaviAnswering is a scheduler on the real Klavi client against the sandbox, whose
 // payment creates get answer instead; both log into logs.
-func klaviAnswering(t *testing.T, logs *logBuffer, status int, answer string) (*Scheduler, storage.Store, *consent.Consent) {
+func klaviAnswering(t *testing.T, logs *logtest.Buffer, status int, answer string) (*Scheduler, storage.Store, *consent.Consent) {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	due := cycle.MustDate(2026, 3, 12)
@@ -121,11 +98,11 @@ func klaviAnswering(t *testing.T, logs *logBuffer, status int, answer string) (*
 	sleep := func(ctx context.Context, d time.Duration) error { clk.Advance(d); return ctx.Err() }
 	kc, err := klavi.New(klavi.Config{BaseURL: srv.URL, AccessKey: "ak", SecretKey: "sk", Timeout: 10 * time.Second,
 		MaxAttempts: 2, BackoffMin: time.Millisecond, BackoffMax: time.Millisecond, RateLimit: 1e6, RateBurst: 1000},
-		klavi.WithClock(clk), klavi.WithLogger(logs.logger()), klavi.WithSleep(sleep), klavi.WithRetryAfterSleep(sleep))
+		klavi.WithClock(clk), klavi.WithLogger(logs.Logger()), klavi.WithSleep(sleep), klavi.WithRetryAfterSleep(sleep))
 	require.NoError(t, err)
 	db := openStore(t)
 	s, err := New(Config{Policy: Policy{LeadDays: 3, RetryMode: consent.Off}, SubmitHour: 9, RefreshSchedule: "off", ClockTolerance: -1},
-		db, kc, WithClock(clk), WithLogger(logs.logger()))
+		db, kc, WithClock(clk), WithLogger(logs.Logger()))
 	require.NoError(t, err)
 	c := &consent.Consent{CreatedConsent: *sandbox.SampleConsent("urn:test:logs", cycle.Monthly, due, 99_90)}
 	c.Billing.RetryMode = consent.Off
@@ -153,7 +130,7 @@ func TestScheduler_KlaviMessageNotLogged(t *testing.T) {
 		{"500: outcome unknown", 500, "Internal Server Error", storage.AttemptSubmitting, `msg="submission outcome unknown; will look again"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs logBuffer
+			var logs logtest.Buffer
 			s, db, c := klaviAnswering(t, &logs, tt.status, fmt.Sprintf(msg, tt.status, tt.title))
 			_, err := s.Scan(context.Background())
 			require.NoError(t, err)

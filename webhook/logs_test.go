@@ -2,40 +2,22 @@ package webhook_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/klavi-billing/billingd/internal/logtest"
+
 	"github.com/klavi-billing/billingd/webhook"
 )
-
-// logBuffer is a log a test reads back, written by several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // rawEndpoint answers every request with the status line and body given, as a
 // receiver's own server may: its reason phrase is its own words.
@@ -73,7 +55,7 @@ func TestDispatcher_LogsNoPersonalData(t *testing.T) {
 	)
 
 	t.Run("a dead letter's resolve: the operator's note and name are not logged", func(t *testing.T) {
-		var logs logBuffer
+		var logs logtest.Buffer
 		f := setupLogged(t, func(c *webhook.Config) { c.MaxAge = time.Minute }, slog.New(slog.NewTextHandler(&logs, nil)))
 		require.NoError(t, f.d.Tick(ctx))
 		f.rcv.setFail("*", true)
@@ -96,7 +78,7 @@ func TestDispatcher_LogsNoPersonalData(t *testing.T) {
 	})
 
 	t.Run("an endpoint's answer: its reason phrase and body are not logged", func(t *testing.T) {
-		var logs logBuffer
+		var logs logtest.Buffer
 		url := rawEndpoint(t, "503 "+name, name+" "+cpf)
 		f := setupLogged(t, func(c *webhook.Config) { c.Endpoints[0].URL = url }, slog.New(slog.NewTextHandler(&logs, nil)))
 		require.NoError(t, f.d.Tick(ctx))

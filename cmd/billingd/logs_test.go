@@ -1,42 +1,24 @@
 package main
 
 import (
-	"bytes"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/klavi-billing/billingd/internal/logtest"
+
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
 )
 
-// syncBuffer is a log a test reads back, written by the daemon's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // The daemon's log holds neither a secret of its configuration nor an operator's
 // free text: the reviewer's two cases, end to end.
 func TestDaemon_LogsNoSecretsOrOperatorText(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	de := startTestDaemonLogged(t, cycle.MustDate(2026, 1, 1).At(8, 0), nil, func(c *Config) {
 		c.Klavi.BaseURL = strings.Replace(c.Klavi.BaseURL, "http://", "http://user:secretpw@", 1)
 	}, slog.New(slog.NewTextHandler(&logs, nil)))

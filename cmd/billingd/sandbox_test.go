@@ -9,36 +9,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/klavi-billing/billingd/internal/logtest"
+
 	"github.com/klavi-billing/billingd/clock"
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
 )
-
-// lockedBuffer is an io.Writer safe for a command writing while a test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestSandbox_Command(t *testing.T) {
 	dir := t.TempDir()
@@ -48,7 +31,7 @@ func TestSandbox_Command(t *testing.T) {
 
 	// The command logs to a pipe; the test reads the address it listens on.
 	pr, pw := io.Pipe()
-	var stderr lockedBuffer
+	var stderr logtest.Buffer
 	clk := clock.NewFake(cycle.MustDate(2026, 2, 25).At(10, 0))
 	e := &env{stdout: io.Discard, stderr: io.MultiWriter(pw, &stderr), getenv: func(string) string { return "" }, clock: clk}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -147,7 +130,7 @@ func TestSandbox_CommandUsage(t *testing.T) {
 func startSandbox(t *testing.T, clk clock.Clock, args ...string) (string, func() int) {
 	t.Helper()
 	pr, pw := io.Pipe()
-	var stderr lockedBuffer
+	var stderr logtest.Buffer
 	e := &env{stdout: io.Discard, stderr: io.MultiWriter(pw, &stderr), getenv: func(string) string { return "" }, clock: clk}
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)

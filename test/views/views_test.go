@@ -36,12 +36,13 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/klavi-billing/billingd/internal/logtest"
 
 	"github.com/klavi-billing/billingd/consent"
 	"github.com/klavi-billing/billingd/cycle"
@@ -203,7 +204,7 @@ log:
 	require.Equal(t, before, after, "the refused run wrote nothing to the database")
 
 	d := exec.Command(bin, "run", "--config", cfgPath, "--read-only")
-	logs := &lockedBuffer{}
+	logs := &logtest.Buffer{}
 	d.Env, d.Stdout, d.Stderr = append(env, clockEnv), logs, logs
 	require.NoError(t, d.Start())
 	t.Cleanup(func() {
@@ -616,22 +617,4 @@ func checkConsentShow(t *testing.T, cli cliFunc, events []simulation.Event, end 
 	if checked != len(events) {
 		t.Errorf("the run has %d events, %d of them of the example consents", len(events), checked)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer a running process writes while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
