@@ -110,3 +110,36 @@ func TestMismatch(t *testing.T) {
 	assert.Equal(t, "amount: sent 99.90, Klavi's payment has 99.91", mismatch(a, 99_91, cycle.Date{}, true))
 	assert.Equal(t, "date: sent 2026-01-31, Klavi's payment has 2026-02-01", mismatch(a, 99_90, cycle.MustDate(2026, 2, 1), true))
 }
+
+// misstatingList answers the orders list with the amount ×100 (the status poll
+// answers 404, so the list tells the status).
+type misstatingList struct{ *fakeKlavi }
+
+func (m misstatingList) FindOrder(ctx context.Context, consentID, crid string) (*klavi.Order, error) {
+	o, err := m.fakeKlavi.FindOrder(ctx, consentID, crid)
+	if o != nil {
+		o.Amount *= 100
+	}
+	return o, err
+}
+
+// Was wrong: a STUCK payment whose status was taken from Klavi's orders list was not
+// held to its amount there, as a status poll's answer is.
+func TestMismatch_StuckPaymentsListAmount(t *testing.T) {
+	h := newHarness(t, at("2026-02-25", 8, 0), nil)
+	c := localWeekly(t, h, nil)
+	h.kl.getErr = func(string) error { return &klavi.APIError{StatusCode: 404, Endpoint: "get_payment"} }
+	h.useKlavi(misstatingList{h.kl})
+	h.add(c)
+	h.runUntil(at("2026-03-12", 0, 0))
+	a := h.attempt(c.ID, 0, 0)
+	require.True(t, a.State.Final(), "status told by the orders list: %s", a.State)
+	var mine []Event
+	for _, e := range h.eventsOf(EventMismatch) {
+		if e.Cycle == 0 && e.Attempt == 0 {
+			mine = append(mine, e)
+		}
+	}
+	require.NotEmpty(t, mine)
+	assert.Equal(t, "amount: sent 25.00, Klavi's payment has 2500.00", mine[len(mine)-1].Reason)
+}

@@ -496,7 +496,19 @@ func (s *Scheduler) lookupStuck(ctx context.Context, rec *storage.ConsentRecord,
 		}
 		a.UpdatedAt = now
 		ch.Attempts = appendOnce(ch.Attempts, a)
-		return s.applyStatus(rec, a, o.Status, o.StatusReason, true, now, ch)
+		if err := s.applyStatus(rec, a, o.Status, o.StatusReason, true, now, ch); err != nil {
+			return err
+		}
+		// The list stands in for the status poll here, and is held to what the poll
+		// is held to (handlePoll): the amount.
+		if m := mismatch(a, o.Amount, o.Date, false); m != "" {
+			var into *storage.Change
+			if a.State.Final() {
+				into = ch
+			}
+			s.noteMismatch(ctx, into, now, c, a, a.PaymentID, m)
+		}
+		return nil
 	}
 	s.emitLookup(ch, now, c, a, lr, resUnconfirmed)
 	stuck := func(text func(error) string) string {
