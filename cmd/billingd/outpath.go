@@ -50,6 +50,25 @@ func checkOutputs(label string, dbs []liveDB, outs ...string) error {
 	return nil
 }
 
+// An outFlag is one of a command's output files: its flag and path ("" when unset).
+type outFlag struct{ flag, path string }
+
+// distinctOutputs refuses, as a usage error, two of one command's output flags that
+// name the same file (as given, or through links: sameFile): the second write would
+// replace the first (a picture over the database simulate --db just made, the
+// ledger over the sandbox's journal). sameFile follows its first name's links only,
+// so each pair is asked both ways.
+func distinctOutputs(cmd string, outs ...outFlag) error {
+	for i, a := range outs {
+		for _, b := range outs[i+1:] {
+			if a.path != "" && b.path != "" && (sameFile(a.path, b.path, 0) || sameFile(b.path, a.path, 0)) {
+				return usageErrorf("%s: %s and %s name the same file %s", cmd, a.flag, b.flag, a.path)
+			}
+		}
+	}
+	return nil
+}
+
 // checkNewOutput is checkOutputs for a file the command makes a database in and
 // refuses itself when it exists (db compact OUT, db migrate --to, simulate --db):
 // an existing one is left to that refusal, which names it.

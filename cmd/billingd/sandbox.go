@@ -78,8 +78,12 @@ func newSandboxCmd(a *app) *cobra.Command {
 		if *pageSizeMax < 1 {
 			return argErrorf("sandbox: --page-size-max %d: want 1 or more", *pageSizeMax)
 		}
+		outs := []outFlag{{"--ledger", *ledger}, {"--journal", *journal}, {"--request-log", *requestLog}}
+		if err := distinctOutputs("sandbox", outs...); err != nil {
+			return err
+		}
 		live := []liveDB{a.configDB()}
-		for _, f := range []struct{ flag, path string }{{"--ledger", *ledger}, {"--journal", *journal}, {"--request-log", *requestLog}} {
+		for _, f := range outs {
 			if f.path == "" {
 				continue
 			}
@@ -158,6 +162,11 @@ func newSandboxCmd(a *app) *cobra.Command {
 		<-served
 		l := sb.Ledger()
 		if *ledger != "" {
+			// Checked again: the ledger is written at exit, and the file may have
+			// become a database (a backup, a copy) since the start.
+			if err := checkOutputs("sandbox: --ledger", live, *ledger); err != nil {
+				return err
+			}
 			if err := writeLedger(*ledger, l); err != nil {
 				return fmt.Errorf("sandbox: %w", err)
 			}

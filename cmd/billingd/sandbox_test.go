@@ -21,6 +21,7 @@ import (
 	"github.com/klavi-billing/billingd/cycle"
 	"github.com/klavi-billing/billingd/klavi"
 	"github.com/klavi-billing/billingd/klavi/sandbox"
+	"github.com/klavi-billing/billingd/storage/bolt"
 )
 
 func TestSandbox_Command(t *testing.T) {
@@ -204,4 +205,59 @@ func TestSandbox_CommandJournal(t *testing.T) {
 	assert.Equal(t, 201, code, "%v", replayed)
 	assert.Equal(t, p["id"], replayed["id"], "the payment created before both restarts")
 	require.Equal(t, 0, stop())
+}
+
+// Was wrong: the ledger file was checked at start only, and written at exit, over
+// whatever the path had become meanwhile (here, a database).
+func TestSandbox_LedgerCheckedAgainAtExit(t *testing.T) {
+	dir := t.TempDir()
+	ledgerFile := filepath.Join(dir, "late.db")
+	pr, pw := io.Pipe()
+	var stderr logtest.Buffer
+	e := &env{stdout: io.Discard, stderr: io.MultiWriter(pw, &stderr), getenv: func(string) string { return "" },
+		clock: clock.NewFake(cycle.MustDate(2026, 2, 25).At(10, 0))}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	code := make(chan int, 1)
+	go func() {
+		code <- Main(ctx, e, []string{"sandbox", "--addr", "127.0.0.1:0", "--ledger", ledgerFile})
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		var line struct{ Msg string }
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "sandbox listening" {
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+
+	// A database appears at the ledger's path while the sandbox runs.
+	db, err := bolt.Open(ledgerFile, bolt.Options{})
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	before, err := os.ReadFile(ledgerFile)
+	require.NoError(t, err)
+
+	cancel()
+	select {
+	case c := <-code:
+		assert.Equal(t, 2, c, "stderr: %s", stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sandbox did not stop")
+	}
+	assert.Contains(t, stderr.String(), "sandbox: --ledger "+ledgerFile)
+	after, err := os.ReadFile(ledgerFile)
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "the database is left as it was")
+}
+
+// Was wrong: two of the sandbox's output flags could name one file; the ledger,
+// written at exit, replaced the journal.
+func TestSandbox_OutputsDistinct(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x")
+	code, _, stderr := runCLI(t, nil, "sandbox", "--addr", "127.0.0.1:0", "--ledger", p, "--journal", p)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "--ledger and --journal name the same file")
+	assert.NoFileExists(t, p)
 }

@@ -67,11 +67,12 @@ func newSimulateCmd(a *app) *cobra.Command {
 		if *days < 1 || *days > 3660 {
 			return argErrorf("simulate: --days %d: want 1..3660", *days)
 		}
-		if *htmlFlag != "" && *htmlFlag == *svgFlag {
-			return argErrorf("simulate: --html and --svg name the same file %s", *htmlFlag)
+		outs := []outFlag{{"--db", *dbFlag}, {"--html", *htmlFlag}, {"--svg", *svgFlag}}
+		if err := distinctOutputs("simulate", outs...); err != nil {
+			return err
 		}
 		live := []liveDB{a.configDB()}
-		for _, f := range []struct{ flag, path string }{{"--db", *dbFlag}, {"--html", *htmlFlag}, {"--svg", *svgFlag}} {
+		for _, f := range outs {
 			if f.path == "" {
 				continue
 			}

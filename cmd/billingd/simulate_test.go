@@ -101,3 +101,20 @@ func TestSimulate_ExampleScenario(t *testing.T) {
 	// submitted, completed, rejected, retries
 	assert.Equal(t, []string{"9", "8", "8", "8"}, weekly[3:7], stdout)
 }
+
+// Was wrong: --html or --svg naming the --db file wrote the picture over the
+// database the run had just made (exit 0).
+func TestSimulate_OutputsDistinct(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "same.db")
+	for _, flag := range []string{"--html", "--svg"} {
+		code, _, stderr := runCLI(t, nil, "simulate", "--days", "5", "--db", p, flag, p)
+		assert.Equal(t, 2, code, flag)
+		assert.Contains(t, stderr, "--db and "+flag+" name the same file", flag)
+		assert.NoFileExists(t, p, flag)
+	}
+	require.NoError(t, os.Symlink(p, filepath.Join(dir, "link")))
+	code, _, stderr := runCLI(t, nil, "simulate", "--days", "5", "--db", p, "--svg", filepath.Join(dir, "link"))
+	assert.Equal(t, 2, code, "through a link")
+	assert.Contains(t, stderr, "name the same file")
+}
