@@ -54,6 +54,13 @@ func ParseSchedule(spec string) (cron.Schedule, error) {
 			return nil, fmt.Errorf("names a time zone (%s): billingd reads every schedule in Brasília time (America/Sao_Paulo); drop the prefix and write the times in Brasília time", prefix)
 		}
 	}
+	if d, ok := strings.CutPrefix(strings.TrimSpace(spec), "@every "); ok {
+		// robfig/cron runs an interval under a second every second: 0s or -5m is
+		// a mistake, not a request for a scan every second.
+		if every, err := time.ParseDuration(strings.TrimSpace(d)); err == nil && every <= 0 {
+			return nil, fmt.Errorf("is an interval of %s: want one above 0", every)
+		}
+	}
 	sched, err := cronParser.Parse("CRON_TZ=" + cycle.Brasilia.String() + " " + spec)
 	if err != nil {
 		return nil, fmt.Errorf("is not a cron schedule: %w", err)

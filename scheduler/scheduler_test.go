@@ -618,6 +618,8 @@ func TestParseSchedule(t *testing.T) {
 		{spec: "0 9 31 4,6,9,11 *", want: "does not fire within a year"},
 		{spec: "0 9 29 2 *", want: "does not fire within a year"}, // up to 8 years apart
 		{spec: "@every 8761h", want: "does not fire within a year"},
+		{spec: "@every 0s", want: "is an interval of 0s: want one above 0"},
+		{spec: "@every -5m", want: "is an interval of -5m0s: want one above 0"},
 		{spec: "0 9 * * * *", want: "is not a cron schedule: expected exactly 5 fields, found 6"},
 		{spec: "", want: "is not a cron schedule"},
 	} {

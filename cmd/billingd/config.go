@@ -469,6 +469,10 @@ func (c *Config) Validate() error {
 		bad("klavi.base_url", "%q must be an absolute http(s) URL", redact.URL(k.BaseURL))
 	} else if u.RawQuery != "" || u.Fragment != "" {
 		bad("klavi.base_url", "%q must not have a query or a fragment", redact.URL(k.BaseURL))
+	} else if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			bad("klavi.base_url", "%q: port %q is not a number in 1..65535", redact.URL(k.BaseURL), p)
+		}
 	}
 	if k.Timeout <= 0 {
 		bad("klavi.timeout", "must be more than 0")

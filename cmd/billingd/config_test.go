@@ -219,6 +219,8 @@ func TestLoadConfig_Errors(t *testing.T) {
 			`:2: scheduler.refresh_schedule: "CRON_TZ=UTC @every 5m" names a time zone (CRON_TZ=)`},
 		{"a schedule every two years", "scheduler:\n  poll_schedule: \"@every 17520h\"\n",
 			`:2: scheduler.poll_schedule: "@every 17520h" does not fire within a year`},
+		{"a base URL with a port out of range", "klavi:\n  base_url: \"http://127.0.0.1:99999\"\n",
+			`:2: klavi.base_url: "http://127.0.0.1:99999": port "99999" is not a number in 1..65535`},
 		{"a base URL with a query", "klavi:\n  base_url: \"https://api-sandbox.klavi.ai/?env=1\"\n",
 			`:2: klavi.base_url: "https://api-sandbox.klavi.ai/?env=xxxxx" must not have a query or a fragment`},
 		{"an app id the client refuses", "klavi:\n  app_id: \"..\"\n", `:2: klavi.app_id: id ".." is a relative path segment`},
